@@ -1,0 +1,56 @@
+//! # wsc-core
+//!
+//! The types every wsc crate shares: the [`MessageType`] of each frame, the
+//! [`WebSocketMessage`] itself, time ([`Timestamp`], the injectable
+//! [`Clock`], [`SystemClock`] and the test [`ManualClock`]), and the wire
+//! codec ([`parse_client_frame`], [`serialize`]) with the protocol's
+//! [`ErrorCode`]s and [`CloseCode`]s.
+//!
+//! It is deliberately small (serde, serde_json, thiserror, and tokio's timer
+//! for [`SystemClock::sleep`]) so that every component crate can depend on
+//! it without pulling in a server.
+//!
+//! ## Wire format
+//!
+//! One UTF-8 JSON object per text frame:
+//! `{"type": T, "payload": {...}, "message_id"?: str, "timestamp"?: unix-seconds,
+//! "user_id"?: str, "thread_id"?: str, "seq"?: int}`.
+//!
+//! ## Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use serde_json::json;
+//! use wsc_core::{parse_client_frame, serialize, Clock, ManualClock, MessageType, WebSocketMessage};
+//!
+//! // Time is injected: tests drive a ManualClock instead of sleeping.
+//! let clock = ManualClock::default();
+//! let sent_at = clock.now();
+//! clock.advance(Duration::from_millis(40));
+//!
+//! // Build a message, put it on the wire, read it back.
+//! let msg = WebSocketMessage::new(MessageType::UserMessage, json!({"content": "hi"}))
+//!     .with_message_id("m-1")
+//!     .with_timestamp(sent_at);
+//! let back = parse_client_frame(&serialize(&msg)).expect("a valid client frame");
+//! assert_eq!(back, msg);
+//! assert_eq!(clock.now().duration_since(sent_at), Duration::from_millis(40));
+//!
+//! // Bad input is a typed error with its protocol code, never a panic.
+//! let err = parse_client_frame(r#"{"type": "tool_completed"}"#).unwrap_err();
+//! assert_eq!(err.code(), "not_allowed");
+//! ```
+#![forbid(unsafe_code)]
+
+mod codec;
+mod message;
+mod message_type;
+mod time;
+
+pub use codec::{
+    CloseCode, DEFAULT_MAX_FRAME_BYTES, ErrorCode, FrameError, parse_client_frame,
+    parse_client_frame_with_limit, parse_server_frame, serialize,
+};
+pub use message::WebSocketMessage;
+pub use message_type::{Direction, MessageType, UnknownMessageType};
+pub use time::{Clock, ManualClock, SharedClock, SystemClock, Timestamp};

@@ -1,0 +1,66 @@
+//! # websocket-core
+//!
+//! The wsc facade. Code written against the old Python package
+//! `netra_backend.app.websocket_core` finds the same module paths, type names
+//! and method names here; new code can use the focused crates directly, which
+//! the facade also re-exports whole.
+//!
+//! | module | from | what |
+//! |---|---|---|
+//! | [`types`] | `wsc-core` | `MessageType`, `WebSocketMessage`, the codec |
+//! | [`time`] | `wsc-core` | `Timestamp`, `Clock`, `SystemClock`, `ManualClock` |
+//!
+//! The `event_monitor`, `performance_monitor_core`, `rate_limiter` and
+//! `reconnection_handler` modules arrive with their component crates.
+//!
+//! ## Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use serde_json::json;
+//! use websocket_core::time::{Clock, ManualClock};
+//! use websocket_core::types::{parse_client_frame, serialize, MessageType, WebSocketMessage};
+//!
+//! let clock = ManualClock::default();
+//! let msg = WebSocketMessage::new(MessageType::StartAgent, json!({"agent_name": "triage"}))
+//!     .with_user_id("user-1")
+//!     .with_timestamp(clock.now());
+//!
+//! // The wire value and the legacy name of a type.
+//! assert_eq!(msg.message_type.as_str(), "start_agent");
+//! assert_eq!(msg.message_type.legacy_name(), "START_AGENT");
+//! // Legacy alias strings still parse.
+//! assert_eq!("execute_agent".parse::<MessageType>(), Ok(MessageType::StartAgent));
+//!
+//! // Round trip through the codec.
+//! assert_eq!(parse_client_frame(&serialize(&msg)), Ok(msg));
+//!
+//! // Time is injected; a ManualClock's sleep advances it at once.
+//! let before = clock.now();
+//! # tokio_test_block_on(async {
+//! clock.sleep(Duration::from_secs(2)).await;
+//! # });
+//! assert_eq!(clock.now().duration_since(before), Duration::from_secs(2));
+//! assert_eq!(clock.sleeps(), vec![Duration::from_secs(2)]);
+//! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+//! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+pub use wsc_core;
+
+/// Message types, the message struct and the wire codec (legacy
+/// `websocket_core.types`).
+pub mod types {
+    pub use wsc_core::{
+        CloseCode, DEFAULT_MAX_FRAME_BYTES, Direction, ErrorCode, FrameError, MessageType,
+        UnknownMessageType, WebSocketMessage, parse_client_frame, parse_client_frame_with_limit,
+        parse_server_frame, serialize,
+    };
+}
+
+/// Time: timestamps and injectable clocks.
+pub mod time {
+    pub use wsc_core::{Clock, ManualClock, SharedClock, SystemClock, Timestamp};
+}
