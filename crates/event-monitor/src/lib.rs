@@ -1,20 +1,90 @@
 //! # wsc-event-monitor
 //!
 //! Tracks every agent run streamed over a WebSocket and proves it delivered
-//! its lifecycle events (`agent_started`, `agent_thinking`, `tool_executing`,
-//! `tool_completed`, `agent_completed`) completely and in order.
+//! its lifecycle events completely and in order, so that nothing goes
+//! silently missing.
 //!
-//! **Status:** the crate is being built; this release exposes no API yet.
-//! The public shape to come:
+//! An [`EventMonitor`] (legacy names [`ChatEventMonitor`],
+//! [`WebSocketEventMonitor`]) keeps one tracker per run. Each recorded event
+//! is checked live against the order rules; a broken rule is kept as a
+//! "silent failure" and published to [`subscribe`](EventMonitor::subscribe)rs.
 //!
-//! - `EventMonitor` (legacy names `ChatEventMonitor`, `WebSocketEventMonitor`),
-//!   one tracker per run keyed by session/run id in a `DashMap`, with
-//!   `new(config)` and `with_clock(config, clock)`;
-//! - live order checking (start first, thinking and tools inside the run, each
-//!   `tool_completed` matching an open `tool_executing`, completion last) with
-//!   violations kept as bounded "silent failures";
-//! - `validate_session_completion`, per-run timing metrics, timeouts, stale
-//!   runs, stuck tools, cleanup, and `check_health` rolling all of it up into
-//!   `HealthStatus` healthy / warning / critical / failed;
-//! - one `thiserror` error enum for the crate.
+//! ## Order rules
+//!
+//! 1. `agent_started` is the first event of a run; a second one is a violation.
+//! 2. `agent_thinking` and tool events only come between start and completion.
+//! 3. Every `tool_completed` closes an open `tool_executing`: the one with the
+//!    same `payload.tool_call_id` if the completion has one, else the one with
+//!    the same `payload.tool_name`, else the oldest open one.
+//! 4. `agent_completed` is last, no tool may still be open, nothing follows.
+//! 5. `error` / `agent_error` ends the run as failed.
+//!
+//! The legacy synonyms `agent_start`, `tool_execute`, `tool_complete` and
+//! `agent_complete` count as the events they stand for. A run that never
+//! ends is marked timed out by [`sweep`](EventMonitor::sweep) (or the
+//! background [`spawn_sweeper`](EventMonitor::spawn_sweeper)).
+//! [`check_health`](EventMonitor::check_health) rolls stale runs, stuck
+//! tools, violations and inter-event latency up into a [`HealthStatus`].
+//!
+//! ## Bounds
+//!
+//! At most `max_tracked_runs` runs (the run that ended first is evicted,
+//! else the least recently active), `max_events_per_run` stored events and
+//! violations per run (later ones are counted and checked, not stored), and
+//! `max_silent_failures` kept failures. See [`EventMonitorConfig`].
+//!
+//! ## Example
+//!
+//! ```
+//! use serde_json::json;
+//! use wsc_core::{ManualClock, MessageType, WebSocketMessage};
+//! use wsc_event_monitor::{AgentSession, EventMonitor, EventMonitorConfig, EventValidationError};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let clock = ManualClock::default();
+//! let monitor = EventMonitor::with_clock(EventMonitorConfig::default(), clock.shared());
+//! monitor.start_session_tracking("run-1", AgentSession::new("user-1")).await;
+//!
+//! for t in [MessageType::AgentStarted, MessageType::AgentThinking, MessageType::ToolExecuting] {
+//!     let msg = WebSocketMessage::new(t, json!({"tool_name": "search"}));
+//!     monitor.record_event("run-1", msg).await?;
+//! }
+//! // Two critical events never arrived.
+//! let err = monitor.validate_session_completion("run-1").await.unwrap_err();
+//! assert_eq!(err.to_string(), "missing critical events: TOOL_COMPLETED, AGENT_COMPLETED");
+//!
+//! for t in [MessageType::ToolCompleted, MessageType::AgentCompleted] {
+//!     let msg = WebSocketMessage::new(t, json!({"tool_name": "search"}));
+//!     monitor.record_event("run-1", msg).await?;
+//! }
+//! assert_eq!(monitor.validate_session_completion("run-1").await, Ok(true));
+//!
+//! // An event after completion is a violation, recorded live.
+//! monitor.record_event("run-1", WebSocketMessage::new(MessageType::AgentThinking, json!({}))).await?;
+//! assert!(matches!(
+//!     monitor.validate_session_completion("run-1").await,
+//!     Err(EventValidationError::OrderViolation { .. })
+//! ));
+//! assert_eq!(monitor.silent_failures().len(), 1);
+//! # Ok::<(), wsc_event_monitor::EventMonitorError>(())
+//! # }).unwrap();
+//! ```
 #![forbid(unsafe_code)]
+
+mod config;
+mod error;
+mod monitor;
+mod report;
+mod run;
+
+pub use config::{AgentSession, EventMonitorConfig};
+pub use error::{
+    EventMonitorError, EventValidationError, MissingCriticalEventError, OrderViolation,
+    SilentFailure, ViolationKind,
+};
+pub use monitor::{ChatEventMonitor, EventMonitor, SweeperHandle, WebSocketEventMonitor};
+pub use report::{
+    EventMetrics, EventTiming, EventTracker, HealthReport, HealthStatus, LatencySummary,
+    MonitorEvent, SweepReport,
+};
+pub use run::EventType;

@@ -9,9 +9,12 @@
 //! |---|---|---|
 //! | [`types`] | `wsc-core` | `MessageType`, `WebSocketMessage`, the codec |
 //! | [`time`] | `wsc-core` | `Timestamp`, `Clock`, `SystemClock`, `ManualClock` |
+//! | [`event_monitor`] | `wsc-event-monitor` | `ChatEventMonitor`, run validation, health |
 //!
-//! The `event_monitor`, `performance_monitor_core`, `rate_limiter` and
-//! `reconnection_handler` modules arrive with their component crates.
+//! The component crates are also re-exported whole: [`wsc_core`] and
+//! [`events`] (= `wsc_event_monitor`). The `performance_monitor_core`,
+//! `rate_limiter` and `reconnection_handler` modules arrive with their
+//! component crates.
 //!
 //! ## Example
 //!
@@ -49,6 +52,7 @@
 #![forbid(unsafe_code)]
 
 pub use wsc_core;
+pub use wsc_event_monitor as events;
 
 /// Message types, the message struct and the wire codec (legacy
 /// `websocket_core.types`).
@@ -63,4 +67,16 @@ pub mod types {
 /// Time: timestamps and injectable clocks.
 pub mod time {
     pub use wsc_core::{Clock, ManualClock, SharedClock, SystemClock, Timestamp};
+}
+
+/// Agent-run event tracking and validation (legacy
+/// `websocket_core.event_monitor`).
+pub mod event_monitor {
+    pub use wsc_event_monitor::{
+        AgentSession, ChatEventMonitor, EventMetrics, EventMonitor, EventMonitorConfig,
+        EventMonitorError, EventTiming, EventTracker, EventType, EventValidationError,
+        HealthReport, HealthStatus, LatencySummary, MissingCriticalEventError, MonitorEvent,
+        OrderViolation, SilentFailure, SweepReport, SweeperHandle, ViolationKind,
+        WebSocketEventMonitor,
+    };
 }

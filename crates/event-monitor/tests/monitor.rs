@@ -1,0 +1,350 @@
+//! EventMonitor behaviour: bounds, timeouts, health, the sweeper, concurrency.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use wsc_core::{Clock, ManualClock, MessageType as M, WebSocketMessage};
+use wsc_event_monitor::{
+    AgentSession, EventMonitor, EventMonitorConfig, EventMonitorError, EventValidationError,
+    HealthStatus, MonitorEvent, ViolationKind,
+};
+
+fn msg(t: M) -> WebSocketMessage {
+    WebSocketMessage::new(t, json!({}))
+}
+
+fn monitor(config: EventMonitorConfig) -> (Arc<EventMonitor>, ManualClock) {
+    let clock = ManualClock::default();
+    (
+        Arc::new(EventMonitor::with_clock(config, clock.shared())),
+        clock,
+    )
+}
+
+async fn full_run(m: &EventMonitor, id: &str) {
+    m.start_session_tracking(id, AgentSession::new("u")).await;
+    for t in M::CRITICAL_AGENT_EVENTS {
+        m.record_event(id, msg(t)).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn unknown_run_records_nothing() {
+    let (m, _) = monitor(EventMonitorConfig::default());
+    let err = m.record_event("ghost", msg(M::AgentStarted)).await;
+    assert_eq!(err, Err(EventMonitorError::UnknownSession("ghost".into())));
+    assert_eq!(m.session_count(), 0);
+    assert!(m.tracker("ghost").is_none());
+    assert_eq!(
+        m.validate_session_completion("ghost").await,
+        Err(EventValidationError::UnknownSession("ghost".into()))
+    );
+    assert!(m.get_session_metrics("ghost").await.is_none());
+    assert!(!m.mark_session_timeout("ghost").await);
+}
+
+#[tokio::test]
+async fn failed_runs_are_failed_not_complete() {
+    let (m, _) = monitor(EventMonitorConfig::default());
+    m.start_session_tracking("r", AgentSession::new("u")).await;
+    m.record_event("r", msg(M::AgentStarted)).await.unwrap();
+    m.record_event(
+        "r",
+        WebSocketMessage::new(M::Error, json!({"code": "internal", "message": "boom"})),
+    )
+    .await
+    .unwrap();
+    let t = m.tracker("r").unwrap();
+    assert!(t.is_failed && !t.is_complete);
+    assert_eq!(
+        m.validate_session_completion("r").await,
+        Err(EventValidationError::RunFailed {
+            session_id: "r".into(),
+            reason: "boom".into()
+        })
+    );
+}
+
+#[tokio::test]
+async fn per_run_cap_counts_but_does_not_store() {
+    let (m, _) = monitor(EventMonitorConfig {
+        max_events_per_run: 3,
+        ..Default::default()
+    });
+    full_run(&m, "r").await;
+    let t = m.tracker("r").unwrap();
+    assert_eq!(t.events_received.len(), 3);
+    assert_eq!(t.total_events, 5);
+    assert!(t.events_truncated);
+    // Unstored events were still checked: the run is complete and valid.
+    assert_eq!(m.validate_session_completion("r").await, Ok(true));
+    assert_eq!(m.get_session_metrics("r").await.unwrap().total_events, 5);
+}
+
+#[tokio::test]
+async fn eviction_takes_the_first_ended_run_then_the_least_active() {
+    let (m, clock) = monitor(EventMonitorConfig {
+        max_tracked_runs: 3,
+        ..Default::default()
+    });
+    m.start_session_tracking("active-old", AgentSession::new("u"))
+        .await;
+    clock.advance(Duration::from_secs(1));
+    full_run(&m, "done-1").await;
+    clock.advance(Duration::from_secs(1));
+    full_run(&m, "done-2").await;
+    clock.advance(Duration::from_secs(1));
+    m.start_session_tracking("new-1", AgentSession::new("u"))
+        .await;
+    assert_eq!(m.session_count(), 3);
+    assert!(m.tracker("done-1").is_none(), "first ended run goes first");
+    m.start_session_tracking("new-2", AgentSession::new("u"))
+        .await;
+    assert!(m.tracker("done-2").is_none());
+    // No ended run left: the least recently active goes.
+    m.start_session_tracking("new-3", AgentSession::new("u"))
+        .await;
+    assert!(m.tracker("active-old").is_none());
+    assert!(m.tracker("new-3").is_some());
+    assert_eq!(m.session_count(), 3);
+    assert_eq!(m.check_health().await.evicted_runs, 3);
+}
+
+#[tokio::test]
+async fn cleanup_removes_only_old_ended_runs() {
+    let (m, clock) = monitor(EventMonitorConfig::default());
+    full_run(&m, "old").await;
+    m.start_session_tracking("running", AgentSession::new("u"))
+        .await;
+    clock.advance(Duration::from_secs(120));
+    full_run(&m, "young").await;
+    assert_eq!(
+        m.cleanup_completed_sessions(Duration::from_secs(60)).await,
+        1
+    );
+    assert!(m.tracker("old").is_none());
+    assert!(m.tracker("young").is_some() && m.tracker("running").is_some());
+    assert_eq!(m.cleanup_completed_sessions(Duration::ZERO).await, 1);
+    assert_eq!(m.session_count(), 1);
+}
+
+#[tokio::test]
+async fn timeouts_check_and_mark() {
+    let (m, clock) = monitor(EventMonitorConfig::default());
+    m.start_session_tracking("r", AgentSession::new("u")).await;
+    m.record_event("r", msg(M::AgentStarted)).await.unwrap();
+    assert!(!m.check_session_timeout("r", Duration::from_secs(30)).await);
+    clock.advance(Duration::from_secs(31));
+    assert!(m.check_session_timeout("r", Duration::from_secs(30)).await);
+    assert!(!m.tracker("r").unwrap().is_timeout, "check does not mark");
+    assert!(m.mark_session_timeout("r").await);
+    assert!(!m.mark_session_timeout("r").await, "marked once");
+    assert!(m.tracker("r").unwrap().is_timeout);
+    // A completed run never times out.
+    full_run(&m, "done").await;
+    clock.advance(Duration::from_secs(3600));
+    assert!(
+        !m.check_session_timeout("done", Duration::from_secs(1))
+            .await
+    );
+    assert!(!m.mark_session_timeout("done").await);
+}
+
+#[tokio::test]
+async fn health_rolls_up_stale_stuck_and_violations() {
+    let (m, clock) = monitor(EventMonitorConfig::default());
+    assert_eq!(m.check_health().await.status, HealthStatus::Healthy);
+
+    full_run(&m, "ok").await;
+    assert_eq!(m.check_health().await.status, HealthStatus::Healthy);
+
+    // A stale run while another progresses: warning.
+    m.start_session_tracking("slow", AgentSession::new("u"))
+        .await;
+    m.record_event("slow", msg(M::AgentStarted)).await.unwrap();
+    clock.advance(Duration::from_secs(31));
+    m.start_session_tracking("fresh", AgentSession::new("u"))
+        .await;
+    m.record_event("fresh", msg(M::AgentStarted)).await.unwrap();
+    let h = m.check_health().await;
+    assert_eq!(h.status, HealthStatus::Warning, "{h:?}");
+    assert_eq!(h.stale_runs, 1);
+    // The 31 s gap shows in latency: avg/max/p95 over inter-event gaps.
+    assert_eq!(h.latency.max_ms, 0.0);
+
+    // A stuck tool: critical.
+    m.record_event("fresh", msg(M::ToolExecuting))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(20));
+    m.record_event("fresh", msg(M::AgentThinking))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(41));
+    m.record_event("fresh", msg(M::AgentThinking))
+        .await
+        .unwrap();
+    // "slow" is stale and "fresh" has a stuck tool; one run still progresses.
+    m.start_session_tracking("steady", AgentSession::new("u"))
+        .await;
+    m.record_event("steady", msg(M::AgentStarted))
+        .await
+        .unwrap();
+    let h = m.check_health().await;
+    assert_eq!(h.stuck_tools, 1);
+    assert_eq!(h.status, HealthStatus::Critical, "{h:?}");
+    assert_eq!(h.latency.max_ms, 41_000.0);
+
+    // Nothing progresses: failed.
+    clock.advance(Duration::from_secs(31));
+    let h = m.check_health().await;
+    assert_eq!(h.status, HealthStatus::Failed, "{h:?}");
+    assert!(!h.issues.is_empty());
+}
+
+#[tokio::test]
+async fn recent_violations_warn_then_go_critical_then_age_out() {
+    let (m, clock) = monitor(EventMonitorConfig::default());
+    full_run(&m, "r").await;
+    m.record_event("r", msg(M::AgentThinking)).await.unwrap();
+    assert_eq!(m.check_health().await.status, HealthStatus::Warning);
+    for _ in 0..9 {
+        m.record_event("r", msg(M::AgentThinking)).await.unwrap();
+    }
+    assert_eq!(m.check_health().await.status, HealthStatus::Critical);
+    clock.advance(Duration::from_secs(301));
+    let h = m.check_health().await;
+    assert_eq!(h.recent_silent_failures, 0);
+    assert_eq!(h.total_silent_failures, 10);
+    assert_eq!(h.status, HealthStatus::Healthy);
+}
+
+#[tokio::test]
+async fn silent_failures_are_bounded_and_published() {
+    let (m, _) = monitor(EventMonitorConfig {
+        max_silent_failures: 4,
+        ..Default::default()
+    });
+    let mut rx = m.subscribe();
+    m.start_session_tracking("r", AgentSession::new("u")).await;
+    for _ in 0..6 {
+        m.record_event("r", msg(M::AgentThinking)).await.unwrap();
+    }
+    let kept = m.silent_failures();
+    assert_eq!(kept.len(), 4);
+    assert_eq!(kept[0].violation.index, 2, "oldest dropped first");
+    assert!(kept[0].reason().contains("before agent_started"));
+    match rx.try_recv().unwrap() {
+        MonitorEvent::Violation(f) => {
+            assert_eq!(f.session_id, "r");
+            assert_eq!(f.violation.kind, ViolationKind::EventBeforeStart);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn sweep_times_out_evicts_and_reports_health_changes() {
+    let (m, clock) = monitor(EventMonitorConfig {
+        run_timeout: Duration::from_secs(60),
+        completed_max_age: Duration::from_secs(120),
+        ..Default::default()
+    });
+    let mut rx = m.subscribe();
+    m.start_session_tracking("hung", AgentSession::new("u"))
+        .await;
+    m.record_event("hung", msg(M::AgentStarted)).await.unwrap();
+    clock.advance(Duration::from_secs(61));
+    let report = m.sweep();
+    assert_eq!(report.timed_out, 1);
+    assert!(m.tracker("hung").unwrap().is_timeout);
+    assert_eq!(
+        rx.try_recv().unwrap(),
+        MonitorEvent::RunTimedOut {
+            session_id: "hung".into()
+        }
+    );
+    assert_eq!(
+        rx.try_recv().unwrap(),
+        MonitorEvent::HealthChanged {
+            previous: HealthStatus::Healthy,
+            current: report.health
+        }
+    );
+    clock.advance(Duration::from_secs(121));
+    let report = m.sweep();
+    assert_eq!(report.removed, 1);
+    assert_eq!(m.session_count(), 0);
+    assert_eq!(report.health, HealthStatus::Healthy);
+}
+
+#[tokio::test]
+async fn background_sweeper_runs_on_the_injected_clock() {
+    let (m, clock) = monitor(EventMonitorConfig {
+        run_timeout: Duration::from_secs(60),
+        sweep_interval: Duration::from_secs(5),
+        ..Default::default()
+    });
+    let mut rx = m.subscribe();
+    m.start_session_tracking("hung", AgentSession::new("u"))
+        .await;
+    let start = clock.now();
+    let sweeper = m.spawn_sweeper();
+    // The ManualClock's sleep advances time, so the sweeper reaches the
+    // timeout without any real waiting.
+    let event = loop {
+        match rx.recv().await.unwrap() {
+            e @ MonitorEvent::RunTimedOut { .. } => break e,
+            _ => continue,
+        }
+    };
+    sweeper.stop().await;
+    assert_eq!(
+        event,
+        MonitorEvent::RunTimedOut {
+            session_id: "hung".into()
+        }
+    );
+    let waited = clock.now().duration_since(start);
+    assert!(waited > Duration::from_secs(60), "{waited:?}");
+    assert!(clock.sleeps().iter().all(|d| *d == Duration::from_secs(5)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_runs_do_not_interfere() {
+    let (m, _) = monitor(EventMonitorConfig::default());
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let m = m.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = format!("run-{i}");
+            m.start_session_tracking(&id, AgentSession::new(format!("u{i}")))
+                .await;
+            m.record_event(&id, msg(M::AgentStarted)).await.unwrap();
+            for k in 0..50 {
+                let p = json!({"tool_call_id": format!("c{k}"), "tool_name": "search"});
+                m.record_event(&id, WebSocketMessage::new(M::AgentThinking, json!({})))
+                    .await
+                    .unwrap();
+                m.record_event(&id, WebSocketMessage::new(M::ToolExecuting, p.clone()))
+                    .await
+                    .unwrap();
+                tokio::task::yield_now().await;
+                m.record_event(&id, WebSocketMessage::new(M::ToolCompleted, p))
+                    .await
+                    .unwrap();
+            }
+            m.record_event(&id, msg(M::AgentCompleted)).await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for i in 0..32 {
+        let id = format!("run-{i}");
+        assert_eq!(m.validate_session_completion(&id).await, Ok(true), "{id}");
+        assert_eq!(m.tracker(&id).unwrap().total_events, 152);
+    }
+    assert!(m.silent_failures().is_empty());
+}
