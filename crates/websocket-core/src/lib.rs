@@ -10,11 +10,12 @@
 //! | [`types`] | `wsc-core` | `MessageType`, `WebSocketMessage`, the codec |
 //! | [`time`] | `wsc-core` | `Timestamp`, `Clock`, `SystemClock`, `ManualClock` |
 //! | [`event_monitor`] | `wsc-event-monitor` | `ChatEventMonitor`, run validation, health |
+//! | [`rate_limiter`] | `wsc-rate-limiter` | `WebSocketRateLimiter`, `AdaptiveRateLimiter`, `RateLimiter` |
 //!
-//! The component crates are also re-exported whole: [`wsc_core`] and
-//! [`events`] (= `wsc_event_monitor`). The `performance_monitor_core`,
-//! `rate_limiter` and `reconnection_handler` modules arrive with their
-//! component crates.
+//! The component crates are also re-exported whole: [`wsc_core`],
+//! [`events`] (= `wsc_event_monitor`) and [`rate_limit`] (=
+//! `wsc_rate_limiter`). The `performance_monitor_core` and
+//! `reconnection_handler` modules arrive with their component crates.
 //!
 //! ## Example
 //!
@@ -53,6 +54,7 @@
 
 pub use wsc_core;
 pub use wsc_event_monitor as events;
+pub use wsc_rate_limiter as rate_limit;
 
 /// Message types, the message struct and the wire codec (legacy
 /// `websocket_core.types`).
@@ -79,4 +81,18 @@ pub mod event_monitor {
         OrderViolation, SilentFailure, SweepReport, SweeperHandle, ViolationKind,
         WebSocketEventMonitor,
     };
+}
+
+/// Per-user message windows, connection caps and backoff (legacy
+/// `websocket_core.rate_limiter`).
+pub mod rate_limiter {
+    pub use wsc_rate_limiter::{
+        AdaptiveRateLimiter, CleanupHandle, ConnectionPermit, EndpointRateLimiter, FailurePolicy,
+        LimitKind, MemoryStore, RateLimitConfig, RateLimitExceeded, RateLimitExceededException,
+        RateLimitStore, StoreError, UserRateLimitState, WebSocketRateLimiter, WindowDecision,
+        WindowLimit, WindowRequest, check_rate_limit, normalize_identifier,
+    };
+
+    /// Legacy name of [`EndpointRateLimiter`]: limits keyed by (user, endpoint).
+    pub type RateLimiter = EndpointRateLimiter;
 }
