@@ -4,18 +4,78 @@
 //! distribution and throughput, raises alerts when they degrade, and exports
 //! it all in the Prometheus text format.
 //!
-//! **Status:** the crate is being built; this release exposes no API yet.
-//! The public shape to come:
+//! - **Latency**: now minus the message's `timestamp`, else minus
+//!   `payload.client_timestamp` (Unix seconds or RFC 3339); a message with
+//!   neither is counted without a sample, one from the future is counted as
+//!   clock skew. Samples go into a bounded log-linear histogram (4 KiB, p50,
+//!   p95, p99 within [`HISTOGRAM_RELATIVE_ERROR`] ≈ 1.6 %) and, with
+//!   `detailed_tracking`, a bounded ring of recent samples.
+//! - **Throughput** since tracking began, over a sliding window of 1 s
+//!   buckets, and its peak.
+//! - **Alerts** `high_latency`, `slow_connection`, `low_throughput` (after a
+//!   warm-up with traffic), `high_memory`, `high_cpu`, `high_error_rate`:
+//!   warning over the threshold, critical over twice it; one active alert per
+//!   connection and kind, updated in place, resolved once the metric stays
+//!   within the threshold for `alert_hysteresis`; a bounded history and a
+//!   [`subscribe`](PerformanceMonitor::subscribe) channel.
+//! - **Resources**: a [`ResourceSampler`], by default the real process's
+//!   resident memory and CPU.
+//! - **Reports** with a [`PerformanceRating`] and recommendations;
+//!   system-wide metrics with outliers; [`render_prometheus`](PerformanceMonitor::render_prometheus).
 //!
-//! - `PerformanceMonitor` (legacy name `WebSocketPerformanceMonitor`) with
-//!   `new(config)` and `with_clock(config, clock)`, per-connection state in a
-//!   `DashMap`;
-//! - a bounded latency histogram (p50/p95/p99/max), a bounded ring of recent
-//!   samples, sliding one-second throughput buckets with peak;
-//! - threshold alerts (one active alert per connection and kind, warning over
-//!   the threshold, critical over twice it, resolved with hysteresis) with a
-//!   subscription channel;
-//! - a `ResourceSampler` trait reading the real process's memory and CPU;
-//! - performance reports with ratings, system-wide metrics with outliers, and
-//!   `render_prometheus()`.
+//! ## Prometheus metrics
+//!
+//! Counters `wsc_messages_processed_total`, `wsc_bytes_total{direction}`,
+//! `wsc_connection_errors_total`, `wsc_latency_unmeasured_total{reason}`,
+//! `wsc_untracked_total`, `wsc_alerts_raised_total{kind}`; gauges
+//! `wsc_tracked_connections`, `wsc_active_connections`,
+//! `wsc_active_alerts{severity}`, `wsc_process_resident_memory_bytes`,
+//! `wsc_process_cpu_percent`; histogram `wsc_message_latency_seconds`
+//! (buckets 1 ms to 10 s).
+//!
+//! ## Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use serde_json::json;
+//! use wsc_core::{Clock, ManualClock, MessageType, WebSocketMessage};
+//! use wsc_perf_monitor::{AlertType, ConnectionInfo, PerformanceMonitor, PerformanceMonitorConfig};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let clock = ManualClock::default();
+//! let monitor = PerformanceMonitor::with_clock(PerformanceMonitorConfig::default(), clock.shared());
+//! monitor.start_connection_tracking("conn-1", ConnectionInfo::new("user-1")).await;
+//! clock.advance(Duration::from_millis(30));
+//! monitor.record_connection_established("conn-1").await;
+//!
+//! // A message sent 1.5 s ago: its latency is over the 1 s threshold.
+//! let sent = clock.now() - Duration::from_millis(1500);
+//! let msg = WebSocketMessage::new(MessageType::UserMessage, json!({})).with_timestamp(sent);
+//! monitor.record_message_processed("conn-1", &msg).await;
+//!
+//! let metrics = monitor.connection_metrics("conn-1").unwrap();
+//! assert_eq!(metrics.connection_time_ms, Some(30.0));
+//! assert_eq!(metrics.max_latency_ms, 1500.0);
+//! let alerts = monitor.get_active_alerts("conn-1").await;
+//! assert_eq!(alerts[0].alert_type, AlertType::HighLatency);
+//! assert!(monitor.render_prometheus().contains("wsc_message_latency_seconds_count 1"));
+//! # });
+//! ```
 #![forbid(unsafe_code)]
+
+mod config;
+mod histogram;
+mod monitor;
+mod prometheus;
+mod sampler;
+mod types;
+
+pub use config::{PerformanceMonitorConfig, PerformanceThresholds};
+pub use histogram::HISTOGRAM_RELATIVE_ERROR;
+pub use monitor::{EvaluatorHandle, PerformanceMonitor, WebSocketPerformanceMonitor};
+pub use sampler::{ProcessSampler, ResourceSampler, ResourceUsage, resident_memory_bytes};
+pub use types::{
+    AlertEvent, AlertSeverity, AlertType, ConnectionInfo, LatencyMeasurement, PerformanceAlert,
+    PerformanceMetrics, PerformanceOutlier, PerformanceRating, PerformanceReport, SystemMetrics,
+    ThroughputMetrics,
+};

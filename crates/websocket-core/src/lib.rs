@@ -11,11 +11,12 @@
 //! | [`time`] | `wsc-core` | `Timestamp`, `Clock`, `SystemClock`, `ManualClock` |
 //! | [`event_monitor`] | `wsc-event-monitor` | `ChatEventMonitor`, run validation, health |
 //! | [`rate_limiter`] | `wsc-rate-limiter` | `WebSocketRateLimiter`, `AdaptiveRateLimiter`, `RateLimiter` |
+//! | [`performance_monitor_core`] | `wsc-perf-monitor` | `WebSocketPerformanceMonitor`, alerts, reports |
 //!
 //! The component crates are also re-exported whole: [`wsc_core`],
-//! [`events`] (= `wsc_event_monitor`) and [`rate_limit`] (=
-//! `wsc_rate_limiter`). The `performance_monitor_core` and
-//! `reconnection_handler` modules arrive with their component crates.
+//! [`events`] (= `wsc_event_monitor`), [`rate_limit`] (= `wsc_rate_limiter`)
+//! and [`perf`] (= `wsc_perf_monitor`). The `reconnection_handler` module
+//! arrives with its component crate.
 //!
 //! ## Example
 //!
@@ -54,6 +55,7 @@
 
 pub use wsc_core;
 pub use wsc_event_monitor as events;
+pub use wsc_perf_monitor as perf;
 pub use wsc_rate_limiter as rate_limit;
 
 /// Message types, the message struct and the wire codec (legacy
@@ -95,4 +97,16 @@ pub mod rate_limiter {
 
     /// Legacy name of [`EndpointRateLimiter`]: limits keyed by (user, endpoint).
     pub type RateLimiter = EndpointRateLimiter;
+}
+
+/// Per-connection latency, throughput, alerts and reports (legacy
+/// `websocket_core.performance_monitor_core`).
+pub mod performance_monitor_core {
+    pub use wsc_perf_monitor::{
+        AlertEvent, AlertSeverity, AlertType, ConnectionInfo, EvaluatorHandle,
+        HISTOGRAM_RELATIVE_ERROR, LatencyMeasurement, PerformanceAlert, PerformanceMetrics,
+        PerformanceMonitor, PerformanceMonitorConfig, PerformanceOutlier, PerformanceRating,
+        PerformanceReport, PerformanceThresholds, ProcessSampler, ResourceSampler, ResourceUsage,
+        SystemMetrics, ThroughputMetrics, WebSocketPerformanceMonitor,
+    };
 }

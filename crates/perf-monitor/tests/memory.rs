@@ -1,0 +1,57 @@
+//! Bytes per tracked connection with the default configuration, measured
+//! with a counting global allocator (the `cap` crate): 10 000 connections,
+//! each with more messages (with ids) than the recent-sample ring holds.
+//! One test in this binary, so nothing else allocates meanwhile.
+
+use std::alloc::System;
+use std::time::Duration;
+
+use cap::Cap;
+use serde_json::json;
+use wsc_core::{ManualClock, MessageType, WebSocketMessage};
+use wsc_perf_monitor::{ConnectionInfo, PerformanceMonitor, PerformanceMonitorConfig};
+
+#[global_allocator]
+static ALLOCATOR: Cap<System> = Cap::new(System, usize::MAX);
+
+#[test]
+fn a_connection_costs_at_most_8_kib_with_the_default_config() {
+    const CONNECTIONS: usize = 10_000;
+    let ids: Vec<String> = (0..CONNECTIONS).map(|i| format!("conn-{i:06}")).collect();
+    let messages: Vec<WebSocketMessage> = (0..60)
+        .map(|i| {
+            WebSocketMessage::new(MessageType::Chat, json!({})).with_message_id(format!("m-{i:06}"))
+        })
+        .collect();
+    let clock = ManualClock::default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+
+    let before = ALLOCATOR.allocated();
+    let monitor =
+        PerformanceMonitor::with_clock(PerformanceMonitorConfig::default(), clock.shared());
+    rt.block_on(async {
+        for id in &ids {
+            monitor
+                .start_connection_tracking(id, ConnectionInfo::new("user"))
+                .await;
+            for m in &messages {
+                monitor
+                    .record_message_latency(id, m, Duration::from_millis(12))
+                    .await;
+            }
+        }
+    });
+    let after = ALLOCATOR.allocated();
+    let per_connection = (after - before) as f64 / CONNECTIONS as f64;
+    println!(
+        "measured {per_connection:.0} bytes per connection (fixed part by the monitor's own count: {})",
+        monitor.bytes_per_connection()
+    );
+    assert!(
+        per_connection <= 8192.0,
+        "{per_connection:.0} bytes per connection"
+    );
+    drop(monitor);
+}
