@@ -1,20 +1,82 @@
 //! # wsc-reconnection
 //!
 //! Lets a client that lost its WebSocket resume without losing or
-//! duplicating a single event, on any gateway node.
+//! duplicating a single event.
 //!
-//! **Status:** the crate is being built; this release exposes no API yet.
-//! The public shape to come:
+//! **Server side**, a [`SessionRegistry`] gives each session an id (128
+//! random bits), an epoch and a resume token (HMAC-SHA256 over session, user
+//! and epoch, verified in constant time). Every outbound frame is numbered
+//! (seq 1, 2, 3 ...) and kept in a [`ReplayBuffer`] bounded by count, bytes
+//! and age before it is delivered. A resume with `(session_id, token,
+//! last_seq)` answers exactly the frames after `last_seq`, then live frames
+//! with no gap and no duplicate — or an explicit [`NotResumedReason`], never
+//! a partial replay. Sessions and buffers live in a [`SessionStore`] (in
+//! memory by default) so several nodes can share them.
 //!
-//! - a session registry: per session an epoch, a resume token (HMAC over
-//!   session, user and epoch) and a replay buffer that numbers frames 1, 2,
-//!   3 ... and is bounded by count, bytes and age;
-//! - `resume(session_id, token, last_seq)` answering either exactly the frames
-//!   after `last_seq` or an explicit "not resumed" with a reason, never a
-//!   partial replay;
-//! - the legacy `WebSocketReconnectionHandler` (exponential backoff with
-//!   jitter, one attempt in flight per session, metrics, cleanup);
-//! - `ResilientClient`, a tokio-tungstenite client that reconnects and
-//!   resumes on its own;
-//! - an async, object-safe store trait, in memory by default.
+//! **The legacy handler** [`WebSocketReconnectionHandler`] retries a lost
+//! connection with exponential backoff and jitter ([`Backoff`]), one attempt
+//! in flight per session, and replays buffered frames to the new connection.
+//!
+//! ## Example
+//!
+//! ```
+//! use serde_json::json;
+//! use wsc_core::{MessageType, WebSocketMessage};
+//! use wsc_reconnection::{ResumeOutcome, ResumeRequest, SessionConfig, SessionRegistry};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let registry = SessionRegistry::new(SessionConfig::default());
+//! let mut first = registry.open("alice").await?;
+//! for t in [MessageType::AgentStarted, MessageType::AgentThinking, MessageType::AgentCompleted] {
+//!     registry.publish(&first.session_id, WebSocketMessage::new(t, json!({}))).await?;
+//! }
+//! // The client read seq 1, then lost its connection.
+//! assert_eq!(first.frames.recv().await.unwrap().seq, Some(1));
+//! registry.detach(&first.session_id, first.attachment).await?;
+//!
+//! let request = ResumeRequest {
+//!     session_id: first.session_id.clone(),
+//!     resume_token: first.resume_token.clone(),
+//!     last_seq: 1,
+//! };
+//! match registry.resume("alice", &request).await? {
+//!     ResumeOutcome::Resumed { replay, .. } => {
+//!         let seqs: Vec<_> = replay.iter().map(|m| m.seq.unwrap()).collect();
+//!         assert_eq!(seqs, [2, 3]);
+//!     }
+//!     ResumeOutcome::NotResumed { reason } => panic!("not resumed: {reason}"),
+//! }
+//! // Another user cannot resume it, even with the token.
+//! assert!(matches!(
+//!     registry.resume("mallory", &request).await?,
+//!     ResumeOutcome::NotResumed { .. }
+//! ));
+//! # Ok::<(), wsc_reconnection::SessionError>(())
+//! # }).unwrap();
+//! ```
 #![forbid(unsafe_code)]
+
+mod backoff;
+mod buffer;
+mod error;
+mod handler;
+mod registry;
+mod store;
+mod token;
+
+pub use backoff::{Backoff, Jitter, backoff_ceiling};
+pub use buffer::{
+    BufferLimits, BufferedFrame, OverflowPolicy, PushOutcome, ReplayBuffer, ReplayGap, is_critical,
+};
+pub use error::{SessionError, StoreError};
+pub use handler::{
+    MaxRetriesExceededException, MessageBuffer, ReconnectTransport, ReconnectionConfig,
+    ReconnectionError, ReconnectionMetrics, ReconnectionPhase, ReconnectionSession,
+    ReconnectionState, SessionRegistration, TransportError, WebSocketReconnectionHandler,
+};
+pub use registry::{
+    Attached, NotResumedReason, ResumeOutcome, ResumeRequest, SessionConfig, SessionRegistry,
+    SessionStart,
+};
+pub use store::{Appended, MemorySessionStore, SessionRecord, SessionStore};
+pub use token::{TokenSecret, new_session_id};

@@ -12,11 +12,11 @@
 //! | [`event_monitor`] | `wsc-event-monitor` | `ChatEventMonitor`, run validation, health |
 //! | [`rate_limiter`] | `wsc-rate-limiter` | `WebSocketRateLimiter`, `AdaptiveRateLimiter`, `RateLimiter` |
 //! | [`performance_monitor_core`] | `wsc-perf-monitor` | `WebSocketPerformanceMonitor`, alerts, reports |
+//! | [`reconnection_handler`] | `wsc-reconnection` | `WebSocketReconnectionHandler`, sessions, replay |
 //!
 //! The component crates are also re-exported whole: [`wsc_core`],
-//! [`events`] (= `wsc_event_monitor`), [`rate_limit`] (= `wsc_rate_limiter`)
-//! and [`perf`] (= `wsc_perf_monitor`). The `reconnection_handler` module
-//! arrives with its component crate.
+//! [`events`] (= `wsc_event_monitor`), [`rate_limit`] (= `wsc_rate_limiter`),
+//! [`perf`] (= `wsc_perf_monitor`) and [`resume`] (= `wsc_reconnection`).
 //!
 //! ## Example
 //!
@@ -57,6 +57,7 @@ pub use wsc_core;
 pub use wsc_event_monitor as events;
 pub use wsc_perf_monitor as perf;
 pub use wsc_rate_limiter as rate_limit;
+pub use wsc_reconnection as resume;
 
 /// Message types, the message struct and the wire codec (legacy
 /// `websocket_core.types`).
@@ -108,5 +109,17 @@ pub mod performance_monitor_core {
         PerformanceMonitor, PerformanceMonitorConfig, PerformanceOutlier, PerformanceRating,
         PerformanceReport, PerformanceThresholds, ProcessSampler, ResourceSampler, ResourceUsage,
         SystemMetrics, ThroughputMetrics, WebSocketPerformanceMonitor,
+    };
+}
+
+/// Reconnection with backoff, resumable sessions and replay (legacy
+/// `websocket_core.reconnection_handler`).
+pub mod reconnection_handler {
+    pub use wsc_reconnection::{
+        Attached, Backoff, BufferLimits, Jitter, MaxRetriesExceededException, MessageBuffer,
+        NotResumedReason, OverflowPolicy, ReconnectTransport, ReconnectionConfig,
+        ReconnectionError, ReconnectionMetrics, ReconnectionPhase, ReconnectionSession,
+        ReconnectionState, ReplayBuffer, ResumeOutcome, ResumeRequest, SessionConfig,
+        SessionRegistration, SessionRegistry, TransportError, WebSocketReconnectionHandler,
     };
 }

@@ -1,0 +1,33 @@
+//! The crate's errors.
+
+/// A failure of a [`SessionStore`](crate::SessionStore).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("session store error: {message}")]
+pub struct StoreError {
+    /// What went wrong.
+    pub message: String,
+}
+
+impl StoreError {
+    /// A store error with `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        StoreError {
+            message: message.into(),
+        }
+    }
+}
+
+/// An error from the [`SessionRegistry`](crate::SessionRegistry).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// No session has this id (never created, or expired and removed).
+    #[error("unknown session {0:?}")]
+    UnknownSession(String),
+    /// The registry holds `max_sessions` sessions; try again later.
+    #[error("session limit of {0} reached")]
+    TooManySessions(usize),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

@@ -1,0 +1,441 @@
+//! [`SessionRegistry`]: sessions, resume, and live delivery without gaps.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+use foldhash::fast::RandomState;
+use tokio::sync::{Mutex, mpsc};
+use wsc_core::{SharedClock, SystemClock, WebSocketMessage, serialize};
+
+use crate::buffer::{BufferLimits, ReplayGap};
+use crate::error::SessionError;
+use crate::handler::MessageBuffer;
+use crate::store::{MemorySessionStore, SessionRecord, SessionStore};
+use crate::token::{TokenSecret, new_session_id};
+
+/// Configuration of a [`SessionRegistry`].
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// Replay buffer bounds per session.
+    pub buffer: BufferLimits,
+    /// How long a lost session stays resumable (default 5 min).
+    pub session_ttl: Duration,
+    /// Sessions held at most (default 100 000); past it new sessions are
+    /// refused with [`SessionError::TooManySessions`].
+    pub max_sessions: usize,
+    /// Live frames queued per connection (default 256). A connection that
+    /// falls this far behind is detached (its receiver ends) and stays
+    /// resumable.
+    pub outbound_capacity: usize,
+    /// The resume-token secret (default: random per registry; nodes sharing
+    /// a store must share it).
+    pub secret: TokenSecret,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            buffer: BufferLimits::default(),
+            session_ttl: Duration::from_secs(300),
+            max_sessions: 100_000,
+            outbound_capacity: 256,
+            secret: TokenSecret::random(),
+        }
+    }
+}
+
+/// Why a resume was refused; the gateway sends it as `reason`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NotResumedReason {
+    /// The session was lost longer than the session TTL ago.
+    Expired,
+    /// No such session (never existed, or cleaned up).
+    UnknownSession,
+    /// The token does not verify for this session and user.
+    Unauthorized,
+    /// A frame after `last_seq` is gone (dropped by the buffer bounds).
+    Gap,
+    /// Continuity was lost since the token was issued, or `last_seq` is
+    /// beyond any frame this session sent.
+    EpochMismatch,
+}
+
+impl NotResumedReason {
+    /// The wire value: `expired`, `unknown_session`, `unauthorized`, `gap`,
+    /// `epoch_mismatch`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NotResumedReason::Expired => "expired",
+            NotResumedReason::UnknownSession => "unknown_session",
+            NotResumedReason::Unauthorized => "unauthorized",
+            NotResumedReason::Gap => "gap",
+            NotResumedReason::EpochMismatch => "epoch_mismatch",
+        }
+    }
+}
+
+impl fmt::Display for NotResumedReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A connection attached to a session: its ids, token, and the receiver of
+/// the session's live frames.
+#[derive(Debug)]
+pub struct Attached {
+    /// The session id (32 hex digits, 128 random bits).
+    pub session_id: String,
+    /// The user.
+    pub user_id: String,
+    /// The token to resume with.
+    pub resume_token: String,
+    /// The session's epoch.
+    pub epoch: u64,
+    /// Identifies this attachment for [`SessionRegistry::detach`].
+    pub attachment: u64,
+    /// Live frames published after the attach, in seq order. It ends when
+    /// another connection takes the session over or this one falls behind.
+    pub frames: mpsc::Receiver<Arc<WebSocketMessage>>,
+}
+
+/// The answer to a resume.
+#[derive(Debug)]
+pub enum ResumeOutcome {
+    /// Resumed: send `replay` (exactly the frames after `last_seq`), then
+    /// the live frames from `attached.frames`.
+    Resumed {
+        /// The attachment.
+        attached: Attached,
+        /// The missed frames, in order.
+        replay: Vec<Arc<WebSocketMessage>>,
+    },
+    /// Not resumed; nothing was changed.
+    NotResumed {
+        /// Why.
+        reason: NotResumedReason,
+    },
+}
+
+/// What a connection gets when it arrives: a resumed session, or a fresh
+/// one (with the reason a requested resume was refused).
+#[derive(Debug)]
+pub struct SessionStart {
+    /// The attachment.
+    pub attached: Attached,
+    /// Whether an existing session was resumed.
+    pub resumed: bool,
+    /// The frames to send before live ones (empty unless resumed).
+    pub replay: Vec<Arc<WebSocketMessage>>,
+    /// Why a requested resume was refused.
+    pub reason: Option<NotResumedReason>,
+}
+
+/// A resume request from a client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResumeRequest {
+    /// The session to resume.
+    pub session_id: String,
+    /// Its resume token.
+    pub resume_token: String,
+    /// The last seq the client received.
+    pub last_seq: u64,
+}
+
+#[derive(Debug, Default)]
+struct Live {
+    attachment: Option<(u64, mpsc::Sender<Arc<WebSocketMessage>>)>,
+}
+
+/// Server-side sessions: every outbound frame of a session is numbered
+/// (seq 1, 2, 3 ...) and buffered before it is delivered, so a client that
+/// lost its connection can resume with exactly the frames it missed.
+///
+/// **The live/replay race.** Publishing and resuming a session take the
+/// same per-session lock. A frame published before a resume's lock is in
+/// its replay; one published after goes to the new attachment's channel,
+/// which the connection reads only after sending the replay. So the client
+/// sees every frame once, in order, whatever the interleaving.
+pub struct SessionRegistry {
+    config: SessionConfig,
+    clock: SharedClock,
+    store: Arc<dyn SessionStore>,
+    live: DashMap<String, Arc<Mutex<Live>>, RandomState>,
+    next_attachment: AtomicU64,
+}
+
+impl fmt::Debug for SessionRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionRegistry")
+            .field("config", &self.config)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionRegistry {
+    /// A registry on the system clock with the in-memory store.
+    pub fn new(config: SessionConfig) -> Self {
+        Self::with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// As [`new`](Self::new), on `clock`.
+    pub fn with_clock(config: SessionConfig, clock: SharedClock) -> Self {
+        let store = Arc::new(MemorySessionStore::new(config.buffer, config.max_sessions));
+        Self::with_store(config, clock, store)
+    }
+
+    /// A registry over `store` (shared sessions across nodes).
+    pub fn with_store(
+        config: SessionConfig,
+        clock: SharedClock,
+        store: Arc<dyn SessionStore>,
+    ) -> Self {
+        SessionRegistry {
+            config,
+            clock,
+            store,
+            live: DashMap::with_hasher(RandomState::default()),
+            next_attachment: AtomicU64::new(1),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// Sessions held by the store.
+    pub async fn session_count(&self) -> Result<usize, SessionError> {
+        Ok(self.store.session_count().await?)
+    }
+
+    /// The stored record of a session.
+    pub async fn session(&self, session_id: &str) -> Result<Option<SessionRecord>, SessionError> {
+        Ok(self.store.get(session_id).await?)
+    }
+
+    fn live(&self, session_id: &str) -> Arc<Mutex<Live>> {
+        self.live
+            .entry(session_id.to_owned())
+            .or_default()
+            .value()
+            .clone()
+    }
+
+    fn attach(&self, live: &mut Live, record: &SessionRecord) -> Attached {
+        let (tx, rx) = mpsc::channel(self.config.outbound_capacity.max(1));
+        let attachment = self.next_attachment.fetch_add(1, Ordering::Relaxed);
+        // Replacing the sender ends the previous connection's receiver.
+        live.attachment = Some((attachment, tx));
+        Attached {
+            session_id: record.session_id.clone(),
+            user_id: record.user_id.clone(),
+            resume_token: self.config.secret.token(
+                &record.session_id,
+                &record.user_id,
+                record.epoch,
+            ),
+            epoch: record.epoch,
+            attachment,
+            frames: rx,
+        }
+    }
+
+    /// Opens a fresh session for `user_id`, attached.
+    pub async fn open(&self, user_id: &str) -> Result<Attached, SessionError> {
+        let record = SessionRecord {
+            session_id: new_session_id(),
+            user_id: user_id.to_owned(),
+            epoch: 1,
+            created_at: self.clock.now(),
+            detached_at: None,
+            last_seq: 0,
+        };
+        if !self.store.create(record.clone()).await? {
+            return Err(SessionError::TooManySessions(self.config.max_sessions));
+        }
+        let live = self.live(&record.session_id);
+        let mut live = live.lock().await;
+        Ok(self.attach(&mut live, &record))
+    }
+
+    /// Resumes a session for `user_id`: exactly the frames after
+    /// `last_seq`, then live frames; or an explicit reason, with nothing
+    /// changed. Checked in order: unknown session, token (for this session
+    /// and user), epoch, expiry, then that every frame after `last_seq` is
+    /// still buffered.
+    pub async fn resume(
+        &self,
+        user_id: &str,
+        request: &ResumeRequest,
+    ) -> Result<ResumeOutcome, SessionError> {
+        let not = |reason| Ok(ResumeOutcome::NotResumed { reason });
+        let Some(record) = self.store.get(&request.session_id).await? else {
+            return not(NotResumedReason::UnknownSession);
+        };
+        if record.user_id != user_id {
+            return not(NotResumedReason::Unauthorized);
+        }
+        let Some(token_epoch) =
+            self.config
+                .secret
+                .verify(&request.resume_token, &record.session_id, &record.user_id)
+        else {
+            return not(NotResumedReason::Unauthorized);
+        };
+        if token_epoch != record.epoch {
+            return not(NotResumedReason::EpochMismatch);
+        }
+        let now = self.clock.now();
+        if record
+            .detached_at
+            .is_some_and(|at| now.duration_since(at) > self.config.session_ttl)
+        {
+            return not(NotResumedReason::Expired);
+        }
+        let live = self.live(&record.session_id);
+        let mut live = live.lock().await;
+        // Under the session's lock: no frame can be published in between.
+        let Some(record) = self.store.get(&request.session_id).await? else {
+            return not(NotResumedReason::UnknownSession);
+        };
+        if token_epoch != record.epoch {
+            return not(NotResumedReason::EpochMismatch);
+        }
+        let replay = match self
+            .store
+            .replay_after(&record.session_id, request.last_seq)
+            .await?
+        {
+            None => return not(NotResumedReason::UnknownSession),
+            Some(Err(ReplayGap::Ahead)) => return not(NotResumedReason::EpochMismatch),
+            Some(Err(ReplayGap::Dropped)) => return not(NotResumedReason::Gap),
+            Some(Ok(frames)) => frames,
+        };
+        self.store.set_detached(&record.session_id, None).await?;
+        let attached = self.attach(&mut live, &record);
+        Ok(ResumeOutcome::Resumed { attached, replay })
+    }
+
+    /// What the gateway does for each connection: resume if asked and
+    /// possible, else open a fresh session (with the refusal's reason).
+    pub async fn start(
+        &self,
+        user_id: &str,
+        resume: Option<&ResumeRequest>,
+    ) -> Result<SessionStart, SessionError> {
+        let mut reason = None;
+        if let Some(request) = resume {
+            match self.resume(user_id, request).await? {
+                ResumeOutcome::Resumed { attached, replay } => {
+                    return Ok(SessionStart {
+                        attached,
+                        resumed: true,
+                        replay,
+                        reason: None,
+                    });
+                }
+                ResumeOutcome::NotResumed { reason: r } => reason = Some(r),
+            }
+        }
+        Ok(SessionStart {
+            attached: self.open(user_id).await?,
+            resumed: false,
+            replay: Vec::new(),
+            reason,
+        })
+    }
+
+    /// Numbers, buffers and delivers one frame of a session; returns its
+    /// seq. If the attached connection's queue is full, it is detached (its
+    /// receiver ends) and the session stays resumable.
+    ///
+    /// # Errors
+    /// [`SessionError::UnknownSession`]; store failures.
+    pub async fn publish(
+        &self,
+        session_id: &str,
+        message: WebSocketMessage,
+    ) -> Result<u64, SessionError> {
+        // The size on the wire, plus room for the seq the buffer adds.
+        let bytes = serialize(&message).len() + 28;
+        let live = self.live(session_id);
+        let mut live = live.lock().await;
+        let now = self.clock.now();
+        let Some(appended) = self
+            .store
+            .append(session_id, message.clone(), bytes, now)
+            .await?
+        else {
+            drop(live);
+            self.live.remove(session_id);
+            return Err(SessionError::UnknownSession(session_id.to_owned()));
+        };
+        let seq = appended.push.seq;
+        if let (Some((_, tx)), Some(frame)) = (&live.attachment, appended.push.frame) {
+            if tx.try_send(frame).is_err() {
+                // Full (a slow client) or closed: detach; frames stay buffered.
+                live.attachment = None;
+                self.store.set_detached(session_id, Some(now)).await?;
+            }
+        }
+        Ok(seq)
+    }
+
+    /// Detaches a connection (its socket closed). Only the current
+    /// attachment can detach: an old connection that closes after a resume
+    /// changes nothing. The session stays resumable for `session_ttl`.
+    pub async fn detach(&self, session_id: &str, attachment: u64) -> Result<(), SessionError> {
+        let Some(live) = self.live.get(session_id).map(|l| l.value().clone()) else {
+            return Ok(());
+        };
+        let mut live = live.lock().await;
+        if live
+            .attachment
+            .as_ref()
+            .is_some_and(|(a, _)| *a == attachment)
+        {
+            live.attachment = None;
+            self.store
+                .set_detached(session_id, Some(self.clock.now()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The client has every frame up to `seq`: they may leave the buffer.
+    pub async fn ack(&self, session_id: &str, seq: u64) -> Result<(), SessionError> {
+        Ok(self.store.ack(session_id, seq).await?)
+    }
+
+    /// Removes sessions detached longer than `session_ttl`; returns how many.
+    pub async fn cleanup_expired(&self) -> Result<usize, SessionError> {
+        let now = self.clock.now();
+        let ids = self.store.expired(now, self.config.session_ttl).await?;
+        let mut removed = 0;
+        for id in ids {
+            if self.store.remove(&id).await? {
+                removed += 1;
+            }
+            self.live.remove(&id);
+        }
+        Ok(removed)
+    }
+}
+
+#[async_trait]
+impl MessageBuffer for SessionRegistry {
+    /// The frames buffered in every session of the user (a failing store
+    /// yields none).
+    async fn get_buffered_messages(&self, user_id: &str) -> Vec<WebSocketMessage> {
+        self.store
+            .buffered_for_user(user_id)
+            .await
+            .unwrap_or_default()
+    }
+}

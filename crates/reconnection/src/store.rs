@@ -1,0 +1,221 @@
+//! [`SessionStore`]: where sessions and their replay buffers live.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+use foldhash::fast::RandomState;
+use wsc_core::{Timestamp, WebSocketMessage};
+
+use crate::buffer::{BufferLimits, PushOutcome, ReplayBuffer, ReplayGap};
+use crate::error::StoreError;
+
+/// A session as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The session id.
+    pub session_id: String,
+    /// Its user.
+    pub user_id: String,
+    /// Bumped whenever continuity is lost (a critical frame dropped).
+    pub epoch: u64,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When its connection was lost (`None` while attached).
+    pub detached_at: Option<Timestamp>,
+    /// The last seq given out.
+    pub last_seq: u64,
+}
+
+/// What appending a frame did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Appended {
+    /// The buffer's push outcome (seq, drops).
+    pub push: PushOutcome,
+    /// The session's epoch after the append (bumped if a critical frame
+    /// was dropped).
+    pub epoch: u64,
+}
+
+/// Sessions and replay buffers, so several nodes can share them (the Redis
+/// store implements this). Every method is one atomic step on one session;
+/// the [`SessionRegistry`](crate::SessionRegistry) orders the steps of one
+/// session on a node.
+#[async_trait]
+pub trait SessionStore: Send + Sync + std::fmt::Debug {
+    /// Stores a new session (attached, epoch and seq from `record`).
+    /// Returns `false` if the store is full.
+    async fn create(&self, record: SessionRecord) -> Result<bool, StoreError>;
+
+    /// The session, or `None`.
+    async fn get(&self, session_id: &str) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Numbers and buffers a frame (its `seq` is set). Dropping a critical
+    /// frame bumps the epoch. `None` if the session is unknown.
+    async fn append(
+        &self,
+        session_id: &str,
+        message: WebSocketMessage,
+        bytes: usize,
+        now: Timestamp,
+    ) -> Result<Option<Appended>, StoreError>;
+
+    /// Exactly the frames after `last_seq`, or why not; `None` if unknown.
+    async fn replay_after(
+        &self,
+        session_id: &str,
+        last_seq: u64,
+    ) -> Result<Option<Result<Vec<Arc<WebSocketMessage>>, ReplayGap>>, StoreError>;
+
+    /// Drops frames up to `seq` (the client has them).
+    async fn ack(&self, session_id: &str, seq: u64) -> Result<(), StoreError>;
+
+    /// Records the session as attached (`None`) or detached since a time.
+    async fn set_detached(
+        &self,
+        session_id: &str,
+        detached_at: Option<Timestamp>,
+    ) -> Result<(), StoreError>;
+
+    /// Removes a session; returns whether it existed.
+    async fn remove(&self, session_id: &str) -> Result<bool, StoreError>;
+
+    /// Ids of sessions detached for longer than `ttl` at `now`.
+    async fn expired(&self, now: Timestamp, ttl: Duration) -> Result<Vec<String>, StoreError>;
+
+    /// The frames buffered in every session of a user, oldest session first.
+    async fn buffered_for_user(&self, user_id: &str) -> Result<Vec<WebSocketMessage>, StoreError>;
+
+    /// Sessions held.
+    async fn session_count(&self) -> Result<usize, StoreError>;
+}
+
+#[derive(Debug)]
+struct Stored {
+    record: SessionRecord,
+    buffer: ReplayBuffer,
+}
+
+/// The in-memory store: a `DashMap` of sessions, each with its
+/// [`ReplayBuffer`], at most `max_sessions` of them.
+#[derive(Debug)]
+pub struct MemorySessionStore {
+    sessions: DashMap<String, Mutex<Stored>, RandomState>,
+    limits: BufferLimits,
+    max_sessions: usize,
+}
+
+impl MemorySessionStore {
+    /// A store of at most `max_sessions` sessions with buffers bounded by
+    /// `limits`.
+    pub fn new(limits: BufferLimits, max_sessions: usize) -> Self {
+        MemorySessionStore {
+            sessions: DashMap::with_hasher(RandomState::default()),
+            limits,
+            max_sessions,
+        }
+    }
+
+    fn with<T>(&self, id: &str, f: impl FnOnce(&mut Stored) -> T) -> Option<T> {
+        let entry = self.sessions.get(id)?;
+        let mut stored = entry.lock().unwrap_or_else(|p| p.into_inner());
+        Some(f(&mut stored))
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemorySessionStore {
+    async fn create(&self, record: SessionRecord) -> Result<bool, StoreError> {
+        if self.sessions.len() >= self.max_sessions {
+            return Ok(false);
+        }
+        let buffer = ReplayBuffer::starting_at(self.limits, record.last_seq + 1);
+        self.sessions.insert(
+            record.session_id.clone(),
+            Mutex::new(Stored { record, buffer }),
+        );
+        Ok(true)
+    }
+
+    async fn get(&self, session_id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        Ok(self.with(session_id, |s| s.record.clone()))
+    }
+
+    async fn append(
+        &self,
+        session_id: &str,
+        message: WebSocketMessage,
+        bytes: usize,
+        now: Timestamp,
+    ) -> Result<Option<Appended>, StoreError> {
+        Ok(self.with(session_id, |s| {
+            let push = s.buffer.push(message, bytes, now);
+            s.record.last_seq = push.seq;
+            if push.dropped_critical {
+                s.record.epoch += 1;
+            }
+            Appended {
+                push,
+                epoch: s.record.epoch,
+            }
+        }))
+    }
+
+    async fn replay_after(
+        &self,
+        session_id: &str,
+        last_seq: u64,
+    ) -> Result<Option<Result<Vec<Arc<WebSocketMessage>>, ReplayGap>>, StoreError> {
+        Ok(self.with(session_id, |s| s.buffer.replay_after(last_seq)))
+    }
+
+    async fn ack(&self, session_id: &str, seq: u64) -> Result<(), StoreError> {
+        self.with(session_id, |s| s.buffer.ack(seq));
+        Ok(())
+    }
+
+    async fn set_detached(
+        &self,
+        session_id: &str,
+        detached_at: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        self.with(session_id, |s| s.record.detached_at = detached_at);
+        Ok(())
+    }
+
+    async fn remove(&self, session_id: &str) -> Result<bool, StoreError> {
+        Ok(self.sessions.remove(session_id).is_some())
+    }
+
+    async fn expired(&self, now: Timestamp, ttl: Duration) -> Result<Vec<String>, StoreError> {
+        let mut ids = Vec::new();
+        for entry in self.sessions.iter() {
+            let s = entry.value().lock().unwrap_or_else(|p| p.into_inner());
+            if s.record
+                .detached_at
+                .is_some_and(|at| now.duration_since(at) > ttl)
+            {
+                ids.push(entry.key().clone());
+            }
+        }
+        Ok(ids)
+    }
+
+    async fn buffered_for_user(&self, user_id: &str) -> Result<Vec<WebSocketMessage>, StoreError> {
+        let mut sessions: Vec<(Timestamp, Vec<WebSocketMessage>)> = Vec::new();
+        for entry in self.sessions.iter() {
+            let s = entry.value().lock().unwrap_or_else(|p| p.into_inner());
+            if s.record.user_id == user_id {
+                let frames = s.buffer.frames().map(|f| (*f.message).clone()).collect();
+                sessions.push((s.record.created_at, frames));
+            }
+        }
+        sessions.sort_by_key(|(at, _)| *at);
+        Ok(sessions.into_iter().flat_map(|(_, f)| f).collect())
+    }
+
+    async fn session_count(&self) -> Result<usize, StoreError> {
+        Ok(self.sessions.len())
+    }
+}

@@ -1,0 +1,361 @@
+//! SessionRegistry: every refusal reason, attachment rules, slow consumers,
+//! cleanup, the live/replay race, and replay exactness against a model.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use serde_json::json;
+use wsc_core::{ManualClock, MessageType, WebSocketMessage};
+use wsc_reconnection::{
+    Attached, BufferLimits, NotResumedReason, OverflowPolicy, ResumeOutcome, ResumeRequest,
+    SessionConfig, SessionRegistry, TokenSecret,
+};
+
+fn frame(t: MessageType) -> WebSocketMessage {
+    WebSocketMessage::new(t, json!({"run_id": "r"}))
+}
+
+fn registry(config: SessionConfig) -> (SessionRegistry, ManualClock) {
+    let clock = ManualClock::default();
+    (SessionRegistry::with_clock(config, clock.shared()), clock)
+}
+
+fn request(a: &Attached, last_seq: u64) -> ResumeRequest {
+    ResumeRequest {
+        session_id: a.session_id.clone(),
+        resume_token: a.resume_token.clone(),
+        last_seq,
+    }
+}
+
+async fn reason(r: &SessionRegistry, user: &str, req: &ResumeRequest) -> Option<NotResumedReason> {
+    match r.resume(user, req).await.unwrap() {
+        ResumeOutcome::Resumed { .. } => None,
+        ResumeOutcome::NotResumed { reason } => Some(reason),
+    }
+}
+
+#[tokio::test]
+async fn every_refusal_reason_and_nothing_disturbed() {
+    let (r, clock) = registry(SessionConfig {
+        buffer: BufferLimits {
+            max_frames: 3,
+            policy: OverflowPolicy::DropLowPriority,
+            ..Default::default()
+        },
+        session_ttl: Duration::from_secs(60),
+        ..Default::default()
+    });
+    let a = r.open("alice").await.unwrap();
+    for _ in 0..3 {
+        r.publish(&a.session_id, frame(MessageType::AgentProgress))
+            .await
+            .unwrap();
+    }
+    let unknown = ResumeRequest {
+        session_id: "0".repeat(32),
+        ..request(&a, 0)
+    };
+    assert_eq!(
+        reason(&r, "alice", &unknown).await,
+        Some(NotResumedReason::UnknownSession)
+    );
+    let forged = ResumeRequest {
+        resume_token: TokenSecret::random().token(&a.session_id, "alice", 1),
+        ..request(&a, 0)
+    };
+    assert_eq!(
+        reason(&r, "alice", &forged).await,
+        Some(NotResumedReason::Unauthorized)
+    );
+    assert_eq!(
+        reason(&r, "bob", &request(&a, 0)).await,
+        Some(NotResumedReason::Unauthorized)
+    );
+    assert_eq!(
+        reason(&r, "alice", &request(&a, 9)).await,
+        Some(NotResumedReason::EpochMismatch)
+    );
+    // A fourth frame pushes seq 1 out: a replay after 0 would skip it.
+    r.publish(&a.session_id, frame(MessageType::AgentProgress))
+        .await
+        .unwrap();
+    assert_eq!(
+        reason(&r, "alice", &request(&a, 0)).await,
+        Some(NotResumedReason::Gap)
+    );
+    // None of that disturbed the session: the attachment still gets frames.
+    let mut a = a;
+    let seqs: Vec<u64> = std::iter::from_fn(|| a.frames.try_recv().ok())
+        .map(|m| m.seq.unwrap())
+        .collect();
+    assert_eq!(seqs, [1, 2, 3, 4]);
+    // Expired after the TTL.
+    r.detach(&a.session_id, a.attachment).await.unwrap();
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(
+        reason(&r, "alice", &request(&a, 4)).await,
+        Some(NotResumedReason::Expired)
+    );
+    assert_eq!(r.cleanup_expired().await.unwrap(), 1);
+    assert_eq!(
+        reason(&r, "alice", &request(&a, 4)).await,
+        Some(NotResumedReason::UnknownSession)
+    );
+}
+
+#[tokio::test]
+async fn losing_a_critical_frame_changes_the_epoch() {
+    let (r, _) = registry(SessionConfig {
+        buffer: BufferLimits {
+            max_frames: 2,
+            policy: OverflowPolicy::DropOldest,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let a = r.open("alice").await.unwrap();
+    for t in [
+        MessageType::AgentStarted,
+        MessageType::AgentThinking,
+        MessageType::ToolExecuting,
+    ] {
+        r.publish(&a.session_id, frame(t)).await.unwrap();
+    }
+    assert_eq!(r.session(&a.session_id).await.unwrap().unwrap().epoch, 2);
+    assert_eq!(
+        reason(&r, "alice", &request(&a, 3)).await,
+        Some(NotResumedReason::EpochMismatch)
+    );
+}
+
+#[tokio::test]
+async fn a_stale_connection_cannot_detach_the_new_one() {
+    let (r, _) = registry(SessionConfig::default());
+    let old = r.open("alice").await.unwrap();
+    let ResumeOutcome::Resumed {
+        attached: mut new, ..
+    } = r.resume("alice", &request(&old, 0)).await.unwrap()
+    else {
+        panic!("resume refused");
+    };
+    r.detach(&old.session_id, old.attachment).await.unwrap();
+    r.publish(&new.session_id, frame(MessageType::AgentStarted))
+        .await
+        .unwrap();
+    assert_eq!(new.frames.recv().await.unwrap().seq, Some(1));
+    assert!(
+        r.session(&new.session_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .detached_at
+            .is_none()
+    );
+    // The old attachment's receiver ended when the new one took over.
+    let mut old = old;
+    assert!(old.frames.recv().await.is_none());
+}
+
+#[tokio::test]
+async fn a_slow_client_is_detached_but_stays_resumable() {
+    let (r, _) = registry(SessionConfig {
+        outbound_capacity: 4,
+        ..Default::default()
+    });
+    let mut a = r.open("alice").await.unwrap();
+    for _ in 0..10 {
+        r.publish(&a.session_id, frame(MessageType::AgentThinking))
+            .await
+            .unwrap();
+    }
+    let mut got = Vec::new();
+    while let Some(m) = a.frames.recv().await {
+        got.push(m.seq.unwrap());
+    }
+    assert_eq!(got, [1, 2, 3, 4], "queue of 4, then detached");
+    let ResumeOutcome::Resumed { replay, .. } = r.resume("alice", &request(&a, 4)).await.unwrap()
+    else {
+        panic!("resume refused");
+    };
+    assert_eq!(
+        replay.iter().map(|m| m.seq.unwrap()).collect::<Vec<_>>(),
+        (5..=10).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn acks_trim_the_buffer() {
+    let (r, _) = registry(SessionConfig::default());
+    let a = r.open("alice").await.unwrap();
+    for _ in 0..5 {
+        r.publish(&a.session_id, frame(MessageType::AgentThinking))
+            .await
+            .unwrap();
+    }
+    r.ack(&a.session_id, 3).await.unwrap();
+    assert_eq!(
+        reason(&r, "alice", &request(&a, 2)).await,
+        Some(NotResumedReason::Gap)
+    );
+    let ResumeOutcome::Resumed { replay, .. } = r.resume("alice", &request(&a, 3)).await.unwrap()
+    else {
+        panic!("resume refused");
+    };
+    assert_eq!(replay.len(), 2);
+}
+
+/// Frames published while clients drop and resume reach them after the
+/// replay with no gap and no duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_and_replay_race_loses_nothing() {
+    const FRAMES: u64 = 3_000;
+    let r = Arc::new(SessionRegistry::new(SessionConfig {
+        buffer: BufferLimits {
+            max_frames: 10_000,
+            ..Default::default()
+        },
+        ..Default::default()
+    }));
+    let first = r.open("alice").await.unwrap();
+    let session_id = first.session_id.clone();
+    let publisher = tokio::spawn({
+        let (r, id) = (r.clone(), session_id.clone());
+        async move {
+            for i in 0..FRAMES {
+                r.publish(&id, frame(MessageType::AgentThinking))
+                    .await
+                    .unwrap();
+                if i % 50 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+    });
+    let mut seen: Vec<u64> = Vec::new();
+    let mut attached = first;
+    let mut round = 0u64;
+    while seen.last().copied().unwrap_or(0) < FRAMES {
+        round += 1;
+        // Read a few live frames, then drop the connection abruptly.
+        for _ in 0..(round % 7) * 20 {
+            match tokio::time::timeout(Duration::from_millis(50), attached.frames.recv()).await {
+                Ok(Some(m)) => seen.push(m.seq.unwrap()),
+                _ => break,
+            }
+        }
+        let last = seen.last().copied().unwrap_or(0);
+        let req = request(&attached, last);
+        r.detach(&attached.session_id, attached.attachment)
+            .await
+            .unwrap();
+        match r.resume("alice", &req).await.unwrap() {
+            ResumeOutcome::Resumed {
+                attached: next,
+                replay,
+            } => {
+                seen.extend(replay.iter().map(|m| m.seq.unwrap()));
+                attached = next;
+            }
+            ResumeOutcome::NotResumed { reason } => panic!("refused: {reason}"),
+        }
+    }
+    publisher.await.unwrap();
+    assert!(round > 3);
+    assert_eq!(seen, (1..=FRAMES).collect::<Vec<_>>());
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Publish(u8),
+    Read(u8),
+    Disconnect,
+    Resume,
+    Ack,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (1u8..6).prop_map(Op::Publish),
+        3 => (1u8..6).prop_map(Op::Read),
+        1 => Just(Op::Disconnect),
+        2 => Just(Op::Resume),
+        1 => Just(Op::Ack),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Random interleavings of publish, read, disconnect, resume and ack
+    /// with a small buffer: a resume succeeds exactly when the model says
+    /// every frame after last_seq is still held (the buffer keeps the newest
+    /// `cap` unacked frames), and what the client observes is always 1..n.
+    #[test]
+    fn replay_is_exact_against_the_model(cap in 1usize..8, ops in prop::collection::vec(op(), 1..60)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let (r, _) = registry(SessionConfig {
+                buffer: BufferLimits { max_frames: cap, policy: OverflowPolicy::DropOldest, ..Default::default() },
+                outbound_capacity: 1_000,
+                ..Default::default()
+            });
+            let mut a = r.open("u").await.unwrap();
+            let mut connected = true;
+            let (mut published, mut acked) = (0u64, 0u64);
+            let mut seen: Vec<u64> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Publish(n) => for _ in 0..n {
+                        r.publish(&a.session_id, frame(MessageType::AgentProgress)).await.unwrap();
+                        published += 1;
+                    },
+                    Op::Read(n) => if connected {
+                        for _ in 0..n {
+                            match a.frames.try_recv() {
+                                Ok(m) => seen.push(m.seq.unwrap()),
+                                Err(_) => break,
+                            }
+                        }
+                    },
+                    Op::Disconnect => {
+                        r.detach(&a.session_id, a.attachment).await.unwrap();
+                        connected = false;
+                    }
+                    Op::Ack => {
+                        let last = seen.last().copied().unwrap_or(0);
+                        r.ack(&a.session_id, last).await.unwrap();
+                        acked = acked.max(last);
+                    }
+                    Op::Resume => {
+                        let last = seen.last().copied().unwrap_or(0);
+                        let held_from = acked.max(published.saturating_sub(cap as u64));
+                        let model_ok = last >= held_from;
+                        match r.resume("u", &request(&a, last)).await.unwrap() {
+                            ResumeOutcome::Resumed { attached, replay } => {
+                                prop_assert!(model_ok, "resumed but frames after {} are gone", last);
+                                seen.extend(replay.iter().map(|m| m.seq.unwrap()));
+                                a = attached;
+                                connected = true;
+                            }
+                            ResumeOutcome::NotResumed { reason } => {
+                                prop_assert!(!model_ok, "refused ({}) though the model holds them", reason);
+                                prop_assert_eq!(reason, NotResumedReason::Gap);
+                                // Start over with a fresh session.
+                                a = r.open("u").await.unwrap();
+                                connected = true;
+                                published = 0;
+                                acked = 0;
+                                seen.clear();
+                            }
+                        }
+                    }
+                }
+                let expected: Vec<u64> = (1..=seen.len() as u64).collect();
+                prop_assert_eq!(&seen, &expected);
+            }
+            Ok(())
+        })?;
+    }
+}
