@@ -13,6 +13,10 @@
 //! a partial replay. Sessions and buffers live in a [`SessionStore`] (in
 //! memory by default) so several nodes can share them.
 //!
+//! **Client side**, [`ResilientClient`] (tokio-tungstenite) tracks the last
+//! seq it received, reconnects with jittered backoff on any loss, resumes,
+//! and drops duplicates by seq.
+//!
 //! **The legacy handler** [`WebSocketReconnectionHandler`] retries a lost
 //! connection with exponential backoff and jitter ([`Backoff`]), one attempt
 //! in flight per session, and replays buffered frames to the new connection.
@@ -58,6 +62,7 @@
 
 mod backoff;
 mod buffer;
+mod client;
 mod error;
 mod handler;
 mod registry;
@@ -68,6 +73,7 @@ pub use backoff::{Backoff, Jitter, backoff_ceiling};
 pub use buffer::{
     BufferLimits, BufferedFrame, OverflowPolicy, PushOutcome, ReplayBuffer, ReplayGap, is_critical,
 };
+pub use client::{ClientConfig, ClientEvent, ClientStats, ConnectionOutcome, ResilientClient};
 pub use error::{SessionError, StoreError};
 pub use handler::{
     MaxRetriesExceededException, MessageBuffer, ReconnectTransport, ReconnectionConfig,

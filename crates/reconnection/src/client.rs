@@ -1,0 +1,395 @@
+//! [`ResilientClient`]: a WebSocket client that reconnects and resumes on
+//! its own, delivering every frame once and in order.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::{SinkExt, Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use wsc_core::{MessageType, WebSocketMessage, parse_server_frame, serialize};
+
+use crate::backoff::{Backoff, Jitter};
+
+/// How a [`ResilientClient`] connects and retries.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// The gateway's WebSocket URL, e.g. `ws://127.0.0.1:8765/ws`.
+    pub url: String,
+    /// Query parameters sent on every connection (e.g. `user_id` or `token`).
+    pub query: Vec<(String, String)>,
+    /// The first backoff ceiling (default 100 ms).
+    pub initial_retry_delay: Duration,
+    /// The largest backoff ceiling (default 5 s).
+    pub max_retry_delay: Duration,
+    /// Growth per failed try (default 2.0).
+    pub backoff_multiplier: f64,
+    /// Jitter (default full).
+    pub jitter: Jitter,
+    /// Consecutive failed connection tries before giving up (default 10).
+    pub max_retries: u32,
+    /// Longest wait for a connection and its `connection_established` (default 10 s).
+    pub connect_timeout: Duration,
+    /// Acknowledge received frames every this many (default 64; 0: never).
+    pub ack_every: u64,
+}
+
+impl ClientConfig {
+    /// A configuration for `url` with default retries.
+    pub fn new(url: impl Into<String>) -> Self {
+        ClientConfig {
+            url: url.into(),
+            query: Vec::new(),
+            initial_retry_delay: Duration::from_millis(100),
+            max_retry_delay: Duration::from_secs(5),
+            backoff_multiplier: 2.0,
+            jitter: Jitter::Full,
+            max_retries: 10,
+            connect_timeout: Duration::from_secs(10),
+            ack_every: 64,
+        }
+    }
+
+    /// Adds a query parameter.
+    pub fn with_query(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.query.push((key.into(), value.into()));
+        self
+    }
+}
+
+/// The outcome of one (re)connection, from `connection_established`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionOutcome {
+    /// The session now attached.
+    pub session_id: String,
+    /// Its epoch.
+    pub epoch: u64,
+    /// Whether the previous session was resumed.
+    pub resumed: bool,
+    /// Frames the server replays before live ones.
+    pub replayed: u64,
+    /// Why a requested resume was refused.
+    pub reason: Option<String>,
+    /// Whether a resume was asked for.
+    pub resume_requested: bool,
+}
+
+/// What a [`ResilientClient`] yields.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClientEvent {
+    /// A (re)connection was established.
+    Connected(ConnectionOutcome),
+    /// A frame: numbered frames exactly once, in order; unnumbered frames
+    /// (`pong`, `ack`, `error`) as they come.
+    Frame(WebSocketMessage),
+    /// The connection was lost; the client is reconnecting.
+    Disconnected {
+        /// What happened.
+        reason: String,
+    },
+    /// The client gave up after `max_retries` failed tries; the stream ends.
+    GaveUp {
+        /// The last failure.
+        reason: String,
+    },
+}
+
+/// Counters of a client's life.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Connections established.
+    pub connections: u64,
+    /// Resumes the server accepted.
+    pub resumes: u64,
+    /// Resumes the server refused (a fresh session was started).
+    pub resumes_refused: u64,
+    /// Numbered frames received twice and dropped.
+    pub duplicates_dropped: u64,
+    /// Times a numbered frame skipped ahead (the client reconnected to
+    /// resume from its last seq).
+    pub gaps_detected: u64,
+    /// The last seq received in the current session.
+    pub last_seq: u64,
+}
+
+enum Command {
+    Send(WebSocketMessage),
+    Drop,
+    Close,
+}
+
+/// A client that connects to a wsc gateway, tracks the last seq it
+/// received, and on any loss reconnects with jittered backoff and resumes —
+/// dropping duplicates by seq, so its [`Stream`] yields every numbered frame
+/// exactly once, in order.
+///
+/// Must be created within a tokio runtime (it spawns its connection task).
+#[derive(Debug)]
+pub struct ResilientClient {
+    commands: mpsc::UnboundedSender<Command>,
+    events: mpsc::UnboundedReceiver<ClientEvent>,
+    stats: tokio::sync::watch::Receiver<ClientStats>,
+}
+
+impl ResilientClient {
+    /// Starts connecting (in the background) with `config`.
+    pub fn connect(config: ClientConfig) -> Self {
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (event_tx, events) = mpsc::unbounded_channel();
+        let (stats_tx, stats) = tokio::sync::watch::channel(ClientStats::default());
+        tokio::spawn(drive(config, command_rx, event_tx, stats_tx));
+        ResilientClient {
+            commands,
+            events,
+            stats,
+        }
+    }
+
+    /// Sends a frame (queued while reconnecting; a frame whose send fails is
+    /// retried once on the next connection).
+    pub fn send(&self, message: WebSocketMessage) -> bool {
+        self.commands.send(Command::Send(message)).is_ok()
+    }
+
+    /// Drops the transport without a close handshake, as a network failure
+    /// would; the client then reconnects and resumes.
+    pub fn drop_connection(&self) {
+        let _ = self.commands.send(Command::Drop);
+    }
+
+    /// Closes the connection and stops; the stream ends.
+    pub fn close(&self) {
+        let _ = self.commands.send(Command::Close);
+    }
+
+    /// The next event, or `None` once the client stopped.
+    pub async fn recv(&mut self) -> Option<ClientEvent> {
+        self.events.recv().await
+    }
+
+    /// The client's counters now.
+    pub fn stats(&self) -> ClientStats {
+        *self.stats.borrow()
+    }
+}
+
+impl Stream for ResilientClient {
+    type Item = ClientEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ClientEvent>> {
+        self.events.poll_recv(cx)
+    }
+}
+
+fn url_for(config: &ClientConfig, resume: Option<(&str, &str, u64)>) -> String {
+    let mut params: Vec<(String, String)> = config.query.clone();
+    if let Some((session, token, last_seq)) = resume {
+        params.push(("session_id".into(), session.into()));
+        params.push(("resume_token".into(), token.into()));
+        params.push(("last_seq".into(), last_seq.to_string()));
+    }
+    let query: Vec<String> = params
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect();
+    if query.is_empty() {
+        config.url.clone()
+    } else {
+        let sep = if config.url.contains('?') { '&' } else { '?' };
+        format!("{}{sep}{}", config.url, query.join("&"))
+    }
+}
+
+/// Percent-encodes a query component.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn outcome_of(
+    msg: &WebSocketMessage,
+    resume_requested: bool,
+) -> Option<(ConnectionOutcome, String)> {
+    if msg.message_type != MessageType::ConnectionEstablished {
+        return None;
+    }
+    let p = &msg.payload;
+    Some((
+        ConnectionOutcome {
+            session_id: p.get("session_id")?.as_str()?.to_owned(),
+            epoch: p.get("epoch").and_then(|e| e.as_u64()).unwrap_or(1),
+            resumed: p.get("resumed").and_then(|r| r.as_bool()).unwrap_or(false),
+            replayed: p.get("replayed").and_then(|r| r.as_u64()).unwrap_or(0),
+            reason: p.get("reason").and_then(|r| r.as_str()).map(str::to_owned),
+            resume_requested,
+        },
+        p.get("resume_token")?.as_str()?.to_owned(),
+    ))
+}
+
+async fn drive(
+    config: ClientConfig,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::UnboundedSender<ClientEvent>,
+    stats_tx: tokio::sync::watch::Sender<ClientStats>,
+) {
+    let mut stats = ClientStats::default();
+    let mut session: Option<(String, String)> = None;
+    let mut pending: Option<WebSocketMessage> = None;
+    let mut backoff = Backoff::new(
+        config.initial_retry_delay,
+        config.backoff_multiplier,
+        config.max_retry_delay,
+        config.jitter,
+    );
+    let mut failures: u32 = 0;
+    loop {
+        let resume = session
+            .as_ref()
+            .map(|(s, t)| (s.as_str(), t.as_str(), stats.last_seq));
+        let url = url_for(&config, resume);
+        let connected = tokio::time::timeout(config.connect_timeout, async {
+            let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+                .await
+                .map_err(|e| e.to_string())?;
+            // The first frame is always connection_established.
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Text(text))) => {
+                        let msg = parse_server_frame(&text).map_err(|e| e.to_string())?;
+                        return outcome_of(&msg, resume.is_some())
+                            .map(|o| (ws, o))
+                            .ok_or_else(|| {
+                                "the first frame was not connection_established".to_owned()
+                            });
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(e.to_string()),
+                    None => return Err("closed before connection_established".to_owned()),
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| Err("connect timed out".to_owned()));
+
+        let (mut ws, (outcome, token)) = match connected {
+            Ok(c) => c,
+            Err(reason) => {
+                failures += 1;
+                if failures > config.max_retries {
+                    let _ = events.send(ClientEvent::GaveUp { reason });
+                    return;
+                }
+                let delay = backoff.delay(failures - 1, &mut rand::rng());
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+        };
+        failures = 0;
+        stats.connections += 1;
+        if outcome.resume_requested {
+            if outcome.resumed {
+                stats.resumes += 1;
+            } else {
+                stats.resumes_refused += 1;
+            }
+        }
+        if !outcome.resumed {
+            // A fresh session numbers from 1 again.
+            stats.last_seq = 0;
+        }
+        session = Some((outcome.session_id.clone(), token));
+        let _ = stats_tx.send(stats);
+        if events.send(ClientEvent::Connected(outcome)).is_err() {
+            return; // nobody listens
+        }
+        if let Some(msg) = pending.take() {
+            if ws.send(Message::text(serialize(&msg))).await.is_err() {
+                pending = Some(msg);
+            }
+        }
+        let mut since_ack = 0u64;
+        let reason = loop {
+            tokio::select! {
+                incoming = ws.next() => match incoming {
+                    Some(Ok(Message::Text(text))) => {
+                        let Ok(msg) = parse_server_frame(&text) else { continue };
+                        match msg.seq {
+                            Some(seq) if seq <= stats.last_seq => {
+                                stats.duplicates_dropped += 1;
+                                let _ = stats_tx.send(stats);
+                                continue;
+                            }
+                            Some(seq) if seq > stats.last_seq + 1 => {
+                                stats.gaps_detected += 1;
+                                let _ = stats_tx.send(stats);
+                                break format!("gap: expected seq {}, got {seq}", stats.last_seq + 1);
+                            }
+                            Some(seq) => {
+                                stats.last_seq = seq;
+                                since_ack += 1;
+                                let _ = stats_tx.send(stats);
+                            }
+                            None => {}
+                        }
+                        if events.send(ClientEvent::Frame(msg)).is_err() {
+                            return;
+                        }
+                        if config.ack_every > 0 && since_ack >= config.ack_every {
+                            since_ack = 0;
+                            let ack = WebSocketMessage::new(MessageType::Ack, serde_json::json!({"seq": stats.last_seq}));
+                            let _ = ws.send(Message::text(serialize(&ack))).await;
+                        }
+                    }
+                    Some(Ok(Message::Close(frame))) => {
+                        break frame.map_or_else(|| "closed".to_owned(), |f| format!("closed: {} {}", u16::from(f.code), f.reason));
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => break e.to_string(),
+                    None => break "connection ended".to_owned(),
+                },
+                command = commands.recv() => match command {
+                    Some(Command::Send(msg)) => {
+                        if let Err(e) = ws.send(Message::text(serialize(&msg))).await {
+                            pending = Some(msg);
+                            break e.to_string();
+                        }
+                    }
+                    Some(Command::Drop) => break "dropped by the client".to_owned(),
+                    Some(Command::Close) | None => {
+                        let _ = ws.close(None).await;
+                        return;
+                    }
+                },
+            }
+        };
+        // Dropping `ws` without a close handshake is an abrupt loss.
+        drop(ws);
+        if events.send(ClientEvent::Disconnected { reason }).is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_carry_the_resume_triple_encoded() {
+        let c = ClientConfig::new("ws://h:1/ws").with_query("user_id", "a b&c");
+        assert_eq!(url_for(&c, None), "ws://h:1/ws?user_id=a%20b%26c");
+        assert_eq!(
+            url_for(&c, Some(("s1", "1.ab", 7))),
+            "ws://h:1/ws?user_id=a%20b%26c&session_id=s1&resume_token=1.ab&last_seq=7"
+        );
+    }
+}

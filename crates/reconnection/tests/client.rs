@@ -1,0 +1,222 @@
+//! ResilientClient against a real WebSocket server (tokio-tungstenite on a
+//! loopback port) backed by a SessionRegistry: the server cuts connections
+//! abruptly at random and the client still sees every frame exactly once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use wsc_core::{MessageType, WebSocketMessage, parse_client_frame, serialize};
+use wsc_reconnection::{
+    ClientConfig, ClientEvent, ResilientClient, ResumeRequest, SessionConfig, SessionRegistry,
+};
+
+fn query(uri: &str) -> HashMap<String, String> {
+    uri.split_once('?')
+        .map(|(_, q)| q)
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// A minimal server speaking the protocol's session part: resume or open,
+/// `connection_established`, replay, live frames. `start_agent {frames}`
+/// publishes that many numbered frames; each connection is cut abruptly
+/// after `cut_after` frames sent (0: never).
+#[allow(clippy::result_large_err)] // the handshake callback's type is tungstenite's
+async fn serve(registry: Arc<SessionRegistry>, cut_after: usize) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut conn_no = 0usize;
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            conn_no += 1;
+            let registry = registry.clone();
+            tokio::spawn(async move {
+                let mut params = HashMap::new();
+                let ws =
+                    tokio_tungstenite::accept_hdr_async(stream, |req: &Request, resp: Response| {
+                        params = query(&req.uri().to_string());
+                        Ok(resp)
+                    })
+                    .await;
+                let Ok(mut ws) = ws else { return };
+                let user = params.get("user_id").cloned().unwrap_or_default();
+                let resume = params.get("session_id").map(|s| ResumeRequest {
+                    session_id: s.clone(),
+                    resume_token: params.get("resume_token").cloned().unwrap_or_default(),
+                    last_seq: params
+                        .get("last_seq")
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0),
+                });
+                let start = registry.start(&user, resume.as_ref()).await.unwrap();
+                let mut attached = start.attached;
+                let hello = WebSocketMessage::new(
+                    MessageType::ConnectionEstablished,
+                    json!({"session_id": attached.session_id, "resume_token": attached.resume_token,
+                           "epoch": attached.epoch, "resumed": start.resumed,
+                           "replayed": start.replay.len(), "reason": start.reason.map(|r| r.as_str())}),
+                );
+                if ws.send(Message::text(serialize(&hello))).await.is_err() {
+                    return;
+                }
+                // Vary where each connection is cut.
+                let limit = if cut_after == 0 {
+                    usize::MAX
+                } else {
+                    cut_after + conn_no % 5
+                };
+                let mut sent = 0usize;
+                for frame in start.replay {
+                    if sent >= limit || ws.send(Message::text(serialize(&frame))).await.is_err() {
+                        return; // dropping the socket: an abrupt cut
+                    }
+                    sent += 1;
+                }
+                loop {
+                    tokio::select! {
+                        frame = attached.frames.recv() => {
+                            let Some(frame) = frame else { return };
+                            if sent >= limit || ws.send(Message::text(serialize(&frame))).await.is_err() {
+                                let _ = registry.detach(&attached.session_id, attached.attachment).await;
+                                return;
+                            }
+                            sent += 1;
+                        }
+                        incoming = ws.next() => {
+                            let Some(Ok(Message::Text(text))) = incoming else {
+                                let _ = registry.detach(&attached.session_id, attached.attachment).await;
+                                return;
+                            };
+                            let Ok(msg) = parse_client_frame(&text) else { continue };
+                            if msg.message_type == MessageType::StartAgent {
+                                let n = msg.payload["frames"].as_u64().unwrap_or(0);
+                                let (registry, id) = (registry.clone(), attached.session_id.clone());
+                                tokio::spawn(async move {
+                                    for i in 0..n {
+                                        let t = if i % 3 == 0 { MessageType::AgentThinking } else { MessageType::AgentProgress };
+                                        registry.publish(&id, WebSocketMessage::new(t, json!({"i": i}))).await.unwrap();
+                                        tokio::task::yield_now().await;
+                                    }
+                                });
+                            } else if msg.message_type == MessageType::Ack {
+                                if let Some(seq) = msg.payload["seq"].as_u64() {
+                                    let _ = registry.ack(&attached.session_id, seq).await;
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    format!("ws://{addr}/ws")
+}
+
+async fn collect(client: &mut ResilientClient, frames: u64) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    while seqs.len() < frames as usize {
+        match tokio::time::timeout(Duration::from_secs(20), client.recv()).await {
+            Ok(Some(ClientEvent::Frame(m))) => seqs.extend(m.seq),
+            Ok(Some(ClientEvent::GaveUp { reason })) => panic!("gave up: {reason}"),
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("client stopped"),
+            Err(_) => panic!("stalled after {} frames", seqs.len()),
+        }
+    }
+    seqs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_arrive_once_and_in_order_across_abrupt_cuts() {
+    let registry = Arc::new(SessionRegistry::new(SessionConfig::default()));
+    let url = serve(registry.clone(), 37).await;
+    let mut client = ResilientClient::connect(
+        ClientConfig::new(url)
+            .with_query("user_id", "alice")
+            .with_query("extra", "x y"),
+    );
+    let Some(ClientEvent::Connected(first)) = client.recv().await else {
+        panic!("no connection")
+    };
+    assert!(!first.resumed && !first.resume_requested);
+    client.send(WebSocketMessage::new(
+        MessageType::StartAgent,
+        json!({"frames": 600}),
+    ));
+    let seqs = collect(&mut client, 600).await;
+    assert_eq!(seqs, (1..=600).collect::<Vec<_>>());
+    let stats = client.stats();
+    assert!(stats.resumes >= 10, "{stats:?}");
+    assert_eq!(stats.resumes_refused, 0);
+    assert_eq!(stats.gaps_detected, 0);
+    client.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_side_drops_resume_too() {
+    let registry = Arc::new(SessionRegistry::new(SessionConfig::default()));
+    let url = serve(registry.clone(), 0).await;
+    let mut client = ResilientClient::connect(ClientConfig::new(url).with_query("user_id", "bob"));
+    client.send(WebSocketMessage::new(
+        MessageType::StartAgent,
+        json!({"frames": 300}),
+    ));
+    let mut seqs = Vec::new();
+    let (mut drops, mut resumed, mut awaiting) = (0, 0, false);
+    while seqs.len() < 300 || awaiting {
+        match tokio::time::timeout(Duration::from_secs(20), client.recv())
+            .await
+            .unwrap()
+        {
+            Some(ClientEvent::Frame(m)) => {
+                seqs.extend(m.seq);
+                if seqs.len() % 45 == 0 && !awaiting {
+                    client.drop_connection();
+                    drops += 1;
+                    awaiting = true;
+                }
+            }
+            Some(ClientEvent::Connected(o)) if o.resume_requested => {
+                assert!(o.resumed, "{o:?}");
+                resumed += 1;
+                awaiting = false;
+            }
+            Some(_) => {}
+            None => panic!("stopped"),
+        }
+    }
+    assert_eq!(seqs, (1..=300).collect::<Vec<_>>());
+    assert!(drops >= 1);
+    assert_eq!(resumed, drops, "every drop was resumed");
+}
+
+#[tokio::test]
+async fn gives_up_when_nothing_listens() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut config = ClientConfig::new(format!("ws://127.0.0.1:{port}/ws"));
+    config.max_retries = 2;
+    config.initial_retry_delay = Duration::from_millis(1);
+    let mut client = ResilientClient::connect(config);
+    match tokio::time::timeout(Duration::from_secs(10), client.recv())
+        .await
+        .unwrap()
+    {
+        Some(ClientEvent::GaveUp { .. }) => {}
+        other => panic!("expected GaveUp, got {other:?}"),
+    }
+}
