@@ -73,6 +73,10 @@ impl LatencyHistogram {
         self.max_us = self.max_us.max(us);
     }
 
+    pub(crate) fn sum_us(&self) -> u64 {
+        self.sum_us
+    }
+
     pub(crate) fn count(&self) -> u64 {
         self.count
     }

@@ -130,6 +130,8 @@ struct Conn {
     bytes_received: u64,
     errors: u64,
     alerts: Vec<ActiveAlert>,
+    /// Latency samples per exported bucket (the last is `+Inf`).
+    prom_buckets: [u32; PROMETHEUS_BUCKETS.len() + 1],
     info: ConnectionInfo,
     started_at: Timestamp,
     connection_time_ms: Option<f64>,
@@ -138,18 +140,57 @@ struct Conn {
     usage: ResourceUsage,
 }
 
-/// Process-wide counters for the Prometheus export.
+/// Counters exported to Prometheus. Tracked connections keep their own
+/// (no shared atomic on the message path); a connection's counters move to
+/// the retired totals when it stops being tracked, so the sums only grow.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counters {
+    messages: u64,
+    bytes_sent: u64,
+    bytes_received: u64,
+    errors: u64,
+    latency_missing: u64,
+    latency_skewed: u64,
+    latency_sum_us: u64,
+    latency_buckets: [u64; PROMETHEUS_BUCKETS.len() + 1],
+}
+
+impl Counters {
+    fn of(c: &Conn) -> Self {
+        let mut latency_buckets = [0u64; PROMETHEUS_BUCKETS.len() + 1];
+        for (out, n) in latency_buckets.iter_mut().zip(&c.prom_buckets) {
+            *out = u64::from(*n);
+        }
+        Counters {
+            messages: c.message_count,
+            bytes_sent: c.bytes_sent,
+            bytes_received: c.bytes_received,
+            errors: c.errors,
+            latency_missing: c.latency_missing,
+            latency_skewed: c.latency_skewed,
+            latency_sum_us: c.histogram.sum_us(),
+            latency_buckets,
+        }
+    }
+
+    fn add(&mut self, o: &Counters) {
+        self.messages += o.messages;
+        self.bytes_sent += o.bytes_sent;
+        self.bytes_received += o.bytes_received;
+        self.errors += o.errors;
+        self.latency_missing += o.latency_missing;
+        self.latency_skewed += o.latency_skewed;
+        self.latency_sum_us += o.latency_sum_us;
+        for (a, b) in self.latency_buckets.iter_mut().zip(&o.latency_buckets) {
+            *a += b;
+        }
+    }
+}
+
+/// Monitor-wide counters of rare events.
 #[derive(Debug, Default)]
 struct Totals {
-    messages: AtomicU64,
-    bytes_sent: AtomicU64,
-    bytes_received: AtomicU64,
-    errors: AtomicU64,
-    latency_missing: AtomicU64,
-    latency_skewed: AtomicU64,
     untracked: AtomicU64,
-    latency_buckets: [AtomicU64; PROMETHEUS_BUCKETS.len() + 1],
-    latency_sum_us: AtomicU64,
     alerts_raised: [AtomicU64; AlertType::ALL.len()],
 }
 
@@ -169,6 +210,9 @@ pub struct PerformanceMonitor {
     /// mostly cache-resident even with many connections.
     conns: DashMap<CompactString, Box<Conn>, RandomState>,
     totals: Totals,
+    /// Counters of connections no longer tracked. Held while a connection
+    /// leaves the map and while rendering, so a scrape never sees a dip.
+    retired: Mutex<Counters>,
     last_usage: Mutex<ResourceUsage>,
     history: Mutex<VecDeque<PerformanceAlert>>,
     events: broadcast::Sender<AlertEvent>,
@@ -242,6 +286,7 @@ impl PerformanceMonitor {
             sampler: Arc::new(ProcessSampler::default()),
             conns: DashMap::with_hasher(RandomState::default()),
             totals: Totals::default(),
+            retired: Mutex::new(Counters::default()),
             last_usage: Mutex::new(ResourceUsage::default()),
             history: Mutex::new(VecDeque::new()),
             events,
@@ -340,6 +385,7 @@ impl PerformanceMonitor {
             bytes_received: 0,
             errors: 0,
             alerts: Vec::new(),
+            prom_buckets: [0; PROMETHEUS_BUCKETS.len() + 1],
             info,
             started_at: now,
             connection_time_ms: None,
@@ -347,10 +393,17 @@ impl PerformanceMonitor {
             closed_at: None,
             usage: ResourceUsage::default(),
         };
-        if let Some(old) = self
-            .conns
-            .insert(CompactString::from(connection_id), Box::new(conn))
-        {
+        let old = {
+            let mut retired = lock(&self.retired);
+            let old = self
+                .conns
+                .insert(CompactString::from(connection_id), Box::new(conn));
+            if let Some(old) = &old {
+                retired.add(&Counters::of(old));
+            }
+            old
+        };
+        if let Some(old) = old {
             self.resolve_all(*old, now);
         }
     }
@@ -395,7 +448,15 @@ impl PerformanceMonitor {
     /// Stops tracking a connection and frees its state; its active alerts
     /// are resolved. Returns whether it was tracked.
     pub async fn stop_connection_tracking(&self, connection_id: &str) -> bool {
-        match self.conns.remove(connection_id) {
+        let removed = {
+            let mut retired = lock(&self.retired);
+            let removed = self.conns.remove(connection_id);
+            if let Some((_, c)) = &removed {
+                retired.add(&Counters::of(c));
+            }
+            removed
+        };
+        match removed {
             Some((_, c)) => {
                 self.resolve_all(*c, self.clock.now());
                 true
@@ -437,19 +498,15 @@ impl PerformanceMonitor {
             self.totals.untracked.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        let t = &self.totals;
-        t.messages.fetch_add(1, Ordering::Relaxed);
         c.message_count += 1;
         c.throughput.record(now);
         let mut events = Vec::new();
         match latency {
             Latency::Missing => {
                 c.latency_missing += 1;
-                t.latency_missing.fetch_add(1, Ordering::Relaxed);
             }
             Latency::Skewed => {
                 c.latency_skewed += 1;
-                t.latency_skewed.fetch_add(1, Ordering::Relaxed);
             }
             Latency::Sample(us) => {
                 c.histogram.record(us);
@@ -457,8 +514,7 @@ impl PerformanceMonitor {
                     .iter()
                     .position(|le| us as f64 <= le * 1e6)
                     .unwrap_or(PROMETHEUS_BUCKETS.len());
-                t.latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
-                t.latency_sum_us.fetch_add(us, Ordering::Relaxed);
+                c.prom_buckets[bucket] = c.prom_buckets[bucket].saturating_add(1);
                 if self.config.detailed_tracking && self.config.max_recent_samples > 0 {
                     if c.recent.len() >= self.config.max_recent_samples {
                         c.recent.pop_front();
@@ -500,10 +556,6 @@ impl PerformanceMonitor {
         if let Some(mut c) = self.conns.get_mut(connection_id) {
             c.bytes_sent = c.bytes_sent.saturating_add(sent);
             c.bytes_received = c.bytes_received.saturating_add(received);
-            self.totals.bytes_sent.fetch_add(sent, Ordering::Relaxed);
-            self.totals
-                .bytes_received
-                .fetch_add(received, Ordering::Relaxed);
         }
     }
 
@@ -515,7 +567,6 @@ impl PerformanceMonitor {
         let mut events = Vec::new();
         if let Some(mut c) = self.conns.get_mut(connection_id) {
             c.errors += 1;
-            self.totals.errors.fetch_add(1, Ordering::Relaxed);
             self.check_error_rate(&mut c, connection_id, now, &mut events);
         }
         self.publish(events);
@@ -725,13 +776,17 @@ impl PerformanceMonitor {
         }
         if self.config.auto_cleanup_enabled {
             let mut gone = Vec::new();
-            self.conns.retain(|_, c| {
-                let stale = !c.connected && c.closed_at.is_some_and(|at| at <= horizon);
-                if stale {
-                    gone.push(std::mem::take(&mut c.alerts));
-                }
-                !stale
-            });
+            {
+                let mut retired = lock(&self.retired);
+                self.conns.retain(|_, c| {
+                    let stale = !c.connected && c.closed_at.is_some_and(|at| at <= horizon);
+                    if stale {
+                        retired.add(&Counters::of(c));
+                        gone.push(std::mem::take(&mut c.alerts));
+                    }
+                    !stale
+                });
+            }
             removed += gone.len();
             let mut events = Vec::new();
             for alerts in gone {
@@ -797,7 +852,8 @@ impl PerformanceMonitor {
         SystemMetrics {
             total_active_connections: active,
             tracked_connections: self.conns.len(),
-            total_messages_processed: self.totals.messages.load(Ordering::Relaxed),
+            total_messages_processed: lock(&self.retired).messages
+                + self.conns.iter().map(|c| c.message_count).sum::<u64>(),
             average_system_latency_ms: if samples == 0 {
                 0.0
             } else {
@@ -1040,38 +1096,46 @@ impl PerformanceMonitor {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut connected = 0usize;
         let mut by_severity = [0usize; 2];
-        for c in self.conns.iter() {
-            connected += usize::from(c.connected);
-            for a in &c.alerts {
-                by_severity[usize::from(a.alert.severity == AlertSeverity::Critical)] += 1;
+        let totals = {
+            // Held while summing: a connection leaving the map meanwhile is
+            // counted exactly once.
+            let retired = lock(&self.retired);
+            let mut totals = *retired;
+            for c in self.conns.iter() {
+                connected += usize::from(c.connected);
+                for a in &c.alerts {
+                    by_severity[usize::from(a.alert.severity == AlertSeverity::Critical)] += 1;
+                }
+                totals.add(&Counters::of(&c));
             }
-        }
+            totals
+        };
         let usage = *lock(&self.last_usage);
         let mut out = crate::prometheus::Writer::default();
         out.counter(
             "wsc_messages_processed_total",
             "Messages processed by tracked connections.",
-            &[("", get(&t.messages) as f64)],
+            &[("", totals.messages as f64)],
         );
         out.counter(
             "wsc_bytes_total",
             "Bytes on tracked connections, by direction.",
             &[
-                ("direction=\"sent\"", get(&t.bytes_sent) as f64),
-                ("direction=\"received\"", get(&t.bytes_received) as f64),
+                ("direction=\"sent\"", totals.bytes_sent as f64),
+                ("direction=\"received\"", totals.bytes_received as f64),
             ],
         );
         out.counter(
             "wsc_connection_errors_total",
             "Errors recorded on tracked connections.",
-            &[("", get(&t.errors) as f64)],
+            &[("", totals.errors as f64)],
         );
         out.counter(
             "wsc_latency_unmeasured_total",
             "Messages without a latency sample, by reason.",
             &[
-                ("reason=\"missing\"", get(&t.latency_missing) as f64),
-                ("reason=\"skewed\"", get(&t.latency_skewed) as f64),
+                ("reason=\"missing\"", totals.latency_missing as f64),
+                ("reason=\"skewed\"", totals.latency_skewed as f64),
             ],
         );
         out.counter(
@@ -1118,13 +1182,13 @@ impl PerformanceMonitor {
             "CPU percent at the last resource sample.",
             &[("", usage.cpu_percent)],
         );
-        let counts: Vec<u64> = t.latency_buckets.iter().map(get).collect();
+        let counts: Vec<u64> = totals.latency_buckets.to_vec();
         out.histogram(
             "wsc_message_latency_seconds",
             "Message latency (now minus the message's timestamp).",
             &PROMETHEUS_BUCKETS,
             &counts,
-            get(&t.latency_sum_us) as f64 / 1e6,
+            totals.latency_sum_us as f64 / 1e6,
         );
         out.finish()
     }
