@@ -8,7 +8,7 @@ use wsc_core::{MessageType, Timestamp, WebSocketMessage};
 use crate::error::{OrderViolation, SilentFailure};
 
 /// A snapshot of one tracked run.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct EventTracker {
     /// The user the run streams to.
     pub user_id: String,

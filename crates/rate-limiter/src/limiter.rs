@@ -69,7 +69,7 @@ struct IpState {
 }
 
 /// A snapshot of one user's limiter state.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct UserRateLimitState {
     /// The user.
     pub user_id: String,

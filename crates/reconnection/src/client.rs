@@ -96,7 +96,7 @@ pub enum ClientEvent {
 }
 
 /// Counters of a client's life.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ClientStats {
     /// Connections established.
     pub connections: u64,

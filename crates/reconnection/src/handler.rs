@@ -87,7 +87,7 @@ pub trait MessageBuffer: Send + Sync {
 }
 
 /// What a session is registered with.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SessionRegistration {
     /// The user.
     pub user_id: String,
@@ -139,7 +139,7 @@ impl SessionRegistration {
 }
 
 /// A registered session (snapshot).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct ReconnectionSession {
     /// The session.
     pub session_id: String,
@@ -166,7 +166,8 @@ pub struct ReconnectionSession {
 }
 
 /// Where a session's reconnection is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ReconnectionPhase {
     /// Connected.
     Connected,
@@ -181,7 +182,7 @@ pub enum ReconnectionPhase {
 }
 
 /// A session's reconnection state (snapshot).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct ReconnectionState {
     /// The phase.
     pub phase: ReconnectionPhase,
@@ -198,7 +199,7 @@ pub struct ReconnectionState {
 }
 
 /// Reconnection counters of one session.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct ReconnectionMetrics {
     /// Connection losses.
     pub total_disconnections: u64,
