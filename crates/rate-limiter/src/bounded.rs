@@ -26,7 +26,9 @@ pub(crate) struct Slot<V> {
 #[derive(Debug)]
 pub(crate) struct BoundedMap<V> {
     /// Keys are shared with the order queue, not copied.
-    map: DashMap<Arc<str>, Slot<V>, RandomState>,
+    /// Values are boxed so the table stays small (24-byte entries) and
+    /// mostly cached even with many keys.
+    map: DashMap<Arc<str>, Box<Slot<V>>, RandomState>,
     /// Keys in CLOCK order with the generation they were inserted under;
     /// entries for removed or re-inserted keys are skipped lazily.
     order: Mutex<VecDeque<(Arc<str>, u32)>>,
@@ -58,12 +60,12 @@ impl<V> BoundedMap<V> {
         self.evicted.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn get(&self, key: &str) -> Option<Ref<'_, Arc<str>, Slot<V>>> {
+    pub(crate) fn get(&self, key: &str) -> Option<Ref<'_, Arc<str>, Box<Slot<V>>>> {
         self.map.get(key)
     }
 
     /// The entry for `key`, marked as used.
-    pub(crate) fn get_mut(&self, key: &str) -> Option<RefMut<'_, Arc<str>, Slot<V>>> {
+    pub(crate) fn get_mut(&self, key: &str) -> Option<RefMut<'_, Arc<str>, Box<Slot<V>>>> {
         let mut slot = self.map.get_mut(key)?;
         slot.referenced = true;
         Some(slot)
@@ -77,7 +79,7 @@ impl<V> BoundedMap<V> {
         key: &str,
         make: impl Fn() -> V,
         pinned: impl Fn(&V) -> bool,
-    ) -> RefMut<'_, Arc<str>, Slot<V>> {
+    ) -> RefMut<'_, Arc<str>, Box<Slot<V>>> {
         loop {
             if let Some(slot) = self.get_mut(key) {
                 return slot;
@@ -88,10 +90,12 @@ impl<V> BoundedMap<V> {
             let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
             let shared: Arc<str> = Arc::from(key);
             let inserted = {
-                let slot = self.map.entry(shared.clone()).or_insert_with(|| Slot {
-                    value: make(),
-                    referenced: true,
-                    generation,
+                let slot = self.map.entry(shared.clone()).or_insert_with(|| {
+                    Box::new(Slot {
+                        value: make(),
+                        referenced: true,
+                        generation,
+                    })
                 });
                 slot.generation == generation
             };
@@ -173,8 +177,9 @@ impl<V> BoundedMap<V> {
     /// Approximate heap bytes of the map's table and order queue (not of
     /// the values' own heap data).
     pub(crate) fn table_bytes(&self) -> usize {
-        let entry = std::mem::size_of::<(Arc<str>, Slot<V>)>() + 1;
+        let entry = std::mem::size_of::<(Arc<str>, Box<Slot<V>>)>() + 1;
         self.map.capacity() * entry
+            + self.map.len() * std::mem::size_of::<Slot<V>>()
             + lock(&self.order).capacity() * std::mem::size_of::<(Arc<str>, u32)>()
     }
 }
