@@ -1,0 +1,113 @@
+//! The [`AgentRunner`] trait and the built-in [`SimulatedAgent`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use wsc_core::{MessageType, SharedClock, WebSocketMessage};
+use wsc_event_monitor::EventMonitor;
+use wsc_reconnection::SessionRegistry;
+
+/// What a client asked an agent to do (`start_agent`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentRequest {
+    /// The run's id (unique per gateway).
+    pub run_id: String,
+    /// The user.
+    pub user_id: String,
+    /// The agent's name (default `"assistant"`).
+    pub agent_name: String,
+    /// The conversation thread.
+    pub thread_id: Option<String>,
+    /// Tools to call (default `["search"]`).
+    pub tools: Vec<String>,
+    /// Delay between events (default 0).
+    pub step_delay: Duration,
+}
+
+/// Where an agent sends its events: each one is recorded by the event
+/// monitor and published to the session (numbered, buffered, delivered).
+#[derive(Clone, Debug)]
+pub struct EventSink {
+    pub(crate) session_id: String,
+    pub(crate) run_id: String,
+    pub(crate) agent_name: String,
+    pub(crate) thread_id: Option<String>,
+    pub(crate) monitor: Arc<EventMonitor>,
+    pub(crate) sessions: Arc<SessionRegistry>,
+    pub(crate) clock: SharedClock,
+    pub(crate) next_message: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl EventSink {
+    /// Emits one event; `payload` is merged with `run_id` and `agent_name`.
+    /// Returns false if the session is gone.
+    pub async fn emit(&self, event: MessageType, payload: Value) -> bool {
+        let mut body = json!({"run_id": self.run_id, "agent_name": self.agent_name});
+        if let (Some(map), Value::Object(extra)) = (body.as_object_mut(), payload) {
+            map.extend(extra);
+        }
+        let n = self
+            .next_message
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut msg = WebSocketMessage::new(event, body)
+            .with_message_id(format!("{}-{n}", self.run_id))
+            .with_timestamp(self.clock.now());
+        msg.thread_id = self.thread_id.clone();
+        // The monitor sees the event before the client does.
+        let _ = self.monitor.record_event(&self.run_id, msg.clone()).await;
+        self.sessions.publish(&self.session_id, msg).await.is_ok()
+    }
+}
+
+/// Runs an agent for a request, emitting its lifecycle events. A real agent
+/// plugs in here; the gateway ships [`SimulatedAgent`].
+#[async_trait]
+pub trait AgentRunner: Send + Sync {
+    /// Runs to completion (or failure), emitting events through `sink`.
+    async fn run(&self, request: AgentRequest, sink: EventSink);
+}
+
+/// Emits `agent_started`, `agent_thinking`, then `tool_executing` and
+/// `tool_completed` for each tool, then `agent_completed`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SimulatedAgent;
+
+#[async_trait]
+impl AgentRunner for SimulatedAgent {
+    async fn run(&self, request: AgentRequest, sink: EventSink) {
+        let pause = || async {
+            if !request.step_delay.is_zero() {
+                tokio::time::sleep(request.step_delay).await;
+            }
+        };
+        if !sink.emit(MessageType::AgentStarted, json!({})).await {
+            return;
+        }
+        pause().await;
+        sink.emit(
+            MessageType::AgentThinking,
+            json!({"thought": "planning the answer"}),
+        )
+        .await;
+        for (i, tool) in request.tools.iter().enumerate() {
+            pause().await;
+            let call = format!("{}-call-{i}", request.run_id);
+            sink.emit(
+                MessageType::ToolExecuting,
+                json!({"tool_name": tool, "tool_call_id": call}),
+            )
+            .await;
+            pause().await;
+            sink.emit(
+                MessageType::ToolCompleted,
+                json!({"tool_name": tool, "tool_call_id": call, "result": format!("{tool} done")}),
+            )
+            .await;
+        }
+        pause().await;
+        sink.emit(MessageType::AgentCompleted, json!({"result": "done"}))
+            .await;
+    }
+}

@@ -1,0 +1,61 @@
+//! [`GatewayConfig`].
+
+use std::time::Duration;
+
+/// How clients authenticate.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum AuthMode {
+    /// `?user_id=U`: the caller is trusted (development and demos).
+    #[default]
+    Dev,
+    /// `?token=JWT`: HS256 with this secret, `sub` is the user id, `exp`
+    /// is required.
+    Jwt {
+        /// The HMAC secret.
+        secret: String,
+    },
+}
+
+/// Configuration of a [`Gateway`](crate::Gateway).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GatewayConfig {
+    /// Authentication (default dev).
+    pub auth: AuthMode,
+    /// Concurrent connections per user (default 5).
+    pub max_connections_per_user: u32,
+    /// Client frames per user per minute (default 120).
+    pub max_messages_per_minute: u32,
+    /// Client frames per user per hour (default 3 600).
+    pub max_messages_per_hour: u32,
+    /// The largest client frame; larger ones close the connection with 1009
+    /// (default 64 KiB).
+    pub max_frame_bytes: usize,
+    /// Frames kept per session for resume (default 1 000).
+    pub replay_buffer: usize,
+    /// How long a lost session stays resumable (default 300 s).
+    pub session_ttl: Duration,
+    /// Told to clients in `connection_established` (default 15 s).
+    pub heartbeat_interval: Duration,
+    /// Frames queued per connection before a slow client is dropped (it
+    /// stays resumable; default 256).
+    pub outbound_queue: usize,
+    /// A write to a client taking longer than this drops it (default 10 s).
+    pub write_timeout: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            auth: AuthMode::Dev,
+            max_connections_per_user: 5,
+            max_messages_per_minute: 120,
+            max_messages_per_hour: 3_600,
+            max_frame_bytes: 64 * 1024,
+            replay_buffer: 1_000,
+            session_ttl: Duration::from_secs(300),
+            heartbeat_interval: Duration::from_secs(15),
+            outbound_queue: 256,
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! One WebSocket connection: session start or resume, the frame loop, and
+//! the writer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use wsc_core::{
+    CloseCode, ErrorCode, MessageType, WebSocketMessage, parse_client_frame_with_limit, serialize,
+};
+use wsc_event_monitor::AgentSession;
+use wsc_perf_monitor::ConnectionInfo;
+use wsc_rate_limiter::ConnectionPermit;
+use wsc_reconnection::ResumeRequest;
+
+use crate::agent::{AgentRequest, EventSink};
+use crate::state::AppState;
+
+/// What the writer task sends.
+enum Out {
+    Frame(Arc<WebSocketMessage>),
+    Control(WebSocketMessage),
+    Close(CloseCode, &'static str),
+}
+
+pub(crate) async fn run(
+    state: Arc<AppState>,
+    socket: WebSocket,
+    user: String,
+    connection_id: String,
+    resume: Option<ResumeRequest>,
+    permit: ConnectionPermit,
+    addr: SocketAddr,
+) {
+    let _permit = permit; // released when the connection ends
+    state.counters.connections.fetch_add(1, Ordering::Relaxed);
+    let start = match state.sessions.start(&user, resume.as_ref()).await {
+        Ok(start) => start,
+        Err(e) => {
+            let (mut sink, _) = socket.split();
+            let frame = ErrorCode::Internal.frame(e.to_string());
+            let _ = sink.send(Message::Text(serialize(&frame).into())).await;
+            let _ = sink
+                .send(Message::Close(Some(CloseFrame {
+                    code: CloseCode::TRY_AGAIN_LATER.0,
+                    reason: "session unavailable".into(),
+                })))
+                .await;
+            return;
+        }
+    };
+    if resume.is_some() {
+        let counter = if start.resumed {
+            &state.counters.resumes
+        } else {
+            &state.counters.resumes_refused
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+    let mut attached = start.attached;
+    let session_id = attached.session_id.clone();
+    let info = ConnectionInfo::new(user.clone()).with_ip_address(addr.ip().to_string());
+    state
+        .perf
+        .start_connection_tracking(&connection_id, info)
+        .await;
+    state
+        .perf
+        .record_connection_established(&connection_id)
+        .await;
+
+    let (sink, mut stream) = socket.split();
+    let (out_tx, out_rx) = mpsc::channel::<Out>(64);
+    let writer = tokio::spawn(write_loop(state.clone(), sink, out_rx));
+
+    let mut hello = json!({
+        "session_id": attached.session_id,
+        "connection_id": connection_id,
+        "resume_token": attached.resume_token,
+        "epoch": attached.epoch,
+        "resumed": start.resumed,
+        "replayed": start.replay.len(),
+        "heartbeat_interval_ms": state.config.heartbeat_interval.as_millis() as u64,
+    });
+    if let (Some(reason), Some(map)) = (start.reason, hello.as_object_mut()) {
+        map.insert("reason".into(), Value::from(reason.as_str()));
+    }
+    let hello = WebSocketMessage::new(MessageType::ConnectionEstablished, hello)
+        .with_user_id(user.clone())
+        .with_timestamp(state.clock.now());
+    let mut open = out_tx.send(Out::Control(hello)).await.is_ok();
+    for frame in start.replay {
+        open = open && out_tx.send(Out::Frame(frame)).await.is_ok();
+    }
+
+    let mut shutdown = state.shutdown.clone();
+    let mut close = None;
+    while open {
+        tokio::select! {
+            live = attached.frames.recv() => match live {
+                Some(frame) => open = out_tx.send(Out::Frame(frame)).await.is_ok(),
+                // Taken over by a resume elsewhere, or too slow: the
+                // session stays resumable.
+                None => {
+                    close = Some((CloseCode::POLICY_VIOLATION, "session moved or client too slow"));
+                    break;
+                }
+            },
+            incoming = stream.next() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    if text.len() > state.config.max_frame_bytes {
+                        close = Some((CloseCode::MESSAGE_TOO_BIG, "frame over the size limit"));
+                        break;
+                    }
+                    if let Some(reply) = handle_text(&state, &user, &session_id, &connection_id, text.as_str()).await {
+                        open = out_tx.send(Out::Control(reply)).await.is_ok();
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    state.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                    state.perf.record_error(&connection_id);
+                    let reply = ErrorCode::InvalidMessage.frame("binary frames are not accepted: send UTF-8 JSON text");
+                    open = out_tx.send(Out::Control(reply)).await.is_ok();
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {} // ping/pong handled by the transport
+            },
+            _ = shutdown.changed() => {
+                close = Some((CloseCode::GOING_AWAY, "server shutting down"));
+                break;
+            }
+        }
+    }
+    if let Some((code, reason)) = close {
+        let _ = out_tx.send(Out::Close(code, reason)).await;
+    }
+    drop(out_tx);
+    let _ = writer.await;
+    let _ = state
+        .sessions
+        .detach(&session_id, attached.attachment)
+        .await;
+    state.perf.record_connection_closed(&connection_id).await;
+    state.perf.stop_connection_tracking(&connection_id).await;
+}
+
+/// Sends frames in order; a write slower than `write_timeout` ends it.
+async fn write_loop(
+    state: Arc<AppState>,
+    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Out>,
+) {
+    let timeout = state.config.write_timeout;
+    while let Some(out) = rx.recv().await {
+        let message = match out {
+            Out::Frame(frame) => {
+                state.counters.frames_sent.fetch_add(1, Ordering::Relaxed);
+                Message::Text(serialize(&frame).into())
+            }
+            Out::Control(frame) => Message::Text(serialize(&frame).into()),
+            Out::Close(code, reason) => {
+                let close = Message::Close(Some(CloseFrame {
+                    code: code.0,
+                    reason: reason.into(),
+                }));
+                let _ = tokio::time::timeout(timeout, sink.send(close)).await;
+                return;
+            }
+        };
+        match tokio::time::timeout(timeout, sink.send(message)).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+}
+
+/// Handles one client text frame; returns the reply, if any.
+async fn handle_text(
+    state: &Arc<AppState>,
+    user: &str,
+    session_id: &str,
+    connection_id: &str,
+    text: &str,
+) -> Option<WebSocketMessage> {
+    let msg = match parse_client_frame_with_limit(text, state.config.max_frame_bytes) {
+        Ok(msg) => msg,
+        Err(e) => {
+            state.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+            state.perf.record_error(connection_id);
+            return Some(e.to_error_frame());
+        }
+    };
+    if let Err(e) = state.limiter.record_message(user, &msg).await {
+        state.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+        let mut reply = ErrorCode::RateLimited.frame(e.to_string());
+        if let (Some(map), Some(retry)) = (reply.payload.as_object_mut(), e.retry_after) {
+            map.insert(
+                "retry_after_ms".into(),
+                Value::from(retry.as_millis() as u64),
+            );
+        }
+        if let (Some(map), Some(id)) = (reply.payload.as_object_mut(), &msg.message_id) {
+            map.insert("ref_message_id".into(), Value::from(id.clone()));
+        }
+        return Some(reply);
+    }
+    state
+        .perf
+        .record_message_processed(connection_id, &msg)
+        .await;
+    match msg.message_type {
+        MessageType::Ping => Some(WebSocketMessage::new(MessageType::Pong, msg.payload)),
+        MessageType::StartAgent => {
+            start_agent(state, user, session_id, &msg).await;
+            None
+        }
+        MessageType::UserMessage | MessageType::Chat => msg
+            .message_id
+            .map(|id| WebSocketMessage::new(MessageType::Ack, json!({"message_id": id}))),
+        MessageType::Ack => {
+            if let Some(seq) = msg.payload.get("seq").and_then(Value::as_u64) {
+                let _ = state.sessions.ack(session_id, seq).await;
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+async fn start_agent(state: &Arc<AppState>, user: &str, session_id: &str, msg: &WebSocketMessage) {
+    let p = &msg.payload;
+    let run_id = state.next_id("run");
+    let agent_name = p
+        .get("agent_name")
+        .and_then(Value::as_str)
+        .unwrap_or("assistant")
+        .chars()
+        .take(64)
+        .collect::<String>();
+    let tools: Vec<String> = match p.get("tools").and_then(Value::as_array) {
+        Some(list) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .take(32)
+            .map(|t| t.chars().take(64).collect())
+            .collect(),
+        None => vec!["search".to_owned()],
+    };
+    let step_delay = Duration::from_millis(
+        p.get("step_delay_ms")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            .min(10_000),
+    );
+    let thread_id = p
+        .get("thread_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .or_else(|| msg.thread_id.clone());
+    let mut session = AgentSession::new(user)
+        .with_run_id(run_id.clone())
+        .with_agent_name(agent_name.clone());
+    session.thread_id = thread_id.clone();
+    state.monitor.start_session_tracking(&run_id, session).await;
+    state.counters.runs.fetch_add(1, Ordering::Relaxed);
+    let sink = EventSink {
+        session_id: session_id.to_owned(),
+        run_id: run_id.clone(),
+        agent_name: agent_name.clone(),
+        thread_id: thread_id.clone(),
+        monitor: state.monitor.clone(),
+        sessions: state.sessions.clone(),
+        clock: state.clock.clone(),
+        next_message: Arc::new(AtomicU64::new(1)),
+    };
+    let request = AgentRequest {
+        run_id,
+        user_id: user.to_owned(),
+        agent_name,
+        thread_id,
+        tools,
+        step_delay,
+    };
+    let runner = state.runner.clone();
+    tokio::spawn(async move { runner.run(request, sink).await });
+}

@@ -1,0 +1,262 @@
+//! HTTP: the WebSocket upgrade with its checks, `/health`, `/metrics`,
+//! `/api/stats`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use wsc_reconnection::ResumeRequest;
+
+use crate::config::AuthMode;
+use crate::state::AppState;
+
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/ws", get(upgrade))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/api/stats", get(stats))
+        .with_state(state)
+}
+
+/// A refusal before the upgrade: JSON `{error, message}`.
+fn refuse(
+    state: &AppState,
+    status: StatusCode,
+    code: &str,
+    message: String,
+    retry_after_secs: Option<u64>,
+) -> Response {
+    state
+        .counters
+        .refused_handshakes
+        .fetch_add(1, Ordering::Relaxed);
+    let mut response = (status, Json(json!({"error": code, "message": message}))).into_response();
+    if let Some(secs) = retry_after_secs {
+        if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    response
+}
+
+#[derive(serde::Deserialize)]
+struct Claims {
+    sub: String,
+}
+
+/// The authenticated user, or why not.
+fn authenticate(state: &AppState, query: &HashMap<String, String>) -> Result<String, String> {
+    match &state.config.auth {
+        AuthMode::Dev => match query.get("user_id").map(|u| u.trim()) {
+            Some(u) if !u.is_empty() && u.len() <= 256 => Ok(u.to_owned()),
+            Some(_) => Err("user_id must be 1 to 256 characters".to_owned()),
+            None => Err("missing user_id (auth mode dev)".to_owned()),
+        },
+        AuthMode::Jwt { secret } => {
+            let token = query.get("token").ok_or("missing token (auth mode jwt)")?;
+            let key = jsonwebtoken::DecodingKey::from_secret(secret.as_bytes());
+            let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+            validation.set_required_spec_claims(&["exp", "sub"]);
+            jsonwebtoken::decode::<Claims>(token, &key, &validation)
+                .map(|data| data.claims.sub)
+                .map_err(|e| format!("invalid token: {e}"))
+        }
+    }
+}
+
+fn resume_request(query: &HashMap<String, String>) -> Option<ResumeRequest> {
+    let session_id = query.get("session_id")?;
+    Some(ResumeRequest {
+        session_id: session_id.clone(),
+        resume_token: query.get("resume_token").cloned().unwrap_or_default(),
+        last_seq: query
+            .get("last_seq")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0),
+    })
+}
+
+async fn upgrade(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Query(query): Query<HashMap<String, String>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if *state.shutdown.borrow() {
+        return refuse(
+            &state,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the gateway is shutting down".into(),
+            None,
+        );
+    }
+    let ip = addr.ip();
+    if let Err(e) = state.limiter.check_handshake(ip) {
+        let secs = e.retry_after.map(|d| d.as_secs_f64().ceil() as u64);
+        return refuse(
+            &state,
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            e.to_string(),
+            secs,
+        );
+    }
+    let user = match authenticate(&state, &query) {
+        Ok(user) => user,
+        Err(message) => {
+            state.limiter.record_handshake_failure(ip);
+            return refuse(
+                &state,
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                message,
+                None,
+            );
+        }
+    };
+    let connection_id = state.next_id("conn");
+    let permit = match state.limiter.acquire_connection(&user, &connection_id) {
+        Ok(permit) => permit,
+        Err(e) => {
+            return refuse(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                e.to_string(),
+                Some(1),
+            );
+        }
+    };
+    state.limiter.record_handshake_success(ip);
+    let resume = resume_request(&query);
+    // Frames past max_frame_bytes are closed with 1009 by the connection;
+    // the transport limit only guards against absurd sizes.
+    let limit = state.config.max_frame_bytes.saturating_mul(4).max(1024);
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| {
+            crate::connection::run(state, socket, user, connection_id, resume, permit, addr)
+        })
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let report = state.monitor.check_health().await;
+    let system = state.perf.get_system_wide_metrics().await;
+    let sessions = state.sessions.session_count().await.unwrap_or(0);
+    Json(json!({
+        "status": report.status.as_str(),
+        "issues": report.issues,
+        "connections": system.total_active_connections,
+        "sessions": sessions,
+        "runs": report.total_runs,
+        "active_runs": report.active_runs,
+        "alerts": system.active_alerts,
+    }))
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let mut text = state.perf.render_prometheus();
+    let s = state.stats();
+    let report = state.monitor.check_health().await;
+    let sessions = state.sessions.session_count().await.unwrap_or(0);
+    let mut add = |name: &str, kind: &str, help: &str, value: f64| {
+        text.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    };
+    add(
+        "wsc_gateway_connections_total",
+        "counter",
+        "WebSocket connections accepted.",
+        s.connections as f64,
+    );
+    add(
+        "wsc_gateway_refused_handshakes_total",
+        "counter",
+        "Handshakes refused before the upgrade.",
+        s.refused_handshakes as f64,
+    );
+    add(
+        "wsc_gateway_rate_limited_total",
+        "counter",
+        "Client frames refused by the rate limiter.",
+        s.rate_limited as f64,
+    );
+    add(
+        "wsc_gateway_resumes_total",
+        "counter",
+        "Sessions resumed.",
+        s.resumes as f64,
+    );
+    add(
+        "wsc_gateway_resumes_refused_total",
+        "counter",
+        "Resumes refused.",
+        s.resumes_refused as f64,
+    );
+    add(
+        "wsc_gateway_runs_total",
+        "counter",
+        "Agent runs started.",
+        s.runs as f64,
+    );
+    add(
+        "wsc_gateway_frames_sent_total",
+        "counter",
+        "Frames sent to clients.",
+        s.frames_sent as f64,
+    );
+    add(
+        "wsc_gateway_sessions",
+        "gauge",
+        "Sessions held.",
+        sessions as f64,
+    );
+    add(
+        "wsc_gateway_tracked_users",
+        "gauge",
+        "Users tracked by the rate limiter.",
+        state.limiter.tracked_users() as f64,
+    );
+    add(
+        "wsc_event_monitor_runs",
+        "gauge",
+        "Agent runs tracked.",
+        report.total_runs as f64,
+    );
+    add(
+        "wsc_event_monitor_silent_failures_total",
+        "counter",
+        "Event order violations.",
+        report.total_silent_failures as f64,
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+}
+
+async fn stats(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let report = state.monitor.check_health().await;
+    let system = state.perf.get_system_wide_metrics().await;
+    Json(json!({
+        "gateway": state.stats(),
+        "health": report,
+        "system": system,
+        "sessions": state.sessions.session_count().await.unwrap_or(0),
+    }))
+}

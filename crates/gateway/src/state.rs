@@ -1,0 +1,202 @@
+//! [`Gateway`]: the shared state of every connection, and serving it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use wsc_core::{SharedClock, SystemClock};
+use wsc_event_monitor::{EventMonitor, EventMonitorConfig};
+use wsc_perf_monitor::{PerformanceMonitor, PerformanceMonitorConfig};
+use wsc_rate_limiter::{RateLimitConfig, WebSocketRateLimiter};
+use wsc_reconnection::{BufferLimits, SessionConfig, SessionRegistry};
+
+use crate::agent::{AgentRunner, SimulatedAgent};
+use crate::config::GatewayConfig;
+
+/// Gateway-level counters (also in `/metrics` and `/api/stats`).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) connections: AtomicU64,
+    pub(crate) refused_handshakes: AtomicU64,
+    pub(crate) rate_limited: AtomicU64,
+    pub(crate) resumes: AtomicU64,
+    pub(crate) resumes_refused: AtomicU64,
+    pub(crate) runs: AtomicU64,
+    pub(crate) frames_sent: AtomicU64,
+    pub(crate) bad_frames: AtomicU64,
+}
+
+/// A snapshot of the gateway's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GatewayStats {
+    /// Connections accepted.
+    pub connections: u64,
+    /// Handshakes refused (401, 429, 503).
+    pub refused_handshakes: u64,
+    /// Client frames refused by the rate limiter.
+    pub rate_limited: u64,
+    /// Sessions resumed.
+    pub resumes: u64,
+    /// Resumes refused (a fresh session was started).
+    pub resumes_refused: u64,
+    /// Agent runs started.
+    pub runs: u64,
+    /// Frames sent to clients.
+    pub frames_sent: u64,
+    /// Client frames answered with an error.
+    pub bad_frames: u64,
+}
+
+pub(crate) struct AppState {
+    pub(crate) config: GatewayConfig,
+    pub(crate) clock: SharedClock,
+    pub(crate) limiter: WebSocketRateLimiter,
+    pub(crate) monitor: Arc<EventMonitor>,
+    pub(crate) perf: Arc<PerformanceMonitor>,
+    pub(crate) sessions: Arc<SessionRegistry>,
+    pub(crate) runner: Arc<dyn AgentRunner>,
+    pub(crate) counters: Counters,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) shutdown_tx: watch::Sender<bool>,
+    pub(crate) next_id: AtomicU64,
+}
+
+impl AppState {
+    pub(crate) fn next_id(&self, prefix: &str) -> String {
+        format!("{prefix}-{}", self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    pub(crate) fn stats(&self) -> GatewayStats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        GatewayStats {
+            connections: get(&c.connections),
+            refused_handshakes: get(&c.refused_handshakes),
+            rate_limited: get(&c.rate_limited),
+            resumes: get(&c.resumes),
+            resumes_refused: get(&c.resumes_refused),
+            runs: get(&c.runs),
+            frames_sent: get(&c.frames_sent),
+            bad_frames: get(&c.bad_frames),
+        }
+    }
+}
+
+/// A gateway: the rate limiter, event monitor, performance monitor and
+/// session registry behind one axum router. Cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    pub(crate) state: Arc<AppState>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("config", &self.state.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// A gateway with the built-in simulated agent, on the system clock.
+    pub fn new(config: GatewayConfig) -> Self {
+        Self::with_runner(config, Arc::new(SimulatedAgent))
+    }
+
+    /// A gateway running agents with `runner`.
+    pub fn with_runner(config: GatewayConfig, runner: Arc<dyn AgentRunner>) -> Self {
+        let clock: SharedClock = Arc::new(SystemClock);
+        let limiter = WebSocketRateLimiter::with_clock(
+            RateLimitConfig {
+                max_connections_per_user: config.max_connections_per_user,
+                max_messages_per_minute: config.max_messages_per_minute,
+                max_messages_per_hour: config.max_messages_per_hour,
+                ..Default::default()
+            },
+            clock.clone(),
+        );
+        let sessions = SessionRegistry::with_clock(
+            SessionConfig {
+                buffer: BufferLimits {
+                    max_frames: config.replay_buffer,
+                    ..Default::default()
+                },
+                session_ttl: config.session_ttl,
+                outbound_capacity: config.outbound_queue,
+                ..Default::default()
+            },
+            clock.clone(),
+        );
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        Gateway {
+            state: Arc::new(AppState {
+                monitor: Arc::new(EventMonitor::with_clock(
+                    EventMonitorConfig::default(),
+                    clock.clone(),
+                )),
+                perf: Arc::new(PerformanceMonitor::with_clock(
+                    PerformanceMonitorConfig::default(),
+                    clock.clone(),
+                )),
+                sessions: Arc::new(sessions),
+                limiter,
+                runner,
+                counters: Counters::default(),
+                shutdown,
+                shutdown_tx,
+                next_id: AtomicU64::new(1),
+                config,
+                clock,
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.state.config
+    }
+
+    /// The gateway's counters now.
+    pub fn stats(&self) -> GatewayStats {
+        self.state.stats()
+    }
+
+    /// The event monitor every agent event goes through.
+    pub fn event_monitor(&self) -> &Arc<EventMonitor> {
+        &self.state.monitor
+    }
+
+    /// The session registry (sessions, replay buffers).
+    pub fn sessions(&self) -> &Arc<SessionRegistry> {
+        &self.state.sessions
+    }
+
+    /// The axum router: `/ws`, `/health`, `/metrics`, `/api/stats`.
+    pub fn router(&self) -> axum::Router {
+        crate::http::router(self.state.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` completes; then closes every
+    /// WebSocket with 1001 (their sessions stay resumable) and returns.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let tx = self.state.shutdown_tx.clone();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                // Connections see this and close with 1001.
+                let _ = tx.send(true);
+            })
+            .await
+    }
+}

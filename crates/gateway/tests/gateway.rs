@@ -1,0 +1,485 @@
+//! The gateway over real sockets: an in-process gateway on a free loopback
+//! port, driven by a tokio-tungstenite client and raw HTTP.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+use wsc_core::{MessageType, WebSocketMessage, parse_server_frame, serialize};
+use wsc_gateway::{Gateway, GatewayConfig};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+struct Running {
+    addr: std::net::SocketAddr,
+    gateway: Gateway,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+async fn start(config: GatewayConfig) -> Running {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let gateway = Gateway::new(config);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let g = gateway.clone();
+    tokio::spawn(async move {
+        g.serve(listener, async move {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    Running {
+        addr,
+        gateway,
+        stop: Some(stop),
+    }
+}
+
+async fn connect(r: &Running, query: &str) -> (Ws, Value) {
+    let (mut ws, _) = connect_async(format!("ws://{}/ws?{query}", r.addr))
+        .await
+        .unwrap();
+    let hello = next_frame(&mut ws).await.expect("connection_established");
+    assert_eq!(hello.message_type, MessageType::ConnectionEstablished);
+    (ws, hello.payload)
+}
+
+async fn next_frame(ws: &mut Ws) -> Option<WebSocketMessage> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("frame in time")?
+        {
+            Ok(Message::Text(t)) => return Some(parse_server_frame(&t).unwrap()),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, msg: &WebSocketMessage) {
+    ws.send(Message::text(serialize(msg))).await.unwrap();
+}
+
+async fn http_get(r: &Running, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.unwrap();
+    let status = buf[9..12].parse().unwrap();
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn start_agent(tools: &[&str], delay_ms: u64) -> WebSocketMessage {
+    WebSocketMessage::new(
+        MessageType::StartAgent,
+        json!({"agent_name": "triage", "tools": tools, "step_delay_ms": delay_ms}),
+    )
+}
+
+#[tokio::test]
+async fn a_run_arrives_in_order_numbered_and_validated() {
+    let r = start(GatewayConfig::default()).await;
+    let (mut ws, hello) = connect(&r, "user_id=alice").await;
+    assert_eq!(hello["resumed"], false);
+    assert_eq!(hello["replayed"], 0);
+    assert!(hello["resume_token"].as_str().unwrap().contains('.'));
+    assert_eq!(hello["session_id"].as_str().unwrap().len(), 32);
+    send(&mut ws, &start_agent(&["search", "fetch"], 0)).await;
+    let mut frames = Vec::new();
+    while frames.len() < 7 {
+        frames.push(next_frame(&mut ws).await.unwrap());
+    }
+    let types: Vec<MessageType> = frames.iter().map(|f| f.message_type).collect();
+    use MessageType as M;
+    assert_eq!(
+        types,
+        [
+            M::AgentStarted,
+            M::AgentThinking,
+            M::ToolExecuting,
+            M::ToolCompleted,
+            M::ToolExecuting,
+            M::ToolCompleted,
+            M::AgentCompleted
+        ]
+    );
+    assert_eq!(
+        frames.iter().map(|f| f.seq.unwrap()).collect::<Vec<_>>(),
+        (1..=7).collect::<Vec<_>>()
+    );
+    assert!(
+        frames
+            .iter()
+            .all(|f| f.timestamp.is_some() && f.message_id.is_some())
+    );
+    let run_id = frames[0].payload["run_id"].as_str().unwrap().to_owned();
+    assert_eq!(frames[2].payload["tool_name"], "search");
+    assert_eq!(
+        r.gateway
+            .event_monitor()
+            .validate_session_completion(&run_id)
+            .await,
+        Ok(true)
+    );
+}
+
+#[tokio::test]
+async fn resume_after_an_abrupt_drop_loses_nothing() {
+    let r = start(GatewayConfig::default()).await;
+    let (mut ws, hello) = connect(&r, "user_id=bob").await;
+    send(&mut ws, &start_agent(&["a", "b", "c"], 25)).await;
+    let mut seqs = Vec::new();
+    for _ in 0..3 {
+        seqs.push(next_frame(&mut ws).await.unwrap().seq.unwrap());
+    }
+    drop(ws); // no close handshake
+    let (session, token) = (
+        hello["session_id"].as_str().unwrap(),
+        hello["resume_token"].as_str().unwrap(),
+    );
+    let (mut ws, hello) = connect(
+        &r,
+        &format!("user_id=bob&session_id={session}&resume_token={token}&last_seq=3"),
+    )
+    .await;
+    assert_eq!(hello["resumed"], true, "{hello}");
+    assert_eq!(hello["session_id"], session);
+    while seqs.last() != Some(&9) {
+        seqs.push(next_frame(&mut ws).await.unwrap().seq.unwrap());
+    }
+    assert_eq!(seqs, (1..=9).collect::<Vec<_>>());
+    assert_eq!(r.gateway.stats().resumes, 1);
+}
+
+#[tokio::test]
+async fn refused_resumes_say_why_and_start_fresh() {
+    let r = start(GatewayConfig::default()).await;
+    let (_ws, hello) = connect(&r, "user_id=carol").await;
+    let session = hello["session_id"].as_str().unwrap();
+    let (_ws2, h) = connect(
+        &r,
+        &format!("user_id=carol&session_id={session}&resume_token=1.00&last_seq=0"),
+    )
+    .await;
+    assert_eq!(
+        (h["resumed"].clone(), h["reason"].clone()),
+        (json!(false), json!("unauthorized"))
+    );
+    assert_ne!(h["session_id"], hello["session_id"]);
+    let (_ws3, h) = connect(
+        &r,
+        &format!(
+            "user_id=carol&session_id={}&resume_token=x&last_seq=0",
+            "f".repeat(32)
+        ),
+    )
+    .await;
+    assert_eq!(h["reason"], "unknown_session");
+}
+
+#[tokio::test]
+async fn bad_frames_get_error_codes_and_the_connection_stays_open() {
+    let r = start(GatewayConfig::default()).await;
+    let (mut ws, _) = connect(&r, "user_id=dave").await;
+    for (frame, code) in [
+        (Message::text("{nope"), "invalid_json"),
+        (Message::text("[1]"), "invalid_message"),
+        (Message::text(r#"{"type": "warp"}"#), "unknown_type"),
+        (
+            Message::text(r#"{"type": "agent_completed"}"#),
+            "not_allowed",
+        ),
+        (
+            Message::text(r#"{"type": "ping", "payload": 3}"#),
+            "invalid_message",
+        ),
+        (Message::binary(vec![1u8, 2, 3]), "invalid_message"),
+    ] {
+        ws.send(frame).await.unwrap();
+        let reply = next_frame(&mut ws).await.unwrap();
+        assert_eq!(reply.message_type, MessageType::Error);
+        assert_eq!(reply.payload["code"], code);
+        assert!(reply.seq.is_none());
+    }
+    send(
+        &mut ws,
+        &WebSocketMessage::new(MessageType::Ping, json!({"n": 7})),
+    )
+    .await;
+    let pong = next_frame(&mut ws).await.unwrap();
+    assert_eq!(
+        (pong.message_type, pong.payload.clone()),
+        (MessageType::Pong, json!({"n": 7}))
+    );
+    send(
+        &mut ws,
+        &WebSocketMessage::new(MessageType::UserMessage, json!({"content": "hi"}))
+            .with_message_id("m-1"),
+    )
+    .await;
+    let ack = next_frame(&mut ws).await.unwrap();
+    assert_eq!(
+        (ack.message_type, ack.payload["message_id"].clone()),
+        (MessageType::Ack, json!("m-1"))
+    );
+}
+
+#[tokio::test]
+async fn oversize_frames_close_with_1009() {
+    let r = start(GatewayConfig {
+        max_frame_bytes: 1024,
+        ..Default::default()
+    })
+    .await;
+    let (mut ws, _) = connect(&r, "user_id=erin").await;
+    let big = json!({"type": "chat", "payload": {"content": "x".repeat(2_000)}}).to_string();
+    ws.send(Message::text(big)).await.unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+        {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                assert_eq!(frame.code, CloseCode::Size);
+                break;
+            }
+            Some(Ok(_)) => continue,
+            other => panic!("expected a 1009 close, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn frames_over_the_limit_are_rate_limited_with_a_retry() {
+    let r = start(GatewayConfig {
+        max_messages_per_minute: 3,
+        ..Default::default()
+    })
+    .await;
+    let (mut ws, _) = connect(&r, "user_id=frank").await;
+    for _ in 0..3 {
+        send(
+            &mut ws,
+            &WebSocketMessage::new(MessageType::Ping, json!({})),
+        )
+        .await;
+        assert_eq!(
+            next_frame(&mut ws).await.unwrap().message_type,
+            MessageType::Pong
+        );
+    }
+    send(
+        &mut ws,
+        &WebSocketMessage::new(MessageType::Ping, json!({})).with_message_id("p4"),
+    )
+    .await;
+    let reply = next_frame(&mut ws).await.unwrap();
+    assert_eq!(reply.payload["code"], "rate_limited");
+    assert_eq!(reply.payload["ref_message_id"], "p4");
+    let retry = reply.payload["retry_after_ms"].as_u64().unwrap();
+    assert!(retry > 0 && retry <= 61_000, "{retry}");
+    assert_eq!(r.gateway.stats().rate_limited, 1);
+}
+
+#[tokio::test]
+async fn the_connection_cap_refuses_with_429_then_recovers() {
+    let r = start(GatewayConfig {
+        max_connections_per_user: 1,
+        ..Default::default()
+    })
+    .await;
+    let (mut first, _) = connect(&r, "user_id=gina").await;
+    match connect_async(format!("ws://{}/ws?user_id=gina", r.addr)).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 429);
+            assert!(resp.headers().get("retry-after").is_some());
+        }
+        other => panic!("expected 429, got {other:?}"),
+    }
+    first.close(None).await.unwrap();
+    while first.next().await.is_some() {}
+    let mut ok = false;
+    for _ in 0..100 {
+        if connect_async(format!("ws://{}/ws?user_id=gina", r.addr))
+            .await
+            .is_ok()
+        {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ok, "the slot was released after the close");
+}
+
+#[tokio::test]
+async fn missing_credentials_are_401() {
+    let r = start(GatewayConfig::default()).await;
+    match connect_async(format!("ws://{}/ws", r.addr)).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 401)
+        }
+        other => panic!("expected 401, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn health_and_metrics() {
+    let r = start(GatewayConfig::default()).await;
+    let (mut ws, _) = connect(&r, "user_id=hank").await;
+    send(&mut ws, &start_agent(&["search"], 0)).await;
+    for _ in 0..5 {
+        next_frame(&mut ws).await.unwrap();
+    }
+    let (status, body) = http_get(&r, "/health").await;
+    assert_eq!(status, 200);
+    let health: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "healthy", "{health}");
+    assert_eq!(health["runs"], 1);
+    let (status, body) = http_get(&r, "/metrics").await;
+    assert_eq!(status, 200);
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned())))
+        .expect("valid exposition");
+    let value = |name: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name)
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+    };
+    assert_eq!(value("wsc_gateway_runs_total"), Some(1.0));
+    assert_eq!(value("wsc_messages_processed_total"), Some(1.0));
+    assert!(value("wsc_gateway_frames_sent_total").unwrap() >= 5.0);
+    let (status, body) = http_get(&r, "/api/stats").await;
+    assert_eq!(status, 200);
+    let stats: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(stats["gateway"]["runs"], 1);
+}
+
+#[tokio::test]
+async fn shutdown_closes_with_1001_and_keeps_the_session() {
+    let mut r = start(GatewayConfig::default()).await;
+    let (mut ws, hello) = connect(&r, "user_id=ivy").await;
+    r.stop.take().unwrap().send(()).unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+        {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                assert_eq!(frame.code, CloseCode::Away);
+                break;
+            }
+            Some(Ok(_)) => continue,
+            other => panic!("expected a 1001 close, got {other:?}"),
+        }
+    }
+    // The session outlives the connection, detached and resumable.
+    let session = hello["session_id"].as_str().unwrap();
+    let mut detached = false;
+    for _ in 0..100 {
+        let record = r
+            .gateway
+            .sessions()
+            .session(session)
+            .await
+            .unwrap()
+            .expect("kept");
+        if record.detached_at.is_some() {
+            detached = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(detached);
+}
+
+#[tokio::test]
+async fn jwt_auth_accepts_good_tokens_only() {
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    let secret = "test-secret";
+    let r = start(GatewayConfig {
+        auth: wsc_gateway::AuthMode::Jwt {
+            secret: secret.into(),
+        },
+        ..Default::default()
+    })
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = |key: &str, exp: u64| {
+        encode(
+            &Header::default(),
+            &json!({"sub": "jwt-user", "exp": exp}),
+            &EncodingKey::from_secret(key.as_bytes()),
+        )
+        .unwrap()
+    };
+    let status = |query: String| async move {
+        match connect_async(format!("ws://{}/ws?{query}", r.addr)).await {
+            Ok(_) => 101,
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    // alg "none": header {"alg":"none"}, no signature.
+    let none = format!(
+        "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.",
+        base64_url(&json!({"sub": "jwt-user", "exp": now + 600}).to_string())
+    );
+    assert_eq!(status(format!("token={none}")).await, 401);
+    assert_eq!(
+        status(format!("token={}", token("wrong-key", now + 600))).await,
+        401
+    );
+    assert_eq!(
+        status(format!("token={}", token(secret, now - 600))).await,
+        401
+    );
+    assert_eq!(
+        status("user_id=someone".into()).await,
+        401,
+        "dev credentials are not accepted in jwt mode"
+    );
+    let (_ws, hello) = connect(&r, &format!("token={}", token(secret, now + 600))).await;
+    assert_eq!(hello["resumed"], false);
+}
+
+fn base64_url(s: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = s.as_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
