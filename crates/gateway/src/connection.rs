@@ -25,6 +25,7 @@ use crate::state::AppState;
 enum Out {
     Frame(Arc<WebSocketMessage>),
     Control(WebSocketMessage),
+    Ping,
     Close(CloseCode, &'static str),
 }
 
@@ -100,8 +101,24 @@ pub(crate) async fn run(
 
     let mut shutdown = state.shutdown.clone();
     let mut close = None;
+    // Server heartbeat: a WebSocket ping every interval; a peer silent for
+    // two intervals (no frame, no pong) is dead and dropped (resumable).
+    let interval = state
+        .config
+        .heartbeat_interval
+        .max(Duration::from_millis(10));
+    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_seen = tokio::time::Instant::now();
     while open {
         tokio::select! {
+            _ = beat.tick() => {
+                if last_seen.elapsed() > interval * 2 {
+                    tracing::debug!(%connection_id, "peer silent for two heartbeats: dropping");
+                    break;
+                }
+                open = out_tx.send(Out::Ping).await.is_ok();
+            },
             live = attached.frames.recv() => match live {
                 Some(frame) => open = out_tx.send(Out::Frame(frame)).await.is_ok(),
                 // Taken over by a resume elsewhere, or too slow: the
@@ -113,6 +130,7 @@ pub(crate) async fn run(
             },
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {
+                    last_seen = tokio::time::Instant::now();
                     if text.len() > state.config.max_frame_bytes {
                         close = Some((CloseCode::MESSAGE_TOO_BIG, "frame over the size limit"));
                         break;
@@ -122,13 +140,15 @@ pub(crate) async fn run(
                     }
                 }
                 Some(Ok(Message::Binary(_))) => {
+                    last_seen = tokio::time::Instant::now();
                     state.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
                     state.perf.record_error(&connection_id);
                     let reply = ErrorCode::InvalidMessage.frame("binary frames are not accepted: send UTF-8 JSON text");
                     open = out_tx.send(Out::Control(reply)).await.is_ok();
                 }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                Some(Ok(_)) => {} // ping/pong handled by the transport
+                // Pings are answered by the transport; any frame shows life.
+                Some(Ok(_)) => last_seen = tokio::time::Instant::now(),
             },
             _ = shutdown.changed() => {
                 close = Some((CloseCode::GOING_AWAY, "server shutting down"));
@@ -163,6 +183,7 @@ async fn write_loop(
                 Message::Text(serialize(&frame).into())
             }
             Out::Control(frame) => Message::Text(serialize(&frame).into()),
+            Out::Ping => Message::Ping(Default::default()),
             Out::Close(code, reason) => {
                 let close = Message::Close(Some(CloseFrame {
                     code: code.0,

@@ -13,9 +13,10 @@
 //! with resume and every refusal reason, the frame loop with every error
 //! code, 1009 on oversize frames, rate limiting with `retry_after_ms`, the
 //! simulated agent through the event monitor and the replay buffer,
-//! `/health`, `/metrics`, `/api/stats`, and shutdown with 1001. JWT auth is
-//! implemented but not yet tested; server heartbeats, the Python client test
-//! and the benchmark are not done.
+//! `/health`, `/metrics`, `/api/stats`, and shutdown with 1001. JWT auth (HS256,
+//! `exp` required; `alg: none`, wrong keys and expired tokens refused) and
+//! server heartbeats that drop silent peers are tested too. The Python
+//! client test and the benchmark are not done.
 //!
 //! ## Example
 //!

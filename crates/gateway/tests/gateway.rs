@@ -483,3 +483,47 @@ fn base64_url(s: &str) -> String {
     }
     out
 }
+
+#[tokio::test]
+async fn heartbeats_drop_a_silent_peer_and_keep_its_session() {
+    let r = start(GatewayConfig {
+        heartbeat_interval: Duration::from_millis(50),
+        ..Default::default()
+    })
+    .await;
+    // A reading client answers pings and stays; one that never reads goes silent.
+    let (mut live, _) = connect(&r, "user_id=live").await;
+    let (_silent, hello) = connect(&r, "user_id=silent").await;
+    let session = hello["session_id"].as_str().unwrap().to_owned();
+    let reader = tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(400);
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(Some(Err(_)) | Some(Ok(Message::Close(_))) | None) =
+                tokio::time::timeout(Duration::from_millis(20), live.next()).await
+            {
+                return false;
+            }
+        }
+        true
+    });
+    let mut dropped = false;
+    for _ in 0..100 {
+        let record = r
+            .gateway
+            .sessions()
+            .session(&session)
+            .await
+            .unwrap()
+            .expect("kept");
+        if record.detached_at.is_some() {
+            dropped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        dropped,
+        "the silent peer was dropped and its session detached"
+    );
+    assert!(reader.await.unwrap(), "the reading client stayed connected");
+}
