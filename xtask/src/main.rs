@@ -11,7 +11,8 @@ cargo xtask <TASK>
 
 Tasks:
   ci      the test command: fmt --check, clippy -D warnings, tests, docs
-          (stops at the first failing step and exits with its code)
+          (prepares target/pyenv with Python's `websockets` for the gateway's
+          cross-language test; stops at the first failing step with its code)
   help    print this help
 ";
 
@@ -42,15 +43,59 @@ fn root() -> PathBuf {
 struct Step {
     name: &'static str,
     args: &'static [&'static str],
-    env: &'static [(&'static str, &'static str)],
+    env: Vec<(&'static str, String)>,
+}
+
+/// Makes sure a Python with the `websockets` package exists for the
+/// gateway's cross-language test: a venv under `target/pyenv`. Returns its
+/// interpreter.
+fn prepare_python() -> Result<PathBuf, String> {
+    let venv = root().join("target").join("pyenv");
+    let python = venv.join("bin").join("python");
+    println!(
+        "==> [python] a venv with `websockets` at {}",
+        venv.display()
+    );
+    if !python.exists() {
+        let status = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .map_err(|e| format!("python3 is needed for the gateway's Python client test ({e}); on Debian: apt-get install python3 python3-venv"))?;
+        if !status.success() {
+            return Err("`python3 -m venv` failed; on Debian: apt-get install python3-venv".into());
+        }
+    }
+    let has = Command::new(&python)
+        .args(["-c", "import websockets"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has {
+        let status = Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "websockets>=13,<18"])
+            .status()
+            .map_err(|e| format!("pip could not run: {e}"))?;
+        if !status.success() {
+            return Err("`pip install websockets` failed (is PyPI reachable?)".into());
+        }
+    }
+    println!("<== [python] ok");
+    Ok(python)
 }
 
 fn ci() -> ExitCode {
+    let python = match prepare_python() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("xtask ci: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let steps = [
         Step {
             name: "format",
             args: &["fmt", "--all", "--", "--check"],
-            env: &[],
+            env: Vec::new(),
         },
         Step {
             name: "clippy",
@@ -63,17 +108,17 @@ fn ci() -> ExitCode {
                 "-D",
                 "warnings",
             ],
-            env: &[],
+            env: Vec::new(),
         },
         Step {
             name: "tests",
             args: &["test", "--workspace", "--locked"],
-            env: &[],
+            env: vec![("WSC_PYTHON", python.display().to_string())],
         },
         Step {
             name: "docs",
             args: &["doc", "--workspace", "--no-deps", "--locked"],
-            env: &[("RUSTDOCFLAGS", "-D warnings")],
+            env: vec![("RUSTDOCFLAGS", "-D warnings".to_owned())],
         },
     ];
     let started = Instant::now();
@@ -108,7 +153,7 @@ fn run(step: &Step) -> Result<(), u8> {
     let started = Instant::now();
     let status = Command::new(&cargo)
         .args(step.args)
-        .envs(step.env.iter().copied())
+        .envs(step.env.iter().map(|(k, v)| (*k, v.as_str())))
         .current_dir(root())
         .status();
     match status {
