@@ -65,6 +65,12 @@ pub(crate) async fn run(
     }
     let mut attached = start.attached;
     let session_id = attached.session_id.clone();
+    // Never log tokens: only ids and outcomes.
+    tracing::info!(
+        %connection_id, %user, %session_id, resumed = start.resumed,
+        replayed = start.replay.len(), reason = start.reason.map(|r| r.as_str()),
+        "connection established"
+    );
     let info = ConnectionInfo::new(user.clone()).with_ip_address(addr.ip().to_string());
     state
         .perf
@@ -156,6 +162,7 @@ pub(crate) async fn run(
             }
         }
     }
+    tracing::info!(%connection_id, %session_id, close = close.map(|(c, r)| format!("{} {r}", c.0)), "connection ended");
     if let Some((code, reason)) = close {
         let _ = out_tx.send(Out::Close(code, reason)).await;
     }

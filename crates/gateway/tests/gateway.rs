@@ -527,3 +527,81 @@ async fn heartbeats_drop_a_silent_peer_and_keep_its_session() {
     );
     assert!(reader.await.unwrap(), "the reading client stayed connected");
 }
+
+#[tokio::test]
+async fn every_resume_refusal_reason_over_the_wire() {
+    let r = start(GatewayConfig {
+        session_ttl: Duration::from_millis(50),
+        ..Default::default()
+    })
+    .await;
+    let (mut ws, hello) = connect(&r, "user_id=jo").await;
+    send(&mut ws, &start_agent(&["a"], 0)).await;
+    for _ in 0..5 {
+        next_frame(&mut ws).await.unwrap();
+    }
+    // The client has seq 1..3 for sure: they may leave the buffer. A ping
+    // after the ack shows it was handled (frames are handled in order).
+    send(
+        &mut ws,
+        &WebSocketMessage::new(MessageType::Ack, json!({"seq": 3})),
+    )
+    .await;
+    send(
+        &mut ws,
+        &WebSocketMessage::new(MessageType::Ping, json!({})),
+    )
+    .await;
+    assert_eq!(
+        next_frame(&mut ws).await.unwrap().message_type,
+        MessageType::Pong
+    );
+    let (session, token) = (
+        hello["session_id"].as_str().unwrap().to_owned(),
+        hello["resume_token"].as_str().unwrap().to_owned(),
+    );
+    let resume =
+        |last: u64| format!("user_id=jo&session_id={session}&resume_token={token}&last_seq={last}");
+    // Frames 1..3 were acked away: a resume from 1 would skip 2 and 3.
+    let (_w, h) = connect(&r, &resume(1)).await;
+    assert_eq!(h["reason"], "gap");
+    // Beyond any frame the session sent.
+    let (_w, h) = connect(&r, &resume(99)).await;
+    assert_eq!(h["reason"], "epoch_mismatch");
+    // Another user with the right token.
+    let (_w, h) = connect(
+        &r,
+        &format!("user_id=mallory&session_id={session}&resume_token={token}&last_seq=5"),
+    )
+    .await;
+    assert_eq!(h["reason"], "unauthorized");
+    // Lost for longer than the session TTL.
+    drop(ws);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_w, h) = connect(&r, &resume(5)).await;
+    assert_eq!(h["reason"], "expired");
+    assert_eq!(r.gateway.stats().resumes_refused, 4);
+}
+
+#[tokio::test]
+async fn failed_handshakes_put_the_ip_in_backoff() {
+    let r = start(GatewayConfig::default()).await;
+    let status = || async {
+        match connect_async(format!("ws://{}/ws", r.addr)).await {
+            Ok(_) => 101,
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    for _ in 0..5 {
+        assert_eq!(status().await, 401);
+    }
+    // After 5 failures the IP backs off: even good credentials wait.
+    match connect_async(format!("ws://{}/ws?user_id=kim", r.addr)).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 429);
+            assert!(resp.headers().get("retry-after").is_some());
+        }
+        other => panic!("expected 429, got {other:?}"),
+    }
+}
