@@ -6,9 +6,10 @@
 //! codec ([`parse_client_frame`], [`serialize`]) with the protocol's
 //! [`ErrorCode`]s and [`CloseCode`]s.
 //!
-//! It is deliberately small (serde, serde_json, thiserror, and tokio's timer
-//! for [`SystemClock::sleep`]) so that every component crate can depend on
-//! it without pulling in a server.
+//! It is deliberately small (serde, serde_json, thiserror, and tokio for
+//! [`SystemClock::sleep`] and the clock-driven [`BackgroundTask`] every
+//! component's sweeper uses) so that every component crate can depend on it
+//! without pulling in a server.
 //!
 //! ## Wire format
 //!
@@ -45,6 +46,7 @@
 mod codec;
 mod message;
 mod message_type;
+mod task;
 mod time;
 
 pub use codec::{
@@ -53,4 +55,5 @@ pub use codec::{
 };
 pub use message::WebSocketMessage;
 pub use message_type::{Direction, MessageType, UnknownMessageType};
+pub use task::BackgroundTask;
 pub use time::{Clock, ManualClock, SharedClock, SystemClock, Timestamp};

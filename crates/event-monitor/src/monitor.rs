@@ -8,8 +8,10 @@ use std::time::Duration;
 use compact_str::CompactString;
 use dashmap::DashMap;
 use foldhash::fast::RandomState;
-use tokio::sync::{broadcast, oneshot};
-use wsc_core::{MessageType, SharedClock, SystemClock, Timestamp, WebSocketMessage};
+use tokio::sync::broadcast;
+use wsc_core::{
+    BackgroundTask, MessageType, SharedClock, SystemClock, Timestamp, WebSocketMessage,
+};
 
 use crate::config::{AgentSession, EventMonitorConfig};
 use crate::error::{
@@ -337,30 +339,10 @@ impl EventMonitor {
     /// It stops when the handle is stopped or dropped, or when the monitor is
     /// dropped. Must be called within a tokio runtime.
     pub fn spawn_sweeper(self: &Arc<Self>) -> SweeperHandle {
-        let (stop, mut stopped) = oneshot::channel::<()>();
         let monitor: Weak<EventMonitor> = Arc::downgrade(self);
-        let clock = self.clock.clone();
-        let interval = self.config.sweep_interval;
-        let task = tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => break,
-                    _ = clock.sleep(interval) => {}
-                }
-                match monitor.upgrade() {
-                    Some(m) => {
-                        m.sweep();
-                    }
-                    None => break,
-                }
-                // With a simulated clock the sleep is instant; stay fair.
-                tokio::task::yield_now().await;
-            }
-        });
-        SweeperHandle {
-            stop: Some(stop),
-            task: Some(task),
-        }
+        BackgroundTask::spawn_periodic(self.clock.clone(), self.config.sweep_interval, move || {
+            monitor.upgrade().map(|m| m.sweep()).is_some()
+        })
     }
 
     fn push_ended(&self, session_id: &str, at: Timestamp) {
@@ -638,29 +620,5 @@ fn classify(report: &mut HealthReport, cfg: &EventMonitorConfig, progressing: us
     report.issues = issues;
 }
 
-/// Stops the background sweeper when dropped or [`stop`](Self::stop)ped.
-#[derive(Debug)]
-pub struct SweeperHandle {
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl SweeperHandle {
-    /// Stops the sweeper and waits for it to finish its current sweep.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for SweeperHandle {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
+/// The background sweeper's handle: stops it when dropped or stopped.
+pub type SweeperHandle = BackgroundTask;

@@ -9,8 +9,8 @@ use compact_str::CompactString;
 use dashmap::DashMap;
 use foldhash::fast::RandomState;
 use serde_json::Value;
-use tokio::sync::{broadcast, oneshot};
-use wsc_core::{SharedClock, SystemClock, Timestamp, WebSocketMessage};
+use tokio::sync::broadcast;
+use wsc_core::{BackgroundTask, SharedClock, SystemClock, Timestamp, WebSocketMessage};
 
 use crate::config::{PerformanceMonitorConfig, PerformanceThresholds};
 use crate::histogram::LatencyHistogram;
@@ -882,25 +882,10 @@ impl PerformanceMonitor {
     /// the monitor's clock in a tokio task, until the handle is stopped or
     /// dropped or the monitor is dropped.
     pub fn spawn_evaluator(self: &Arc<Self>, interval: Duration) -> EvaluatorHandle {
-        let (stop, mut stopped) = oneshot::channel::<()>();
         let monitor: Weak<PerformanceMonitor> = Arc::downgrade(self);
-        let clock = self.clock.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => break,
-                    _ = clock.sleep(interval) => {}
-                }
-                let Some(m) = monitor.upgrade() else { break };
-                m.evaluate_alerts();
-                drop(m);
-                tokio::task::yield_now().await;
-            }
-        });
-        EvaluatorHandle {
-            stop: Some(stop),
-            task: Some(task),
-        }
+        BackgroundTask::spawn_periodic(self.clock.clone(), interval, move || {
+            monitor.upgrade().map(|m| m.evaluate_alerts()).is_some()
+        })
     }
 
     /// Bytes one connection's state holds, not counting its id, user info or
@@ -1194,29 +1179,5 @@ impl PerformanceMonitor {
     }
 }
 
-/// Stops the background evaluator when dropped or [`stop`](Self::stop)ped.
-#[derive(Debug)]
-pub struct EvaluatorHandle {
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl EvaluatorHandle {
-    /// Stops the task and waits for it.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for EvaluatorHandle {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
+/// The background evaluator's handle: stops it when dropped or stopped.
+pub type EvaluatorHandle = BackgroundTask;

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::oneshot;
-use wsc_core::{SharedClock, SystemClock, Timestamp, WebSocketMessage};
+use wsc_core::{BackgroundTask, SharedClock, SystemClock, Timestamp, WebSocketMessage};
 
 use crate::bounded::BoundedMap;
 use crate::config::{FailurePolicy, RateLimitConfig, scaled};
@@ -568,6 +567,27 @@ impl WebSocketRateLimiter {
         }
     }
 
+    /// The state of a client IP, created if new (IPs in backoff are never
+    /// evicted).
+    fn ip_slot(
+        &self,
+        key: &str,
+        now: Timestamp,
+    ) -> dashmap::mapref::one::RefMut<'_, Arc<str>, Box<crate::bounded::Slot<IpState>>> {
+        let inner = &self.inner;
+        inner.ips.get_or_insert(
+            key,
+            || IpState {
+                attempts: WindowSet::new(&inner.ip_shape),
+                failures: 0,
+                last_failure: Timestamp::from_unix_micros(i64::MIN),
+                blocked_until: Timestamp::from_unix_micros(i64::MIN),
+                last_seen: now,
+            },
+            |s| s.blocked_until > inner.clock.now(),
+        )
+    }
+
     /// Checks and records one handshake attempt from `ip`, before the
     /// WebSocket upgrade.
     ///
@@ -579,17 +599,7 @@ impl WebSocketRateLimiter {
         let inner = &self.inner;
         let now = inner.clock.now();
         let key = ip.to_string();
-        let mut slot = inner.ips.get_or_insert(
-            &key,
-            || IpState {
-                attempts: WindowSet::new(&inner.ip_shape),
-                failures: 0,
-                last_failure: Timestamp::from_unix_micros(i64::MIN),
-                blocked_until: Timestamp::from_unix_micros(i64::MIN),
-                last_seen: now,
-            },
-            |s| s.blocked_until > inner.clock.now(),
-        );
+        let mut slot = self.ip_slot(&key, now);
         let s = &mut slot.value;
         s.last_seen = now;
         if s.blocked_until > now {
@@ -622,17 +632,7 @@ impl WebSocketRateLimiter {
         let cfg = &inner.config;
         let now = inner.clock.now();
         let key = ip.to_string();
-        let mut slot = inner.ips.get_or_insert(
-            &key,
-            || IpState {
-                attempts: WindowSet::new(&inner.ip_shape),
-                failures: 0,
-                last_failure: Timestamp::from_unix_micros(i64::MIN),
-                blocked_until: Timestamp::from_unix_micros(i64::MIN),
-                last_seen: now,
-            },
-            |s| s.blocked_until > inner.clock.now(),
-        );
+        let mut slot = self.ip_slot(&key, now);
         let s = &mut slot.value;
         if now.duration_since(s.last_failure) > cfg.violation_decay {
             s.failures = 0;
@@ -690,26 +690,13 @@ impl WebSocketRateLimiter {
     /// `interval` of the limiter's clock in a tokio task, until the handle is
     /// stopped or dropped. Must be called within a tokio runtime.
     pub fn spawn_cleanup(&self, interval: Duration) -> CleanupHandle {
-        let (stop, mut stopped) = oneshot::channel::<()>();
         let limiter = Arc::downgrade(&self.inner);
-        let clock = self.inner.clock.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => break,
-                    _ = clock.sleep(interval) => {}
-                }
-                let Some(inner) = limiter.upgrade() else {
-                    break;
-                };
-                WebSocketRateLimiter { inner }.cleanup_now();
-                tokio::task::yield_now().await;
-            }
-        });
-        CleanupHandle {
-            stop: Some(stop),
-            task: Some(task),
-        }
+        BackgroundTask::spawn_periodic(self.inner.clock.clone(), interval, move || {
+            limiter
+                .upgrade()
+                .map(|inner| WebSocketRateLimiter { inner }.cleanup_now())
+                .is_some()
+        })
     }
 
     /// Approximate bytes held for users: the map's table plus each user's
@@ -756,29 +743,5 @@ impl Drop for ConnectionPermit {
     }
 }
 
-/// Stops the background cleanup when dropped or [`stop`](Self::stop)ped.
-#[derive(Debug)]
-pub struct CleanupHandle {
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl CleanupHandle {
-    /// Stops the task and waits for it.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for CleanupHandle {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
+/// The background cleanup's handle: stops it when dropped or stopped.
+pub type CleanupHandle = BackgroundTask;
