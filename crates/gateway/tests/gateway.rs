@@ -487,7 +487,7 @@ fn base64_url(s: &str) -> String {
 #[tokio::test]
 async fn heartbeats_drop_a_silent_peer_and_keep_its_session() {
     let r = start(GatewayConfig {
-        heartbeat_interval: Duration::from_millis(50),
+        heartbeat_interval: Duration::from_millis(100),
         ..Default::default()
     })
     .await;
@@ -496,7 +496,7 @@ async fn heartbeats_drop_a_silent_peer_and_keep_its_session() {
     let (_silent, hello) = connect(&r, "user_id=silent").await;
     let session = hello["session_id"].as_str().unwrap().to_owned();
     let reader = tokio::spawn(async move {
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(400);
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(700);
         while tokio::time::Instant::now() < deadline {
             if let Ok(Some(Err(_)) | Some(Ok(Message::Close(_))) | None) =
                 tokio::time::timeout(Duration::from_millis(20), live.next()).await
