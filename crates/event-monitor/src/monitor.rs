@@ -351,12 +351,14 @@ impl EventMonitor {
         // Stale entries (runs removed or restarted) are dropped lazily; keep
         // the queue within twice the run bound.
         if ended.len() > self.config.max_tracked_runs.saturating_mul(2).max(16) {
-            ended.retain(|(id, at)| {
-                self.runs
-                    .get(id.as_str())
-                    .is_some_and(|r| r.ended_at == Some(*at) && r.is_ended())
-            });
+            ended.retain(|(id, at)| self.ended_entry_is_current(id, *at));
         }
+    }
+
+    /// Whether an entry of the ended queue still stands for its run (the run
+    /// exists, has ended, and ended at that time — not restarted since).
+    fn ended_entry_is_current(&self, id: &str, at: Timestamp) -> bool {
+        self.runs.get(id).is_some_and(|r| r.ended_at_time(at))
     }
 
     fn push_failure(&self, session_id: &str, violation: OrderViolation) {
@@ -394,7 +396,7 @@ impl EventMonitor {
             let Some((id, at)) = next else { break };
             let removed = self
                 .runs
-                .remove_if(id.as_str(), |_, r| r.ended_at == Some(at) && r.is_ended())
+                .remove_if(id.as_str(), |_, r| r.ended_at_time(at))
                 .is_some();
             if removed {
                 return true;
@@ -422,11 +424,7 @@ impl EventMonitor {
             !old
         });
         if removed > 0 {
-            lock(&self.ended).retain(|(id, at)| {
-                self.runs
-                    .get(id.as_str())
-                    .is_some_and(|r| r.ended_at == Some(*at) && r.is_ended())
-            });
+            lock(&self.ended).retain(|(id, at)| self.ended_entry_is_current(id, *at));
         }
         removed
     }

@@ -134,6 +134,11 @@ impl Run {
         matches!(self.phase, Phase::Completed | Phase::Failed) || self.is_timeout
     }
 
+    /// Whether the run has ended, and ended exactly at `at`.
+    pub(crate) fn ended_at_time(&self, at: Timestamp) -> bool {
+        self.is_ended() && self.ended_at == Some(at)
+    }
+
     pub(crate) fn seen(&self, t: MessageType) -> bool {
         EventType::classify(t).is_some_and(|e| self.seen & e.bit() != 0)
     }
