@@ -46,6 +46,7 @@
 mod codec;
 mod message;
 mod message_type;
+mod store;
 mod task;
 mod time;
 
@@ -55,5 +56,6 @@ pub use codec::{
 };
 pub use message::WebSocketMessage;
 pub use message_type::{Direction, MessageType, UnknownMessageType};
+pub use store::StoreError;
 pub use task::BackgroundTask;
 pub use time::{Clock, ManualClock, SharedClock, SystemClock, Timestamp};

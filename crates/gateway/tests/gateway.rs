@@ -51,6 +51,33 @@ async fn connect(r: &Running, query: &str) -> (Ws, Value) {
     (ws, hello.payload)
 }
 
+/// A handshake's HTTP status (101 when upgraded) and whether the answer
+/// carried `Retry-After`.
+async fn handshake(r: &Running, query: &str) -> (u16, bool) {
+    match connect_async(format!("ws://{}/ws?{query}", r.addr)).await {
+        Ok(_) => (101, false),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => (
+            resp.status().as_u16(),
+            resp.headers().get("retry-after").is_some(),
+        ),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Reads until the server's close frame and returns its code.
+async fn close_code(ws: &mut Ws) -> CloseCode {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+        {
+            Some(Ok(Message::Close(Some(frame)))) => return frame.code,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
 async fn next_frame(ws: &mut Ws) -> Option<WebSocketMessage> {
     loop {
         match tokio::time::timeout(Duration::from_secs(10), ws.next())
@@ -250,19 +277,7 @@ async fn oversize_frames_close_with_1009() {
     let (mut ws, _) = connect(&r, "user_id=erin").await;
     let big = json!({"type": "chat", "payload": {"content": "x".repeat(2_000)}}).to_string();
     ws.send(Message::text(big)).await.unwrap();
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .unwrap()
-        {
-            Some(Ok(Message::Close(Some(frame)))) => {
-                assert_eq!(frame.code, CloseCode::Size);
-                break;
-            }
-            Some(Ok(_)) => continue,
-            other => panic!("expected a 1009 close, got {other:?}"),
-        }
-    }
+    assert_eq!(close_code(&mut ws).await, CloseCode::Size);
 }
 
 #[tokio::test]
@@ -305,21 +320,12 @@ async fn the_connection_cap_refuses_with_429_then_recovers() {
     })
     .await;
     let (mut first, _) = connect(&r, "user_id=gina").await;
-    match connect_async(format!("ws://{}/ws?user_id=gina", r.addr)).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-            assert_eq!(resp.status().as_u16(), 429);
-            assert!(resp.headers().get("retry-after").is_some());
-        }
-        other => panic!("expected 429, got {other:?}"),
-    }
+    assert_eq!(handshake(&r, "user_id=gina").await, (429, true));
     first.close(None).await.unwrap();
     while first.next().await.is_some() {}
     let mut ok = false;
     for _ in 0..100 {
-        if connect_async(format!("ws://{}/ws?user_id=gina", r.addr))
-            .await
-            .is_ok()
-        {
+        if handshake(&r, "user_id=gina").await.0 == 101 {
             ok = true;
             break;
         }
@@ -331,12 +337,7 @@ async fn the_connection_cap_refuses_with_429_then_recovers() {
 #[tokio::test]
 async fn missing_credentials_are_401() {
     let r = start(GatewayConfig::default()).await;
-    match connect_async(format!("ws://{}/ws", r.addr)).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-            assert_eq!(resp.status().as_u16(), 401)
-        }
-        other => panic!("expected 401, got {other:?}"),
-    }
+    assert_eq!(handshake(&r, "").await.0, 401);
 }
 
 #[tokio::test]
@@ -382,19 +383,7 @@ async fn shutdown_closes_with_1001_and_keeps_the_session() {
     let mut r = start(GatewayConfig::default()).await;
     let (mut ws, hello) = connect(&r, "user_id=ivy").await;
     r.stop.take().unwrap().send(()).unwrap();
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .unwrap()
-        {
-            Some(Ok(Message::Close(Some(frame)))) => {
-                assert_eq!(frame.code, CloseCode::Away);
-                break;
-            }
-            Some(Ok(_)) => continue,
-            other => panic!("expected a 1001 close, got {other:?}"),
-        }
-    }
+    assert_eq!(close_code(&mut ws).await, CloseCode::Away);
     // The session outlives the connection, detached and resumable.
     let session = hello["session_id"].as_str().unwrap();
     let mut detached = false;
@@ -438,12 +427,9 @@ async fn jwt_auth_accepts_good_tokens_only() {
         )
         .unwrap()
     };
-    let status = |query: String| async move {
-        match connect_async(format!("ws://{}/ws?{query}", r.addr)).await {
-            Ok(_) => 101,
-            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
-            Err(e) => panic!("{e}"),
-        }
+    let status = |query: String| {
+        let r = &r;
+        async move { handshake(r, &query).await.0 }
     };
     // alg "none": header {"alg":"none"}, no signature.
     let none = format!(
@@ -586,22 +572,9 @@ async fn every_resume_refusal_reason_over_the_wire() {
 #[tokio::test]
 async fn failed_handshakes_put_the_ip_in_backoff() {
     let r = start(GatewayConfig::default()).await;
-    let status = || async {
-        match connect_async(format!("ws://{}/ws", r.addr)).await {
-            Ok(_) => 101,
-            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
-            Err(e) => panic!("{e}"),
-        }
-    };
     for _ in 0..5 {
-        assert_eq!(status().await, 401);
+        assert_eq!(handshake(&r, "").await.0, 401);
     }
     // After 5 failures the IP backs off: even good credentials wait.
-    match connect_async(format!("ws://{}/ws?user_id=kim", r.addr)).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-            assert_eq!(resp.status().as_u16(), 429);
-            assert!(resp.headers().get("retry-after").is_some());
-        }
-        other => panic!("expected 429, got {other:?}"),
-    }
+    assert_eq!(handshake(&r, "user_id=kim").await, (429, true));
 }

@@ -110,19 +110,6 @@ impl fmt::Display for RateLimitExceeded {
     }
 }
 
-/// A failure of a [`RateLimitStore`](crate::RateLimitStore).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("rate-limit store error: {message}")]
-pub struct StoreError {
-    /// What went wrong.
-    pub message: String,
-}
-
-impl StoreError {
-    /// A store error with `message`.
-    pub fn new(message: impl Into<String>) -> Self {
-        StoreError {
-            message: message.into(),
-        }
-    }
-}
+/// A failure of a [`RateLimitStore`](crate::RateLimitStore): the store
+/// error shared by every wsc component.
+pub use wsc_core::StoreError;

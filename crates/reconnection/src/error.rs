@@ -1,21 +1,8 @@
 //! The crate's errors.
 
-/// A failure of a [`SessionStore`](crate::SessionStore).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("session store error: {message}")]
-pub struct StoreError {
-    /// What went wrong.
-    pub message: String,
-}
-
-impl StoreError {
-    /// A store error with `message`.
-    pub fn new(message: impl Into<String>) -> Self {
-        StoreError {
-            message: message.into(),
-        }
-    }
-}
+/// A failure of a [`SessionStore`](crate::SessionStore): the store error
+/// shared by every wsc component.
+pub use wsc_core::StoreError;
 
 /// An error from the [`SessionRegistry`](crate::SessionRegistry).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
