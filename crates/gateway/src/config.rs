@@ -32,6 +32,8 @@ pub struct GatewayConfig {
     pub max_frame_bytes: usize,
     /// Frames kept per session for resume (default 1 000).
     pub replay_buffer: usize,
+    /// Bytes (serialized frames) kept per session for resume (default 1 MiB).
+    pub replay_buffer_bytes: usize,
     /// How long a lost session stays resumable (default 300 s).
     pub session_ttl: Duration,
     /// Told to clients in `connection_established` (default 15 s).
@@ -52,6 +54,7 @@ impl Default for GatewayConfig {
             max_messages_per_hour: 3_600,
             max_frame_bytes: 64 * 1024,
             replay_buffer: 1_000,
+            replay_buffer_bytes: 1 << 20,
             session_ttl: Duration::from_secs(300),
             heartbeat_interval: Duration::from_secs(15),
             outbound_queue: 256,

@@ -106,6 +106,11 @@ pub(crate) async fn run(
     }
 
     let mut shutdown = state.shutdown.clone();
+    // Also fires if shutdown began before this connection started.
+    let stopping = async move {
+        let _ = shutdown.wait_for(|down| *down).await;
+    };
+    tokio::pin!(stopping);
     let mut close = None;
     // Server heartbeat: a WebSocket ping every interval; a peer silent for
     // two intervals (no frame, no pong) is dead and dropped (resumable).
@@ -130,7 +135,17 @@ pub(crate) async fn run(
                 // Taken over by a resume elsewhere, or too slow: the
                 // session stays resumable.
                 None => {
-                    close = Some((CloseCode::POLICY_VIOLATION, "session moved or client too slow"));
+                    // The registry detached us: a resume took the session
+                    // elsewhere, or our queue was full (a slow client).
+                    let detached = matches!(
+                        state.sessions.session(&session_id).await,
+                        Ok(Some(record)) if record.detached_at.is_some()
+                    );
+                    if detached {
+                        state.counters.slow_clients.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(%connection_id, %session_id, "client too slow: dropped, session resumable");
+                    }
+                    close = Some((CloseCode::POLICY_VIOLATION, if detached { "client too slow" } else { "session moved" }));
                     break;
                 }
             },
@@ -156,7 +171,7 @@ pub(crate) async fn run(
                 // Pings are answered by the transport; any frame shows life.
                 Some(Ok(_)) => last_seen = tokio::time::Instant::now(),
             },
-            _ = shutdown.changed() => {
+            _ = &mut stopping => {
                 close = Some((CloseCode::GOING_AWAY, "server shutting down"));
                 break;
             }
@@ -202,7 +217,12 @@ async fn write_loop(
         };
         match tokio::time::timeout(timeout, sink.send(message)).await {
             Ok(Ok(())) => {}
-            _ => return,
+            Ok(Err(_)) => return,
+            Err(_) => {
+                state.counters.slow_clients.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("write timed out: slow client dropped, session resumable");
+                return;
+            }
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;

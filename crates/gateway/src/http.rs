@@ -154,15 +154,23 @@ async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let report = state.monitor.check_health().await;
     let system = state.perf.get_system_wide_metrics().await;
     let sessions = state.sessions.session_count().await.unwrap_or(0);
-    Json(json!({
-        "status": report.status.as_str(),
+    let draining = *state.shutdown.borrow();
+    // 503 while draining, so a load balancer stops sending clients here.
+    let code = if draining {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let body = Json(json!({
+        "status": if draining { "shutting_down" } else { report.status.as_str() },
         "issues": report.issues,
         "connections": system.total_active_connections,
         "sessions": sessions,
         "runs": report.total_runs,
         "active_runs": report.active_runs,
         "alerts": system.active_alerts,
-    }))
+    }));
+    (code, body)
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
@@ -216,6 +224,12 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         "counter",
         "Frames sent to clients.",
         s.frames_sent as f64,
+    );
+    add(
+        "wsc_gateway_slow_clients_total",
+        "counter",
+        "Connections dropped for not reading fast enough (sessions kept).",
+        s.slow_clients as f64,
     );
     add(
         "wsc_gateway_sessions",

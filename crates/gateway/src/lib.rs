@@ -7,16 +7,10 @@
 //! it is sent; every connection is measured; a client that loses its
 //! connection resumes with exactly the frames it missed.
 //!
-//! **Status:** work in progress (the gateway issue is open). Working and
-//! tested over real sockets: `/ws` with dev auth, the per-IP and per-user
-//! checks before the upgrade (401, 429 with `Retry-After`, 503), sessions
-//! with resume and every refusal reason, the frame loop with every error
-//! code, 1009 on oversize frames, rate limiting with `retry_after_ms`, the
-//! simulated agent through the event monitor and the replay buffer,
-//! `/health`, `/metrics`, `/api/stats`, and shutdown with 1001. JWT auth (HS256,
-//! `exp` required; `alg: none`, wrong keys and expired tokens refused) and
-//! server heartbeats that drop silent peers are tested too. The Python
-//! client test and the benchmark are not done.
+//! Start one with [`Gateway::new`] and [`Gateway::serve`], or run the
+//! `wsc-gateway serve` binary. Agents plug in through [`AgentRunner`];
+//! [`SimulatedAgent`] is built in. Shared state in Redis is not available
+//! yet (everything is in memory).
 //!
 //! ## Example
 //!

@@ -53,6 +53,9 @@ struct ServeArgs {
     /// Frames kept per session for resume.
     #[arg(long, env = "WSC_REPLAY_BUFFER", default_value_t = 1000)]
     replay_buffer: usize,
+    /// Bytes (serialized frames) kept per session for resume.
+    #[arg(long, env = "WSC_REPLAY_BUFFER_BYTES", default_value_t = 1 << 20)]
+    replay_buffer_bytes: usize,
     /// Seconds a lost session stays resumable.
     #[arg(long, env = "WSC_SESSION_TTL", default_value_t = 300)]
     session_ttl: u64,
@@ -101,6 +104,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_messages_per_hour: args.max_messages_per_hour,
         max_frame_bytes: args.max_frame_bytes,
         replay_buffer: args.replay_buffer,
+        replay_buffer_bytes: args.replay_buffer_bytes,
         session_ttl: Duration::from_secs(args.session_ttl),
         ..Default::default()
     };

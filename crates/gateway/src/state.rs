@@ -28,6 +28,7 @@ pub(crate) struct Counters {
     pub(crate) runs: AtomicU64,
     pub(crate) frames_sent: AtomicU64,
     pub(crate) bad_frames: AtomicU64,
+    pub(crate) slow_clients: AtomicU64,
 }
 
 /// A snapshot of the gateway's counters.
@@ -49,6 +50,9 @@ pub struct GatewayStats {
     pub frames_sent: u64,
     /// Client frames answered with an error.
     pub bad_frames: u64,
+    /// Connections dropped because the client did not read fast enough
+    /// (their sessions stay resumable).
+    pub slow_clients: u64,
 }
 
 pub(crate) struct AppState {
@@ -82,6 +86,7 @@ impl AppState {
             runs: get(&c.runs),
             frames_sent: get(&c.frames_sent),
             bad_frames: get(&c.bad_frames),
+            slow_clients: get(&c.slow_clients),
         }
     }
 }
@@ -123,6 +128,7 @@ impl Gateway {
             SessionConfig {
                 buffer: BufferLimits {
                     max_frames: config.replay_buffer,
+                    max_bytes: config.replay_buffer_bytes,
                     ..Default::default()
                 },
                 session_ttl: config.session_ttl,
@@ -178,6 +184,29 @@ impl Gateway {
     /// The axum router: `/ws`, `/health`, `/metrics`, `/api/stats`.
     pub fn router(&self) -> axum::Router {
         crate::http::router(self.state.clone())
+    }
+
+    /// Starts draining: from now on handshakes are refused with 503 and
+    /// `/health` answers 503 (so a load balancer moves traffic away), and
+    /// every open WebSocket is closed with 1001; their sessions stay
+    /// resumable on another node or after a restart. [`serve`](Self::serve)
+    /// keeps accepting HTTP until its shutdown future completes. Idempotent.
+    ///
+    /// ```
+    /// # use wsc_gateway::{Gateway, GatewayConfig};
+    /// let gateway = Gateway::new(GatewayConfig::default());
+    /// assert!(!gateway.is_shutting_down());
+    /// gateway.shutdown();
+    /// assert!(gateway.is_shutting_down());
+    /// ```
+    pub fn shutdown(&self) {
+        let _ = self.state.shutdown_tx.send(true);
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called (or `serve`'s
+    /// shutdown future completed).
+    pub fn is_shutting_down(&self) -> bool {
+        *self.state.shutdown_tx.borrow()
     }
 
     /// Serves on `listener` until `shutdown` completes; then closes every

@@ -23,9 +23,12 @@ struct Running {
 }
 
 async fn start(config: GatewayConfig) -> Running {
+    start_gateway(Gateway::new(config)).await
+}
+
+async fn start_gateway(gateway: Gateway) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let gateway = Gateway::new(config);
     let (stop, stopped) = oneshot::channel::<()>();
     let g = gateway.clone();
     tokio::spawn(async move {
@@ -577,4 +580,144 @@ async fn failed_handshakes_put_the_ip_in_backoff() {
     }
     // After 5 failures the IP backs off: even good credentials wait.
     assert_eq!(handshake(&r, "user_id=kim").await, (429, true));
+}
+
+#[tokio::test]
+async fn draining_refuses_handshakes_with_503_and_health_says_so() {
+    let r = start(GatewayConfig::default()).await;
+    let (mut ws, _) = connect(&r, "user_id=zoe").await;
+    assert_eq!(http_get(&r, "/health").await.0, 200);
+    r.gateway.shutdown();
+    assert!(r.gateway.is_shutting_down());
+    // Open connections are closed with 1001 ...
+    assert_eq!(close_code(&mut ws).await, CloseCode::Away);
+    // ... new ones are refused before the upgrade, with a JSON reason ...
+    assert_eq!(handshake(&r, "user_id=zoe").await, (503, false));
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    s.write_all(
+        b"GET /ws?user_id=zoe HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n\
+          Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = s.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains(r#""error":"shutting_down""#), "{answer}");
+    // ... and /health tells load balancers to move away.
+    let (status, body) = http_get(&r, "/health").await;
+    assert_eq!(status, 503);
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["status"], "shutting_down");
+    assert!(r.gateway.stats().refused_handshakes >= 2);
+}
+
+/// Emits `agent_started`, `pairs` tool calls with big results, then
+/// `agent_completed`: megabytes for a client that does not read.
+struct BigAgent {
+    pairs: usize,
+}
+
+#[async_trait::async_trait]
+impl wsc_gateway::AgentRunner for BigAgent {
+    async fn run(&self, request: wsc_gateway::AgentRequest, sink: wsc_gateway::EventSink) {
+        let blob = "x".repeat(4096);
+        sink.emit(MessageType::AgentStarted, json!({})).await;
+        for i in 0..self.pairs {
+            let call = format!("{}-{i}", request.run_id);
+            let tool = json!({"tool_name": "fetch", "tool_call_id": call});
+            sink.emit(MessageType::ToolExecuting, tool.clone()).await;
+            let mut done = tool;
+            done["result"] = json!(blob);
+            sink.emit(MessageType::ToolCompleted, done).await;
+        }
+        sink.emit(MessageType::AgentCompleted, json!({"result": "done"}))
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_dropped_and_resumes_without_loss() {
+    let pairs = 2_000; // about 8 MB of frames: more than the socket buffers hold
+    let total = 2 + 2 * pairs as u64;
+    let config = GatewayConfig {
+        outbound_queue: 8,
+        write_timeout: Duration::from_millis(500),
+        replay_buffer: 10_000,
+        replay_buffer_bytes: 64 << 20,
+        ..Default::default()
+    };
+    let r = start_gateway(Gateway::with_runner(
+        config,
+        std::sync::Arc::new(BigAgent { pairs }),
+    ))
+    .await;
+
+    // A client with a tiny receive buffer that stops reading after hello.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(r.addr).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(
+        format!("ws://{}/ws?user_id=sloth", r.addr),
+        MaybeTlsStream::Plain(stream),
+    )
+    .await
+    .unwrap();
+    let hello = next_frame(&mut ws).await.unwrap().payload;
+    send(&mut ws, &start_agent(&[], 0)).await;
+
+    // The gateway gives up on it ...
+    let mut dropped = false;
+    for _ in 0..1_500 {
+        if r.gateway.stats().slow_clients >= 1 {
+            dropped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(dropped, "a client that never reads must be disconnected");
+
+    // ... it reads what had reached it before the cut ...
+    let mut seqs = Vec::new();
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await
+    {
+        if let Message::Text(t) = message {
+            if let Ok(frame) = parse_server_frame(&t) {
+                seqs.extend(frame.seq);
+            }
+        }
+    }
+    let got = seqs.len() as u64;
+    assert!(got < total, "the cut came before the run's end");
+    assert_eq!(seqs, (1..=got).collect::<Vec<_>>(), "in order, no gap");
+
+    // ... and, once the run has finished, resumes with exactly the frames
+    // it missed. (Resuming while the agent still floods the session would
+    // be another slow connection: the client cannot read 8 MB instantly.)
+    let session = hello["session_id"].as_str().unwrap();
+    for _ in 0..1_500 {
+        let record = r.gateway.sessions().session(session).await.unwrap();
+        if record.expect("kept").last_seq == total {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let query = format!(
+        "user_id=sloth&session_id={}&resume_token={}&last_seq={got}",
+        hello["session_id"].as_str().unwrap(),
+        hello["resume_token"].as_str().unwrap(),
+    );
+    let (mut ws, again) = connect(&r, &query).await;
+    assert_eq!(again["resumed"], true, "{again}");
+    let mut last = None;
+    let mut expected = got + 1;
+    while expected <= total {
+        let frame = next_frame(&mut ws).await.expect("the rest of the run");
+        assert_eq!(frame.seq, Some(expected), "no gap, no duplicate");
+        expected += 1;
+        last = Some(frame.message_type);
+    }
+    assert_eq!(last, Some(MessageType::AgentCompleted));
 }
