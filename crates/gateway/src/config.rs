@@ -27,6 +27,9 @@ pub struct GatewayConfig {
     pub max_messages_per_minute: u32,
     /// Client frames per user per hour (default 3 600).
     pub max_messages_per_hour: u32,
+    /// WebSocket handshakes per client IP per minute (default 120; 0
+    /// disables the check, e.g. for load tests from one machine).
+    pub max_handshakes_per_ip: u32,
     /// The largest client frame; larger ones close the connection with 1009
     /// (default 64 KiB).
     pub max_frame_bytes: usize,
@@ -52,6 +55,7 @@ impl Default for GatewayConfig {
             max_connections_per_user: 5,
             max_messages_per_minute: 120,
             max_messages_per_hour: 3_600,
+            max_handshakes_per_ip: 120,
             max_frame_bytes: 64 * 1024,
             replay_buffer: 1_000,
             replay_buffer_bytes: 1 << 20,

@@ -23,7 +23,9 @@ use crate::state::AppState;
 
 /// What the writer task sends.
 enum Out {
-    Frame(Arc<WebSocketMessage>),
+    /// An agent event; `live` (not replayed) ones have their delivery
+    /// latency measured.
+    Frame(Arc<WebSocketMessage>, bool),
     Control(WebSocketMessage),
     Ping,
     Close(CloseCode, &'static str),
@@ -83,7 +85,12 @@ pub(crate) async fn run(
 
     let (sink, mut stream) = socket.split();
     let (out_tx, out_rx) = mpsc::channel::<Out>(64);
-    let writer = tokio::spawn(write_loop(state.clone(), sink, out_rx));
+    let writer = tokio::spawn(write_loop(
+        state.clone(),
+        connection_id.clone(),
+        sink,
+        out_rx,
+    ));
 
     let mut hello = json!({
         "session_id": attached.session_id,
@@ -102,7 +109,7 @@ pub(crate) async fn run(
         .with_timestamp(state.clock.now());
     let mut open = out_tx.send(Out::Control(hello)).await.is_ok();
     for frame in start.replay {
-        open = open && out_tx.send(Out::Frame(frame)).await.is_ok();
+        open = open && out_tx.send(Out::Frame(frame, false)).await.is_ok();
     }
 
     let mut shutdown = state.shutdown.clone();
@@ -131,7 +138,7 @@ pub(crate) async fn run(
                 open = out_tx.send(Out::Ping).await.is_ok();
             },
             live = attached.frames.recv() => match live {
-                Some(frame) => open = out_tx.send(Out::Frame(frame)).await.is_ok(),
+                Some(frame) => open = out_tx.send(Out::Frame(frame, true)).await.is_ok(),
                 // Taken over by a resume elsewhere, or too slow: the
                 // session stays resumable.
                 None => {
@@ -194,14 +201,25 @@ pub(crate) async fn run(
 /// Sends frames in order; a write slower than `write_timeout` ends it.
 async fn write_loop(
     state: Arc<AppState>,
+    connection_id: String,
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
     mut rx: mpsc::Receiver<Out>,
 ) {
     let timeout = state.config.write_timeout;
     while let Some(out) = rx.recv().await {
         let message = match out {
-            Out::Frame(frame) => {
+            Out::Frame(frame, live) => {
                 state.counters.frames_sent.fetch_add(1, Ordering::Relaxed);
+                if live {
+                    if let Some(emitted) = frame.timestamp {
+                        let latency = state.clock.now().duration_since(emitted);
+                        state.telemetry.record_latency(latency);
+                        state
+                            .perf
+                            .record_message_latency(&connection_id, &frame, latency)
+                            .await;
+                    }
+                }
                 Message::Text(serialize(&frame).into())
             }
             Out::Control(frame) => Message::Text(serialize(&frame).into()),

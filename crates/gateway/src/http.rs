@@ -21,6 +21,7 @@ use crate::state::AppState;
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
+        .route("/", get(dashboard))
         .route("/ws", get(upgrade))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -264,13 +265,29 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     )
 }
 
+/// The live dashboard: one self-contained page (no external assets) that
+/// polls `/api/stats` every second.
+async fn dashboard() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("dashboard.html"),
+    )
+}
+
 async fn stats(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let report = state.monitor.check_health().await;
     let system = state.perf.get_system_wide_metrics().await;
+    let series = state.telemetry.series();
     Json(json!({
         "gateway": state.stats(),
         "health": report,
         "system": system,
         "sessions": state.sessions.session_count().await.unwrap_or(0),
+        "draining": *state.shutdown.borrow(),
+        "latest": series.last(),
+        "series": series,
     }))
 }

@@ -29,9 +29,13 @@
 mod agent;
 mod config;
 mod connection;
+mod demo;
 mod http;
 mod state;
+mod telemetry;
 
 pub use agent::{AgentRequest, AgentRunner, EventSink, SimulatedAgent};
 pub use config::{AuthMode, GatewayConfig};
+pub use demo::{DemoConfig, DemoProgress, DemoProgressSnapshot, DemoReport, run_demo};
 pub use state::{Gateway, GatewayStats};
+pub use telemetry::StatsSample;

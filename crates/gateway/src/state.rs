@@ -16,6 +16,7 @@ use wsc_reconnection::{BufferLimits, SessionConfig, SessionRegistry};
 
 use crate::agent::{AgentRunner, SimulatedAgent};
 use crate::config::GatewayConfig;
+use crate::telemetry::{StatsSample, Telemetry};
 
 /// Gateway-level counters (also in `/metrics` and `/api/stats`).
 #[derive(Debug, Default)]
@@ -67,6 +68,7 @@ pub(crate) struct AppState {
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) shutdown_tx: watch::Sender<bool>,
     pub(crate) next_id: AtomicU64,
+    pub(crate) telemetry: Telemetry,
 }
 
 impl AppState {
@@ -120,6 +122,7 @@ impl Gateway {
                 max_connections_per_user: config.max_connections_per_user,
                 max_messages_per_minute: config.max_messages_per_minute,
                 max_messages_per_hour: config.max_messages_per_hour,
+                max_handshakes_per_ip: config.max_handshakes_per_ip,
                 ..Default::default()
             },
             clock.clone(),
@@ -155,6 +158,7 @@ impl Gateway {
                 shutdown,
                 shutdown_tx,
                 next_id: AtomicU64::new(1),
+                telemetry: Telemetry::new(),
                 config,
                 clock,
             }),
@@ -181,7 +185,14 @@ impl Gateway {
         &self.state.sessions
     }
 
-    /// The axum router: `/ws`, `/health`, `/metrics`, `/api/stats`.
+    /// The last minutes of the dashboard's series (one sample per second
+    /// while [`serve`](Self::serve) runs), oldest first.
+    pub fn stats_series(&self) -> Vec<StatsSample> {
+        self.state.telemetry.series()
+    }
+
+    /// The axum router: `/` (the dashboard), `/ws`, `/health`, `/metrics`,
+    /// `/api/stats`.
     pub fn router(&self) -> axum::Router {
         crate::http::router(self.state.clone())
     }
@@ -220,6 +231,7 @@ impl Gateway {
             .router()
             .into_make_service_with_connect_info::<SocketAddr>();
         let tx = self.state.shutdown_tx.clone();
+        let _maintenance = Maintenance::start(&self.state);
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 shutdown.await;
@@ -227,5 +239,48 @@ impl Gateway {
                 let _ = tx.send(true);
             })
             .await
+    }
+}
+
+/// The background work of a serving gateway; stops when dropped.
+struct Maintenance {
+    _sweeper: wsc_core::BackgroundTask,
+    _evaluator: wsc_core::BackgroundTask,
+    _cleanup: wsc_core::BackgroundTask,
+    sampler: tokio::task::JoinHandle<()>,
+}
+
+impl Maintenance {
+    fn start(state: &Arc<AppState>) -> Self {
+        let s = state.clone();
+        let sampler = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut n: u64 = 0;
+            loop {
+                tick.tick().await;
+                n += 1;
+                let sessions = s.sessions.session_count().await.unwrap_or(0) as u64;
+                let open = s.perf.get_system_wide_metrics().await.total_active_connections as u64;
+                s.telemetry
+                    .sample(s.clock.now().as_unix_secs_f64(), s.stats(), open, sessions);
+                // Sessions detached longer than their TTL go, every 10 s.
+                if n % 10 == 0 {
+                    let _ = s.sessions.cleanup_expired().await;
+                }
+            }
+        });
+        Maintenance {
+            _sweeper: state.monitor.spawn_sweeper(),
+            _evaluator: state.perf.spawn_evaluator(std::time::Duration::from_secs(5)),
+            _cleanup: state.limiter.spawn_cleanup(std::time::Duration::from_secs(60)),
+            sampler,
+        }
+    }
+}
+
+impl Drop for Maintenance {
+    fn drop(&mut self) {
+        self.sampler.abort();
     }
 }

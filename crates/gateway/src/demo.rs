@@ -1,0 +1,519 @@
+//! The demo load: simulated users, each a [`ResilientClient`] running agent
+//! runs against a gateway while dropping its connection at random, and the
+//! report of what they received.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use serde_json::{Value, json};
+use wsc_core::{Clock, MessageType, SystemClock, WebSocketMessage};
+use wsc_reconnection::{ClientConfig, ClientEvent, ResilientClient};
+
+use crate::Gateway;
+
+/// What the demo load does.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DemoConfig {
+    /// Simulated users, each with its own connection (default 200).
+    pub users: usize,
+    /// Agent runs per user, one after another (default 5).
+    pub runs: usize,
+    /// Chance that a run has its connection dropped once, at a random
+    /// event (default 0.2).
+    pub disconnect_rate: f64,
+    /// Tools each run calls (default `search`, `calculator`).
+    pub tools: Vec<String>,
+    /// The agent's delay between events (default 150 ms).
+    pub step_delay: Duration,
+    /// A run not complete after this long counts its missing events as
+    /// lost (default 20 s).
+    pub run_timeout: Duration,
+    /// Seeds the random drops (default: random).
+    pub seed: Option<u64>,
+    /// One extra user sends this many pings at once, to show the rate
+    /// limiter at work: those over the gateway's per-minute limit are
+    /// answered `rate_limited` (default 200; 0: no flood).
+    pub flood_pings: u32,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        DemoConfig {
+            users: 200,
+            runs: 5,
+            disconnect_rate: 0.2,
+            tools: vec!["search".into(), "calculator".into()],
+            step_delay: Duration::from_millis(150),
+            run_timeout: Duration::from_secs(20),
+            seed: None,
+            flood_pings: 200,
+        }
+    }
+}
+
+impl DemoConfig {
+    /// Events one run emits: started, thinking, two per tool, completed.
+    pub fn events_per_run(&self) -> u64 {
+        3 + 2 * self.tools.len() as u64
+    }
+}
+
+/// Live counters of a running demo, for progress display.
+#[derive(Debug, Default)]
+pub struct DemoProgress {
+    runs_done: AtomicU64,
+    events: AtomicU64,
+    disconnects: AtomicU64,
+    resumes: AtomicU64,
+}
+
+/// A snapshot of [`DemoProgress`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DemoProgressSnapshot {
+    /// Runs finished (complete or timed out).
+    pub runs_done: u64,
+    /// Agent events received.
+    pub events: u64,
+    /// Connections dropped on purpose.
+    pub disconnects: u64,
+    /// Sessions resumed.
+    pub resumes: u64,
+}
+
+impl DemoProgress {
+    /// The counters now.
+    pub fn snapshot(&self) -> DemoProgressSnapshot {
+        DemoProgressSnapshot {
+            runs_done: self.runs_done.load(Ordering::Relaxed),
+            events: self.events.load(Ordering::Relaxed),
+            disconnects: self.disconnects.load(Ordering::Relaxed),
+            resumes: self.resumes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What the demo observed. [`DemoReport::passed`] says whether every event
+/// arrived exactly once and every run validated.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DemoReport {
+    /// Simulated users.
+    pub users: u64,
+    /// Runs asked for (users × runs).
+    pub runs: u64,
+    /// Runs whose every event arrived, once, in order.
+    pub runs_completed: u64,
+    /// Agent events received (each counted once).
+    pub events: u64,
+    /// Agent events the runs should have delivered.
+    pub events_expected: u64,
+    /// Connections dropped on purpose (abrupt transport close).
+    pub disconnects: u64,
+    /// Resumes the gateway accepted.
+    pub resumes: u64,
+    /// Resumes the gateway refused (a fresh session was started).
+    pub resumes_refused: u64,
+    /// Events of started runs that never arrived.
+    pub events_lost: u64,
+    /// Events handed to the application twice.
+    pub events_duplicated: u64,
+    /// Copies the client dropped by seq after a resume (expected: replay
+    /// and live can overlap on the wire; not an error).
+    pub wire_duplicates_dropped: u64,
+    /// Client frames the gateway refused with `rate_limited` (the flooding
+    /// user's pings over the limit, and any refused `start_agent`).
+    pub rate_limited: u64,
+    /// Runs that arrived out of order or incomplete, or that the gateway's
+    /// event monitor did not validate.
+    pub runs_failed_validation: u64,
+    /// Median latency from the agent emitting an event to the client
+    /// receiving it, ms (replayed events included).
+    pub p50_latency_ms: f64,
+    /// 99th percentile of the same, ms.
+    pub p99_latency_ms: f64,
+    /// Events received per second of the whole demo.
+    pub events_per_second: f64,
+    /// How long the demo took, s.
+    pub elapsed_seconds: f64,
+}
+
+impl DemoReport {
+    /// Nothing lost, nothing duplicated, every run complete and validated.
+    pub fn passed(&self) -> bool {
+        self.events_lost == 0
+            && self.events_duplicated == 0
+            && self.runs_failed_validation == 0
+            && self.runs_completed == self.runs
+    }
+
+    /// The report as an aligned two-column table.
+    pub fn to_table(&self) -> String {
+        let rows: [(&str, String); 15] = [
+            ("users", self.users.to_string()),
+            (
+                "runs completed",
+                format!("{} / {}", self.runs_completed, self.runs),
+            ),
+            (
+                "events received",
+                format!("{} / {}", self.events, self.events_expected),
+            ),
+            ("connections dropped", self.disconnects.to_string()),
+            ("resumes", self.resumes.to_string()),
+            ("resumes refused", self.resumes_refused.to_string()),
+            ("events lost", self.events_lost.to_string()),
+            ("events duplicated", self.events_duplicated.to_string()),
+            (
+                "wire copies dropped by seq",
+                self.wire_duplicates_dropped.to_string(),
+            ),
+            ("rate-limited frames", self.rate_limited.to_string()),
+            (
+                "runs failing validation",
+                self.runs_failed_validation.to_string(),
+            ),
+            ("event latency p50", format!("{:.2} ms", self.p50_latency_ms)),
+            ("event latency p99", format!("{:.2} ms", self.p99_latency_ms)),
+            ("events per second", format!("{:.0}", self.events_per_second)),
+            ("elapsed", format!("{:.1} s", self.elapsed_seconds)),
+        ];
+        let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        let mut out = String::new();
+        for (k, v) in rows {
+            out.push_str(&format!("{k:<width$}  {v:>14}\n"));
+        }
+        out.push_str(&format!(
+            "{:<width$}  {:>14}\n",
+            "result",
+            if self.passed() { "PASS" } else { "FAIL" }
+        ));
+        out
+    }
+}
+
+/// What one user saw.
+#[derive(Default)]
+struct UserOutcome {
+    runs_completed: u64,
+    events: u64,
+    lost: u64,
+    duplicated: u64,
+    failed: u64,
+    rate_limited: u64,
+    run_ids: Vec<String>,
+    latency_us: Vec<u64>,
+    resumes: u64,
+    resumes_refused: u64,
+    wire_duplicates: u64,
+}
+
+/// Runs the demo load against `gateway`, served at `ws_url` (e.g.
+/// `ws://127.0.0.1:8765/ws`), and reports. `progress` is updated live.
+///
+/// The gateway should let many handshakes come from one IP (set
+/// [`GatewayConfig::max_handshakes_per_ip`](crate::GatewayConfig) to 0).
+pub async fn run_demo(
+    gateway: &Gateway,
+    ws_url: &str,
+    config: &DemoConfig,
+    progress: Arc<DemoProgress>,
+) -> DemoReport {
+    let started = Instant::now();
+    let base_seed = config.seed.unwrap_or_else(|| rand::rng().random());
+    let mut tasks = Vec::with_capacity(config.users);
+    for user in 0..config.users {
+        let url = ws_url.to_owned();
+        let config = config.clone();
+        let progress = progress.clone();
+        let seed = base_seed ^ (user as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        tasks.push(tokio::spawn(async move {
+            run_user(user, &url, &config, seed, &progress).await
+        }));
+    }
+    let flood = (config.flood_pings > 0).then(|| {
+        let url = ws_url.to_owned();
+        let n = config.flood_pings;
+        tokio::spawn(async move { flood(&url, n).await })
+    });
+    let mut report = DemoReport {
+        users: config.users as u64,
+        runs: (config.users * config.runs) as u64,
+        ..Default::default()
+    };
+    let mut latency =
+        Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds");
+    let mut run_ids = Vec::new();
+    for task in tasks {
+        let outcome = match task.await {
+            Ok(outcome) => outcome,
+            Err(_) => UserOutcome {
+                failed: config.runs as u64,
+                ..Default::default()
+            },
+        };
+        report.runs_completed += outcome.runs_completed;
+        report.events += outcome.events;
+        report.events_lost += outcome.lost;
+        report.events_duplicated += outcome.duplicated;
+        report.runs_failed_validation += outcome.failed;
+        report.rate_limited += outcome.rate_limited;
+        report.resumes += outcome.resumes;
+        report.resumes_refused += outcome.resumes_refused;
+        report.wire_duplicates_dropped += outcome.wire_duplicates;
+        for us in outcome.latency_us {
+            latency.saturating_record(us.max(1));
+        }
+        run_ids.extend(outcome.run_ids);
+    }
+    if let Some(flood) = flood {
+        report.rate_limited += flood.await.unwrap_or(0);
+    }
+    // The gateway's own check: every run the clients completed must also
+    // validate in the event monitor (all events, in order).
+    for run_id in &run_ids {
+        if !matches!(
+            gateway
+                .event_monitor()
+                .validate_session_completion(run_id)
+                .await,
+            Ok(true)
+        ) {
+            report.runs_failed_validation += 1;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    report.events_expected = report.runs * config.events_per_run();
+    report.disconnects = progress.snapshot().disconnects;
+    if !latency.is_empty() {
+        report.p50_latency_ms = latency.value_at_quantile(0.5) as f64 / 1_000.0;
+        report.p99_latency_ms = latency.value_at_quantile(0.99) as f64 / 1_000.0;
+    }
+    report.events_per_second = report.events as f64 / elapsed.max(1e-9);
+    report.elapsed_seconds = elapsed;
+    report
+}
+
+async fn run_user(
+    user: usize,
+    url: &str,
+    config: &DemoConfig,
+    seed: u64,
+    progress: &DemoProgress,
+) -> UserOutcome {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut client_config = ClientConfig::new(url).with_query("user_id", format!("demo-{user}"));
+    client_config.initial_retry_delay = Duration::from_millis(50);
+    client_config.max_retry_delay = Duration::from_secs(1);
+    client_config.max_retries = 20;
+    client_config.ack_every = 16;
+    let mut client = ResilientClient::connect(client_config);
+    let mut out = UserOutcome::default();
+    let expected: Vec<MessageType> = expected_sequence(config);
+    let clock = SystemClock;
+
+    for _ in 0..config.runs {
+        let start = WebSocketMessage::new(
+            MessageType::StartAgent,
+            json!({
+                "agent_name": "demo",
+                "tools": config.tools,
+                "step_delay_ms": config.step_delay.as_millis() as u64,
+            }),
+        );
+        client.send(start.clone());
+        // Drop the connection once, after a random event of this run.
+        let drop_after = if rng.random_bool(config.disconnect_rate.clamp(0.0, 1.0)) {
+            Some(rng.random_range(1..=expected.len()))
+        } else {
+            None
+        };
+        let mut run_id: Option<String> = None;
+        let mut seen_ids: HashSet<String> = HashSet::new();
+        let mut received: Vec<MessageType> = Vec::with_capacity(expected.len());
+        let deadline = tokio::time::Instant::now() + config.run_timeout;
+        let mut gave_up = false;
+        while received.last() != Some(&MessageType::AgentCompleted) {
+            let event = match tokio::time::timeout_at(deadline, client.recv()).await {
+                Ok(Some(event)) => event,
+                Ok(None) | Err(_) => {
+                    gave_up = true;
+                    break;
+                }
+            };
+            let msg = match event {
+                ClientEvent::Frame(msg) => msg,
+                ClientEvent::GaveUp { .. } => {
+                    gave_up = true;
+                    break;
+                }
+                ClientEvent::Connected(_) | ClientEvent::Disconnected { .. } => continue,
+            };
+            if msg.message_type == MessageType::Error {
+                if msg.payload.get("code").and_then(Value::as_str) == Some("rate_limited") {
+                    out.rate_limited += 1;
+                    let wait = msg
+                        .payload
+                        .get("retry_after_ms")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(1_000);
+                    if run_id.is_none() {
+                        // Our start_agent was refused: ask again later.
+                        tokio::time::sleep(Duration::from_millis(wait)).await;
+                        client.send(start.clone());
+                    }
+                }
+                continue;
+            }
+            if msg.seq.is_none() {
+                continue; // pong, ack
+            }
+            let this_run = msg
+                .payload
+                .get("run_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            if run_id.is_none() {
+                run_id = this_run.clone();
+                if let Some(id) = &run_id {
+                    out.run_ids.push(id.clone());
+                }
+            }
+            if this_run != run_id {
+                continue; // not this run's (cannot happen: runs are sequential)
+            }
+            let id = msg.message_id.clone().unwrap_or_default();
+            if !seen_ids.insert(id) {
+                out.duplicated += 1;
+                continue;
+            }
+            if let Some(emitted) = msg.timestamp {
+                out.latency_us
+                    .push(clock.now().duration_since(emitted).as_micros() as u64);
+            }
+            received.push(msg.message_type);
+            out.events += 1;
+            progress.events.fetch_add(1, Ordering::Relaxed);
+            if drop_after == Some(received.len()) && received.len() < expected.len() {
+                client.drop_connection();
+                progress.disconnects.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let lost = (expected.len() as u64).saturating_sub(received.len() as u64);
+        if run_id.is_some() {
+            out.lost += lost;
+        }
+        if received == expected {
+            out.runs_completed += 1;
+        } else {
+            // Incomplete, out of order, or never started.
+            out.failed += 1;
+        }
+        progress.runs_done.fetch_add(1, Ordering::Relaxed);
+        let stats = client.stats();
+        progress.resumes.fetch_add(
+            stats.resumes.saturating_sub(out.resumes),
+            Ordering::Relaxed,
+        );
+        out.resumes = stats.resumes;
+        out.resumes_refused = stats.resumes_refused;
+        out.wire_duplicates = stats.duplicates_dropped;
+        if gave_up && matches!(client.stats().connections, 0) {
+            // Never connected: the remaining runs cannot happen.
+            break;
+        }
+    }
+    client.close();
+    out
+}
+
+/// Sends `n` pings at once as user `demo-flood`; returns how many were
+/// answered `rate_limited` (each ping gets a `pong` or a refusal).
+async fn flood(url: &str, n: u32) -> u64 {
+    let mut config = ClientConfig::new(url).with_query("user_id", "demo-flood");
+    config.initial_retry_delay = Duration::from_millis(50);
+    let mut client = ResilientClient::connect(config);
+    for i in 0..n {
+        client.send(WebSocketMessage::new(MessageType::Ping, json!({"n": i})));
+    }
+    let (mut answered, mut refused) = (0, 0);
+    while answered < n {
+        match tokio::time::timeout(Duration::from_secs(20), client.recv()).await {
+            Ok(Some(ClientEvent::Frame(msg))) => match msg.message_type {
+                MessageType::Pong => answered += 1,
+                MessageType::Error => {
+                    answered += 1;
+                    if msg.payload.get("code").and_then(Value::as_str) == Some("rate_limited") {
+                        refused += 1;
+                    }
+                }
+                _ => {}
+            },
+            Ok(Some(ClientEvent::GaveUp { .. })) | Ok(None) | Err(_) => break,
+            Ok(Some(_)) => {}
+        }
+    }
+    client.close();
+    refused
+}
+
+fn expected_sequence(config: &DemoConfig) -> Vec<MessageType> {
+    let mut v = vec![MessageType::AgentStarted, MessageType::AgentThinking];
+    for _ in &config.tools {
+        v.push(MessageType::ToolExecuting);
+        v.push(MessageType::ToolCompleted);
+    }
+    v.push(MessageType::AgentCompleted);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_passes_only_when_nothing_is_missing() {
+        let good = DemoReport {
+            runs: 10,
+            runs_completed: 10,
+            ..Default::default()
+        };
+        assert!(good.passed());
+        assert!(good.to_table().contains("PASS"));
+        for bad in [
+            DemoReport {
+                events_lost: 1,
+                ..good.clone()
+            },
+            DemoReport {
+                events_duplicated: 1,
+                ..good.clone()
+            },
+            DemoReport {
+                runs_failed_validation: 1,
+                ..good.clone()
+            },
+            DemoReport {
+                runs_completed: 9,
+                ..good.clone()
+            },
+        ] {
+            assert!(!bad.passed(), "{bad:?}");
+            assert!(bad.to_table().contains("FAIL"));
+        }
+    }
+
+    #[test]
+    fn the_expected_sequence_follows_the_tools() {
+        let config = DemoConfig {
+            tools: vec!["a".into()],
+            ..Default::default()
+        };
+        assert_eq!(config.events_per_run(), 5);
+        assert_eq!(expected_sequence(&config).len(), 5);
+    }
+}

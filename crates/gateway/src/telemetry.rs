@@ -1,0 +1,162 @@
+//! Telemetry for `/api/stats` and the dashboard: the delivery latency of
+//! live agent events, and a one-sample-per-second series of the last
+//! minutes.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::state::GatewayStats;
+
+/// Samples kept: five minutes at one per second.
+pub(crate) const SERIES_LEN: usize = 300;
+
+/// One point of the dashboard's series.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct StatsSample {
+    /// When it was taken, Unix seconds.
+    pub t: f64,
+    /// Open WebSocket connections.
+    pub connections: u64,
+    /// Sessions held (attached or resumable).
+    pub sessions: u64,
+    /// Agent runs started per second over the last interval.
+    pub runs_per_s: f64,
+    /// Frames sent per second over the last interval.
+    pub events_per_s: f64,
+    /// Median delivery latency of live agent events in the interval, ms
+    /// (from the agent emitting an event to its frame being written).
+    pub p50_ms: f64,
+    /// 99th percentile of the same, ms.
+    pub p99_ms: f64,
+    /// Live events whose latency was measured in the interval.
+    pub latency_samples: u64,
+}
+
+struct Inner {
+    /// Latency of the current interval, µs.
+    interval: Histogram<u64>,
+    series: VecDeque<StatsSample>,
+    last: Option<(f64, GatewayStats)>,
+}
+
+/// Shared by every connection's writer and the sampler.
+pub(crate) struct Telemetry {
+    inner: Mutex<Inner>,
+}
+
+impl Telemetry {
+    pub(crate) fn new() -> Self {
+        Telemetry {
+            inner: Mutex::new(Inner {
+                // 1 µs .. 1 h, two significant figures: about 2 KiB.
+                interval: Histogram::new_with_bounds(1, 3_600_000_000, 2)
+                    .expect("valid histogram bounds"),
+                series: VecDeque::with_capacity(SERIES_LEN),
+                last: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic elsewhere cannot leave these numbers inconsistent enough
+        // to matter: keep serving them.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records the delivery latency of one live event.
+    pub(crate) fn record_latency(&self, latency: Duration) {
+        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.lock().interval.saturating_record(us.max(1));
+    }
+
+    /// Closes the current interval: appends a sample computed from the
+    /// counters' growth since the previous one, and starts a new interval.
+    pub(crate) fn sample(&self, now_unix: f64, stats: GatewayStats, open: u64, sessions: u64) {
+        let mut inner = self.lock();
+        let (runs_per_s, events_per_s) = match inner.last {
+            Some((t, prev)) if now_unix > t => {
+                let dt = now_unix - t;
+                (
+                    stats.runs.saturating_sub(prev.runs) as f64 / dt,
+                    stats.frames_sent.saturating_sub(prev.frames_sent) as f64 / dt,
+                )
+            }
+            _ => (0.0, 0.0),
+        };
+        let h = &inner.interval;
+        let quantile = |q: f64| {
+            if h.is_empty() {
+                0.0
+            } else {
+                h.value_at_quantile(q) as f64 / 1_000.0
+            }
+        };
+        let sample = StatsSample {
+            t: now_unix,
+            connections: open,
+            sessions,
+            runs_per_s,
+            events_per_s,
+            p50_ms: quantile(0.50),
+            p99_ms: quantile(0.99),
+            latency_samples: h.len(),
+        };
+        inner.interval.reset();
+        if inner.series.len() == SERIES_LEN {
+            inner.series.pop_front();
+        }
+        inner.series.push_back(sample);
+        inner.last = Some((now_unix, stats));
+    }
+
+    /// The series, oldest first.
+    pub(crate) fn series(&self) -> Vec<StatsSample> {
+        self.lock().series.iter().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_turn_counter_growth_into_rates_and_latency_into_quantiles() {
+        let t = Telemetry::new();
+        t.sample(100.0, GatewayStats::default(), 0, 0);
+        for ms in 1..=100 {
+            t.record_latency(Duration::from_millis(ms));
+        }
+        let stats = GatewayStats {
+            runs: 20,
+            frames_sent: 500,
+            ..Default::default()
+        };
+        t.sample(102.0, stats, 3, 4);
+        let series = t.series();
+        assert_eq!(series.len(), 2);
+        let s = series[1];
+        assert_eq!((s.runs_per_s, s.events_per_s), (10.0, 250.0));
+        assert_eq!((s.connections, s.sessions, s.latency_samples), (3, 4, 100));
+        assert!((s.p50_ms - 50.0).abs() <= 0.5, "{}", s.p50_ms);
+        assert!((s.p99_ms - 99.0).abs() <= 1.0, "{}", s.p99_ms);
+        // A new interval starts empty.
+        t.sample(103.0, stats, 0, 0);
+        let last = t.series()[2];
+        assert_eq!((last.p50_ms, last.latency_samples, last.runs_per_s), (0.0, 0, 0.0));
+    }
+
+    #[test]
+    fn the_series_is_bounded() {
+        let t = Telemetry::new();
+        for i in 0..(SERIES_LEN + 50) {
+            t.sample(i as f64, GatewayStats::default(), 0, 0);
+        }
+        let series = t.series();
+        assert_eq!(series.len(), SERIES_LEN);
+        assert_eq!(series[0].t, 50.0);
+    }
+}
