@@ -12,7 +12,9 @@ cargo xtask <TASK>
 Tasks:
   ci      the test command: fmt --check, clippy -D warnings, tests, docs
           (prepares target/pyenv with Python's `websockets` for the gateway's
-          cross-language test; stops at the first failing step with its code)
+          cross-language test, and finds headless Chromium for the dashboard's
+          browser test, installing the `chromium` package with apt-get when
+          run as root; stops at the first failing step with its code)
   help    print this help
 ";
 
@@ -83,8 +85,65 @@ fn prepare_python() -> Result<PathBuf, String> {
     Ok(python)
 }
 
+/// Looks for a program on PATH.
+fn which(name: &str) -> Option<PathBuf> {
+    let path = env::var_os("PATH")?;
+    env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Makes sure headless Chromium exists for the dashboard's browser test:
+/// `WSC_CHROMIUM`, else `chromium` (or a Chrome) on PATH, else — as root —
+/// `apt-get install chromium`. Returns its path.
+fn prepare_chromium() -> Result<PathBuf, String> {
+    println!("==> [chromium] a headless browser for the dashboard test");
+    if let Some(p) = env::var_os("WSC_CHROMIUM") {
+        println!(
+            "<== [chromium] {} (WSC_CHROMIUM)",
+            PathBuf::from(&p).display()
+        );
+        return Ok(PathBuf::from(p));
+    }
+    let find = || {
+        ["chromium", "chromium-browser", "google-chrome", "chrome"]
+            .iter()
+            .find_map(|n| which(n))
+    };
+    if let Some(p) = find() {
+        println!("<== [chromium] {}", p.display());
+        return Ok(p);
+    }
+    let missing = "no Chromium for the dashboard's browser test: install the Debian package                    `chromium` (apt-get install chromium) or set WSC_CHROMIUM to a Chrome/Chromium binary";
+    if !is_root() || which("apt-get").is_none() {
+        return Err(missing.into());
+    }
+    println!("    installing with apt-get (root): apt-get update && apt-get install -y chromium");
+    let ok = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !(ok(&["update", "-qq"]) && ok(&["install", "-y", "-qq", "chromium"])) {
+        return Err(format!("apt-get could not install chromium; {missing}"));
+    }
+    let p = find().ok_or(missing)?;
+    println!("<== [chromium] {}", p.display());
+    Ok(p)
+}
+
 fn ci() -> ExitCode {
-    let python = match prepare_python() {
+    let prepared = prepare_python().and_then(|py| prepare_chromium().map(|ch| (py, ch)));
+    let (python, chromium) = match prepared {
         Ok(p) => p,
         Err(e) => {
             eprintln!("xtask ci: {e}");
@@ -113,7 +172,10 @@ fn ci() -> ExitCode {
         Step {
             name: "tests",
             args: &["test", "--workspace", "--locked"],
-            env: vec![("WSC_PYTHON", python.display().to_string())],
+            env: vec![
+                ("WSC_PYTHON", python.display().to_string()),
+                ("WSC_CHROMIUM", chromium.display().to_string()),
+            ],
         },
         Step {
             name: "docs",

@@ -106,7 +106,8 @@ pub struct DemoReport {
     pub users: u64,
     /// Runs asked for (users × runs).
     pub runs: u64,
-    /// Runs whose every event arrived, once, in order.
+    /// Runs whose every event arrived, once, in order, and that the
+    /// gateway's event monitor validated.
     pub runs_completed: u64,
     /// Agent events received (each counted once).
     pub events: u64,
@@ -177,9 +178,18 @@ impl DemoReport {
                 "runs failing validation",
                 self.runs_failed_validation.to_string(),
             ),
-            ("event latency p50", format!("{:.2} ms", self.p50_latency_ms)),
-            ("event latency p99", format!("{:.2} ms", self.p99_latency_ms)),
-            ("events per second", format!("{:.0}", self.events_per_second)),
+            (
+                "event latency p50",
+                format!("{:.2} ms", self.p50_latency_ms),
+            ),
+            (
+                "event latency p99",
+                format!("{:.2} ms", self.p99_latency_ms),
+            ),
+            (
+                "events per second",
+                format!("{:.0}", self.events_per_second),
+            ),
             ("elapsed", format!("{:.1} s", self.elapsed_seconds)),
         ];
         let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
@@ -273,8 +283,9 @@ pub async fn run_demo(
     if let Some(flood) = flood {
         report.rate_limited += flood.await.unwrap_or(0);
     }
-    // The gateway's own check: every run the clients completed must also
-    // validate in the event monitor (all events, in order).
+    // The gateway's own check: every run the clients received complete must
+    // also validate in the event monitor (all events, in order). A run that
+    // fails both checks counts once.
     for run_id in &run_ids {
         if !matches!(
             gateway
@@ -284,6 +295,7 @@ pub async fn run_demo(
             Ok(true)
         ) {
             report.runs_failed_validation += 1;
+            report.runs_completed -= 1;
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
@@ -379,9 +391,6 @@ async fn run_user(
                 .map(str::to_owned);
             if run_id.is_none() {
                 run_id = this_run.clone();
-                if let Some(id) = &run_id {
-                    out.run_ids.push(id.clone());
-                }
             }
             if this_run != run_id {
                 continue; // not this run's (cannot happen: runs are sequential)
@@ -409,16 +418,17 @@ async fn run_user(
         }
         if received == expected {
             out.runs_completed += 1;
+            // The gateway's event monitor checks it too, at the end.
+            out.run_ids.extend(run_id);
         } else {
             // Incomplete, out of order, or never started.
             out.failed += 1;
         }
         progress.runs_done.fetch_add(1, Ordering::Relaxed);
         let stats = client.stats();
-        progress.resumes.fetch_add(
-            stats.resumes.saturating_sub(out.resumes),
-            Ordering::Relaxed,
-        );
+        progress
+            .resumes
+            .fetch_add(stats.resumes.saturating_sub(out.resumes), Ordering::Relaxed);
         out.resumes = stats.resumes;
         out.resumes_refused = stats.resumes_refused;
         out.wire_duplicates = stats.duplicates_dropped;

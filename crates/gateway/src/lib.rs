@@ -9,8 +9,11 @@
 //!
 //! Start one with [`Gateway::new`] and [`Gateway::serve`], or run the
 //! `wsc-gateway serve` binary. Agents plug in through [`AgentRunner`];
-//! [`SimulatedAgent`] is built in. Shared state in Redis is not available
-//! yet (everything is in memory).
+//! [`SimulatedAgent`] is built in. `GET /` is a live dashboard.
+//! [`run_demo`] drives simulated users that drop and resume their
+//! connections against a gateway and reports what arrived (the
+//! `wsc-gateway demo` command). Shared state in Redis is not available yet
+//! (everything is in memory).
 //!
 //! ## Example
 //!

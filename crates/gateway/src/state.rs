@@ -261,7 +261,11 @@ impl Maintenance {
                 tick.tick().await;
                 n += 1;
                 let sessions = s.sessions.session_count().await.unwrap_or(0) as u64;
-                let open = s.perf.get_system_wide_metrics().await.total_active_connections as u64;
+                let open = s
+                    .perf
+                    .get_system_wide_metrics()
+                    .await
+                    .total_active_connections as u64;
                 s.telemetry
                     .sample(s.clock.now().as_unix_secs_f64(), s.stats(), open, sessions);
                 // Sessions detached longer than their TTL go, every 10 s.
@@ -272,8 +276,12 @@ impl Maintenance {
         });
         Maintenance {
             _sweeper: state.monitor.spawn_sweeper(),
-            _evaluator: state.perf.spawn_evaluator(std::time::Duration::from_secs(5)),
-            _cleanup: state.limiter.spawn_cleanup(std::time::Duration::from_secs(60)),
+            _evaluator: state
+                .perf
+                .spawn_evaluator(std::time::Duration::from_secs(5)),
+            _cleanup: state
+                .limiter
+                .spawn_cleanup(std::time::Duration::from_secs(60)),
             sampler,
         }
     }

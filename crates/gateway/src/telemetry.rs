@@ -146,7 +146,10 @@ mod tests {
         // A new interval starts empty.
         t.sample(103.0, stats, 0, 0);
         let last = t.series()[2];
-        assert_eq!((last.p50_ms, last.latency_samples, last.runs_per_s), (0.0, 0, 0.0));
+        assert_eq!(
+            (last.p50_ms, last.latency_samples, last.runs_per_s),
+            (0.0, 0, 0.0)
+        );
     }
 
     #[test]

@@ -1,0 +1,133 @@
+//! The demo load against an in-process gateway: nothing lost or duplicated
+//! through random drops and resumes, and a broken agent fails it. Plus the
+//! built binary's `demo` command.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::net::TcpListener;
+use wsc_core::MessageType;
+use wsc_gateway::{
+    AgentRequest, AgentRunner, DemoConfig, DemoProgress, DemoReport, EventSink, Gateway,
+    GatewayConfig, SimulatedAgent, run_demo,
+};
+
+async fn demo_against(runner: Arc<dyn AgentRunner>, config: DemoConfig) -> DemoReport {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let gateway = Gateway::with_runner(
+        GatewayConfig {
+            max_handshakes_per_ip: 0,
+            ..Default::default()
+        },
+        runner,
+    );
+    let g = gateway.clone();
+    tokio::spawn(async move { g.serve(listener, std::future::pending()).await });
+    let progress = Arc::new(DemoProgress::default());
+    let report = run_demo(
+        &gateway,
+        &format!("ws://{addr}/ws"),
+        &config,
+        progress.clone(),
+    )
+    .await;
+    assert_eq!(progress.snapshot().runs_done, report.runs);
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_drops_and_resumes_lose_and_duplicate_nothing() {
+    let config = DemoConfig {
+        users: 40,
+        runs: 3,
+        disconnect_rate: 0.6,
+        step_delay: Duration::from_millis(5),
+        seed: Some(7),
+        flood_pings: 150,
+        ..Default::default()
+    };
+    let report = demo_against(Arc::new(SimulatedAgent), config.clone()).await;
+    assert!(report.passed(), "{}", report.to_table());
+    assert_eq!(report.runs_completed, 120);
+    assert_eq!(report.events, 120 * config.events_per_run());
+    assert!(report.disconnects > 20, "{report:?}");
+    assert!(report.resumes >= report.disconnects, "{report:?}");
+    assert_eq!(report.resumes_refused, 0);
+    // The default limit is 120 frames a minute: 30 of the flood are refused.
+    assert_eq!(report.rate_limited, 30);
+    assert!(report.p99_latency_ms >= report.p50_latency_ms);
+}
+
+/// Skips `agent_thinking`: every run arrives incomplete.
+struct ForgetfulAgent;
+
+#[async_trait::async_trait]
+impl AgentRunner for ForgetfulAgent {
+    async fn run(&self, _request: AgentRequest, sink: EventSink) {
+        sink.emit(MessageType::AgentStarted, json!({})).await;
+        for (i, t) in ["search", "calculator"].iter().enumerate() {
+            let call = json!({"tool_name": t, "tool_call_id": format!("c{i}")});
+            sink.emit(MessageType::ToolExecuting, call.clone()).await;
+            sink.emit(MessageType::ToolCompleted, call).await;
+        }
+        sink.emit(MessageType::AgentCompleted, json!({})).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_agent_fails_the_demo() {
+    let config = DemoConfig {
+        users: 5,
+        runs: 2,
+        disconnect_rate: 0.0,
+        step_delay: Duration::ZERO,
+        flood_pings: 0,
+        ..Default::default()
+    };
+    let report = demo_against(Arc::new(ForgetfulAgent), config).await;
+    assert!(!report.passed());
+    assert_eq!(report.runs_completed, 0);
+    assert_eq!(report.events_lost, 10, "one event missing per run");
+    // Each run fails once (the client sees it incomplete).
+    assert_eq!(report.runs_failed_validation, 10, "{}", report.to_table());
+}
+
+#[test]
+fn the_demo_command_reports_json_and_exits_0() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wsc-gateway"))
+        .args([
+            "demo",
+            "--users",
+            "20",
+            "--runs",
+            "2",
+            "--step-delay-ms",
+            "5",
+        ])
+        .args(["--disconnect-rate", "0.5", "--seed", "3", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("dashboard at http://127.0.0.1:"),
+        "{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["runs_completed"], 40);
+    assert_eq!(report["events_lost"], 0);
+    assert_eq!(report["events_duplicated"], 0);
+    assert_eq!(report["rate_limited"], 80);
+}
+
+#[test]
+fn the_demo_command_refuses_bad_arguments() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wsc-gateway"))
+        .args(["demo", "--disconnect-rate", "1.5"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--disconnect-rate"));
+}
