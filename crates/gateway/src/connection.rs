@@ -213,11 +213,10 @@ async fn write_loop(
                 if live {
                     if let Some(emitted) = frame.timestamp {
                         let latency = state.clock.now().duration_since(emitted);
+                        // The dashboard's delivery latency. (The perf
+                        // monitor measures client frames; outbound frames
+                        // are not "messages processed".)
                         state.telemetry.record_latency(latency);
-                        state
-                            .perf
-                            .record_message_latency(&connection_id, &frame, latency)
-                            .await;
                     }
                 }
                 Message::Text(serialize(&frame).into())
@@ -238,7 +237,7 @@ async fn write_loop(
             Ok(Err(_)) => return,
             Err(_) => {
                 state.counters.slow_clients.fetch_add(1, Ordering::Relaxed);
-                tracing::info!("write timed out: slow client dropped, session resumable");
+                tracing::info!(%connection_id, "write timed out: slow client dropped, session resumable");
                 return;
             }
         }
