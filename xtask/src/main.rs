@@ -14,7 +14,9 @@ Tasks:
           (prepares target/pyenv with Python's `websockets` for the gateway's
           cross-language test, and finds headless Chromium for the dashboard's
           browser test, installing the `chromium` package with apt-get when
-          run as root; stops at the first failing step with its code)
+          run as root, and starts a redis-server on a free port for the Redis
+          tests — installing `redis-server` the same way — stopping it at the
+          end; stops at the first failing step with its code)
   help    print this help
 ";
 
@@ -126,14 +128,7 @@ fn prepare_chromium() -> Result<PathBuf, String> {
         return Err(missing.into());
     }
     println!("    installing with apt-get (root): apt-get update && apt-get install -y chromium");
-    let ok = |args: &[&str]| {
-        Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !(ok(&["update", "-qq"]) && ok(&["install", "-y", "-qq", "chromium"])) {
+    if !apt_install("chromium") {
         return Err(format!("apt-get could not install chromium; {missing}"));
     }
     let p = find().ok_or(missing)?;
@@ -141,10 +136,102 @@ fn prepare_chromium() -> Result<PathBuf, String> {
     Ok(p)
 }
 
+/// Installs a Debian package with apt-get (root only).
+fn apt_install(package: &str) -> bool {
+    let ok = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    is_root()
+        && which("apt-get").is_some()
+        && ok(&["update", "-qq"])
+        && ok(&["install", "-y", "-qq", package])
+}
+
+/// A `redis-server` the tests share, on a free port in a temporary
+/// directory, stopped (and its directory removed) when dropped.
+struct RedisForTests {
+    child: std::process::Child,
+    binary: PathBuf,
+    url: String,
+    dir: PathBuf,
+}
+
+impl Drop for RedisForTests {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        println!("<== [redis] stopped");
+    }
+}
+
+/// Finds `redis-server` (`WSC_REDIS_SERVER`, else PATH, else — as root —
+/// `apt-get install redis-server`) and starts it for the tests.
+fn start_redis() -> Result<RedisForTests, String> {
+    println!("==> [redis] a redis-server for the Redis tests");
+    let missing = "no redis-server for the Redis tests: install the Debian package `redis-server` \
+                   (apt-get install redis-server) or set WSC_REDIS_SERVER to its binary";
+    let binary = match env::var_os("WSC_REDIS_SERVER") {
+        Some(p) => PathBuf::from(p),
+        None => match which("redis-server") {
+            Some(p) => p,
+            None => {
+                println!("    installing with apt-get (root): apt-get install -y redis-server");
+                if !apt_install("redis-server") {
+                    return Err(missing.into());
+                }
+                which("redis-server").ok_or(missing)?
+            }
+        },
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("no free port for redis-server: {e}"))?
+        .port();
+    let dir = env::temp_dir().join(format!("wsc-xtask-redis-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let child = Command::new(&binary)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+    let redis = RedisForTests {
+        child,
+        binary,
+        url: format!("redis://127.0.0.1:{port}/"),
+        dir,
+    };
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return Err("redis-server did not start within 10 s".into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    println!("<== [redis] {} on {}", redis.binary.display(), redis.url);
+    Ok(redis)
+}
+
 fn ci() -> ExitCode {
     let prepared = prepare_python().and_then(|py| prepare_chromium().map(|ch| (py, ch)));
     let (python, chromium) = match prepared {
         Ok(p) => p,
+        Err(e) => {
+            eprintln!("xtask ci: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    // Stopped when `ci` returns, whatever the outcome.
+    let redis = match start_redis() {
+        Ok(r) => r,
         Err(e) => {
             eprintln!("xtask ci: {e}");
             return ExitCode::from(1);
@@ -175,6 +262,8 @@ fn ci() -> ExitCode {
             env: vec![
                 ("WSC_PYTHON", python.display().to_string()),
                 ("WSC_CHROMIUM", chromium.display().to_string()),
+                ("WSC_REDIS_URL", redis.url.clone()),
+                ("WSC_REDIS_SERVER", redis.binary.display().to_string()),
             ],
         },
         Step {

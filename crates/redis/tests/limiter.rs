@@ -1,0 +1,163 @@
+//! The Redis rate-limit store against a real redis-server: the same
+//! decisions as the in-memory store, and shared limits across nodes.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use wsc_core::{ManualClock, MessageType, Timestamp, WebSocketMessage};
+use wsc_rate_limiter::{
+    MemoryStore, RateLimitConfig, RateLimitStore, WebSocketRateLimiter, WindowLimit, WindowRequest,
+};
+use wsc_redis::{RedisRateLimitStore, connect};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[derive(Clone, Debug)]
+struct Case {
+    windows: Vec<WindowLimit>,
+    burst: u32,
+    /// (µs since the previous step, record?)
+    steps: Vec<(i64, bool)>,
+}
+
+fn window() -> impl Strategy<Value = WindowLimit> {
+    (1u64..8_000, 0u32..5, 1u32..12).prop_map(|(ms, limit, buckets)| WindowLimit {
+        length: Duration::from_millis(ms),
+        limit,
+        buckets,
+    })
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (
+        prop::collection::vec(window(), 1..3),
+        0u32..2,
+        prop::collection::vec(
+            (
+                prop_oneof![Just(0i64), 0i64..2_000, 0i64..3_000_000, Just(-500_000i64)],
+                prop::bool::weighted(0.8),
+            ),
+            1..60,
+        ),
+    )
+        .prop_map(|(windows, burst, steps)| Case {
+            windows,
+            burst,
+            steps,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Every decision (admitted, refusing window, retry time) and every
+    /// count equals the in-memory store's, including a clock stepped back.
+    #[test]
+    fn redis_decides_exactly_like_memory(case in case()) {
+        let rt = runtime();
+        rt.block_on(async {
+            let redis = connect(&support::shared_url()).await.unwrap();
+            let remote = RedisRateLimitStore::new(redis, support::unique_prefix("parity"));
+            let memory = MemoryStore::new(16);
+            let mut now = Timestamp::from_unix_micros(1_764_000_000_000_000);
+            for (dt, record) in &case.steps {
+                now = Timestamp::from_unix_micros(now.as_unix_micros() + dt);
+                let request = WindowRequest {
+                    key: "u",
+                    windows: &case.windows,
+                    burst: case.burst,
+                    now,
+                    record: *record,
+                };
+                let want = memory.decide(request).await.unwrap();
+                let got = remote.decide(request).await.unwrap();
+                prop_assert_eq!(got, want, "at {:?} in {:?}", now, case);
+                let want = memory.counts("u", &case.windows, now).await.unwrap();
+                let got = remote.counts("u", &case.windows, now).await.unwrap();
+                prop_assert_eq!(got, want);
+            }
+            remote.forget("u").await.unwrap();
+            prop_assert_eq!(
+                remote.counts("u", &case.windows, now).await.unwrap(),
+                vec![0; case.windows.len()]
+            );
+            Ok(())
+        })?;
+    }
+}
+
+fn message() -> WebSocketMessage {
+    WebSocketMessage::new(MessageType::Ping, serde_json::json!({}))
+}
+
+/// Two gateway nodes, each with its own limiter and Redis connection, share
+/// one user's windows: together they admit exactly the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_one_users_windows() {
+    let url = support::shared_url();
+    let prefix = support::unique_prefix("nodes");
+    let clock = ManualClock::default();
+    let config = RateLimitConfig {
+        max_messages_per_minute: 10,
+        max_messages_per_hour: 25,
+        // Windows only: no violation backoff on top.
+        base_backoff: Duration::ZERO,
+        max_backoff: Duration::ZERO,
+        ..Default::default()
+    };
+    let node = |redis| {
+        WebSocketRateLimiter::with_store(
+            config.clone(),
+            clock.shared(),
+            Arc::new(RedisRateLimitStore::new(redis, prefix.clone())),
+        )
+    };
+    let a = Arc::new(node(connect(&url).await.unwrap()));
+    let b = Arc::new(node(connect(&url).await.unwrap()));
+    let mut tasks = Vec::new();
+    for limiter in [a.clone(), b.clone(), a.clone(), b.clone()] {
+        tasks.push(tokio::spawn(async move {
+            let mut admitted = 0;
+            for _ in 0..20 {
+                if limiter.record_message("ann", &message()).await.is_ok() {
+                    admitted += 1;
+                }
+            }
+            admitted
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    assert_eq!(total, 10, "the minute window holds across both nodes");
+    // The refusal's retry is the window's, from either node.
+    let refused = b.record_message("ann", &message()).await.unwrap_err();
+    let retry = refused.retry_after.unwrap();
+    assert!(
+        retry > Duration::ZERO && retry <= Duration::from_secs(61),
+        "{retry:?}"
+    );
+    // A minute later the minute window admits again, up to the hour's 25.
+    let mut later = 0;
+    for minute in 1..=3 {
+        clock.advance(Duration::from_secs(61));
+        for limiter in [&a, &b] {
+            for _ in 0..10 {
+                if limiter.record_message("ann", &message()).await.is_ok() {
+                    later += 1;
+                }
+            }
+        }
+        assert!(later <= 10 * minute);
+    }
+    assert_eq!(10 + later, 25, "the hour window holds across both nodes");
+}
