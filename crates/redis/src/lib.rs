@@ -33,8 +33,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use wsc_core::StoreError;
 
 mod limiter;
+mod sessions;
 
 pub use limiter::RedisRateLimitStore;
+pub use sessions::{RedisSessionConfig, RedisSessionStore};
 
 /// Opens a managed connection to `url` (`redis://host:port/db`): it
 /// reconnects by itself after a failure, and every command times out after

@@ -1,0 +1,608 @@
+//! [`RedisSessionStore`]: sessions and replay buffers in Redis, so a client
+//! resumes on any gateway node.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use wsc_core::{StoreError, Timestamp, WebSocketMessage, serialize};
+use wsc_reconnection::{
+    Appended, BufferLimits, OverflowPolicy, PushOutcome, ReplayGap, SessionRecord, SessionStore,
+    is_critical,
+};
+
+use crate::store_error;
+
+/// Shared by the scripts: parses a stored frame's header
+/// `seq|critical|bytes|at|` and pops the oldest frame, keeping the
+/// session's byte count, `gone` mark and non-critical index in step.
+const PRELUDE: &str = r#"
+local function header(e)
+  local a = string.find(e, '|', 1, true)
+  local b = string.find(e, '|', a + 1, true)
+  local c = string.find(e, '|', b + 1, true)
+  local d = string.find(e, '|', c + 1, true)
+  return tonumber(string.sub(e, 1, a - 1)), string.sub(e, a + 1, b - 1) == '1',
+    tonumber(string.sub(e, b + 1, c - 1)), tonumber(string.sub(e, c + 1, d - 1))
+end
+local st = {dropped = 0, crit = 0}
+local function pop_front(frames, noncrit, counts)
+  local e = redis.call('LPOP', frames)
+  if not e then return false end
+  local s, c, b = header(e)
+  st.bytes = st.bytes - b
+  if s > st.gone then st.gone = s end
+  st.dropped = st.dropped + 1
+  if c then
+    if counts then st.crit = 1 end
+  else
+    redis.call('LPOP', noncrit)
+  end
+  return true
+end
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function lease(keys, id, sessions, ms)
+  for _, k in ipairs(keys) do redis.call('PEXPIRE', k, ms) end
+  redis.call('ZADD', sessions, now_ms() + ms, id)
+end
+"#;
+
+/// KEYS: hash, frames, noncrit, sessions, user. ARGV: id, user, epoch,
+/// created, last_seq, lease ms, max sessions.
+const CREATE: &str = r#"
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now_ms())
+if redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[7]) then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('HSET', KEYS[1], 'user', ARGV[2], 'epoch', ARGV[3], 'created', ARGV[4],
+  'detached', '-1', 'last', ARGV[5], 'gone', ARGV[5], 'bytes', '0')
+lease({KEYS[1]}, ARGV[1], KEYS[4], tonumber(ARGV[6]))
+redis.call('SADD', KEYS[5], ARGV[1])
+redis.call('PEXPIRE', KEYS[5], tonumber(ARGV[6]))
+return 1
+"#;
+
+/// KEYS: hash, frames, noncrit, sessions. ARGV: id, now µs, max frames,
+/// max bytes, max age µs, policy (0 oldest, 1 newest, 2 low priority),
+/// critical, bytes, body, lease ms, channel. Returns {seq, dropped,
+/// dropped critical, epoch}, or nil for an unknown session.
+const APPEND: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local now = tonumber(ARGV[2])
+local max_frames = tonumber(ARGV[3])
+local max_bytes = tonumber(ARGV[4])
+local max_age = tonumber(ARGV[5])
+local policy = ARGV[6]
+local critical = ARGV[7] == '1'
+local size = tonumber(ARGV[8])
+local seq = redis.call('HINCRBY', KEYS[1], 'last', 1)
+st.gone = tonumber(redis.call('HGET', KEYS[1], 'gone'))
+st.bytes = tonumber(redis.call('HGET', KEYS[1], 'bytes'))
+while true do
+  local e = redis.call('LINDEX', KEYS[2], 0)
+  if not e then break end
+  local _, _, _, at = header(e)
+  if now - at > max_age then pop_front(KEYS[2], KEYS[3], true) else break end
+end
+local function over()
+  return redis.call('LLEN', KEYS[2]) + 1 > max_frames or st.bytes + size > max_bytes
+end
+local kept = 1
+if over() and (policy == '1' or max_frames == 0 or size > max_bytes) then
+  kept = 0
+  st.gone = seq
+  st.dropped = st.dropped + 1
+  if critical then st.crit = 1 end
+  while pop_front(KEYS[2], KEYS[3], true) do end
+else
+  while over() do
+    local victim = nil
+    if policy == '2' then victim = tonumber(redis.call('LINDEX', KEYS[3], 0)) end
+    if victim then
+      -- Older frames go with the victim (no replay can start before it);
+      -- only the victim counts as lost.
+      while true do
+        local e = redis.call('LINDEX', KEYS[2], 0)
+        local s = header(e)
+        if s == victim then break end
+        pop_front(KEYS[2], KEYS[3], false)
+      end
+    end
+    pop_front(KEYS[2], KEYS[3], true)
+  end
+  redis.call('RPUSH', KEYS[2], string.format('%d|%s|%d|%d|', seq, critical and '1' or '0', size, now) .. ARGV[9])
+  if not critical then redis.call('RPUSH', KEYS[3], seq) end
+  st.bytes = st.bytes + size
+end
+local epoch = tonumber(redis.call('HGET', KEYS[1], 'epoch'))
+if st.crit == 1 then epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1) end
+redis.call('HSET', KEYS[1], 'gone', string.format('%d', st.gone), 'bytes', st.bytes)
+if redis.call('HGET', KEYS[1], 'detached') == '-1' then
+  lease({KEYS[1], KEYS[2], KEYS[3]}, ARGV[1], KEYS[4], tonumber(ARGV[10]))
+else
+  -- Detached: the session's expiry stands; the lists share it.
+  local pttl = redis.call('PTTL', KEYS[1])
+  if pttl > 0 then
+    redis.call('PEXPIRE', KEYS[2], pttl)
+    redis.call('PEXPIRE', KEYS[3], pttl)
+  end
+end
+redis.call('PUBLISH', ARGV[11], ARGV[1] .. ':' .. seq)
+return {seq, st.dropped, st.crit, epoch, kept}
+"#;
+
+/// KEYS: hash, frames. ARGV: last seq. Returns {0, frames...}, {-1} when
+/// ahead, {-2} when a frame after it is gone, nil for an unknown session.
+const REPLAY: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local ls = tonumber(ARGV[1])
+local last = tonumber(redis.call('HGET', KEYS[1], 'last'))
+local gone = tonumber(redis.call('HGET', KEYS[1], 'gone'))
+if ls > last then return {-1} end
+if ls < gone then return {-2} end
+local out = {0}
+for _, e in ipairs(redis.call('LRANGE', KEYS[2], ls - gone, -1)) do out[#out + 1] = e end
+return out
+"#;
+
+/// KEYS: hash, frames, noncrit. ARGV: seq.
+const ACK: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+st.gone = tonumber(redis.call('HGET', KEYS[1], 'gone'))
+st.bytes = tonumber(redis.call('HGET', KEYS[1], 'bytes'))
+local upto = tonumber(ARGV[1])
+while true do
+  local e = redis.call('LINDEX', KEYS[2], 0)
+  if not e then break end
+  local s = header(e)
+  if s > upto then break end
+  pop_front(KEYS[2], KEYS[3], false)
+end
+redis.call('HSET', KEYS[1], 'gone', string.format('%d', st.gone), 'bytes', st.bytes)
+return st.dropped
+"#;
+
+/// KEYS: hash, frames, noncrit, sessions, detached, user. ARGV: id,
+/// detached µs or -1, lease ms (attached), ttl ms (detached).
+const SET_DETACHED: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'detached', ARGV[2])
+local ms = tonumber(ARGV[3])
+if ARGV[2] == '-1' then
+  redis.call('ZREM', KEYS[5], ARGV[1])
+else
+  ms = tonumber(ARGV[4])
+  redis.call('ZADD', KEYS[5], ARGV[2], ARGV[1])
+end
+lease({KEYS[1], KEYS[2], KEYS[3]}, ARGV[1], KEYS[4], ms)
+if redis.call('PTTL', KEYS[6]) < ms then redis.call('PEXPIRE', KEYS[6], ms) end
+return 1
+"#;
+
+/// KEYS: hash, frames, noncrit, sessions, detached, user. ARGV: id.
+const REMOVE: &str = r#"
+local existed = redis.call('EXISTS', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
+redis.call('SREM', KEYS[6], ARGV[1])
+return existed
+"#;
+
+/// KEYS: sessions.
+const COUNT: &str = r#"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms())
+return redis.call('ZCARD', KEYS[1])
+"#;
+
+/// Configuration of a [`RedisSessionStore`].
+#[derive(Clone, Debug)]
+pub struct RedisSessionConfig {
+    /// Prefix of every key (default `"wsc:"`); nodes sharing sessions use
+    /// the same.
+    pub prefix: String,
+    /// Replay buffer bounds per session (the same semantics as in memory).
+    pub limits: BufferLimits,
+    /// How long a detached session stays resumable; its keys expire one
+    /// second after (default 300 s).
+    pub session_ttl: Duration,
+    /// How long an attached session's keys live without activity, renewed
+    /// by every frame and attach (default 1 h): a node that dies leaves its
+    /// sessions resumable elsewhere for up to this long.
+    pub attached_lease: Duration,
+    /// Sessions held at most across all nodes (default 1 000 000).
+    pub max_sessions: usize,
+}
+
+impl Default for RedisSessionConfig {
+    fn default() -> Self {
+        RedisSessionConfig {
+            prefix: "wsc:".into(),
+            limits: BufferLimits::default(),
+            session_ttl: Duration::from_secs(300),
+            attached_lease: Duration::from_secs(3_600),
+            max_sessions: 1_000_000,
+        }
+    }
+}
+
+/// Sessions and their replay buffers in Redis, for
+/// [`SessionRegistry::with_store`](wsc_reconnection::SessionRegistry::with_store).
+///
+/// Per session: a hash (user, epoch, created, detached, last seq, the
+/// highest seq gone, bytes), a list of frames (`seq|critical|bytes|at|json`,
+/// oldest first, always exactly the seqs after "gone" through "last") and a
+/// list of the non-critical frames' seqs (so the low-priority policy finds
+/// its victim without reading frames). Every step is one Lua script, so it
+/// is atomic across nodes, with the in-memory buffer's exact semantics
+/// (checked side by side by a property test). A sorted set indexes live
+/// sessions (for the cap and the count), another the detached ones (for
+/// expiry), a set each user's. Every append also publishes
+/// `session_id:seq` on the store's channel, so the node the session is
+/// attached to learns of frames another node published.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), wsc_core::StoreError> {
+/// use std::sync::Arc;
+/// use wsc_reconnection::{SessionConfig, SessionRegistry};
+/// use wsc_redis::{RedisSessionConfig, RedisSessionStore, connect};
+///
+/// let redis = connect("redis://127.0.0.1:6379").await?;
+/// let store = RedisSessionStore::new(redis, RedisSessionConfig::default());
+/// let registry = SessionRegistry::with_store(
+///     SessionConfig::default(),
+///     wsc_core::SystemClock::shared(),
+///     Arc::new(store),
+/// );
+/// # let _ = registry; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisSessionStore {
+    redis: ConnectionManager,
+    config: RedisSessionConfig,
+    create: redis::Script,
+    append: redis::Script,
+    replay: redis::Script,
+    ack: redis::Script,
+    set_detached: redis::Script,
+    remove: redis::Script,
+    count: redis::Script,
+}
+
+impl fmt::Debug for RedisSessionStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisSessionStore")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn script(body: &str) -> redis::Script {
+    redis::Script::new(&format!("{PRELUDE}\n{body}"))
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// Parses a stored frame `seq|critical|bytes|at|json` into the message
+/// with its seq set.
+fn parse_frame(entry: &[u8]) -> Result<WebSocketMessage, StoreError> {
+    let text =
+        std::str::from_utf8(entry).map_err(|_| StoreError::new("stored frame is not UTF-8"))?;
+    let mut parts = text.splitn(5, '|');
+    let seq: u64 = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| StoreError::new("stored frame without a seq"))?;
+    let json = parts
+        .nth(3)
+        .ok_or_else(|| StoreError::new("stored frame without a body"))?;
+    let mut message: WebSocketMessage = serde_json::from_str(json)
+        .map_err(|e| StoreError::new(format!("stored frame does not parse: {e}")))?;
+    message.seq = Some(seq);
+    Ok(message)
+}
+
+impl RedisSessionStore {
+    /// A store on `redis` with `config`.
+    pub fn new(redis: ConnectionManager, config: RedisSessionConfig) -> Self {
+        RedisSessionStore {
+            redis,
+            config,
+            create: script(CREATE),
+            append: script(APPEND),
+            replay: script(REPLAY),
+            ack: script(ACK),
+            set_detached: script(SET_DETACHED),
+            remove: script(REMOVE),
+            count: script(COUNT),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RedisSessionConfig {
+        &self.config
+    }
+
+    /// The pub/sub channel every append announces `session_id:seq` on.
+    pub fn channel(&self) -> String {
+        format!("{}frames", self.config.prefix)
+    }
+
+    fn k(&self, kind: &str, id: &str) -> String {
+        format!("{}{kind}:{id}", self.config.prefix)
+    }
+
+    fn index(&self, kind: &str) -> String {
+        format!("{}{kind}", self.config.prefix)
+    }
+
+    fn detached_ttl(&self) -> Duration {
+        self.config.session_ttl + Duration::from_secs(1)
+    }
+
+    async fn user_of(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let mut redis = self.redis.clone();
+        redis::cmd("HGET")
+            .arg(self.k("s", id))
+            .arg("user")
+            .query_async(&mut redis)
+            .await
+            .map_err(store_error)
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisSessionStore {
+    async fn create(&self, record: SessionRecord) -> Result<bool, StoreError> {
+        let id = &record.session_id;
+        let mut redis = self.redis.clone();
+        let created: i64 = self
+            .create
+            .key(self.k("s", id))
+            .key(self.k("f", id))
+            .key(self.k("n", id))
+            .key(self.index("sessions"))
+            .key(self.k("u", &record.user_id))
+            .arg(id)
+            .arg(&record.user_id)
+            .arg(record.epoch)
+            .arg(record.created_at.as_unix_micros())
+            .arg(record.last_seq)
+            .arg(millis(self.config.attached_lease))
+            .arg(self.config.max_sessions)
+            .invoke_async(&mut redis)
+            .await
+            .map_err(store_error)?;
+        Ok(created == 1)
+    }
+
+    async fn get(&self, session_id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let mut redis = self.redis.clone();
+        let fields: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.k("s", session_id))
+            .query_async(&mut redis)
+            .await
+            .map_err(store_error)?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let num = |name: &str| -> Result<i64, StoreError> {
+            fields
+                .get(name)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| StoreError::new(format!("session hash without `{name}`")))
+        };
+        let detached = num("detached")?;
+        Ok(Some(SessionRecord {
+            session_id: session_id.to_owned(),
+            user_id: fields.get("user").cloned().unwrap_or_default(),
+            epoch: num("epoch")? as u64,
+            created_at: Timestamp::from_unix_micros(num("created")?),
+            detached_at: (detached >= 0).then(|| Timestamp::from_unix_micros(detached)),
+            last_seq: num("last")? as u64,
+        }))
+    }
+
+    async fn append(
+        &self,
+        session_id: &str,
+        message: WebSocketMessage,
+        bytes: usize,
+        now: Timestamp,
+    ) -> Result<Option<Appended>, StoreError> {
+        let limits = &self.config.limits;
+        let policy = match limits.policy {
+            OverflowPolicy::DropOldest => 0,
+            OverflowPolicy::DropNewest => 1,
+            OverflowPolicy::DropLowPriority => 2,
+        };
+        let critical = is_critical(message.message_type);
+        let mut body_message = message;
+        body_message.seq = None;
+        let body = serialize(&body_message);
+        let mut redis = self.redis.clone();
+        let out: Option<(u64, usize, u8, u64, u8)> = self
+            .append
+            .key(self.k("s", session_id))
+            .key(self.k("f", session_id))
+            .key(self.k("n", session_id))
+            .key(self.index("sessions"))
+            .arg(session_id)
+            .arg(now.as_unix_micros())
+            .arg(limits.max_frames)
+            .arg(limits.max_bytes)
+            .arg(i64::try_from(limits.max_age.as_micros()).unwrap_or(i64::MAX))
+            .arg(policy)
+            .arg(u8::from(critical))
+            .arg(bytes)
+            .arg(body)
+            .arg(millis(self.config.attached_lease))
+            .arg(self.channel())
+            .invoke_async(&mut redis)
+            .await
+            .map_err(store_error)?;
+        Ok(out.map(|(seq, dropped, dropped_critical, epoch, _kept)| {
+            body_message.seq = Some(seq);
+            Appended {
+                push: PushOutcome {
+                    seq,
+                    frame: Some(Arc::new(body_message)),
+                    dropped,
+                    dropped_critical: dropped_critical == 1,
+                },
+                epoch,
+            }
+        }))
+    }
+
+    async fn replay_after(
+        &self,
+        session_id: &str,
+        last_seq: u64,
+    ) -> Result<Option<Result<Vec<Arc<WebSocketMessage>>, ReplayGap>>, StoreError> {
+        let mut redis = self.redis.clone();
+        let out: Option<Vec<redis::Value>> = self
+            .replay
+            .key(self.k("s", session_id))
+            .key(self.k("f", session_id))
+            .arg(last_seq)
+            .invoke_async(&mut redis)
+            .await
+            .map_err(store_error)?;
+        let Some(items) = out else { return Ok(None) };
+        let mut items = items.into_iter();
+        let code = match items.next() {
+            Some(redis::Value::Int(code)) => code,
+            _ => return Err(StoreError::new("unexpected replay answer")),
+        };
+        match code {
+            -1 => return Ok(Some(Err(ReplayGap::Ahead))),
+            -2 => return Ok(Some(Err(ReplayGap::Dropped))),
+            _ => {}
+        }
+        let mut frames = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                redis::Value::BulkString(bytes) => frames.push(Arc::new(parse_frame(&bytes)?)),
+                _ => return Err(StoreError::new("unexpected frame in replay answer")),
+            }
+        }
+        Ok(Some(Ok(frames)))
+    }
+
+    async fn ack(&self, session_id: &str, seq: u64) -> Result<(), StoreError> {
+        let mut redis = self.redis.clone();
+        let _: i64 = self
+            .ack
+            .key(self.k("s", session_id))
+            .key(self.k("f", session_id))
+            .key(self.k("n", session_id))
+            .arg(seq)
+            .invoke_async(&mut redis)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn set_detached(
+        &self,
+        session_id: &str,
+        detached_at: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        let Some(user) = self.user_of(session_id).await? else {
+            return Ok(());
+        };
+        let mut redis = self.redis.clone();
+        let _: i64 = self
+            .set_detached
+            .key(self.k("s", session_id))
+            .key(self.k("f", session_id))
+            .key(self.k("n", session_id))
+            .key(self.index("sessions"))
+            .key(self.index("detached"))
+            .key(self.k("u", &user))
+            .arg(session_id)
+            .arg(detached_at.map_or(-1, |t| t.as_unix_micros()))
+            .arg(millis(self.config.attached_lease))
+            .arg(millis(self.detached_ttl()))
+            .invoke_async(&mut redis)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn remove(&self, session_id: &str) -> Result<bool, StoreError> {
+        let user = self.user_of(session_id).await?.unwrap_or_default();
+        let mut redis = self.redis.clone();
+        let existed: i64 = self
+            .remove
+            .key(self.k("s", session_id))
+            .key(self.k("f", session_id))
+            .key(self.k("n", session_id))
+            .key(self.index("sessions"))
+            .key(self.index("detached"))
+            .key(self.k("u", &user))
+            .arg(session_id)
+            .invoke_async(&mut redis)
+            .await
+            .map_err(store_error)?;
+        Ok(existed == 1)
+    }
+
+    async fn expired(&self, now: Timestamp, ttl: Duration) -> Result<Vec<String>, StoreError> {
+        let ttl = i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX);
+        let bound = now.as_unix_micros().saturating_sub(ttl);
+        let mut redis = self.redis.clone();
+        redis::cmd("ZRANGEBYSCORE")
+            .arg(self.index("detached"))
+            .arg("-inf")
+            .arg(format!("({bound}"))
+            .query_async(&mut redis)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn buffered_for_user(&self, user_id: &str) -> Result<Vec<WebSocketMessage>, StoreError> {
+        let mut redis = self.redis.clone();
+        let ids: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.k("u", user_id))
+            .query_async(&mut redis)
+            .await
+            .map_err(store_error)?;
+        let mut sessions = Vec::new();
+        for id in ids {
+            let Some(record) = self.get(&id).await? else {
+                continue;
+            };
+            let entries: Vec<Vec<u8>> = redis::cmd("LRANGE")
+                .arg(self.k("f", &id))
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut redis)
+                .await
+                .map_err(store_error)?;
+            let frames = entries
+                .iter()
+                .map(|e| parse_frame(e))
+                .collect::<Result<Vec<_>, _>>()?;
+            sessions.push((record.created_at, frames));
+        }
+        sessions.sort_by_key(|(at, _)| *at);
+        Ok(sessions.into_iter().flat_map(|(_, f)| f).collect())
+    }
+
+    async fn session_count(&self) -> Result<usize, StoreError> {
+        let mut redis = self.redis.clone();
+        self.count
+            .key(self.index("sessions"))
+            .invoke_async(&mut redis)
+            .await
+            .map_err(store_error)
+    }
+}

@@ -1,0 +1,196 @@
+//! The Redis session store against a real redis-server: every step gives
+//! the in-memory store's answer.
+
+mod support;
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+use serde_json::json;
+use wsc_core::{MessageType, Timestamp, WebSocketMessage, serialize};
+use wsc_reconnection::{
+    BufferLimits, MemorySessionStore, OverflowPolicy, SessionRecord, SessionStore,
+};
+use wsc_redis::{RedisSessionConfig, RedisSessionStore, connect};
+
+#[derive(Clone, Debug)]
+enum Op {
+    Append {
+        critical: bool,
+        bytes: usize,
+        dt: i64,
+    },
+    Ack(u64),
+    Replay(u64),
+    Detach(bool),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        // Steps of exactly 0.5 s and 1 s meet the age limit's boundary.
+        6 => (any::<bool>(), 1usize..400, prop_oneof![Just(0i64), Just(500_000i64), Just(1_000_000i64), 0i64..3_000_000])
+            .prop_map(|(critical, bytes, dt)| Op::Append { critical, bytes, dt }),
+        1 => (0u64..4).prop_map(Op::Ack),
+        2 => (0u64..4).prop_map(Op::Replay),
+        1 => any::<bool>().prop_map(Op::Detach),
+    ]
+}
+
+fn limits() -> impl Strategy<Value = BufferLimits> {
+    (
+        0usize..6,
+        50usize..1_500,
+        (1u64..12).prop_map(|k| k * 500),
+        prop_oneof![
+            Just(OverflowPolicy::DropOldest),
+            Just(OverflowPolicy::DropNewest),
+            Just(OverflowPolicy::DropLowPriority)
+        ],
+    )
+        .prop_map(|(max_frames, max_bytes, age_ms, policy)| BufferLimits {
+            max_frames,
+            max_bytes,
+            max_age: Duration::from_millis(age_ms),
+            policy,
+        })
+}
+
+fn shown(frames: Vec<std::sync::Arc<WebSocketMessage>>) -> Vec<String> {
+    frames.iter().map(|f| serialize(f)).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn redis_sessions_behave_exactly_like_memory(
+        limits in limits(),
+        ops in prop::collection::vec(op(), 1..50),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let redis = connect(&support::shared_url()).await.unwrap();
+            let remote = RedisSessionStore::new(redis, RedisSessionConfig {
+                prefix: support::unique_prefix("sessions"),
+                limits,
+                ..Default::default()
+            });
+            let memory = MemorySessionStore::new(limits, 10);
+            let mut now = Timestamp::from_unix_micros(1_764_000_000_000_000);
+            let record = SessionRecord {
+                session_id: "s1".into(),
+                user_id: "ann".into(),
+                epoch: 1,
+                created_at: now,
+                detached_at: None,
+                last_seq: 0,
+            };
+            prop_assert!(memory.create(record.clone()).await.unwrap());
+            prop_assert!(remote.create(record).await.unwrap());
+            let mut n = 0u64;
+            for op in &ops {
+                match op {
+                    Op::Append { critical, bytes, dt } => {
+                        now = Timestamp::from_unix_micros(now.as_unix_micros() + dt);
+                        n += 1;
+                        let t = if *critical { MessageType::ToolCompleted } else { MessageType::Pong };
+                        let msg = WebSocketMessage::new(t, json!({"n": n})).with_message_id(format!("m{n}"));
+                        let want = memory.append("s1", msg.clone(), *bytes, now).await.unwrap().unwrap();
+                        let got = remote.append("s1", msg, *bytes, now).await.unwrap().unwrap();
+                        prop_assert_eq!(got.epoch, want.epoch);
+                        prop_assert_eq!(got.push.seq, want.push.seq);
+                        prop_assert_eq!(got.push.dropped, want.push.dropped, "{:?}", op);
+                        prop_assert_eq!(got.push.dropped_critical, want.push.dropped_critical);
+                        prop_assert_eq!(
+                            got.push.frame.map(|f| serialize(&f)),
+                            want.push.frame.map(|f| serialize(&f))
+                        );
+                    }
+                    Op::Ack(back) => {
+                        let last = memory.get("s1").await.unwrap().unwrap().last_seq;
+                        let seq = last.saturating_sub(*back);
+                        memory.ack("s1", seq).await.unwrap();
+                        remote.ack("s1", seq).await.unwrap();
+                    }
+                    Op::Replay(back) => {
+                        let last = memory.get("s1").await.unwrap().unwrap().last_seq;
+                        for seq in [last.saturating_sub(*back), last + 1] {
+                            let want = memory.replay_after("s1", seq).await.unwrap().unwrap().map(shown);
+                            let got = remote.replay_after("s1", seq).await.unwrap().unwrap().map(shown);
+                            prop_assert_eq!(got, want, "replay after {}", seq);
+                        }
+                    }
+                    Op::Detach(detach) => {
+                        let at = detach.then_some(now);
+                        memory.set_detached("s1", at).await.unwrap();
+                        remote.set_detached("s1", at).await.unwrap();
+                    }
+                }
+                prop_assert_eq!(remote.get("s1").await.unwrap(), memory.get("s1").await.unwrap());
+            }
+            prop_assert_eq!(
+                remote.buffered_for_user("ann").await.unwrap().iter().map(serialize).collect::<Vec<_>>(),
+                memory.buffered_for_user("ann").await.unwrap().iter().map(serialize).collect::<Vec<_>>()
+            );
+            prop_assert!(remote.remove("s1").await.unwrap());
+            prop_assert_eq!(remote.get("s1").await.unwrap(), None);
+            prop_assert!(remote.replay_after("s1", 0).await.unwrap().is_none());
+            Ok(())
+        })?;
+    }
+}
+
+#[tokio::test]
+async fn expiry_count_cap_and_unknown_sessions() {
+    let redis = connect(&support::shared_url()).await.unwrap();
+    let store = RedisSessionStore::new(
+        redis,
+        RedisSessionConfig {
+            prefix: support::unique_prefix("expiry"),
+            max_sessions: 2,
+            ..Default::default()
+        },
+    );
+    let t0 = Timestamp::from_unix_micros(1_764_000_000_000_000);
+    let record = |id: &str| SessionRecord {
+        session_id: id.into(),
+        user_id: "bo".into(),
+        epoch: 1,
+        created_at: t0,
+        detached_at: None,
+        last_seq: 0,
+    };
+    assert!(store.create(record("a")).await.unwrap());
+    assert!(store.create(record("b")).await.unwrap());
+    assert!(!store.create(record("c")).await.unwrap(), "the cap holds");
+    assert_eq!(store.session_count().await.unwrap(), 2);
+    store.set_detached("a", Some(t0)).await.unwrap();
+    let ttl = Duration::from_secs(60);
+    let at = |s: u64| Timestamp::from_unix_micros(t0.as_unix_micros() + s as i64 * 1_000_000);
+    assert!(store.expired(at(60), ttl).await.unwrap().is_empty());
+    assert_eq!(
+        store.expired(at(61), ttl).await.unwrap(),
+        vec!["a".to_owned()]
+    );
+    store.set_detached("a", None).await.unwrap();
+    assert!(
+        store.expired(at(61), ttl).await.unwrap().is_empty(),
+        "attached again"
+    );
+    assert!(
+        store
+            .append(
+                "nope",
+                WebSocketMessage::new(MessageType::Pong, json!({})),
+                10,
+                t0
+            )
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.get("nope").await.unwrap().is_none());
+    assert!(store.remove("a").await.unwrap());
+    assert!(!store.remove("a").await.unwrap());
+    assert_eq!(store.session_count().await.unwrap(), 1);
+}
