@@ -149,6 +149,10 @@ pub struct ResumeRequest {
 #[derive(Debug, Default)]
 struct Live {
     attachment: Option<(u64, mpsc::Sender<Arc<WebSocketMessage>>)>,
+    /// The last seq handed to the current attachment (in its replay or its
+    /// channel). Frames after it that this node did not publish (another
+    /// node shares the store) are fetched from the store in order.
+    delivered: u64,
 }
 
 /// Server-side sessions: every outbound frame of a session is numbered
@@ -166,6 +170,8 @@ pub struct SessionRegistry {
     store: Arc<dyn SessionStore>,
     live: DashMap<String, Arc<Mutex<Live>>, RandomState>,
     next_attachment: AtomicU64,
+    /// This registry's id among the nodes sharing a store.
+    node: String,
 }
 
 impl fmt::Debug for SessionRegistry {
@@ -201,7 +207,12 @@ impl SessionRegistry {
             store,
             live: DashMap::with_hasher(RandomState::default()),
             next_attachment: AtomicU64::new(1),
+            node: new_session_id(),
         }
+    }
+
+    fn owner(&self, attachment: u64) -> String {
+        format!("{}:{attachment}", self.node)
     }
 
     /// The configuration.
@@ -227,12 +238,22 @@ impl SessionRegistry {
             .clone()
     }
 
-    fn attach(&self, live: &mut Live, record: &SessionRecord) -> Attached {
+    /// Attaches a new connection that has every frame up to `delivered`.
+    async fn attach(
+        &self,
+        live: &mut Live,
+        record: &SessionRecord,
+        delivered: u64,
+    ) -> Result<Attached, SessionError> {
         let (tx, rx) = mpsc::channel(self.config.outbound_capacity.max(1));
         let attachment = self.next_attachment.fetch_add(1, Ordering::Relaxed);
+        self.store
+            .attach_owner(&record.session_id, &self.owner(attachment))
+            .await?;
         // Replacing the sender ends the previous connection's receiver.
         live.attachment = Some((attachment, tx));
-        Attached {
+        live.delivered = delivered;
+        Ok(Attached {
             session_id: record.session_id.clone(),
             user_id: record.user_id.clone(),
             resume_token: self.config.secret.token(
@@ -243,7 +264,7 @@ impl SessionRegistry {
             epoch: record.epoch,
             attachment,
             frames: rx,
-        }
+        })
     }
 
     /// Opens a fresh session for `user_id`, attached.
@@ -261,7 +282,7 @@ impl SessionRegistry {
         }
         let live = self.live(&record.session_id);
         let mut live = live.lock().await;
-        Ok(self.attach(&mut live, &record))
+        self.attach(&mut live, &record, record.last_seq).await
     }
 
     /// Resumes a session for `user_id`: exactly the frames after
@@ -317,8 +338,11 @@ impl SessionRegistry {
             Some(Err(ReplayGap::Dropped)) => return not(NotResumedReason::Gap),
             Some(Ok(frames)) => frames,
         };
-        self.store.set_detached(&record.session_id, None).await?;
-        let attached = self.attach(&mut live, &record);
+        let delivered = replay
+            .last()
+            .and_then(|f| f.seq)
+            .unwrap_or(request.last_seq);
+        let attached = self.attach(&mut live, &record, delivered).await?;
         Ok(ResumeOutcome::Resumed { attached, replay })
     }
 
@@ -377,14 +401,101 @@ impl SessionRegistry {
             return Err(SessionError::UnknownSession(session_id.to_owned()));
         };
         let seq = appended.push.seq;
-        if let (Some((_, tx)), Some(frame)) = (&live.attachment, appended.push.frame) {
-            if tx.try_send(frame).is_err() {
-                // Full (a slow client) or closed: detach; frames stay buffered.
-                live.attachment = None;
-                self.store.set_detached(session_id, Some(now)).await?;
+        if live.attachment.is_some() {
+            if seq == live.delivered + 1 {
+                if let Some(frame) = appended.push.frame {
+                    self.send_or_detach(session_id, &mut live, frame).await?;
+                }
+            } else {
+                // Frames published by another node came first: catch up.
+                self.catch_up(session_id, &mut live).await?;
             }
         }
         Ok(seq)
+    }
+
+    /// Hands one frame to the attachment; a full or closed channel detaches
+    /// it (a slow client), and the frame stays buffered for its resume.
+    async fn send_or_detach(
+        &self,
+        session_id: &str,
+        live: &mut Live,
+        frame: Arc<WebSocketMessage>,
+    ) -> Result<(), SessionError> {
+        let Some((attachment, tx)) = &live.attachment else {
+            return Ok(());
+        };
+        let seq = frame.seq.unwrap_or(live.delivered + 1);
+        if tx.try_send(frame).is_ok() {
+            live.delivered = seq;
+            return Ok(());
+        }
+        let owner = self.owner(*attachment);
+        live.attachment = None;
+        self.store
+            .detach_owner(session_id, &owner, self.clock.now())
+            .await?;
+        Ok(())
+    }
+
+    /// Hands the attachment every stored frame after the last one it got,
+    /// in order. If some are gone (a buffer overflow), it is detached: its
+    /// client resumes and learns why.
+    async fn catch_up(&self, session_id: &str, live: &mut Live) -> Result<(), SessionError> {
+        match self.store.replay_after(session_id, live.delivered).await? {
+            Some(Ok(frames)) => {
+                for frame in frames {
+                    if live.attachment.is_none() {
+                        break;
+                    }
+                    self.send_or_detach(session_id, live, frame).await?;
+                }
+            }
+            // Ahead cannot happen (we never deliver past the store).
+            Some(Err(_)) | None => {
+                if let Some((attachment, _)) = live.attachment.take() {
+                    let owner = self.owner(attachment);
+                    self.store
+                        .detach_owner(session_id, &owner, self.clock.now())
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Another node published frames up to `seq` into the shared store: if
+    /// the session is attached here, hand its connection every frame it has
+    /// not had, in order (no gap, no duplicate). Cheap when there is nothing
+    /// to do. A store's announcement listener calls this (see the Redis
+    /// store); announcements that are lost are made up by the next one, or
+    /// by [`catch_up_all`](Self::catch_up_all).
+    pub async fn deliver_remote(&self, session_id: &str, seq: u64) -> Result<(), SessionError> {
+        let Some(live) = self.live.get(session_id).map(|l| l.value().clone()) else {
+            return Ok(());
+        };
+        let mut live = live.lock().await;
+        if live.attachment.is_some() && seq > live.delivered {
+            self.catch_up(session_id, &mut live).await?;
+        }
+        Ok(())
+    }
+
+    /// Catches up every session attached here (after announcements may have
+    /// been missed, e.g. when a store's listener reconnects).
+    pub async fn catch_up_all(&self) -> Result<(), SessionError> {
+        let sessions: Vec<(String, Arc<Mutex<Live>>)> = self
+            .live
+            .iter()
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect();
+        for (id, live) in sessions {
+            let mut live = live.lock().await;
+            if live.attachment.is_some() {
+                self.catch_up(&id, &mut live).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Detaches a connection (its socket closed). Only the current
@@ -402,7 +513,7 @@ impl SessionRegistry {
         {
             live.attachment = None;
             self.store
-                .set_detached(session_id, Some(self.clock.now()))
+                .detach_owner(session_id, &self.owner(attachment), self.clock.now())
                 .await?;
         }
         Ok(())

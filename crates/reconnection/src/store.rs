@@ -78,6 +78,27 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
         detached_at: Option<Timestamp>,
     ) -> Result<(), StoreError>;
 
+    /// Records that `owner` (a node's attachment) now holds the session:
+    /// attached, so a late detach by a previous owner on another node
+    /// changes nothing. The default suits a single node:
+    /// `set_detached(None)`.
+    async fn attach_owner(&self, session_id: &str, owner: &str) -> Result<(), StoreError> {
+        let _ = owner;
+        self.set_detached(session_id, None).await
+    }
+
+    /// Records the session detached since `at`, only if `owner` still
+    /// holds it. The default suits a single node: `set_detached(Some(at))`.
+    async fn detach_owner(
+        &self,
+        session_id: &str,
+        owner: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let _ = owner;
+        self.set_detached(session_id, Some(at)).await
+    }
+
     /// Removes a session; returns whether it existed.
     async fn remove(&self, session_id: &str) -> Result<bool, StoreError>;
 

@@ -32,9 +32,11 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use wsc_core::StoreError;
 
+mod announce;
 mod limiter;
 mod sessions;
 
+pub use announce::{AnnouncementListener, spawn_announcement_listener};
 pub use limiter::RedisRateLimitStore;
 pub use sessions::{RedisSessionConfig, RedisSessionStore};
 

@@ -167,9 +167,18 @@ return st.dropped
 "#;
 
 /// KEYS: hash, frames, noncrit, sessions, detached, user. ARGV: id,
-/// detached µs or -1, lease ms (attached), ttl ms (detached).
+/// detached µs or -1, lease ms (attached), ttl ms (detached), owner. An
+/// attach records its owner; a detach with an owner applies only if that
+/// owner still holds the session (an empty owner matches any).
 const SET_DETACHED: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local owner = ARGV[5]
+if ARGV[2] == '-1' then
+  redis.call('HSET', KEYS[1], 'owner', owner)
+elseif owner ~= '' then
+  local holder = redis.call('HGET', KEYS[1], 'owner')
+  if holder and holder ~= '' and holder ~= owner then return 0 end
+end
 redis.call('HSET', KEYS[1], 'detached', ARGV[2])
 local ms = tonumber(ARGV[3])
 if ARGV[2] == '-1' then
@@ -346,6 +355,36 @@ impl RedisSessionStore {
         self.config.session_ttl + Duration::from_secs(1)
     }
 
+    /// Attaches (`None`) or detaches a session, for `owner` (empty: any).
+    async fn mark(
+        &self,
+        session_id: &str,
+        detached_at: Option<Timestamp>,
+        owner: &str,
+    ) -> Result<(), StoreError> {
+        let Some(user) = self.user_of(session_id).await? else {
+            return Ok(());
+        };
+        let mut redis = self.redis.clone();
+        let _: i64 = self
+            .set_detached
+            .key(self.k("s", session_id))
+            .key(self.k("f", session_id))
+            .key(self.k("n", session_id))
+            .key(self.index("sessions"))
+            .key(self.index("detached"))
+            .key(self.k("u", &user))
+            .arg(session_id)
+            .arg(detached_at.map_or(-1, |t| t.as_unix_micros()))
+            .arg(millis(self.config.attached_lease))
+            .arg(millis(self.detached_ttl()))
+            .arg(owner)
+            .invoke_async(&mut redis)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
     async fn user_of(&self, id: &str) -> Result<Option<String>, StoreError> {
         let mut redis = self.redis.clone();
         redis::cmd("HGET")
@@ -515,26 +554,20 @@ impl SessionStore for RedisSessionStore {
         session_id: &str,
         detached_at: Option<Timestamp>,
     ) -> Result<(), StoreError> {
-        let Some(user) = self.user_of(session_id).await? else {
-            return Ok(());
-        };
-        let mut redis = self.redis.clone();
-        let _: i64 = self
-            .set_detached
-            .key(self.k("s", session_id))
-            .key(self.k("f", session_id))
-            .key(self.k("n", session_id))
-            .key(self.index("sessions"))
-            .key(self.index("detached"))
-            .key(self.k("u", &user))
-            .arg(session_id)
-            .arg(detached_at.map_or(-1, |t| t.as_unix_micros()))
-            .arg(millis(self.config.attached_lease))
-            .arg(millis(self.detached_ttl()))
-            .invoke_async(&mut redis)
-            .await
-            .map_err(store_error)?;
-        Ok(())
+        self.mark(session_id, detached_at, "").await
+    }
+
+    async fn attach_owner(&self, session_id: &str, owner: &str) -> Result<(), StoreError> {
+        self.mark(session_id, None, owner).await
+    }
+
+    async fn detach_owner(
+        &self,
+        session_id: &str,
+        owner: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.mark(session_id, Some(at), owner).await
     }
 
     async fn remove(&self, session_id: &str) -> Result<bool, StoreError> {

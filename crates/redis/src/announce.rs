@@ -1,0 +1,88 @@
+//! Live delivery across nodes: each node listens to the store's channel and
+//! hands frames published elsewhere to the connections attached to it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use wsc_core::StoreError;
+use wsc_reconnection::SessionRegistry;
+
+use crate::store_error;
+
+/// A running announcement listener; stops when dropped.
+#[derive(Debug)]
+#[must_use = "dropping the listener stops it"]
+pub struct AnnouncementListener {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for AnnouncementListener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Subscribes to `channel` (see
+/// [`RedisSessionStore::channel`](crate::RedisSessionStore::channel)) on
+/// `url` and, for every `session_id:seq` announced, calls
+/// [`SessionRegistry::deliver_remote`]: a connection attached to this node
+/// gets the frames another node published, in seq order, exactly once.
+///
+/// Pub/sub delivers at most once, so whenever the subscription is
+/// (re)established the listener also runs
+/// [`SessionRegistry::catch_up_all`]; it reconnects by itself after a
+/// failure. Must be called within a tokio runtime.
+///
+/// # Errors
+/// An invalid URL.
+pub fn spawn_announcement_listener(
+    url: &str,
+    channel: String,
+    registry: Arc<SessionRegistry>,
+) -> Result<AnnouncementListener, StoreError> {
+    let client = redis::Client::open(url).map_err(store_error)?;
+    let task = tokio::spawn(async move {
+        loop {
+            match subscribe(&client, &channel).await {
+                Ok(mut pubsub) => {
+                    if let Err(e) = registry.catch_up_all().await {
+                        tracing::warn!(error = %e, "catching up sessions after subscribing failed");
+                    }
+                    let mut messages = pubsub.on_message();
+                    while let Some(message) = messages.next().await {
+                        let payload: String = message.get_payload().unwrap_or_default();
+                        let Some((session, seq)) = payload.rsplit_once(':') else {
+                            continue;
+                        };
+                        let Ok(seq) = seq.parse::<u64>() else {
+                            continue;
+                        };
+                        if let Err(e) = registry.deliver_remote(session, seq).await {
+                            tracing::warn!(error = %e, "delivering a remote frame failed");
+                        }
+                    }
+                    tracing::warn!("announcement subscription lost; resubscribing");
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot subscribe to announcements"),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    Ok(AnnouncementListener { task })
+}
+
+async fn subscribe(
+    client: &redis::Client,
+    channel: &str,
+) -> Result<redis::aio::PubSub, StoreError> {
+    let connect = async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        Ok::<_, redis::RedisError>(pubsub)
+    };
+    match tokio::time::timeout(Duration::from_secs(2), connect).await {
+        Ok(result) => result.map_err(store_error),
+        Err(_) => Err(StoreError::new("redis: subscribing timed out")),
+    }
+}
