@@ -73,5 +73,5 @@ pub use config::{FailurePolicy, RateLimitConfig};
 pub use error::{LimitKind, RateLimitExceeded, RateLimitExceededException, StoreError};
 pub use keyed::{AdaptiveRateLimiter, EndpointRateLimiter, check_rate_limit, normalize_identifier};
 pub use limiter::{CleanupHandle, ConnectionPermit, UserRateLimitState, WebSocketRateLimiter};
-pub use store::{MemoryStore, RateLimitStore, WindowRequest};
+pub use store::{FallbackStore, MemoryStore, RateLimitStore, WindowRequest};
 pub use window::{WindowDecision, WindowLimit};

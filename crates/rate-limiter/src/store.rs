@@ -118,3 +118,89 @@ impl RateLimitStore for MemoryStore {
         Ok(())
     }
 }
+
+/// A store that asks `primary` (e.g. Redis) and, when it fails, decides
+/// with `fallback` (e.g. a [`MemoryStore`]) instead: availability first,
+/// with limits still enforced per node while the shared store is away.
+/// Each fallback decision is counted ([`fallbacks`](Self::fallbacks)) and
+/// the first of a run of failures is logged.
+#[derive(Debug)]
+pub struct FallbackStore {
+    primary: std::sync::Arc<dyn RateLimitStore>,
+    fallback: std::sync::Arc<dyn RateLimitStore>,
+    fallbacks: std::sync::atomic::AtomicU64,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl FallbackStore {
+    /// `primary`, falling back to `fallback`.
+    pub fn new(
+        primary: std::sync::Arc<dyn RateLimitStore>,
+        fallback: std::sync::Arc<dyn RateLimitStore>,
+    ) -> Self {
+        FallbackStore {
+            primary,
+            fallback,
+            fallbacks: std::sync::atomic::AtomicU64::new(0),
+            failing: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Decisions made by the fallback so far.
+    pub fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn failed(&self, e: &StoreError) {
+        use std::sync::atomic::Ordering;
+        self.fallbacks.fetch_add(1, Ordering::Relaxed);
+        if !self.failing.swap(true, Ordering::Relaxed) {
+            tracing::warn!(error = %e.message, "rate-limit store failing: deciding locally");
+        }
+    }
+
+    fn recovered(&self) {
+        if self
+            .failing
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::info!("rate-limit store back: deciding with it again");
+        }
+    }
+}
+
+#[async_trait]
+impl RateLimitStore for FallbackStore {
+    async fn decide(&self, request: WindowRequest<'_>) -> Result<WindowDecision, StoreError> {
+        match self.primary.decide(request).await {
+            Ok(d) => {
+                self.recovered();
+                Ok(d)
+            }
+            Err(e) => {
+                self.failed(&e);
+                self.fallback.decide(request).await
+            }
+        }
+    }
+
+    async fn counts(
+        &self,
+        key: &str,
+        windows: &[WindowLimit],
+        now: Timestamp,
+    ) -> Result<Vec<u32>, StoreError> {
+        match self.primary.counts(key, windows, now).await {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                self.failed(&e);
+                self.fallback.counts(key, windows, now).await
+            }
+        }
+    }
+
+    async fn forget(&self, key: &str) -> Result<(), StoreError> {
+        let _ = self.fallback.forget(key).await;
+        self.primary.forget(key).await
+    }
+}

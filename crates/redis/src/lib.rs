@@ -33,10 +33,13 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use wsc_core::StoreError;
 
 mod announce;
+mod connections;
 mod limiter;
 mod sessions;
+pub mod testing;
 
 pub use announce::{AnnouncementListener, spawn_announcement_listener};
+pub use connections::{RedisConnectionCounter, shared_token_secret};
 pub use limiter::RedisRateLimitStore;
 pub use sessions::{RedisSessionConfig, RedisSessionStore};
 
