@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use wsc_core::{MessageType, SharedClock, WebSocketMessage};
 use wsc_event_monitor::EventMonitor;
-use wsc_reconnection::SessionRegistry;
+use wsc_reconnection::{SessionError, SessionRegistry};
 
 /// What a client asked an agent to do (`start_agent`).
 #[derive(Clone, Debug, PartialEq)]
@@ -38,11 +38,15 @@ pub struct EventSink {
     pub(crate) sessions: Arc<SessionRegistry>,
     pub(crate) clock: SharedClock,
     pub(crate) next_message: Arc<std::sync::atomic::AtomicU64>,
+    pub(crate) outbox: Arc<crate::outbox::Outbox>,
+    pub(crate) gateway: std::sync::Weak<crate::state::AppState>,
 }
 
 impl EventSink {
     /// Emits one event; `payload` is merged with `run_id` and `agent_name`.
-    /// Returns false if the session is gone.
+    /// Returns false if the session is gone. While the session store is
+    /// unreachable, events wait in order in the gateway's outbox and are
+    /// published when it is back (this returns true).
     pub async fn emit(&self, event: MessageType, payload: Value) -> bool {
         let mut body = json!({"run_id": self.run_id, "agent_name": self.agent_name});
         if let (Some(map), Value::Object(extra)) = (body.as_object_mut(), payload) {
@@ -57,7 +61,23 @@ impl EventSink {
         msg.thread_id = self.thread_id.clone();
         // The monitor sees the event before the client does.
         let _ = self.monitor.record_event(&self.run_id, msg.clone()).await;
-        self.sessions.publish(&self.session_id, msg).await.is_ok()
+        if self.outbox.holds(&self.session_id) {
+            // Earlier events wait: this one queues behind them.
+            self.outbox.push(&self.session_id, msg);
+            return true;
+        }
+        match self.sessions.publish(&self.session_id, msg.clone()).await {
+            Ok(_) => true,
+            Err(SessionError::UnknownSession(_)) => false,
+            Err(e) => {
+                tracing::warn!(session_id = %self.session_id, error = %e, "publishing failed: event queued until the store is back");
+                if let Some(gateway) = self.gateway.upgrade() {
+                    gateway.redis_failed();
+                }
+                self.outbox.push(&self.session_id, msg);
+                true
+            }
+        }
     }
 }
 

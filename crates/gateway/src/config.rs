@@ -16,6 +16,46 @@ pub enum AuthMode {
     },
 }
 
+/// What a gateway on Redis does while Redis is unreachable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RedisFailurePolicy {
+    /// Keep serving (the default): rate limits are decided per node in
+    /// memory, new sessions are kept in this node's memory (resumable here
+    /// only), agent events of Redis sessions wait in order in a local
+    /// outbox and are published when Redis is back, and resumes of Redis
+    /// sessions are answered 503 + `Retry-After` until then. Logged and
+    /// counted in `/metrics`.
+    #[default]
+    FailOpen,
+    /// Refuse new work: handshakes get 503 and client frames
+    /// `rate_limited` until Redis is back. Agent events already under way
+    /// still wait in the outbox, so nothing is lost.
+    FailClosed,
+}
+
+/// Where a gateway keeps shared state in Redis.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// `redis://host:port/db`.
+    pub url: String,
+    /// Prefix of every key (default `"wsc:"`); gateways sharing state use
+    /// the same.
+    pub prefix: String,
+    /// What happens while Redis is unreachable.
+    pub failure: RedisFailurePolicy,
+}
+
+impl RedisSettings {
+    /// Settings for `url` with the default prefix and fail-open.
+    pub fn new(url: impl Into<String>) -> Self {
+        RedisSettings {
+            url: url.into(),
+            prefix: "wsc:".into(),
+            failure: RedisFailurePolicy::FailOpen,
+        }
+    }
+}
+
 /// Configuration of a [`Gateway`](crate::Gateway).
 #[derive(Clone, Debug, PartialEq)]
 pub struct GatewayConfig {

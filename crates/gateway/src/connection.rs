@@ -16,7 +16,7 @@ use wsc_core::{
 use wsc_event_monitor::AgentSession;
 use wsc_perf_monitor::ConnectionInfo;
 use wsc_rate_limiter::ConnectionPermit;
-use wsc_reconnection::ResumeRequest;
+use wsc_reconnection::{ResumeRequest, SessionError, SessionRegistry, SessionStart};
 
 use crate::agent::{AgentRequest, EventSink};
 use crate::state::AppState;
@@ -42,7 +42,9 @@ pub(crate) async fn run(
 ) {
     let _permit = permit; // released when the connection ends
     state.counters.connections.fetch_add(1, Ordering::Relaxed);
-    let start = match state.sessions.start(&user, resume.as_ref()).await {
+    let _shared_slot = SharedSlot::hold(&state, &user, &connection_id);
+    let (registry, started) = start_session(&state, &user, resume.as_ref()).await;
+    let start = match started {
         Ok(start) => start,
         Err(e) => {
             let (mut sink, _) = socket.split();
@@ -145,7 +147,7 @@ pub(crate) async fn run(
                     // The registry detached us: a resume took the session
                     // elsewhere, or our queue was full (a slow client).
                     let detached = matches!(
-                        state.sessions.session(&session_id).await,
+                        registry.session(&session_id).await,
                         Ok(Some(record)) if record.detached_at.is_some()
                     );
                     if detached {
@@ -163,7 +165,7 @@ pub(crate) async fn run(
                         close = Some((CloseCode::MESSAGE_TOO_BIG, "frame over the size limit"));
                         break;
                     }
-                    if let Some(reply) = handle_text(&state, &user, &session_id, &connection_id, text.as_str()).await {
+                    if let Some(reply) = handle_text(&state, &registry, &user, &session_id, &connection_id, text.as_str()).await {
                         open = out_tx.send(Out::Control(reply)).await.is_ok();
                     }
                 }
@@ -190,10 +192,7 @@ pub(crate) async fn run(
     }
     drop(out_tx);
     let _ = writer.await;
-    let _ = state
-        .sessions
-        .detach(&session_id, attached.attachment)
-        .await;
+    let _ = registry.detach(&session_id, attached.attachment).await;
     state.perf.record_connection_closed(&connection_id).await;
     state.perf.stop_connection_tracking(&connection_id).await;
 }
@@ -248,6 +247,7 @@ async fn write_loop(
 /// Handles one client text frame; returns the reply, if any.
 async fn handle_text(
     state: &Arc<AppState>,
+    registry: &Arc<SessionRegistry>,
     user: &str,
     session_id: &str,
     connection_id: &str,
@@ -282,7 +282,7 @@ async fn handle_text(
     match msg.message_type {
         MessageType::Ping => Some(WebSocketMessage::new(MessageType::Pong, msg.payload)),
         MessageType::StartAgent => {
-            start_agent(state, user, session_id, &msg).await;
+            start_agent(state, registry, user, session_id, &msg).await;
             None
         }
         MessageType::UserMessage | MessageType::Chat => msg
@@ -290,7 +290,7 @@ async fn handle_text(
             .map(|id| WebSocketMessage::new(MessageType::Ack, json!({"message_id": id}))),
         MessageType::Ack => {
             if let Some(seq) = msg.payload.get("seq").and_then(Value::as_u64) {
-                let _ = state.sessions.ack(session_id, seq).await;
+                let _ = registry.ack(session_id, seq).await;
             }
             None
         }
@@ -298,7 +298,13 @@ async fn handle_text(
     }
 }
 
-async fn start_agent(state: &Arc<AppState>, user: &str, session_id: &str, msg: &WebSocketMessage) {
+async fn start_agent(
+    state: &Arc<AppState>,
+    registry: &Arc<SessionRegistry>,
+    user: &str,
+    session_id: &str,
+    msg: &WebSocketMessage,
+) {
     let p = &msg.payload;
     let run_id = state.next_id("run");
     let agent_name = p
@@ -340,9 +346,11 @@ async fn start_agent(state: &Arc<AppState>, user: &str, session_id: &str, msg: &
         agent_name: agent_name.clone(),
         thread_id: thread_id.clone(),
         monitor: state.monitor.clone(),
-        sessions: state.sessions.clone(),
+        sessions: registry.clone(),
         clock: state.clock.clone(),
         next_message: Arc::new(AtomicU64::new(1)),
+        outbox: state.outbox.clone(),
+        gateway: Arc::downgrade(state),
     };
     let request = AgentRequest {
         run_id,
@@ -354,4 +362,79 @@ async fn start_agent(state: &Arc<AppState>, user: &str, session_id: &str, msg: &
     };
     let runner = state.runner.clone();
     tokio::spawn(async move { runner.run(request, sink).await });
+}
+
+/// Starts or resumes the session on the registry that holds it: this
+/// node's memory for sessions started while Redis was unreachable, else the
+/// gateway's (Redis or memory). With Redis unreachable and fail-open, a new
+/// session starts in memory (a resume waits: the handshake is refused
+/// before, and a failure here closes with 1013 so the client retries).
+async fn start_session(
+    state: &Arc<AppState>,
+    user: &str,
+    resume: Option<&ResumeRequest>,
+) -> (Arc<SessionRegistry>, Result<SessionStart, SessionError>) {
+    if let (Some(_), Some(request)) = (&state.redis, resume) {
+        if let Ok(Some(_)) = state.local_sessions.session(&request.session_id).await {
+            let local = state.local_sessions.clone();
+            let started = local.start(user, resume).await;
+            return (local, started);
+        }
+    }
+    let started = state.sessions.start(user, resume).await;
+    match (&state.redis, started) {
+        (Some(redis), Err(SessionError::Store(e))) => {
+            state.redis_failed();
+            if resume.is_none() && !redis.fail_closed() {
+                tracing::warn!(error = %e, "session store unreachable: starting a session in this node's memory");
+                state
+                    .counters
+                    .local_sessions
+                    .fetch_add(1, Ordering::Relaxed);
+                let local = state.local_sessions.clone();
+                let started = local.start(user, None).await;
+                return (local, started);
+            }
+            (state.sessions.clone(), Err(SessionError::Store(e)))
+        }
+        (_, started) => (state.sessions.clone(), started),
+    }
+}
+
+/// The connection's place in the user's count across nodes (Redis);
+/// released when dropped.
+struct SharedSlot {
+    state: Arc<AppState>,
+    user: String,
+    member: Option<String>,
+}
+
+impl SharedSlot {
+    fn hold(state: &Arc<AppState>, user: &str, connection_id: &str) -> Self {
+        let member = state.redis.as_ref().map(|redis| {
+            let member = connection_id.to_owned();
+            redis.open.insert(member.clone(), user.to_owned());
+            member
+        });
+        SharedSlot {
+            state: state.clone(),
+            user: user.to_owned(),
+            member,
+        }
+    }
+}
+
+impl Drop for SharedSlot {
+    fn drop(&mut self) {
+        let (Some(redis), Some(member)) = (&self.state.redis, self.member.take()) else {
+            return;
+        };
+        redis.open.remove(&member);
+        let counter = redis.connections.clone();
+        let user = std::mem::take(&mut self.user);
+        // A failed release expires with its lease.
+        tokio::spawn(async move {
+            let _ = counter.release(&user, &member).await;
+        });
+    }
 }

@@ -102,6 +102,8 @@ impl DemoProgress {
 /// arrived exactly once and every run validated.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct DemoReport {
+    /// Gateways the users connected to.
+    pub gateways: u64,
     /// Simulated users.
     pub users: u64,
     /// Runs asked for (users × runs).
@@ -119,6 +121,9 @@ pub struct DemoReport {
     pub resumes: u64,
     /// Resumes the gateway refused (a fresh session was started).
     pub resumes_refused: u64,
+    /// Resumes accepted by another gateway than the one the connection
+    /// was lost on.
+    pub resumes_on_other_gateway: u64,
     /// Events of started runs that never arrived.
     pub events_lost: u64,
     /// Events handed to the application twice.
@@ -154,7 +159,8 @@ impl DemoReport {
 
     /// The report as an aligned two-column table.
     pub fn to_table(&self) -> String {
-        let rows: [(&str, String); 15] = [
+        let rows: [(&str, String); 17] = [
+            ("gateways", self.gateways.to_string()),
             ("users", self.users.to_string()),
             (
                 "runs completed",
@@ -167,6 +173,10 @@ impl DemoReport {
             ("connections dropped", self.disconnects.to_string()),
             ("resumes", self.resumes.to_string()),
             ("resumes refused", self.resumes_refused.to_string()),
+            (
+                "resumes on another gateway",
+                self.resumes_on_other_gateway.to_string(),
+            ),
             ("events lost", self.events_lost.to_string()),
             ("events duplicated", self.events_duplicated.to_string()),
             (
@@ -220,37 +230,52 @@ struct UserOutcome {
     resumes: u64,
     resumes_refused: u64,
     wire_duplicates: u64,
+    resumes_elsewhere: u64,
 }
 
-/// Runs the demo load against `gateway`, served at `ws_url` (e.g.
-/// `ws://127.0.0.1:8765/ws`), and reports. `progress` is updated live.
+/// Runs the demo load against `gateways`, served at `ws_urls` (e.g.
+/// `ws://127.0.0.1:8765/ws`, one per gateway, in the same order), and
+/// reports. `progress` is updated live.
 ///
-/// The gateway should let many handshakes come from one IP (set
+/// With several gateways (sharing sessions in Redis), user `i` starts on
+/// gateway `i mod n` and every reconnection goes to the next one, so each
+/// resume lands on another gateway than the one it lost. The gateways
+/// should let many handshakes come from one IP (set
 /// [`GatewayConfig::max_handshakes_per_ip`](crate::GatewayConfig) to 0).
+///
+/// # Panics
+/// If `ws_urls` is empty.
 pub async fn run_demo(
-    gateway: &Gateway,
-    ws_url: &str,
+    gateways: &[Gateway],
+    ws_urls: &[String],
     config: &DemoConfig,
     progress: Arc<DemoProgress>,
 ) -> DemoReport {
+    assert!(
+        !ws_urls.is_empty(),
+        "run_demo needs at least one gateway URL"
+    );
     let started = Instant::now();
     let base_seed = config.seed.unwrap_or_else(|| rand::rng().random());
     let mut tasks = Vec::with_capacity(config.users);
     for user in 0..config.users {
-        let url = ws_url.to_owned();
+        // Start on gateway user mod n; reconnect to the next ones in turn.
+        let n = ws_urls.len();
+        let urls: Vec<String> = (0..n).map(|k| ws_urls[(user + k) % n].clone()).collect();
         let config = config.clone();
         let progress = progress.clone();
         let seed = base_seed ^ (user as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         tasks.push(tokio::spawn(async move {
-            run_user(user, &url, &config, seed, &progress).await
+            run_user(user, &urls, &config, seed, &progress).await
         }));
     }
     let flood = (config.flood_pings > 0).then(|| {
-        let url = ws_url.to_owned();
+        let url = ws_urls[0].clone();
         let n = config.flood_pings;
         tokio::spawn(async move { flood(&url, n).await })
     });
     let mut report = DemoReport {
+        gateways: gateways.len() as u64,
         users: config.users as u64,
         runs: (config.users * config.runs) as u64,
         ..Default::default()
@@ -275,6 +300,7 @@ pub async fn run_demo(
         report.resumes += outcome.resumes;
         report.resumes_refused += outcome.resumes_refused;
         report.wire_duplicates_dropped += outcome.wire_duplicates;
+        report.resumes_on_other_gateway += outcome.resumes_elsewhere;
         for us in outcome.latency_us {
             latency.saturating_record(us.max(1));
         }
@@ -287,13 +313,19 @@ pub async fn run_demo(
     // also validate in the event monitor (all events, in order). A run that
     // fails both checks counts once.
     for run_id in &run_ids {
-        if !matches!(
-            gateway
+        // The run is known to the gateway it ran on.
+        let mut valid = false;
+        for gateway in gateways {
+            if let Ok(true) = gateway
                 .event_monitor()
                 .validate_session_completion(run_id)
-                .await,
-            Ok(true)
-        ) {
+                .await
+            {
+                valid = true;
+                break;
+            }
+        }
+        if !valid {
             report.runs_failed_validation += 1;
             report.runs_completed -= 1;
         }
@@ -312,13 +344,18 @@ pub async fn run_demo(
 
 async fn run_user(
     user: usize,
-    url: &str,
+    urls: &[String],
     config: &DemoConfig,
     seed: u64,
     progress: &DemoProgress,
 ) -> UserOutcome {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut client_config = ClientConfig::new(url).with_query("user_id", format!("demo-{user}"));
+    let mut client_config =
+        ClientConfig::new(urls[0].clone()).with_query("user_id", format!("demo-{user}"));
+    client_config.alternate_urls = urls[1..].to_vec();
+    let mut current_url = String::new();
+    // A drop asked for and not yet followed by a reconnection.
+    let mut pending_drop = false;
     client_config.initial_retry_delay = Duration::from_millis(50);
     client_config.max_retry_delay = Duration::from_secs(1);
     client_config.max_retries = 20;
@@ -363,7 +400,15 @@ async fn run_user(
                     gave_up = true;
                     break;
                 }
-                ClientEvent::Connected(_) | ClientEvent::Disconnected { .. } => continue,
+                ClientEvent::Connected(outcome) => {
+                    pending_drop = false;
+                    if outcome.resumed && outcome.url != current_url {
+                        out.resumes_elsewhere += 1;
+                    }
+                    current_url = outcome.url;
+                    continue;
+                }
+                ClientEvent::Disconnected { .. } => continue,
             };
             if msg.message_type == MessageType::Error {
                 if msg.payload.get("code").and_then(Value::as_str) == Some("rate_limited") {
@@ -409,6 +454,7 @@ async fn run_user(
             progress.events.fetch_add(1, Ordering::Relaxed);
             if drop_after == Some(received.len()) && received.len() < expected.len() {
                 client.drop_connection();
+                pending_drop = true;
                 progress.disconnects.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -437,6 +483,26 @@ async fn run_user(
             break;
         }
     }
+    // The last drop may be taken after the run's last event arrived: wait
+    // for its reconnection, so every drop is followed by a resume (or a
+    // refusal) in the report.
+    let deadline = tokio::time::Instant::now() + config.run_timeout;
+    while pending_drop {
+        match tokio::time::timeout_at(deadline, client.recv()).await {
+            Ok(Some(ClientEvent::Connected(outcome))) => {
+                if outcome.resumed && outcome.url != current_url {
+                    out.resumes_elsewhere += 1;
+                }
+                pending_drop = false;
+            }
+            Ok(Some(ClientEvent::GaveUp { .. })) | Ok(None) | Err(_) => break,
+            Ok(Some(_)) => {}
+        }
+    }
+    let stats = client.stats();
+    out.resumes = stats.resumes;
+    out.resumes_refused = stats.resumes_refused;
+    out.wire_duplicates = stats.duplicates_dropped;
     client.close();
     out
 }

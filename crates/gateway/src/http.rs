@@ -141,6 +141,42 @@ async fn upgrade(
     };
     state.limiter.record_handshake_success(ip);
     let resume = resume_request(&query);
+    if let Some(redis) = &state.redis {
+        let unavailable = |message: &str| {
+            refuse(
+                &state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                message.to_owned(),
+                Some(1),
+            )
+        };
+        // Down: fail-closed refuses everything; fail-open still serves new
+        // sessions, but a resume must wait for the store that holds it.
+        if !redis.is_up() && (redis.fail_closed() || resume.is_some()) {
+            return unavailable("shared state (redis) is unreachable; retry shortly");
+        }
+        let cap = state.config.max_connections_per_user;
+        match redis.connections.acquire(&user, &connection_id, cap).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return refuse(
+                    &state,
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!("user {user} is at its limit of {cap} connections (all gateways)"),
+                    Some(1),
+                );
+            }
+            Err(e) => {
+                state.redis_failed();
+                tracing::warn!(error = %e, "connection count unavailable");
+                if redis.fail_closed() || resume.is_some() {
+                    return unavailable("shared state (redis) is unreachable; retry shortly");
+                }
+            }
+        }
+    }
     // Frames past max_frame_bytes are closed with 1009 by the connection;
     // the transport limit only guards against absurd sizes.
     let limit = state.config.max_frame_bytes.saturating_mul(4).max(1024);
@@ -238,6 +274,44 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         "Sessions held.",
         sessions as f64,
     );
+    add(
+        "wsc_gateway_outbox_events",
+        "gauge",
+        "Agent events waiting for the session store to come back.",
+        state.outbox.len() as f64,
+    );
+    add(
+        "wsc_gateway_outbox_dropped_total",
+        "counter",
+        "Agent events dropped from the outbox (session gone or queue full).",
+        state.outbox.dropped.load(Ordering::Relaxed) as f64,
+    );
+    if let Some(redis) = &state.redis {
+        add(
+            "wsc_gateway_redis_up",
+            "gauge",
+            "Whether Redis answered the last health check.",
+            f64::from(u8::from(redis.is_up())),
+        );
+        add(
+            "wsc_gateway_redis_errors_total",
+            "counter",
+            "Redis calls that failed.",
+            s.redis_errors as f64,
+        );
+        add(
+            "wsc_gateway_local_fallback_sessions_total",
+            "counter",
+            "Sessions started in memory while Redis was unreachable.",
+            s.local_fallback_sessions as f64,
+        );
+        add(
+            "wsc_gateway_limiter_local_decisions_total",
+            "counter",
+            "Rate-limit decisions made in memory while Redis was unreachable.",
+            redis.limiter_store.fallbacks() as f64,
+        );
+    }
     add(
         "wsc_gateway_tracked_users",
         "gauge",

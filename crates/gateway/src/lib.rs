@@ -34,11 +34,12 @@ mod config;
 mod connection;
 mod demo;
 mod http;
+mod outbox;
 mod state;
 mod telemetry;
 
 pub use agent::{AgentRequest, AgentRunner, EventSink, SimulatedAgent};
-pub use config::{AuthMode, GatewayConfig};
+pub use config::{AuthMode, GatewayConfig, RedisFailurePolicy, RedisSettings};
 pub use demo::{DemoConfig, DemoProgress, DemoProgressSnapshot, DemoReport, run_demo};
 pub use state::{Gateway, GatewayStats};
 pub use telemetry::StatsSample;

@@ -8,7 +8,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
-use wsc_gateway::{AuthMode, DemoConfig, DemoProgress, Gateway, GatewayConfig, run_demo};
+use wsc_gateway::{
+    AuthMode, DemoConfig, DemoProgress, Gateway, GatewayConfig, RedisFailurePolicy, RedisSettings,
+    SimulatedAgent, run_demo,
+};
 
 /// The wsc WebSocket gateway.
 #[derive(Parser, Debug)]
@@ -58,9 +61,15 @@ struct DemoArgs {
     /// Address of the in-process gateway (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:0")]
     bind: String,
-    /// Shared state in Redis (not available yet: the Redis issue).
+    /// Run the gateways on this Redis (shared limits and sessions).
     #[arg(long)]
     redis: Option<String>,
+    /// Gateways to start (more than one needs --redis); each client
+    /// reconnects to the next one after a drop, so resumes cross gateways.
+    #[arg(long, default_value_t = 1)]
+    instances: usize,
+    #[command(flatten)]
+    redis_options: RedisOptions,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -101,9 +110,57 @@ struct ServeArgs {
     /// Seconds a lost session stays resumable.
     #[arg(long, env = "WSC_SESSION_TTL", default_value_t = 300)]
     session_ttl: u64,
-    /// Shared state in Redis (not available yet: the Redis issue).
+    /// Shared state in Redis (`redis://host:port/db`): rate limits,
+    /// sessions and connection counts shared by every gateway on it.
     #[arg(long, env = "WSC_REDIS")]
     redis: Option<String>,
+    #[command(flatten)]
+    redis_options: RedisOptions,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Failure {
+    Open,
+    Closed,
+}
+
+#[derive(clap::Args, Debug)]
+struct RedisOptions {
+    /// While Redis is unreachable: `open` keeps serving from memory,
+    /// `closed` refuses new work (503 / rate_limited).
+    #[arg(long, env = "WSC_REDIS_FAILURE", value_enum, default_value = "open")]
+    redis_failure: Failure,
+    /// Prefix of every Redis key (gateways sharing state use the same).
+    #[arg(long, env = "WSC_REDIS_PREFIX", default_value = "wsc:")]
+    redis_prefix: String,
+}
+
+impl RedisOptions {
+    fn settings(&self, url: &str) -> RedisSettings {
+        RedisSettings {
+            url: url.to_owned(),
+            prefix: self.redis_prefix.clone(),
+            failure: match self.redis_failure {
+                Failure::Open => RedisFailurePolicy::FailOpen,
+                Failure::Closed => RedisFailurePolicy::FailClosed,
+            },
+        }
+    }
+}
+
+async fn gateway_for(
+    config: GatewayConfig,
+    redis: Option<RedisSettings>,
+) -> anyhow::Result<Gateway> {
+    Ok(match redis {
+        None => Gateway::new(config),
+        Some(settings) => {
+            let url = settings.url.clone();
+            Gateway::with_redis(config, Arc::new(SimulatedAgent), settings)
+                .await
+                .with_context(|| format!("cannot use redis at {url}"))?
+        }
+    })
 }
 
 async fn shutdown_signal() {
@@ -128,9 +185,6 @@ async fn shutdown_signal() {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    if args.redis.is_some() {
-        anyhow::bail!("--redis is not available yet in this build: state is in memory only");
-    }
     let auth = match args.auth {
         Auth::Dev => AuthMode::Dev,
         Auth::Jwt => AuthMode::Jwt {
@@ -154,7 +208,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.bind))?;
     let addr = listener.local_addr()?;
-    let gateway = Gateway::new(config);
+    let redis = args
+        .redis
+        .as_deref()
+        .map(|u| args.redis_options.settings(u));
+    let gateway = gateway_for(config, redis).await?;
     println!("listening on http://{addr}");
     tracing::info!(%addr, "gateway started");
     gateway.serve(listener, shutdown_signal()).await?;
@@ -195,34 +253,57 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
 }
 
 async fn demo(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
-    if args.redis.is_some() {
-        anyhow::bail!("--redis is not available yet in this build: state is in memory only");
-    }
     if !(0.0..=1.0).contains(&args.disconnect_rate) {
         anyhow::bail!("--disconnect-rate must be between 0 and 1");
+    }
+    if args.instances == 0 || (args.instances > 1 && args.redis.is_none()) {
+        anyhow::bail!("--instances must be 1, or more with --redis (they share state there)");
     }
     let config = GatewayConfig {
         // Every simulated user connects from this machine's one IP.
         max_handshakes_per_ip: 0,
         ..Default::default()
     };
-    let listener = TcpListener::bind(&args.bind)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.bind))?;
-    let addr = listener.local_addr()?;
-    let gateway = Gateway::new(config);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = {
-        let gateway = gateway.clone();
-        tokio::spawn(async move {
-            gateway
-                .serve(listener, async move {
-                    let _ = stop_rx.await;
-                })
-                .await
-        })
-    };
-    eprintln!("gateway on http://{addr} (dashboard at http://{addr}/)");
+    let mut gateways = Vec::new();
+    let mut urls = Vec::new();
+    let mut stops = Vec::new();
+    let mut servers = Vec::new();
+    for i in 0..args.instances {
+        // The first gateway on --bind, the others on free ports.
+        let bind = if i == 0 {
+            args.bind.as_str()
+        } else {
+            "127.0.0.1:0"
+        };
+        let listener = TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("cannot listen on {bind}"))?;
+        let addr = listener.local_addr()?;
+        let redis = args
+            .redis
+            .as_deref()
+            .map(|u| args.redis_options.settings(u));
+        let gateway = gateway_for(config.clone(), redis).await?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let g = gateway.clone();
+        servers.push(tokio::spawn(async move {
+            g.serve(listener, async move {
+                let _ = stop_rx.await;
+            })
+            .await
+        }));
+        eprintln!(
+            "gateway {} on http://{addr} (dashboard at http://{addr}/)",
+            i + 1
+        );
+        gateways.push(gateway);
+        urls.push(format!("ws://{addr}/ws"));
+        stops.push(stop_tx);
+    }
+    let addr = urls[0]
+        .trim_start_matches("ws://")
+        .trim_end_matches("/ws")
+        .to_owned();
 
     let demo_config = DemoConfig {
         users: args.users,
@@ -236,13 +317,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
     let progress = Arc::new(DemoProgress::default());
     let total_runs = (args.users * args.runs) as u64;
     let display = tokio::spawn(show_progress(progress.clone(), total_runs));
-    let report = run_demo(
-        &gateway,
-        &format!("ws://{addr}/ws"),
-        &demo_config,
-        progress.clone(),
-    )
-    .await;
+    let report = run_demo(&gateways, &urls, &demo_config, progress.clone()).await;
     display.abort();
     let _ = display.await;
 
@@ -255,8 +330,12 @@ async fn demo(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
         eprintln!("demo done; the dashboard stays at http://{addr}/ until Ctrl-C");
         shutdown_signal().await;
     }
-    let _ = stop_tx.send(());
-    server.await??;
+    for stop in stops {
+        let _ = stop.send(());
+    }
+    for server in servers {
+        server.await??;
+    }
     Ok(if report.passed() {
         std::process::ExitCode::SUCCESS
     } else {

@@ -15,7 +15,8 @@ use wsc_rate_limiter::{RateLimitConfig, WebSocketRateLimiter};
 use wsc_reconnection::{BufferLimits, SessionConfig, SessionRegistry};
 
 use crate::agent::{AgentRunner, SimulatedAgent};
-use crate::config::GatewayConfig;
+use crate::config::{GatewayConfig, RedisFailurePolicy, RedisSettings};
+use crate::outbox::Outbox;
 use crate::telemetry::{StatsSample, Telemetry};
 
 /// Gateway-level counters (also in `/metrics` and `/api/stats`).
@@ -30,6 +31,8 @@ pub(crate) struct Counters {
     pub(crate) frames_sent: AtomicU64,
     pub(crate) bad_frames: AtomicU64,
     pub(crate) slow_clients: AtomicU64,
+    pub(crate) redis_errors: AtomicU64,
+    pub(crate) local_sessions: AtomicU64,
 }
 
 /// A snapshot of the gateway's counters.
@@ -54,6 +57,10 @@ pub struct GatewayStats {
     /// Connections dropped because the client did not read fast enough
     /// (their sessions stay resumable).
     pub slow_clients: u64,
+    /// Redis calls that failed.
+    pub redis_errors: u64,
+    /// Sessions started in this node's memory while Redis was unreachable.
+    pub local_fallback_sessions: u64,
 }
 
 pub(crate) struct AppState {
@@ -69,11 +76,60 @@ pub(crate) struct AppState {
     pub(crate) shutdown_tx: watch::Sender<bool>,
     pub(crate) next_id: AtomicU64,
     pub(crate) telemetry: Telemetry,
+    /// Distinguishes this node's ids (runs, connections) from other nodes'.
+    pub(crate) node_tag: String,
+    /// Shared state, when the gateway runs on Redis.
+    pub(crate) redis: Option<RedisState>,
+    /// Sessions started while Redis was unreachable (fail-open): kept in
+    /// this node's memory, resumable here only.
+    pub(crate) local_sessions: Arc<SessionRegistry>,
+    pub(crate) outbox: Arc<Outbox>,
+}
+
+/// The Redis side of a gateway.
+pub(crate) struct RedisState {
+    pub(crate) settings: RedisSettings,
+    pub(crate) redis: redis::aio::ConnectionManager,
+    pub(crate) channel: String,
+    pub(crate) connections: wsc_redis::RedisConnectionCounter,
+    pub(crate) limiter_store: Arc<wsc_rate_limiter::FallbackStore>,
+    /// Whether Redis answered the last health check (or call).
+    pub(crate) up: std::sync::atomic::AtomicBool,
+    /// This node's open connections (user, member), for lease renewal.
+    pub(crate) open: dashmap::DashMap<String, String>,
+}
+
+impl RedisState {
+    pub(crate) fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn fail_closed(&self) -> bool {
+        self.settings.failure == RedisFailurePolicy::FailClosed
+    }
 }
 
 impl AppState {
     pub(crate) fn next_id(&self, prefix: &str) -> String {
-        format!("{prefix}-{}", self.next_id.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "{prefix}-{}-{}",
+            self.node_tag,
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// A store call failed: Redis is presumably down until the next health
+    /// check says otherwise.
+    pub(crate) fn redis_failed(&self) {
+        self.counters.redis_errors.fetch_add(1, Ordering::Relaxed);
+        if let Some(r) = &self.redis {
+            if r.up.swap(false, Ordering::Relaxed) {
+                tracing::warn!(
+                    "redis unreachable: {:?} until it is back",
+                    r.settings.failure
+                );
+            }
+        }
     }
 
     pub(crate) fn stats(&self) -> GatewayStats {
@@ -89,6 +145,8 @@ impl AppState {
             frames_sent: get(&c.frames_sent),
             bad_frames: get(&c.bad_frames),
             slow_clients: get(&c.slow_clients),
+            redis_errors: get(&c.redis_errors),
+            local_fallback_sessions: get(&c.local_sessions),
         }
     }
 }
@@ -114,33 +172,126 @@ impl Gateway {
         Self::with_runner(config, Arc::new(SimulatedAgent))
     }
 
-    /// A gateway running agents with `runner`.
+    /// A gateway running agents with `runner`, everything in memory.
     pub fn with_runner(config: GatewayConfig, runner: Arc<dyn AgentRunner>) -> Self {
+        Self::build(config, runner, None)
+    }
+
+    /// A gateway whose rate limits, sessions, replay buffers and per-user
+    /// connection counts live in Redis, shared with every gateway using the
+    /// same Redis and prefix: a client resumes on any of them. While Redis
+    /// is unreachable it follows `redis.failure`.
+    ///
+    /// # Errors
+    /// Redis not reachable at startup.
+    pub async fn with_redis(
+        config: GatewayConfig,
+        runner: Arc<dyn AgentRunner>,
+        redis: RedisSettings,
+    ) -> Result<Self, wsc_core::StoreError> {
+        let conn = wsc_redis::connect(&redis.url).await?;
+        let secret = wsc_redis::shared_token_secret(&conn, &redis.prefix).await?;
+        Ok(Self::build(config, runner, Some((redis, conn, secret))))
+    }
+
+    fn build(
+        config: GatewayConfig,
+        runner: Arc<dyn AgentRunner>,
+        redis: Option<(RedisSettings, redis::aio::ConnectionManager, [u8; 32])>,
+    ) -> Self {
         let clock: SharedClock = Arc::new(SystemClock);
-        let limiter = WebSocketRateLimiter::with_clock(
-            RateLimitConfig {
-                max_connections_per_user: config.max_connections_per_user,
-                max_messages_per_minute: config.max_messages_per_minute,
-                max_messages_per_hour: config.max_messages_per_hour,
-                max_handshakes_per_ip: config.max_handshakes_per_ip,
-                ..Default::default()
-            },
+        let limits = RateLimitConfig {
+            max_connections_per_user: config.max_connections_per_user,
+            max_messages_per_minute: config.max_messages_per_minute,
+            max_messages_per_hour: config.max_messages_per_hour,
+            max_handshakes_per_ip: config.max_handshakes_per_ip,
+            ..Default::default()
+        };
+        let buffer = BufferLimits {
+            max_frames: config.replay_buffer,
+            max_bytes: config.replay_buffer_bytes,
+            ..Default::default()
+        };
+        let session_config = SessionConfig {
+            buffer,
+            session_ttl: config.session_ttl,
+            outbound_capacity: config.outbound_queue,
+            ..Default::default()
+        };
+        let local_sessions = Arc::new(SessionRegistry::with_clock(
+            session_config.clone(),
             clock.clone(),
-        );
-        let sessions = SessionRegistry::with_clock(
-            SessionConfig {
-                buffer: BufferLimits {
-                    max_frames: config.replay_buffer,
-                    max_bytes: config.replay_buffer_bytes,
-                    ..Default::default()
-                },
-                session_ttl: config.session_ttl,
-                outbound_capacity: config.outbound_queue,
-                ..Default::default()
-            },
-            clock.clone(),
-        );
+        ));
+        let (limiter, sessions, redis) = match redis {
+            None => (
+                WebSocketRateLimiter::with_clock(limits, clock.clone()),
+                local_sessions.clone(),
+                None,
+            ),
+            Some((settings, conn, secret)) => {
+                let limiter_store = Arc::new(wsc_rate_limiter::FallbackStore::new(
+                    Arc::new(wsc_redis::RedisRateLimitStore::new(
+                        conn.clone(),
+                        settings.prefix.clone(),
+                    )),
+                    Arc::new(wsc_rate_limiter::MemoryStore::default()),
+                ));
+                let store: Arc<dyn wsc_rate_limiter::RateLimitStore> = match settings.failure {
+                    // Decide locally while Redis is away.
+                    RedisFailurePolicy::FailOpen => limiter_store.clone(),
+                    // Refuse (the limiter's fail-closed policy).
+                    RedisFailurePolicy::FailClosed => Arc::new(
+                        wsc_redis::RedisRateLimitStore::new(conn.clone(), settings.prefix.clone()),
+                    ),
+                };
+                let limits = RateLimitConfig {
+                    store_failure: match settings.failure {
+                        RedisFailurePolicy::FailOpen => wsc_rate_limiter::FailurePolicy::FailOpen,
+                        RedisFailurePolicy::FailClosed => {
+                            wsc_rate_limiter::FailurePolicy::FailClosed
+                        }
+                    },
+                    ..limits
+                };
+                let session_store = wsc_redis::RedisSessionStore::new(
+                    conn.clone(),
+                    wsc_redis::RedisSessionConfig {
+                        prefix: settings.prefix.clone(),
+                        limits: buffer,
+                        session_ttl: config.session_ttl,
+                        ..Default::default()
+                    },
+                );
+                let channel = session_store.channel();
+                let sessions = Arc::new(SessionRegistry::with_store(
+                    SessionConfig {
+                        secret: wsc_reconnection::TokenSecret::from_bytes(secret),
+                        ..session_config
+                    },
+                    clock.clone(),
+                    Arc::new(session_store),
+                ));
+                let redis = RedisState {
+                    connections: wsc_redis::RedisConnectionCounter::new(
+                        conn.clone(),
+                        settings.prefix.clone(),
+                    ),
+                    settings,
+                    redis: conn,
+                    channel,
+                    limiter_store,
+                    up: std::sync::atomic::AtomicBool::new(true),
+                    open: dashmap::DashMap::new(),
+                };
+                (
+                    WebSocketRateLimiter::with_store(limits, clock.clone(), store),
+                    sessions,
+                    Some(redis),
+                )
+            }
+        };
         let (shutdown_tx, shutdown) = watch::channel(false);
+        let node_tag = wsc_reconnection::new_session_id()[..6].to_owned();
         Gateway {
             state: Arc::new(AppState {
                 monitor: Arc::new(EventMonitor::with_clock(
@@ -151,16 +302,20 @@ impl Gateway {
                     PerformanceMonitorConfig::default(),
                     clock.clone(),
                 )),
-                sessions: Arc::new(sessions),
+                sessions,
                 limiter,
                 runner,
                 counters: Counters::default(),
                 shutdown,
                 shutdown_tx,
                 next_id: AtomicU64::new(1),
-                telemetry: Telemetry::new(),
                 config,
                 clock,
+                telemetry: Telemetry::new(),
+                node_tag,
+                redis,
+                local_sessions,
+                outbox: Arc::new(Outbox::default()),
             }),
         }
     }
@@ -244,10 +399,56 @@ impl Gateway {
 
 /// The background work of a serving gateway; stops when dropped.
 struct Maintenance {
+    upkeep: tokio::task::JoinHandle<()>,
+    _listener: Option<wsc_redis::AnnouncementListener>,
     _sweeper: wsc_core::BackgroundTask,
     _evaluator: wsc_core::BackgroundTask,
     _cleanup: wsc_core::BackgroundTask,
     sampler: tokio::task::JoinHandle<()>,
+}
+
+/// Redis upkeep, every 500 ms: a health check (PING), publishing what the
+/// outbox holds, and every 10 s renewing this node's connection leases.
+async fn redis_upkeep(s: Arc<AppState>) {
+    let Some(redis) = &s.redis else { return };
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n: u64 = 0;
+    loop {
+        tick.tick().await;
+        n += 1;
+        let mut conn = redis.redis.clone();
+        let ping = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            redis::cmd("PING").query_async::<String>(&mut conn),
+        )
+        .await;
+        match ping {
+            Ok(Ok(_)) => {
+                if !redis.up.swap(true, Ordering::Relaxed) {
+                    tracing::info!("redis reachable again");
+                    let _ = s.sessions.catch_up_all().await;
+                }
+            }
+            _ => s.redis_failed(),
+        }
+        if redis.is_up() && s.outbox.len() > 0 {
+            let published = s.outbox.flush(&s.sessions).await;
+            if published > 0 {
+                tracing::info!(published, "outbox events published");
+            }
+        }
+        if redis.is_up() && n % 20 == 0 {
+            let open: Vec<(String, String)> = redis
+                .open
+                .iter()
+                .map(|e| (e.value().clone(), e.key().clone()))
+                .collect();
+            if redis.connections.refresh(&open).await.is_err() {
+                s.redis_failed();
+            }
+        }
+    }
 }
 
 impl Maintenance {
@@ -271,10 +472,24 @@ impl Maintenance {
                 // Sessions detached longer than their TTL go, every 10 s.
                 if n % 10 == 0 {
                     let _ = s.sessions.cleanup_expired().await;
+                    if s.redis.is_some() {
+                        let _ = s.local_sessions.cleanup_expired().await;
+                    }
                 }
             }
         });
+        let upkeep = tokio::spawn(redis_upkeep(state.clone()));
+        let listener = state.redis.as_ref().and_then(|r| {
+            wsc_redis::spawn_announcement_listener(
+                &r.settings.url,
+                r.channel.clone(),
+                state.sessions.clone(),
+            )
+            .ok()
+        });
         Maintenance {
+            upkeep,
+            _listener: listener,
             _sweeper: state.monitor.spawn_sweeper(),
             _evaluator: state
                 .perf
@@ -290,5 +505,6 @@ impl Maintenance {
 impl Drop for Maintenance {
     fn drop(&mut self) {
         self.sampler.abort();
+        self.upkeep.abort();
     }
 }

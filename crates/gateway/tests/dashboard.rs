@@ -163,8 +163,8 @@ async fn the_dashboard_shows_live_numbers_and_draws_the_chart_in_chromium() {
                 ..Default::default()
             };
             run_demo(
-                &gateway,
-                &format!("ws://{addr}/ws"),
+                std::slice::from_ref(&gateway),
+                &[format!("ws://{addr}/ws")],
                 &config,
                 Arc::new(DemoProgress::default()),
             )

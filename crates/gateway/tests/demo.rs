@@ -27,8 +27,8 @@ async fn demo_against(runner: Arc<dyn AgentRunner>, config: DemoConfig) -> DemoR
     tokio::spawn(async move { g.serve(listener, std::future::pending()).await });
     let progress = Arc::new(DemoProgress::default());
     let report = run_demo(
-        &gateway,
-        &format!("ws://{addr}/ws"),
+        std::slice::from_ref(&gateway),
+        &[format!("ws://{addr}/ws")],
         &config,
         progress.clone(),
     )

@@ -33,6 +33,10 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Acknowledge received frames every this many (default 64; 0: never).
     pub ack_every: u64,
+    /// Other URLs of the same service (e.g. gateways sharing sessions in
+    /// Redis), tried in turn after `url`: each (re)connection attempt goes
+    /// to the next one, so a resume lands on another gateway (default none).
+    pub alternate_urls: Vec<String>,
 }
 
 impl ClientConfig {
@@ -48,6 +52,7 @@ impl ClientConfig {
             max_retries: 10,
             connect_timeout: Duration::from_secs(10),
             ack_every: 64,
+            alternate_urls: Vec::new(),
         }
     }
 
@@ -73,6 +78,8 @@ pub struct ConnectionOutcome {
     pub reason: Option<String>,
     /// Whether a resume was asked for.
     pub resume_requested: bool,
+    /// The URL connected to (without the query).
+    pub url: String,
 }
 
 /// What a [`ResilientClient`] yields.
@@ -182,7 +189,18 @@ impl Stream for ResilientClient {
     }
 }
 
-fn url_for(config: &ClientConfig, resume: Option<(&str, &str, u64)>) -> String {
+/// The base URL of connection attempt `attempt`: `url`, then each
+/// alternate in turn.
+fn base_url(config: &ClientConfig, attempt: u64) -> &str {
+    let n = 1 + config.alternate_urls.len() as u64;
+    match (attempt % n) as usize {
+        0 => &config.url,
+        i => &config.alternate_urls[i - 1],
+    }
+}
+
+fn url_at(config: &ClientConfig, attempt: u64, resume: Option<(&str, &str, u64)>) -> String {
+    let base = base_url(config, attempt);
     let mut params: Vec<(String, String)> = config.query.clone();
     if let Some((session, token, last_seq)) = resume {
         params.push(("session_id".into(), session.into()));
@@ -194,10 +212,10 @@ fn url_for(config: &ClientConfig, resume: Option<(&str, &str, u64)>) -> String {
         .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
         .collect();
     if query.is_empty() {
-        config.url.clone()
+        base.to_owned()
     } else {
-        let sep = if config.url.contains('?') { '&' } else { '?' };
-        format!("{}{sep}{}", config.url, query.join("&"))
+        let sep = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{sep}{}", query.join("&"))
     }
 }
 
@@ -217,6 +235,7 @@ fn encode(s: &str) -> String {
 fn outcome_of(
     msg: &WebSocketMessage,
     resume_requested: bool,
+    url: &str,
 ) -> Option<(ConnectionOutcome, String)> {
     if msg.message_type != MessageType::ConnectionEstablished {
         return None;
@@ -230,6 +249,7 @@ fn outcome_of(
             replayed: p.get("replayed").and_then(|r| r.as_u64()).unwrap_or(0),
             reason: p.get("reason").and_then(|r| r.as_str()).map(str::to_owned),
             resume_requested,
+            url: url.to_owned(),
         },
         p.get("resume_token")?.as_str()?.to_owned(),
     ))
@@ -251,11 +271,14 @@ async fn drive(
         config.jitter,
     );
     let mut failures: u32 = 0;
+    let mut attempt: u64 = 0;
     loop {
         let resume = session
             .as_ref()
             .map(|(s, t)| (s.as_str(), t.as_str(), stats.last_seq));
-        let url = url_for(&config, resume);
+        let url = url_at(&config, attempt, resume);
+        let base = base_url(&config, attempt).to_owned();
+        attempt += 1;
         let connected = tokio::time::timeout(config.connect_timeout, async {
             let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
                 .await
@@ -265,7 +288,7 @@ async fn drive(
                 match ws.next().await {
                     Some(Ok(Message::Text(text))) => {
                         let msg = parse_server_frame(&text).map_err(|e| e.to_string())?;
-                        return outcome_of(&msg, resume.is_some())
+                        return outcome_of(&msg, resume.is_some(), &base)
                             .map(|o| (ws, o))
                             .ok_or_else(|| {
                                 "the first frame was not connection_established".to_owned()
@@ -384,11 +407,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn attempts_rotate_through_the_alternate_urls() {
+        let mut c = ClientConfig::new("ws://a/ws").with_query("user_id", "u");
+        assert_eq!(url_at(&c, 5, None), "ws://a/ws?user_id=u");
+        c.alternate_urls = vec!["ws://b/ws".into(), "ws://c/ws".into()];
+        let bases: Vec<&str> = (0..5).map(|i| base_url(&c, i)).collect();
+        assert_eq!(
+            bases,
+            [
+                "ws://a/ws",
+                "ws://b/ws",
+                "ws://c/ws",
+                "ws://a/ws",
+                "ws://b/ws"
+            ]
+        );
+        assert_eq!(url_at(&c, 1, None), "ws://b/ws?user_id=u");
+    }
+
+    #[test]
     fn urls_carry_the_resume_triple_encoded() {
         let c = ClientConfig::new("ws://h:1/ws").with_query("user_id", "a b&c");
-        assert_eq!(url_for(&c, None), "ws://h:1/ws?user_id=a%20b%26c");
+        assert_eq!(url_at(&c, 0, None), "ws://h:1/ws?user_id=a%20b%26c");
         assert_eq!(
-            url_for(&c, Some(("s1", "1.ab", 7))),
+            url_at(&c, 0, Some(("s1", "1.ab", 7))),
             "ws://h:1/ws?user_id=a%20b%26c&session_id=s1&resume_token=1.ab&last_seq=7"
         );
     }

@@ -1,0 +1,83 @@
+//! The outbox: agent events of sessions whose store is unreachable wait
+//! here, in order, and are published when it is back — so an outage delays
+//! events but never drops or reorders them.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use dashmap::DashMap;
+use wsc_core::WebSocketMessage;
+use wsc_reconnection::{SessionError, SessionRegistry};
+
+/// Events held per session at most; past it the oldest are dropped and
+/// counted (an outage that long has outlived any replay buffer anyway).
+const MAX_PER_SESSION: usize = 10_000;
+
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    queues: DashMap<String, VecDeque<WebSocketMessage>>,
+    held: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+}
+
+impl Outbox {
+    /// Whether events of `session` are waiting (later ones must queue
+    /// behind them).
+    pub(crate) fn holds(&self, session: &str) -> bool {
+        self.queues.contains_key(session)
+    }
+
+    pub(crate) fn push(&self, session: &str, message: WebSocketMessage) {
+        let mut queue = self.queues.entry(session.to_owned()).or_default();
+        if queue.len() >= MAX_PER_SESSION {
+            queue.pop_front();
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.held.fetch_add(1, Ordering::Relaxed);
+        }
+        queue.push_back(message);
+    }
+
+    /// Events waiting now.
+    pub(crate) fn len(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Publishes what waits, in order per session, until the store fails
+    /// again. Returns how many were published.
+    pub(crate) async fn flush(&self, registry: &SessionRegistry) -> u64 {
+        let sessions: Vec<String> = self.queues.iter().map(|e| e.key().clone()).collect();
+        let mut published = 0;
+        for session in sessions {
+            // Not `while let`: the map guard must be released before the
+            // body touches the same entry again.
+            #[allow(clippy::while_let_loop)]
+            loop {
+                let Some(next) = self.queues.get(&session).and_then(|q| q.front().cloned()) else {
+                    break;
+                };
+                match registry.publish(&session, next).await {
+                    Ok(_) => {}
+                    Err(SessionError::UnknownSession(_)) => {
+                        // The session is gone (expired, or Redis lost it):
+                        // nobody can receive these any more.
+                        if let Some((_, q)) = self.queues.remove(&session) {
+                            self.held.fetch_sub(q.len() as u64, Ordering::Relaxed);
+                            self.dropped.fetch_add(q.len() as u64, Ordering::Relaxed);
+                        }
+                        break;
+                    }
+                    Err(_) => return published,
+                }
+                published += 1;
+                self.held.fetch_sub(1, Ordering::Relaxed);
+                if let Some(mut q) = self.queues.get_mut(&session) {
+                    q.pop_front();
+                }
+                // Removed only if still empty (an emit may have queued more).
+                self.queues.remove_if(&session, |_, q| q.is_empty());
+            }
+        }
+        published
+    }
+}
