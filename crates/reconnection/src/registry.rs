@@ -401,14 +401,14 @@ impl SessionRegistry {
             return Err(SessionError::UnknownSession(session_id.to_owned()));
         };
         let seq = appended.push.seq;
-        if live.attachment.is_some() {
-            if seq == live.delivered + 1 {
-                if let Some(frame) = appended.push.frame {
+        if live.attachment.is_some() && seq > live.delivered {
+            match appended.push.frame {
+                Some(frame) if seq == live.delivered + 1 => {
                     self.send_or_detach(session_id, &mut live, frame).await?;
                 }
-            } else {
-                // Frames published by another node came first: catch up.
-                self.catch_up(session_id, &mut live).await?;
+                // Frames published by another node came first (or this was
+                // a repeat of an earlier append): catch up from the store.
+                _ => self.catch_up(session_id, &mut live).await?,
             }
         }
         Ok(seq)

@@ -66,12 +66,22 @@ redis.call('PEXPIRE', KEYS[5], tonumber(ARGV[6]))
 return 1
 "#;
 
-/// KEYS: hash, frames, noncrit, sessions. ARGV: id, now µs, max frames,
-/// max bytes, max age µs, policy (0 oldest, 1 newest, 2 low priority),
-/// critical, bytes, body, lease ms, channel. Returns {seq, dropped,
-/// dropped critical, epoch}, or nil for an unknown session.
+/// KEYS: hash, frames, noncrit, sessions, message ids. ARGV: id, now µs,
+/// max frames, max bytes, max age µs, policy (0 oldest, 1 newest, 2 low
+/// priority), critical, bytes, body, lease ms, channel, message id (may be
+/// empty). Returns {seq, dropped, dropped critical, epoch, kept, repeat},
+/// or nil for an unknown session. A message id appended before (a publish
+/// retried after an answer was lost) returns its first seq with repeat = 1
+/// and appends nothing.
 const APPEND: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local mid = ARGV[12]
+if mid ~= '' then
+  local prev = redis.call('HGET', KEYS[5], mid)
+  if prev then
+    return {tonumber(prev), 0, 0, tonumber(redis.call('HGET', KEYS[1], 'epoch')), 1, 1}
+  end
+end
 local now = tonumber(ARGV[2])
 local max_frames = tonumber(ARGV[3])
 local max_bytes = tonumber(ARGV[4])
@@ -131,8 +141,15 @@ else
     redis.call('PEXPIRE', KEYS[3], pttl)
   end
 end
+if mid ~= '' then
+  -- Recent ids only: a retry follows its failure closely.
+  if redis.call('HLEN', KEYS[5]) >= 4096 then redis.call('DEL', KEYS[5]) end
+  redis.call('HSET', KEYS[5], mid, seq)
+  local pttl = redis.call('PTTL', KEYS[1])
+  if pttl > 0 then redis.call('PEXPIRE', KEYS[5], pttl) end
+end
 redis.call('PUBLISH', ARGV[11], ARGV[1] .. ':' .. seq)
-return {seq, st.dropped, st.crit, epoch, kept}
+return {seq, st.dropped, st.crit, epoch, kept, 0}
 "#;
 
 /// KEYS: hash, frames. ARGV: last seq. Returns {0, frames...}, {-1} when
@@ -192,10 +209,11 @@ if redis.call('PTTL', KEYS[6]) < ms then redis.call('PEXPIRE', KEYS[6], ms) end
 return 1
 "#;
 
-/// KEYS: hash, frames, noncrit, sessions, detached, user. ARGV: id.
+/// KEYS: hash, frames, noncrit, sessions, detached, user, message ids.
+/// ARGV: id.
 const REMOVE: &str = r#"
 local existed = redis.call('EXISTS', KEYS[1])
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[7])
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('SREM', KEYS[6], ARGV[1])
@@ -466,12 +484,14 @@ impl SessionStore for RedisSessionStore {
         body_message.seq = None;
         let body = serialize(&body_message);
         let mut redis = self.redis.clone();
-        let out: Option<(u64, usize, u8, u64, u8)> = self
+        let message_id = body_message.message_id.clone().unwrap_or_default();
+        let out: Option<(u64, usize, u8, u64, u8, u8)> = self
             .append
             .key(self.k("s", session_id))
             .key(self.k("f", session_id))
             .key(self.k("n", session_id))
             .key(self.index("sessions"))
+            .key(self.k("m", session_id))
             .arg(session_id)
             .arg(now.as_unix_micros())
             .arg(limits.max_frames)
@@ -483,21 +503,26 @@ impl SessionStore for RedisSessionStore {
             .arg(body)
             .arg(millis(self.config.attached_lease))
             .arg(self.channel())
+            .arg(message_id)
             .invoke_async(&mut redis)
             .await
             .map_err(store_error)?;
-        Ok(out.map(|(seq, dropped, dropped_critical, epoch, _kept)| {
-            body_message.seq = Some(seq);
-            Appended {
-                push: PushOutcome {
-                    seq,
-                    frame: Some(Arc::new(body_message)),
-                    dropped,
-                    dropped_critical: dropped_critical == 1,
-                },
-                epoch,
-            }
-        }))
+        Ok(
+            out.map(|(seq, dropped, dropped_critical, epoch, _kept, repeat)| {
+                body_message.seq = Some(seq);
+                Appended {
+                    push: PushOutcome {
+                        seq,
+                        // A repeat was delivered the first time (its
+                        // announcement reaches whoever holds the session).
+                        frame: (repeat == 0).then(|| Arc::new(body_message)),
+                        dropped,
+                        dropped_critical: dropped_critical == 1,
+                    },
+                    epoch,
+                }
+            }),
+        )
     }
 
     async fn replay_after(
@@ -581,6 +606,7 @@ impl SessionStore for RedisSessionStore {
             .key(self.index("sessions"))
             .key(self.index("detached"))
             .key(self.k("u", &user))
+            .key(self.k("m", session_id))
             .arg(session_id)
             .invoke_async(&mut redis)
             .await

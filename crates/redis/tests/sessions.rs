@@ -194,3 +194,55 @@ async fn expiry_count_cap_and_unknown_sessions() {
     assert!(!store.remove("a").await.unwrap());
     assert_eq!(store.session_count().await.unwrap(), 1);
 }
+
+/// A publish retried after its answer was lost (Redis died after running
+/// it) must not append the frame twice.
+#[tokio::test]
+async fn a_retried_append_with_the_same_message_id_is_not_duplicated() {
+    let redis = connect(&support::shared_url()).await.unwrap();
+    let store = RedisSessionStore::new(
+        redis,
+        RedisSessionConfig {
+            prefix: support::unique_prefix("repeat"),
+            ..Default::default()
+        },
+    );
+    let t0 = Timestamp::from_unix_micros(1_764_000_000_000_000);
+    let record = SessionRecord {
+        session_id: "s".into(),
+        user_id: "cy".into(),
+        epoch: 1,
+        created_at: t0,
+        detached_at: None,
+        last_seq: 0,
+    };
+    assert!(store.create(record).await.unwrap());
+    let msg =
+        |id: &str| WebSocketMessage::new(MessageType::AgentThinking, json!({})).with_message_id(id);
+    let first = store
+        .append("s", msg("run-1-1"), 10, t0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(first.push.frame.is_some());
+    let again = store
+        .append("s", msg("run-1-1"), 10, t0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.push.seq, first.push.seq);
+    assert!(again.push.frame.is_none(), "nothing new to deliver");
+    let next = store
+        .append("s", msg("run-1-2"), 10, t0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.push.seq, first.push.seq + 1);
+    let frames = store.replay_after("s", 0).await.unwrap().unwrap().unwrap();
+    assert_eq!(frames.len(), 2);
+    // Frames without an id are never taken for repeats.
+    let plain = || WebSocketMessage::new(MessageType::Pong, json!({}));
+    let a = store.append("s", plain(), 10, t0).await.unwrap().unwrap();
+    let b = store.append("s", plain(), 10, t0).await.unwrap().unwrap();
+    assert_eq!(b.push.seq, a.push.seq + 1);
+}
