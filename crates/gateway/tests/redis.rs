@@ -1,0 +1,290 @@
+//! Two gateways sharing a real redis-server: resumes across gateways over
+//! real sockets, limits and connection caps across both, and Redis killed
+//! and restarted under load (fail-open keeps serving and loses nothing;
+//! fail-closed refuses and recovers).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+use wsc_core::{MessageType, WebSocketMessage, parse_server_frame, serialize};
+use wsc_gateway::{
+    DemoConfig, DemoProgress, Gateway, GatewayConfig, RedisFailurePolicy, RedisSettings,
+    SimulatedAgent, run_demo,
+};
+use wsc_redis::testing::{RedisServer, shared_url, unique_prefix};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+struct Node {
+    gateway: Gateway,
+    addr: std::net::SocketAddr,
+}
+
+async fn node(config: GatewayConfig, redis: RedisSettings) -> Node {
+    let gateway = Gateway::with_redis(config, Arc::new(SimulatedAgent), redis)
+        .await
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let g = gateway.clone();
+    tokio::spawn(async move { g.serve(listener, std::future::pending()).await });
+    Node { gateway, addr }
+}
+
+async fn pair(config: GatewayConfig, redis: RedisSettings) -> (Node, Node) {
+    let a = node(config.clone(), redis.clone()).await;
+    let b = node(config, redis).await;
+    // Let both announcement listeners subscribe.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    (a, b)
+}
+
+fn settings(url: &str, failure: RedisFailurePolicy) -> RedisSettings {
+    RedisSettings {
+        url: url.to_owned(),
+        prefix: unique_prefix("gw"),
+        failure,
+    }
+}
+
+async fn next_frame(ws: &mut Ws) -> WebSocketMessage {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("open")
+            .unwrap()
+        {
+            Message::Text(t) => return parse_server_frame(&t).unwrap(),
+            _ => continue,
+        }
+    }
+}
+
+async fn connect(node: &Node, query: &str) -> (Ws, Value) {
+    let (mut ws, _) = connect_async(format!("ws://{}/ws?{query}", node.addr))
+        .await
+        .unwrap();
+    let hello = next_frame(&mut ws).await;
+    assert_eq!(hello.message_type, MessageType::ConnectionEstablished);
+    (ws, hello.payload)
+}
+
+async fn status(node: &Node, query: &str) -> u16 {
+    match connect_async(format!("ws://{}/ws?{query}", node.addr)).await {
+        Ok(_) => 101,
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => r.status().as_u16(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+async fn send(ws: &mut Ws, msg: WebSocketMessage) {
+    ws.send(Message::text(serialize(&msg))).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_dropped_on_one_gateway_resumes_on_the_other_with_exactly_what_it_missed() {
+    let (a, b) = pair(
+        GatewayConfig::default(),
+        settings(&shared_url(), RedisFailurePolicy::FailOpen),
+    )
+    .await;
+    let (mut ws, hello) = connect(&a, "user_id=ann").await;
+    let tools = ["search", "calculator", "browser", "code", "mail"];
+    send(
+        &mut ws,
+        WebSocketMessage::new(
+            MessageType::StartAgent,
+            json!({"tools": tools, "step_delay_ms": 40}),
+        ),
+    )
+    .await;
+    let total = 3 + 2 * tools.len() as u64;
+    let mut last = 0;
+    while last < 4 {
+        let f = next_frame(&mut ws).await;
+        assert_eq!(f.seq, Some(last + 1));
+        last += 1;
+    }
+    drop(ws); // abrupt: no close handshake; the agent keeps running on A
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let query = format!(
+        "user_id=ann&session_id={}&resume_token={}&last_seq={last}",
+        hello["session_id"].as_str().unwrap(),
+        hello["resume_token"].as_str().unwrap()
+    );
+    let (mut ws, again) = connect(&b, &query).await;
+    assert_eq!(again["resumed"], true, "{again}");
+    let mut types = Vec::new();
+    while last < total {
+        let f = next_frame(&mut ws).await;
+        assert_eq!(
+            f.seq,
+            Some(last + 1),
+            "no gap, no duplicate across gateways"
+        );
+        last += 1;
+        types.push(f.message_type);
+    }
+    assert_eq!(types.last(), Some(&MessageType::AgentCompleted));
+    assert!(b.gateway.stats().resumes >= 1);
+    // And the run validated on the gateway it ran on.
+    let run = a.gateway.event_monitor().session_count();
+    assert_eq!(run, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_limits_and_the_connection_cap_hold_across_both_gateways() {
+    let config = GatewayConfig {
+        max_messages_per_minute: 10,
+        max_connections_per_user: 2,
+        ..Default::default()
+    };
+    let (a, b) = pair(
+        config,
+        settings(&shared_url(), RedisFailurePolicy::FailOpen),
+    )
+    .await;
+    let (mut on_a, _) = connect(&a, "user_id=bo").await;
+    let (mut on_b, _) = connect(&b, "user_id=bo").await;
+    // The cap: two connections across both gateways.
+    assert_eq!(status(&a, "user_id=bo").await, 429);
+    assert_eq!(status(&b, "user_id=bo").await, 429);
+    // Thirty pings alternating between the gateways: ten pongs in all.
+    let (mut pongs, mut refused) = (0, 0);
+    for i in 0..30 {
+        let ws = if i % 2 == 0 { &mut on_a } else { &mut on_b };
+        send(
+            ws,
+            WebSocketMessage::new(MessageType::Ping, json!({"i": i})),
+        )
+        .await;
+        let reply = next_frame(ws).await;
+        match reply.message_type {
+            MessageType::Pong => pongs += 1,
+            MessageType::Error => {
+                assert_eq!(reply.payload["code"], "rate_limited");
+                assert!(reply.payload["retry_after_ms"].as_u64().unwrap() > 0);
+                refused += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((pongs, refused), (10, 20));
+    // Closing one frees a place, on either gateway.
+    on_a.close(None).await.unwrap();
+    let mut recovered = false;
+    for _ in 0..100 {
+        if status(&b, "user_id=bo").await == 101 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(recovered, "the place freed on A is usable on B");
+}
+
+async fn metric(node: &Node, name: &str) -> f64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(node.addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_and_restarted_under_load_loses_and_duplicates_nothing() {
+    // A durable Redis (append-only file, synced on every write): a crash
+    // loses nothing it acknowledged.
+    let mut server = RedisServer::start_durable();
+    let (a, b) = pair(
+        GatewayConfig {
+            max_handshakes_per_ip: 0,
+            ..Default::default()
+        },
+        settings(&server.url(), RedisFailurePolicy::FailOpen),
+    )
+    .await;
+    let gateways = vec![a.gateway.clone(), b.gateway.clone()];
+    let urls = vec![format!("ws://{}/ws", a.addr), format!("ws://{}/ws", b.addr)];
+    let load = tokio::spawn(async move {
+        let config = DemoConfig {
+            users: 30,
+            runs: 6,
+            disconnect_rate: 0.3,
+            step_delay: Duration::from_millis(40),
+            flood_pings: 0,
+            seed: Some(11),
+            ..Default::default()
+        };
+        run_demo(&gateways, &urls, &config, Arc::new(DemoProgress::default())).await
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    server.restart();
+    let report = tokio::time::timeout(Duration::from_secs(120), load)
+        .await
+        .expect("the load finishes")
+        .unwrap();
+    eprintln!("{}", report.to_table());
+    assert!(report.passed(), "{}", report.to_table());
+    assert!(
+        report.resumes > 0 && report.resumes_on_other_gateway > 0,
+        "{report:?}"
+    );
+    let errors = metric(&a, "wsc_gateway_redis_errors_total").await
+        + metric(&b, "wsc_gateway_redis_errors_total").await;
+    assert!(errors > 0.0, "the outage was noticed");
+    assert_eq!(metric(&a, "wsc_gateway_redis_up").await, 1.0, "and is over");
+    assert_eq!(metric(&a, "wsc_gateway_outbox_events").await, 0.0);
+    assert_eq!(metric(&a, "wsc_gateway_outbox_dropped_total").await, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_closed_refuses_while_redis_is_down_and_recovers() {
+    let mut server = RedisServer::start();
+    let a = node(
+        GatewayConfig::default(),
+        settings(&server.url(), RedisFailurePolicy::FailClosed),
+    )
+    .await;
+    let (mut ws, _) = connect(&a, "user_id=cy").await;
+    server.kill();
+    // Frames are refused as rate limited (the store cannot decide) ...
+    send(&mut ws, WebSocketMessage::new(MessageType::Ping, json!({}))).await;
+    let reply = next_frame(&mut ws).await;
+    assert_eq!(reply.message_type, MessageType::Error);
+    assert_eq!(reply.payload["code"], "rate_limited", "{reply:?}");
+    // ... and, once the health check has noticed, handshakes get 503.
+    let mut refused = false;
+    for _ in 0..100 {
+        if status(&a, "user_id=dee").await == 503 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused);
+    server.restart();
+    let mut back = false;
+    for _ in 0..100 {
+        if status(&a, "user_id=dee").await == 101 {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(back, "serving again once Redis is back");
+}
