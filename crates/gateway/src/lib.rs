@@ -12,8 +12,8 @@
 //! [`SimulatedAgent`] is built in. `GET /` is a live dashboard.
 //! [`run_demo`] drives simulated users that drop and resume their
 //! connections against a gateway and reports what arrived (the
-//! `wsc-gateway demo` command). Shared state in Redis is not available yet
-//! (everything is in memory).
+//! `wsc-gateway demo` command). [`Gateway::with_redis`] shares limits,
+//! sessions and connection counts with every gateway on the same Redis.
 //!
 //! ## Example
 //!

@@ -1,12 +1,16 @@
 //! # wsc-redis
 //!
-//! Shared state for several wsc gateway nodes, in Redis: the rate limiter's
+//! Shared state for several wsc gateways, in Redis: the rate limiter's
 //! message windows ([`RedisRateLimitStore`], one Lua script per decision,
-//! the same exact sliding windows and `retry_after` as in memory).
+//! the same exact sliding windows and `retry_after` as in memory), sessions
+//! and replay buffers ([`RedisSessionStore`], so a client resumes on any
+//! gateway), live delivery across gateways
+//! ([`spawn_announcement_listener`]), per-user connection counts that heal
+//! when a gateway dies ([`RedisConnectionCounter`]) and the shared
+//! resume-token secret ([`shared_token_secret`]). [`testing`] starts a
+//! throwaway `redis-server` for tests.
 //!
-//! **Status:** work in progress (the Redis issue is open): the session and
-//! replay store, per-user connection counts across nodes and the gateway's
-//! `--redis` are not done yet.
+//! The gateway uses all of it with `wsc-gateway serve --redis URL`.
 //!
 //! ## Example
 //!

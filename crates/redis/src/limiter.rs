@@ -29,19 +29,19 @@ local now = tonumber(ARGV[1])
 local record = ARGV[2] == '1'
 local shape = ARGV[3]
 local n = tonumber(ARGV[4])
-local exists = redis.call('EXISTS', key) == 1
-if exists and redis.call('HGET', key, 'shape') ~= shape then
+local fields = {}
+local all = redis.call('HGETALL', key)
+for i = 1, #all, 2 do fields[all[i]] = all[i + 1] end
+local exists = #all > 0
+if exists and fields['shape'] ~= shape then
   redis.call('DEL', key)
   exists = false
-end
-local fields = {}
-if exists then
-  local all = redis.call('HGETALL', key)
-  for i = 1, #all, 2 do fields[all[i]] = all[i + 1] end
+  fields = {}
 end
 local refused = -1
 local retry = -1
 local curs = {}
+local heads = {}
 local ttl = 0
 for w = 0, n - 1 do
   local b = 5 + w * 4
@@ -54,6 +54,7 @@ for w = 0, n - 1 do
   local head = tonumber(fields[hf])
   if head and cur < head then cur = head end
   curs[w] = cur
+  heads[w] = head
   local prefix = idx .. ':'
   local live = {}
   local total = 0
@@ -68,7 +69,7 @@ for w = 0, n - 1 do
       end
     end
   end
-  if exists then redis.call('HSET', key, hf, string.format('%d', cur)) end
+  if exists and head ~= cur then redis.call('HSET', key, hf, string.format('%d', cur)) end
   if total >= allowed then
     if refused < 0 then refused = tonumber(idx) end
     table.sort(live, function(a, b) return a[1] < b[1] end)
@@ -87,13 +88,15 @@ for w = 0, n - 1 do
   if life > ttl then ttl = life end
 end
 if refused < 0 and record and n > 0 then
-  redis.call('HSET', key, 'shape', shape)
+  local set = {}
+  if not exists then set[#set + 1] = 'shape'; set[#set + 1] = shape end
   for w = 0, n - 1 do
     local idx = ARGV[5 + w * 4]
     local cur = string.format('%d', curs[w])
     redis.call('HINCRBY', key, idx .. ':' .. cur, 1)
-    redis.call('HSET', key, idx .. ':h', cur)
+    if not exists then set[#set + 1] = idx .. ':h'; set[#set + 1] = cur end
   end
+  if #set > 0 then redis.call('HSET', key, unpack(set)) end
   redis.call('PEXPIRE', key, ttl)
 end
 return {refused < 0 and 1 or 0, refused, retry}
