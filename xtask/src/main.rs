@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod bench;
+
 const HELP: &str = "\
 cargo xtask <TASK>
 
@@ -17,6 +19,10 @@ Tasks:
           run as root, and starts a redis-server on a free port for the Redis
           tests — installing `redis-server` the same way — stopping it at the
           end; stops at the first failing step with its code)
+  bench   every criterion benchmark beside its anchor, scale curves (1 000 to
+          1 000 000 keys), the gateway with 100 to 10 000 idle connections and
+          under a fixed load beside a bare echo; prints one markdown table
+          and writes BENCHMARKS.md (`--quick`: shorter measurements)
   help    print this help
 ";
 
@@ -24,6 +30,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
+        Some("bench") => bench::bench(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
             ExitCode::SUCCESS
@@ -123,7 +130,7 @@ fn prepare_chromium() -> Result<PathBuf, String> {
         println!("<== [chromium] {}", p.display());
         return Ok(p);
     }
-    let missing = "no Chromium for the dashboard's browser test: install the Debian package                    `chromium` (apt-get install chromium) or set WSC_CHROMIUM to a Chrome/Chromium binary";
+    let missing = "no Chromium for the dashboard's browser test: install the Debian package `chromium` (apt-get install chromium) or set WSC_CHROMIUM to a Chrome/Chromium binary";
     if !is_root() || which("apt-get").is_none() {
         return Err(missing.into());
     }
@@ -169,25 +176,31 @@ impl Drop for RedisForTests {
     }
 }
 
-/// Finds `redis-server` (`WSC_REDIS_SERVER`, else PATH, else — as root —
-/// `apt-get install redis-server`) and starts it for the tests.
-fn start_redis() -> Result<RedisForTests, String> {
-    println!("==> [redis] a redis-server for the Redis tests");
+/// `redis-server`: `WSC_REDIS_SERVER`, else PATH, else — as root —
+/// installed with `apt-get install redis-server`.
+pub(crate) fn find_redis_server() -> Result<PathBuf, String> {
     let missing = "no redis-server for the Redis tests: install the Debian package `redis-server` \
                    (apt-get install redis-server) or set WSC_REDIS_SERVER to its binary";
-    let binary = match env::var_os("WSC_REDIS_SERVER") {
-        Some(p) => PathBuf::from(p),
+    match env::var_os("WSC_REDIS_SERVER") {
+        Some(p) => Ok(PathBuf::from(p)),
         None => match which("redis-server") {
-            Some(p) => p,
+            Some(p) => Ok(p),
             None => {
                 println!("    installing with apt-get (root): apt-get install -y redis-server");
                 if !apt_install("redis-server") {
                     return Err(missing.into());
                 }
-                which("redis-server").ok_or(missing)?
+                which("redis-server").ok_or_else(|| missing.to_owned())
             }
         },
-    };
+    }
+}
+
+/// Finds `redis-server` (`WSC_REDIS_SERVER`, else PATH, else — as root —
+/// `apt-get install redis-server`) and starts it for the tests.
+fn start_redis() -> Result<RedisForTests, String> {
+    println!("==> [redis] a redis-server for the Redis tests");
+    let binary = find_redis_server()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| format!("no free port for redis-server: {e}"))?

@@ -180,8 +180,12 @@ async fn upgrade(
     // Frames past max_frame_bytes are closed with 1009 by the connection;
     // the transport limit only guards against absurd sizes.
     let limit = state.config.max_frame_bytes.saturating_mul(4).max(1024);
+    // tungstenite reserves its read buffer up front (128 KiB by default):
+    // most of an idle connection's memory. 8 KiB reads are plenty for
+    // agent frames; larger frames still arrive whole, in more reads.
     ws.max_message_size(limit)
         .max_frame_size(limit)
+        .read_buffer_size(8 * 1024)
         .on_upgrade(move |socket| {
             crate::connection::run(state, socket, user, connection_id, resume, permit, addr)
         })

@@ -29,6 +29,14 @@ enum Command {
     /// their connections; print a report; exit 1 if any event was lost or
     /// duplicated or any run failed validation.
     Demo(DemoArgs),
+    /// A bare tokio-tungstenite echo server (every text or binary frame
+    /// sent back): the benchmarks' anchor.
+    #[command(hide = true)]
+    Echo {
+        /// Address to listen on (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        bind: String,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -98,6 +106,9 @@ struct ServeArgs {
     /// Client frames per user per hour.
     #[arg(long, env = "WSC_MAX_MESSAGES_PER_HOUR", default_value_t = 3600)]
     max_messages_per_hour: u32,
+    /// WebSocket handshakes per client IP per minute (0: no limit).
+    #[arg(long, env = "WSC_MAX_HANDSHAKES_PER_IP", default_value_t = 120)]
+    max_handshakes_per_ip: u32,
     /// Largest client frame in bytes (larger: close 1009).
     #[arg(long, env = "WSC_MAX_FRAME_BYTES", default_value_t = 65536)]
     max_frame_bytes: usize,
@@ -198,6 +209,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_connections_per_user: args.max_connections_per_user,
         max_messages_per_minute: args.max_messages_per_minute,
         max_messages_per_hour: args.max_messages_per_hour,
+        max_handshakes_per_ip: args.max_handshakes_per_ip,
         max_frame_bytes: args.max_frame_bytes,
         replay_buffer: args.replay_buffer,
         replay_buffer_bytes: args.replay_buffer_bytes,
@@ -237,7 +249,7 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
     // per-connection logs: warnings only, unless RUST_LOG says otherwise.
     let default_filter = match cli.command {
         Command::Serve(_) => "info",
-        Command::Demo(_) => "warn",
+        Command::Demo(_) | Command::Echo { .. } => "warn",
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -249,7 +261,41 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Serve(args) => serve(args).await.map(|()| std::process::ExitCode::SUCCESS),
         Command::Demo(args) => demo(args).await,
+        Command::Echo { bind } => echo(&bind).await.map(|()| std::process::ExitCode::SUCCESS),
     }
+}
+
+/// The bare echo: accept, upgrade with tokio-tungstenite, send every data
+/// frame back. No parsing, no limits, no bookkeeping.
+async fn echo(bind: &str) -> anyhow::Result<()> {
+    use futures_util::{SinkExt, StreamExt};
+    let listener = TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind}"))?;
+    println!("listening on http://{}", listener.local_addr()?);
+    let accept = async {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    };
+    tokio::select! {
+        () = accept => {},
+        () = shutdown_signal() => {},
+    }
+    Ok(())
 }
 
 async fn demo(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {

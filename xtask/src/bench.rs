@@ -1,0 +1,451 @@
+//! `cargo xtask bench`: every criterion benchmark beside its anchor, the
+//! scale curves and the gateway's connection and load runs, as one
+//! markdown table printed and written to `BENCHMARKS.md`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+use serde_json::Value;
+
+use crate::root;
+
+/// A bench target: package and bench name.
+const BENCHES: [(&str, &str); 6] = [
+    ("wsc-rate-limiter", "limiter"),
+    ("wsc-perf-monitor", "record"),
+    ("wsc-event-monitor", "record_event"),
+    ("wsc-reconnection", "replay"),
+    ("wsc-gateway", "roundtrip"),
+    ("wsc-redis", "redis"),
+];
+
+/// What a row must reach.
+#[derive(Clone, Copy)]
+enum Goal {
+    /// ours / anchor (time) at most this.
+    RatioAtMost(f64),
+    /// Ours at most this many nanoseconds.
+    NanosAtMost(f64),
+    /// Our throughput at least this fraction of the anchor's.
+    ThroughputAtLeast(f64),
+    None,
+}
+
+struct Row {
+    operation: &'static str,
+    ours: &'static str,
+    anchor: Option<(&'static str, &'static str)>,
+    goal: Goal,
+}
+
+const fn row(
+    operation: &'static str,
+    ours: &'static str,
+    anchor: Option<(&'static str, &'static str)>,
+    goal: Goal,
+) -> Row {
+    Row {
+        operation,
+        ours,
+        anchor,
+        goal,
+    }
+}
+
+/// The table: criterion ids (group/function[/value]) of ours and the anchor.
+const ROWS: &[Row] = &[
+    row(
+        "rate limit decision, 1 window, one hot key, 1 thread",
+        "rate_limiter/hot_key/wsc_1_window/1",
+        Some(("governor", "rate_limiter/hot_key/governor/1")),
+        Goal::RatioAtMost(1.0),
+    ),
+    row(
+        "rate limit decision, 2 windows, one hot key, 1 thread",
+        "rate_limiter/hot_key/wsc_2_windows/1",
+        Some(("governor", "rate_limiter/hot_key/governor/1")),
+        Goal::RatioAtMost(1.5),
+    ),
+    row(
+        "rate limit decision, 1 window, 100 000 keys, 1 thread",
+        "rate_limiter/100k_keys/wsc_1_window/1",
+        Some(("governor", "rate_limiter/100k_keys/governor/1")),
+        Goal::RatioAtMost(1.0),
+    ),
+    row(
+        "rate limit decision, 2 windows, 100 000 keys, 1 thread",
+        "rate_limiter/100k_keys/wsc_2_windows/1",
+        Some(("governor", "rate_limiter/100k_keys/governor/1")),
+        Goal::RatioAtMost(1.5),
+    ),
+    row(
+        "rate limit decision, 1 window, 100 000 keys, 2 threads",
+        "rate_limiter/100k_keys/wsc_1_window/2",
+        Some(("governor", "rate_limiter/100k_keys/governor/2")),
+        Goal::RatioAtMost(1.0),
+    ),
+    row(
+        "latency record, 10 000 connections",
+        "perf_monitor/record_10k_connections/wsc_record_message_processed",
+        Some((
+            "metrics histogram",
+            "perf_monitor/record_10k_connections/metrics_histogram_record",
+        )),
+        Goal::NanosAtMost(120.0),
+    ),
+    row(
+        "latency record, 10 000 connections (raw histogram)",
+        "perf_monitor/record_10k_connections/wsc_record_message_processed",
+        Some((
+            "hdrhistogram",
+            "perf_monitor/record_10k_connections/hdrhistogram_record",
+        )),
+        Goal::None,
+    ),
+    row(
+        "event record, 100 000 runs",
+        "event_monitor/record_event/wsc/100000",
+        Some((
+            "DashMap push",
+            "event_monitor/record_event/dashmap_push/100000",
+        )),
+        Goal::NanosAtMost(250.0),
+    ),
+    row(
+        "event record, 1 000 runs",
+        "event_monitor/record_event/wsc/1000",
+        Some((
+            "DashMap push",
+            "event_monitor/record_event/dashmap_push/1000",
+        )),
+        Goal::None,
+    ),
+    row(
+        "replay buffer push (full buffer)",
+        "reconnection/buffer_push/wsc_replay_buffer",
+        Some((
+            "VecDeque push+pop",
+            "reconnection/buffer_push/vecdeque_push_pop",
+        )),
+        Goal::NanosAtMost(100.0),
+    ),
+    row(
+        "replay of 1 000 frames",
+        "reconnection/replay_1000/wsc_replay_after",
+        None,
+        Goal::NanosAtMost(50_000.0),
+    ),
+    row(
+        "gateway ping→pong, 1 connection",
+        "gateway/ping_pong/wsc_gateway/1",
+        Some((
+            "bare tokio-tungstenite echo",
+            "gateway/ping_pong/bare_echo/1",
+        )),
+        Goal::ThroughputAtLeast(0.85),
+    ),
+    row(
+        "gateway ping→pong, 100 connections",
+        "gateway/ping_pong/wsc_gateway/100",
+        Some((
+            "bare tokio-tungstenite echo",
+            "gateway/ping_pong/bare_echo/100",
+        )),
+        Goal::ThroughputAtLeast(0.85),
+    ),
+    row(
+        "Redis rate limit decision, one client",
+        "redis_one_client/wsc decide, two windows",
+        Some(("INCR", "redis_one_client/INCR (anchor)")),
+        Goal::None,
+    ),
+    row(
+        "Redis rate limit decision, 64 in flight (per call)",
+        "redis_pipelined_64/wsc decide, two windows",
+        Some(("INCR", "redis_pipelined_64/INCR (anchor)")),
+        Goal::None,
+    ),
+];
+
+/// Median nanoseconds per element of every criterion result under
+/// `target/criterion`, by full id.
+fn criterion_results(dir: &Path) -> std::collections::HashMap<String, f64> {
+    let mut out = std::collections::HashMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if p.file_name().is_some_and(|n| n == "new") {
+                    if let Some((id, ns)) = read_result(&p) {
+                        out.insert(id, ns);
+                    }
+                } else {
+                    stack.push(p);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn read_result(new: &Path) -> Option<(String, f64)> {
+    let bench: Value =
+        serde_json::from_str(&std::fs::read_to_string(new.join("benchmark.json")).ok()?).ok()?;
+    let est: Value =
+        serde_json::from_str(&std::fs::read_to_string(new.join("estimates.json")).ok()?).ok()?;
+    let id = bench["full_id"].as_str()?.to_owned();
+    let ns = est["median"]["point_estimate"].as_f64()?;
+    // Per element: criterion times one iteration, which may hold several.
+    let elements = bench["throughput"]["Elements"].as_f64().unwrap_or(1.0);
+    Some((id, ns / elements))
+}
+
+fn human(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+fn run_bench(
+    package: &str,
+    bench: &str,
+    env: &[(&str, String)],
+    quick: bool,
+) -> Result<String, String> {
+    let mut args = vec![
+        "bench", "--locked", "-p", package, "--bench", bench, "--", "--noplot",
+    ];
+    if quick {
+        args.push("--quick");
+    }
+    println!("==> [bench] cargo {}", args.join(" "));
+    let out = Command::new(cargo())
+        .args(&args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .current_dir(root())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("`cargo bench -p {package} --bench {bench}` failed"));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn json_lines(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or_else(String::new, |kb| format!(", {:.0} GiB", kb / 1_048_576.0));
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    format!("{cores} cores, {model}{memory}; {date}")
+}
+
+pub(crate) fn bench(args: &[String]) -> ExitCode {
+    let quick = args.iter().any(|a| a == "--quick");
+    let started = Instant::now();
+    let redis = match crate::find_redis_server() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("xtask bench: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    // Fresh results only: a bench that fails must not leave old numbers.
+    let criterion_dir = root().join("target").join("criterion");
+    let _ = std::fs::remove_dir_all(&criterion_dir);
+    let env = [("WSC_REDIS_SERVER", redis.display().to_string())];
+    let mut failures = Vec::new();
+    for (package, bench) in BENCHES {
+        if let Err(e) = run_bench(package, bench, &env, quick) {
+            failures.push(e);
+        }
+    }
+    let results = criterion_results(&criterion_dir);
+
+    let mut md = String::new();
+    let _ = writeln!(md, "# wsc benchmarks\n");
+    let _ = writeln!(
+        md,
+        "`cargo xtask bench{}` on {}. Medians from criterion; every anchor ran in the same \
+         process and run as ours. Ratio = our time / the anchor's (below 1: we are faster).\n",
+        if quick { " --quick" } else { "" },
+        machine()
+    );
+    let _ = writeln!(
+        md,
+        "| operation | ours | anchor | anchor time | ratio | goal | met |\n|---|---:|---|---:|---:|---|---|"
+    );
+    for r in ROWS {
+        let ours = results.get(r.ours).copied();
+        let anchor = r
+            .anchor
+            .and_then(|(name, id)| results.get(id).map(|t| (name, *t)));
+        let ratio = match (ours, anchor) {
+            (Some(o), Some((_, a))) if a > 0.0 => Some(o / a),
+            _ => None,
+        };
+        let (goal, met) = match (r.goal, ours, ratio) {
+            (Goal::RatioAtMost(g), _, Some(x)) => (format!("≤ {g}× anchor"), x <= g),
+            (Goal::NanosAtMost(g), Some(o), _) => (format!("≤ {}", human(g)), o <= g),
+            (Goal::ThroughputAtLeast(g), _, Some(x)) => {
+                (format!("≥ {g}× anchor throughput"), x <= 1.0 / g)
+            }
+            (Goal::None, ..) => (String::from("—"), true),
+            _ => (String::from("(no result)"), false),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            r.operation,
+            ours.map_or("—".into(), human),
+            anchor.map_or("—", |(n, _)| n),
+            anchor.map_or("—".into(), |(_, a)| human(a)),
+            ratio.map_or("—".into(), |x| format!("{x:.2}")),
+            goal,
+            if matches!(r.goal, Goal::None) {
+                ""
+            } else if met {
+                "yes"
+            } else {
+                "**no**"
+            }
+        );
+    }
+
+    // Scale curves.
+    match run_bench("wsc-tests", "scale", &[], quick) {
+        Ok(out) => {
+            let _ = writeln!(
+                md,
+                "\n## Scale: time per operation and heap bytes per key\n\n\
+                 Keys touched in a scattered order over the whole map; bytes counted by a \
+                 counting allocator.\n\n| component | keys | time per op | bytes per key |\n|---|---:|---:|---:|"
+            );
+            for v in json_lines(&out) {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {:.0} |",
+                    v["component"].as_str().unwrap_or("?"),
+                    v["n"],
+                    human(v["ns_per_op"].as_f64().unwrap_or(f64::NAN)),
+                    v["bytes_per_key"].as_f64().unwrap_or(f64::NAN)
+                );
+            }
+        }
+        Err(e) => failures.push(e),
+    }
+
+    // The gateway with many idle connections, and under load.
+    match run_bench("wsc-gateway", "connections", &[], quick) {
+        Ok(out) => {
+            let _ = writeln!(
+                md,
+                "\n## Gateway: idle connections\n\n\
+                 The release `wsc-gateway serve` in its own process; memory from its resident \
+                 set; round trips are ping→pong on 100 of the connections while all stay open.\n\n\
+                 | idle connections | memory per connection | round trip p50 | p99 |\n|---:|---:|---:|---:|"
+            );
+            for v in json_lines(&out) {
+                let _ = writeln!(
+                    md,
+                    "| {} | {:.1} KiB | {} | {} |",
+                    v["connections"],
+                    v["bytes_per_connection"].as_f64().unwrap_or(f64::NAN) / 1024.0,
+                    human(v["rtt_p50_ns"].as_f64().unwrap_or(f64::NAN)),
+                    human(v["rtt_p99_ns"].as_f64().unwrap_or(f64::NAN)),
+                );
+            }
+        }
+        Err(e) => failures.push(e),
+    }
+    match run_bench("wsc-gateway", "load", &[], quick) {
+        Ok(out) => {
+            let _ = writeln!(
+                md,
+                "\n## End to end: fixed offered load\n\n\
+                 The same users and pacing through the gateway (the demo's load: agent runs) \
+                 and through a bare tokio-tungstenite echo server (one frame echoed per event), \
+                 each server in its own process; CPU is the server's.\n\n\
+                 | server | messages | per second | latency p50 | p99 | server CPU per 1 000 |\n|---|---:|---:|---:|---:|---:|"
+            );
+            for v in json_lines(&out) {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {:.0} | {} | {} | {:.2} ms |",
+                    v["server"].as_str().unwrap_or("?"),
+                    v["messages"],
+                    v["per_second"].as_f64().unwrap_or(f64::NAN),
+                    human(v["p50_ns"].as_f64().unwrap_or(f64::NAN)),
+                    human(v["p99_ns"].as_f64().unwrap_or(f64::NAN)),
+                    v["cpu_ms_per_1000"].as_f64().unwrap_or(f64::NAN),
+                );
+            }
+        }
+        Err(e) => failures.push(e),
+    }
+
+    let _ = writeln!(
+        md,
+        "\n_{} in {:.0} s._",
+        if failures.is_empty() {
+            "Every benchmark ran".to_owned()
+        } else {
+            format!("Failed: {}", failures.join("; "))
+        },
+        started.elapsed().as_secs_f64()
+    );
+    println!("\n{md}");
+    let path: PathBuf = root().join("BENCHMARKS.md");
+    if let Err(e) = std::fs::write(&path, &md) {
+        eprintln!("xtask bench: cannot write {}: {e}", path.display());
+        return ExitCode::from(1);
+    }
+    println!("xtask bench: wrote {}", path.display());
+    if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
