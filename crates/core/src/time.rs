@@ -7,7 +7,7 @@ use std::ops::{Add, Sub};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -172,8 +172,9 @@ pub type SharedClock = Arc<dyn Clock>;
 /// The real clock: monotonic, anchored once per process to wall time.
 ///
 /// `now()` is the wall time read at the first call in the process plus the
-/// monotonic time elapsed since, so it never runs backwards even when the
-/// system clock is stepped. `sleep` is `tokio::time::sleep` and needs a tokio
+/// monotonic time elapsed since (from the CPU's time-stamp counter where it
+/// is reliable), so it never runs backwards even when the system clock is
+/// stepped. `sleep` is `tokio::time::sleep` and needs a tokio
 /// runtime with the time driver enabled.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
@@ -185,20 +186,27 @@ impl SystemClock {
     }
 }
 
-fn anchor() -> &'static (Instant, Timestamp) {
-    static ANCHOR: OnceLock<(Instant, Timestamp)> = OnceLock::new();
+/// The process's monotonic source and the wall time it was anchored to.
+/// `quanta` reads the CPU's time-stamp counter when it is invariant
+/// (calibrated once against the OS monotonic clock) — a few nanoseconds
+/// instead of a `clock_gettime` call, which matters on every rate-limit
+/// decision and latency record — and falls back to the OS clock otherwise.
+fn anchor() -> &'static (quanta::Clock, u64, Timestamp) {
+    static ANCHOR: OnceLock<(quanta::Clock, u64, Timestamp)> = OnceLock::new();
     ANCHOR.get_or_init(|| {
-        (
-            Instant::now(),
-            Timestamp::from_system_time(SystemTime::now()),
-        )
+        let clock = quanta::Clock::new();
+        let start = clock.raw();
+        (clock, start, Timestamp::from_system_time(SystemTime::now()))
     })
 }
 
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
-        let (mono, wall) = anchor();
-        *wall + mono.elapsed()
+        let (clock, start, wall) = anchor();
+        // Raw counter reads and one scaling: no `Instant`/`Duration` on the
+        // hot path.
+        let nanos = clock.delta_as_nanos(*start, clock.raw());
+        Timestamp(wall.0.saturating_add((nanos / 1_000) as i64))
     }
 
     fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
