@@ -3,7 +3,9 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::error::LimitKey;
 
 use dashmap::DashMap;
 use dashmap::mapref::one::{Ref, RefMut};
@@ -28,10 +30,10 @@ pub(crate) struct BoundedMap<V> {
     /// Keys are shared with the order queue, not copied.
     /// Values are boxed so the table stays small (24-byte entries) and
     /// mostly cached even with many keys.
-    map: DashMap<Arc<str>, Box<Slot<V>>, RandomState>,
+    map: DashMap<LimitKey, Box<Slot<V>>, RandomState>,
     /// Keys in CLOCK order with the generation they were inserted under;
     /// entries for removed or re-inserted keys are skipped lazily.
-    order: Mutex<VecDeque<(Arc<str>, u32)>>,
+    order: Mutex<VecDeque<(LimitKey, u32)>>,
     next_generation: AtomicU32,
     cap: usize,
     evicted: AtomicU64,
@@ -44,7 +46,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl<V> BoundedMap<V> {
     pub(crate) fn new(cap: usize) -> Self {
         BoundedMap {
-            map: DashMap::with_hasher(RandomState::default()),
+            // More shards than DashMap's default (4 per core): decisions
+            // take a shard's write lock, so threads on different users
+            // collide less often.
+            map: DashMap::with_hasher_and_shard_amount(
+                RandomState::default(),
+                (std::thread::available_parallelism().map_or(4, |n| n.get()) * 32)
+                    .next_power_of_two(),
+            ),
             order: Mutex::new(VecDeque::new()),
             next_generation: AtomicU32::new(0),
             cap: cap.max(1),
@@ -60,12 +69,12 @@ impl<V> BoundedMap<V> {
         self.evicted.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn get(&self, key: &str) -> Option<Ref<'_, Arc<str>, Box<Slot<V>>>> {
+    pub(crate) fn get(&self, key: &str) -> Option<Ref<'_, LimitKey, Box<Slot<V>>>> {
         self.map.get(key)
     }
 
     /// The entry for `key`, marked as used.
-    pub(crate) fn get_mut(&self, key: &str) -> Option<RefMut<'_, Arc<str>, Box<Slot<V>>>> {
+    pub(crate) fn get_mut(&self, key: &str) -> Option<RefMut<'_, LimitKey, Box<Slot<V>>>> {
         let mut slot = self.map.get_mut(key)?;
         slot.referenced = true;
         Some(slot)
@@ -79,7 +88,7 @@ impl<V> BoundedMap<V> {
         key: &str,
         make: impl Fn() -> V,
         pinned: impl Fn(&V) -> bool,
-    ) -> RefMut<'_, Arc<str>, Box<Slot<V>>> {
+    ) -> RefMut<'_, LimitKey, Box<Slot<V>>> {
         loop {
             if let Some(slot) = self.get_mut(key) {
                 return slot;
@@ -88,7 +97,7 @@ impl<V> BoundedMap<V> {
                 self.evict_one(&pinned);
             }
             let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
-            let shared: Arc<str> = Arc::from(key);
+            let shared: LimitKey = LimitKey::from(key);
             let inserted = {
                 let slot = self.map.entry(shared.clone()).or_insert_with(|| {
                     Box::new(Slot {
@@ -158,7 +167,7 @@ impl<V> BoundedMap<V> {
         });
         if removed > 0 {
             let old = std::mem::take(&mut *lock(&self.order));
-            let live: VecDeque<(Arc<str>, u32)> = old
+            let live: VecDeque<(LimitKey, u32)> = old
                 .into_iter()
                 .filter(|(k, g)| self.map.get(k).is_some_and(|s| s.generation == *g))
                 .collect();
@@ -177,10 +186,10 @@ impl<V> BoundedMap<V> {
     /// Approximate heap bytes of the map's table and order queue (not of
     /// the values' own heap data).
     pub(crate) fn table_bytes(&self) -> usize {
-        let entry = std::mem::size_of::<(Arc<str>, Box<Slot<V>>)>() + 1;
+        let entry = std::mem::size_of::<(LimitKey, Box<Slot<V>>)>() + 1;
         self.map.capacity() * entry
             + self.map.len() * std::mem::size_of::<Slot<V>>()
-            + lock(&self.order).capacity() * std::mem::size_of::<(Arc<str>, u32)>()
+            + lock(&self.order).capacity() * std::mem::size_of::<(LimitKey, u32)>()
     }
 }
 

@@ -70,7 +70,7 @@ mod store;
 mod window;
 
 pub use config::{FailurePolicy, RateLimitConfig};
-pub use error::{LimitKind, RateLimitExceeded, RateLimitExceededException, StoreError};
+pub use error::{LimitKey, LimitKind, RateLimitExceeded, RateLimitExceededException, StoreError};
 pub use keyed::{AdaptiveRateLimiter, EndpointRateLimiter, check_rate_limit, normalize_identifier};
 pub use limiter::{CleanupHandle, ConnectionPermit, UserRateLimitState, WebSocketRateLimiter};
 pub use store::{FallbackStore, MemoryStore, RateLimitStore, WindowRequest};

@@ -10,6 +10,7 @@ use wsc_core::{BackgroundTask, SharedClock, SystemClock, Timestamp, WebSocketMes
 
 use crate::bounded::BoundedMap;
 use crate::config::{FailurePolicy, RateLimitConfig, scaled};
+use crate::error::LimitKey;
 use crate::error::{LimitKind, RateLimitExceeded};
 use crate::store::{RateLimitStore, WindowRequest};
 use crate::window::{Shape, WindowDecision, WindowLimit, WindowSet};
@@ -324,7 +325,7 @@ impl WebSocketRateLimiter {
                 kind: LimitKind::Connections,
                 limit: self.inner.config.max_connections_per_user,
                 retry_after: None,
-                key: Arc::from(user_id),
+                key: LimitKey::from(user_id),
             });
         }
         self.add_connection(user_id, connection_id)?;
@@ -397,11 +398,11 @@ impl WebSocketRateLimiter {
                 ..request
             };
             let window_retry = store.decide(peek).await.ok().and_then(|d| d.retry_at);
-            return Err(self.blocked_refusal(&Arc::from(user_id), until, window_retry, now));
+            return Err(self.blocked_refusal(&LimitKey::from(user_id), until, window_retry, now));
         }
         match store.decide(request).await {
             Ok(decision) if !record => self
-                .refusal_for(&Arc::from(user_id), &decision, now)
+                .refusal_for(&LimitKey::from(user_id), &decision, now)
                 .map_or(Ok(()), Err),
             Ok(decision) => {
                 let mut slot = inner.users.get_or_insert(
@@ -420,7 +421,7 @@ impl WebSocketRateLimiter {
                         kind: LimitKind::StoreUnavailable,
                         limit: 0,
                         retry_after: None,
-                        key: Arc::from(user_id),
+                        key: LimitKey::from(user_id),
                     }),
                 }
             }
@@ -472,7 +473,7 @@ impl WebSocketRateLimiter {
     fn settle(
         &self,
         u: &mut UserState,
-        key: &Arc<str>,
+        key: &LimitKey,
         decision: WindowDecision,
         now: Timestamp,
     ) -> Result<(), RateLimitExceeded> {
@@ -514,7 +515,7 @@ impl WebSocketRateLimiter {
     }
 
     /// The refusal again, from the cache, before its retry time.
-    fn repeat_refusal(&self, key: &Arc<str>, u: &UserState, now: Timestamp) -> RateLimitExceeded {
+    fn repeat_refusal(&self, key: &LimitKey, u: &UserState, now: Timestamp) -> RateLimitExceeded {
         let retry_after = Some(u.refused_until.duration_since(now));
         match self
             .inner
@@ -537,7 +538,7 @@ impl WebSocketRateLimiter {
 
     fn refusal_for(
         &self,
-        key: &Arc<str>,
+        key: &LimitKey,
         d: &WindowDecision,
         now: Timestamp,
     ) -> Option<RateLimitExceeded> {
@@ -553,7 +554,7 @@ impl WebSocketRateLimiter {
 
     fn blocked_refusal(
         &self,
-        key: &Arc<str>,
+        key: &LimitKey,
         blocked_until: Timestamp,
         window_retry_at: Option<Timestamp>,
         now: Timestamp,
@@ -573,7 +574,7 @@ impl WebSocketRateLimiter {
         &self,
         key: &str,
         now: Timestamp,
-    ) -> dashmap::mapref::one::RefMut<'_, Arc<str>, Box<crate::bounded::Slot<IpState>>> {
+    ) -> dashmap::mapref::one::RefMut<'_, LimitKey, Box<crate::bounded::Slot<IpState>>> {
         let inner = &self.inner;
         inner.ips.get_or_insert(
             key,
@@ -607,7 +608,7 @@ impl WebSocketRateLimiter {
                 kind: LimitKind::IpBackoff,
                 limit: inner.config.ip_failures_before_backoff,
                 retry_after: Some(s.blocked_until.duration_since(now)),
-                key: Arc::from(key),
+                key: LimitKey::from(key),
             });
         }
         let d = s.attempts.decide(&inner.ip_shape, now, true);
@@ -618,7 +619,7 @@ impl WebSocketRateLimiter {
             kind: LimitKind::IpHandshakes,
             limit: inner.config.max_handshakes_per_ip,
             retry_after: d.retry_at.map(|at| at.duration_since(now)),
-            key: Arc::from(key),
+            key: LimitKey::from(key),
         })
     }
 
