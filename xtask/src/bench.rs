@@ -436,6 +436,11 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
 
     let _ = writeln!(
         md,
+        "\nWhy the goals marked **no** are missed, with the profiles that show it: \
+         [docs/performance.md](docs/performance.md)."
+    );
+    let _ = writeln!(
+        md,
         "\n_{} in {:.0} s._",
         if failures.is_empty() {
             "Every benchmark ran".to_owned()
