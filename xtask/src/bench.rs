@@ -230,7 +230,8 @@ fn run_bench(
         "bench", "--locked", "-p", package, "--bench", bench, "--", "--noplot",
     ];
     if quick {
-        args.push("--quick");
+        // Short warm-up and measurement: every bench in about 2 s.
+        args.extend_from_slice(&["--warm-up-time", "0.5", "--measurement-time", "1", "--quick"]);
     }
     println!("==> [bench] cargo {}", args.join(" "));
     let out = Command::new(cargo())
@@ -293,7 +294,13 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
         }
     };
     // Fresh results only: a bench that fails must not leave old numbers.
-    let criterion_dir = root().join("target").join("criterion");
+    // Criterion writes under the cargo target directory (which
+    // CARGO_TARGET_DIR may move).
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|t| if t.is_absolute() { t } else { root().join(t) })
+        .unwrap_or_else(|| root().join("target"));
+    let criterion_dir = target.join("criterion");
     let _ = std::fs::remove_dir_all(&criterion_dir);
     let env = [("WSC_REDIS_SERVER", redis.display().to_string())];
     let mut failures = Vec::new();
