@@ -21,6 +21,13 @@ const BENCHES: [(&str, &str); 6] = [
     ("wsc-redis", "redis"),
 ];
 
+/// The harness-less benches run after the criterion ones.
+const PROCESS_BENCHES: [(&str, &str); 3] = [
+    ("wsc-tests", "scale"),
+    ("wsc-gateway", "connections"),
+    ("wsc-gateway", "load"),
+];
+
 /// What a row must reach.
 #[derive(Clone, Copy)]
 enum Goal {
@@ -226,12 +233,27 @@ fn run_bench(
     env: &[(&str, String)],
     quick: bool,
 ) -> Result<String, String> {
+    // `--workspace` (not `-p`): the same feature set as the build below,
+    // so nothing is compiled twice. Bench names are unique in the
+    // workspace; `package` is for messages.
     let mut args = vec![
-        "bench", "--locked", "-p", package, "--bench", bench, "--", "--noplot",
+        "bench",
+        "--locked",
+        "--workspace",
+        "--bench",
+        bench,
+        "--",
+        "--noplot",
     ];
     if quick {
         // Short warm-up and measurement: every bench in about 2 s.
-        args.extend_from_slice(&["--warm-up-time", "0.5", "--measurement-time", "1", "--quick"]);
+        args.extend_from_slice(&[
+            "--warm-up-time",
+            "0.5",
+            "--measurement-time",
+            "1",
+            "--quick",
+        ]);
     }
     println!("==> [bench] cargo {}", args.join(" "));
     let out = Command::new(cargo())
@@ -242,7 +264,9 @@ fn run_bench(
         .output()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !out.status.success() {
-        return Err(format!("`cargo bench -p {package} --bench {bench}` failed"));
+        return Err(format!(
+            "`cargo bench --workspace --bench {bench}` ({package}) failed"
+        ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -304,6 +328,22 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
     let _ = std::fs::remove_dir_all(&criterion_dir);
     let env = [("WSC_REDIS_SERVER", redis.display().to_string())];
     let mut failures = Vec::new();
+    // Build every bench target in one invocation (parallel, and each
+    // dependency once) before running any.
+    let mut build = vec!["bench", "--locked", "--workspace", "--no-run"];
+    for (_, bench) in BENCHES.iter().chain(&PROCESS_BENCHES) {
+        build.extend(["--bench", bench]);
+    }
+    println!("==> [bench] cargo {}", build.join(" "));
+    let built = Command::new(cargo())
+        .args(&build)
+        .current_dir(root())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !built {
+        eprintln!("xtask bench: building the benchmarks failed");
+        return ExitCode::from(1);
+    }
     for (package, bench) in BENCHES {
         if let Err(e) = run_bench(package, bench, &env, quick) {
             failures.push(e);
