@@ -87,12 +87,40 @@ fn resume_request(query: &HashMap<String, String>) -> Option<ResumeRequest> {
     })
 }
 
+/// The longest query string `/ws` accepts: credentials and a resume triple
+/// fit in a fraction of it.
+const MAX_QUERY_BYTES: usize = 4 * 1024;
+
 async fn upgrade(
     State(state): State<Arc<AppState>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Query(query): Query<HashMap<String, String>>,
+    uri: axum::http::Uri,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // Checked before anything is parsed or looked up.
+    let query_len = uri.query().map_or(0, str::len);
+    if query_len > MAX_QUERY_BYTES {
+        state.limiter.record_handshake_failure(addr.ip());
+        return refuse(
+            &state,
+            StatusCode::URI_TOO_LONG,
+            "query_too_long",
+            format!("the query string is {query_len} bytes; at most {MAX_QUERY_BYTES}"),
+            None,
+        );
+    }
+    let query: HashMap<String, String> = match Query::try_from_uri(&uri) {
+        Ok(Query(q)) => q,
+        Err(e) => {
+            return refuse(
+                &state,
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                e.body_text(),
+                None,
+            );
+        }
+    };
     if *state.shutdown.borrow() {
         return refuse(
             &state,

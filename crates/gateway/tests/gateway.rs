@@ -721,3 +721,36 @@ async fn a_client_that_never_reads_is_dropped_and_resumes_without_loss() {
     }
     assert_eq!(last, Some(MessageType::AgentCompleted));
 }
+
+/// Sends a raw WebSocket handshake with `path_and_query` and `extra`
+/// headers; returns the status line and body the gateway answered with, or
+/// an empty string if it closed the connection without an answer.
+async fn raw_handshake(r: &Running, path_and_query: &str, extra: &str) -> String {
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    let request = format!(
+        "GET {path_and_query} HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+    );
+    // The server may answer and close before reading everything we send.
+    let _ = s.write_all(request.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn oversized_queries_are_refused_and_others_still_served() {
+    let r = start(GatewayConfig::default()).await;
+    // A 10 KB query string: 414 with a JSON reason, before any lookup.
+    let long = format!("/ws?user_id=eve&pad={}", "x".repeat(10_000));
+    let answer = raw_handshake(&r, &long, "").await;
+    assert!(answer.starts_with("HTTP/1.1 414"), "{answer:.200}");
+    assert!(
+        answer.contains(r#""error":"query_too_long""#),
+        "{answer:.400}"
+    );
+    // The gateway still serves everyone else.
+    let (_ws, hello) = connect(&r, "user_id=ok").await;
+    assert_eq!(hello["resumed"], false);
+}
