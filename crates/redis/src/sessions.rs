@@ -365,6 +365,18 @@ impl RedisSessionStore {
         format!("{}{kind}:{id}", self.config.prefix)
     }
 
+    /// An invocation of `script` whose first keys are the session's hash,
+    /// frame list and non-critical index (KEYS[1..3] of every script but
+    /// the replay).
+    fn on_session<'a>(&self, script: &'a redis::Script, id: &str) -> redis::ScriptInvocation<'a> {
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(self.k("s", id))
+            .key(self.k("f", id))
+            .key(self.k("n", id));
+        invocation
+    }
+
     fn index(&self, kind: &str) -> String {
         format!("{}{kind}", self.config.prefix)
     }
@@ -385,10 +397,7 @@ impl RedisSessionStore {
         };
         let mut redis = self.redis.clone();
         let _: i64 = self
-            .set_detached
-            .key(self.k("s", session_id))
-            .key(self.k("f", session_id))
-            .key(self.k("n", session_id))
+            .on_session(&self.set_detached, session_id)
             .key(self.index("sessions"))
             .key(self.index("detached"))
             .key(self.k("u", &user))
@@ -420,10 +429,7 @@ impl SessionStore for RedisSessionStore {
         let id = &record.session_id;
         let mut redis = self.redis.clone();
         let created: i64 = self
-            .create
-            .key(self.k("s", id))
-            .key(self.k("f", id))
-            .key(self.k("n", id))
+            .on_session(&self.create, id)
             .key(self.index("sessions"))
             .key(self.k("u", &record.user_id))
             .arg(id)
@@ -486,10 +492,7 @@ impl SessionStore for RedisSessionStore {
         let mut redis = self.redis.clone();
         let message_id = body_message.message_id.clone().unwrap_or_default();
         let out: Option<(u64, usize, u8, u64, u8, u8)> = self
-            .append
-            .key(self.k("s", session_id))
-            .key(self.k("f", session_id))
-            .key(self.k("n", session_id))
+            .on_session(&self.append, session_id)
             .key(self.index("sessions"))
             .key(self.k("m", session_id))
             .arg(session_id)
@@ -563,10 +566,7 @@ impl SessionStore for RedisSessionStore {
     async fn ack(&self, session_id: &str, seq: u64) -> Result<(), StoreError> {
         let mut redis = self.redis.clone();
         let _: i64 = self
-            .ack
-            .key(self.k("s", session_id))
-            .key(self.k("f", session_id))
-            .key(self.k("n", session_id))
+            .on_session(&self.ack, session_id)
             .arg(seq)
             .invoke_async(&mut redis)
             .await
@@ -599,10 +599,7 @@ impl SessionStore for RedisSessionStore {
         let user = self.user_of(session_id).await?.unwrap_or_default();
         let mut redis = self.redis.clone();
         let existed: i64 = self
-            .remove
-            .key(self.k("s", session_id))
-            .key(self.k("f", session_id))
-            .key(self.k("n", session_id))
+            .on_session(&self.remove, session_id)
             .key(self.index("sessions"))
             .key(self.index("detached"))
             .key(self.k("u", &user))
