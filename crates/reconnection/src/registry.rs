@@ -422,7 +422,7 @@ impl SessionRegistry {
         live: &mut Live,
         frame: Arc<WebSocketMessage>,
     ) -> Result<(), SessionError> {
-        let Some((attachment, tx)) = &live.attachment else {
+        let Some((_, tx)) = &live.attachment else {
             return Ok(());
         };
         let seq = frame.seq.unwrap_or(live.delivered + 1);
@@ -430,11 +430,17 @@ impl SessionRegistry {
             live.delivered = seq;
             return Ok(());
         }
-        let owner = self.owner(*attachment);
-        live.attachment = None;
-        self.store
-            .detach_owner(session_id, &owner, self.clock.now())
-            .await?;
+        self.release(session_id, live).await
+    }
+
+    /// Ends the current attachment (its receiver ends) and records the
+    /// session detached for it; the session stays resumable.
+    async fn release(&self, session_id: &str, live: &mut Live) -> Result<(), SessionError> {
+        if let Some((attachment, _)) = live.attachment.take() {
+            self.store
+                .detach_owner(session_id, &self.owner(attachment), self.clock.now())
+                .await?;
+        }
         Ok(())
     }
 
@@ -452,14 +458,7 @@ impl SessionRegistry {
                 }
             }
             // Ahead cannot happen (we never deliver past the store).
-            Some(Err(_)) | None => {
-                if let Some((attachment, _)) = live.attachment.take() {
-                    let owner = self.owner(attachment);
-                    self.store
-                        .detach_owner(session_id, &owner, self.clock.now())
-                        .await?;
-                }
-            }
+            Some(Err(_)) | None => self.release(session_id, live).await?,
         }
         Ok(())
     }
@@ -511,10 +510,7 @@ impl SessionRegistry {
             .as_ref()
             .is_some_and(|(a, _)| *a == attachment)
         {
-            live.attachment = None;
-            self.store
-                .detach_owner(session_id, &self.owner(attachment), self.clock.now())
-                .await?;
+            self.release(session_id, &mut live).await?;
         }
         Ok(())
     }
