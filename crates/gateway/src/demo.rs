@@ -406,10 +406,7 @@ async fn run_user(
                 }
                 ClientEvent::Connected(outcome) => {
                     pending_drop = false;
-                    if outcome.resumed && outcome.url != current_url {
-                        out.resumes_elsewhere += 1;
-                    }
-                    current_url = outcome.url;
+                    out.connected(outcome, &mut current_url);
                     continue;
                 }
                 ClientEvent::Disconnected { .. } => continue,
@@ -480,8 +477,6 @@ async fn run_user(
             .resumes
             .fetch_add(stats.resumes.saturating_sub(out.resumes), Ordering::Relaxed);
         out.resumes = stats.resumes;
-        out.resumes_refused = stats.resumes_refused;
-        out.wire_duplicates = stats.duplicates_dropped;
         if gave_up && matches!(client.stats().connections, 0) {
             // Never connected: the remaining runs cannot happen.
             break;
@@ -494,9 +489,7 @@ async fn run_user(
     while pending_drop {
         match tokio::time::timeout_at(deadline, client.recv()).await {
             Ok(Some(ClientEvent::Connected(outcome))) => {
-                if outcome.resumed && outcome.url != current_url {
-                    out.resumes_elsewhere += 1;
-                }
+                out.connected(outcome, &mut current_url);
                 pending_drop = false;
             }
             Ok(Some(ClientEvent::GaveUp { .. })) | Ok(None) | Err(_) => break,
@@ -539,6 +532,21 @@ async fn flood(url: &str, n: u32) -> u64 {
     }
     client.close();
     refused
+}
+
+impl UserOutcome {
+    /// Counts a (re)connection: a resume on another gateway than the
+    /// last one is counted as such.
+    fn connected(
+        &mut self,
+        outcome: wsc_reconnection::ConnectionOutcome,
+        current_url: &mut String,
+    ) {
+        if outcome.resumed && outcome.url != *current_url {
+            self.resumes_elsewhere += 1;
+        }
+        *current_url = outcome.url;
+    }
 }
 
 fn expected_sequence(config: &DemoConfig) -> Vec<MessageType> {

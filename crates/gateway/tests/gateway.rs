@@ -115,6 +115,24 @@ async fn http_get(r: &Running, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// Whether `session` is recorded detached within about two seconds.
+async fn detached_soon(r: &Running, session: &str) -> bool {
+    for _ in 0..100 {
+        let record = r
+            .gateway
+            .sessions()
+            .session(session)
+            .await
+            .unwrap()
+            .expect("kept");
+        if record.detached_at.is_some() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
 fn start_agent(tools: &[&str], delay_ms: u64) -> WebSocketMessage {
     WebSocketMessage::new(
         MessageType::StartAgent,
@@ -389,22 +407,7 @@ async fn shutdown_closes_with_1001_and_keeps_the_session() {
     assert_eq!(close_code(&mut ws).await, CloseCode::Away);
     // The session outlives the connection, detached and resumable.
     let session = hello["session_id"].as_str().unwrap();
-    let mut detached = false;
-    for _ in 0..100 {
-        let record = r
-            .gateway
-            .sessions()
-            .session(session)
-            .await
-            .unwrap()
-            .expect("kept");
-        if record.detached_at.is_some() {
-            detached = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(detached);
+    assert!(detached_soon(&r, session).await);
 }
 
 #[tokio::test]
@@ -495,21 +498,7 @@ async fn heartbeats_drop_a_silent_peer_and_keep_its_session() {
         }
         true
     });
-    let mut dropped = false;
-    for _ in 0..100 {
-        let record = r
-            .gateway
-            .sessions()
-            .session(&session)
-            .await
-            .unwrap()
-            .expect("kept");
-        if record.detached_at.is_some() {
-            dropped = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let dropped = detached_soon(&r, &session).await;
     assert!(
         dropped,
         "the silent peer was dropped and its session detached"

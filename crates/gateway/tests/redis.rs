@@ -83,6 +83,18 @@ async fn status(node: &Node, query: &str) -> u16 {
     }
 }
 
+/// Whether a handshake as `query` gets `want` within `tries` attempts
+/// `every` apart.
+async fn status_soon(node: &Node, query: &str, want: u16, tries: u32, every: Duration) -> bool {
+    for _ in 0..tries {
+        if status(node, query).await == want {
+            return true;
+        }
+        tokio::time::sleep(every).await;
+    }
+    false
+}
+
 async fn send(ws: &mut Ws, msg: WebSocketMessage) {
     ws.send(Message::text(serialize(&msg))).await.unwrap();
 }
@@ -178,14 +190,7 @@ async fn message_limits_and_the_connection_cap_hold_across_both_gateways() {
     assert_eq!((pongs, refused), (10, 20));
     // Closing one frees a place, on either gateway.
     on_a.close(None).await.unwrap();
-    let mut recovered = false;
-    for _ in 0..100 {
-        if status(&b, "user_id=bo").await == 101 {
-            recovered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let recovered = status_soon(&b, "user_id=bo", 101, 100, Duration::from_millis(20)).await;
     assert!(recovered, "the place freed on A is usable on B");
 }
 
@@ -268,23 +273,9 @@ async fn fail_closed_refuses_while_redis_is_down_and_recovers() {
     assert_eq!(reply.message_type, MessageType::Error);
     assert_eq!(reply.payload["code"], "rate_limited", "{reply:?}");
     // ... and, once the health check has noticed, handshakes get 503.
-    let mut refused = false;
-    for _ in 0..100 {
-        if status(&a, "user_id=dee").await == 503 {
-            refused = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let refused = status_soon(&a, "user_id=dee", 503, 100, Duration::from_millis(50)).await;
     assert!(refused);
     server.restart();
-    let mut back = false;
-    for _ in 0..100 {
-        if status(&a, "user_id=dee").await == 101 {
-            back = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let back = status_soon(&a, "user_id=dee", 101, 100, Duration::from_millis(50)).await;
     assert!(back, "serving again once Redis is back");
 }
