@@ -86,6 +86,15 @@ pub struct GatewayConfig {
     pub outbound_queue: usize,
     /// A write to a client taking longer than this drops it (default 10 s).
     pub write_timeout: Duration,
+    /// A client must send a complete request head (request line and
+    /// headers) within this time of connecting, or of its previous request
+    /// on a kept-alive connection; otherwise the connection is closed
+    /// (default 10 s). Guards against slowloris-style handshakes.
+    pub handshake_timeout: Duration,
+    /// The largest request head (request line and headers) in bytes; a
+    /// larger one is answered 431 and the connection closed (default
+    /// 16 KiB).
+    pub max_header_bytes: usize,
 }
 
 impl Default for GatewayConfig {
@@ -103,6 +112,8 @@ impl Default for GatewayConfig {
             heartbeat_interval: Duration::from_secs(15),
             outbound_queue: 256,
             write_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
         }
     }
 }

@@ -75,18 +75,6 @@ fn authenticate(state: &AppState, query: &HashMap<String, String>) -> Result<Str
     }
 }
 
-fn resume_request(query: &HashMap<String, String>) -> Option<ResumeRequest> {
-    let session_id = query.get("session_id")?;
-    Some(ResumeRequest {
-        session_id: session_id.clone(),
-        resume_token: query.get("resume_token").cloned().unwrap_or_default(),
-        last_seq: query
-            .get("last_seq")
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0),
-    })
-}
-
 /// The longest query string `/ws` accepts: credentials and a resume triple
 /// fit in a fraction of it.
 const MAX_QUERY_BYTES: usize = 4 * 1024;
@@ -117,6 +105,21 @@ async fn upgrade(
                 StatusCode::BAD_REQUEST,
                 "invalid_query",
                 e.body_text(),
+                None,
+            );
+        }
+    };
+    // A malformed resume is refused rather than read as "from seq 0",
+    // which would deliver frames the client already has.
+    let resume = match ResumeRequest::from_query(uri.query().unwrap_or("")) {
+        Ok(resume) => resume,
+        Err(e) => {
+            state.limiter.record_handshake_failure(addr.ip());
+            return refuse(
+                &state,
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                e.to_string(),
                 None,
             );
         }
@@ -168,7 +171,6 @@ async fn upgrade(
         }
     };
     state.limiter.record_handshake_success(ip);
-    let resume = resume_request(&query);
     if let Some(redis) = &state.redis {
         let unavailable = |message: &str| {
             refuse(

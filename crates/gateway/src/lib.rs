@@ -35,6 +35,7 @@ mod connection;
 mod demo;
 mod http;
 mod outbox;
+mod server;
 mod state;
 mod telemetry;
 

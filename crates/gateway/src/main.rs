@@ -121,6 +121,14 @@ struct ServeArgs {
     /// Seconds a lost session stays resumable.
     #[arg(long, env = "WSC_SESSION_TTL", default_value_t = 300)]
     session_ttl: u64,
+    /// Seconds a client has to send a complete request head (slower
+    /// handshakes are closed).
+    #[arg(long, env = "WSC_HANDSHAKE_TIMEOUT", default_value_t = 10)]
+    handshake_timeout: u64,
+    /// Largest request head (request line and headers) in bytes (larger:
+    /// 431).
+    #[arg(long, env = "WSC_MAX_HEADER_BYTES", default_value_t = 16384, value_parser = clap::value_parser!(u64).range(8192..=1 << 20))]
+    max_header_bytes: u64,
     /// Shared state in Redis (`redis://host:port/db`): rate limits,
     /// sessions and connection counts shared by every gateway on it.
     #[arg(long, env = "WSC_REDIS")]
@@ -214,6 +222,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         replay_buffer: args.replay_buffer,
         replay_buffer_bytes: args.replay_buffer_bytes,
         session_ttl: Duration::from_secs(args.session_ttl),
+        handshake_timeout: Duration::from_secs(args.handshake_timeout.max(1)),
+        max_header_bytes: args.max_header_bytes as usize,
         ..Default::default()
     };
     let listener = TcpListener::bind(&args.bind)

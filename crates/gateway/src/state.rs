@@ -1,7 +1,6 @@
 //! [`Gateway`]: the shared state of every connection, and serving it.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -340,6 +339,17 @@ impl Gateway {
         &self.state.sessions
     }
 
+    /// The rate limiter (connection permits, message windows, handshake
+    /// limits per IP).
+    pub fn rate_limiter(&self) -> &WebSocketRateLimiter {
+        &self.state.limiter
+    }
+
+    /// The performance monitor every connection is measured by.
+    pub fn performance_monitor(&self) -> &Arc<PerformanceMonitor> {
+        &self.state.perf
+    }
+
     /// The last minutes of the dashboard's series (one sample per second
     /// while [`serve`](Self::serve) runs), oldest first.
     pub fn stats_series(&self) -> Vec<StatsSample> {
@@ -382,18 +392,18 @@ impl Gateway {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let app = self
-            .router()
-            .into_make_service_with_connect_info::<SocketAddr>();
         let tx = self.state.shutdown_tx.clone();
         let _maintenance = Maintenance::start(&self.state);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                // Connections see this and close with 1001.
-                let _ = tx.send(true);
-            })
-            .await
+        let limits = crate::server::HeadLimits {
+            timeout: self.state.config.handshake_timeout,
+            max_bytes: self.state.config.max_header_bytes,
+        };
+        crate::server::serve(listener, self.router(), limits, async move {
+            shutdown.await;
+            // Connections see this and close with 1001.
+            let _ = tx.send(true);
+        })
+        .await
     }
 }
 

@@ -6,139 +6,15 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::net::TcpStream;
+use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
-use wsc_core::{MessageType, WebSocketMessage, parse_server_frame, serialize};
+use wsc_core::{MessageType, WebSocketMessage, parse_server_frame};
 use wsc_gateway::{Gateway, GatewayConfig};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-struct Running {
-    addr: std::net::SocketAddr,
-    gateway: Gateway,
-    stop: Option<oneshot::Sender<()>>,
-}
-
-async fn start(config: GatewayConfig) -> Running {
-    start_gateway(Gateway::new(config)).await
-}
-
-async fn start_gateway(gateway: Gateway) -> Running {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let g = gateway.clone();
-    tokio::spawn(async move {
-        g.serve(listener, async move {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    Running {
-        addr,
-        gateway,
-        stop: Some(stop),
-    }
-}
-
-async fn connect(r: &Running, query: &str) -> (Ws, Value) {
-    let (mut ws, _) = connect_async(format!("ws://{}/ws?{query}", r.addr))
-        .await
-        .unwrap();
-    let hello = next_frame(&mut ws).await.expect("connection_established");
-    assert_eq!(hello.message_type, MessageType::ConnectionEstablished);
-    (ws, hello.payload)
-}
-
-/// A handshake's HTTP status (101 when upgraded) and whether the answer
-/// carried `Retry-After`.
-async fn handshake(r: &Running, query: &str) -> (u16, bool) {
-    match connect_async(format!("ws://{}/ws?{query}", r.addr)).await {
-        Ok(_) => (101, false),
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => (
-            resp.status().as_u16(),
-            resp.headers().get("retry-after").is_some(),
-        ),
-        Err(e) => panic!("{e}"),
-    }
-}
-
-/// Reads until the server's close frame and returns its code.
-async fn close_code(ws: &mut Ws) -> CloseCode {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .unwrap()
-        {
-            Some(Ok(Message::Close(Some(frame)))) => return frame.code,
-            Some(Ok(_)) => continue,
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    }
-}
-
-async fn next_frame(ws: &mut Ws) -> Option<WebSocketMessage> {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("frame in time")?
-        {
-            Ok(Message::Text(t)) => return Some(parse_server_frame(&t).unwrap()),
-            Ok(Message::Close(_)) | Err(_) => return None,
-            Ok(_) => {}
-        }
-    }
-}
-
-async fn send(ws: &mut Ws, msg: &WebSocketMessage) {
-    ws.send(Message::text(serialize(msg))).await.unwrap();
-}
-
-async fn http_get(r: &Running, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(r.addr).await.unwrap();
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).await.unwrap();
-    let status = buf[9..12].parse().unwrap();
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
-/// Whether `session` is recorded detached within about two seconds.
-async fn detached_soon(r: &Running, session: &str) -> bool {
-    for _ in 0..100 {
-        let record = r
-            .gateway
-            .sessions()
-            .session(session)
-            .await
-            .unwrap()
-            .expect("kept");
-        if record.detached_at.is_some() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
-}
-
-fn start_agent(tools: &[&str], delay_ms: u64) -> WebSocketMessage {
-    WebSocketMessage::new(
-        MessageType::StartAgent,
-        json!({"agent_name": "triage", "tools": tools, "step_delay_ms": delay_ms}),
-    )
-}
+mod support;
+use support::*;
 
 #[tokio::test]
 async fn a_run_arrives_in_order_numbered_and_validated() {
@@ -709,23 +585,6 @@ async fn a_client_that_never_reads_is_dropped_and_resumes_without_loss() {
         last = Some(frame.message_type);
     }
     assert_eq!(last, Some(MessageType::AgentCompleted));
-}
-
-/// Sends a raw WebSocket handshake with `path_and_query` and `extra`
-/// headers; returns the status line and body the gateway answered with, or
-/// an empty string if it closed the connection without an answer.
-async fn raw_handshake(r: &Running, path_and_query: &str, extra: &str) -> String {
-    let mut s = TcpStream::connect(r.addr).await.unwrap();
-    let request = format!(
-        "GET {path_and_query} HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n\
-         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
-    );
-    // The server may answer and close before reading everything we send.
-    let _ = s.write_all(request.as_bytes()).await;
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
-    String::from_utf8_lossy(&answer).into_owned()
 }
 
 #[tokio::test]

@@ -65,6 +65,7 @@ mod buffer;
 mod client;
 mod error;
 mod handler;
+mod query;
 mod registry;
 mod store;
 mod token;
@@ -80,6 +81,7 @@ pub use handler::{
     ReconnectionError, ReconnectionMetrics, ReconnectionPhase, ReconnectionSession,
     ReconnectionState, SessionRegistration, TransportError, WebSocketReconnectionHandler,
 };
+pub use query::{MAX_RESUME_TOKEN_BYTES, MAX_SESSION_ID_BYTES, ResumeQueryError};
 pub use registry::{
     Attached, NotResumedReason, ResumeOutcome, ResumeRequest, SessionConfig, SessionRegistry,
     SessionStart,

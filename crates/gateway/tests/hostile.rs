@@ -1,0 +1,189 @@
+//! Hostile clients over real sockets: slow and silent handshakes, oversized
+//! request heads, a ping flood. (A client that never reads is in
+//! `gateway.rs`; connection churn has its own binary, `churn.rs`, because
+//! it counts allocations.)
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use wsc_core::{MessageType, WebSocketMessage, parse_server_frame, serialize};
+use wsc_gateway::GatewayConfig;
+
+mod support;
+use support::*;
+
+/// Waits until the server closes `s` (EOF or reset), writing `drip` one
+/// byte at a time every 50 ms meanwhile if given; returns how long that
+/// took, or `None` if the server kept it open for 10 s.
+async fn time_until_closed(mut s: TcpStream, drip: Option<&[u8]>) -> Option<Duration> {
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    let mut next = 0;
+    while started.elapsed() < Duration::from_secs(10) {
+        if let Some(bytes) = drip {
+            let byte = [bytes[next % bytes.len()]];
+            next += 1;
+            if s.write_all(&byte).await.is_err() {
+                return Some(started.elapsed());
+            }
+        }
+        match tokio::time::timeout(Duration::from_millis(50), s.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return Some(started.elapsed()),
+            // An answer (a 408, say) before the close is fine; keep reading.
+            Ok(Ok(_)) | Err(_) => {}
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn slow_and_silent_handshakes_are_closed_while_others_are_served() {
+    let r = start(GatewayConfig {
+        handshake_timeout: Duration::from_millis(300),
+        max_handshakes_per_ip: 0,
+        ..Default::default()
+    })
+    .await;
+    let mut attackers = tokio::task::JoinSet::new();
+    for i in 0..60 {
+        let s = TcpStream::connect(r.addr).await.unwrap();
+        attackers.spawn(async move {
+            if i % 2 == 0 {
+                // Slowloris: a request line, then a header a byte at a time.
+                let mut s = s;
+                s.write_all(b"GET /ws?user_id=slow HTTP/1.1\r\nHost: x\r\n")
+                    .await
+                    .unwrap();
+                time_until_closed(s, Some(b"X-Slow: aaaaaaaa\r\n")).await
+            } else {
+                // Connects and says nothing.
+                time_until_closed(s, None).await
+            }
+        });
+    }
+    // Meanwhile an ordinary client is served.
+    let (mut ws, hello) = connect(&r, "user_id=ok").await;
+    assert_eq!(hello["resumed"], false);
+    send(
+        &mut ws,
+        &WebSocketMessage::new(MessageType::Ping, json!({})),
+    )
+    .await;
+    assert_eq!(
+        next_frame(&mut ws).await.unwrap().message_type,
+        MessageType::Pong
+    );
+    let mut closed = 0;
+    while let Some(done) = attackers.join_next().await {
+        let took = done
+            .unwrap()
+            .expect("the gateway kept a slow handshake open for 10 s");
+        // The deadline is 300 ms; allow a slow, shared machine its margin.
+        assert!(took >= Duration::from_millis(250), "closed early: {took:?}");
+        closed += 1;
+    }
+    assert_eq!(closed, 60);
+    // The established WebSocket is not subject to the head deadline.
+    send(
+        &mut ws,
+        &WebSocketMessage::new(MessageType::Ping, json!({})),
+    )
+    .await;
+    assert_eq!(
+        next_frame(&mut ws).await.unwrap().message_type,
+        MessageType::Pong
+    );
+}
+
+#[tokio::test]
+async fn oversized_and_overfull_request_heads_are_refused_with_431() {
+    let r = start(GatewayConfig {
+        max_header_bytes: 8 * 1024,
+        ..Default::default()
+    })
+    .await;
+    // One 20 KB header.
+    let big = format!("X-Pad: {}\r\n", "x".repeat(20_000));
+    let answer = raw_handshake(&r, "/ws?user_id=eve", &big).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:.200}");
+    // Many small headers: over the count limit although under the size.
+    let many: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let answer = raw_handshake(&r, "/ws?user_id=eve", &many).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:.200}");
+    // A head just under the limit is fine.
+    let fits = format!("X-Pad: {}\r\n", "x".repeat(6_000));
+    let answer = raw_handshake(&r, "/ws?user_id=fits", &fits).await;
+    assert!(answer.starts_with("HTTP/1.1 101"), "{answer:.200}");
+    // And the gateway still serves everyone else.
+    let (_ws, hello) = connect(&r, "user_id=ok").await;
+    assert_eq!(hello["resumed"], false);
+}
+
+#[tokio::test]
+async fn a_ping_flood_is_rate_limited_and_others_stay_served() {
+    let r = start(GatewayConfig {
+        max_messages_per_minute: 100,
+        outbound_queue: 4096,
+        ..Default::default()
+    })
+    .await;
+    let (flood, _) = connect(&r, "user_id=flooder").await;
+    let (mut sink, mut stream) = flood.split();
+    const PINGS: u64 = 2_000;
+    let writer = tokio::spawn(async move {
+        let ping = serialize(&WebSocketMessage::new(MessageType::Ping, json!({})));
+        for _ in 0..PINGS {
+            sink.send(Message::text(ping.clone())).await.unwrap();
+        }
+        sink
+    });
+    let reader = tokio::spawn(async move {
+        let (mut pongs, mut limited) = (0u64, 0u64);
+        while pongs + limited < PINGS {
+            let next = tokio::time::timeout(Duration::from_secs(10), stream.next())
+                .await
+                .expect("an answer to every ping");
+            let Some(Ok(Message::Text(t))) = next else {
+                panic!("the flooder's connection ended: {next:?}")
+            };
+            let frame = parse_server_frame(&t).unwrap();
+            match frame.message_type {
+                MessageType::Pong => pongs += 1,
+                MessageType::Error if frame.payload["code"] == "rate_limited" => limited += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        (pongs, limited)
+    });
+    // During the flood another user runs an agent and gets every event.
+    let (mut ws, _) = connect(&r, "user_id=bystander").await;
+    send(&mut ws, &start_agent(&["search"], 0)).await;
+    let mut seqs = Vec::new();
+    loop {
+        let frame = next_frame(&mut ws).await.expect("the bystander's run");
+        seqs.push(frame.seq.unwrap());
+        if frame.message_type == MessageType::AgentCompleted {
+            break;
+        }
+    }
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    send(
+        &mut ws,
+        &WebSocketMessage::new(MessageType::Ping, json!({})),
+    )
+    .await;
+    assert_eq!(
+        next_frame(&mut ws).await.unwrap().message_type,
+        MessageType::Pong
+    );
+
+    let (pongs, limited) = reader.await.unwrap();
+    let _sink = writer.await.unwrap();
+    // Exactly the window's worth answered; every other ping refused.
+    assert_eq!((pongs, limited), (100, PINGS - 100));
+    assert_eq!(r.gateway.stats().rate_limited, PINGS - 100);
+}
