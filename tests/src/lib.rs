@@ -4,6 +4,8 @@
 
 use websocket_core::time::{ManualClock, Timestamp};
 
+pub mod fuzz;
+
 /// A [`ManualClock`] standing at a fixed, readable instant
 /// (2025-01-01T00:00:00Z), so test output is reproducible.
 pub fn test_clock() -> ManualClock {

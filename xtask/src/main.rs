@@ -7,6 +7,8 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 mod bench;
+mod fuzz;
+mod soak;
 
 const HELP: &str = "\
 cargo xtask <TASK>
@@ -23,6 +25,14 @@ Tasks:
           1 000 000 keys), the gateway with 100 to 10 000 idle connections and
           under a fixed load beside a bare echo; prints one markdown table
           and writes BENCHMARKS.md (`--quick`: shorter measurements)
+  fuzz    run the cargo-fuzz targets (`--seconds N` each, default 60;
+          `--update-seeds`; see `cargo xtask fuzz --help`)
+  audit   cargo-deny: dependency licenses and duplicate versions against
+          deny.toml (`--advisories` adds the RustSec check, which needs
+          network access to the advisory database)
+  soak    the release gateway under moderate load for `--minutes N`
+          (default 10), its RSS sampled every 10 s; says whether memory
+          stayed flat (not part of ci)
   help    print this help
 ";
 
@@ -31,6 +41,9 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("bench") => bench::bench(&args[1..]),
+        Some("fuzz") => fuzz::fuzz(&args[1..]),
+        Some("audit") => audit(&args[1..]),
+        Some("soak") => soak::soak(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
             ExitCode::SUCCESS
@@ -298,6 +311,50 @@ fn ci() -> ExitCode {
         started.elapsed()
     );
     ExitCode::SUCCESS
+}
+
+/// `cargo deny check` with the policy in `deny.toml`.
+fn audit(args: &[String]) -> ExitCode {
+    let advisories = match args {
+        [] => false,
+        [a] if a == "--advisories" => true,
+        _ => {
+            eprintln!("usage: cargo xtask audit [--advisories]");
+            return ExitCode::from(2);
+        }
+    };
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let installed = Command::new(&cargo)
+        .args(["deny", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        eprintln!(
+            "xtask audit: cargo-deny is not installed; run `cargo install cargo-deny --locked`"
+        );
+        return ExitCode::from(1);
+    }
+    if !advisories {
+        println!(
+            "xtask audit: advisories not checked (they need the RustSec database over the \
+             network); run `cargo xtask audit --advisories` where it can be fetched"
+        );
+    }
+    let step = Step {
+        name: "audit",
+        args: if advisories {
+            &["deny", "check", "licenses", "bans", "advisories"]
+        } else {
+            &["deny", "check", "licenses", "bans"]
+        },
+        env: Vec::new(),
+    };
+    match run(&step) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => ExitCode::from(code),
+    }
 }
 
 /// Runs one step; `Err` carries the exit code to report (1 if the command

@@ -72,6 +72,11 @@ struct DemoArgs {
     /// Run the gateways on this Redis (shared limits and sessions).
     #[arg(long)]
     redis: Option<String>,
+    /// Drive gateways already running at these WebSocket URLs
+    /// (`ws://host:port/ws`, repeatable) instead of starting any; only the
+    /// clients validate the runs then. Load tests and soaks use it.
+    #[arg(long = "target", value_name = "WS_URL", conflicts_with_all = ["redis", "serve_dashboard"])]
+    targets: Vec<String>,
     /// Gateways to start (more than one needs --redis); each client
     /// reconnects to the next one after a drop, so resumes cross gateways.
     #[arg(long, default_value_t = 1)]
@@ -321,10 +326,17 @@ async fn demo(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
         ..Default::default()
     };
     let mut gateways = Vec::new();
-    let mut urls = Vec::new();
+    let mut urls = args.targets.clone();
     let mut stops = Vec::new();
     let mut servers = Vec::new();
-    for i in 0..args.instances {
+    if let Some(bad) = urls
+        .iter()
+        .find(|u| !u.starts_with("ws://") && !u.starts_with("wss://"))
+    {
+        anyhow::bail!("--target must be a ws:// or wss:// URL, got {bad}");
+    }
+    let instances = if urls.is_empty() { args.instances } else { 0 };
+    for i in 0..instances {
         // The first gateway on --bind, the others on free ports.
         let bind = if i == 0 {
             args.bind.as_str()
@@ -358,6 +370,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
     }
     let addr = urls[0]
         .trim_start_matches("ws://")
+        .trim_start_matches("wss://")
         .trim_end_matches("/ws")
         .to_owned();
 

@@ -139,9 +139,10 @@ fn check_length(field: &'static str, value: &str, max: usize) -> Result<(), Resu
     Ok(())
 }
 
-/// Plain ASCII digits only (no sign, no spaces), at most `u64::MAX`.
+/// Plain ASCII digits only (no sign, no spaces; leading zeros allowed), at
+/// most `u64::MAX`.
 fn parse_seq(v: &str) -> Option<u64> {
-    if v.is_empty() || v.len() > 20 || !v.bytes().all(|b| b.is_ascii_digit()) {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     v.parse().ok()

@@ -1,0 +1,115 @@
+//! Connection churn: 1 000 connect/disconnect cycles leave no connection,
+//! permit, session or memory behind. Its own binary because it counts the
+//! process's live heap bytes with a counting allocator.
+
+use std::alloc::System;
+use std::time::Duration;
+
+use cap::Cap;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+use wsc_core::{MessageType, WebSocketMessage};
+use wsc_gateway::GatewayConfig;
+
+mod support;
+use support::*;
+
+#[global_allocator]
+static ALLOCATOR: Cap<System> = Cap::new(System, usize::MAX);
+
+const USER: &str = "churner";
+const TTL: Duration = Duration::from_millis(500);
+
+/// `n` cycles of: connect, one ping answered, close (half of them cleanly,
+/// half by dropping the socket).
+async fn churn(r: &Running, n: usize) {
+    for i in 0..n {
+        let (mut ws, _) = connect(r, &format!("user_id={USER}")).await;
+        send(
+            &mut ws,
+            &WebSocketMessage::new(MessageType::Ping, json!({})),
+        )
+        .await;
+        assert_eq!(
+            next_frame(&mut ws).await.unwrap().message_type,
+            MessageType::Pong
+        );
+        if i % 2 == 0 {
+            ws.send(Message::Close(None)).await.unwrap();
+            while ws.next().await.is_some() {}
+        }
+    }
+}
+
+/// Waits (up to 10 s) until the gateway holds no connection and no
+/// session: connections end, then sessions pass their TTL and are swept.
+async fn settle(r: &Running) {
+    for _ in 0..500 {
+        let open = r
+            .gateway
+            .performance_monitor()
+            .get_system_wide_metrics()
+            .await
+            .total_active_connections;
+        if open == 0 && r.gateway.rate_limiter().active_connections(USER) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(TTL + Duration::from_millis(100)).await;
+    r.gateway.sessions().cleanup_expired().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_connect_disconnect_cycles_leak_nothing() {
+    let r = start(GatewayConfig {
+        session_ttl: TTL,
+        max_connections_per_user: 5,
+        max_handshakes_per_ip: 0,
+        max_messages_per_minute: 100_000,
+        max_messages_per_hour: 100_000,
+        ..Default::default()
+    })
+    .await;
+    // Warm up with the same load: first-use allocations and the high-water
+    // capacity of maps (1 000 sessions detached at once) happen here.
+    churn(&r, 1_000).await;
+    settle(&r).await;
+    let before = ALLOCATOR.allocated();
+
+    churn(&r, 1_000).await;
+    settle(&r).await;
+    let after = ALLOCATOR.allocated();
+
+    assert_eq!(r.gateway.stats().connections, 2_000);
+    let system = r
+        .gateway
+        .performance_monitor()
+        .get_system_wide_metrics()
+        .await;
+    assert_eq!(system.total_active_connections, 0, "connections left open");
+    assert_eq!(
+        r.gateway.rate_limiter().active_connections(USER),
+        0,
+        "permits leaked"
+    );
+    assert_eq!(
+        r.gateway.sessions().session_count().await.unwrap(),
+        0,
+        "sessions leaked"
+    );
+    // Every permit is really free: the user can open its full allowance.
+    let mut open = Vec::new();
+    for _ in 0..5 {
+        open.push(connect(&r, &format!("user_id={USER}")).await);
+    }
+    // A leak of even one session (about 500 bytes) or one connection's
+    // state (kilobytes) per cycle would be hundreds of KiB here.
+    let grown = after.saturating_sub(before);
+    println!("live heap before {before} B, after 1 000 cycles {after} B (+{grown} B)");
+    assert!(
+        grown < 128 * 1024,
+        "the heap grew by {grown} bytes over 1 000 cycles"
+    );
+}
