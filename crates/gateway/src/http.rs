@@ -181,9 +181,30 @@ async fn upgrade(
                 Some(1),
             )
         };
+        // A session started while Redis was unreachable lives in one
+        // node's memory: send its resume on (the client's next attempt
+        // goes to another gateway) rather than refuse it and lose frames.
+        let here = |r: &ResumeRequest| r.session_id.starts_with(&state.local_prefix);
+        if let Some(r) = resume
+            .as_ref()
+            .filter(|r| r.session_id.starts_with(crate::state::LOCAL_SESSION_MARK) && !here(r))
+        {
+            return refuse(
+                &state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "session_elsewhere",
+                format!(
+                    "session {} is held by another gateway (it started while redis was unreachable); retry there",
+                    r.session_id
+                ),
+                Some(1),
+            );
+        }
+        let remote_resume = resume.as_ref().is_some_and(|r| !here(r));
         // Down: fail-closed refuses everything; fail-open still serves new
-        // sessions, but a resume must wait for the store that holds it.
-        if !redis.is_up() && (redis.fail_closed() || resume.is_some()) {
+        // sessions and this node's own, but a resume must wait for the
+        // store that holds it.
+        if !redis.is_up() && (redis.fail_closed() || remote_resume) {
             return unavailable("shared state (redis) is unreachable; retry shortly");
         }
         let cap = state.config.max_connections_per_user;
@@ -201,7 +222,7 @@ async fn upgrade(
             Err(e) => {
                 state.redis_failed();
                 tracing::warn!(error = %e, "connection count unavailable");
-                if redis.fail_closed() || resume.is_some() {
+                if redis.fail_closed() || remote_resume {
                     return unavailable("shared state (redis) is unreachable; retry shortly");
                 }
             }

@@ -34,6 +34,10 @@ pub(crate) struct Counters {
     pub(crate) local_sessions: AtomicU64,
 }
 
+/// How the ids of sessions held in one node's memory start (see
+/// `AppState::local_prefix`).
+pub(crate) const LOCAL_SESSION_MARK: &str = "local-";
+
 /// A snapshot of the gateway's counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct GatewayStats {
@@ -82,6 +86,9 @@ pub(crate) struct AppState {
     /// Sessions started while Redis was unreachable (fail-open): kept in
     /// this node's memory, resumable here only.
     pub(crate) local_sessions: Arc<SessionRegistry>,
+    /// The id prefix of sessions this node holds only in its memory (with
+    /// Redis; empty without).
+    pub(crate) local_prefix: String,
     pub(crate) outbox: Arc<Outbox>,
 }
 
@@ -217,8 +224,22 @@ impl Gateway {
             outbound_capacity: config.outbound_queue,
             ..Default::default()
         };
+        // With Redis, sessions started while it is unreachable live only
+        // here; their ids say so (and which node), so another node can send
+        // their resumes back instead of refusing them.
+        let local_prefix = if redis.is_some() {
+            format!(
+                "{LOCAL_SESSION_MARK}{}-",
+                &wsc_reconnection::new_session_id()[..8]
+            )
+        } else {
+            String::new()
+        };
         let local_sessions = Arc::new(SessionRegistry::with_clock(
-            session_config.clone(),
+            SessionConfig {
+                id_prefix: local_prefix.clone(),
+                ..session_config.clone()
+            },
             clock.clone(),
         ));
         let (limiter, sessions, redis) = match redis {
@@ -314,6 +335,7 @@ impl Gateway {
                 node_tag,
                 redis,
                 local_sessions,
+                local_prefix,
                 outbox: Arc::new(Outbox::default()),
             }),
         }

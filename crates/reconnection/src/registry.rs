@@ -34,6 +34,10 @@ pub struct SessionConfig {
     /// The resume-token secret (default: random per registry; nodes sharing
     /// a store must share it).
     pub secret: TokenSecret,
+    /// Put before every new session id (default none: ids are 32 hex
+    /// digits). A gateway marks sessions it holds only in its own memory
+    /// this way, so other nodes can tell where such a session lives.
+    pub id_prefix: String,
 }
 
 impl Default for SessionConfig {
@@ -44,6 +48,7 @@ impl Default for SessionConfig {
             max_sessions: 100_000,
             outbound_capacity: 256,
             secret: TokenSecret::random(),
+            id_prefix: String::new(),
         }
     }
 }
@@ -270,7 +275,7 @@ impl SessionRegistry {
     /// Opens a fresh session for `user_id`, attached.
     pub async fn open(&self, user_id: &str) -> Result<Attached, SessionError> {
         let record = SessionRecord {
-            session_id: new_session_id(),
+            session_id: format!("{}{}", self.config.id_prefix, new_session_id()),
             user_id: user_id.to_owned(),
             epoch: 1,
             created_at: self.clock.now(),

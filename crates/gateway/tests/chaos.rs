@@ -1,0 +1,284 @@
+//! Chaos: clients reach the gateway through a loopback TCP proxy that cuts
+//! about 30 % of connections in the middle of an agent run (at a random
+//! frame, often halfway through it, with a TCP reset both ways). 1 000
+//! runs across 100 users must all complete, validated by the gateway's
+//! event monitor, with no event lost or duplicated. Then the same across
+//! two gateways on Redis while redis-server is restarted.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use wsc_gateway::{
+    DemoConfig, DemoProgress, DemoReport, Gateway, GatewayConfig, RedisFailurePolicy,
+    RedisSettings, SimulatedAgent, run_demo,
+};
+use wsc_redis::testing::{RedisServer, unique_prefix};
+
+/// What the proxy did.
+#[derive(Default)]
+struct ProxyStats {
+    connections: AtomicU64,
+    /// Connections that carried at least one agent run (others were
+    /// refused, e.g. 503 while Redis restarted, or closed idle).
+    with_runs: AtomicU64,
+    cut: AtomicU64,
+}
+
+/// Starts a proxy to `upstream` on a free port; each connection is marked
+/// for a cut with probability `cut_rate`.
+async fn chaos_proxy(
+    upstream: SocketAddr,
+    cut_rate: f64,
+    seed: u64,
+) -> (SocketAddr, Arc<ProxyStats>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stats = Arc::new(ProxyStats::default());
+    let s = stats.clone();
+    tokio::spawn(async move {
+        let mut rng = StdRng::seed_from_u64(seed);
+        loop {
+            let Ok((client, _)) = listener.accept().await else {
+                continue;
+            };
+            let Ok(server) = TcpStream::connect(upstream).await else {
+                continue;
+            };
+            s.connections.fetch_add(1, Ordering::Relaxed);
+            // Cut at the n-th frame after `agent_started` (1..=5: never
+            // after `agent_completed`, so no start of a later run is in
+            // flight), keeping a random part of that frame.
+            let plan = rng
+                .random_bool(cut_rate)
+                .then(|| (rng.random_range(1..=5u32), rng.random_range(0.0..1.0f64)));
+            tokio::spawn(relay(client, server, plan, s.clone()));
+        }
+    });
+    (addr, stats)
+}
+
+/// Relays one connection. Client to server is copied as it comes; server
+/// to client is parsed into WebSocket frames (the server's are unmasked)
+/// so a cut can land mid-run.
+async fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    plan: Option<(u32, f64)>,
+    stats: Arc<ProxyStats>,
+) {
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let upstream = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+        (client_read, server_write)
+    });
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    let mut head_done = false;
+    let mut in_run_frames: Option<u32> = None;
+    let mut saw_run = false;
+    let cut = 'relay: loop {
+        let n = match server_read.read(&mut chunk).await {
+            Ok(0) | Err(_) => break 'relay false,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        if !head_done {
+            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            if client_write.write_all(&buf[..end + 4]).await.is_err() {
+                break 'relay false;
+            }
+            buf.drain(..end + 4);
+            head_done = true;
+        }
+        while let Some(len) = frame_len(&buf) {
+            let frame: Vec<u8> = buf.drain(..len).collect();
+            let text = String::from_utf8_lossy(&frame);
+            if text.contains(r#""type":"agent_started""#) {
+                if !saw_run {
+                    saw_run = true;
+                    stats.with_runs.fetch_add(1, Ordering::Relaxed);
+                }
+                in_run_frames = Some(0);
+            } else if let Some(k) = in_run_frames.as_mut() {
+                *k += 1;
+                if let Some((at, keep)) = plan {
+                    if *k == at {
+                        let part = ((frame.len() as f64) * keep) as usize;
+                        let _ = client_write.write_all(&frame[..part]).await;
+                        break 'relay true;
+                    }
+                }
+            }
+            if text.contains(r#""type":"agent_completed""#) {
+                in_run_frames = None;
+            }
+            if client_write.write_all(&frame).await.is_err() {
+                break 'relay false;
+            }
+        }
+    };
+    if cut {
+        stats.cut.fetch_add(1, Ordering::Relaxed);
+        // A reset, not a goodbye: both sides see the connection die.
+        let _ = client_write.as_ref().set_zero_linger();
+        let _ = server_read.as_ref().set_zero_linger();
+    }
+    upstream.abort();
+    // The halves close when dropped here and in the aborted copy task.
+}
+
+/// The length of the first complete WebSocket frame in `buf`, if any.
+fn frame_len(buf: &[u8]) -> Option<usize> {
+    let b1 = *buf.get(1)?;
+    let masked = b1 & 0x80 != 0;
+    let (header, len) = match b1 & 0x7f {
+        126 => (
+            4,
+            u64::from(u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?)),
+        ),
+        127 => (10, u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?)),
+        n => (2, u64::from(n)),
+    };
+    let total = header + if masked { 4 } else { 0 } + usize::try_from(len).ok()?;
+    (buf.len() >= total).then_some(total)
+}
+
+fn chaos_config() -> DemoConfig {
+    DemoConfig {
+        users: 100,
+        runs: 10,
+        // The proxy does the cutting.
+        disconnect_rate: 0.0,
+        step_delay: Duration::from_millis(5),
+        flood_pings: 0,
+        seed: Some(7),
+        run_timeout: Duration::from_secs(60),
+        ..Default::default()
+    }
+}
+
+fn check(report: &DemoReport, proxies: &[Arc<ProxyStats>]) {
+    let connections: u64 = proxies
+        .iter()
+        .map(|p| p.connections.load(Ordering::Relaxed))
+        .sum();
+    let with_runs: u64 = proxies
+        .iter()
+        .map(|p| p.with_runs.load(Ordering::Relaxed))
+        .sum();
+    let cut: u64 = proxies.iter().map(|p| p.cut.load(Ordering::Relaxed)).sum();
+    eprintln!(
+        "{}\nproxy: {connections} connections, {with_runs} carried runs, {cut} cut mid-run",
+        report.to_table()
+    );
+    assert_eq!(report.runs, 1_000);
+    assert_eq!(report.runs_completed, 1_000, "{}", report.to_table());
+    assert_eq!(report.runs_failed_validation, 0);
+    assert_eq!((report.events_lost, report.events_duplicated), (0, 0));
+    assert_eq!(report.events, report.events_expected);
+    assert!(report.passed());
+    // About 30 % of connections were cut, each in the middle of a run, and
+    // every cut was followed by a resume.
+    let share = cut as f64 / with_runs as f64;
+    assert!((0.2..=0.45).contains(&share), "{cut} of {with_runs} cut");
+    assert!(cut >= 25, "only {cut} cuts");
+    assert!(
+        report.resumes >= cut,
+        "{} resumes for {cut} cuts",
+        report.resumes
+    );
+    assert_eq!(report.resumes_refused, 0);
+}
+
+async fn serve(gateway: &Gateway) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let g = gateway.clone();
+    tokio::spawn(async move { g.serve(listener, std::future::pending()).await });
+    addr
+}
+
+fn config() -> GatewayConfig {
+    GatewayConfig {
+        max_handshakes_per_ip: 0,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_runs_through_a_proxy_that_cuts_30_percent_of_connections() {
+    let gateway = Gateway::new(config());
+    let addr = serve(&gateway).await;
+    let (proxy, stats) = chaos_proxy(addr, 0.3, 1).await;
+    let report = run_demo(
+        std::slice::from_ref(&gateway),
+        &[format!("ws://{proxy}/ws")],
+        &chaos_config(),
+        Arc::new(DemoProgress::default()),
+    )
+    .await;
+    check(&report, &[stats]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_across_two_gateways_on_redis_while_redis_restarts() {
+    // Durable (append-only, synced per write): a crash loses nothing it
+    // acknowledged.
+    let mut server = RedisServer::start_durable();
+    let settings = RedisSettings {
+        prefix: unique_prefix("chaos"),
+        failure: RedisFailurePolicy::FailOpen,
+        ..RedisSettings::new(server.url())
+    };
+    let mut gateways = Vec::new();
+    let mut urls = Vec::new();
+    let mut proxies = Vec::new();
+    for seed in [2, 3] {
+        let gateway = Gateway::with_redis(config(), Arc::new(SimulatedAgent), settings.clone())
+            .await
+            .unwrap();
+        let (proxy, stats) = chaos_proxy(serve(&gateway).await, 0.3, seed).await;
+        gateways.push(gateway);
+        urls.push(format!("ws://{proxy}/ws"));
+        proxies.push(stats);
+    }
+    // Let both announcement listeners subscribe.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let load = {
+        let (gateways, urls) = (gateways.clone(), urls.clone());
+        tokio::spawn(async move {
+            run_demo(
+                &gateways,
+                &urls,
+                &chaos_config(),
+                Arc::new(DemoProgress::default()),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    server.restart();
+    let report = tokio::time::timeout(Duration::from_secs(240), load)
+        .await
+        .expect("the load finishes")
+        .unwrap();
+    check(&report, &proxies);
+    assert!(report.resumes_on_other_gateway > 0, "{report:?}");
+    assert!(
+        gateways.iter().map(|g| g.stats().redis_errors).sum::<u64>() > 0,
+        "the restart was noticed"
+    );
+}
