@@ -27,9 +27,12 @@ use wsc_reconnection::{
     MAX_RESUME_TOKEN_BYTES, MAX_SESSION_ID_BYTES, ResumeQueryError, ResumeRequest,
 };
 
+/// A fuzz check: panics if its input breaks an invariant.
+pub type Check = fn(&[u8]);
+
 /// The fuzz targets, by name: what `cargo xtask fuzz` runs and the seed
 /// folders the corpus test replays.
-pub const TARGETS: [(&str, fn(&[u8])); 3] = [
+pub const TARGETS: [(&str, Check); 3] = [
     ("client_frame", client_frame),
     ("resume_query", resume_query),
     ("event_order", event_order),

@@ -31,10 +31,10 @@ async fn time_until_closed(mut s: TcpStream, drip: Option<&[u8]>) -> Option<Dura
                 return Some(started.elapsed());
             }
         }
-        match tokio::time::timeout(Duration::from_millis(50), s.read(&mut buf)).await {
-            Ok(Ok(0) | Err(_)) => return Some(started.elapsed()),
-            // An answer (a 408, say) before the close is fine; keep reading.
-            Ok(Ok(_)) | Err(_) => {}
+        // An answer (a 408, say) before the close is fine; keep reading.
+        let read = tokio::time::timeout(Duration::from_millis(50), s.read(&mut buf)).await;
+        if let Ok(Ok(0) | Err(_)) = read {
+            return Some(started.elapsed());
         }
     }
     None
