@@ -384,7 +384,7 @@ fn ready<F: Future>(f: F) -> F::Output {
 /// lifecycle events (one per byte; the first byte's top bit picks legacy
 /// type names): never panics, and its verdict (failed, missing events,
 /// the exact violations in order, completed or not) matches
-/// [`reference_order`]'s.
+/// a plain reference model's (`reference_order`).
 pub fn event_order(data: &[u8]) {
     let Some((&head, rest)) = data.split_first() else {
         return;
