@@ -279,3 +279,64 @@ async fn fail_closed_refuses_while_redis_is_down_and_recovers() {
     let back = status_soon(&a, "user_id=dee", 101, 100, Duration::from_millis(50)).await;
     assert!(back, "serving again once Redis is back");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_started_while_redis_is_down_resumes_only_on_its_gateway() {
+    let mut server = RedisServer::start();
+    let (a, b) = pair(
+        GatewayConfig::default(),
+        settings(&server.url(), RedisFailurePolicy::FailOpen),
+    )
+    .await;
+    server.kill();
+    for node in [&a, &b] {
+        let mut down = false;
+        for _ in 0..100 {
+            if metric(node, "wsc_gateway_redis_up").await == 0.0 {
+                down = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(down, "the outage is noticed");
+    }
+    // A new session while Redis is down lives in A's memory only.
+    let (mut ws, hello) = connect(&a, "user_id=lena").await;
+    let session = hello["session_id"].as_str().unwrap().to_owned();
+    assert!(session.starts_with("local-"), "{session}");
+    send(
+        &mut ws,
+        WebSocketMessage::new(
+            MessageType::StartAgent,
+            json!({"tools": ["search", "fetch"], "step_delay_ms": 60}),
+        ),
+    )
+    .await;
+    for seq in 1..=2 {
+        assert_eq!(next_frame(&mut ws).await.seq, Some(seq));
+    }
+    drop(ws); // abrupt; the run goes on in A's memory
+    let query = format!(
+        "user_id=lena&session_id={session}&resume_token={}&last_seq=2",
+        hello["resume_token"].as_str().unwrap()
+    );
+    // B cannot hold it, with Redis down or up: 503, try elsewhere — never
+    // a fresh session that would silently lose the rest of the run.
+    assert_eq!(status(&b, &query).await, 503);
+    server.restart();
+    assert!(status_soon(&b, "user_id=probe", 101, 100, Duration::from_millis(50)).await);
+    assert_eq!(status(&b, &query).await, 503);
+    // A resumes it with exactly the frames after seq 2.
+    let (mut ws, again) = connect(&a, &query).await;
+    assert_eq!(again["resumed"], true, "{again}");
+    let mut seq = 2;
+    loop {
+        let frame = next_frame(&mut ws).await;
+        seq += 1;
+        assert_eq!(frame.seq, Some(seq), "no gap, no duplicate");
+        if frame.message_type == MessageType::AgentCompleted {
+            break;
+        }
+    }
+    assert_eq!(seq, 7);
+}
