@@ -140,8 +140,9 @@ pub struct SessionStart {
     pub reason: Option<NotResumedReason>,
 }
 
-/// A resume request from a client.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A resume request from a client. Its `Debug` and `Display` leave the
+/// token out, so logging one never leaks it.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ResumeRequest {
     /// The session to resume.
     pub session_id: String,

@@ -1,0 +1,133 @@
+//! No secrets in logs: the release binary, logging at `debug`, serves JWT
+//! clients that connect, run an agent, drop, resume, and send bad input;
+//! its whole log must not contain a JWT, the JWT secret or a resume token.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio_tungstenite::connect_async;
+use tokio_tungstenite::tungstenite::Message;
+use wsc_core::{MessageType, WebSocketMessage, parse_server_frame, serialize};
+
+const SECRET: &str = "s3cr3t-jwt-key-that-must-not-leak";
+
+fn jwt(user: &str, key: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": user, "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()),
+    )
+    .unwrap()
+}
+
+async fn next_frame<S>(ws: &mut S) -> WebSocketMessage
+where
+    S: StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("open")
+            .unwrap();
+        if let Message::Text(t) = msg {
+            return parse_server_frame(&t).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn tokens_and_secrets_never_reach_the_log() {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wsc-gateway"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--auth", "jwt"])
+        .args(["--jwt-secret", SECRET])
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = stdout.next_line().await.unwrap().unwrap();
+    let addr = line
+        .strip_prefix("listening on http://")
+        .unwrap()
+        .to_owned();
+    let mut stderr = child.stderr.take().unwrap();
+    let log = tokio::spawn(async move {
+        let mut all = String::new();
+        let _ = stderr.read_to_string(&mut all).await;
+        all
+    });
+
+    let token = jwt("zoe", SECRET);
+    let url = format!("ws://{addr}/ws?token={token}");
+    let (mut ws, _) = connect_async(&url).await.unwrap();
+    let hello = next_frame(&mut ws).await.payload;
+    let resume_token = hello["resume_token"].as_str().unwrap().to_owned();
+    let session = hello["session_id"].as_str().unwrap().to_owned();
+    let start = WebSocketMessage::new(
+        MessageType::StartAgent,
+        json!({"tools": ["search"], "step_delay_ms": 20}),
+    );
+    ws.send(Message::text(serialize(&start))).await.unwrap();
+    assert_eq!(next_frame(&mut ws).await.seq, Some(1));
+    drop(ws);
+    // Resume with both secrets in the query.
+    let resume = format!("{url}&session_id={session}&resume_token={resume_token}&last_seq=1");
+    let (mut ws, _) = connect_async(&resume).await.unwrap();
+    let again: Value = next_frame(&mut ws).await.payload;
+    assert_eq!(again["resumed"], true);
+    ws.send(Message::text("{not json")).await.unwrap();
+    assert_eq!(next_frame(&mut ws).await.message_type, MessageType::Error);
+    ws.close(None).await.unwrap();
+    // Refusals that carry credentials: a forged token, a malformed resume.
+    let forged = jwt("zoe", "another-key");
+    for bad in [
+        format!("ws://{addr}/ws?token={forged}"),
+        format!("{url}&session_id={session}&resume_token={resume_token}&last_seq=x"),
+        format!(
+            "{url}&session_id={session}&resume_token=1.{}",
+            "ab".repeat(32)
+        ),
+    ] {
+        let _ = connect_async(&bad).await;
+    }
+    // A clean stop flushes the log.
+    let pid = child.id().unwrap().to_string();
+    let killed = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    let log = log.await.unwrap();
+
+    // The log is real (so the test can fail) ...
+    assert!(log.contains("connection ended"), "{log}");
+    assert!(log.contains(&session), "sessions are logged by id");
+    // ... and holds none of the secrets.
+    let signature = resume_token.split('.').nth(1).unwrap();
+    for (what, secret) in [
+        ("the JWT", token.as_str()),
+        ("the JWT's signature", token.rsplit('.').next().unwrap()),
+        ("the forged JWT", forged.as_str()),
+        ("the JWT secret", SECRET),
+        ("the resume token", signature),
+    ] {
+        assert!(!log.contains(secret), "{what} is in the log:\n{log}");
+    }
+}
