@@ -37,24 +37,50 @@ pub struct StatsSample {
 }
 
 struct Inner {
-    /// Latency of the current interval, µs.
+    /// Latency of the current interval, µs, merged from the shards.
     interval: Histogram<u64>,
     series: VecDeque<StatsSample>,
     last: Option<(f64, GatewayStats)>,
 }
 
+/// Latency shards: writers on different threads record into different
+/// histograms, so the per-event path takes an uncontended lock; the
+/// sampler merges them once a second.
+const SHARDS: usize = 8;
+
 /// Shared by every connection's writer and the sampler.
 pub(crate) struct Telemetry {
+    shards: [Mutex<Histogram<u64>>; SHARDS],
     inner: Mutex<Inner>,
+}
+
+/// 1 µs .. 1 h, two significant figures: about 2 KiB.
+fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds")
+}
+
+/// Locks, ignoring poisoning: a panic elsewhere cannot leave these numbers
+/// inconsistent enough to matter, so keep serving them.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// This thread's shard: assigned round-robin on first use.
+fn shard_index() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.with(|s| *s)
 }
 
 impl Telemetry {
     pub(crate) fn new() -> Self {
         Telemetry {
+            shards: std::array::from_fn(|_| Mutex::new(latency_histogram())),
             inner: Mutex::new(Inner {
-                // 1 µs .. 1 h, two significant figures: about 2 KiB.
-                interval: Histogram::new_with_bounds(1, 3_600_000_000, 2)
-                    .expect("valid histogram bounds"),
+                interval: latency_histogram(),
                 series: VecDeque::with_capacity(SERIES_LEN),
                 last: None,
             }),
@@ -62,21 +88,25 @@ impl Telemetry {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // A panic elsewhere cannot leave these numbers inconsistent enough
-        // to matter: keep serving them.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.inner)
     }
 
     /// Records the delivery latency of one live event.
     pub(crate) fn record_latency(&self, latency: Duration) {
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        self.lock().interval.saturating_record(us.max(1));
+        lock(&self.shards[shard_index()]).saturating_record(us.max(1));
     }
 
     /// Closes the current interval: appends a sample computed from the
     /// counters' growth since the previous one, and starts a new interval.
     pub(crate) fn sample(&self, now_unix: f64, stats: GatewayStats, open: u64, sessions: u64) {
         let mut inner = self.lock();
+        for shard in &self.shards {
+            let mut h = lock(shard);
+            // Same bounds on both sides: adding cannot fail.
+            let _ = inner.interval.add(&*h);
+            h.reset();
+        }
         let (runs_per_s, events_per_s) = match inner.last {
             Some((t, prev)) if now_unix > t => {
                 let dt = now_unix - t;
@@ -150,6 +180,31 @@ mod tests {
             (last.p50_ms, last.latency_samples, last.runs_per_s),
             (0.0, 0, 0.0)
         );
+    }
+
+    #[test]
+    fn latencies_from_many_threads_all_reach_the_sample() {
+        let t = std::sync::Arc::new(Telemetry::new());
+        let writers: Vec<_> = (0..12)
+            .map(|i| {
+                let t = t.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1_000 {
+                        t.record_latency(Duration::from_millis(1 + i));
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        t.sample(1.0, GatewayStats::default(), 0, 0);
+        let s = t.series()[0];
+        assert_eq!(s.latency_samples, 12_000);
+        assert!((s.p99_ms - 12.0).abs() <= 0.2, "{}", s.p99_ms);
+        // The shards were emptied into that sample.
+        t.sample(2.0, GatewayStats::default(), 0, 0);
+        assert_eq!(t.series()[1].latency_samples, 0);
     }
 
     #[test]
