@@ -190,7 +190,20 @@ fn follow(child: &mut std::process::Child) -> Summary {
     let Some(stderr) = child.stderr.take() else {
         return summary;
     };
+    // From a panic to libFuzzer's summary everything is shown: the
+    // assertion's message says what broke.
+    let mut crashing = false;
     for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        if line.contains("panicked at") {
+            crashing = true;
+        }
+        if crashing {
+            println!("    {line}");
+            if line.starts_with("SUMMARY") {
+                crashing = false;
+            }
+            continue;
+        }
         if let Some(rest) = line.strip_prefix("Done ") {
             summary.runs = rest.split_whitespace().next().map(str::to_owned);
             println!("    {line}");
