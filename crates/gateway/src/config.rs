@@ -95,6 +95,12 @@ pub struct GatewayConfig {
     /// larger one is answered 431 and the connection closed (default
     /// 16 KiB).
     pub max_header_bytes: usize,
+    /// Agent runs the event monitor tracks at once, with their events
+    /// (default 10 000). Ended runs are kept up to 10 minutes for
+    /// inspection and are the first evicted past this bound; under steady
+    /// load it is most of the gateway's memory (about 10 KiB per run with
+    /// the simulated agent's events).
+    pub max_tracked_runs: usize,
 }
 
 impl Default for GatewayConfig {
@@ -114,6 +120,7 @@ impl Default for GatewayConfig {
             write_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,
+            max_tracked_runs: 10_000,
         }
     }
 }

@@ -134,6 +134,10 @@ struct ServeArgs {
     /// 431).
     #[arg(long, env = "WSC_MAX_HEADER_BYTES", default_value_t = 16384, value_parser = clap::value_parser!(u64).range(8192..=1 << 20))]
     max_header_bytes: u64,
+    /// Agent runs the event monitor tracks at once (ended ones are evicted
+    /// first); bounds most of the gateway's memory under load.
+    #[arg(long, env = "WSC_MAX_TRACKED_RUNS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_tracked_runs: u64,
     /// Shared state in Redis (`redis://host:port/db`): rate limits,
     /// sessions and connection counts shared by every gateway on it.
     #[arg(long, env = "WSC_REDIS")]
@@ -229,6 +233,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         session_ttl: Duration::from_secs(args.session_ttl),
         handshake_timeout: Duration::from_secs(args.handshake_timeout.max(1)),
         max_header_bytes: args.max_header_bytes as usize,
+        max_tracked_runs: usize::try_from(args.max_tracked_runs).unwrap_or(usize::MAX),
         ..Default::default()
     };
     let listener = TcpListener::bind(&args.bind)

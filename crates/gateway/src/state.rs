@@ -315,7 +315,10 @@ impl Gateway {
         Gateway {
             state: Arc::new(AppState {
                 monitor: Arc::new(EventMonitor::with_clock(
-                    EventMonitorConfig::default(),
+                    EventMonitorConfig {
+                        max_tracked_runs: config.max_tracked_runs.max(1),
+                        ..EventMonitorConfig::default()
+                    },
                     clock.clone(),
                 )),
                 perf: Arc::new(PerformanceMonitor::with_clock(

@@ -602,3 +602,21 @@ async fn oversized_queries_are_refused_and_others_still_served() {
     let (_ws, hello) = connect(&r, "user_id=ok").await;
     assert_eq!(hello["resumed"], false);
 }
+
+#[tokio::test]
+async fn the_event_monitor_tracks_at_most_max_tracked_runs() {
+    let r = start(GatewayConfig {
+        max_tracked_runs: 3,
+        ..Default::default()
+    })
+    .await;
+    let (mut ws, _) = connect(&r, "user_id=tracy").await;
+    for _ in 0..5 {
+        send(&mut ws, &start_agent(&[], 0)).await;
+        while next_frame(&mut ws).await.expect("the run").message_type
+            != MessageType::AgentCompleted
+        {}
+    }
+    assert_eq!(r.gateway.stats().runs, 5);
+    assert_eq!(r.gateway.event_monitor().session_count(), 3);
+}
