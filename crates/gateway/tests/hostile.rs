@@ -17,10 +17,14 @@ mod support;
 use support::*;
 
 /// Waits until the server closes `s` (EOF or reset), writing `drip` one
-/// byte at a time every 50 ms meanwhile if given; returns how long that
-/// took, or `None` if the server kept it open for 10 s.
-async fn time_until_closed(mut s: TcpStream, drip: Option<&[u8]>) -> Option<Duration> {
-    let started = Instant::now();
+/// byte at a time every 50 ms meanwhile if given; returns how long after
+/// `started` (taken before connecting) that was, or `None` if the server
+/// kept it open for 10 s.
+async fn time_until_closed(
+    mut s: TcpStream,
+    started: Instant,
+    drip: Option<&[u8]>,
+) -> Option<Duration> {
     let mut buf = [0u8; 1024];
     let mut next = 0;
     while started.elapsed() < Duration::from_secs(10) {
@@ -50,6 +54,8 @@ async fn slow_and_silent_handshakes_are_closed_while_others_are_served() {
     .await;
     let mut attackers = tokio::task::JoinSet::new();
     for i in 0..60 {
+        // Before connecting: the server's deadline cannot start earlier.
+        let started = Instant::now();
         let s = TcpStream::connect(r.addr).await.unwrap();
         attackers.spawn(async move {
             if i % 2 == 0 {
@@ -58,10 +64,10 @@ async fn slow_and_silent_handshakes_are_closed_while_others_are_served() {
                 s.write_all(b"GET /ws?user_id=slow HTTP/1.1\r\nHost: x\r\n")
                     .await
                     .unwrap();
-                time_until_closed(s, Some(b"X-Slow: aaaaaaaa\r\n")).await
+                time_until_closed(s, started, Some(b"X-Slow: aaaaaaaa\r\n")).await
             } else {
                 // Connects and says nothing.
-                time_until_closed(s, None).await
+                time_until_closed(s, started, None).await
             }
         });
     }
@@ -82,8 +88,9 @@ async fn slow_and_silent_handshakes_are_closed_while_others_are_served() {
         let took = done
             .unwrap()
             .expect("the gateway kept a slow handshake open for 10 s");
-        // The deadline is 300 ms; allow a slow, shared machine its margin.
-        assert!(took >= Duration::from_millis(250), "closed early: {took:?}");
+        // Not before the 300 ms deadline (no upper bound but the 10 s
+        // give-up: this machine is shared and noisy).
+        assert!(took >= Duration::from_millis(300), "closed early: {took:?}");
         closed += 1;
     }
     assert_eq!(closed, 60);
