@@ -324,6 +324,18 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         s.slow_clients as f64,
     );
     add(
+        "wsc_gateway_http_head_timeouts_total",
+        "counter",
+        "Connections closed for not sending a complete request head in time.",
+        s.head_timeouts as f64,
+    );
+    add(
+        "wsc_gateway_http_heads_too_large_total",
+        "counter",
+        "Request heads refused with 431.",
+        s.heads_too_large as f64,
+    );
+    add(
         "wsc_gateway_sessions",
         "gauge",
         "Sessions held.",

@@ -28,10 +28,13 @@ pub(crate) struct HeadLimits {
 
 /// Serves `router` on `listener` until `shutdown` completes, then stops
 /// accepting and gives in-flight requests up to [`DRAIN`] to finish.
+/// `on_error` sees every connection that ended with an HTTP error (head
+/// timeouts and oversized heads among them), for the metrics.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     limits: HeadLimits,
+    on_error: impl Fn(&hyper::Error) + Clone + Send + 'static,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let mut builder = http1::Builder::new();
@@ -65,6 +68,7 @@ pub(crate) async fn serve(
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();
         let mut draining = draining.clone();
+        let on_error = on_error.clone();
         tokio::spawn(async move {
             let mut connection = std::pin::pin!(connection);
             let ended = tokio::select! {
@@ -77,6 +81,7 @@ pub(crate) async fn serve(
             // Timeouts, oversized heads and resets end here; the client was
             // answered (431) or simply closed.
             if let Err(e) = ended {
+                on_error(&e);
                 tracing::debug!(%peer, error = %e, "http connection ended with an error");
             }
         });

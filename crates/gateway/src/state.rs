@@ -32,6 +32,8 @@ pub(crate) struct Counters {
     pub(crate) slow_clients: AtomicU64,
     pub(crate) redis_errors: AtomicU64,
     pub(crate) local_sessions: AtomicU64,
+    pub(crate) head_timeouts: AtomicU64,
+    pub(crate) heads_too_large: AtomicU64,
 }
 
 /// How the ids of sessions held in one node's memory start (see
@@ -64,6 +66,12 @@ pub struct GatewayStats {
     pub redis_errors: u64,
     /// Sessions started in this node's memory while Redis was unreachable.
     pub local_fallback_sessions: u64,
+    /// Connections closed for not sending a complete request head within
+    /// [`GatewayConfig::handshake_timeout`] (slow or silent clients).
+    pub head_timeouts: u64,
+    /// Request heads refused with 431 (over
+    /// [`GatewayConfig::max_header_bytes`] or too many headers).
+    pub heads_too_large: u64,
 }
 
 pub(crate) struct AppState {
@@ -153,6 +161,8 @@ impl AppState {
             slow_clients: get(&c.slow_clients),
             redis_errors: get(&c.redis_errors),
             local_fallback_sessions: get(&c.local_sessions),
+            head_timeouts: get(&c.head_timeouts),
+            heads_too_large: get(&c.heads_too_large),
         }
     }
 }
@@ -423,7 +433,18 @@ impl Gateway {
             timeout: self.state.config.handshake_timeout,
             max_bytes: self.state.config.max_header_bytes,
         };
-        crate::server::serve(listener, self.router(), limits, async move {
+        let state = self.state.clone();
+        let on_error = move |e: &hyper::Error| {
+            if e.is_timeout() {
+                state.counters.head_timeouts.fetch_add(1, Ordering::Relaxed);
+            } else if e.is_parse_too_large() {
+                state
+                    .counters
+                    .heads_too_large
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        };
+        crate::server::serve(listener, self.router(), limits, on_error, async move {
             shutdown.await;
             // Connections see this and close with 1001.
             let _ = tx.send(true);

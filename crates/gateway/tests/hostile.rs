@@ -44,6 +44,17 @@ async fn time_until_closed(
     None
 }
 
+/// Whether a gateway counter reaches `want` within about two seconds.
+async fn stat_soon(r: &Running, pick: fn(&wsc_gateway::GatewayStats) -> u64, want: u64) -> bool {
+    for _ in 0..100 {
+        if pick(&r.gateway.stats()) == want {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
 #[tokio::test]
 async fn slow_and_silent_handshakes_are_closed_while_others_are_served() {
     let r = start(GatewayConfig {
@@ -94,6 +105,12 @@ async fn slow_and_silent_handshakes_are_closed_while_others_are_served() {
         closed += 1;
     }
     assert_eq!(closed, 60);
+    // Counted for the operator (`/metrics` too).
+    assert!(
+        stat_soon(&r, |s| s.head_timeouts, 60).await,
+        "{:?}",
+        r.gateway.stats()
+    );
     // The established WebSocket is not subject to the head deadline.
     send(
         &mut ws,
@@ -128,6 +145,12 @@ async fn oversized_and_overfull_request_heads_are_refused_with_431() {
     // And the gateway still serves everyone else.
     let (_ws, hello) = connect(&r, "user_id=ok").await;
     assert_eq!(hello["resumed"], false);
+    assert!(stat_soon(&r, |s| s.heads_too_large, 2).await);
+    let (_, metrics) = http_get(&r, "/metrics").await;
+    assert!(
+        metrics.contains("wsc_gateway_http_heads_too_large_total 2"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
