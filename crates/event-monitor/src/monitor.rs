@@ -98,6 +98,22 @@ impl EventMonitor {
         self.runs.len()
     }
 
+    /// Whether a run is tracked under `session_id` (cheaper than
+    /// [`tracker`](Self::tracker): nothing is copied).
+    ///
+    /// ```
+    /// use wsc_event_monitor::{AgentSession, EventMonitor, EventMonitorConfig};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let monitor = EventMonitor::new(EventMonitorConfig::default());
+    /// assert!(!monitor.is_tracking("run-1"));
+    /// monitor.start_session_tracking("run-1", AgentSession::new("alice")).await;
+    /// assert!(monitor.is_tracking("run-1"));
+    /// # });
+    /// ```
+    pub fn is_tracking(&self, session_id: &str) -> bool {
+        self.runs.contains_key(session_id)
+    }
+
     /// A snapshot of one run, or `None` if it is not tracked.
     pub fn tracker(&self, session_id: &str) -> Option<EventTracker> {
         let run = self.runs.get(session_id)?;

@@ -298,6 +298,17 @@ async fn handle_text(
     }
 }
 
+/// `run-` and 24 hex digits of SHA-256 over the session and the start's
+/// message id: the same on every gateway, unguessable across sessions.
+fn idempotent_run_id(session_id: &str, message_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(session_id.as_bytes());
+    hash.update([0]);
+    hash.update(message_id.as_bytes());
+    format!("run-{}", hex::encode(&hash.finalize()[..12]))
+}
+
 async fn start_agent(
     state: &Arc<AppState>,
     registry: &Arc<SessionRegistry>,
@@ -306,7 +317,23 @@ async fn start_agent(
     msg: &WebSocketMessage,
 ) {
     let p = &msg.payload;
-    let run_id = state.next_id("run");
+    // A `message_id` is the start's idempotency key within the session: a
+    // client that lost its connection right after sending a start cannot
+    // know whether it arrived, so it sends it again with the same id. The
+    // run id is derived from it, so the repeat is recognised here, and on
+    // another gateway (on Redis) its events carry the same message ids,
+    // which the shared store appends once.
+    let run_id = match &msg.message_id {
+        Some(id) => idempotent_run_id(session_id, id),
+        None => state.next_id("run"),
+    };
+    if msg.message_id.is_some() && state.monitor.is_tracking(&run_id) {
+        state
+            .counters
+            .repeated_starts
+            .fetch_add(1, Ordering::Relaxed);
+        return;
+    }
     let agent_name = p
         .get("agent_name")
         .and_then(Value::as_str)

@@ -369,7 +369,11 @@ async fn run_user(
     let expected: Vec<MessageType> = expected_sequence(config);
     let clock = SystemClock;
 
-    for _ in 0..config.runs {
+    for run_index in 0..config.runs {
+        // The message id makes the start idempotent: after a reconnection
+        // that shows nothing of this run yet, the start may have been lost
+        // with the connection, so it is sent again; the gateway starts the
+        // run once.
         let start = WebSocketMessage::new(
             MessageType::StartAgent,
             json!({
@@ -377,7 +381,8 @@ async fn run_user(
                 "tools": config.tools,
                 "step_delay_ms": config.step_delay.as_millis() as u64,
             }),
-        );
+        )
+        .with_message_id(format!("start-{user}-{run_index}"));
         client.send(start.clone());
         // Drop the connection once, after a random event of this run.
         let drop_after = if rng.random_bool(config.disconnect_rate.clamp(0.0, 1.0)) {
@@ -406,7 +411,11 @@ async fn run_user(
                 }
                 ClientEvent::Connected(outcome) => {
                     pending_drop = false;
+                    let reconnected = outcome.resume_requested;
                     out.connected(outcome, &mut current_url);
+                    if reconnected && run_id.is_none() {
+                        client.send(start.clone());
+                    }
                     continue;
                 }
                 ClientEvent::Disconnected { .. } => continue,

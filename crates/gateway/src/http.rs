@@ -336,6 +336,12 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         s.heads_too_large as f64,
     );
     add(
+        "wsc_gateway_repeated_starts_total",
+        "counter",
+        "start_agent frames repeating a started run's message_id (no second run).",
+        s.repeated_starts as f64,
+    );
+    add(
         "wsc_gateway_sessions",
         "gauge",
         "Sessions held.",

@@ -34,6 +34,7 @@ pub(crate) struct Counters {
     pub(crate) local_sessions: AtomicU64,
     pub(crate) head_timeouts: AtomicU64,
     pub(crate) heads_too_large: AtomicU64,
+    pub(crate) repeated_starts: AtomicU64,
 }
 
 /// How the ids of sessions held in one node's memory start (see
@@ -72,6 +73,10 @@ pub struct GatewayStats {
     /// Request heads refused with 431 (over
     /// [`GatewayConfig::max_header_bytes`] or too many headers).
     pub heads_too_large: u64,
+    /// `start_agent` frames repeating the `message_id` of a run already
+    /// started in the session (a client unsure its start arrived); no
+    /// second run was started.
+    pub repeated_starts: u64,
 }
 
 pub(crate) struct AppState {
@@ -163,6 +168,7 @@ impl AppState {
             local_fallback_sessions: get(&c.local_sessions),
             head_timeouts: get(&c.head_timeouts),
             heads_too_large: get(&c.heads_too_large),
+            repeated_starts: get(&c.repeated_starts),
         }
     }
 }

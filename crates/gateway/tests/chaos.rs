@@ -30,12 +30,30 @@ struct ProxyStats {
     cut: AtomicU64,
 }
 
+/// Where a marked connection is cut.
+#[derive(Clone, Copy, Debug)]
+enum Cut {
+    /// At the n-th frame after `agent_started` (1..=5: never after
+    /// `agent_completed`, so no start of a later run is in flight),
+    /// keeping this share of that frame.
+    MidRun(u32, f64),
+    /// After this many bytes from the server past the HTTP head: during
+    /// `connection_established`, in a run, or between runs while the next
+    /// `start_agent` is on its way (then it is lost with the connection).
+    Anywhere(usize),
+    /// Right after the k-th `agent_completed`, when the client sends its
+    /// next `start_agent`: that start is swallowed and the connection cut.
+    AfterRun(u32),
+}
+
 /// Starts a proxy to `upstream` on a free port; each connection is marked
-/// for a cut with probability `cut_rate`.
+/// for a cut with probability `cut_rate`, mid-run or (`anywhere`) at any
+/// byte.
 async fn chaos_proxy(
     upstream: SocketAddr,
     cut_rate: f64,
     seed: u64,
+    anywhere: bool,
 ) -> (SocketAddr, Arc<ProxyStats>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -51,12 +69,17 @@ async fn chaos_proxy(
                 continue;
             };
             s.connections.fetch_add(1, Ordering::Relaxed);
-            // Cut at the n-th frame after `agent_started` (1..=5: never
-            // after `agent_completed`, so no start of a later run is in
-            // flight), keeping a random part of that frame.
-            let plan = rng
-                .random_bool(cut_rate)
-                .then(|| (rng.random_range(1..=5u32), rng.random_range(0.0..1.0f64)));
+            let plan = rng.random_bool(cut_rate).then(|| {
+                if anywhere && rng.random_bool(0.7) {
+                    // A run is about 2 KB on the wire; a connection carries
+                    // up to ten.
+                    Cut::Anywhere(rng.random_range(1..=8_000))
+                } else if anywhere {
+                    Cut::AfterRun(rng.random_range(1..=3u32))
+                } else {
+                    Cut::MidRun(rng.random_range(1..=5u32), rng.random_range(0.0..1.0f64))
+                }
+            });
             tokio::spawn(relay(client, server, plan, s.clone()));
         }
     });
@@ -66,18 +89,29 @@ async fn chaos_proxy(
 /// Relays one connection. Client to server is copied as it comes; server
 /// to client is parsed into WebSocket frames (the server's are unmasked)
 /// so a cut can land mid-run.
-async fn relay(
-    client: TcpStream,
-    server: TcpStream,
-    plan: Option<(u32, f64)>,
-    stats: Arc<ProxyStats>,
-) {
+async fn relay(client: TcpStream, server: TcpStream, plan: Option<Cut>, stats: Arc<ProxyStats>) {
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
+    // Set when a cut begins: what the client sends from then on is
+    // swallowed, as frames in flight are when a connection dies.
+    let dying = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swallow = dying.clone();
     let upstream = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+        let mut chunk = vec![0u8; 16 * 1024];
+        loop {
+            let n = match client_read.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if swallow.load(Ordering::Relaxed) {
+                continue;
+            }
+            if server_write.write_all(&chunk[..n]).await.is_err() {
+                break;
+            }
+        }
         (client_read, server_write)
     });
     let mut buf: Vec<u8> = Vec::new();
@@ -85,6 +119,8 @@ async fn relay(
     let mut head_done = false;
     let mut in_run_frames: Option<u32> = None;
     let mut saw_run = false;
+    let mut forwarded = 0usize;
+    let mut runs_seen = 0u32;
     let cut = 'relay: loop {
         let n = match server_read.read(&mut chunk).await {
             Ok(0) | Err(_) => break 'relay false,
@@ -101,6 +137,25 @@ async fn relay(
             buf.drain(..end + 4);
             head_done = true;
         }
+        if let Some(Cut::Anywhere(at)) = plan {
+            // Forward what fits before the cut point, then cut.
+            let room = at.saturating_sub(forwarded);
+            if buf.len() >= room {
+                // The client gets the bytes before the cut and may answer
+                // them (a `start_agent` after `agent_completed`): its
+                // answer is lost with the connection.
+                dying.store(true, Ordering::Relaxed);
+                let _ = client_write.write_all(&buf[..room]).await;
+                tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+                break 'relay true;
+            }
+            forwarded += buf.len();
+            if client_write.write_all(&buf).await.is_err() {
+                break 'relay false;
+            }
+            buf.clear();
+            continue;
+        }
         while let Some(len) = frame_len(&buf) {
             let frame: Vec<u8> = buf.drain(..len).collect();
             let text = String::from_utf8_lossy(&frame);
@@ -112,7 +167,7 @@ async fn relay(
                 in_run_frames = Some(0);
             } else if let Some(k) = in_run_frames.as_mut() {
                 *k += 1;
-                if let Some((at, keep)) = plan {
+                if let Some(Cut::MidRun(at, keep)) = plan {
                     if *k == at {
                         let part = ((frame.len() as f64) * keep) as usize;
                         let _ = client_write.write_all(&frame[..part]).await;
@@ -120,11 +175,18 @@ async fn relay(
                     }
                 }
             }
-            if text.contains(r#""type":"agent_completed""#) {
+            let completed = text.contains(r#""type":"agent_completed""#);
+            if completed {
                 in_run_frames = None;
+                runs_seen += 1;
             }
             if client_write.write_all(&frame).await.is_err() {
                 break 'relay false;
+            }
+            if completed && matches!(plan, Some(Cut::AfterRun(k)) if k == runs_seen) {
+                dying.store(true, Ordering::Relaxed);
+                tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+                break 'relay true;
             }
         }
     };
@@ -169,6 +231,13 @@ fn chaos_config() -> DemoConfig {
 }
 
 fn check(report: &DemoReport, proxies: &[Arc<ProxyStats>]) {
+    check_with(report, proxies, false);
+}
+
+/// The report is exact and about 30 % of the connections that carried runs
+/// (or of all connections, for cuts `anywhere`) were cut, each followed by
+/// a resume.
+fn check_with(report: &DemoReport, proxies: &[Arc<ProxyStats>], anywhere: bool) {
     let connections: u64 = proxies
         .iter()
         .map(|p| p.connections.load(Ordering::Relaxed))
@@ -179,7 +248,7 @@ fn check(report: &DemoReport, proxies: &[Arc<ProxyStats>]) {
         .sum();
     let cut: u64 = proxies.iter().map(|p| p.cut.load(Ordering::Relaxed)).sum();
     eprintln!(
-        "{}\nproxy: {connections} connections, {with_runs} carried runs, {cut} cut mid-run",
+        "{}\nproxy: {connections} connections, {with_runs} carried runs, {cut} cut",
         report.to_table()
     );
     assert_eq!(report.runs, 1_000);
@@ -188,16 +257,21 @@ fn check(report: &DemoReport, proxies: &[Arc<ProxyStats>]) {
     assert_eq!((report.events_lost, report.events_duplicated), (0, 0));
     assert_eq!(report.events, report.events_expected);
     assert!(report.passed());
-    // About 30 % of connections were cut, each in the middle of a run, and
-    // every cut was followed by a resume.
-    let share = cut as f64 / with_runs as f64;
-    assert!((0.2..=0.45).contains(&share), "{cut} of {with_runs} cut");
+    // About 30 % of connections were cut.
+    let base = if anywhere { connections } else { with_runs };
+    let share = cut as f64 / base as f64;
+    assert!((0.2..=0.45).contains(&share), "{cut} of {base} cut");
     assert!(cut >= 25, "only {cut} cuts");
-    assert!(
-        report.resumes >= cut,
-        "{} resumes for {cut} cuts",
-        report.resumes
-    );
+    // A cut mid-run is always followed by a resume; a cut before the
+    // client learned its session (during `connection_established`) by a
+    // fresh connection instead.
+    if !anywhere {
+        assert!(
+            report.resumes >= cut,
+            "{} resumes for {cut} cuts",
+            report.resumes
+        );
+    }
     assert_eq!(report.resumes_refused, 0);
 }
 
@@ -220,7 +294,7 @@ fn config() -> GatewayConfig {
 async fn a_thousand_runs_through_a_proxy_that_cuts_30_percent_of_connections() {
     let gateway = Gateway::new(config());
     let addr = serve(&gateway).await;
-    let (proxy, stats) = chaos_proxy(addr, 0.3, 1).await;
+    let (proxy, stats) = chaos_proxy(addr, 0.3, 1, false).await;
     let report = run_demo(
         std::slice::from_ref(&gateway),
         &[format!("ws://{proxy}/ws")],
@@ -229,6 +303,29 @@ async fn a_thousand_runs_through_a_proxy_that_cuts_30_percent_of_connections() {
     )
     .await;
     check(&report, &[stats]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_runs_through_a_proxy_that_cuts_anywhere_even_between_runs() {
+    let gateway = Gateway::new(config());
+    let addr = serve(&gateway).await;
+    let (proxy, stats) = chaos_proxy(addr, 0.3, 4, true).await;
+    let report = run_demo(
+        std::slice::from_ref(&gateway),
+        &[format!("ws://{proxy}/ws")],
+        &chaos_config(),
+        Arc::new(DemoProgress::default()),
+    )
+    .await;
+    check_with(&report, &[stats], true);
+    // Some cut fell between a run's end and the next start, so that start
+    // was lost or its fate unknown: sent again, started once.
+    eprintln!("repeated starts: {}", gateway.stats().repeated_starts);
+    assert_eq!(
+        gateway.stats().runs,
+        1_000,
+        "one run per start, repeats refused"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,7 +345,7 @@ async fn the_same_across_two_gateways_on_redis_while_redis_restarts() {
         let gateway = Gateway::with_redis(config(), Arc::new(SimulatedAgent), settings.clone())
             .await
             .unwrap();
-        let (proxy, stats) = chaos_proxy(serve(&gateway).await, 0.3, seed).await;
+        let (proxy, stats) = chaos_proxy(serve(&gateway).await, 0.3, seed, false).await;
         gateways.push(gateway);
         urls.push(format!("ws://{proxy}/ws"));
         proxies.push(stats);

@@ -620,3 +620,37 @@ async fn the_event_monitor_tracks_at_most_max_tracked_runs() {
     assert_eq!(r.gateway.stats().runs, 5);
     assert_eq!(r.gateway.event_monitor().session_count(), 3);
 }
+
+#[tokio::test]
+async fn a_repeated_start_with_the_same_message_id_starts_one_run() {
+    let r = start(GatewayConfig::default()).await;
+    let (mut ws, _) = connect(&r, "user_id=rita").await;
+    let start = start_agent(&["search"], 0).with_message_id("start-1");
+    send(&mut ws, &start).await;
+    send(&mut ws, &start).await;
+    // A different id is a different run.
+    send(&mut ws, &start_agent(&[], 0).with_message_id("start-2")).await;
+    let mut runs = std::collections::BTreeMap::<String, Vec<MessageType>>::new();
+    let mut completed = 0;
+    while completed < 2 {
+        let frame = next_frame(&mut ws).await.expect("frames");
+        let run = frame.payload["run_id"].as_str().unwrap().to_owned();
+        completed += usize::from(frame.message_type == MessageType::AgentCompleted);
+        runs.entry(run).or_default().push(frame.message_type);
+    }
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let lengths: Vec<usize> = runs.values().map(Vec::len).collect();
+    assert_eq!(lengths.iter().sum::<usize>(), 5 + 3, "{runs:?}");
+    let stats = r.gateway.stats();
+    assert_eq!((stats.runs, stats.repeated_starts), (2, 1));
+    // Nothing else arrives: the repeat started nothing.
+    send(
+        &mut ws,
+        &WebSocketMessage::new(MessageType::Ping, json!({})),
+    )
+    .await;
+    assert_eq!(
+        next_frame(&mut ws).await.unwrap().message_type,
+        MessageType::Pong
+    );
+}
