@@ -226,41 +226,15 @@ impl Ev {
     fn message(self, legacy: bool) -> WebSocketMessage {
         use MessageType as M;
         let call = |c: u8| json!({"tool_call_id": format!("call-{c}"), "tool_name": "search"});
+        // The current name, or its legacy synonym.
+        let name = |current, old| if legacy { old } else { current };
         let (t, payload) = match self {
-            Ev::Started => (
-                if legacy {
-                    M::AgentStart
-                } else {
-                    M::AgentStarted
-                },
-                json!({}),
-            ),
+            Ev::Started => (name(M::AgentStarted, M::AgentStart), json!({})),
             Ev::Thinking => (M::AgentThinking, json!({})),
-            Ev::Exec(c) => (
-                if legacy {
-                    M::ToolExecute
-                } else {
-                    M::ToolExecuting
-                },
-                call(c),
-            ),
-            Ev::Done(c) => (
-                if legacy {
-                    M::ToolComplete
-                } else {
-                    M::ToolCompleted
-                },
-                call(c),
-            ),
+            Ev::Exec(c) => (name(M::ToolExecuting, M::ToolExecute), call(c)),
+            Ev::Done(c) => (name(M::ToolCompleted, M::ToolComplete), call(c)),
             Ev::DoneAnonymous => (M::ToolCompleted, json!({})),
-            Ev::Completed => (
-                if legacy {
-                    M::AgentComplete
-                } else {
-                    M::AgentCompleted
-                },
-                json!({}),
-            ),
+            Ev::Completed => (name(M::AgentCompleted, M::AgentComplete), json!({})),
             Ev::Error => (M::Error, json!({"message": "boom"})),
             Ev::Other => (M::Pong, json!({})),
         };
@@ -319,8 +293,12 @@ fn reference_order(events: &[Ev]) -> Outcome {
                 open.push(Some(c));
                 before.then_some(ViolationKind::EventBeforeStart)
             }
-            Ev::Done(c) => {
-                let found = open.iter().position(|t| *t == Some(c));
+            Ev::Done(_) | Ev::DoneAnonymous => {
+                // By call id; an anonymous completion closes the oldest.
+                let found = match ev {
+                    Ev::Done(c) => open.iter().position(|t| *t == Some(c)),
+                    _ => (!open.is_empty()).then_some(0),
+                };
                 if let Some(i) = found {
                     open.remove(i);
                 }
@@ -330,17 +308,6 @@ fn reference_order(events: &[Ev]) -> Outcome {
                     found
                         .is_none()
                         .then_some(ViolationKind::UnmatchedToolCompletion)
-                }
-            }
-            Ev::DoneAnonymous => {
-                let found = !open.is_empty();
-                if found {
-                    open.remove(0);
-                }
-                if before {
-                    Some(ViolationKind::EventBeforeStart)
-                } else {
-                    (!found).then_some(ViolationKind::UnmatchedToolCompletion)
                 }
             }
             Ev::Completed => {

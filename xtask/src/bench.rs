@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::root;
+use crate::{cargo, root, target_dir};
 
 /// A bench target: package and bench name.
 const BENCHES: [(&str, &str); 6] = [
@@ -223,10 +223,6 @@ fn human(ns: f64) -> String {
     }
 }
 
-fn cargo() -> String {
-    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
-}
-
 fn run_bench(
     package: &str,
     bench: &str,
@@ -256,10 +252,9 @@ fn run_bench(
         ]);
     }
     println!("==> [bench] cargo {}", args.join(" "));
-    let out = Command::new(cargo())
+    let out = cargo()
         .args(&args)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .current_dir(root())
         .stderr(Stdio::inherit())
         .output()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
@@ -320,10 +315,7 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
     // Fresh results only: a bench that fails must not leave old numbers.
     // Criterion writes under the cargo target directory (which
     // CARGO_TARGET_DIR may move).
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|t| if t.is_absolute() { t } else { root().join(t) })
-        .unwrap_or_else(|| root().join("target"));
+    let target = target_dir();
     let criterion_dir = target.join("criterion");
     let _ = std::fs::remove_dir_all(&criterion_dir);
     let env = [("WSC_REDIS_SERVER", redis.display().to_string())];
@@ -335,11 +327,7 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
         build.extend(["--bench", bench]);
     }
     println!("==> [bench] cargo {}", build.join(" "));
-    let built = Command::new(cargo())
-        .args(&build)
-        .current_dir(root())
-        .status()
-        .is_ok_and(|s| s.success());
+    let built = cargo().args(&build).status().is_ok_and(|s| s.success());
     if !built {
         eprintln!("xtask bench: building the benchmarks failed");
         return ExitCode::from(1);

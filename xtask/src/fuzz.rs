@@ -4,10 +4,10 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{ExitCode, Stdio};
 use std::time::Instant;
 
-use crate::root;
+use crate::{cargo, has_cargo_subcommand, root};
 
 /// The targets, in the order they run (the `[[bin]]`s of `fuzz/Cargo.toml`).
 const TARGETS: [&str; 3] = ["client_frame", "resume_query", "event_order"];
@@ -77,13 +77,7 @@ pub(crate) fn fuzz(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let has_cargo_fuzz = cargo()
-        .args(["fuzz", "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_cargo_fuzz {
+    if !has_cargo_subcommand("fuzz") {
         eprintln!("xtask fuzz: cargo-fuzz is not installed; run `cargo install cargo-fuzz`");
         return ExitCode::from(1);
     }
@@ -177,10 +171,6 @@ pub(crate) fn fuzz(args: &[String]) -> ExitCode {
         eprintln!("xtask fuzz: crashes in {}", failed.join(", "));
         ExitCode::from(1)
     }
-}
-
-fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
 }
 
 /// Passes libFuzzer's output through (its periodic status lines and

@@ -63,6 +63,33 @@ fn root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// A `cargo` command: the cargo running this task (`CARGO`), else the one
+/// on PATH; run from the workspace root.
+pub(crate) fn cargo() -> Command {
+    let mut command = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(root());
+    command
+}
+
+/// Whether `cargo <subcommand>` is installed (`cargo fuzz`, `cargo deny`).
+pub(crate) fn has_cargo_subcommand(subcommand: &str) -> bool {
+    cargo()
+        .args([subcommand, "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The cargo target directory: `CARGO_TARGET_DIR` (relative to the root
+/// when relative), else `target/` under the root.
+pub(crate) fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|t| if t.is_absolute() { t } else { root().join(t) })
+        .unwrap_or_else(|| root().join("target"))
+}
+
 /// One step of a task: a cargo command with extra environment.
 struct Step {
     name: &'static str,
@@ -323,14 +350,7 @@ fn audit(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let installed = Command::new(&cargo)
-        .args(["deny", "--version"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !installed {
+    if !has_cargo_subcommand("deny") {
         eprintln!(
             "xtask audit: cargo-deny is not installed; run `cargo install cargo-deny --locked`"
         );
@@ -360,7 +380,6 @@ fn audit(args: &[String]) -> ExitCode {
 /// Runs one step; `Err` carries the exit code to report (1 if the command
 /// was killed by a signal or could not start).
 fn run(step: &Step) -> Result<(), u8> {
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let shown_env: String = step
         .env
         .iter()
@@ -372,10 +391,9 @@ fn run(step: &Step) -> Result<(), u8> {
         step.args.join(" ")
     );
     let started = Instant::now();
-    let status = Command::new(&cargo)
+    let status = cargo()
         .args(step.args)
         .envs(step.env.iter().map(|(k, v)| (*k, v.as_str())))
-        .current_dir(root())
         .status();
     match status {
         Ok(s) if s.success() => {
@@ -384,7 +402,7 @@ fn run(step: &Step) -> Result<(), u8> {
         }
         Ok(s) => Err(s.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(1)),
         Err(e) => {
-            eprintln!("xtask: could not start `{cargo}`: {e}");
+            eprintln!("xtask: could not start cargo: {e}");
             Err(1)
         }
     }

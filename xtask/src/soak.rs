@@ -4,13 +4,12 @@
 //! sampled every 10 s and the task says whether it stayed flat.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::root;
+use crate::{cargo, target_dir};
 
 const USAGE: &str =
     "usage: cargo xtask soak [--minutes N] [--users N]   (defaults: 10 minutes, 50 users)";
@@ -53,12 +52,6 @@ fn parse(args: &[String]) -> Result<(u64, u64), String> {
     Ok((minutes, users))
 }
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
-}
-
 /// Resident set size of `pid` in KiB, from /proc.
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -74,11 +67,9 @@ pub(crate) fn soak(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     println!("==> [soak] building the release gateway");
-    let built = Command::new(&cargo)
+    let built = cargo()
         .args(["build", "--release", "--locked", "-p", "wsc-gateway"])
-        .current_dir(root())
         .status()
         .is_ok_and(|s| s.success());
     if !built {

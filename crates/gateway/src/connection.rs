@@ -19,7 +19,7 @@ use wsc_rate_limiter::ConnectionPermit;
 use wsc_reconnection::{ResumeRequest, SessionError, SessionRegistry, SessionStart};
 
 use crate::agent::{AgentRequest, EventSink};
-use crate::state::AppState;
+use crate::state::{AppState, SessionHome};
 
 /// What the writer task sends.
 enum Out {
@@ -401,8 +401,16 @@ async fn start_session(
     user: &str,
     resume: Option<&ResumeRequest>,
 ) -> (Arc<SessionRegistry>, Result<SessionStart, SessionError>) {
+    // Only ids with this node's local mark can be in its memory registry
+    // (with Redis; without, the two registries are one).
     if let (Some(_), Some(request)) = (&state.redis, resume) {
-        if let Ok(Some(_)) = state.local_sessions.session(&request.session_id).await {
+        let here = state.session_home(&request.session_id) == SessionHome::Here;
+        if here
+            && matches!(
+                state.local_sessions.session(&request.session_id).await,
+                Ok(Some(_))
+            )
+        {
             let local = state.local_sessions.clone();
             let started = local.start(user, resume).await;
             return (local, started);

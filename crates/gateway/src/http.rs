@@ -17,7 +17,7 @@ use serde_json::json;
 use wsc_reconnection::ResumeRequest;
 
 use crate::config::AuthMode;
-use crate::state::AppState;
+use crate::state::{AppState, SessionHome};
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -184,11 +184,8 @@ async fn upgrade(
         // A session started while Redis was unreachable lives in one
         // node's memory: send its resume on (the client's next attempt
         // goes to another gateway) rather than refuse it and lose frames.
-        let here = |r: &ResumeRequest| r.session_id.starts_with(&state.local_prefix);
-        if let Some(r) = resume
-            .as_ref()
-            .filter(|r| r.session_id.starts_with(crate::state::LOCAL_SESSION_MARK) && !here(r))
-        {
+        let home = resume.as_ref().map(|r| state.session_home(&r.session_id));
+        if let (Some(r), Some(SessionHome::Elsewhere)) = (&resume, home) {
             return refuse(
                 &state,
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -200,7 +197,7 @@ async fn upgrade(
                 Some(1),
             );
         }
-        let remote_resume = resume.as_ref().is_some_and(|r| !here(r));
+        let remote_resume = home.is_some_and(|h| h != SessionHome::Here);
         // Down: fail-closed refuses everything; fail-open still serves new
         // sessions and this node's own, but a resume must wait for the
         // store that holds it.

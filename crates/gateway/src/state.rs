@@ -128,7 +128,30 @@ impl RedisState {
     }
 }
 
+/// Where a session lives, judged from its id alone (with Redis).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SessionHome {
+    /// In Redis, shared by every gateway (or, without Redis, in memory).
+    Shared,
+    /// In this gateway's memory (started while Redis was unreachable).
+    Here,
+    /// In another gateway's memory.
+    Elsewhere,
+}
+
 impl AppState {
+    /// Where `session_id` lives: ids of sessions kept in one gateway's
+    /// memory carry that gateway's local prefix.
+    pub(crate) fn session_home(&self, session_id: &str) -> SessionHome {
+        if !session_id.starts_with(LOCAL_SESSION_MARK) || self.local_prefix.is_empty() {
+            SessionHome::Shared
+        } else if session_id.starts_with(&self.local_prefix) {
+            SessionHome::Here
+        } else {
+            SessionHome::Elsewhere
+        }
+    }
+
     pub(crate) fn next_id(&self, prefix: &str) -> String {
         format!(
             "{prefix}-{}-{}",

@@ -230,14 +230,10 @@ fn chaos_config() -> DemoConfig {
     }
 }
 
-fn check(report: &DemoReport, proxies: &[Arc<ProxyStats>]) {
-    check_with(report, proxies, false);
-}
-
 /// The report is exact and about 30 % of the connections that carried runs
 /// (or of all connections, for cuts `anywhere`) were cut, each followed by
 /// a resume.
-fn check_with(report: &DemoReport, proxies: &[Arc<ProxyStats>], anywhere: bool) {
+fn check(report: &DemoReport, proxies: &[Arc<ProxyStats>], anywhere: bool) {
     let connections: u64 = proxies
         .iter()
         .map(|p| p.connections.load(Ordering::Relaxed))
@@ -290,11 +286,12 @@ fn config() -> GatewayConfig {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_thousand_runs_through_a_proxy_that_cuts_30_percent_of_connections() {
+/// One gateway behind one chaos proxy under the 1 000-run load; checks the
+/// report and returns the gateway.
+async fn one_gateway_through_the_proxy(seed: u64, anywhere: bool) -> Gateway {
     let gateway = Gateway::new(config());
     let addr = serve(&gateway).await;
-    let (proxy, stats) = chaos_proxy(addr, 0.3, 1, false).await;
+    let (proxy, stats) = chaos_proxy(addr, 0.3, seed, anywhere).await;
     let report = run_demo(
         std::slice::from_ref(&gateway),
         &[format!("ws://{proxy}/ws")],
@@ -302,22 +299,18 @@ async fn a_thousand_runs_through_a_proxy_that_cuts_30_percent_of_connections() {
         Arc::new(DemoProgress::default()),
     )
     .await;
-    check(&report, &[stats]);
+    check(&report, &[stats], anywhere);
+    gateway
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_runs_through_a_proxy_that_cuts_30_percent_of_connections() {
+    one_gateway_through_the_proxy(1, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_runs_through_a_proxy_that_cuts_anywhere_even_between_runs() {
-    let gateway = Gateway::new(config());
-    let addr = serve(&gateway).await;
-    let (proxy, stats) = chaos_proxy(addr, 0.3, 4, true).await;
-    let report = run_demo(
-        std::slice::from_ref(&gateway),
-        &[format!("ws://{proxy}/ws")],
-        &chaos_config(),
-        Arc::new(DemoProgress::default()),
-    )
-    .await;
-    check_with(&report, &[stats], true);
+    let gateway = one_gateway_through_the_proxy(4, true).await;
     // Some cut fell between a run's end and the next start, so that start
     // was lost or its fate unknown: sent again, started once.
     eprintln!("repeated starts: {}", gateway.stats().repeated_starts);
@@ -372,7 +365,7 @@ async fn the_same_across_two_gateways_on_redis_while_redis_restarts() {
         .await
         .expect("the load finishes")
         .unwrap();
-    check(&report, &proxies);
+    check(&report, &proxies, false);
     assert!(report.resumes_on_other_gateway > 0, "{report:?}");
     assert!(
         gateways.iter().map(|g| g.stats().redis_errors).sum::<u64>() > 0,

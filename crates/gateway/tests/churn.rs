@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use cap::Cap;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
-use wsc_core::{MessageType, WebSocketMessage};
 use wsc_gateway::GatewayConfig;
 
 mod support;
@@ -26,15 +24,7 @@ const TTL: Duration = Duration::from_millis(500);
 async fn churn(r: &Running, n: usize) {
     for i in 0..n {
         let (mut ws, _) = connect(r, &format!("user_id={USER}")).await;
-        send(
-            &mut ws,
-            &WebSocketMessage::new(MessageType::Ping, json!({})),
-        )
-        .await;
-        assert_eq!(
-            next_frame(&mut ws).await.unwrap().message_type,
-            MessageType::Pong
-        );
+        ping_pong(&mut ws).await;
         if i % 2 == 0 {
             ws.send(Message::Close(None)).await.unwrap();
             while ws.next().await.is_some() {}

@@ -186,15 +186,7 @@ async fn frames_over_the_limit_are_rate_limited_with_a_retry() {
     .await;
     let (mut ws, _) = connect(&r, "user_id=frank").await;
     for _ in 0..3 {
-        send(
-            &mut ws,
-            &WebSocketMessage::new(MessageType::Ping, json!({})),
-        )
-        .await;
-        assert_eq!(
-            next_frame(&mut ws).await.unwrap().message_type,
-            MessageType::Pong
-        );
+        ping_pong(&mut ws).await;
     }
     send(
         &mut ws,
@@ -401,15 +393,7 @@ async fn every_resume_refusal_reason_over_the_wire() {
         &WebSocketMessage::new(MessageType::Ack, json!({"seq": 3})),
     )
     .await;
-    send(
-        &mut ws,
-        &WebSocketMessage::new(MessageType::Ping, json!({})),
-    )
-    .await;
-    assert_eq!(
-        next_frame(&mut ws).await.unwrap().message_type,
-        MessageType::Pong
-    );
+    ping_pong(&mut ws).await;
     let (session, token) = (
         hello["session_id"].as_str().unwrap().to_owned(),
         hello["resume_token"].as_str().unwrap().to_owned(),
@@ -644,13 +628,5 @@ async fn a_repeated_start_with_the_same_message_id_starts_one_run() {
     let stats = r.gateway.stats();
     assert_eq!((stats.runs, stats.repeated_starts), (2, 1));
     // Nothing else arrives: the repeat started nothing.
-    send(
-        &mut ws,
-        &WebSocketMessage::new(MessageType::Ping, json!({})),
-    )
-    .await;
-    assert_eq!(
-        next_frame(&mut ws).await.unwrap().message_type,
-        MessageType::Pong
-    );
+    ping_pong(&mut ws).await;
 }

@@ -85,15 +85,7 @@ async fn slow_and_silent_handshakes_are_closed_while_others_are_served() {
     // Meanwhile an ordinary client is served.
     let (mut ws, hello) = connect(&r, "user_id=ok").await;
     assert_eq!(hello["resumed"], false);
-    send(
-        &mut ws,
-        &WebSocketMessage::new(MessageType::Ping, json!({})),
-    )
-    .await;
-    assert_eq!(
-        next_frame(&mut ws).await.unwrap().message_type,
-        MessageType::Pong
-    );
+    ping_pong(&mut ws).await;
     let mut closed = 0;
     while let Some(done) = attackers.join_next().await {
         let took = done
@@ -112,15 +104,7 @@ async fn slow_and_silent_handshakes_are_closed_while_others_are_served() {
         r.gateway.stats()
     );
     // The established WebSocket is not subject to the head deadline.
-    send(
-        &mut ws,
-        &WebSocketMessage::new(MessageType::Ping, json!({})),
-    )
-    .await;
-    assert_eq!(
-        next_frame(&mut ws).await.unwrap().message_type,
-        MessageType::Pong
-    );
+    ping_pong(&mut ws).await;
 }
 
 #[tokio::test]
@@ -201,15 +185,7 @@ async fn a_ping_flood_is_rate_limited_and_others_stay_served() {
         }
     }
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
-    send(
-        &mut ws,
-        &WebSocketMessage::new(MessageType::Ping, json!({})),
-    )
-    .await;
-    assert_eq!(
-        next_frame(&mut ws).await.unwrap().message_type,
-        MessageType::Pong
-    );
+    ping_pong(&mut ws).await;
 
     let (pongs, limited) = reader.await.unwrap();
     let _sink = writer.await.unwrap();

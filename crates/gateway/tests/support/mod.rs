@@ -96,6 +96,15 @@ pub(crate) async fn next_frame(ws: &mut Ws) -> Option<WebSocketMessage> {
     }
 }
 
+/// Sends a `ping` and checks that the next frame is its `pong`.
+pub(crate) async fn ping_pong(ws: &mut Ws) {
+    send(ws, &WebSocketMessage::new(MessageType::Ping, json!({}))).await;
+    assert_eq!(
+        next_frame(ws).await.expect("a pong").message_type,
+        MessageType::Pong
+    );
+}
+
 pub(crate) async fn send(ws: &mut Ws, msg: &WebSocketMessage) {
     ws.send(Message::text(serialize(msg))).await.unwrap();
 }
