@@ -388,4 +388,10 @@ pub fn event_order(data: &[u8]) {
     assert_eq!(got, reference_order(&events), "events {events:?}");
     let tracker = monitor.tracker("run").expect("tracked");
     assert_eq!(tracker.total_events, events.len() as u64);
+    // `is_complete` is validated completion, nothing less.
+    assert_eq!(
+        tracker.is_complete,
+        got == Outcome::Done(true),
+        "events {events:?}"
+    );
 }

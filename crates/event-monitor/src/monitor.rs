@@ -125,7 +125,8 @@ impl EventMonitor {
             events_received: run.events.iter().map(|(_, m)| m.clone()).collect(),
             started_at: run.started_at,
             last_event_at: run.last_event_at,
-            is_complete: run.phase == Phase::Completed,
+            is_complete: matches!(self.validate(session_id, &run), Ok(true)),
+            reached_completion: run.phase == Phase::Completed,
             is_failed: run.phase == Phase::Failed,
             is_timeout: run.is_timeout,
             total_events: run.total_events,
@@ -211,6 +212,12 @@ impl EventMonitor {
             .runs
             .get(session_id)
             .ok_or_else(|| EventValidationError::UnknownSession(session_id.to_owned()))?;
+        self.validate(session_id, &run)
+    }
+
+    /// The checks of [`validate_session_completion`](Self::validate_session_completion)
+    /// on one run: `Ok(true)` exactly when the run is validated complete.
+    fn validate(&self, session_id: &str, run: &Run) -> Result<bool, EventValidationError> {
         if run.phase == Phase::Failed {
             return Err(EventValidationError::RunFailed {
                 session_id: session_id.to_owned(),

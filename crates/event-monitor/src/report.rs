@@ -24,8 +24,17 @@ pub struct EventTracker {
     pub started_at: Timestamp,
     /// When the last event was recorded (`started_at` before any).
     pub last_event_at: Timestamp,
-    /// The run delivered `agent_completed`.
+    /// The run is *validated* complete: it delivered `agent_completed` and
+    /// passes [`validate_session_completion`](crate::EventMonitor::validate_session_completion)
+    /// (every required critical event arrived, in an order that broke no
+    /// rule, as far as the config checks them). A run that reached
+    /// `agent_completed` but misses events or broke the order is not
+    /// complete; see [`reached_completion`](Self::reached_completion) for
+    /// "ended with `agent_completed`" alone.
     pub is_complete: bool,
+    /// The run delivered `agent_completed` (its terminal event), whether or
+    /// not it is valid.
+    pub reached_completion: bool,
     /// The run ended with `error` or `agent_error`.
     pub is_failed: bool,
     /// The run was marked timed out.

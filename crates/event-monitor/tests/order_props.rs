@@ -182,7 +182,13 @@ fn observe(events: &[Ev]) -> Expect {
     for e in events {
         now(monitor.record_event("run", e.message())).expect("tracked");
     }
-    match now(monitor.validate_session_completion("run")) {
+    let complete_before = monitor.tracker("run").expect("tracked").is_complete;
+    let result = now(monitor.validate_session_completion("run"));
+    // `is_complete` means validated complete, before validation and after.
+    let complete_after = monitor.tracker("run").expect("tracked").is_complete;
+    assert_eq!(complete_before, result == Ok(true), "{result:?}");
+    assert_eq!(complete_after, complete_before);
+    match result {
         Ok(true) => Expect::Valid,
         Ok(false) => panic!("a run with agent_completed required reported incomplete"),
         Err(EventValidationError::MissingCriticalEvents(m)) => Expect::Missing(m.missing),

@@ -171,9 +171,9 @@ pub struct ReconnectionSession {
 pub enum ReconnectionPhase {
     /// Connected.
     Connected,
-    /// Lost, not yet retrying.
+    /// Lost, no attempt running now.
     Disconnected,
-    /// Retrying.
+    /// An `attempt_reconnection` is running (one per session at a time).
     Reconnecting,
     /// Gave up after `max_retry_attempts`.
     Failed,
@@ -186,13 +186,17 @@ pub enum ReconnectionPhase {
 pub struct ReconnectionState {
     /// The phase.
     pub phase: ReconnectionPhase,
-    /// Tries made by the last `attempt_reconnection` (kept after success).
+    /// Tries made by the last `attempt_reconnection` (kept after success;
+    /// reset to 0 by a new loss).
     pub retry_count: u32,
-    /// An attempt is in flight.
+    /// The session is reconnecting: true from a lost connection (or the
+    /// start of an `attempt_reconnection`) until the next successful
+    /// reconnection or the final failed try. Whether a transport attempt
+    /// is running right now is the phase [`ReconnectionPhase::Reconnecting`].
     pub is_reconnecting: bool,
     /// Why the connection was lost.
     pub lost_reason: Option<String>,
-    /// The last successful reconnection.
+    /// The last successful reconnection (`None` again after a new loss).
     pub reconnected_at: Option<Timestamp>,
     /// Gave up after `max_retry_attempts`.
     pub failed_permanently: bool,
@@ -244,6 +248,36 @@ struct Entry {
     state: ReconnectionState,
     metrics: ReconnectionMetrics,
     reconnect_time_sum: f64,
+    /// An `attempt_reconnection` holds the session's single flight. Kept
+    /// apart from `state.is_reconnecting`, which a lost connection sets
+    /// before any attempt runs.
+    attempt_in_flight: bool,
+}
+
+impl Entry {
+    /// The session is connected again on `connection_id` (or on the one it
+    /// has) at `now`: active, counted, its downtime since the loss added,
+    /// and the state out of reconnecting.
+    fn reconnected(&mut self, now: Timestamp, connection_id: Option<&str>) {
+        let lost = self.session.disconnected_at.take();
+        let downtime = lost.map_or(Duration::ZERO, |at| now.duration_since(at));
+        if let Some(id) = connection_id {
+            self.session.connection_id = id.to_owned();
+        }
+        self.session.is_active = true;
+        self.session.reconnected_at = Some(now);
+        self.session.reconnection_count += 1;
+        self.session.total_downtime += downtime;
+        self.session.last_activity = now;
+        self.state.phase = ReconnectionPhase::Connected;
+        self.state.is_reconnecting = false;
+        self.state.failed_permanently = false;
+        self.state.reconnected_at = Some(now);
+        self.metrics.successful_reconnections += 1;
+        self.reconnect_time_sum += downtime.as_secs_f64();
+        self.metrics.average_reconnection_time_seconds =
+            self.reconnect_time_sum / self.metrics.successful_reconnections as f64;
+    }
 }
 
 /// Releases a session's in-flight claim if an attempt is cancelled.
@@ -256,9 +290,17 @@ struct InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if !self.settled {
+            // The attempt ended without an outcome: the session is still
+            // lost (so still reconnecting), with no attempt running.
             self.handler.with(self.session_id, |e| {
-                e.state.is_reconnecting = false;
-                e.state.phase = ReconnectionPhase::Disconnected;
+                e.attempt_in_flight = false;
+                if e.session.is_active {
+                    // Never lost: nothing to reconnect.
+                    e.state.is_reconnecting = false;
+                    e.state.phase = ReconnectionPhase::Connected;
+                } else if e.state.phase == ReconnectionPhase::Reconnecting {
+                    e.state.phase = ReconnectionPhase::Disconnected;
+                }
             });
         }
     }
@@ -270,6 +312,49 @@ impl Drop for InFlight<'_> {
 /// `clock.sleep(jitter(calculate_backoff_delay(n)))` between failed tries (no
 /// sleep after the last). While one call is in flight for a session,
 /// another returns `Ok(false)` without touching the transport.
+///
+/// A session's [`ReconnectionState::is_reconnecting`] is true from
+/// [`handle_connection_lost`](Self::handle_connection_lost) until the next
+/// success ([`attempt_reconnection`](Self::attempt_reconnection) or
+/// [`handle_successful_reconnection`](Self::handle_successful_reconnection))
+/// or the final failed try:
+///
+/// ```
+/// use std::sync::Arc;
+/// use async_trait::async_trait;
+/// use wsc_core::{Clock, ManualClock, WebSocketMessage};
+/// use wsc_reconnection::{
+///     MessageBuffer, ReconnectTransport, ReconnectionConfig, ReconnectionSession,
+///     SessionRegistration, TransportError, WebSocketReconnectionHandler,
+/// };
+///
+/// struct Up;
+/// #[async_trait]
+/// impl ReconnectTransport for Up {
+///     async fn attempt_reconnection(&self, _: &ReconnectionSession) -> bool { true }
+///     async fn send_messages(&self, _: &str, _: Vec<WebSocketMessage>) -> Result<(), TransportError> { Ok(()) }
+/// }
+/// #[async_trait]
+/// impl MessageBuffer for Up {
+///     async fn get_buffered_messages(&self, _: &str) -> Vec<WebSocketMessage> { Vec::new() }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let clock = ManualClock::default();
+/// let h = WebSocketReconnectionHandler::with_clock(
+///     ReconnectionConfig::default(), Arc::new(Up), Arc::new(Up), clock.shared());
+/// h.register_session("s1", SessionRegistration::new("alice", "conn-1")).await;
+/// h.handle_connection_lost("s1", "network error").await;
+/// let state = h.reconnection_state("s1").unwrap();
+/// assert!(state.is_reconnecting && state.retry_count == 0);
+/// assert_eq!(state.lost_reason.as_deref(), Some("network error"));
+/// assert!(!h.session("s1").unwrap().is_active);
+///
+/// assert_eq!(h.attempt_reconnection("s1").await, Ok(true));
+/// let state = h.reconnection_state("s1").unwrap();
+/// assert!(!state.is_reconnecting && state.reconnected_at == Some(clock.now()));
+/// # });
+/// ```
 pub struct WebSocketReconnectionHandler {
     config: ReconnectionConfig,
     transport: Arc<dyn ReconnectTransport>,
@@ -376,12 +461,17 @@ impl WebSocketReconnectionHandler {
             },
             metrics: ReconnectionMetrics::default(),
             reconnect_time_sum: 0.0,
+            attempt_in_flight: false,
         };
         self.sessions
             .insert(session_id.to_owned(), Mutex::new(entry));
     }
 
-    /// Records a lost connection. Unknown sessions are ignored.
+    /// Records a lost connection: the session is inactive and its state
+    /// reconnecting (`is_reconnecting`, `retry_count` 0, `lost_reason`,
+    /// `reconnected_at` cleared, not failed). Losing an already lost
+    /// session updates the reason only; during a running attempt the
+    /// attempt's counters are kept. Unknown sessions are ignored.
     pub async fn handle_connection_lost(&self, session_id: &str, reason: &str) {
         let now = self.clock.now();
         self.with(session_id, |e| {
@@ -392,7 +482,11 @@ impl WebSocketReconnectionHandler {
             e.session.is_active = false;
             e.session.last_activity = now;
             e.state.lost_reason = Some(reason.to_owned());
-            if !e.state.is_reconnecting {
+            e.state.is_reconnecting = true;
+            e.state.reconnected_at = None;
+            e.state.failed_permanently = false;
+            if !e.attempt_in_flight {
+                e.state.retry_count = 0;
                 e.state.phase = ReconnectionPhase::Disconnected;
             }
         });
@@ -423,9 +517,10 @@ impl WebSocketReconnectionHandler {
         // Claim the single flight.
         let session = self
             .with(session_id, |e| {
-                if e.state.is_reconnecting {
+                if e.attempt_in_flight {
                     return None;
                 }
+                e.attempt_in_flight = true;
                 e.state.is_reconnecting = true;
                 e.state.phase = ReconnectionPhase::Reconnecting;
                 e.state.retry_count = 0;
@@ -451,10 +546,24 @@ impl WebSocketReconnectionHandler {
         );
         let attempts = c.max_retry_attempts.max(1);
         for attempt in 0..attempts {
-            self.with(session_id, |e| {
-                e.state.retry_count = attempt + 1;
-                e.metrics.total_reconnection_attempts += 1;
-            });
+            // A `handle_successful_reconnection` during the backoff already
+            // reconnected the session: no further try.
+            let elsewhere = self
+                .with(session_id, |e| {
+                    let done = !e.state.is_reconnecting;
+                    if done {
+                        e.attempt_in_flight = false;
+                    } else {
+                        e.state.retry_count = attempt + 1;
+                        e.metrics.total_reconnection_attempts += 1;
+                    }
+                    done
+                })
+                .unwrap_or(false);
+            if elsewhere {
+                claim.settled = true;
+                return Ok(true);
+            }
             let ok = tokio::time::timeout(
                 c.attempt_timeout,
                 self.transport.attempt_reconnection(&session),
@@ -464,20 +573,12 @@ impl WebSocketReconnectionHandler {
             if ok {
                 let now = self.clock.now();
                 self.with(session_id, |e| {
-                    let lost = e.session.disconnected_at.take();
-                    let downtime = lost.map_or(Duration::ZERO, |at| now.duration_since(at));
-                    e.session.is_active = true;
-                    e.session.reconnected_at = Some(now);
-                    e.session.reconnection_count += 1;
-                    e.session.total_downtime += downtime;
-                    e.session.last_activity = now;
-                    e.state.phase = ReconnectionPhase::Connected;
-                    e.state.is_reconnecting = false;
-                    e.state.reconnected_at = Some(now);
-                    e.metrics.successful_reconnections += 1;
-                    e.reconnect_time_sum += downtime.as_secs_f64();
-                    e.metrics.average_reconnection_time_seconds =
-                        e.reconnect_time_sum / e.metrics.successful_reconnections as f64;
+                    e.attempt_in_flight = false;
+                    // Counted once even if the session was reconnected
+                    // meanwhile by other means.
+                    if e.state.is_reconnecting {
+                        e.reconnected(now, None);
+                    }
                 });
                 claim.settled = true;
                 return Ok(true);
@@ -488,14 +589,24 @@ impl WebSocketReconnectionHandler {
             }
         }
         let now = self.clock.now();
-        self.with(session_id, |e| {
-            e.state.phase = ReconnectionPhase::Failed;
-            e.state.is_reconnecting = false;
-            e.state.failed_permanently = true;
-            e.session.last_activity = now;
-            e.metrics.failed_reconnections += 1;
-        });
+        let elsewhere = self
+            .with(session_id, |e| {
+                e.attempt_in_flight = false;
+                if !e.state.is_reconnecting {
+                    return true;
+                }
+                e.state.phase = ReconnectionPhase::Failed;
+                e.state.is_reconnecting = false;
+                e.state.failed_permanently = true;
+                e.session.last_activity = now;
+                e.metrics.failed_reconnections += 1;
+                false
+            })
+            .unwrap_or(false);
         claim.settled = true;
+        if elsewhere {
+            return Ok(true);
+        }
         Err(ReconnectionError::MaxRetriesExceeded(
             MaxRetriesExceededException {
                 session_id: session_id.to_owned(),
@@ -504,8 +615,13 @@ impl WebSocketReconnectionHandler {
         ))
     }
 
-    /// Moves the session to its new connection and replays the user's
-    /// buffered frames through it; returns how many it replayed.
+    /// The session reconnected on `new_connection_id` (by the caller's own
+    /// means): it is updated as a successful try of
+    /// [`attempt_reconnection`](Self::attempt_reconnection) updates it
+    /// (the new `connection_id`, active, `reconnected_at`,
+    /// `reconnection_count`, `total_downtime` since the loss, the metrics;
+    /// the state leaves reconnecting). Then the user's buffered frames are
+    /// replayed through the new connection; returns how many.
     ///
     /// # Errors
     /// [`ReconnectionError::UnknownSession`]; [`ReconnectionError::Transport`]
@@ -518,10 +634,7 @@ impl WebSocketReconnectionHandler {
         let now = self.clock.now();
         let user_id = self
             .with(session_id, |e| {
-                e.session.connection_id = new_connection_id.to_owned();
-                e.session.is_active = true;
-                e.session.last_activity = now;
-                e.state.phase = ReconnectionPhase::Connected;
+                e.reconnected(now, Some(new_connection_id));
                 e.session.user_id.clone()
             })
             .ok_or_else(|| ReconnectionError::UnknownSession(session_id.to_owned()))?;
@@ -535,15 +648,15 @@ impl WebSocketReconnectionHandler {
         Ok(count)
     }
 
-    /// Removes sessions with no activity for `session_timeout` (never one
-    /// with an attempt in flight); returns how many.
+    /// Removes sessions with no activity for `session_timeout` (a lost one
+    /// too, but never one with an attempt in flight); returns how many.
     pub async fn cleanup_expired_sessions(&self) -> usize {
         let now = self.clock.now();
         let timeout = self.config.session_timeout;
         let before = self.sessions.len();
         self.sessions.retain(|_, e| {
             let e = lock(e);
-            e.state.is_reconnecting || now.duration_since(e.session.last_activity) <= timeout
+            e.attempt_in_flight || now.duration_since(e.session.last_activity) <= timeout
         });
         before - self.sessions.len()
     }

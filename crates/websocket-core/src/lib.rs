@@ -76,6 +76,33 @@ pub mod time {
 
 /// Agent-run event tracking and validation (legacy
 /// `websocket_core.event_monitor`).
+///
+/// What a legacy caller sees: [`EventTracker::is_complete`] means
+/// *validated* complete — the run ended with `agent_completed` **and**
+/// every critical event arrived in an order that broke no rule. A run that
+/// reached `agent_completed` but misses critical events, or broke the
+/// order, is not complete, before and after
+/// [`validate_session_completion`](ChatEventMonitor::validate_session_completion)
+/// (which returns the same error each time and changes nothing).
+/// [`EventTracker::reached_completion`] says only that `agent_completed`
+/// arrived.
+///
+/// ```
+/// use serde_json::json;
+/// use websocket_core::event_monitor::{AgentSession, ChatEventMonitor, EventMonitorConfig};
+/// use websocket_core::types::{MessageType, WebSocketMessage};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let monitor = ChatEventMonitor::new(EventMonitorConfig::default());
+/// monitor.start_session_tracking("run-1", AgentSession::new("alice")).await;
+/// for t in [MessageType::AgentStarted, MessageType::AgentCompleted] {
+///     monitor.record_event("run-1", WebSocketMessage::new(t, json!({}))).await.unwrap();
+/// }
+/// let tracker = monitor.tracker("run-1").unwrap();
+/// assert!(tracker.reached_completion && !tracker.is_complete);
+/// assert!(monitor.validate_session_completion("run-1").await.is_err());
+/// assert!(!monitor.tracker("run-1").unwrap().is_complete);
+/// # });
+/// ```
 pub mod event_monitor {
     pub use wsc_event_monitor::{
         AgentSession, ChatEventMonitor, EventMetrics, EventMonitor, EventMonitorConfig,
@@ -114,6 +141,25 @@ pub mod performance_monitor_core {
 
 /// Reconnection with backoff, resumable sessions and replay (legacy
 /// `websocket_core.reconnection_handler`).
+///
+/// What a legacy caller sees:
+/// - **A lost connection means reconnecting.** After
+///   [`handle_connection_lost`](WebSocketReconnectionHandler::handle_connection_lost)
+///   the session is inactive and its [`ReconnectionState`] has
+///   `is_reconnecting == true`, `retry_count == 0`, `lost_reason ==
+///   Some(reason)`, `failed_permanently == false` and `reconnected_at ==
+///   None`. It stays reconnecting until a success, or until the last try of
+///   [`attempt_reconnection`](WebSocketReconnectionHandler::attempt_reconnection)
+///   fails (then `failed_permanently`). A loss does not count as an
+///   attempt: the `attempt_reconnection` that follows runs; a second one
+///   while the first is in flight returns `Ok(false)` without touching the
+///   transport.
+/// - **[`handle_successful_reconnection`](WebSocketReconnectionHandler::handle_successful_reconnection)
+///   is a success** like a successful retry: the session gets the new
+///   `connection_id`, is active, `reconnected_at` is now,
+///   `reconnection_count` grows by one, `total_downtime` by the time since
+///   the loss, the metrics count the reconnection, and the state leaves
+///   reconnecting; then the buffered frames are replayed.
 pub mod reconnection_handler {
     pub use wsc_reconnection::{
         Attached, Backoff, BufferLimits, Jitter, MaxRetriesExceededException, MessageBuffer,

@@ -62,7 +62,7 @@ async fn recording_the_five_critical_events_completes_the_run() {
             .collect::<Vec<_>>(),
         MessageType::CRITICAL_AGENT_EVENTS.to_vec()
     );
-    assert!(t.is_complete);
+    assert!(t.is_complete && t.reached_completion);
     assert_eq!(m.validate_session_completion("s1").await, Ok(true));
 }
 
@@ -114,6 +114,65 @@ async fn wrong_order_is_detected_and_still_stored() {
     assert!(matches!(err, EventValidationError::OrderViolation { .. }));
     assert!(err.to_string().contains("event order"), "{err}");
     assert!(!m.silent_failures().is_empty());
+}
+
+/// The legacy test reads: record a run that reached `agent_completed`
+/// without every critical event, validate, and the tracker is not complete.
+#[tokio::test]
+async fn an_incomplete_run_is_not_complete() {
+    let (m, _) = monitor();
+    m.start_session_tracking("s1", AgentSession::new("user-1"))
+        .await;
+    for t in [
+        MessageType::AgentStarted,
+        MessageType::ToolExecuting,
+        MessageType::ToolCompleted,
+        MessageType::AgentCompleted, // agent_thinking never came
+    ] {
+        m.record_event("s1", event(t)).await.unwrap();
+    }
+    let before = m.tracker("s1").unwrap();
+    assert!(!before.is_complete, "missing agent_thinking");
+    assert!(before.reached_completion);
+    let err = m.validate_session_completion("s1").await.unwrap_err();
+    assert_eq!(err.to_string(), "missing critical events: AGENT_THINKING");
+    let after = m.tracker("s1").unwrap();
+    assert!(!after.is_complete && after.reached_completion);
+    // The same error again: validation changed nothing.
+    assert_eq!(m.validate_session_completion("s1").await, Err(err));
+}
+
+/// The legacy test reads: record a misordered run, validate, and the
+/// tracker is not complete.
+#[tokio::test]
+async fn a_misordered_run_is_not_complete() {
+    let (m, _) = monitor();
+    m.start_session_tracking("s1", AgentSession::new("user-1"))
+        .await;
+    for t in [
+        MessageType::AgentThinking, // before agent_started
+        MessageType::AgentStarted,
+        MessageType::ToolExecuting,
+        MessageType::ToolCompleted,
+        MessageType::AgentCompleted,
+    ] {
+        m.record_event("s1", event(t)).await.unwrap();
+    }
+    assert!(!m.tracker("s1").unwrap().is_complete);
+    let err = m.validate_session_completion("s1").await.unwrap_err();
+    assert!(matches!(err, EventValidationError::OrderViolation { .. }));
+    let t = m.tracker("s1").unwrap();
+    assert!(!t.is_complete && t.reached_completion);
+    assert_eq!(m.validate_session_completion("s1").await, Err(err));
+
+    // A run still going is not complete either; a valid one is.
+    m.start_session_tracking("s2", AgentSession::new("user-1"))
+        .await;
+    m.record_event("s2", event(MessageType::AgentStarted))
+        .await
+        .unwrap();
+    let t = m.tracker("s2").unwrap();
+    assert!(!t.is_complete && !t.reached_completion);
 }
 
 #[tokio::test]

@@ -101,6 +101,102 @@ async fn register_and_lose_a_connection() {
     assert_eq!(h.reconnection_state_count(), 1);
 }
 
+/// The legacy test reads: register, lose, and the state says reconnecting.
+#[tokio::test]
+async fn a_lost_connection_is_reconnecting() {
+    let transport = Arc::new(FakeTransport {
+        succeed_on: 1,
+        ..Default::default()
+    });
+    let (h, clock) = handler(transport.clone(), Arc::new(NoBuffer));
+    h.register_session("s1", SessionRegistration::new("user-1", "conn-1"))
+        .await;
+    assert!(!h.reconnection_state("s1").unwrap().is_reconnecting);
+    h.handle_connection_lost("s1", "network error").await;
+    let state = h.reconnection_state("s1").unwrap();
+    assert!(state.is_reconnecting);
+    assert_eq!(state.retry_count, 0);
+    assert_eq!(state.lost_reason.as_deref(), Some("network error"));
+    assert!(!state.failed_permanently);
+    assert_eq!(state.reconnected_at, None);
+    assert!(!h.session("s1").unwrap().is_active);
+
+    // The attempt that follows still runs (the loss is not an attempt).
+    assert_eq!(h.attempt_reconnection("s1").await, Ok(true));
+    assert_eq!(transport.tries.load(Ordering::SeqCst), 1);
+    let state = h.reconnection_state("s1").unwrap();
+    assert!(!state.is_reconnecting);
+    assert_eq!(state.reconnected_at, Some(clock.now()));
+
+    // A second loss starts over: reconnecting, no reconnection yet.
+    clock.advance(Duration::from_secs(3));
+    h.handle_connection_lost("s1", "server restart").await;
+    let state = h.reconnection_state("s1").unwrap();
+    assert!(state.is_reconnecting && !state.failed_permanently);
+    assert_eq!((state.retry_count, state.reconnected_at), (0, None));
+    assert_eq!(state.lost_reason.as_deref(), Some("server restart"));
+}
+
+/// After the last failed try the session is no longer reconnecting: it
+/// failed permanently.
+#[tokio::test]
+async fn the_final_failure_ends_reconnecting() {
+    let (h, _) = handler(Arc::new(FakeTransport::default()), Arc::new(NoBuffer));
+    h.register_session("s1", SessionRegistration::new("u", "c1"))
+        .await;
+    h.handle_connection_lost("s1", "gone").await;
+    assert!(h.attempt_reconnection("s1").await.is_err());
+    let state = h.reconnection_state("s1").unwrap();
+    assert!(!state.is_reconnecting && state.failed_permanently);
+}
+
+/// The legacy test reads: register, lose, reconnect by other means, and
+/// the session shows the reconnection.
+#[tokio::test]
+async fn a_successful_reconnection_updates_the_session() {
+    let (h, clock) = handler(Arc::new(FakeTransport::default()), Arc::new(NoBuffer));
+    h.register_session("s1", SessionRegistration::new("user-1", "conn-1"))
+        .await;
+    clock.advance(Duration::from_secs(10));
+    h.handle_connection_lost("s1", "drop").await;
+    clock.advance(Duration::from_secs(4));
+    assert_eq!(
+        h.handle_successful_reconnection("s1", "conn-2").await,
+        Ok(0)
+    );
+    let s = h.session("s1").unwrap();
+    assert_eq!(s.connection_id, "conn-2");
+    assert!(s.is_active);
+    assert_eq!(s.reconnected_at, Some(clock.now()));
+    assert_eq!(s.reconnection_count, 1);
+    assert_eq!(s.total_downtime, Duration::from_secs(4));
+    let state = h.reconnection_state("s1").unwrap();
+    assert!(!state.is_reconnecting);
+    assert_eq!(state.phase, ReconnectionPhase::Connected);
+    assert_eq!(state.reconnected_at, Some(clock.now()));
+    let m = h.get_session_metrics("s1").await.unwrap();
+    assert_eq!((m.successful_reconnections, m.total_disconnections), (1, 1));
+    assert!((m.average_reconnection_time_seconds - 4.0).abs() < 1e-9);
+
+    // Twice more: the downtime sums, the average follows.
+    for (down, conn) in [(2, "conn-3"), (6, "conn-4")] {
+        h.handle_connection_lost("s1", "drop").await;
+        clock.advance(Duration::from_secs(down));
+        h.handle_successful_reconnection("s1", conn).await.unwrap();
+    }
+    let s = h.session("s1").unwrap();
+    assert_eq!(s.connection_id, "conn-4");
+    assert_eq!(s.reconnection_count, 3);
+    assert_eq!(s.total_downtime, Duration::from_secs(12));
+    let m = h.get_session_metrics("s1").await.unwrap();
+    assert_eq!((m.successful_reconnections, m.total_disconnections), (3, 3));
+    assert!((m.average_reconnection_time_seconds - 4.0).abs() < 1e-9);
+    assert!(matches!(
+        h.handle_successful_reconnection("ghost", "c").await,
+        Err(ReconnectionError::UnknownSession(_))
+    ));
+}
+
 #[test]
 fn backoff_one_two_four_capped_at_thirty() {
     let (h, _) = handler(Arc::new(FakeTransport::default()), Arc::new(NoBuffer));
@@ -222,9 +318,17 @@ async fn a_duplicate_attempt_is_ignored() {
         let h = h.clone();
         async move { h.attempt_reconnection("s1").await }
     });
-    while !h.reconnection_state("s1").unwrap().is_reconnecting {
+    for _ in 0..1_000 {
+        if h.reconnection_state("s1").unwrap().phase == ReconnectionPhase::Reconnecting {
+            break;
+        }
         tokio::task::yield_now().await;
     }
+    assert_eq!(
+        h.reconnection_state("s1").unwrap().phase,
+        ReconnectionPhase::Reconnecting,
+        "the first call is in flight"
+    );
     assert_eq!(h.attempt_reconnection("s1").await, Ok(false));
     assert_eq!(
         transport.tries.load(Ordering::SeqCst),
