@@ -58,4 +58,4 @@ pub use message::WebSocketMessage;
 pub use message_type::{Direction, MessageType, UnknownMessageType};
 pub use store::StoreError;
 pub use task::BackgroundTask;
-pub use time::{Clock, ManualClock, SharedClock, SystemClock, Timestamp};
+pub use time::{Clock, ManualClock, SharedClock, SystemClock, Timestamp, TokioClock};

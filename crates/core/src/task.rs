@@ -64,6 +64,55 @@ impl BackgroundTask {
         }
     }
 
+    /// Like [`spawn_periodic`](Self::spawn_periodic), with a step that
+    /// awaits (a store call, a health check). Stopping waits for the
+    /// current step to finish; the next sleep is not started.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::time::Duration;
+    /// use wsc_core::{BackgroundTask, ManualClock};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let clock = ManualClock::default();
+    /// let steps = Arc::new(AtomicU32::new(0));
+    /// let counter = steps.clone();
+    /// let task = BackgroundTask::spawn_periodic_async(clock.shared(), Duration::from_secs(1), move || {
+    ///     let counter = counter.clone();
+    ///     async move {
+    ///         tokio::task::yield_now().await;
+    ///         counter.fetch_add(1, Ordering::Relaxed) < 1 // stop after the second step
+    ///     }
+    /// });
+    /// task.join().await;
+    /// assert_eq!(steps.load(Ordering::Relaxed), 2);
+    /// # });
+    /// ```
+    pub fn spawn_periodic_async<F, Fut>(clock: SharedClock, interval: Duration, mut step: F) -> Self
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = bool> + Send + 'static,
+    {
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    _ = clock.sleep(interval) => {}
+                }
+                if !step().await {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        });
+        BackgroundTask {
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
     /// Stops the task and waits for its current step to finish.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {

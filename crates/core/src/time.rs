@@ -214,6 +214,62 @@ impl Clock for SystemClock {
     }
 }
 
+/// A clock on tokio's time: `now()` is the wall time when the clock was
+/// made plus `tokio::time::Instant` elapsed since, and `sleep` is
+/// `tokio::time::sleep`. Under paused tokio time (`#[tokio::test(start_paused
+/// = true)]`, `tokio::time::advance`) both move with the simulated time, so
+/// tests of servers with heartbeats and TTLs run without sleeping for real
+/// while sockets stay real. Production uses [`SystemClock`].
+///
+/// ```
+/// use std::time::Duration;
+/// use wsc_core::{Clock, TokioClock};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let clock = TokioClock::new();
+/// let before = clock.now();
+/// clock.sleep(Duration::from_secs(300)).await; // instant: time is paused
+/// assert_eq!(clock.now().duration_since(before), Duration::from_secs(300));
+/// # });
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct TokioClock {
+    start: tokio::time::Instant,
+    wall: Timestamp,
+}
+
+impl TokioClock {
+    /// A clock anchored at the current wall time and tokio instant (call it
+    /// inside the runtime whose time it should follow).
+    pub fn new() -> Self {
+        TokioClock {
+            start: tokio::time::Instant::now(),
+            wall: Timestamp::from_system_time(SystemTime::now()),
+        }
+    }
+
+    /// The clock, shared.
+    pub fn shared(self) -> SharedClock {
+        Arc::new(self)
+    }
+}
+
+impl Default for TokioClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> Timestamp {
+        self.wall + self.start.elapsed()
+    }
+
+    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        Box::pin(tokio::time::sleep(d))
+    }
+}
+
 /// A clock that moves only when told to; for tests.
 ///
 /// Clones share one time. [`advance`](Self::advance) moves it forward;

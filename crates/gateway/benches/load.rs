@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
-use wsc_gateway::{DemoConfig, DemoProgress, run_demo};
+use wsc_loadgen::{DemoConfig, DemoProgress, run_demo};
 
 const USERS: usize = 100;
 const STEP: Duration = Duration::from_millis(20);
 
 fn main() {
+    common::echo_if_asked();
     let quick = std::env::args().any(|a| a == "--quick");
     let runs = if quick { 5 } else { 20 };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -72,7 +73,7 @@ fn main() {
     drop(gateway);
 
     // The bare echo: the same users, frames and pace.
-    let echo = common::Server::start(&["echo", "--bind", "127.0.0.1:0"]);
+    let echo = common::Server::start_echo();
     let url = format!("ws://{}/", echo.addr);
     let cpu0 = echo.cpu_seconds();
     let started = Instant::now();

@@ -5,6 +5,8 @@
 
 #![allow(missing_docs)] // criterion_main! generates an undocumented `main`
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -14,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
-use wsc_gateway::{Gateway, GatewayConfig};
+use wsc_server::{Gateway, GatewayConfig};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -41,16 +43,7 @@ async fn start_echo() -> SocketAddr {
         while let Ok((stream, _)) = listener.accept().await {
             // As the gateway's sockets: no Nagle delay on small frames.
             let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
-                    return;
-                };
-                while let Some(Ok(msg)) = ws.next().await {
-                    if msg.is_text() && ws.send(msg).await.is_err() {
-                        return;
-                    }
-                }
-            });
+            tokio::spawn(common::echo_connection(stream));
         }
     });
     addr

@@ -1,5 +1,7 @@
-//! `wsc-gateway`: run the gateway (`serve`) or watch it under simulated
-//! load (`demo`). See `--help`.
+//! `wsc-gateway`: run the gateway (`serve`, the `wsc-server` library) or
+//! watch it under simulated load (`demo`, the `wsc-loadgen` library). The
+//! command line, the progress display and log setup live here only. See
+//! `--help`.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -8,9 +10,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
-use wsc_gateway::{
-    AuthMode, DemoConfig, DemoProgress, Gateway, GatewayConfig, RedisFailurePolicy, RedisSettings,
-    SimulatedAgent, run_demo,
+use wsc_loadgen::{DemoConfig, DemoProgress, run_demo};
+use wsc_server::{
+    AuthMode, Gateway, GatewayConfig, RedisFailurePolicy, RedisSettings, SimulatedAgent,
 };
 
 /// The wsc WebSocket gateway.
@@ -29,14 +31,6 @@ enum Command {
     /// their connections; print a report; exit 1 if any event was lost or
     /// duplicated or any run failed validation.
     Demo(DemoArgs),
-    /// A bare tokio-tungstenite echo server (every text or binary frame
-    /// sent back): the benchmarks' anchor.
-    #[command(hide = true)]
-    Echo {
-        /// Address to listen on (port 0 picks a free port).
-        #[arg(long, default_value = "127.0.0.1:0")]
-        bind: String,
-    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -144,6 +138,16 @@ struct ServeArgs {
     redis: Option<String>,
     #[command(flatten)]
     redis_options: RedisOptions,
+    /// Log lines as human-readable text or as one JSON object per line
+    /// (for log collectors); the level comes from RUST_LOG (default info).
+    #[arg(long, env = "WSC_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -267,55 +271,23 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     // The demo's hundreds of connections would drown the progress in
     // per-connection logs: warnings only, unless RUST_LOG says otherwise.
-    let default_filter = match cli.command {
-        Command::Serve(_) => "info",
-        Command::Demo(_) | Command::Echo { .. } => "warn",
+    let (default_filter, format) = match &cli.command {
+        Command::Serve(args) => ("info", args.log_format),
+        Command::Demo(_) => ("warn", LogFormat::Text),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     match cli.command {
         Command::Serve(args) => serve(args).await.map(|()| std::process::ExitCode::SUCCESS),
         Command::Demo(args) => demo(args).await,
-        Command::Echo { bind } => echo(&bind).await.map(|()| std::process::ExitCode::SUCCESS),
     }
-}
-
-/// The bare echo: accept, upgrade with tokio-tungstenite, send every data
-/// frame back. No parsing, no limits, no bookkeeping.
-async fn echo(bind: &str) -> anyhow::Result<()> {
-    use futures_util::{SinkExt, StreamExt};
-    let listener = TcpListener::bind(bind)
-        .await
-        .with_context(|| format!("cannot listen on {bind}"))?;
-    println!("listening on http://{}", listener.local_addr()?);
-    let accept = async {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
-                    return;
-                };
-                while let Some(Ok(msg)) = ws.next().await {
-                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    };
-    tokio::select! {
-        () = accept => {},
-        () = shutdown_signal() => {},
-    }
-    Ok(())
 }
 
 async fn demo(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
@@ -391,7 +363,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
     let progress = Arc::new(DemoProgress::default());
     let total_runs = (args.users * args.runs) as u64;
     let display = tokio::spawn(show_progress(progress.clone(), total_runs));
-    let report = run_demo(&gateways, &urls, &demo_config, progress.clone()).await;
+    let monitors: Vec<_> = gateways.iter().map(|g| g.event_monitor().clone()).collect();
+    let report = run_demo(&monitors, &urls, &demo_config, progress.clone()).await;
     display.abort();
     let _ = display.await;
 

@@ -8,10 +8,8 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::net::TcpListener;
 use wsc_core::MessageType;
-use wsc_gateway::{
-    AgentRequest, AgentRunner, DemoConfig, DemoProgress, DemoReport, EventSink, Gateway,
-    GatewayConfig, SimulatedAgent, run_demo,
-};
+use wsc_loadgen::{DemoConfig, DemoProgress, DemoReport, run_demo};
+use wsc_server::{AgentRequest, AgentRunner, EventSink, Gateway, GatewayConfig, SimulatedAgent};
 
 async fn demo_against(runner: Arc<dyn AgentRunner>, config: DemoConfig) -> DemoReport {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -27,7 +25,7 @@ async fn demo_against(runner: Arc<dyn AgentRunner>, config: DemoConfig) -> DemoR
     tokio::spawn(async move { g.serve(listener, std::future::pending()).await });
     let progress = Arc::new(DemoProgress::default());
     let report = run_demo(
-        std::slice::from_ref(&gateway),
+        &[gateway.event_monitor().clone()],
         &[format!("ws://{addr}/ws")],
         &config,
         progress.clone(),

@@ -1,5 +1,7 @@
 //! Helpers of the process-level benchmarks: start the built `wsc-gateway`
-//! binary as a child process and read its memory and CPU from /proc.
+//! binary (or the bare echo anchor, this benchmark binary itself run with
+//! `WSC_BENCH_ECHO`) as a child process and read its memory and CPU from
+//! /proc.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -15,12 +17,26 @@ pub struct Server {
 impl Server {
     /// Starts `wsc-gateway ARGS` and waits for its `listening on` line.
     pub fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wsc-gateway"))
-            .args(args)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wsc-gateway"));
+        command.args(args);
+        Self::spawn(command)
+    }
+
+    /// Starts the bare echo anchor ([`echo_if_asked`]) in its own process:
+    /// this benchmark binary again, with `WSC_BENCH_ECHO` set.
+    pub fn start_echo() -> Server {
+        let exe = std::env::current_exe().expect("the benchmark's own path");
+        let mut command = Command::new(exe);
+        command.env(ECHO_ENV, "127.0.0.1:0");
+        Self::spawn(command)
+    }
+
+    fn spawn(mut command: Command) -> Server {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .expect("the gateway binary starts");
+            .expect("the server process starts");
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut line)
@@ -85,4 +101,52 @@ pub fn quantile(sorted: &[u64], q: f64) -> u64 {
         return 0;
     }
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Set to an address: the benchmark binary runs the echo anchor instead.
+const ECHO_ENV: &str = "WSC_BENCH_ECHO";
+
+/// When `WSC_BENCH_ECHO` is set, serves the bare echo anchor on it until
+/// killed, and never returns; otherwise returns at once. Call first thing
+/// in the benchmark's `main`.
+///
+/// The anchor: accept, upgrade with tokio-tungstenite, send every data
+/// frame back. No parsing, no limits, no bookkeeping.
+pub fn echo_if_asked() {
+    let Ok(bind) = std::env::var(ECHO_ENV) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&bind)
+            .await
+            .expect("the echo binds");
+        println!(
+            "listening on http://{}",
+            listener.local_addr().expect("an address")
+        );
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(echo_connection(stream));
+        }
+    });
+}
+
+/// One echo connection: every text or binary frame sent back.
+pub async fn echo_connection(stream: tokio::net::TcpStream) {
+    use futures_util::{SinkExt, StreamExt};
+    let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+        return;
+    };
+    while let Some(Ok(msg)) = ws.next().await {
+        if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+            break;
+        }
+    }
 }

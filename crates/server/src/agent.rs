@@ -9,6 +9,8 @@ use wsc_core::{MessageType, SharedClock, WebSocketMessage};
 use wsc_event_monitor::EventMonitor;
 use wsc_reconnection::{SessionError, SessionRegistry};
 
+use crate::counters::Counters;
+
 /// What a client asked an agent to do (`start_agent`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct AgentRequest {
@@ -39,7 +41,7 @@ pub struct EventSink {
     pub(crate) clock: SharedClock,
     pub(crate) next_message: Arc<std::sync::atomic::AtomicU64>,
     pub(crate) outbox: Arc<crate::outbox::Outbox>,
-    pub(crate) gateway: std::sync::Weak<crate::state::AppState>,
+    pub(crate) counters: Arc<Counters>,
 }
 
 impl EventSink {
@@ -71,8 +73,8 @@ impl EventSink {
             Err(SessionError::UnknownSession(_)) => false,
             Err(e) => {
                 tracing::warn!(session_id = %self.session_id, error = %e, "publishing failed: event queued until the store is back");
-                if let Some(gateway) = self.gateway.upgrade() {
-                    gateway.redis_failed();
+                if self.counters.store_failed() {
+                    tracing::warn!("session store unreachable until it answers again");
                 }
                 self.outbox.push(&self.session_id, msg);
                 true

@@ -19,7 +19,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
-use wsc_gateway::{DemoConfig, DemoProgress, Gateway, GatewayConfig, run_demo};
+use wsc_loadgen::{DemoConfig, DemoProgress, run_demo};
+use wsc_server::{Gateway, GatewayConfig};
 
 fn chromium() -> PathBuf {
     if let Ok(p) = std::env::var("WSC_CHROMIUM") {
@@ -163,7 +164,7 @@ async fn the_dashboard_shows_live_numbers_and_draws_the_chart_in_chromium() {
                 ..Default::default()
             };
             run_demo(
-                std::slice::from_ref(&gateway),
+                &[gateway.event_monitor().clone()],
                 &[format!("ws://{addr}/ws")],
                 &config,
                 Arc::new(DemoProgress::default()),

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use tokio::net::TcpListener;
-use wsc_gateway::{Gateway, GatewayConfig};
+use wsc_server::{Gateway, GatewayConfig};
 
 fn python() -> PathBuf {
     if let Ok(p) = std::env::var("WSC_PYTHON") {

@@ -201,7 +201,7 @@ async fn upgrade(
         // Down: fail-closed refuses everything; fail-open still serves new
         // sessions and this node's own, but a resume must wait for the
         // store that holds it.
-        if !redis.is_up() && (redis.fail_closed() || remote_resume) {
+        if !state.counters.store_is_up() && (redis.fail_closed() || remote_resume) {
             return unavailable("shared state (redis) is unreachable; retry shortly");
         }
         let cap = state.config.max_connections_per_user;
@@ -240,9 +240,9 @@ async fn upgrade(
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let report = state.monitor.check_health().await;
-    let system = state.perf.get_system_wide_metrics().await;
-    let sessions = state.sessions.session_count().await.unwrap_or(0);
+    // Computed by the sampler once a second, not per request.
+    let snapshot = state.health_snapshot().await;
+    let report = &snapshot.report;
     let draining = *state.shutdown.borrow();
     // 503 while draining, so a load balancer stops sending clients here.
     let code = if draining {
@@ -253,11 +253,11 @@ async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let body = Json(json!({
         "status": if draining { "shutting_down" } else { report.status.as_str() },
         "issues": report.issues,
-        "connections": system.total_active_connections,
-        "sessions": sessions,
+        "connections": snapshot.system.total_active_connections,
+        "sessions": snapshot.sessions,
         "runs": report.total_runs,
         "active_runs": report.active_runs,
-        "alerts": system.active_alerts,
+        "alerts": snapshot.system.active_alerts,
     }));
     (code, body)
 }
@@ -361,7 +361,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             "wsc_gateway_redis_up",
             "gauge",
             "Whether Redis answered the last health check.",
-            f64::from(u8::from(redis.is_up())),
+            f64::from(u8::from(state.counters.store_is_up())),
         );
         add(
             "wsc_gateway_redis_errors_total",
@@ -422,14 +422,13 @@ async fn dashboard() -> impl IntoResponse {
 }
 
 async fn stats(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let report = state.monitor.check_health().await;
-    let system = state.perf.get_system_wide_metrics().await;
+    let snapshot = state.health_snapshot().await;
     let series = state.telemetry.series();
     Json(json!({
         "gateway": state.stats(),
-        "health": report,
-        "system": system,
-        "sessions": state.sessions.session_count().await.unwrap_or(0),
+        "health": snapshot.report,
+        "system": snapshot.system,
+        "sessions": snapshot.sessions,
         "draining": *state.shutdown.borrow(),
         "latest": series.last(),
         "series": series,

@@ -12,11 +12,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 use wsc_core::{MessageType, WebSocketMessage, parse_server_frame, serialize};
-use wsc_gateway::{
-    DemoConfig, DemoProgress, Gateway, GatewayConfig, RedisFailurePolicy, RedisSettings,
-    SimulatedAgent, run_demo,
-};
+use wsc_loadgen::{DemoConfig, DemoProgress, run_demo};
 use wsc_redis::testing::{RedisServer, shared_url, unique_prefix};
+use wsc_server::{Gateway, GatewayConfig, RedisFailurePolicy, RedisSettings, SimulatedAgent};
+
+/// The event monitors of in-process gateways, for `run_demo`'s second check.
+fn monitors(gateways: &[Gateway]) -> Vec<Arc<wsc_event_monitor::EventMonitor>> {
+    gateways.iter().map(|g| g.event_monitor().clone()).collect()
+}
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -233,7 +236,13 @@ async fn redis_killed_and_restarted_under_load_loses_and_duplicates_nothing() {
             seed: Some(11),
             ..Default::default()
         };
-        run_demo(&gateways, &urls, &config, Arc::new(DemoProgress::default())).await
+        run_demo(
+            &monitors(&gateways),
+            &urls,
+            &config,
+            Arc::new(DemoProgress::default()),
+        )
+        .await
     });
     tokio::time::sleep(Duration::from_millis(800)).await;
     server.kill();

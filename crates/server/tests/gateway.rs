@@ -11,7 +11,7 @@ use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use wsc_core::{MessageType, WebSocketMessage, parse_server_frame};
-use wsc_gateway::{Gateway, GatewayConfig};
+use wsc_server::{Gateway, GatewayConfig};
 
 mod support;
 use support::*;
@@ -283,7 +283,7 @@ async fn jwt_auth_accepts_good_tokens_only() {
     use jsonwebtoken::{EncodingKey, Header, encode};
     let secret = "test-secret";
     let r = start(GatewayConfig {
-        auth: wsc_gateway::AuthMode::Jwt {
+        auth: wsc_server::AuthMode::Jwt {
             secret: secret.into(),
         },
         ..Default::default()
@@ -470,8 +470,8 @@ struct BigAgent {
 }
 
 #[async_trait::async_trait]
-impl wsc_gateway::AgentRunner for BigAgent {
-    async fn run(&self, request: wsc_gateway::AgentRequest, sink: wsc_gateway::EventSink) {
+impl wsc_server::AgentRunner for BigAgent {
+    async fn run(&self, request: wsc_server::AgentRequest, sink: wsc_server::EventSink) {
         let blob = "x".repeat(4096);
         sink.emit(MessageType::AgentStarted, json!({})).await;
         for i in 0..self.pairs {

@@ -377,7 +377,7 @@ async fn start_agent(
         clock: state.clock.clone(),
         next_message: Arc::new(AtomicU64::new(1)),
         outbox: state.outbox.clone(),
-        gateway: Arc::downgrade(state),
+        counters: state.counters.clone(),
     };
     let request = AgentRequest {
         run_id,

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use wsc_core::{MessageType, WebSocketMessage, parse_server_frame, serialize};
-use wsc_gateway::GatewayConfig;
+use wsc_server::GatewayConfig;
 
 mod support;
 use support::*;
@@ -45,7 +45,7 @@ async fn time_until_closed(
 }
 
 /// Whether a gateway counter reaches `want` within about two seconds.
-async fn stat_soon(r: &Running, pick: fn(&wsc_gateway::GatewayStats) -> u64, want: u64) -> bool {
+async fn stat_soon(r: &Running, pick: fn(&wsc_server::GatewayStats) -> u64, want: u64) -> bool {
     for _ in 0..100 {
         if pick(&r.gateway.stats()) == want {
             return true;

@@ -1,6 +1,31 @@
-//! The demo load: simulated users, each a [`ResilientClient`] running agent
-//! runs against a gateway while dropping its connection at random, and the
-//! report of what they received.
+//! # wsc-loadgen
+//!
+//! Load for wsc gateways: simulated users, each a
+//! [`ResilientClient`](wsc_reconnection::ResilientClient) running agent runs
+//! against one or more gateways while dropping its connection at random,
+//! and the report of what they received: every event once, in order, or
+//! counted as lost or duplicated. The `wsc-gateway demo` command, the
+//! gateway's chaos and dashboard tests, the load benchmark and the soak all
+//! drive it. It talks to gateways only over the wire; event monitors passed
+//! to [`run_demo`] (the in-process gateways' own) validate every run a
+//! second time.
+//!
+//! ## Example
+//!
+//! ```
+//! use wsc_loadgen::{DemoConfig, DemoReport};
+//!
+//! let config = DemoConfig { users: 10, runs: 2, tools: vec!["search".into()], ..Default::default() };
+//! // started, thinking, executing + completed per tool, completed
+//! assert_eq!(config.events_per_run(), 5);
+//! let report = DemoReport { runs: 20, runs_completed: 20, ..Default::default() };
+//! assert!(report.passed());
+//! assert!(report.to_table().contains("PASS"));
+//! ```
+//!
+//! [`run_demo`] needs gateways to talk to; see the `wsc-gateway demo`
+//! command or the gateway's tests.
+#![forbid(unsafe_code)]
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,7 +40,7 @@ use serde_json::{Value, json};
 use wsc_core::{Clock, MessageType, SystemClock, WebSocketMessage};
 use wsc_reconnection::{ClientConfig, ClientEvent, ResilientClient};
 
-use crate::Gateway;
+use wsc_event_monitor::EventMonitor;
 
 /// What the demo load does.
 #[derive(Clone, Debug, PartialEq)]
@@ -233,23 +258,22 @@ struct UserOutcome {
     resumes_elsewhere: u64,
 }
 
-/// Runs the demo load against `gateways`, served at `ws_urls` (e.g.
-/// `ws://127.0.0.1:8765/ws`, one per gateway, in the same order), and
-/// reports. `progress` is updated live.
+/// Runs the demo load against the gateways served at `ws_urls` (e.g.
+/// `ws://127.0.0.1:8765/ws`), and reports. `progress` is updated live.
 ///
-/// `gateways` are the in-process gateways behind the URLs, whose event
-/// monitors also validate every run; pass none for gateways elsewhere
+/// `monitors` are the event monitors of in-process gateways behind the
+/// URLs (`Gateway::event_monitor`); every run the clients received whole
+/// must also validate in one of them. Pass none for gateways elsewhere
 /// (then only the clients check). With several gateways (sharing sessions
-/// in Redis), user `i` starts on
-/// gateway `i mod n` and every reconnection goes to the next one, so each
-/// resume lands on another gateway than the one it lost. The gateways
-/// should let many handshakes come from one IP (set
-/// [`GatewayConfig::max_handshakes_per_ip`](crate::GatewayConfig) to 0).
+/// in Redis), user `i` starts on gateway `i mod n` and every reconnection
+/// goes to the next one, so each resume lands on another gateway than the
+/// one it lost. The gateways should let many handshakes come from one IP
+/// (`max_handshakes_per_ip` 0 in the gateway's config).
 ///
 /// # Panics
 /// If `ws_urls` is empty.
 pub async fn run_demo(
-    gateways: &[Gateway],
+    monitors: &[Arc<EventMonitor>],
     ws_urls: &[String],
     config: &DemoConfig,
     progress: Arc<DemoProgress>,
@@ -278,7 +302,7 @@ pub async fn run_demo(
         tokio::spawn(async move { flood(&url, n).await })
     });
     let mut report = DemoReport {
-        gateways: gateways.len() as u64,
+        gateways: ws_urls.len() as u64,
         users: config.users as u64,
         runs: (config.users * config.runs) as u64,
         ..Default::default()
@@ -316,15 +340,11 @@ pub async fn run_demo(
     // also validate in the event monitor (all events, in order). A run that
     // fails both checks counts once. Gateways in other processes (none
     // given) are checked by the clients only.
-    for run_id in run_ids.iter().filter(|_| !gateways.is_empty()) {
+    for run_id in run_ids.iter().filter(|_| !monitors.is_empty()) {
         // The run is known to the gateway it ran on.
         let mut valid = false;
-        for gateway in gateways {
-            if let Ok(true) = gateway
-                .event_monitor()
-                .validate_session_completion(run_id)
-                .await
-            {
+        for monitor in monitors {
+            if let Ok(true) = monitor.validate_session_completion(run_id).await {
                 valid = true;
                 break;
             }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::state::GatewayStats;
+use crate::counters::GatewayStats;
 
 /// Samples kept: five minutes at one per second.
 pub(crate) const SERIES_LEN: usize = 300;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use cap::Cap;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
-use wsc_gateway::GatewayConfig;
+use wsc_server::GatewayConfig;
 
 mod support;
 use support::*;

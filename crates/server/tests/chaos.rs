@@ -14,11 +14,14 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use wsc_gateway::{
-    DemoConfig, DemoProgress, DemoReport, Gateway, GatewayConfig, RedisFailurePolicy,
-    RedisSettings, SimulatedAgent, run_demo,
-};
+use wsc_loadgen::{DemoConfig, DemoProgress, DemoReport, run_demo};
 use wsc_redis::testing::{RedisServer, unique_prefix};
+use wsc_server::{Gateway, GatewayConfig, RedisFailurePolicy, RedisSettings, SimulatedAgent};
+
+/// The event monitors of in-process gateways, for `run_demo`'s second check.
+fn monitors(gateways: &[Gateway]) -> Vec<Arc<wsc_event_monitor::EventMonitor>> {
+    gateways.iter().map(|g| g.event_monitor().clone()).collect()
+}
 
 /// What the proxy did.
 #[derive(Default)]
@@ -293,7 +296,7 @@ async fn one_gateway_through_the_proxy(seed: u64, anywhere: bool) -> Gateway {
     let addr = serve(&gateway).await;
     let (proxy, stats) = chaos_proxy(addr, 0.3, seed, anywhere).await;
     let report = run_demo(
-        std::slice::from_ref(&gateway),
+        &[gateway.event_monitor().clone()],
         &[format!("ws://{proxy}/ws")],
         &chaos_config(),
         Arc::new(DemoProgress::default()),
@@ -349,7 +352,7 @@ async fn the_same_across_two_gateways_on_redis_while_redis_restarts() {
         let (gateways, urls) = (gateways.clone(), urls.clone());
         tokio::spawn(async move {
             run_demo(
-                &gateways,
+                &monitors(&gateways),
                 &urls,
                 &chaos_config(),
                 Arc::new(DemoProgress::default()),

@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 use wsc_core::{MessageType, WebSocketMessage, parse_server_frame, serialize};
-use wsc_gateway::{Gateway, GatewayConfig};
+use wsc_server::{Gateway, GatewayConfig};
 
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 

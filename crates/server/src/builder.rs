@@ -1,0 +1,474 @@
+//! [`Gateway`] and its [`GatewayBuilder`]: the only module that knows the
+//! router, the server and the upkeep.
+
+use std::future::Future;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use wsc_core::{SharedClock, StoreError, SystemClock};
+use wsc_event_monitor::{EventMonitor, EventMonitorConfig};
+use wsc_perf_monitor::{PerformanceMonitor, PerformanceMonitorConfig};
+use wsc_rate_limiter::{RateLimitConfig, WebSocketRateLimiter};
+use wsc_reconnection::{BufferLimits, SessionConfig, SessionRegistry};
+
+use crate::agent::{AgentRunner, SimulatedAgent};
+use crate::config::{GatewayConfig, RedisFailurePolicy, RedisSettings};
+use crate::counters::{Counters, GatewayStats};
+use crate::health::HealthCache;
+use crate::outbox::Outbox;
+use crate::state::{AppState, LOCAL_SESSION_MARK, RedisState};
+use crate::telemetry::{StatsSample, Telemetry};
+use crate::upkeep::{self, Upkeep};
+
+/// Builds a [`Gateway`]: its configuration, clock, agent runner and
+/// (optionally) Redis.
+///
+/// ```
+/// use std::sync::Arc;
+/// use wsc_core::ManualClock;
+/// use wsc_server::{Gateway, GatewayConfig, SimulatedAgent};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let gateway = Gateway::builder(GatewayConfig::default())
+///     .clock(ManualClock::default().shared())
+///     .runner(Arc::new(SimulatedAgent))
+///     .build()
+///     .await
+///     .expect("no redis to reach");
+/// assert_eq!(gateway.stats().connections, 0);
+/// # });
+/// ```
+#[derive(Clone)]
+#[must_use = "call .build()"]
+pub struct GatewayBuilder {
+    config: GatewayConfig,
+    clock: SharedClock,
+    runner: Arc<dyn AgentRunner>,
+    redis: Option<RedisSettings>,
+}
+
+impl std::fmt::Debug for GatewayBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayBuilder")
+            .field("config", &self.config)
+            .field("clock", &self.clock)
+            .field("redis", &self.redis)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GatewayBuilder {
+    /// The clock every part of the gateway reads (default [`SystemClock`]):
+    /// session TTLs, heartbeats, rate-limit windows, event timings, upkeep
+    /// intervals. Tests pass `wsc_core::TokioClock` under paused tokio
+    /// time, or a `ManualClock` for gateways they drive without sockets.
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// What runs agents (default [`SimulatedAgent`]).
+    pub fn runner(mut self, runner: Arc<dyn AgentRunner>) -> Self {
+        self.runner = runner;
+        self
+    }
+
+    /// Keeps rate limits, sessions, replay buffers and per-user connection
+    /// counts in Redis, shared with every gateway on the same Redis and
+    /// prefix (see [`Gateway::with_redis`]).
+    pub fn redis(mut self, settings: RedisSettings) -> Self {
+        self.redis = Some(settings);
+        self
+    }
+
+    /// The gateway. Its background upkeep starts at once when called inside
+    /// a tokio runtime (see [`Gateway::router`]).
+    ///
+    /// # Errors
+    /// Redis (when set) not reachable at startup.
+    pub async fn build(self) -> Result<Gateway, StoreError> {
+        let redis = match self.redis {
+            None => None,
+            Some(settings) => {
+                let conn = wsc_redis::connect(&settings.url).await?;
+                let secret = wsc_redis::shared_token_secret(&conn, &settings.prefix).await?;
+                Some((settings, conn, secret))
+            }
+        };
+        Ok(Gateway::assemble(
+            self.config,
+            self.clock,
+            self.runner,
+            redis,
+        ))
+    }
+}
+
+/// A gateway: the rate limiter, event monitor, performance monitor and
+/// session registry behind one axum router. Cheap to clone.
+///
+/// Its background upkeep (session expiry, the one-second sampler behind
+/// the dashboard and the cached health, alert evaluation, the monitors'
+/// sweeps, and with Redis its health check and lease renewal) runs from the
+/// moment the gateway exists inside a tokio runtime — or from the first
+/// [`router`](Self::router) or [`serve`](Self::serve) call when it was
+/// built outside one — until [`stop_upkeep`](Self::stop_upkeep) or until
+/// the gateway and every router made from it are dropped.
+#[derive(Clone)]
+pub struct Gateway {
+    state: Arc<AppState>,
+    upkeep: Arc<Mutex<UpkeepSlot>>,
+}
+
+/// Whether the upkeep runs, and whether it was stopped on purpose.
+#[derive(Debug, Default)]
+enum UpkeepSlot {
+    #[default]
+    NotStarted,
+    /// Held for its `Drop`, which stops the tasks.
+    Running {
+        _upkeep: Upkeep,
+    },
+    Stopped,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("config", &self.state.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// A gateway with the built-in simulated agent, on the system clock.
+    pub fn new(config: GatewayConfig) -> Self {
+        Self::with_runner(config, Arc::new(SimulatedAgent))
+    }
+
+    /// A gateway running agents with `runner`, everything in memory.
+    pub fn with_runner(config: GatewayConfig, runner: Arc<dyn AgentRunner>) -> Self {
+        Self::assemble(config, Arc::new(SystemClock), runner, None)
+    }
+
+    /// A builder, to choose the clock, the runner and Redis.
+    pub fn builder(config: GatewayConfig) -> GatewayBuilder {
+        GatewayBuilder {
+            config,
+            clock: Arc::new(SystemClock),
+            runner: Arc::new(SimulatedAgent),
+            redis: None,
+        }
+    }
+
+    /// A gateway whose rate limits, sessions, replay buffers and per-user
+    /// connection counts live in Redis, shared with every gateway using the
+    /// same Redis and prefix: a client resumes on any of them. While Redis
+    /// is unreachable it follows `redis.failure`.
+    ///
+    /// # Errors
+    /// Redis not reachable at startup.
+    pub async fn with_redis(
+        config: GatewayConfig,
+        runner: Arc<dyn AgentRunner>,
+        redis: RedisSettings,
+    ) -> Result<Self, StoreError> {
+        Self::builder(config)
+            .runner(runner)
+            .redis(redis)
+            .build()
+            .await
+    }
+
+    fn assemble(
+        config: GatewayConfig,
+        clock: SharedClock,
+        runner: Arc<dyn AgentRunner>,
+        redis: Option<(RedisSettings, redis::aio::ConnectionManager, [u8; 32])>,
+    ) -> Self {
+        let limits = RateLimitConfig {
+            max_connections_per_user: config.max_connections_per_user,
+            max_messages_per_minute: config.max_messages_per_minute,
+            max_messages_per_hour: config.max_messages_per_hour,
+            max_handshakes_per_ip: config.max_handshakes_per_ip,
+            ..Default::default()
+        };
+        let buffer = BufferLimits {
+            max_frames: config.replay_buffer,
+            max_bytes: config.replay_buffer_bytes,
+            ..Default::default()
+        };
+        let session_config = SessionConfig {
+            buffer,
+            session_ttl: config.session_ttl,
+            outbound_capacity: config.outbound_queue,
+            ..Default::default()
+        };
+        // With Redis, sessions started while it is unreachable live only
+        // here; their ids say so (and which node), so another node can send
+        // their resumes back instead of refusing them.
+        let local_prefix = if redis.is_some() {
+            format!(
+                "{LOCAL_SESSION_MARK}{}-",
+                &wsc_reconnection::new_session_id()[..8]
+            )
+        } else {
+            String::new()
+        };
+        let local_sessions = Arc::new(SessionRegistry::with_clock(
+            SessionConfig {
+                id_prefix: local_prefix.clone(),
+                ..session_config.clone()
+            },
+            clock.clone(),
+        ));
+        let (limiter, sessions, redis) = match redis {
+            None => (
+                WebSocketRateLimiter::with_clock(limits, clock.clone()),
+                local_sessions.clone(),
+                None,
+            ),
+            Some((settings, conn, secret)) => {
+                let limiter_store = Arc::new(wsc_rate_limiter::FallbackStore::new(
+                    Arc::new(wsc_redis::RedisRateLimitStore::new(
+                        conn.clone(),
+                        settings.prefix.clone(),
+                    )),
+                    Arc::new(wsc_rate_limiter::MemoryStore::default()),
+                ));
+                let store: Arc<dyn wsc_rate_limiter::RateLimitStore> = match settings.failure {
+                    // Decide locally while Redis is away.
+                    RedisFailurePolicy::FailOpen => limiter_store.clone(),
+                    // Refuse (the limiter's fail-closed policy).
+                    RedisFailurePolicy::FailClosed => Arc::new(
+                        wsc_redis::RedisRateLimitStore::new(conn.clone(), settings.prefix.clone()),
+                    ),
+                };
+                let limits = RateLimitConfig {
+                    store_failure: match settings.failure {
+                        RedisFailurePolicy::FailOpen => wsc_rate_limiter::FailurePolicy::FailOpen,
+                        RedisFailurePolicy::FailClosed => {
+                            wsc_rate_limiter::FailurePolicy::FailClosed
+                        }
+                    },
+                    ..limits
+                };
+                let session_store = wsc_redis::RedisSessionStore::new(
+                    conn.clone(),
+                    wsc_redis::RedisSessionConfig {
+                        prefix: settings.prefix.clone(),
+                        limits: buffer,
+                        session_ttl: config.session_ttl,
+                        ..Default::default()
+                    },
+                );
+                let channel = session_store.channel();
+                let sessions = Arc::new(SessionRegistry::with_store(
+                    SessionConfig {
+                        secret: wsc_reconnection::TokenSecret::from_bytes(secret),
+                        ..session_config
+                    },
+                    clock.clone(),
+                    Arc::new(session_store),
+                ));
+                let redis = RedisState {
+                    connections: wsc_redis::RedisConnectionCounter::new(
+                        conn.clone(),
+                        settings.prefix.clone(),
+                    ),
+                    settings,
+                    redis: conn,
+                    channel,
+                    limiter_store,
+                    open: dashmap::DashMap::new(),
+                };
+                (
+                    WebSocketRateLimiter::with_store(limits, clock.clone(), store),
+                    sessions,
+                    Some(redis),
+                )
+            }
+        };
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let node_tag = wsc_reconnection::new_session_id()[..6].to_owned();
+        let state = Arc::new(AppState {
+            monitor: Arc::new(EventMonitor::with_clock(
+                EventMonitorConfig {
+                    max_tracked_runs: config.max_tracked_runs.max(1),
+                    ..EventMonitorConfig::default()
+                },
+                clock.clone(),
+            )),
+            perf: Arc::new(PerformanceMonitor::with_clock(
+                PerformanceMonitorConfig::default(),
+                clock.clone(),
+            )),
+            sessions,
+            limiter,
+            runner,
+            counters: Arc::new(Counters::default()),
+            shutdown,
+            shutdown_tx,
+            next_id: AtomicU64::new(1),
+            config,
+            clock,
+            telemetry: Telemetry::new(),
+            node_tag,
+            redis,
+            local_sessions,
+            local_prefix,
+            outbox: Arc::new(Outbox::default()),
+            health: HealthCache::default(),
+        });
+        let gateway = Gateway {
+            state,
+            upkeep: Arc::default(),
+        };
+        gateway.ensure_upkeep();
+        gateway
+    }
+
+    /// Starts the upkeep if it has not started (and was not stopped) and a
+    /// tokio runtime is at hand.
+    fn ensure_upkeep(&self) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let mut slot = self.upkeep.lock().unwrap_or_else(|e| e.into_inner());
+        if matches!(*slot, UpkeepSlot::NotStarted) {
+            *slot = UpkeepSlot::Running {
+                _upkeep: upkeep::start(&self.state),
+            };
+        }
+    }
+
+    /// Stops the background upkeep (session expiry, sampling, alert
+    /// evaluation, sweeps, Redis health checks) for good; the router keeps
+    /// serving. For embedders that run their own maintenance, or tests.
+    pub fn stop_upkeep(&self) {
+        *self.upkeep.lock().unwrap_or_else(|e| e.into_inner()) = UpkeepSlot::Stopped;
+    }
+
+    /// Whether the background upkeep is running.
+    pub fn upkeep_running(&self) -> bool {
+        matches!(
+            *self.upkeep.lock().unwrap_or_else(|e| e.into_inner()),
+            UpkeepSlot::Running { .. }
+        )
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.state.config
+    }
+
+    /// The clock the gateway runs on.
+    pub fn clock(&self) -> &SharedClock {
+        &self.state.clock
+    }
+
+    /// The gateway's counters now.
+    pub fn stats(&self) -> GatewayStats {
+        self.state.stats()
+    }
+
+    /// The event monitor every agent event goes through.
+    pub fn event_monitor(&self) -> &Arc<EventMonitor> {
+        &self.state.monitor
+    }
+
+    /// The session registry (sessions, replay buffers).
+    pub fn sessions(&self) -> &Arc<SessionRegistry> {
+        &self.state.sessions
+    }
+
+    /// The rate limiter (connection permits, message windows, handshake
+    /// limits per IP).
+    pub fn rate_limiter(&self) -> &WebSocketRateLimiter {
+        &self.state.limiter
+    }
+
+    /// The performance monitor every connection is measured by.
+    pub fn performance_monitor(&self) -> &Arc<PerformanceMonitor> {
+        &self.state.perf
+    }
+
+    /// The last minutes of the dashboard's series (one sample per second
+    /// while the upkeep runs), oldest first.
+    pub fn stats_series(&self) -> Vec<StatsSample> {
+        self.state.telemetry.series()
+    }
+
+    /// The axum router: `/` (the dashboard), `/ws`, `/health`, `/metrics`,
+    /// `/api/stats`. Merge it into your own app; the upkeep keeps running
+    /// while the router (or the gateway) lives.
+    ///
+    /// The `/ws` handler reads the peer address from `ConnectInfo`: serve
+    /// with `into_make_service_with_connect_info::<SocketAddr>()` (as
+    /// [`serve`](Self::serve) does).
+    pub fn router(&self) -> axum::Router {
+        self.ensure_upkeep();
+        let upkeep = self.upkeep.clone();
+        crate::http::router(self.state.clone()).layer(axum::Extension(UpkeepGuard(upkeep)))
+    }
+
+    /// Starts draining: from now on handshakes are refused with 503 and
+    /// `/health` answers 503 (so a load balancer moves traffic away), and
+    /// every open WebSocket is closed with 1001; their sessions stay
+    /// resumable on another node or after a restart. [`serve`](Self::serve)
+    /// keeps accepting HTTP until its shutdown future completes. Idempotent.
+    ///
+    /// ```
+    /// # use wsc_server::{Gateway, GatewayConfig};
+    /// let gateway = Gateway::new(GatewayConfig::default());
+    /// assert!(!gateway.is_shutting_down());
+    /// gateway.shutdown();
+    /// assert!(gateway.is_shutting_down());
+    /// ```
+    pub fn shutdown(&self) {
+        let _ = self.state.shutdown_tx.send(true);
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called (or `serve`'s
+    /// shutdown future completed).
+    pub fn is_shutting_down(&self) -> bool {
+        *self.state.shutdown_tx.borrow()
+    }
+
+    /// Serves on `listener` until `shutdown` completes; then closes every
+    /// WebSocket with 1001 (their sessions stay resumable) and returns.
+    /// HTTP/1.1 with a deadline and a size cap on each request head
+    /// ([`GatewayConfig::handshake_timeout`], [`GatewayConfig::max_header_bytes`]).
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let tx = self.state.shutdown_tx.clone();
+        let limits = crate::server::HeadLimits {
+            timeout: self.state.config.handshake_timeout,
+            max_bytes: self.state.config.max_header_bytes,
+        };
+        let counters = self.state.counters.clone();
+        let on_error = move |e: &hyper::Error| {
+            if e.is_timeout() {
+                Counters::bump(&counters.head_timeouts);
+            } else if e.is_parse_too_large() {
+                Counters::bump(&counters.heads_too_large);
+            }
+        };
+        crate::server::serve(listener, self.router(), limits, on_error, async move {
+            shutdown.await;
+            // Connections see this and close with 1001.
+            let _ = tx.send(true);
+        })
+        .await
+    }
+}
+
+/// Keeps the upkeep alive as long as a router made by the gateway lives
+/// (each request's extensions hold a clone; axum's layer holds one too).
+#[derive(Clone)]
+struct UpkeepGuard(#[allow(dead_code)] Arc<Mutex<UpkeepSlot>>);

@@ -1,0 +1,133 @@
+//! The gateway's counters and their snapshot, [`GatewayStats`]. Imports no
+//! other module of the crate: everything else writes here.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use serde::Serialize;
+
+/// Gateway-level counters (also in `/metrics` and `/api/stats`).
+#[derive(Debug)]
+pub(crate) struct Counters {
+    pub(crate) connections: AtomicU64,
+    pub(crate) refused_handshakes: AtomicU64,
+    pub(crate) rate_limited: AtomicU64,
+    pub(crate) resumes: AtomicU64,
+    pub(crate) resumes_refused: AtomicU64,
+    pub(crate) runs: AtomicU64,
+    pub(crate) frames_sent: AtomicU64,
+    pub(crate) bad_frames: AtomicU64,
+    pub(crate) slow_clients: AtomicU64,
+    pub(crate) redis_errors: AtomicU64,
+    pub(crate) local_sessions: AtomicU64,
+    pub(crate) head_timeouts: AtomicU64,
+    pub(crate) heads_too_large: AtomicU64,
+    pub(crate) repeated_starts: AtomicU64,
+    /// Whether the shared store (Redis) answered the last health check or
+    /// call; always true without Redis.
+    pub(crate) store_up: AtomicBool,
+}
+
+/// A snapshot of the gateway's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GatewayStats {
+    /// Connections accepted.
+    pub connections: u64,
+    /// Handshakes refused (401, 429, 503).
+    pub refused_handshakes: u64,
+    /// Client frames refused by the rate limiter.
+    pub rate_limited: u64,
+    /// Sessions resumed.
+    pub resumes: u64,
+    /// Resumes refused (a fresh session was started).
+    pub resumes_refused: u64,
+    /// Agent runs started.
+    pub runs: u64,
+    /// Frames sent to clients.
+    pub frames_sent: u64,
+    /// Client frames answered with an error.
+    pub bad_frames: u64,
+    /// Connections dropped because the client did not read fast enough
+    /// (their sessions stay resumable).
+    pub slow_clients: u64,
+    /// Redis calls that failed.
+    pub redis_errors: u64,
+    /// Sessions started in this node's memory while Redis was unreachable.
+    pub local_fallback_sessions: u64,
+    /// Connections closed for not sending a complete request head within
+    /// [`GatewayConfig::handshake_timeout`] (slow or silent clients).
+    pub head_timeouts: u64,
+    /// Request heads refused with 431 (over
+    /// [`GatewayConfig::max_header_bytes`] or too many headers).
+    pub heads_too_large: u64,
+    /// `start_agent` frames repeating the `message_id` of a run already
+    /// started in the session (a client unsure its start arrived); no
+    /// second run was started.
+    pub repeated_starts: u64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            connections: AtomicU64::new(0),
+            refused_handshakes: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
+            resumes: AtomicU64::new(0),
+            resumes_refused: AtomicU64::new(0),
+            runs: AtomicU64::new(0),
+            frames_sent: AtomicU64::new(0),
+            bad_frames: AtomicU64::new(0),
+            slow_clients: AtomicU64::new(0),
+            redis_errors: AtomicU64::new(0),
+            local_sessions: AtomicU64::new(0),
+            head_timeouts: AtomicU64::new(0),
+            heads_too_large: AtomicU64::new(0),
+            repeated_starts: AtomicU64::new(0),
+            store_up: AtomicBool::new(true),
+        }
+    }
+}
+
+impl Counters {
+    /// Adds one to `counter`.
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether the shared store answered last.
+    pub(crate) fn store_is_up(&self) -> bool {
+        self.store_up.load(Ordering::Relaxed)
+    }
+
+    /// A store call failed: the store is presumably down until the next
+    /// health check says otherwise. Returns whether it was up until now.
+    pub(crate) fn store_failed(&self) -> bool {
+        self.redis_errors.fetch_add(1, Ordering::Relaxed);
+        self.store_up.swap(false, Ordering::Relaxed)
+    }
+
+    /// A health check succeeded. Returns whether the store was down.
+    pub(crate) fn store_answered(&self) -> bool {
+        !self.store_up.swap(true, Ordering::Relaxed)
+    }
+
+    /// A snapshot.
+    pub(crate) fn stats(&self) -> GatewayStats {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        GatewayStats {
+            connections: get(&self.connections),
+            refused_handshakes: get(&self.refused_handshakes),
+            rate_limited: get(&self.rate_limited),
+            resumes: get(&self.resumes),
+            resumes_refused: get(&self.resumes_refused),
+            runs: get(&self.runs),
+            frames_sent: get(&self.frames_sent),
+            bad_frames: get(&self.bad_frames),
+            slow_clients: get(&self.slow_clients),
+            redis_errors: get(&self.redis_errors),
+            local_fallback_sessions: get(&self.local_sessions),
+            head_timeouts: get(&self.head_timeouts),
+            heads_too_large: get(&self.heads_too_large),
+            repeated_starts: get(&self.repeated_starts),
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! # wsc-server
+//!
+//! The embeddable wsc gateway: one axum router that carries AI-agent runs
+//! to clients over WebSocket, to the protocol in the project's
+//! `docs/protocol.md`. Every client frame is parsed with typed errors and
+//! rate limited; every agent event goes through the event monitor and the
+//! session's replay buffer (which numbers it) before it is sent; every
+//! connection is measured; a client that loses its connection resumes with
+//! exactly the frames it missed, on any gateway sharing the same Redis.
+//!
+//! Build one with [`Gateway::new`] or [`Gateway::builder`] (clock, agent
+//! runner, Redis), then [`Gateway::serve`] it, or merge
+//! [`Gateway::router`] into your own axum app. Agents plug in through
+//! [`AgentRunner`]; [`SimulatedAgent`] is built in. `GET /` is a live
+//! dashboard, `GET /metrics` Prometheus text. The library has no command
+//! line, progress display or log setup: the `wsc-gateway` binary owns
+//! those, and `wsc-loadgen` the demo load.
+//!
+//! ## Example
+//!
+//! ```no_run
+//! use wsc_server::{Gateway, GatewayConfig};
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let gateway = Gateway::new(GatewayConfig::default());
+//! println!("listening on http://{}", listener.local_addr()?);
+//! gateway.serve(listener, std::future::pending()).await
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+mod agent;
+mod builder;
+mod config;
+mod connection;
+mod counters;
+mod health;
+mod http;
+mod outbox;
+mod server;
+mod state;
+mod telemetry;
+mod upkeep;
+
+pub use agent::{AgentRequest, AgentRunner, EventSink, SimulatedAgent};
+pub use builder::{Gateway, GatewayBuilder};
+pub use config::{AuthMode, GatewayConfig, RedisFailurePolicy, RedisSettings};
+pub use counters::GatewayStats;
+pub use telemetry::StatsSample;

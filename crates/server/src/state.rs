@@ -1,0 +1,147 @@
+//! `AppState`: what every connection and handler shares. Built by the
+//! builder; knows nothing of the router, the server or upkeep.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::watch;
+use wsc_core::SharedClock;
+use wsc_event_monitor::EventMonitor;
+use wsc_perf_monitor::PerformanceMonitor;
+use wsc_rate_limiter::WebSocketRateLimiter;
+use wsc_reconnection::SessionRegistry;
+
+use crate::agent::AgentRunner;
+use crate::config::{GatewayConfig, RedisFailurePolicy, RedisSettings};
+use crate::counters::{Counters, GatewayStats};
+use crate::health::{HealthCache, HealthSnapshot};
+use crate::outbox::Outbox;
+use crate::telemetry::Telemetry;
+
+/// How the ids of sessions held in one node's memory start (see
+/// `AppState::local_prefix`).
+pub(crate) const LOCAL_SESSION_MARK: &str = "local-";
+
+pub(crate) struct AppState {
+    pub(crate) config: GatewayConfig,
+    pub(crate) clock: SharedClock,
+    pub(crate) limiter: WebSocketRateLimiter,
+    pub(crate) monitor: Arc<EventMonitor>,
+    pub(crate) perf: Arc<PerformanceMonitor>,
+    pub(crate) sessions: Arc<SessionRegistry>,
+    pub(crate) runner: Arc<dyn AgentRunner>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) shutdown_tx: watch::Sender<bool>,
+    pub(crate) next_id: AtomicU64,
+    pub(crate) telemetry: Telemetry,
+    /// Distinguishes this node's ids (runs, connections) from other nodes'.
+    pub(crate) node_tag: String,
+    /// Shared state, when the gateway runs on Redis.
+    pub(crate) redis: Option<RedisState>,
+    /// Sessions started while Redis was unreachable (fail-open): kept in
+    /// this node's memory, resumable here only.
+    pub(crate) local_sessions: Arc<SessionRegistry>,
+    /// The id prefix of sessions this node holds only in its memory (with
+    /// Redis; empty without).
+    pub(crate) local_prefix: String,
+    pub(crate) outbox: Arc<Outbox>,
+    /// Health and system metrics computed by the sampler once a second,
+    /// read by `/metrics`, `/health` and `/api/stats`.
+    pub(crate) health: HealthCache,
+}
+
+/// The Redis side of a gateway.
+pub(crate) struct RedisState {
+    pub(crate) settings: RedisSettings,
+    pub(crate) redis: redis::aio::ConnectionManager,
+    pub(crate) channel: String,
+    pub(crate) connections: wsc_redis::RedisConnectionCounter,
+    pub(crate) limiter_store: Arc<wsc_rate_limiter::FallbackStore>,
+    /// This node's open connections (user, member), for lease renewal.
+    pub(crate) open: dashmap::DashMap<String, String>,
+}
+
+impl RedisState {
+    pub(crate) fn fail_closed(&self) -> bool {
+        self.settings.failure == RedisFailurePolicy::FailClosed
+    }
+}
+
+/// Where a session lives, judged from its id alone (with Redis).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SessionHome {
+    /// In Redis, shared by every gateway (or, without Redis, in memory).
+    Shared,
+    /// In this gateway's memory (started while Redis was unreachable).
+    Here,
+    /// In another gateway's memory.
+    Elsewhere,
+}
+
+impl AppState {
+    /// Where `session_id` lives: ids of sessions kept in one gateway's
+    /// memory carry that gateway's local prefix.
+    pub(crate) fn session_home(&self, session_id: &str) -> SessionHome {
+        if !session_id.starts_with(LOCAL_SESSION_MARK) || self.local_prefix.is_empty() {
+            SessionHome::Shared
+        } else if session_id.starts_with(&self.local_prefix) {
+            SessionHome::Here
+        } else {
+            SessionHome::Elsewhere
+        }
+    }
+
+    pub(crate) fn next_id(&self, prefix: &str) -> String {
+        format!(
+            "{prefix}-{}-{}",
+            self.node_tag,
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// Whether the gateway runs on Redis and Redis answered last.
+    pub(crate) fn redis_up(&self) -> bool {
+        self.redis.is_some() && self.counters.store_is_up()
+    }
+
+    /// A store call failed: Redis is presumably down until the next health
+    /// check says otherwise.
+    pub(crate) fn redis_failed(&self) {
+        if self.counters.store_failed() {
+            if let Some(r) = &self.redis {
+                tracing::warn!(
+                    "redis unreachable: {:?} until it is back",
+                    r.settings.failure
+                );
+            }
+        }
+    }
+
+    pub(crate) fn stats(&self) -> GatewayStats {
+        self.counters.stats()
+    }
+}
+
+impl AppState {
+    /// Computes a fresh health snapshot (every tracked run is scanned) and
+    /// caches it.
+    pub(crate) async fn refresh_health(&self) -> std::sync::Arc<HealthSnapshot> {
+        let snapshot = std::sync::Arc::new(HealthSnapshot {
+            report: self.monitor.check_health().await,
+            system: self.perf.get_system_wide_metrics().await,
+            sessions: self.sessions.session_count().await.unwrap_or(0) as u64,
+        });
+        self.health.set(snapshot.clone());
+        snapshot
+    }
+
+    /// The cached health snapshot; computed now if the sampler has not run
+    /// yet (the first request after start).
+    pub(crate) async fn health_snapshot(&self) -> std::sync::Arc<HealthSnapshot> {
+        match self.health.get() {
+            Some(snapshot) => snapshot,
+            None => self.refresh_health().await,
+        }
+    }
+}

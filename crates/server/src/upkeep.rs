@@ -1,0 +1,148 @@
+//! The gateway's background upkeep, each part a [`BackgroundTask`] on the
+//! gateway's clock: the one-second sampler (dashboard series and the cached
+//! health), expiry of detached sessions, the event monitor's sweeper, the
+//! performance monitor's alert evaluator, the rate limiter's cleanup, and
+//! with Redis its health check, outbox flushing, lease renewal and the
+//! announcement listener. The tasks hold a weak reference to the state:
+//! they end when the gateway is gone, or when the `Upkeep` is dropped.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use wsc_core::BackgroundTask;
+
+use crate::state::AppState;
+
+/// How often the sampler runs (dashboard series, cached health).
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// How often detached sessions past their TTL are removed.
+const EXPIRE_SESSIONS_EVERY: Duration = Duration::from_secs(10);
+/// How often Redis is pinged and the outbox flushed.
+const REDIS_CHECK_EVERY: Duration = Duration::from_millis(500);
+/// How often this node's connection leases in Redis are renewed.
+const RENEW_LEASES_EVERY: Duration = Duration::from_secs(10);
+/// How often the performance monitor evaluates alerts.
+const EVALUATE_ALERTS_EVERY: Duration = Duration::from_secs(5);
+/// How often the rate limiter drops inactive users.
+const LIMITER_CLEANUP_EVERY: Duration = Duration::from_secs(60);
+
+/// The running upkeep; dropping it stops every task.
+pub(crate) struct Upkeep {
+    _tasks: Vec<BackgroundTask>,
+    _listener: Option<wsc_redis::AnnouncementListener>,
+}
+
+impl std::fmt::Debug for Upkeep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upkeep").finish_non_exhaustive()
+    }
+}
+
+/// A periodic async step on the state, while it exists.
+fn every<F, Fut>(state: &Arc<AppState>, interval: Duration, step: F) -> BackgroundTask
+where
+    F: Fn(Arc<AppState>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let weak: Weak<AppState> = Arc::downgrade(state);
+    let step = Arc::new(step);
+    BackgroundTask::spawn_periodic_async(state.clock.clone(), interval, move || {
+        let weak = weak.clone();
+        let step = step.clone();
+        async move {
+            match weak.upgrade() {
+                Some(state) => {
+                    step(state).await;
+                    true
+                }
+                None => false,
+            }
+        }
+    })
+}
+
+/// Starts the upkeep (inside a tokio runtime).
+pub(crate) fn start(state: &Arc<AppState>) -> Upkeep {
+    let mut tasks = vec![
+        every(state, SAMPLE_EVERY, |s| async move {
+            let health = s.refresh_health().await;
+            s.telemetry.sample(
+                s.clock.now().as_unix_secs_f64(),
+                s.stats(),
+                health.system.total_active_connections as u64,
+                health.sessions,
+            );
+        }),
+        every(state, EXPIRE_SESSIONS_EVERY, |s| async move {
+            let _ = s.sessions.cleanup_expired().await;
+            if s.redis.is_some() {
+                let _ = s.local_sessions.cleanup_expired().await;
+            }
+        }),
+        state.monitor.spawn_sweeper(),
+        state.perf.spawn_evaluator(EVALUATE_ALERTS_EVERY),
+        state.limiter.spawn_cleanup(LIMITER_CLEANUP_EVERY),
+    ];
+    let mut listener = None;
+    if let Some(redis) = &state.redis {
+        tasks.push(every(state, REDIS_CHECK_EVERY, |s| async move {
+            redis_check(&s).await;
+        }));
+        tasks.push(every(state, RENEW_LEASES_EVERY, |s| async move {
+            renew_leases(&s).await;
+        }));
+        listener = wsc_redis::spawn_announcement_listener(
+            &redis.settings.url,
+            redis.channel.clone(),
+            state.sessions.clone(),
+        )
+        .ok();
+    }
+    Upkeep {
+        _tasks: tasks,
+        _listener: listener,
+    }
+}
+
+/// A health check (PING); when Redis is back, catch every attached session
+/// up and publish what the outbox holds.
+async fn redis_check(s: &AppState) {
+    let Some(redis) = &s.redis else { return };
+    let mut conn = redis.redis.clone();
+    let ping = tokio::time::timeout(
+        Duration::from_secs(1),
+        redis::cmd("PING").query_async::<String>(&mut conn),
+    )
+    .await;
+    match ping {
+        Ok(Ok(_)) => {
+            if s.counters.store_answered() {
+                tracing::info!("redis reachable again");
+                let _ = s.sessions.catch_up_all().await;
+            }
+        }
+        _ => s.redis_failed(),
+    }
+    if s.redis_up() && s.outbox.len() > 0 {
+        let published = s.outbox.flush(&s.sessions).await;
+        if published > 0 {
+            tracing::info!(published, "outbox events published");
+        }
+    }
+}
+
+/// Renews the leases of this node's open connections in the shared count.
+async fn renew_leases(s: &AppState) {
+    let Some(redis) = &s.redis else { return };
+    if !s.redis_up() {
+        return;
+    }
+    let open: Vec<(String, String)> = redis
+        .open
+        .iter()
+        .map(|e| (e.value().clone(), e.key().clone()))
+        .collect();
+    if redis.connections.refresh(&open).await.is_err() {
+        s.redis_failed();
+    }
+}
