@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::{MessageType, Timestamp, WebSocketMessage};
 
@@ -58,23 +58,6 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Internal => "internal",
         }
-    }
-
-    /// An `error` frame `{code, message}` with this code. Add
-    /// `retry_after_ms` or `ref_message_id` to its payload as needed.
-    ///
-    /// ```
-    /// use wsc_core::{ErrorCode, MessageType};
-    ///
-    /// let frame = ErrorCode::RateLimited.frame("slow down");
-    /// assert_eq!(frame.message_type, MessageType::Error);
-    /// assert_eq!(frame.payload["code"], "rate_limited");
-    /// ```
-    pub fn frame(&self, message: impl Into<String>) -> WebSocketMessage {
-        WebSocketMessage::new(
-            MessageType::Error,
-            json!({"code": self.as_str(), "message": message.into()}),
-        )
     }
 }
 
@@ -160,11 +143,6 @@ impl FrameError {
             FrameError::NotAllowed { .. } => ErrorCode::NotAllowed,
             FrameError::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
         }
-    }
-
-    /// The `error` frame that answers this error.
-    pub fn to_error_frame(&self) -> WebSocketMessage {
-        self.error_code().frame(self.to_string())
     }
 
     fn invalid(reason: impl Into<String>) -> Self {
@@ -348,6 +326,7 @@ pub(crate) fn decode_value(value: Value) -> Result<WebSocketMessage, FrameError>
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use serde_json::json;
 
     fn code(text: &str) -> &'static str {
         parse_client_frame(text).unwrap_err().code()

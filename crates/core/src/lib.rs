@@ -4,7 +4,9 @@
 //! [`WebSocketMessage`] itself, time ([`Timestamp`], the injectable
 //! [`Clock`], [`SystemClock`] and the test [`ManualClock`]), and the wire
 //! codec ([`parse_client_frame`], [`serialize`]) with the protocol's
-//! [`ErrorCode`]s and [`CloseCode`]s.
+//! [`ErrorCode`]s and [`CloseCode`]s, and the protocol's control frames as
+//! types ([`ConnectionEstablished`], [`ErrorFrame`], [`StartAgent`],
+//! [`Ack`], [`HandshakeRefusal`]; see [`Frame`]).
 //!
 //! It is deliberately small (serde, serde_json, thiserror, and tokio for
 //! [`SystemClock::sleep`] and the clock-driven [`BackgroundTask`] every
@@ -46,6 +48,7 @@
 mod codec;
 mod message;
 mod message_type;
+mod protocol;
 mod store;
 mod task;
 mod time;
@@ -56,6 +59,10 @@ pub use codec::{
 };
 pub use message::WebSocketMessage;
 pub use message_type::{Direction, MessageType, UnknownMessageType};
+pub use protocol::{
+    Ack, ConnectionEstablished, ErrorFrame, Frame, HandshakeRefusal, MAX_NAME_CHARS,
+    MAX_STEP_DELAY_MS, MAX_TOOLS, ProtocolError, StartAgent,
+};
 pub use store::StoreError;
 pub use task::BackgroundTask;
 pub use time::{Clock, ManualClock, SharedClock, SystemClock, Timestamp, TokioClock};

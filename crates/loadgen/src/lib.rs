@@ -37,7 +37,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::{Value, json};
-use wsc_core::{Clock, MessageType, SystemClock, WebSocketMessage};
+use wsc_core::{
+    Clock, ErrorCode, ErrorFrame, Frame, MessageType, StartAgent, SystemClock, WebSocketMessage,
+};
 use wsc_reconnection::{ClientConfig, ClientEvent, ResilientClient};
 
 use wsc_event_monitor::EventMonitor;
@@ -394,14 +396,13 @@ async fn run_user(
         // that shows nothing of this run yet, the start may have been lost
         // with the connection, so it is sent again; the gateway starts the
         // run once.
-        let start = WebSocketMessage::new(
-            MessageType::StartAgent,
-            json!({
-                "agent_name": "demo",
-                "tools": config.tools,
-                "step_delay_ms": config.step_delay.as_millis() as u64,
-            }),
-        )
+        let start = StartAgent {
+            agent_name: Some("demo".into()),
+            tools: Some(config.tools.clone()),
+            step_delay_ms: Some(u64::try_from(config.step_delay.as_millis()).unwrap_or(u64::MAX)),
+            thread_id: None,
+        }
+        .to_message()
         .with_message_id(format!("start-{user}-{run_index}"));
         client.send(start.clone());
         // Drop the connection once, after a random event of this run.
@@ -440,14 +441,10 @@ async fn run_user(
                 }
                 ClientEvent::Disconnected { .. } => continue,
             };
-            if msg.message_type == MessageType::Error {
-                if msg.payload.get("code").and_then(Value::as_str) == Some("rate_limited") {
+            if let Ok(error) = ErrorFrame::from_message(&msg) {
+                if error.code == ErrorCode::RateLimited {
                     out.rate_limited += 1;
-                    let wait = msg
-                        .payload
-                        .get("retry_after_ms")
-                        .and_then(Value::as_u64)
-                        .unwrap_or(1_000);
+                    let wait = error.retry_after_ms.unwrap_or(1_000);
                     if run_id.is_none() {
                         // Our start_agent was refused: ask again later.
                         tokio::time::sleep(Duration::from_millis(wait)).await;
@@ -549,7 +546,9 @@ async fn flood(url: &str, n: u32) -> u64 {
                 MessageType::Pong => answered += 1,
                 MessageType::Error => {
                     answered += 1;
-                    if msg.payload.get("code").and_then(Value::as_str) == Some("rate_limited") {
+                    if ErrorFrame::from_message(&msg)
+                        .is_ok_and(|e| e.code == ErrorCode::RateLimited)
+                    {
                         refused += 1;
                     }
                 }

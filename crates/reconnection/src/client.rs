@@ -8,9 +8,12 @@ use std::time::Duration;
 use futures_util::{SinkExt, Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
-use wsc_core::{MessageType, WebSocketMessage, parse_server_frame, serialize};
+use wsc_core::{
+    Ack, ConnectionEstablished, Frame, WebSocketMessage, parse_server_frame, serialize,
+};
 
 use crate::backoff::{Backoff, Jitter};
+use crate::registry::ResumeRequest;
 
 /// How a [`ResilientClient`] connects and retries.
 #[derive(Clone, Debug)]
@@ -199,37 +202,26 @@ fn base_url(config: &ClientConfig, attempt: u64) -> &str {
     }
 }
 
-fn url_at(config: &ClientConfig, attempt: u64, resume: Option<(&str, &str, u64)>) -> String {
+/// The URL of attempt `attempt`: the base URL, the configured query
+/// parameters, and the resume triple as [`ResumeRequest::to_query`] writes
+/// it (the same type the server reads it back with).
+fn url_at(config: &ClientConfig, attempt: u64, resume: Option<&ResumeRequest>) -> String {
     let base = base_url(config, attempt);
-    let mut params: Vec<(String, String)> = config.query.clone();
-    if let Some((session, token, last_seq)) = resume {
-        params.push(("session_id".into(), session.into()));
-        params.push(("resume_token".into(), token.into()));
-        params.push(("last_seq".into(), last_seq.to_string()));
+    let mut query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(config.query.iter())
+        .finish();
+    if let Some(resume) = resume {
+        if !query.is_empty() {
+            query.push('&');
+        }
+        query.push_str(&resume.to_query());
     }
-    let query: Vec<String> = params
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-        .collect();
     if query.is_empty() {
         base.to_owned()
     } else {
         let sep = if base.contains('?') { '&' } else { '?' };
-        format!("{base}{sep}{}", query.join("&"))
+        format!("{base}{sep}{query}")
     }
-}
-
-/// Percent-encodes a query component.
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 fn outcome_of(
@@ -237,21 +229,18 @@ fn outcome_of(
     resume_requested: bool,
     url: &str,
 ) -> Option<(ConnectionOutcome, String)> {
-    if msg.message_type != MessageType::ConnectionEstablished {
-        return None;
-    }
-    let p = &msg.payload;
+    let hello = ConnectionEstablished::from_message(msg).ok()?;
     Some((
         ConnectionOutcome {
-            session_id: p.get("session_id")?.as_str()?.to_owned(),
-            epoch: p.get("epoch").and_then(|e| e.as_u64()).unwrap_or(1),
-            resumed: p.get("resumed").and_then(|r| r.as_bool()).unwrap_or(false),
-            replayed: p.get("replayed").and_then(|r| r.as_u64()).unwrap_or(0),
-            reason: p.get("reason").and_then(|r| r.as_str()).map(str::to_owned),
+            session_id: hello.session_id,
+            epoch: hello.epoch,
+            resumed: hello.resumed,
+            replayed: hello.replayed,
+            reason: hello.reason,
             resume_requested,
             url: url.to_owned(),
         },
-        p.get("resume_token")?.as_str()?.to_owned(),
+        hello.resume_token,
     ))
 }
 
@@ -273,10 +262,12 @@ async fn drive(
     let mut failures: u32 = 0;
     let mut attempt: u64 = 0;
     loop {
-        let resume = session
-            .as_ref()
-            .map(|(s, t)| (s.as_str(), t.as_str(), stats.last_seq));
-        let url = url_at(&config, attempt, resume);
+        let resume = session.as_ref().map(|(s, t)| ResumeRequest {
+            session_id: s.clone(),
+            resume_token: t.clone(),
+            last_seq: stats.last_seq,
+        });
+        let url = url_at(&config, attempt, resume.as_ref());
         let base = base_url(&config, attempt).to_owned();
         attempt += 1;
         let connected = tokio::time::timeout(config.connect_timeout, async {
@@ -368,7 +359,7 @@ async fn drive(
                         }
                         if config.ack_every > 0 && since_ack >= config.ack_every {
                             since_ack = 0;
-                            let ack = WebSocketMessage::new(MessageType::Ack, serde_json::json!({"seq": stats.last_seq}));
+                            let ack = Ack::seq(stats.last_seq).to_message();
                             let _ = ws.send(Message::text(serialize(&ack))).await;
                         }
                     }
@@ -428,10 +419,19 @@ mod tests {
     #[test]
     fn urls_carry_the_resume_triple_encoded() {
         let c = ClientConfig::new("ws://h:1/ws").with_query("user_id", "a b&c");
-        assert_eq!(url_at(&c, 0, None), "ws://h:1/ws?user_id=a%20b%26c");
+        assert_eq!(url_at(&c, 0, None), "ws://h:1/ws?user_id=a+b%26c");
+        let resume = ResumeRequest {
+            session_id: "s 1".into(),
+            resume_token: "1.ab".into(),
+            last_seq: 7,
+        };
+        let url = url_at(&c, 0, Some(&resume));
         assert_eq!(
-            url_at(&c, 0, Some(("s1", "1.ab", 7))),
-            "ws://h:1/ws?user_id=a%20b%26c&session_id=s1&resume_token=1.ab&last_seq=7"
+            url,
+            "ws://h:1/ws?user_id=a+b%26c&session_id=s+1&resume_token=1.ab&last_seq=7"
         );
+        // What the server reads back, with the same type.
+        let query = url.split_once('?').map(|(_, q)| q).unwrap_or_default();
+        assert_eq!(ResumeRequest::from_query(query), Ok(Some(resume)));
     }
 }

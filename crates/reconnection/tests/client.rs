@@ -2,7 +2,6 @@
 //! loopback port) backed by a SessionRegistry: the server cuts connections
 //! abruptly at random and the client still sees every frame exactly once.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,19 +10,19 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
-use wsc_core::{MessageType, WebSocketMessage, parse_client_frame, serialize};
+use wsc_core::{
+    ConnectionEstablished, Frame, MessageType, WebSocketMessage, parse_client_frame, serialize,
+};
 use wsc_reconnection::{
     ClientConfig, ClientEvent, ResilientClient, ResumeRequest, SessionConfig, SessionRegistry,
 };
 
-fn query(uri: &str) -> HashMap<String, String> {
-    uri.split_once('?')
-        .map(|(_, q)| q)
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+/// The user id of a handshake's query string (the test's own parameter).
+fn user_of(query: &str) -> String {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "user_id")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
 }
 
 /// A minimal server speaking the protocol's session part: resume or open,
@@ -43,31 +42,30 @@ async fn serve(registry: Arc<SessionRegistry>, cut_after: usize) -> String {
             conn_no += 1;
             let registry = registry.clone();
             tokio::spawn(async move {
-                let mut params = HashMap::new();
+                let mut query = String::new();
                 let ws =
                     tokio_tungstenite::accept_hdr_async(stream, |req: &Request, resp: Response| {
-                        params = query(&req.uri().to_string());
+                        query = req.uri().query().unwrap_or_default().to_owned();
                         Ok(resp)
                     })
                     .await;
                 let Ok(mut ws) = ws else { return };
-                let user = params.get("user_id").cloned().unwrap_or_default();
-                let resume = params.get("session_id").map(|s| ResumeRequest {
-                    session_id: s.clone(),
-                    resume_token: params.get("resume_token").cloned().unwrap_or_default(),
-                    last_seq: params
-                        .get("last_seq")
-                        .and_then(|n| n.parse().ok())
-                        .unwrap_or(0),
-                });
+                let user = user_of(&query);
+                // The resume triple, read with the type the client wrote it with.
+                let resume = ResumeRequest::from_query(&query).expect("a well-formed resume");
                 let start = registry.start(&user, resume.as_ref()).await.unwrap();
                 let mut attached = start.attached;
-                let hello = WebSocketMessage::new(
-                    MessageType::ConnectionEstablished,
-                    json!({"session_id": attached.session_id, "resume_token": attached.resume_token,
-                           "epoch": attached.epoch, "resumed": start.resumed,
-                           "replayed": start.replay.len(), "reason": start.reason.map(|r| r.as_str())}),
-                );
+                let hello = ConnectionEstablished {
+                    session_id: attached.session_id.clone(),
+                    connection_id: format!("c{conn_no}"),
+                    resume_token: attached.resume_token.clone(),
+                    epoch: attached.epoch,
+                    resumed: start.resumed,
+                    replayed: start.replay.len() as u64,
+                    heartbeat_interval_ms: 15_000,
+                    reason: start.reason.map(|r| r.as_str().to_owned()),
+                }
+                .to_message();
                 if ws.send(Message::text(serialize(&hello))).await.is_err() {
                     return;
                 }

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use wsc_core::{
-    CloseCode, ErrorCode, MessageType, WebSocketMessage, parse_client_frame_with_limit, serialize,
+    Ack, CloseCode, ConnectionEstablished, ErrorCode, ErrorFrame, Frame, MessageType, StartAgent,
+    WebSocketMessage, parse_client_frame_with_limit, serialize,
 };
 use wsc_event_monitor::AgentSession;
 use wsc_perf_monitor::ConnectionInfo;
@@ -94,19 +94,19 @@ pub(crate) async fn run(
         out_rx,
     ));
 
-    let mut hello = json!({
-        "session_id": attached.session_id,
-        "connection_id": connection_id,
-        "resume_token": attached.resume_token,
-        "epoch": attached.epoch,
-        "resumed": start.resumed,
-        "replayed": start.replay.len(),
-        "heartbeat_interval_ms": state.config.heartbeat_interval.as_millis() as u64,
-    });
-    if let (Some(reason), Some(map)) = (start.reason, hello.as_object_mut()) {
-        map.insert("reason".into(), Value::from(reason.as_str()));
-    }
-    let hello = WebSocketMessage::new(MessageType::ConnectionEstablished, hello)
+    let hello = ConnectionEstablished {
+        session_id: attached.session_id.clone(),
+        connection_id: connection_id.clone(),
+        resume_token: attached.resume_token.clone(),
+        epoch: attached.epoch,
+        resumed: start.resumed,
+        replayed: start.replay.len() as u64,
+        heartbeat_interval_ms: u64::try_from(state.config.heartbeat_interval.as_millis())
+            .unwrap_or(u64::MAX),
+        reason: start.reason.map(|r| r.as_str().to_owned()),
+    };
+    let hello = hello
+        .to_message()
         .with_user_id(user.clone())
         .with_timestamp(state.clock.now());
     let mut open = out_tx.send(Out::Control(hello)).await.is_ok();
@@ -263,17 +263,14 @@ async fn handle_text(
     };
     if let Err(e) = state.limiter.record_message(user, &msg).await {
         state.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
-        let mut reply = ErrorCode::RateLimited.frame(e.to_string());
-        if let (Some(map), Some(retry)) = (reply.payload.as_object_mut(), e.retry_after) {
-            map.insert(
-                "retry_after_ms".into(),
-                Value::from(retry.as_millis() as u64),
-            );
+        let mut reply = ErrorFrame::new(ErrorCode::RateLimited, e.to_string());
+        if let Some(retry) = e.retry_after {
+            reply = reply.with_retry_after_ms(u64::try_from(retry.as_millis()).unwrap_or(u64::MAX));
         }
-        if let (Some(map), Some(id)) = (reply.payload.as_object_mut(), &msg.message_id) {
-            map.insert("ref_message_id".into(), Value::from(id.clone()));
+        if let Some(id) = &msg.message_id {
+            reply = reply.with_ref_message_id(id.clone());
         }
-        return Some(reply);
+        return Some(reply.to_message());
     }
     state
         .perf
@@ -285,11 +282,11 @@ async fn handle_text(
             start_agent(state, registry, user, session_id, &msg).await;
             None
         }
-        MessageType::UserMessage | MessageType::Chat => msg
-            .message_id
-            .map(|id| WebSocketMessage::new(MessageType::Ack, json!({"message_id": id}))),
+        MessageType::UserMessage | MessageType::Chat => {
+            msg.message_id.map(|id| Ack::message(id).to_message())
+        }
         MessageType::Ack => {
-            if let Some(seq) = msg.payload.get("seq").and_then(Value::as_u64) {
+            if let Ok(Ack { seq: Some(seq), .. }) = Ack::from_message(&msg) {
                 let _ = registry.ack(session_id, seq).await;
             }
             None
@@ -316,7 +313,6 @@ async fn start_agent(
     session_id: &str,
     msg: &WebSocketMessage,
 ) {
-    let p = &msg.payload;
     // A `message_id` is the start's idempotency key within the session: a
     // client that lost its connection right after sending a start cannot
     // know whether it arrived, so it sends it again with the same id. The
@@ -334,33 +330,11 @@ async fn start_agent(
             .fetch_add(1, Ordering::Relaxed);
         return;
     }
-    let agent_name = p
-        .get("agent_name")
-        .and_then(Value::as_str)
-        .unwrap_or("assistant")
-        .chars()
-        .take(64)
-        .collect::<String>();
-    let tools: Vec<String> = match p.get("tools").and_then(Value::as_array) {
-        Some(list) => list
-            .iter()
-            .filter_map(Value::as_str)
-            .take(32)
-            .map(|t| t.chars().take(64).collect())
-            .collect(),
-        None => vec!["search".to_owned()],
-    };
-    let step_delay = Duration::from_millis(
-        p.get("step_delay_ms")
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
-            .min(10_000),
-    );
-    let thread_id = p
-        .get("thread_id")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .or_else(|| msg.thread_id.clone());
+    let start = StartAgent::lenient(&msg.payload);
+    let agent_name = start.agent_name.unwrap_or_else(|| "assistant".to_owned());
+    let tools = start.tools.unwrap_or_else(|| vec!["search".to_owned()]);
+    let step_delay = Duration::from_millis(start.step_delay_ms.unwrap_or(0));
+    let thread_id = start.thread_id.or_else(|| msg.thread_id.clone());
     let mut session = AgentSession::new(user)
         .with_run_id(run_id.clone())
         .with_agent_name(agent_name.clone());

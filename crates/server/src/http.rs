@@ -41,7 +41,11 @@ fn refuse(
         .counters
         .refused_handshakes
         .fetch_add(1, Ordering::Relaxed);
-    let mut response = (status, Json(json!({"error": code, "message": message}))).into_response();
+    let body = wsc_core::HandshakeRefusal {
+        error: code.to_owned(),
+        message,
+    };
+    let mut response = (status, Json(body)).into_response();
     if let Some(secs) = retry_after_secs {
         if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
             response.headers_mut().insert(header::RETRY_AFTER, v);

@@ -13,7 +13,10 @@ use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
-use wsc_core::{MessageType, WebSocketMessage, parse_server_frame, serialize};
+use wsc_core::{
+    ConnectionEstablished, Frame, MessageType, StartAgent, WebSocketMessage, parse_server_frame,
+    serialize,
+};
 use wsc_server::{Gateway, GatewayConfig};
 
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -52,7 +55,10 @@ pub(crate) async fn connect(r: &Running, query: &str) -> (Ws, Value) {
         .await
         .unwrap();
     let hello = next_frame(&mut ws).await.expect("connection_established");
-    assert_eq!(hello.message_type, MessageType::ConnectionEstablished);
+    // The wire JSON (what the tests inspect) is the protocol's typed frame.
+    if let Err(e) = ConnectionEstablished::from_message(&hello) {
+        panic!("not a connection_established frame: {e}: {hello:?}");
+    }
     (ws, hello.payload)
 }
 
@@ -162,8 +168,11 @@ pub(crate) async fn raw_handshake(r: &Running, path_and_query: &str, extra: &str
 }
 
 pub(crate) fn start_agent(tools: &[&str], delay_ms: u64) -> WebSocketMessage {
-    WebSocketMessage::new(
-        MessageType::StartAgent,
-        json!({"agent_name": "triage", "tools": tools, "step_delay_ms": delay_ms}),
-    )
+    StartAgent {
+        agent_name: Some("triage".into()),
+        tools: Some(tools.iter().map(|t| (*t).to_owned()).collect()),
+        step_delay_ms: Some(delay_ms),
+        thread_id: None,
+    }
+    .to_message()
 }
