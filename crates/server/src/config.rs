@@ -79,7 +79,11 @@ pub struct GatewayConfig {
     pub replay_buffer_bytes: usize,
     /// How long a lost session stays resumable (default 300 s).
     pub session_ttl: Duration,
-    /// Told to clients in `connection_established` (default 15 s).
+    /// The server pings every connection this often (a WebSocket ping) and
+    /// drops one it has heard nothing from (no frame, no pong) for two
+    /// intervals; its session stays resumable. Told to clients in
+    /// `connection_established` as `heartbeat_interval_ms`. Measured on the
+    /// gateway's clock (default 15 s, at least 10 ms).
     pub heartbeat_interval: Duration,
     /// Frames queued per connection before a slow client is dropped (it
     /// stays resumable; default 256).

@@ -127,13 +127,15 @@ pub(crate) async fn run(
         .config
         .heartbeat_interval
         .max(Duration::from_millis(10));
-    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_seen = tokio::time::Instant::now();
+    // On the gateway's clock, so tests run heartbeats on paused time.
+    let clock = state.clock.clone();
+    let mut beat = clock.sleep(interval);
+    let mut last_seen = clock.now();
     while open {
         tokio::select! {
-            _ = beat.tick() => {
-                if last_seen.elapsed() > interval * 2 {
+            () = &mut beat => {
+                beat = clock.sleep(interval);
+                if clock.now().duration_since(last_seen) > interval * 2 {
                     tracing::debug!(%connection_id, "peer silent for two heartbeats: dropping");
                     break;
                 }
@@ -160,7 +162,7 @@ pub(crate) async fn run(
             },
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {
-                    last_seen = tokio::time::Instant::now();
+                    last_seen = clock.now();
                     if text.len() > state.config.max_frame_bytes {
                         close = Some((CloseCode::MESSAGE_TOO_BIG, "frame over the size limit"));
                         break;
@@ -170,7 +172,7 @@ pub(crate) async fn run(
                     }
                 }
                 Some(Ok(Message::Binary(_))) => {
-                    last_seen = tokio::time::Instant::now();
+                    last_seen = clock.now();
                     state.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
                     state.perf.record_error(&connection_id);
                     let reply = ErrorCode::InvalidMessage.frame("binary frames are not accepted: send UTF-8 JSON text");
@@ -178,7 +180,7 @@ pub(crate) async fn run(
                 }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 // Pings are answered by the transport; any frame shows life.
-                Some(Ok(_)) => last_seen = tokio::time::Instant::now(),
+                Some(Ok(_)) => last_seen = clock.now(),
             },
             _ = &mut stopping => {
                 close = Some((CloseCode::GOING_AWAY, "server shutting down"));

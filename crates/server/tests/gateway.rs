@@ -344,19 +344,17 @@ fn base64_url(s: &str) -> String {
     out
 }
 
-#[tokio::test]
+/// On paused tokio time: the default 15 s heartbeat, a minute of it, no
+/// real waiting.
+#[tokio::test(start_paused = true)]
 async fn heartbeats_drop_a_silent_peer_and_keep_its_session() {
-    let r = start(GatewayConfig {
-        heartbeat_interval: Duration::from_millis(100),
-        ..Default::default()
-    })
-    .await;
+    let r = start_on_tokio_time(GatewayConfig::default()).await;
     // A reading client answers pings and stays; one that never reads goes silent.
     let (mut live, _) = connect(&r, "user_id=live").await;
-    let (_silent, hello) = connect(&r, "user_id=silent").await;
+    let (mut silent, hello) = connect(&r, "user_id=silent").await;
     let session = hello["session_id"].as_str().unwrap().to_owned();
     let reader = tokio::spawn(async move {
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(700);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while tokio::time::Instant::now() < deadline {
             if let Ok(Some(Err(_)) | Some(Ok(Message::Close(_))) | None) =
                 tokio::time::timeout(Duration::from_millis(20), live.next()).await
@@ -366,9 +364,26 @@ async fn heartbeats_drop_a_silent_peer_and_keep_its_session() {
         }
         true
     });
-    let dropped = detached_soon(&r, &session).await;
+    // The silent client sends one frame at 5 s, then never again (and
+    // never reads): heard at 5 s, so the beats at 15 s and 30 s find it
+    // silent for 10 s and 25 s, and the beat at 45 s for 40 s (over two
+    // intervals): dropped then, not before.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    send(
+        &mut silent,
+        &WebSocketMessage::new(MessageType::Ping, json!({})),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(39)).await;
+    let record = r.gateway.sessions().session(&session).await.unwrap();
     assert!(
-        dropped,
+        record.expect("kept").detached_at.is_none(),
+        "still attached at 44 s"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let record = r.gateway.sessions().session(&session).await.unwrap();
+    assert!(
+        record.expect("kept").detached_at.is_some(),
         "the silent peer was dropped and its session detached"
     );
     assert!(reader.await.unwrap(), "the reading client stayed connected");
@@ -376,11 +391,7 @@ async fn heartbeats_drop_a_silent_peer_and_keep_its_session() {
 
 #[tokio::test]
 async fn every_resume_refusal_reason_over_the_wire() {
-    let r = start(GatewayConfig {
-        session_ttl: Duration::from_millis(50),
-        ..Default::default()
-    })
-    .await;
+    let r = start(GatewayConfig::default()).await;
     let (mut ws, hello) = connect(&r, "user_id=jo").await;
     send(&mut ws, &start_agent(&["a"], 0)).await;
     for _ in 0..5 {
@@ -414,11 +425,58 @@ async fn every_resume_refusal_reason_over_the_wire() {
     .await;
     assert_eq!(h["reason"], "unauthorized");
     // Lost for longer than the session TTL.
+    // Lost for longer than the session TTL: see
+    // `a_lost_session_resumes_within_its_ttl_and_expires_after`.
     drop(ws);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let (_w, h) = connect(&r, &resume(5)).await;
-    assert_eq!(h["reason"], "expired");
-    assert_eq!(r.gateway.stats().resumes_refused, 4);
+    assert_eq!(r.gateway.stats().resumes_refused, 3);
+}
+
+/// On paused tokio time: the default five-minute session TTL passes
+/// without real waiting; the upkeep's expiry runs on the same clock.
+#[tokio::test(start_paused = true)]
+async fn a_lost_session_resumes_within_its_ttl_and_expires_after() {
+    let r = start_on_tokio_time(GatewayConfig::default()).await;
+    let (ws, hello) = connect(&r, "user_id=jo").await;
+    let (session, token) = (
+        hello["session_id"].as_str().unwrap().to_owned(),
+        hello["resume_token"].as_str().unwrap().to_owned(),
+    );
+    let resume = format!("user_id=jo&session_id={session}&resume_token={token}&last_seq=0");
+    drop(ws);
+    assert!(detached_soon(&r, &session).await);
+    // Within the TTL it resumes...
+    tokio::time::sleep(Duration::from_secs(299)).await;
+    let (ws, h) = connect(&r, &resume).await;
+    assert_eq!(h["resumed"], true, "{h}");
+    drop(ws);
+    assert!(detached_soon(&r, &session).await);
+    // ...past it (and the next 10 s expiry pass) the upkeep removed it,
+    // without a resume attempt to notice; a resume finds nothing.
+    tokio::time::sleep(Duration::from_secs(311)).await;
+    assert_eq!(r.gateway.sessions().session(&session).await.unwrap(), None);
+    let (_ws, h) = connect(&r, &resume).await;
+    assert_eq!(h["reason"], "unknown_session");
+    let stats = r.gateway.stats();
+    assert_eq!((stats.resumes, stats.resumes_refused), (1, 1));
+}
+
+/// The upkeep runs for a gateway used only through its router, and stops
+/// when asked.
+#[tokio::test(start_paused = true)]
+async fn the_upkeep_runs_without_serve_and_stops_on_request() {
+    let gateway = wsc_server::Gateway::builder(GatewayConfig::default())
+        .clock(wsc_core::TokioClock::new().shared())
+        .build()
+        .await
+        .unwrap();
+    let _router = gateway.router();
+    assert!(gateway.upkeep_running());
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    assert_eq!(gateway.stats_series().len(), 3, "one sample a second");
+    gateway.stop_upkeep();
+    assert!(!gateway.upkeep_running());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(gateway.stats_series().len(), 3, "no sample after stop");
 }
 
 #[tokio::test]

@@ -31,6 +31,19 @@ pub(crate) async fn start(config: GatewayConfig) -> Running {
     start_gateway(Gateway::new(config)).await
 }
 
+/// A gateway on tokio's clock, for tests under paused time
+/// (`#[tokio::test(start_paused = true)]`): heartbeats, TTLs and upkeep
+/// follow the simulated time, sockets stay real.
+#[allow(dead_code)]
+pub(crate) async fn start_on_tokio_time(config: GatewayConfig) -> Running {
+    let gateway = Gateway::builder(config)
+        .clock(wsc_core::TokioClock::new().shared())
+        .build()
+        .await
+        .expect("no redis");
+    start_gateway(gateway).await
+}
+
 pub(crate) async fn start_gateway(gateway: Gateway) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
