@@ -89,10 +89,10 @@ fn main() {
             for _ in 0..5 {
                 for c in conns.iter().step_by(step).take(100) {
                     let (tx, rx) = oneshot::channel();
-                    if c.send(tx).await.is_ok() {
-                        if let Ok(Ok(d)) = tokio::time::timeout(Duration::from_secs(5), rx).await {
-                            rtts.push(d.as_nanos() as u64);
-                        }
+                    if c.send(tx).await.is_ok()
+                        && let Ok(Ok(d)) = tokio::time::timeout(Duration::from_secs(5), rx).await
+                    {
+                        rtts.push(d.as_nanos() as u64);
                     }
                 }
             }

@@ -23,7 +23,7 @@ fn jwt(user: &str, key: &str) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &json!({"sub": user, "exp": exp}),
-        &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()),
+        &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()).unwrap(),
     )
     .unwrap()
 }

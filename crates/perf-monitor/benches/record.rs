@@ -46,7 +46,7 @@ fn record(c: &mut Criterion) {
         b.iter(|| {
             ready(monitor.record_message_processed(&ids[i], black_box(&msg)));
             i = (i + 1) % CONNECTIONS;
-            if i % 4096 == 0 {
+            if i.is_multiple_of(4096) {
                 msg.timestamp = Some(stamp());
             }
         })

@@ -409,12 +409,11 @@ proptest! {
             if l > thr {
                 if active.is_none() { raised += 1; }
                 active = Some((now, l));
-            } else if let Some((last, _)) = active {
-                if now - last >= hyst {
+            } else if let Some((last, _)) = active
+                && now - last >= hyst {
                     active = None;
                     resolved += 1;
                 }
-            }
             let seen = m.connection_metrics("c").unwrap();
             prop_assert_eq!(seen.message_count as usize, seen.latency_samples as usize);
             let events: Vec<AlertEvent> = std::iter::from_fn(|| rx.try_recv().ok()).collect();

@@ -325,10 +325,10 @@ async fn drive(
         if events.send(ClientEvent::Connected(outcome)).is_err() {
             return; // nobody listens
         }
-        if let Some(msg) = pending.take() {
-            if ws.send(Message::text(serialize(&msg))).await.is_err() {
-                pending = Some(msg);
-            }
+        if let Some(msg) = pending.take()
+            && ws.send(Message::text(serialize(&msg))).await.is_err()
+        {
+            pending = Some(msg);
         }
         let mut since_ack = 0u64;
         let reason = loop {

@@ -1,6 +1,6 @@
 //! Resume tokens: `"{epoch}.{hex HMAC-SHA256(secret, session, user, epoch)}"`.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 

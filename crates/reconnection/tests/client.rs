@@ -108,11 +108,10 @@ async fn serve(registry: Arc<SessionRegistry>, cut_after: usize) -> String {
                                         tokio::task::yield_now().await;
                                     }
                                 });
-                            } else if msg.message_type == MessageType::Ack {
-                                if let Some(seq) = msg.payload["seq"].as_u64() {
+                            } else if msg.message_type == MessageType::Ack
+                                && let Some(seq) = msg.payload["seq"].as_u64() {
                                     let _ = registry.ack(&attached.session_id, seq).await;
                                 }
-                            }
                         }
                     }
                 }

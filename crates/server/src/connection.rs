@@ -211,14 +211,12 @@ async fn write_loop(
         let message = match out {
             Out::Frame(frame, live) => {
                 state.counters.frames_sent.fetch_add(1, Ordering::Relaxed);
-                if live {
-                    if let Some(emitted) = frame.timestamp {
-                        let latency = state.clock.now().duration_since(emitted);
-                        // The dashboard's delivery latency. (The perf
-                        // monitor measures client frames; outbound frames
-                        // are not "messages processed".)
-                        state.telemetry.record_latency(latency);
-                    }
+                if live && let Some(emitted) = frame.timestamp {
+                    let latency = state.clock.now().duration_since(emitted);
+                    // The dashboard's delivery latency. (The perf
+                    // monitor measures client frames; outbound frames
+                    // are not "messages processed".)
+                    state.telemetry.record_latency(latency);
                 }
                 Message::Text(serialize(&frame).into())
             }

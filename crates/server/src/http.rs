@@ -46,10 +46,10 @@ fn refuse(
         message,
     };
     let mut response = (status, Json(body)).into_response();
-    if let Some(secs) = retry_after_secs {
-        if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, v);
-        }
+    if let Some(secs) = retry_after_secs
+        && let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
     }
     response
 }
@@ -69,7 +69,8 @@ fn authenticate(state: &AppState, query: &HashMap<String, String>) -> Result<Str
         },
         AuthMode::Jwt { secret } => {
             let token = query.get("token").ok_or("missing token (auth mode jwt)")?;
-            let key = jsonwebtoken::DecodingKey::from_secret(secret.as_bytes());
+            let key = jsonwebtoken::DecodingKey::from_secret(secret.as_bytes())
+                .map_err(|e| format!("the gateway's JWT secret is unusable: {e}"))?;
             let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
             validation.set_required_spec_claims(&["exp", "sub"]);
             jsonwebtoken::decode::<Claims>(token, &key, &validation)

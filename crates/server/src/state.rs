@@ -108,13 +108,13 @@ impl AppState {
     /// A store call failed: Redis is presumably down until the next health
     /// check says otherwise.
     pub(crate) fn redis_failed(&self) {
-        if self.counters.store_failed() {
-            if let Some(r) = &self.redis {
-                tracing::warn!(
-                    "redis unreachable: {:?} until it is back",
-                    r.settings.failure
-                );
-            }
+        if self.counters.store_failed()
+            && let Some(r) = &self.redis
+        {
+            tracing::warn!(
+                "redis unreachable: {:?} until it is back",
+                r.settings.failure
+            );
         }
     }
 

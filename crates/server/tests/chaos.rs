@@ -170,12 +170,12 @@ async fn relay(client: TcpStream, server: TcpStream, plan: Option<Cut>, stats: A
                 in_run_frames = Some(0);
             } else if let Some(k) = in_run_frames.as_mut() {
                 *k += 1;
-                if let Some(Cut::MidRun(at, keep)) = plan {
-                    if *k == at {
-                        let part = ((frame.len() as f64) * keep) as usize;
-                        let _ = client_write.write_all(&frame[..part]).await;
-                        break 'relay true;
-                    }
+                if let Some(Cut::MidRun(at, keep)) = plan
+                    && *k == at
+                {
+                    let part = ((frame.len() as f64) * keep) as usize;
+                    let _ = client_write.write_all(&frame[..part]).await;
+                    break 'relay true;
                 }
             }
             let completed = text.contains(r#""type":"agent_completed""#);

@@ -297,7 +297,7 @@ async fn jwt_auth_accepts_good_tokens_only() {
         encode(
             &Header::default(),
             &json!({"sub": "jwt-user", "exp": exp}),
-            &EncodingKey::from_secret(key.as_bytes()),
+            &EncodingKey::from_secret(key.as_bytes()).unwrap(),
         )
         .unwrap()
     };
@@ -590,10 +590,10 @@ async fn a_client_that_never_reads_is_dropped_and_resumes_without_loss() {
     let mut seqs = Vec::new();
     while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await
     {
-        if let Message::Text(t) = message {
-            if let Ok(frame) = parse_server_frame(&t) {
-                seqs.extend(frame.seq);
-            }
+        if let Message::Text(t) = message
+            && let Ok(frame) = parse_server_frame(&t)
+        {
+            seqs.extend(frame.seq);
         }
     }
     let got = seqs.len() as u64;
