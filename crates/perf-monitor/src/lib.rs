@@ -2,7 +2,7 @@
 //!
 //! Measures every WebSocket connection's handshake time, latency
 //! distribution and throughput, raises alerts when they degrade, and exports
-//! it all in the Prometheus text format.
+//! it all for Prometheus.
 //!
 //! - **Latency**: now minus the message's `timestamp`, else minus
 //!   `payload.client_timestamp` (Unix seconds or RFC 3339); a message with
@@ -25,13 +25,18 @@
 //!
 //! ## Prometheus metrics
 //!
-//! Counters `wsc_messages_processed_total`, `wsc_bytes_total{direction}`,
+//! Written by the `prometheus-client` crate: Prometheus text by
+//! [`render_prometheus`](PerformanceMonitor::render_prometheus), or
+//! OpenMetrics and Prometheus text from your own registry with a
+//! [`MonitorCollector`] in it. Counters
+//! `wsc_messages_processed_total`, `wsc_bytes_total{direction}`,
 //! `wsc_connection_errors_total`, `wsc_latency_unmeasured_total{reason}`,
 //! `wsc_untracked_total`, `wsc_alerts_raised_total{kind}`; gauges
 //! `wsc_tracked_connections`, `wsc_active_connections`,
-//! `wsc_active_alerts{severity}`, `wsc_process_resident_memory_bytes`,
-//! `wsc_process_cpu_percent`; histogram `wsc_message_latency_seconds`
-//! (buckets 1 ms to 10 s).
+//! `wsc_active_alerts{severity}`; histogram `wsc_message_latency_seconds`
+//! (buckets 1 ms to 10 s). The standard process metrics
+//! (`process_resident_memory_bytes`, `process_cpu_seconds_total`,
+//! `process_open_fds`, ...) come from [`ProcessCollector`].
 //!
 //! ## Example
 //!
@@ -65,14 +70,18 @@
 
 mod config;
 mod histogram;
+mod metrics;
 mod monitor;
-mod prometheus;
 mod sampler;
 mod types;
 
 pub use config::{PerformanceMonitorConfig, PerformanceThresholds};
 pub use histogram::HISTOGRAM_RELATIVE_ERROR;
+pub use metrics::{MonitorCollector, ProcessCollector};
 pub use monitor::{EvaluatorHandle, PerformanceMonitor, WebSocketPerformanceMonitor};
+/// The `prometheus-client` crate the collectors are written for (its
+/// `Registry`, encoders and metric types), re-exported so versions match.
+pub use prometheus_client;
 pub use sampler::{ProcessSampler, ResourceSampler, ResourceUsage, resident_memory_bytes};
 pub use types::{
     AlertEvent, AlertSeverity, AlertType, ConnectionInfo, LatencyMeasurement, PerformanceAlert,

@@ -1074,9 +1074,23 @@ impl PerformanceMonitor {
         }
     }
 
-    /// The Prometheus text exposition (format 0.0.4) of the monitor: see
-    /// the crate docs for the metric names.
+    /// The monitor's metrics in the Prometheus text format (0.0.4), with
+    /// the standard `process_*` metrics of this process; see the crate docs
+    /// for the names. Written by the `prometheus-client` crate; to export
+    /// the monitor from your own registry (and as OpenMetrics text), register
+    /// a [`MonitorCollector`](crate::MonitorCollector) there instead.
     pub fn render_prometheus(&self) -> String {
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(self.metrics_snapshot()));
+        registry.register_collector(Box::new(crate::metrics::ProcessCollector));
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &registry);
+        text
+    }
+
+    /// The exported values now.
+    pub(crate) fn metrics_snapshot(&self) -> crate::metrics::PerfSnapshot {
         let t = &self.totals;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut connected = 0usize;
@@ -1095,87 +1109,32 @@ impl PerformanceMonitor {
             }
             totals
         };
-        let usage = *lock(&self.last_usage);
-        let mut out = crate::prometheus::Writer::default();
-        out.counter(
-            "wsc_messages_processed_total",
-            "Messages processed by tracked connections.",
-            &[("", totals.messages as f64)],
-        );
-        out.counter(
-            "wsc_bytes_total",
-            "Bytes on tracked connections, by direction.",
-            &[
-                ("direction=\"sent\"", totals.bytes_sent as f64),
-                ("direction=\"received\"", totals.bytes_received as f64),
-            ],
-        );
-        out.counter(
-            "wsc_connection_errors_total",
-            "Errors recorded on tracked connections.",
-            &[("", totals.errors as f64)],
-        );
-        out.counter(
-            "wsc_latency_unmeasured_total",
-            "Messages without a latency sample, by reason.",
-            &[
-                ("reason=\"missing\"", totals.latency_missing as f64),
-                ("reason=\"skewed\"", totals.latency_skewed as f64),
-            ],
-        );
-        out.counter(
-            "wsc_untracked_total",
-            "Connections or records past the tracking bound or for unknown connections.",
-            &[("", get(&t.untracked) as f64)],
-        );
-        let raised: Vec<(String, f64)> = AlertType::ALL
+        let latency_buckets = PROMETHEUS_BUCKETS
             .iter()
-            .zip(&t.alerts_raised)
-            .map(|(k, n)| (format!("kind=\"{}\"", k.as_str()), get(n) as f64))
+            .copied()
+            .chain(std::iter::once(f64::INFINITY))
+            .zip(totals.latency_buckets.iter().copied())
             .collect();
-        let raised: Vec<(&str, f64)> = raised.iter().map(|(l, v)| (l.as_str(), *v)).collect();
-        out.counter(
-            "wsc_alerts_raised_total",
-            "Alerts raised, by kind.",
-            &raised,
-        );
-        out.gauge(
-            "wsc_tracked_connections",
-            "Connections tracked.",
-            &[("", self.conns.len() as f64)],
-        );
-        out.gauge(
-            "wsc_active_connections",
-            "Connections established and not closed.",
-            &[("", connected as f64)],
-        );
-        out.gauge(
-            "wsc_active_alerts",
-            "Alerts active now, by severity.",
-            &[
-                ("severity=\"warning\"", by_severity[0] as f64),
-                ("severity=\"critical\"", by_severity[1] as f64),
-            ],
-        );
-        out.gauge(
-            "wsc_process_resident_memory_bytes",
-            "Resident memory at the last resource sample.",
-            &[("", usage.memory_mb * 1_048_576.0)],
-        );
-        out.gauge(
-            "wsc_process_cpu_percent",
-            "CPU percent at the last resource sample.",
-            &[("", usage.cpu_percent)],
-        );
-        let counts: Vec<u64> = totals.latency_buckets.to_vec();
-        out.histogram(
-            "wsc_message_latency_seconds",
-            "Message latency (now minus the message's timestamp).",
-            &PROMETHEUS_BUCKETS,
-            &counts,
-            totals.latency_sum_us as f64 / 1e6,
-        );
-        out.finish()
+        crate::metrics::PerfSnapshot {
+            messages: totals.messages,
+            bytes_sent: totals.bytes_sent,
+            bytes_received: totals.bytes_received,
+            errors: totals.errors,
+            latency_missing: totals.latency_missing,
+            latency_skewed: totals.latency_skewed,
+            untracked: get(&t.untracked),
+            alerts_raised: AlertType::ALL
+                .iter()
+                .zip(&t.alerts_raised)
+                .map(|(k, n)| (k.as_str(), get(n)))
+                .collect(),
+            tracked: self.conns.len(),
+            active: connected,
+            alerts_warning: by_severity[0],
+            alerts_critical: by_severity[1],
+            latency_buckets,
+            latency_sum_seconds: totals.latency_sum_us as f64 / 1e6,
+        }
     }
 }
 

@@ -47,16 +47,68 @@ pub fn resident_memory_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// User + system CPU seconds of this process, from `/proc/self/stat`.
-fn cpu_seconds() -> Option<f64> {
+/// Linux's `USER_HZ`: the unit of CPU times in `/proc`.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// The fields of `/proc/self/stat` after the command name (field 3, the
+/// state, first).
+fn stat_fields() -> Option<Vec<String>> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // The command name (field 2) may hold spaces; fields resume after ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// User + system CPU seconds of this process, from `/proc/self/stat`.
+fn cpu_seconds() -> Option<f64> {
+    let fields = stat_fields()?;
     // After ')': state is field 3, so utime (14) and stime (15) are at 11, 12.
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
+    Some((utime + stime) / TICKS_PER_SECOND)
+}
+
+/// What the standard `process_*` metrics report; `None` where `/proc`
+/// cannot tell.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct ProcessStats {
+    pub(crate) resident_bytes: Option<u64>,
+    pub(crate) virtual_bytes: Option<u64>,
+    pub(crate) cpu_seconds: Option<f64>,
+    pub(crate) open_fds: Option<u64>,
+    pub(crate) max_fds: Option<u64>,
+    pub(crate) start_time_seconds: Option<f64>,
+}
+
+/// Reads [`ProcessStats`] from `/proc/self` (and `/proc/stat` for the boot
+/// time).
+pub(crate) fn process_stats() -> ProcessStats {
+    let fields = stat_fields();
+    let field = |i: usize| -> Option<f64> { fields.as_ref()?.get(i)?.parse().ok() };
+    // vsize is field 23 and starttime field 22: indexes 20 and 19 here.
+    let boot_time = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    });
+    let max_fds = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("Max open files"))?;
+            line.split_whitespace().nth(3)?.parse().ok()
+        });
+    ProcessStats {
+        resident_bytes: resident_memory_bytes(),
+        virtual_bytes: field(20).map(|v| v as u64),
+        cpu_seconds: cpu_seconds(),
+        open_fds: std::fs::read_dir("/proc/self/fd")
+            .ok()
+            .map(|dir| dir.count() as u64),
+        max_fds,
+        start_time_seconds: boot_time
+            .zip(field(19))
+            .map(|(boot, ticks)| boot + ticks / TICKS_PER_SECOND),
+    }
 }
 
 impl ResourceSampler for ProcessSampler {
@@ -105,5 +157,34 @@ mod tests {
         let after = resident_memory_bytes().unwrap();
         std::hint::black_box(&block);
         assert!(after >= before + (48 << 20), "{before} -> {after}");
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn process_stats_are_those_of_this_process() {
+        let before = process_stats();
+        // Opening files shows in open_fds.
+        let files: Vec<std::fs::File> = (0..16)
+            .map(|_| std::fs::File::open("/proc/self/stat").unwrap())
+            .collect();
+        let after = process_stats();
+        drop(files);
+        assert!(
+            after.open_fds.unwrap() >= before.open_fds.unwrap() + 16,
+            "{before:?} {after:?}"
+        );
+        assert!(after.max_fds.unwrap() >= after.open_fds.unwrap());
+        assert!(after.virtual_bytes.unwrap() >= after.resident_bytes.unwrap());
+        assert!(after.cpu_seconds.unwrap() >= before.cpu_seconds.unwrap());
+        // Started within the last day, not in the future.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let start = after.start_time_seconds.unwrap();
+        assert!(
+            start <= now + 1.0 && start > now - 86_400.0,
+            "{start} vs {now}"
+        );
     }
 }

@@ -17,6 +17,7 @@ use crate::agent::{AgentRunner, SimulatedAgent};
 use crate::config::{GatewayConfig, RedisFailurePolicy, RedisSettings};
 use crate::counters::{Counters, GatewayStats};
 use crate::health::HealthCache;
+use crate::metrics::GatewayCollector;
 use crate::outbox::Outbox;
 use crate::state::{AppState, LOCAL_SESSION_MARK, RedisState};
 use crate::telemetry::{StatsSample, Telemetry};
@@ -321,7 +322,16 @@ impl Gateway {
             local_prefix,
             outbox: Arc::new(Outbox::default()),
             health: HealthCache::default(),
+            metrics: std::sync::RwLock::default(),
         });
+        {
+            let mut registry = state.metrics.write().unwrap_or_else(|e| e.into_inner());
+            registry.register_collector(Box::new(wsc_perf_monitor::MonitorCollector::new(
+                state.perf.clone(),
+            )));
+            registry.register_collector(Box::new(wsc_perf_monitor::ProcessCollector));
+            registry.register_collector(Box::new(GatewayCollector(Arc::downgrade(&state))));
+        }
         let gateway = Gateway {
             state,
             upkeep: Arc::default(),
@@ -393,6 +403,41 @@ impl Gateway {
     /// The performance monitor every connection is measured by.
     pub fn performance_monitor(&self) -> &Arc<PerformanceMonitor> {
         &self.state.perf
+    }
+
+    /// Adds your own metrics to what `/metrics` serves: `register` gets the
+    /// gateway's `prometheus_client` registry (re-exported as
+    /// [`prometheus_client`](crate::prometheus_client)).
+    ///
+    /// ```
+    /// use wsc_server::{Gateway, GatewayConfig};
+    /// use wsc_server::prometheus_client::metrics::counter::Counter;
+    ///
+    /// let gateway = Gateway::new(GatewayConfig::default());
+    /// let logins: Counter = Counter::default();
+    /// gateway.register_metrics(|registry| {
+    ///     registry.register("myapp_logins", "Logins.", logins.clone());
+    /// });
+    /// logins.inc();
+    /// assert!(gateway.render_metrics().contains("myapp_logins_total 1"));
+    /// ```
+    pub fn register_metrics(
+        &self,
+        register: impl FnOnce(&mut prometheus_client::registry::Registry),
+    ) {
+        let mut registry = self
+            .state
+            .metrics
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        register(&mut registry);
+    }
+
+    /// What `/metrics` serves, in the Prometheus text format (0.0.4).
+    /// Health-derived metrics appear once the sampler ran (every second).
+    pub fn render_metrics(&self) -> String {
+        let registry = self.state.metrics.read().unwrap_or_else(|e| e.into_inner());
+        crate::metrics::encode(&registry, None).1
     }
 
     /// The last minutes of the dashboard's series (one sample per second

@@ -245,8 +245,8 @@ async fn upgrade(
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    // Computed by the sampler once a second, not per request.
-    let snapshot = state.health_snapshot().await;
+    // Fresh: a load balancer must see a run failing now, not a second ago.
+    let snapshot = state.refresh_health().await;
     let report = &snapshot.report;
     let draining = *state.shutdown.borrow();
     // 503 while draining, so a load balancer stops sending clients here.
@@ -267,151 +267,18 @@ async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     (code, body)
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let mut text = state.perf.render_prometheus();
-    let s = state.stats();
-    let report = state.monitor.check_health().await;
-    let sessions = state.sessions.session_count().await.unwrap_or(0);
-    let mut add = |name: &str, kind: &str, help: &str, value: f64| {
-        text.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-        ));
+async fn metrics(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> impl IntoResponse {
+    // The first scrape after start may come before the first sample.
+    let _ = state.health_snapshot().await;
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (content_type, body) = {
+        let registry = state.metrics.read().unwrap_or_else(|e| e.into_inner());
+        crate::metrics::encode(&registry, accept)
     };
-    add(
-        "wsc_gateway_connections_total",
-        "counter",
-        "WebSocket connections accepted.",
-        s.connections as f64,
-    );
-    add(
-        "wsc_gateway_refused_handshakes_total",
-        "counter",
-        "Handshakes refused before the upgrade.",
-        s.refused_handshakes as f64,
-    );
-    add(
-        "wsc_gateway_rate_limited_total",
-        "counter",
-        "Client frames refused by the rate limiter.",
-        s.rate_limited as f64,
-    );
-    add(
-        "wsc_gateway_resumes_total",
-        "counter",
-        "Sessions resumed.",
-        s.resumes as f64,
-    );
-    add(
-        "wsc_gateway_resumes_refused_total",
-        "counter",
-        "Resumes refused.",
-        s.resumes_refused as f64,
-    );
-    add(
-        "wsc_gateway_runs_total",
-        "counter",
-        "Agent runs started.",
-        s.runs as f64,
-    );
-    add(
-        "wsc_gateway_frames_sent_total",
-        "counter",
-        "Frames sent to clients.",
-        s.frames_sent as f64,
-    );
-    add(
-        "wsc_gateway_slow_clients_total",
-        "counter",
-        "Connections dropped for not reading fast enough (sessions kept).",
-        s.slow_clients as f64,
-    );
-    add(
-        "wsc_gateway_http_head_timeouts_total",
-        "counter",
-        "Connections closed for not sending a complete request head in time.",
-        s.head_timeouts as f64,
-    );
-    add(
-        "wsc_gateway_http_heads_too_large_total",
-        "counter",
-        "Request heads refused with 431.",
-        s.heads_too_large as f64,
-    );
-    add(
-        "wsc_gateway_repeated_starts_total",
-        "counter",
-        "start_agent frames repeating a started run's message_id (no second run).",
-        s.repeated_starts as f64,
-    );
-    add(
-        "wsc_gateway_sessions",
-        "gauge",
-        "Sessions held.",
-        sessions as f64,
-    );
-    add(
-        "wsc_gateway_outbox_events",
-        "gauge",
-        "Agent events waiting for the session store to come back.",
-        state.outbox.len() as f64,
-    );
-    add(
-        "wsc_gateway_outbox_dropped_total",
-        "counter",
-        "Agent events dropped from the outbox (session gone or queue full).",
-        state.outbox.dropped.load(Ordering::Relaxed) as f64,
-    );
-    if let Some(redis) = &state.redis {
-        add(
-            "wsc_gateway_redis_up",
-            "gauge",
-            "Whether Redis answered the last health check.",
-            f64::from(u8::from(state.counters.store_is_up())),
-        );
-        add(
-            "wsc_gateway_redis_errors_total",
-            "counter",
-            "Redis calls that failed.",
-            s.redis_errors as f64,
-        );
-        add(
-            "wsc_gateway_local_fallback_sessions_total",
-            "counter",
-            "Sessions started in memory while Redis was unreachable.",
-            s.local_fallback_sessions as f64,
-        );
-        add(
-            "wsc_gateway_limiter_local_decisions_total",
-            "counter",
-            "Rate-limit decisions made in memory while Redis was unreachable.",
-            redis.limiter_store.fallbacks() as f64,
-        );
-    }
-    add(
-        "wsc_gateway_tracked_users",
-        "gauge",
-        "Users tracked by the rate limiter.",
-        state.limiter.tracked_users() as f64,
-    );
-    add(
-        "wsc_event_monitor_runs",
-        "gauge",
-        "Agent runs tracked.",
-        report.total_runs as f64,
-    );
-    add(
-        "wsc_event_monitor_silent_failures_total",
-        "counter",
-        "Event order violations.",
-        report.total_silent_failures as f64,
-    );
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
+    ([(header::CONTENT_TYPE, content_type)], body)
 }
 
 /// The live dashboard: one self-contained page (no external assets) that

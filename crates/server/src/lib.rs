@@ -37,6 +37,7 @@ mod connection;
 mod counters;
 mod health;
 mod http;
+mod metrics;
 mod outbox;
 mod server;
 mod state;
@@ -48,3 +49,6 @@ pub use builder::{Gateway, GatewayBuilder};
 pub use config::{AuthMode, GatewayConfig, RedisFailurePolicy, RedisSettings};
 pub use counters::GatewayStats;
 pub use telemetry::StatsSample;
+/// The `prometheus-client` crate of [`Gateway::register_metrics`]'s
+/// registry, re-exported so versions match.
+pub use wsc_perf_monitor::prometheus_client;

@@ -39,6 +39,10 @@ pub struct StatsSample {
 struct Inner {
     /// Latency of the current interval, µs, merged from the shards.
     interval: Histogram<u64>,
+    /// Every latency since start, µs (merged from the intervals), and
+    /// their exact sum: the exported histogram.
+    total: Histogram<u64>,
+    total_sum_us: u64,
     series: VecDeque<StatsSample>,
     last: Option<(f64, GatewayStats)>,
 }
@@ -50,9 +54,20 @@ const SHARDS: usize = 8;
 
 /// Shared by every connection's writer and the sampler.
 pub(crate) struct Telemetry {
-    shards: [Mutex<Histogram<u64>>; SHARDS],
+    shards: [Mutex<Shard>; SHARDS],
     inner: Mutex<Inner>,
 }
+
+/// One shard: its histogram and the exact sum of what it recorded, µs.
+struct Shard {
+    histogram: Histogram<u64>,
+    sum_us: u64,
+}
+
+/// Upper bounds (seconds) of the exported delivery-latency histogram.
+pub(crate) const DELIVERY_BUCKETS: [f64; 14] = [
+    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// 1 µs .. 1 h, two significant figures: about 2 KiB.
 fn latency_histogram() -> Histogram<u64> {
@@ -78,9 +93,16 @@ fn shard_index() -> usize {
 impl Telemetry {
     pub(crate) fn new() -> Self {
         Telemetry {
-            shards: std::array::from_fn(|_| Mutex::new(latency_histogram())),
+            shards: std::array::from_fn(|_| {
+                Mutex::new(Shard {
+                    histogram: latency_histogram(),
+                    sum_us: 0,
+                })
+            }),
             inner: Mutex::new(Inner {
                 interval: latency_histogram(),
+                total: latency_histogram(),
+                total_sum_us: 0,
                 series: VecDeque::with_capacity(SERIES_LEN),
                 last: None,
             }),
@@ -94,7 +116,9 @@ impl Telemetry {
     /// Records the delivery latency of one live event.
     pub(crate) fn record_latency(&self, latency: Duration) {
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        lock(&self.shards[shard_index()]).saturating_record(us.max(1));
+        let mut shard = lock(&self.shards[shard_index()]);
+        shard.histogram.saturating_record(us.max(1));
+        shard.sum_us = shard.sum_us.saturating_add(us);
     }
 
     /// Closes the current interval: appends a sample computed from the
@@ -102,11 +126,17 @@ impl Telemetry {
     pub(crate) fn sample(&self, now_unix: f64, stats: GatewayStats, open: u64, sessions: u64) {
         let mut inner = self.lock();
         for shard in &self.shards {
-            let mut h = lock(shard);
+            let mut shard = lock(shard);
             // Same bounds on both sides: adding cannot fail.
-            let _ = inner.interval.add(&*h);
-            h.reset();
+            let _ = inner.interval.add(&shard.histogram);
+            shard.histogram.reset();
+            inner.total_sum_us = inner.total_sum_us.saturating_add(shard.sum_us);
+            shard.sum_us = 0;
         }
+        let Inner {
+            interval, total, ..
+        } = &mut *inner;
+        let _ = total.add(&*interval);
         let (runs_per_s, events_per_s) = match inner.last {
             Some((t, prev)) if now_unix > t => {
                 let dt = now_unix - t;
@@ -141,6 +171,23 @@ impl Telemetry {
         }
         inner.series.push_back(sample);
         inner.last = Some((now_unix, stats));
+    }
+
+    /// Every delivery latency sampled so far (up to the last sample), as
+    /// per-bucket counts over [`DELIVERY_BUCKETS`] and `+Inf`, and their sum
+    /// in seconds.
+    pub(crate) fn delivery_histogram(&self) -> (Vec<(f64, u64)>, f64) {
+        let inner = self.lock();
+        let h = &inner.total;
+        let mut buckets = Vec::with_capacity(DELIVERY_BUCKETS.len() + 1);
+        let mut below = 0u64;
+        for bound in DELIVERY_BUCKETS {
+            let up_to = h.count_between(0, (bound * 1e6) as u64);
+            buckets.push((bound, up_to.saturating_sub(below)));
+            below = below.max(up_to);
+        }
+        buckets.push((f64::INFINITY, h.len().saturating_sub(below)));
+        (buckets, inner.total_sum_us as f64 / 1e6)
     }
 
     /// The series, oldest first.

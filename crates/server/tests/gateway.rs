@@ -688,3 +688,104 @@ async fn a_repeated_start_with_the_same_message_id_starts_one_run() {
     // Nothing else arrives: the repeat started nothing.
     ping_pong(&mut ws).await;
 }
+
+/// Every gateway counter, the delivery-latency histogram, the standard
+/// process metrics and a user's own metric on `/metrics`, from one
+/// registry; OpenMetrics when asked for. Paused time: the sampler's second
+/// passes at once.
+#[tokio::test(start_paused = true)]
+async fn metrics_come_from_one_registry_in_both_formats() {
+    let r = start_on_tokio_time(GatewayConfig::default()).await;
+    let mine = wsc_server::prometheus_client::metrics::counter::Counter::<u64>::default();
+    r.gateway.register_metrics(|registry| {
+        registry.register("myapp_widgets", "Widgets made.", mine.clone());
+    });
+    mine.inc_by(7);
+    let (mut ws, _) = connect(&r, "user_id=met").await;
+    send(&mut ws, &start_agent(&["search"], 0)).await;
+    for _ in 0..5 {
+        next_frame(&mut ws).await.unwrap();
+    }
+    // Two bad frames (one connection, one run: distinct numbers).
+    for _ in 0..2 {
+        ws.send(Message::text("{not json")).await.unwrap();
+        assert_eq!(
+            next_frame(&mut ws).await.unwrap().payload["code"],
+            "invalid_json"
+        );
+    }
+    // The sampler merges the latencies and caches the health every second.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+
+    let (status, head, body) = http_get_with(&r, "/metrics", "").await;
+    assert_eq!(status, 200);
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned())))
+        .expect("valid exposition");
+    let value = |name: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name)
+            .map(|s| match &s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => *v,
+                prometheus_parse::Value::Histogram(b) => b
+                    .iter()
+                    .find(|b| b.less_than.is_infinite())
+                    .map_or(f64::NAN, |b| b.count),
+                _ => f64::NAN,
+            })
+    };
+    let stats = r.gateway.stats();
+    for (name, want) in [
+        ("wsc_gateway_connections_total", stats.connections),
+        ("wsc_gateway_runs_total", stats.runs),
+        ("wsc_gateway_bad_frames_total", 2),
+        ("wsc_gateway_frames_sent_total", stats.frames_sent),
+        ("wsc_gateway_refused_handshakes_total", 0),
+        ("wsc_gateway_rate_limited_total", 0),
+        ("wsc_gateway_resumes_total", 0),
+        ("wsc_gateway_resumes_refused_total", 0),
+        ("wsc_gateway_slow_clients_total", 0),
+        ("wsc_gateway_http_head_timeouts_total", 0),
+        ("wsc_gateway_http_heads_too_large_total", 0),
+        ("wsc_gateway_repeated_starts_total", 0),
+        ("wsc_gateway_redis_errors_total", 0),
+        ("wsc_gateway_local_fallback_sessions_total", 0),
+        ("wsc_event_monitor_runs", 1),
+        ("myapp_widgets_total", 7),
+    ] {
+        assert_eq!(value(name), Some(want as f64), "{name}\n{body}");
+    }
+    // Five live events, each measured from emission to write.
+    assert_eq!(
+        value("wsc_gateway_delivery_latency_seconds"),
+        Some(5.0),
+        "{body}"
+    );
+    assert!(value("process_resident_memory_bytes").unwrap() > 1e6);
+    assert!(value("process_open_fds").unwrap() >= 3.0);
+    assert!(value("process_cpu_seconds_total").unwrap() >= 0.0);
+    assert_eq!(
+        value("wsc_messages_processed_total"),
+        Some(1.0),
+        "the start; the bad frame is not processed"
+    );
+
+    // Prometheus asks for OpenMetrics.
+    let (status, head, body) = http_get_with(
+        &r,
+        "/metrics",
+        "Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(head.contains("application/openmetrics-text"), "{head}");
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    assert!(
+        body.contains("# TYPE wsc_gateway_runs counter\nwsc_gateway_runs_total 1\n"),
+        "{body}"
+    );
+}

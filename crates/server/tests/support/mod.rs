@@ -129,20 +129,25 @@ pub(crate) async fn send(ws: &mut Ws, msg: &WebSocketMessage) {
 }
 
 pub(crate) async fn http_get(r: &Running, path: &str) -> (u16, String) {
+    let (status, _, body) = http_get_with(r, path, "").await;
+    (status, body)
+}
+
+/// A GET with extra header lines (each ending in `\r\n`); the status, the
+/// response head and the body.
+pub(crate) async fn http_get_with(r: &Running, path: &str, extra: &str) -> (u16, String, String) {
     let mut s = TcpStream::connect(r.addr).await.unwrap();
     s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n")
+            .as_bytes(),
     )
     .await
     .unwrap();
     let mut buf = String::new();
     s.read_to_string(&mut buf).await.unwrap();
     let status = buf[9..12].parse().unwrap();
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let (head, body) = buf.split_once("\r\n\r\n").unwrap_or((buf.as_str(), ""));
+    (status, head.to_owned(), body.to_owned())
 }
 
 /// Whether `session` is recorded detached within about two seconds.
