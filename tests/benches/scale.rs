@@ -77,11 +77,9 @@ fn monitor(rt: &tokio::runtime::Runtime, ops: usize) {
         );
         rt.block_on(async {
             for id in &ids {
-                monitor
-                    .start_session_tracking(id, AgentSession::new("u"))
-                    .await;
+                monitor.start_session_tracking(id, AgentSession::new("u"));
                 let started = WebSocketMessage::new(MessageType::AgentStarted, json!({}));
-                monitor.record_event(id, started).await.unwrap();
+                monitor.record_event(id, started).unwrap();
             }
         });
         let bytes = (ALLOCATOR.allocated() - before) as f64 / n as f64;
@@ -90,7 +88,7 @@ fn monitor(rt: &tokio::runtime::Runtime, ops: usize) {
         rt.block_on(async {
             for i in 0..ops {
                 let id = &ids[scatter(i, n)];
-                black_box(monitor.record_event(id, event.clone()).await.is_ok());
+                black_box(monitor.record_event(id, event.clone()).is_ok());
             }
         });
         let ns = start.elapsed().as_nanos() as f64 / ops as f64;

@@ -11,10 +11,6 @@
 //! wsc_tests::fuzz::event_order(&[0, 2, 3, 1, 4]);
 //! ```
 
-use std::future::Future;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
-
 use serde_json::{Value, json};
 use wsc_core::{
     FrameError, ManualClock, MessageType, Timestamp, WebSocketMessage, parse_client_frame,
@@ -338,15 +334,6 @@ fn reference_order(events: &[Ev]) -> Outcome {
     Outcome::Done(phase == Phase::Completed)
 }
 
-/// The monitor's futures never wait; poll them once.
-fn ready<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => v,
-        Poll::Pending => panic!("an event monitor future waited"),
-    }
-}
-
 /// The event monitor's order state machine on an arbitrary sequence of
 /// lifecycle events (one per byte; the first byte's top bit picks legacy
 /// type names): never panics, and its verdict (failed, missing events,
@@ -368,12 +355,14 @@ pub fn event_order(data: &[u8]) {
         },
         clock.shared(),
     );
-    ready(monitor.start_session_tracking("run", AgentSession::new("user")));
+    monitor.start_session_tracking("run", AgentSession::new("user"));
     for ev in &events {
         clock.advance(std::time::Duration::from_millis(u64::from(head & 0x7f)));
-        ready(monitor.record_event("run", ev.message(legacy))).expect("the run is tracked");
+        monitor
+            .record_event("run", ev.message(legacy))
+            .expect("the run is tracked");
     }
-    let got = match ready(monitor.validate_session_completion("run")) {
+    let got = match monitor.validate_session_completion("run") {
         Ok(done) => Outcome::Done(done),
         Err(EventValidationError::RunFailed { .. }) => Outcome::Failed,
         Err(EventValidationError::MissingCriticalEvents(e)) => Outcome::Missing(e.missing),

@@ -8,10 +8,7 @@
 
 #![allow(missing_docs)] // criterion_main! generates an undocumented `main`
 
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -21,14 +18,6 @@ use wsc_core::{Clock, ManualClock, MessageType, Timestamp, WebSocketMessage};
 use wsc_event_monitor::{AgentSession, EventMonitor, EventMonitorConfig};
 
 const CAP: usize = 16;
-
-fn ready<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => v,
-        Poll::Pending => unreachable!("monitor futures never wait"),
-    }
-}
 
 fn ids(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("run-{i:08}")).collect()
@@ -88,13 +77,13 @@ fn record_event(c: &mut Criterion) {
                     runs,
                     || {
                         for k in &keys {
-                            ready(monitor.start_session_tracking(k, AgentSession::new("u")));
+                            monitor.start_session_tracking(k, AgentSession::new("u"));
                             let start = WebSocketMessage::new(MessageType::AgentStarted, json!({}));
-                            ready(monitor.record_event(k, start)).expect("tracked");
+                            monitor.record_event(k, start).expect("tracked");
                         }
                     },
                     |i| {
-                        let r = ready(monitor.record_event(&keys[i], thinking.clone()));
+                        let r = monitor.record_event(&keys[i], thinking.clone());
                         black_box(r).expect("tracked");
                     },
                 )
@@ -137,7 +126,7 @@ fn validate(c: &mut Criterion) {
         EventMonitorConfig::default(),
         ManualClock::default().shared(),
     );
-    ready(monitor.start_session_tracking("run", AgentSession::new("u")));
+    monitor.start_session_tracking("run", AgentSession::new("u"));
     let mut events = vec![
         WebSocketMessage::new(MessageType::AgentStarted, json!({})),
         WebSocketMessage::new(MessageType::AgentThinking, json!({})),
@@ -154,10 +143,10 @@ fn validate(c: &mut Criterion) {
     ));
     assert_eq!(events.len(), 100);
     for e in events {
-        ready(monitor.record_event("run", e)).expect("tracked");
+        monitor.record_event("run", e).expect("tracked");
     }
     group.bench_function("wsc", |b| {
-        b.iter(|| black_box(ready(monitor.validate_session_completion(black_box("run")))))
+        b.iter(|| black_box(monitor.validate_session_completion(black_box("run"))))
     });
     group.finish();
 }

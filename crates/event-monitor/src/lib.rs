@@ -4,8 +4,9 @@
 //! its lifecycle events completely and in order, so that nothing goes
 //! silently missing.
 //!
-//! An [`EventMonitor`] (legacy names [`ChatEventMonitor`],
-//! [`WebSocketEventMonitor`]) keeps one tracker per run. Each recorded event
+//! An [`EventMonitor`] keeps one tracker per run. Its methods are
+//! synchronous (none waits on anything); the facade crate `websocket-core`
+//! wraps it as the legacy, async `ChatEventMonitor`. Each recorded event
 //! is checked live against the order rules; a broken rule is kept as a
 //! "silent failure" and published to [`subscribe`](EventMonitor::subscribe)rs.
 //!
@@ -40,34 +41,32 @@
 //! use wsc_core::{ManualClock, MessageType, WebSocketMessage};
 //! use wsc_event_monitor::{AgentSession, EventMonitor, EventMonitorConfig, EventValidationError};
 //!
-//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let clock = ManualClock::default();
 //! let monitor = EventMonitor::with_clock(EventMonitorConfig::default(), clock.shared());
-//! monitor.start_session_tracking("run-1", AgentSession::new("user-1")).await;
+//! monitor.start_session_tracking("run-1", AgentSession::new("user-1"));
 //!
 //! for t in [MessageType::AgentStarted, MessageType::AgentThinking, MessageType::ToolExecuting] {
 //!     let msg = WebSocketMessage::new(t, json!({"tool_name": "search"}));
-//!     monitor.record_event("run-1", msg).await?;
+//!     monitor.record_event("run-1", msg)?;
 //! }
 //! // Two critical events never arrived.
-//! let err = monitor.validate_session_completion("run-1").await.unwrap_err();
+//! let err = monitor.validate_session_completion("run-1").unwrap_err();
 //! assert_eq!(err.to_string(), "missing critical events: TOOL_COMPLETED, AGENT_COMPLETED");
 //!
 //! for t in [MessageType::ToolCompleted, MessageType::AgentCompleted] {
 //!     let msg = WebSocketMessage::new(t, json!({"tool_name": "search"}));
-//!     monitor.record_event("run-1", msg).await?;
+//!     monitor.record_event("run-1", msg)?;
 //! }
-//! assert_eq!(monitor.validate_session_completion("run-1").await, Ok(true));
+//! assert_eq!(monitor.validate_session_completion("run-1"), Ok(true));
 //!
 //! // An event after completion is a violation, recorded live.
-//! monitor.record_event("run-1", WebSocketMessage::new(MessageType::AgentThinking, json!({}))).await?;
+//! monitor.record_event("run-1", WebSocketMessage::new(MessageType::AgentThinking, json!({})))?;
 //! assert!(matches!(
-//!     monitor.validate_session_completion("run-1").await,
+//!     monitor.validate_session_completion("run-1"),
 //!     Err(EventValidationError::OrderViolation { .. })
 //! ));
 //! assert_eq!(monitor.silent_failures().len(), 1);
 //! # Ok::<(), wsc_event_monitor::EventMonitorError>(())
-//! # }).unwrap();
 //! ```
 #![forbid(unsafe_code)]
 
@@ -82,7 +81,7 @@ pub use error::{
     EventMonitorError, EventValidationError, MissingCriticalEventError, OrderViolation,
     SilentFailure, ViolationKind,
 };
-pub use monitor::{ChatEventMonitor, EventMonitor, SweeperHandle, WebSocketEventMonitor};
+pub use monitor::{EventMonitor, SweeperHandle};
 pub use report::{
     EventMetrics, EventTiming, EventTracker, HealthReport, HealthStatus, LatencySummary,
     MonitorEvent, SweepReport,

@@ -51,11 +51,6 @@ pub struct EventMonitor {
     events: broadcast::Sender<MonitorEvent>,
 }
 
-/// Legacy name of [`EventMonitor`].
-pub type ChatEventMonitor = EventMonitor;
-/// Legacy name of [`EventMonitor`].
-pub type WebSocketEventMonitor = ChatEventMonitor;
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section here leaves the data consistent, so a panic
     // elsewhere while holding the lock does not poison its meaning.
@@ -103,12 +98,10 @@ impl EventMonitor {
     ///
     /// ```
     /// use wsc_event_monitor::{AgentSession, EventMonitor, EventMonitorConfig};
-    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// let monitor = EventMonitor::new(EventMonitorConfig::default());
     /// assert!(!monitor.is_tracking("run-1"));
-    /// monitor.start_session_tracking("run-1", AgentSession::new("alice")).await;
+    /// monitor.start_session_tracking("run-1", AgentSession::new("alice"));
     /// assert!(monitor.is_tracking("run-1"));
-    /// # });
     /// ```
     pub fn is_tracking(&self, session_id: &str) -> bool {
         self.runs.contains_key(session_id)
@@ -151,7 +144,7 @@ impl EventMonitor {
     /// Starts tracking a run under `session_id`. Tracking an id again
     /// replaces the old run. May evict a run to stay within
     /// `max_tracked_runs` (see [`EventMonitorConfig::max_tracked_runs`]).
-    pub async fn start_session_tracking(&self, session_id: &str, session: AgentSession) {
+    pub fn start_session_tracking(&self, session_id: &str, session: AgentSession) {
         let now = self.clock.now();
         let replaced = self
             .runs
@@ -172,7 +165,7 @@ impl EventMonitor {
     /// # Errors
     /// [`EventMonitorError::UnknownSession`] if the run is not tracked;
     /// nothing is recorded then.
-    pub async fn record_event(
+    pub fn record_event(
         &self,
         session_id: &str,
         message: WebSocketMessage,
@@ -204,7 +197,7 @@ impl EventMonitor {
     /// [`EventValidationError::MissingCriticalEvents`] (when
     /// `track_critical_events`); [`EventValidationError::OrderViolation`]
     /// (when `validate_event_order`).
-    pub async fn validate_session_completion(
+    pub fn validate_session_completion(
         &self,
         session_id: &str,
     ) -> Result<bool, EventValidationError> {
@@ -250,7 +243,7 @@ impl EventMonitor {
 
     /// Timing metrics of a run, or `None` if it is not tracked or
     /// `metrics_enabled` is off.
-    pub async fn get_session_metrics(&self, session_id: &str) -> Option<EventMetrics> {
+    pub fn get_session_metrics(&self, session_id: &str) -> Option<EventMetrics> {
         if !self.config.metrics_enabled {
             return None;
         }
@@ -281,13 +274,13 @@ impl EventMonitor {
 
     /// Removes ended runs (completed, failed or timed out) that ended at
     /// least `max_age` ago; returns how many it removed.
-    pub async fn cleanup_completed_sessions(&self, max_age: Duration) -> usize {
+    pub fn cleanup_completed_sessions(&self, max_age: Duration) -> usize {
         self.remove_ended_older_than(max_age)
     }
 
     /// Whether a run that has not ended has been tracked for longer than
     /// `timeout` (or is already marked timed out). Does not mark it.
-    pub async fn check_session_timeout(&self, session_id: &str, timeout: Duration) -> bool {
+    pub fn check_session_timeout(&self, session_id: &str, timeout: Duration) -> bool {
         let now = self.clock.now();
         self.runs.get(session_id).is_some_and(|run| {
             run.is_timeout || (!run.is_ended() && now.duration_since(run.started_at) > timeout)
@@ -296,7 +289,7 @@ impl EventMonitor {
 
     /// Marks a run timed out. Returns `true` if it is now newly marked;
     /// `false` if it is unknown, already ended or already marked.
-    pub async fn mark_session_timeout(&self, session_id: &str) -> bool {
+    pub fn mark_session_timeout(&self, session_id: &str) -> bool {
         let now = self.clock.now();
         let marked = self
             .runs
@@ -313,7 +306,7 @@ impl EventMonitor {
 
     /// Rolls stale runs, stuck tools, violations and inter-event latency up
     /// into a [`HealthReport`]; see [`HealthStatus`] for the rules.
-    pub async fn check_health(&self) -> HealthReport {
+    pub fn check_health(&self) -> HealthReport {
         self.health()
     }
 

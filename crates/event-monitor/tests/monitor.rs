@@ -23,42 +23,41 @@ fn monitor(config: EventMonitorConfig) -> (Arc<EventMonitor>, ManualClock) {
 }
 
 async fn full_run(m: &EventMonitor, id: &str) {
-    m.start_session_tracking(id, AgentSession::new("u")).await;
+    m.start_session_tracking(id, AgentSession::new("u"));
     for t in M::CRITICAL_AGENT_EVENTS {
-        m.record_event(id, msg(t)).await.unwrap();
+        m.record_event(id, msg(t)).unwrap();
     }
 }
 
 #[tokio::test]
 async fn unknown_run_records_nothing() {
     let (m, _) = monitor(EventMonitorConfig::default());
-    let err = m.record_event("ghost", msg(M::AgentStarted)).await;
+    let err = m.record_event("ghost", msg(M::AgentStarted));
     assert_eq!(err, Err(EventMonitorError::UnknownSession("ghost".into())));
     assert_eq!(m.session_count(), 0);
     assert!(m.tracker("ghost").is_none());
     assert_eq!(
-        m.validate_session_completion("ghost").await,
+        m.validate_session_completion("ghost"),
         Err(EventValidationError::UnknownSession("ghost".into()))
     );
-    assert!(m.get_session_metrics("ghost").await.is_none());
-    assert!(!m.mark_session_timeout("ghost").await);
+    assert!(m.get_session_metrics("ghost").is_none());
+    assert!(!m.mark_session_timeout("ghost"));
 }
 
 #[tokio::test]
 async fn failed_runs_are_failed_not_complete() {
     let (m, _) = monitor(EventMonitorConfig::default());
-    m.start_session_tracking("r", AgentSession::new("u")).await;
-    m.record_event("r", msg(M::AgentStarted)).await.unwrap();
+    m.start_session_tracking("r", AgentSession::new("u"));
+    m.record_event("r", msg(M::AgentStarted)).unwrap();
     m.record_event(
         "r",
         WebSocketMessage::new(M::Error, json!({"code": "internal", "message": "boom"})),
     )
-    .await
     .unwrap();
     let t = m.tracker("r").unwrap();
     assert!(t.is_failed && !t.is_complete);
     assert_eq!(
-        m.validate_session_completion("r").await,
+        m.validate_session_completion("r"),
         Err(EventValidationError::RunFailed {
             session_id: "r".into(),
             reason: "boom".into()
@@ -78,8 +77,8 @@ async fn per_run_cap_counts_but_does_not_store() {
     assert_eq!(t.total_events, 5);
     assert!(t.events_truncated);
     // Unstored events were still checked: the run is complete and valid.
-    assert_eq!(m.validate_session_completion("r").await, Ok(true));
-    assert_eq!(m.get_session_metrics("r").await.unwrap().total_events, 5);
+    assert_eq!(m.validate_session_completion("r"), Ok(true));
+    assert_eq!(m.get_session_metrics("r").unwrap().total_events, 5);
 }
 
 #[tokio::test]
@@ -88,117 +87,95 @@ async fn eviction_takes_the_first_ended_run_then_the_least_active() {
         max_tracked_runs: 3,
         ..Default::default()
     });
-    m.start_session_tracking("active-old", AgentSession::new("u"))
-        .await;
+    m.start_session_tracking("active-old", AgentSession::new("u"));
     clock.advance(Duration::from_secs(1));
     full_run(&m, "done-1").await;
     clock.advance(Duration::from_secs(1));
     full_run(&m, "done-2").await;
     clock.advance(Duration::from_secs(1));
-    m.start_session_tracking("new-1", AgentSession::new("u"))
-        .await;
+    m.start_session_tracking("new-1", AgentSession::new("u"));
     assert_eq!(m.session_count(), 3);
     assert!(m.tracker("done-1").is_none(), "first ended run goes first");
-    m.start_session_tracking("new-2", AgentSession::new("u"))
-        .await;
+    m.start_session_tracking("new-2", AgentSession::new("u"));
     assert!(m.tracker("done-2").is_none());
     // No ended run left: the least recently active goes.
-    m.start_session_tracking("new-3", AgentSession::new("u"))
-        .await;
+    m.start_session_tracking("new-3", AgentSession::new("u"));
     assert!(m.tracker("active-old").is_none());
     assert!(m.tracker("new-3").is_some());
     assert_eq!(m.session_count(), 3);
-    assert_eq!(m.check_health().await.evicted_runs, 3);
+    assert_eq!(m.check_health().evicted_runs, 3);
 }
 
 #[tokio::test]
 async fn cleanup_removes_only_old_ended_runs() {
     let (m, clock) = monitor(EventMonitorConfig::default());
     full_run(&m, "old").await;
-    m.start_session_tracking("running", AgentSession::new("u"))
-        .await;
+    m.start_session_tracking("running", AgentSession::new("u"));
     clock.advance(Duration::from_secs(120));
     full_run(&m, "young").await;
-    assert_eq!(
-        m.cleanup_completed_sessions(Duration::from_secs(60)).await,
-        1
-    );
+    assert_eq!(m.cleanup_completed_sessions(Duration::from_secs(60)), 1);
     assert!(m.tracker("old").is_none());
     assert!(m.tracker("young").is_some() && m.tracker("running").is_some());
-    assert_eq!(m.cleanup_completed_sessions(Duration::ZERO).await, 1);
+    assert_eq!(m.cleanup_completed_sessions(Duration::ZERO), 1);
     assert_eq!(m.session_count(), 1);
 }
 
 #[tokio::test]
 async fn timeouts_check_and_mark() {
     let (m, clock) = monitor(EventMonitorConfig::default());
-    m.start_session_tracking("r", AgentSession::new("u")).await;
-    m.record_event("r", msg(M::AgentStarted)).await.unwrap();
-    assert!(!m.check_session_timeout("r", Duration::from_secs(30)).await);
+    m.start_session_tracking("r", AgentSession::new("u"));
+    m.record_event("r", msg(M::AgentStarted)).unwrap();
+    assert!(!m.check_session_timeout("r", Duration::from_secs(30)));
     clock.advance(Duration::from_secs(31));
-    assert!(m.check_session_timeout("r", Duration::from_secs(30)).await);
+    assert!(m.check_session_timeout("r", Duration::from_secs(30)));
     assert!(!m.tracker("r").unwrap().is_timeout, "check does not mark");
-    assert!(m.mark_session_timeout("r").await);
-    assert!(!m.mark_session_timeout("r").await, "marked once");
+    assert!(m.mark_session_timeout("r"));
+    assert!(!m.mark_session_timeout("r"), "marked once");
     assert!(m.tracker("r").unwrap().is_timeout);
     // A completed run never times out.
     full_run(&m, "done").await;
     clock.advance(Duration::from_secs(3600));
-    assert!(
-        !m.check_session_timeout("done", Duration::from_secs(1))
-            .await
-    );
-    assert!(!m.mark_session_timeout("done").await);
+    assert!(!m.check_session_timeout("done", Duration::from_secs(1)));
+    assert!(!m.mark_session_timeout("done"));
 }
 
 #[tokio::test]
 async fn health_rolls_up_stale_stuck_and_violations() {
     let (m, clock) = monitor(EventMonitorConfig::default());
-    assert_eq!(m.check_health().await.status, HealthStatus::Healthy);
+    assert_eq!(m.check_health().status, HealthStatus::Healthy);
 
     full_run(&m, "ok").await;
-    assert_eq!(m.check_health().await.status, HealthStatus::Healthy);
+    assert_eq!(m.check_health().status, HealthStatus::Healthy);
 
     // A stale run while another progresses: warning.
-    m.start_session_tracking("slow", AgentSession::new("u"))
-        .await;
-    m.record_event("slow", msg(M::AgentStarted)).await.unwrap();
+    m.start_session_tracking("slow", AgentSession::new("u"));
+    m.record_event("slow", msg(M::AgentStarted)).unwrap();
     clock.advance(Duration::from_secs(31));
-    m.start_session_tracking("fresh", AgentSession::new("u"))
-        .await;
-    m.record_event("fresh", msg(M::AgentStarted)).await.unwrap();
-    let h = m.check_health().await;
+    m.start_session_tracking("fresh", AgentSession::new("u"));
+    m.record_event("fresh", msg(M::AgentStarted)).unwrap();
+    let h = m.check_health();
     assert_eq!(h.status, HealthStatus::Warning, "{h:?}");
     assert_eq!(h.stale_runs, 1);
     // The 31 s gap shows in latency: avg/max/p95 over inter-event gaps.
     assert_eq!(h.latency.max_ms, 0.0);
 
     // A stuck tool: critical.
-    m.record_event("fresh", msg(M::ToolExecuting))
-        .await
-        .unwrap();
+    m.record_event("fresh", msg(M::ToolExecuting)).unwrap();
     clock.advance(Duration::from_secs(20));
-    m.record_event("fresh", msg(M::AgentThinking))
-        .await
-        .unwrap();
+    m.record_event("fresh", msg(M::AgentThinking)).unwrap();
     clock.advance(Duration::from_secs(41));
-    m.record_event("fresh", msg(M::AgentThinking))
-        .await
-        .unwrap();
+    m.record_event("fresh", msg(M::AgentThinking)).unwrap();
     // "slow" is stale and "fresh" has a stuck tool; one run still progresses.
-    m.start_session_tracking("steady", AgentSession::new("u"))
-        .await;
-    m.record_event("steady", msg(M::AgentStarted))
-        .await
-        .unwrap();
-    let h = m.check_health().await;
+    m.start_session_tracking("steady", AgentSession::new("u"));
+    m.record_event("steady", msg(M::AgentStarted)).unwrap();
+    let h = m.check_health();
     assert_eq!(h.stuck_tools, 1);
     assert_eq!(h.status, HealthStatus::Critical, "{h:?}");
     assert_eq!(h.latency.max_ms, 41_000.0);
 
     // Nothing progresses: failed.
     clock.advance(Duration::from_secs(31));
-    let h = m.check_health().await;
+    let h = m.check_health();
     assert_eq!(h.status, HealthStatus::Failed, "{h:?}");
     assert!(!h.issues.is_empty());
 }
@@ -207,14 +184,14 @@ async fn health_rolls_up_stale_stuck_and_violations() {
 async fn recent_violations_warn_then_go_critical_then_age_out() {
     let (m, clock) = monitor(EventMonitorConfig::default());
     full_run(&m, "r").await;
-    m.record_event("r", msg(M::AgentThinking)).await.unwrap();
-    assert_eq!(m.check_health().await.status, HealthStatus::Warning);
+    m.record_event("r", msg(M::AgentThinking)).unwrap();
+    assert_eq!(m.check_health().status, HealthStatus::Warning);
     for _ in 0..9 {
-        m.record_event("r", msg(M::AgentThinking)).await.unwrap();
+        m.record_event("r", msg(M::AgentThinking)).unwrap();
     }
-    assert_eq!(m.check_health().await.status, HealthStatus::Critical);
+    assert_eq!(m.check_health().status, HealthStatus::Critical);
     clock.advance(Duration::from_secs(301));
-    let h = m.check_health().await;
+    let h = m.check_health();
     assert_eq!(h.recent_silent_failures, 0);
     assert_eq!(h.total_silent_failures, 10);
     assert_eq!(h.status, HealthStatus::Healthy);
@@ -227,9 +204,9 @@ async fn silent_failures_are_bounded_and_published() {
         ..Default::default()
     });
     let mut rx = m.subscribe();
-    m.start_session_tracking("r", AgentSession::new("u")).await;
+    m.start_session_tracking("r", AgentSession::new("u"));
     for _ in 0..6 {
-        m.record_event("r", msg(M::AgentThinking)).await.unwrap();
+        m.record_event("r", msg(M::AgentThinking)).unwrap();
     }
     let kept = m.silent_failures();
     assert_eq!(kept.len(), 4);
@@ -252,9 +229,8 @@ async fn sweep_times_out_evicts_and_reports_health_changes() {
         ..Default::default()
     });
     let mut rx = m.subscribe();
-    m.start_session_tracking("hung", AgentSession::new("u"))
-        .await;
-    m.record_event("hung", msg(M::AgentStarted)).await.unwrap();
+    m.start_session_tracking("hung", AgentSession::new("u"));
+    m.record_event("hung", msg(M::AgentStarted)).unwrap();
     clock.advance(Duration::from_secs(61));
     let report = m.sweep();
     assert_eq!(report.timed_out, 1);
@@ -287,8 +263,7 @@ async fn background_sweeper_runs_on_the_injected_clock() {
         ..Default::default()
     });
     let mut rx = m.subscribe();
-    m.start_session_tracking("hung", AgentSession::new("u"))
-        .await;
+    m.start_session_tracking("hung", AgentSession::new("u"));
     let start = clock.now();
     let sweeper = m.spawn_sweeper();
     // The ManualClock's sleep advances time, so the sweeper reaches the
@@ -319,23 +294,19 @@ async fn concurrent_runs_do_not_interfere() {
         let m = m.clone();
         tasks.push(tokio::spawn(async move {
             let id = format!("run-{i}");
-            m.start_session_tracking(&id, AgentSession::new(format!("u{i}")))
-                .await;
-            m.record_event(&id, msg(M::AgentStarted)).await.unwrap();
+            m.start_session_tracking(&id, AgentSession::new(format!("u{i}")));
+            m.record_event(&id, msg(M::AgentStarted)).unwrap();
             for k in 0..50 {
                 let p = json!({"tool_call_id": format!("c{k}"), "tool_name": "search"});
                 m.record_event(&id, WebSocketMessage::new(M::AgentThinking, json!({})))
-                    .await
                     .unwrap();
                 m.record_event(&id, WebSocketMessage::new(M::ToolExecuting, p.clone()))
-                    .await
                     .unwrap();
                 tokio::task::yield_now().await;
                 m.record_event(&id, WebSocketMessage::new(M::ToolCompleted, p))
-                    .await
                     .unwrap();
             }
-            m.record_event(&id, msg(M::AgentCompleted)).await.unwrap();
+            m.record_event(&id, msg(M::AgentCompleted)).unwrap();
         }));
     }
     for t in tasks {
@@ -343,7 +314,7 @@ async fn concurrent_runs_do_not_interfere() {
     }
     for i in 0..32 {
         let id = format!("run-{i}");
-        assert_eq!(m.validate_session_completion(&id).await, Ok(true), "{id}");
+        assert_eq!(m.validate_session_completion(&id), Ok(true), "{id}");
         assert_eq!(m.tracker(&id).unwrap().total_events, 152);
     }
     assert!(m.silent_failures().is_empty());

@@ -3,23 +3,10 @@
 //! duplicate or move one critical event) is reported with the error kind a
 //! simple reference model predicts.
 
-use std::future::Future;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
-
 use proptest::prelude::*;
 use serde_json::json;
 use wsc_core::{ManualClock, MessageType, WebSocketMessage};
 use wsc_event_monitor::{AgentSession, EventMonitor, EventMonitorConfig, EventValidationError};
-
-/// The monitor's futures never wait; poll them once.
-fn now<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => v,
-        Poll::Pending => panic!("monitor future was not ready"),
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -178,12 +165,12 @@ fn observe(events: &[Ev]) -> Expect {
         EventMonitorConfig::default(),
         ManualClock::default().shared(),
     );
-    now(monitor.start_session_tracking("run", AgentSession::new("u")));
+    monitor.start_session_tracking("run", AgentSession::new("u"));
     for e in events {
-        now(monitor.record_event("run", e.message())).expect("tracked");
+        monitor.record_event("run", e.message()).expect("tracked");
     }
     let complete_before = monitor.tracker("run").expect("tracked").is_complete;
-    let result = now(monitor.validate_session_completion("run"));
+    let result = monitor.validate_session_completion("run");
     // `is_complete` means validated complete, before validation and after.
     let complete_after = monitor.tracker("run").expect("tracked").is_complete;
     assert_eq!(complete_before, result == Ok(true), "{result:?}");

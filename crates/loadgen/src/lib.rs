@@ -346,7 +346,7 @@ pub async fn run_demo(
         // The run is known to the gateway it ran on.
         let mut valid = false;
         for monitor in monitors {
-            if let Ok(true) = monitor.validate_session_completion(run_id).await {
+            if let Ok(true) = monitor.validate_session_completion(run_id) {
                 valid = true;
                 break;
             }

@@ -46,25 +46,23 @@
 //! use wsc_core::{Clock, ManualClock, MessageType, WebSocketMessage};
 //! use wsc_perf_monitor::{AlertType, ConnectionInfo, PerformanceMonitor, PerformanceMonitorConfig};
 //!
-//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let clock = ManualClock::default();
 //! let monitor = PerformanceMonitor::with_clock(PerformanceMonitorConfig::default(), clock.shared());
-//! monitor.start_connection_tracking("conn-1", ConnectionInfo::new("user-1")).await;
+//! monitor.start_connection_tracking("conn-1", ConnectionInfo::new("user-1"));
 //! clock.advance(Duration::from_millis(30));
-//! monitor.record_connection_established("conn-1").await;
+//! monitor.record_connection_established("conn-1");
 //!
 //! // A message sent 1.5 s ago: its latency is over the 1 s threshold.
 //! let sent = clock.now() - Duration::from_millis(1500);
 //! let msg = WebSocketMessage::new(MessageType::UserMessage, json!({})).with_timestamp(sent);
-//! monitor.record_message_processed("conn-1", &msg).await;
+//! monitor.record_message_processed("conn-1", &msg);
 //!
 //! let metrics = monitor.connection_metrics("conn-1").unwrap();
 //! assert_eq!(metrics.connection_time_ms, Some(30.0));
 //! assert_eq!(metrics.max_latency_ms, 1500.0);
-//! let alerts = monitor.get_active_alerts("conn-1").await;
+//! let alerts = monitor.get_active_alerts("conn-1");
 //! assert_eq!(alerts[0].alert_type, AlertType::HighLatency);
 //! assert!(monitor.render_prometheus().contains("wsc_message_latency_seconds_count 1"));
-//! # });
 //! ```
 #![forbid(unsafe_code)]
 
@@ -78,7 +76,7 @@ mod types;
 pub use config::{PerformanceMonitorConfig, PerformanceThresholds};
 pub use histogram::HISTOGRAM_RELATIVE_ERROR;
 pub use metrics::{MonitorCollector, ProcessCollector};
-pub use monitor::{EvaluatorHandle, PerformanceMonitor, WebSocketPerformanceMonitor};
+pub use monitor::{EvaluatorHandle, PerformanceMonitor};
 /// The `prometheus-client` crate the collectors are written for (its
 /// `Registry`, encoders and metric types), re-exported so versions match.
 pub use prometheus_client;

@@ -195,8 +195,10 @@ struct Totals {
 }
 
 /// Measures each connection's handshake time, latency distribution and
-/// throughput, and raises alerts when they degrade (legacy name
-/// `WebSocketPerformanceMonitor`). See the crate docs for an example.
+/// throughput, and raises alerts when they degrade. See the crate docs for
+/// an example. Every method is synchronous (none waits); the facade crate
+/// `websocket-core` wraps it as the legacy, async
+/// `WebSocketPerformanceMonitor`.
 ///
 /// Connections live in a `DashMap`: recording on one connection never waits
 /// for another. All methods take `&self`; share the monitor in an `Arc`.
@@ -226,9 +228,6 @@ impl std::fmt::Debug for PerformanceMonitor {
             .finish_non_exhaustive()
     }
 }
-
-/// Legacy name of [`PerformanceMonitor`].
-pub type WebSocketPerformanceMonitor = PerformanceMonitor;
 
 /// Where a message's latency came from.
 enum Latency {
@@ -366,7 +365,7 @@ impl PerformanceMonitor {
     /// Tracking an id again starts it over. Past `max_connections`, a new
     /// connection is counted (`wsc_untracked_connections_total`) but not
     /// tracked.
-    pub async fn start_connection_tracking(&self, connection_id: &str, info: ConnectionInfo) {
+    pub fn start_connection_tracking(&self, connection_id: &str, info: ConnectionInfo) {
         if self.conns.len() >= self.config.max_connections
             && !self.conns.contains_key(connection_id)
         {
@@ -411,7 +410,7 @@ impl PerformanceMonitor {
     /// Records that the handshake completed: the handshake time is the time
     /// since tracking began; over `max_connection_time_ms` raises
     /// `slow_connection`.
-    pub async fn record_connection_established(&self, connection_id: &str) {
+    pub fn record_connection_established(&self, connection_id: &str) {
         let now = self.clock.now();
         let mut events = Vec::new();
         if let Some(mut c) = self.conns.get_mut(connection_id) {
@@ -437,7 +436,7 @@ impl PerformanceMonitor {
 
     /// Records that the connection closed (it stays tracked until stopped
     /// or cleaned up).
-    pub async fn record_connection_closed(&self, connection_id: &str) {
+    pub fn record_connection_closed(&self, connection_id: &str) {
         let now = self.clock.now();
         if let Some(mut c) = self.conns.get_mut(connection_id) {
             c.connected = false;
@@ -447,7 +446,7 @@ impl PerformanceMonitor {
 
     /// Stops tracking a connection and frees its state; its active alerts
     /// are resolved. Returns whether it was tracked.
-    pub async fn stop_connection_tracking(&self, connection_id: &str) -> bool {
+    pub fn stop_connection_tracking(&self, connection_id: &str) -> bool {
         let removed = {
             let mut retired = lock(&self.retired);
             let removed = self.conns.remove(connection_id);
@@ -470,13 +469,13 @@ impl PerformanceMonitor {
     /// seconds or RFC 3339); without either it is counted with no sample, and
     /// a timestamp in the future (clock skew) is counted as skew, never as a
     /// latency.
-    pub async fn record_message_processed(&self, connection_id: &str, message: &WebSocketMessage) {
+    pub fn record_message_processed(&self, connection_id: &str, message: &WebSocketMessage) {
         let now = self.clock.now();
         self.record(connection_id, message, now, latency_of(message, now));
     }
 
     /// Records one processed message with a latency measured by the caller.
-    pub async fn record_message_latency(
+    pub fn record_message_latency(
         &self,
         connection_id: &str,
         message: &WebSocketMessage,
@@ -573,7 +572,7 @@ impl PerformanceMonitor {
     }
 
     /// Throughput of a connection; also checks `low_throughput`.
-    pub async fn calculate_throughput(&self, connection_id: &str) -> Option<ThroughputMetrics> {
+    pub fn calculate_throughput(&self, connection_id: &str) -> Option<ThroughputMetrics> {
         let now = self.clock.now();
         let mut events = Vec::new();
         let result = {
@@ -608,7 +607,7 @@ impl PerformanceMonitor {
     /// The connection's active alerts, after re-checking the time-based ones
     /// (throughput, and resolution of alerts whose metric has stayed within
     /// its threshold for `alert_hysteresis`).
-    pub async fn get_active_alerts(&self, connection_id: &str) -> Vec<PerformanceAlert> {
+    pub fn get_active_alerts(&self, connection_id: &str) -> Vec<PerformanceAlert> {
         let now = self.clock.now();
         let mut events = Vec::new();
         let alerts = match self.conns.get_mut(connection_id) {
@@ -624,7 +623,7 @@ impl PerformanceMonitor {
 
     /// Samples process memory and CPU, stores them on the connection, and
     /// checks `high_memory` and `high_cpu`.
-    pub async fn record_resource_usage(&self, connection_id: &str) {
+    pub fn record_resource_usage(&self, connection_id: &str) {
         let usage = self.sampler.sample();
         *lock(&self.last_usage) = usage;
         let now = self.clock.now();
@@ -665,10 +664,7 @@ impl PerformanceMonitor {
 
     /// A report with a rating and recommendations, or `None` if the
     /// connection is not tracked.
-    pub async fn generate_performance_report(
-        &self,
-        connection_id: &str,
-    ) -> Option<PerformanceReport> {
+    pub fn generate_performance_report(&self, connection_id: &str) -> Option<PerformanceReport> {
         let now = self.clock.now();
         let mut events = Vec::new();
         let report = {
@@ -764,7 +760,7 @@ impl PerformanceMonitor {
     /// Drops recent samples older than `metrics_window` and (when
     /// `auto_cleanup_enabled`) closed connections closed for that long.
     /// Returns how many samples and connections it removed.
-    pub async fn cleanup_old_metrics(&self) -> usize {
+    pub fn cleanup_old_metrics(&self) -> usize {
         let now = self.clock.now();
         let horizon = now - self.config.metrics_window;
         let mut removed = 0;
@@ -800,7 +796,7 @@ impl PerformanceMonitor {
     }
 
     /// Aggregates across connections, with outliers.
-    pub async fn get_system_wide_metrics(&self) -> SystemMetrics {
+    pub fn get_system_wide_metrics(&self) -> SystemMetrics {
         let now = self.clock.now();
         let mut active = 0;
         let (mut sum_us, mut samples) = (0f64, 0u64);

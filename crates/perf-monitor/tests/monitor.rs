@@ -26,18 +26,10 @@ fn msg() -> WebSocketMessage {
     WebSocketMessage::new(MessageType::UserMessage, json!({}))
 }
 
-fn run<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
 #[tokio::test]
 async fn latency_sources_in_order_of_preference() {
     let (m, clock) = setup(PerformanceMonitorConfig::default());
-    m.start_connection_tracking("c", ConnectionInfo::new("u"))
-        .await;
+    m.start_connection_tracking("c", ConnectionInfo::new("u"));
     let now = clock.now();
     // message.timestamp wins over the payload.
     let a = msg()
@@ -45,37 +37,35 @@ async fn latency_sources_in_order_of_preference() {
         .with_message_id("m1");
     let mut a = a;
     a.payload = json!({"client_timestamp": 0});
-    m.record_message_processed("c", &a).await;
+    m.record_message_processed("c", &a);
     // payload.client_timestamp as RFC 3339 (2025-01-01T00:00:00Z minus 250 ms).
     let b = WebSocketMessage::new(
         MessageType::Chat,
         json!({"client_timestamp": "2024-12-31T23:59:59.750Z"}),
     );
-    m.record_message_processed("c", &b).await;
+    m.record_message_processed("c", &b);
     // ... with an offset, and as Unix seconds (number and string).
     let c = WebSocketMessage::new(
         MessageType::Chat,
         json!({"client_timestamp": "2025-01-01T00:59:59.900+01:00"}),
     );
-    m.record_message_processed("c", &c).await;
+    m.record_message_processed("c", &c);
     let d = WebSocketMessage::new(
         MessageType::Chat,
         json!({"client_timestamp": 1_735_689_599.5}),
     );
-    m.record_message_processed("c", &d).await;
+    m.record_message_processed("c", &d);
     let e = WebSocketMessage::new(
         MessageType::Chat,
         json!({"client_timestamp": "1735689599.8"}),
     );
-    m.record_message_processed("c", &e).await;
+    m.record_message_processed("c", &e);
     // None: counted without a sample. Future: skew.
     m.record_message_processed(
         "c",
         &WebSocketMessage::new(MessageType::Chat, json!({"client_timestamp": "soon"})),
-    )
-    .await;
-    m.record_message_processed("c", &msg().with_timestamp(now + Duration::from_secs(2)))
-        .await;
+    );
+    m.record_message_processed("c", &msg().with_timestamp(now + Duration::from_secs(2)));
 
     let metrics = m.connection_metrics("c").unwrap();
     let samples: Vec<f64> = metrics
@@ -100,27 +90,26 @@ async fn latency_sources_in_order_of_preference() {
 async fn one_alert_per_kind_updated_in_place_and_resolved_after_hysteresis() {
     let (m, clock) = setup(PerformanceMonitorConfig::default()); // 1 000 ms, 30 s
     let mut rx = m.subscribe();
-    m.start_connection_tracking("c", ConnectionInfo::new("u"))
-        .await;
+    m.start_connection_tracking("c", ConnectionInfo::new("u"));
     let lat = |ms| Duration::from_millis(ms);
-    m.record_message_latency("c", &msg(), lat(1_500)).await;
-    m.record_message_latency("c", &msg(), lat(1_200)).await;
-    let alerts = m.get_active_alerts("c").await;
+    m.record_message_latency("c", &msg(), lat(1_500));
+    m.record_message_latency("c", &msg(), lat(1_200));
+    let alerts = m.get_active_alerts("c");
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0].severity, AlertSeverity::Warning);
     assert_eq!(alerts[0].value_measured, 1_200.0);
-    m.record_message_latency("c", &msg(), lat(2_500)).await;
+    m.record_message_latency("c", &msg(), lat(2_500));
     assert_eq!(
-        m.get_active_alerts("c").await[0].severity,
+        m.get_active_alerts("c")[0].severity,
         AlertSeverity::Critical
     );
     // Back under the threshold, but not yet for 30 s.
     clock.advance(Duration::from_secs(20));
-    m.record_message_latency("c", &msg(), lat(10)).await;
-    assert_eq!(m.get_active_alerts("c").await.len(), 1);
+    m.record_message_latency("c", &msg(), lat(10));
+    assert_eq!(m.get_active_alerts("c").len(), 1);
     clock.advance(Duration::from_secs(10));
-    m.record_message_latency("c", &msg(), lat(10)).await;
-    assert!(m.get_active_alerts("c").await.is_empty());
+    m.record_message_latency("c", &msg(), lat(10));
+    assert!(m.get_active_alerts("c").is_empty());
     let events: Vec<AlertEvent> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
     assert!(matches!(&events[0], AlertEvent::Raised(a) if a.severity == AlertSeverity::Warning));
     assert!(matches!(&events[1], AlertEvent::Updated(a) if a.severity == AlertSeverity::Critical));
@@ -138,30 +127,23 @@ async fn slow_handshake_low_throughput_and_error_rate() {
         },
         ..Default::default()
     });
-    m.start_connection_tracking("c", ConnectionInfo::new("u"))
-        .await;
+    m.start_connection_tracking("c", ConnectionInfo::new("u"));
     clock.advance(Duration::from_secs(6));
-    m.record_connection_established("c").await;
+    m.record_connection_established("c");
     let kinds = |alerts: Vec<wsc_perf_monitor::PerformanceAlert>| {
         let mut k: Vec<AlertType> = alerts.iter().map(|a| a.alert_type).collect();
         k.sort_by_key(|k| k.as_str());
         k
     };
-    assert_eq!(
-        kinds(m.get_active_alerts("c").await),
-        [AlertType::SlowConnection]
-    );
+    assert_eq!(kinds(m.get_active_alerts("c")), [AlertType::SlowConnection]);
     // No throughput alert before warm-up with traffic.
     for _ in 0..10 {
-        m.record_message_processed("c", &msg()).await;
+        m.record_message_processed("c", &msg());
     }
-    assert_eq!(
-        kinds(m.get_active_alerts("c").await),
-        [AlertType::SlowConnection]
-    );
+    assert_eq!(kinds(m.get_active_alerts("c")), [AlertType::SlowConnection]);
     // Traffic stops: after the warm-up the window rate falls under 1 msg/s.
     clock.advance(Duration::from_secs(40));
-    let k = kinds(m.get_active_alerts("c").await);
+    let k = kinds(m.get_active_alerts("c"));
     assert!(k.contains(&AlertType::LowThroughput), "{k:?}");
     assert!(
         !k.contains(&AlertType::SlowConnection),
@@ -171,7 +153,7 @@ async fn slow_handshake_low_throughput_and_error_rate() {
     for _ in 0..2 {
         m.record_error("c");
     }
-    let k = kinds(m.get_active_alerts("c").await);
+    let k = kinds(m.get_active_alerts("c"));
     assert!(k.contains(&AlertType::HighErrorRate), "{k:?}");
 }
 
@@ -193,21 +175,20 @@ async fn resource_alerts_from_an_injected_sampler() {
     let sampler = Arc::new(FixedSampler(AtomicU64::new(100)));
     let (m, clock) = setup(PerformanceMonitorConfig::default());
     let m = m.with_resource_sampler(sampler.clone());
-    m.start_connection_tracking("c", ConnectionInfo::new("u"))
-        .await;
-    m.record_resource_usage("c").await;
-    assert!(m.get_active_alerts("c").await.is_empty());
+    m.start_connection_tracking("c", ConnectionInfo::new("u"));
+    m.record_resource_usage("c");
+    assert!(m.get_active_alerts("c").is_empty());
     sampler.0.store(2_500, Ordering::Relaxed); // 2 500 MB, 250 % CPU
-    m.record_resource_usage("c").await;
-    let alerts = m.get_active_alerts("c").await;
+    m.record_resource_usage("c");
+    let alerts = m.get_active_alerts("c");
     assert_eq!(alerts.len(), 2);
     assert!(alerts.iter().all(|a| a.severity == AlertSeverity::Critical));
     let metrics = m.connection_metrics("c").unwrap();
     assert_eq!(metrics.current_memory_usage_mb, 2_500.0);
     sampler.0.store(100, Ordering::Relaxed);
     clock.advance(Duration::from_secs(31));
-    m.record_resource_usage("c").await;
-    assert!(m.get_active_alerts("c").await.is_empty());
+    m.record_resource_usage("c");
+    assert!(m.get_active_alerts("c").is_empty());
 }
 
 #[tokio::test]
@@ -219,13 +200,11 @@ async fn report_ratings_follow_the_documented_cut_offs() {
         ("fair", 900, PerformanceRating::Fair),
         ("poor", 1_100, PerformanceRating::Poor),
     ] {
-        m.start_connection_tracking(id, ConnectionInfo::new("u"))
-            .await;
+        m.start_connection_tracking(id, ConnectionInfo::new("u"));
         for _ in 0..20 {
-            m.record_message_latency(id, &msg(), Duration::from_millis(latency_ms))
-                .await;
+            m.record_message_latency(id, &msg(), Duration::from_millis(latency_ms));
         }
-        let report = m.generate_performance_report(id).await.unwrap();
+        let report = m.generate_performance_report(id).unwrap();
         assert_eq!(report.performance_rating, rating, "{id}");
         assert_eq!(report.total_messages, 20);
         if rating >= PerformanceRating::Fair {
@@ -240,24 +219,19 @@ async fn cleanup_and_stop_free_state() {
         max_connections: 2,
         ..Default::default()
     });
-    m.start_connection_tracking("a", ConnectionInfo::new("u"))
-        .await;
-    m.start_connection_tracking("b", ConnectionInfo::new("u"))
-        .await;
-    m.start_connection_tracking("c", ConnectionInfo::new("u"))
-        .await;
+    m.start_connection_tracking("a", ConnectionInfo::new("u"));
+    m.start_connection_tracking("b", ConnectionInfo::new("u"));
+    m.start_connection_tracking("c", ConnectionInfo::new("u"));
     assert_eq!(m.connection_count(), 2, "bounded");
     for _ in 0..3 {
-        m.record_message_latency("a", &msg(), Duration::from_millis(5))
-            .await;
+        m.record_message_latency("a", &msg(), Duration::from_millis(5));
     }
     clock.advance(Duration::from_secs(61));
-    m.record_message_latency("a", &msg(), Duration::from_millis(5))
-        .await;
-    m.record_connection_established("b").await;
-    m.record_connection_closed("b").await;
+    m.record_message_latency("a", &msg(), Duration::from_millis(5));
+    m.record_connection_established("b");
+    m.record_connection_closed("b");
     clock.advance(Duration::from_secs(1));
-    assert_eq!(m.cleanup_old_metrics().await, 3, "three old samples");
+    assert_eq!(m.cleanup_old_metrics(), 3, "three old samples");
     assert_eq!(
         m.connection_metrics("a")
             .unwrap()
@@ -267,25 +241,23 @@ async fn cleanup_and_stop_free_state() {
     );
     clock.advance(Duration::from_secs(60));
     assert_eq!(
-        m.cleanup_old_metrics().await,
+        m.cleanup_old_metrics(),
         2,
         "one sample and the closed connection"
     );
     assert!(m.connection_metrics("b").is_none());
-    assert!(m.stop_connection_tracking("a").await);
-    assert!(!m.stop_connection_tracking("a").await);
+    assert!(m.stop_connection_tracking("a"));
+    assert!(!m.stop_connection_tracking("a"));
     assert_eq!(m.connection_count(), 0);
 }
 
 #[tokio::test]
 async fn prometheus_output_parses_with_a_real_parser() {
     let (m, _) = setup(PerformanceMonitorConfig::default());
-    m.start_connection_tracking("c", ConnectionInfo::new("u"))
-        .await;
-    m.record_connection_established("c").await;
+    m.start_connection_tracking("c", ConnectionInfo::new("u"));
+    m.record_connection_established("c");
     for ms in [2u64, 30, 700, 1_500] {
-        m.record_message_latency("c", &msg(), Duration::from_millis(ms))
-            .await;
+        m.record_message_latency("c", &msg(), Duration::from_millis(ms));
     }
     m.record_bytes("c", 120, 40);
     let text = m.render_prometheus();
@@ -332,10 +304,9 @@ async fn background_evaluator_raises_low_throughput_on_the_injected_clock() {
     let (m, clock) = setup(PerformanceMonitorConfig::default());
     let m = Arc::new(m);
     let mut rx = m.subscribe();
-    m.start_connection_tracking("c", ConnectionInfo::new("u"))
-        .await;
+    m.start_connection_tracking("c", ConnectionInfo::new("u"));
     for _ in 0..10 {
-        m.record_message_processed("c", &msg()).await;
+        m.record_message_processed("c", &msg());
     }
     let handle = m.spawn_evaluator(Duration::from_secs(5));
     let raised = loop {
@@ -362,17 +333,17 @@ proptest! {
             metrics_window: Duration::from_secs(window),
             ..Default::default()
         });
-        run(m.start_connection_tracking("c", ConnectionInfo::new("u")));
+        m.start_connection_tracking("c", ConnectionInfo::new("u"));
         let start = clock.now().as_unix_micros();
         let mut arrivals = Vec::new();
         for g in gaps {
             clock.advance(Duration::from_micros(g));
-            run(m.record_message_processed("c", &msg()));
+            m.record_message_processed("c", &msg());
             arrivals.push(clock.now().as_unix_micros());
         }
         clock.advance(Duration::from_micros(tail));
         let now = clock.now().as_unix_micros();
-        let t = run(m.calculate_throughput("c")).unwrap();
+        let t = m.calculate_throughput("c").unwrap();
         let sec = |us: i64| us.div_euclid(1_000_000);
         let in_window = arrivals.iter().filter(|a| sec(**a) > sec(now) - window as i64).count() as f64;
         let period = (now - start) as f64 / 1e6;
@@ -397,14 +368,14 @@ proptest! {
     ) {
         let (m, clock) = setup(PerformanceMonitorConfig::default());
         let mut rx = m.subscribe();
-        run(m.start_connection_tracking("c", ConnectionInfo::new("u")));
+        m.start_connection_tracking("c", ConnectionInfo::new("u"));
         let (thr, hyst) = (1_000.0, 30_000_000i64);
         let mut active: Option<(i64, f64)> = None; // (last breach, value)
         let (mut raised, mut resolved) = (0, 0);
         for (advance_ms, latency_ms) in steps {
             clock.advance(Duration::from_millis(advance_ms));
             let now = clock.now().as_unix_micros();
-            run(m.record_message_latency("c", &msg(), Duration::from_millis(latency_ms)));
+            m.record_message_latency("c", &msg(), Duration::from_millis(latency_ms));
             let l = latency_ms as f64;
             if l > thr {
                 if active.is_none() { raised += 1; }
@@ -426,7 +397,7 @@ proptest! {
             }
             prop_assert_eq!((raised, resolved), (0, 0));
             // Compare without re-evaluating (get_active_alerts would).
-            let report_alerts = run(m.generate_performance_report("c")).unwrap().active_alerts;
+            let report_alerts = m.generate_performance_report("c").unwrap().active_alerts;
             let latency_alert = report_alerts.iter().find(|a| a.alert_type == AlertType::HighLatency);
             match (active, latency_alert) {
                 (None, None) => {}

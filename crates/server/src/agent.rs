@@ -62,7 +62,7 @@ impl EventSink {
             .with_timestamp(self.clock.now());
         msg.thread_id = self.thread_id.clone();
         // The monitor sees the event before the client does.
-        let _ = self.monitor.record_event(&self.run_id, msg.clone()).await;
+        let _ = self.monitor.record_event(&self.run_id, msg.clone());
         if self.outbox.holds(&self.session_id) {
             // Earlier events wait: this one queues behind them.
             self.outbox.push(&self.session_id, msg);

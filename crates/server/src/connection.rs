@@ -76,14 +76,8 @@ pub(crate) async fn run(
         "connection established"
     );
     let info = ConnectionInfo::new(user.clone()).with_ip_address(addr.ip().to_string());
-    state
-        .perf
-        .start_connection_tracking(&connection_id, info)
-        .await;
-    state
-        .perf
-        .record_connection_established(&connection_id)
-        .await;
+    state.perf.start_connection_tracking(&connection_id, info);
+    state.perf.record_connection_established(&connection_id);
 
     let (sink, mut stream) = socket.split();
     let (out_tx, out_rx) = mpsc::channel::<Out>(64);
@@ -195,8 +189,8 @@ pub(crate) async fn run(
     drop(out_tx);
     let _ = writer.await;
     let _ = registry.detach(&session_id, attached.attachment).await;
-    state.perf.record_connection_closed(&connection_id).await;
-    state.perf.stop_connection_tracking(&connection_id).await;
+    state.perf.record_connection_closed(&connection_id);
+    state.perf.stop_connection_tracking(&connection_id);
 }
 
 /// Sends frames in order; a write slower than `write_timeout` ends it.
@@ -272,10 +266,7 @@ async fn handle_text(
         }
         return Some(reply.to_message());
     }
-    state
-        .perf
-        .record_message_processed(connection_id, &msg)
-        .await;
+    state.perf.record_message_processed(connection_id, &msg);
     match msg.message_type {
         MessageType::Ping => Some(WebSocketMessage::new(MessageType::Pong, msg.payload)),
         MessageType::StartAgent => {
@@ -339,7 +330,7 @@ async fn start_agent(
         .with_run_id(run_id.clone())
         .with_agent_name(agent_name.clone());
     session.thread_id = thread_id.clone();
-    state.monitor.start_session_tracking(&run_id, session).await;
+    state.monitor.start_session_tracking(&run_id, session);
     state.counters.runs.fetch_add(1, Ordering::Relaxed);
     let sink = EventSink {
         session_id: session_id.to_owned(),

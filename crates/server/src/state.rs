@@ -130,8 +130,8 @@ impl AppState {
     /// caches it.
     pub(crate) async fn refresh_health(&self) -> std::sync::Arc<HealthSnapshot> {
         let snapshot = std::sync::Arc::new(HealthSnapshot {
-            report: self.monitor.check_health().await,
-            system: self.perf.get_system_wide_metrics().await,
+            report: self.monitor.check_health(),
+            system: self.perf.get_system_wide_metrics(),
             sessions: self.sessions.session_count().await.unwrap_or(0) as u64,
         });
         self.health.set(snapshot.clone());

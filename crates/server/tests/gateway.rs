@@ -57,8 +57,7 @@ async fn a_run_arrives_in_order_numbered_and_validated() {
     assert_eq!(
         r.gateway
             .event_monitor()
-            .validate_session_completion(&run_id)
-            .await,
+            .validate_session_completion(&run_id),
         Ok(true)
     );
 }

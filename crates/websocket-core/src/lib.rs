@@ -14,6 +14,12 @@
 //! | [`performance_monitor_core`] | `wsc-perf-monitor` | `WebSocketPerformanceMonitor`, alerts, reports |
 //! | [`reconnection_handler`] | `wsc-reconnection` | `WebSocketReconnectionHandler`, sessions, replay |
 //!
+//! The component crates are synchronous where nothing waits (the event and
+//! performance monitors); the legacy types here keep the legacy `async`
+//! methods as thin wrappers ([`event_monitor::ChatEventMonitor`],
+//! [`performance_monitor_core::WebSocketPerformanceMonitor`]), and reach
+//! everything else of the modern type through `Deref`.
+//!
 //! The component crates are also re-exported whole: [`wsc_core`],
 //! [`events`] (= `wsc_event_monitor`), [`rate_limit`] (= `wsc_rate_limiter`),
 //! [`perf`] (= `wsc_perf_monitor`) and [`resume`] (= `wsc_reconnection`).
@@ -52,6 +58,9 @@
 //! # }
 //! ```
 #![forbid(unsafe_code)]
+
+mod legacy_events;
+mod legacy_perf;
 
 pub use wsc_core;
 pub use wsc_event_monitor as events;
@@ -104,12 +113,12 @@ pub mod time {
 /// # });
 /// ```
 pub mod event_monitor {
+    pub use crate::legacy_events::{ChatEventMonitor, WebSocketEventMonitor};
     pub use wsc_event_monitor::{
-        AgentSession, ChatEventMonitor, EventMetrics, EventMonitor, EventMonitorConfig,
-        EventMonitorError, EventTiming, EventTracker, EventType, EventValidationError,
-        HealthReport, HealthStatus, LatencySummary, MissingCriticalEventError, MonitorEvent,
-        OrderViolation, SilentFailure, SweepReport, SweeperHandle, ViolationKind,
-        WebSocketEventMonitor,
+        AgentSession, EventMetrics, EventMonitor, EventMonitorConfig, EventMonitorError,
+        EventTiming, EventTracker, EventType, EventValidationError, HealthReport, HealthStatus,
+        LatencySummary, MissingCriticalEventError, MonitorEvent, OrderViolation, SilentFailure,
+        SweepReport, SweeperHandle, ViolationKind,
     };
 }
 
@@ -130,13 +139,18 @@ pub mod rate_limiter {
 /// Per-connection latency, throughput, alerts and reports (legacy
 /// `websocket_core.performance_monitor_core`).
 pub mod performance_monitor_core {
+    pub use crate::legacy_perf::WebSocketPerformanceMonitor;
     pub use wsc_perf_monitor::{
         AlertEvent, AlertSeverity, AlertType, ConnectionInfo, EvaluatorHandle,
-        HISTOGRAM_RELATIVE_ERROR, LatencyMeasurement, PerformanceAlert, PerformanceMetrics,
-        PerformanceMonitor, PerformanceMonitorConfig, PerformanceOutlier, PerformanceRating,
-        PerformanceReport, PerformanceThresholds, ProcessSampler, ResourceSampler, ResourceUsage,
-        SystemMetrics, ThroughputMetrics, WebSocketPerformanceMonitor,
+        HISTOGRAM_RELATIVE_ERROR, LatencyMeasurement, MonitorCollector, PerformanceAlert,
+        PerformanceMetrics, PerformanceMonitorConfig, PerformanceOutlier, PerformanceRating,
+        PerformanceReport, PerformanceThresholds, ProcessCollector, ProcessSampler,
+        ResourceSampler, ResourceUsage, SystemMetrics, ThroughputMetrics,
     };
+
+    /// Legacy name of [`WebSocketPerformanceMonitor`] (the synchronous
+    /// monitor is `websocket_core::perf::PerformanceMonitor`).
+    pub type PerformanceMonitor = WebSocketPerformanceMonitor;
 }
 
 /// Reconnection with backoff, resumable sessions and replay (legacy
