@@ -131,3 +131,84 @@ async fn tokens_and_secrets_never_reach_the_log() {
         assert!(!log.contains(secret), "{what} is in the log:\n{log}");
     }
 }
+
+/// `serve --log-format json`: one JSON object per line; every line of a
+/// connection carries its span (`connection_id`, a log-safe `user_id`,
+/// `session_id`), every line of a run also the run's span (`run_id`).
+#[tokio::test]
+async fn json_logs_carry_connection_and_run_spans() {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wsc-gateway"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--log-format", "json"])
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = stdout.next_line().await.unwrap().unwrap();
+    let addr = line
+        .strip_prefix("listening on http://")
+        .unwrap()
+        .to_owned();
+    let mut stderr = child.stderr.take().unwrap();
+    let log = tokio::spawn(async move {
+        let mut all = String::new();
+        let _ = stderr.read_to_string(&mut all).await;
+        all
+    });
+
+    // A user id that tries to forge a log line.
+    let (mut ws, _) = connect_async(format!("ws://{addr}/ws?user_id=eve%0A%7B%22level%22"))
+        .await
+        .unwrap();
+    let session = next_frame(&mut ws).await.payload["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let start = WebSocketMessage::new(MessageType::StartAgent, json!({"tools": ["search"]}));
+    ws.send(Message::text(serialize(&start))).await.unwrap();
+    let first = next_frame(&mut ws).await;
+    let run_id = first.payload["run_id"].as_str().unwrap().to_owned();
+    while next_frame(&mut ws).await.message_type != MessageType::AgentCompleted {}
+    ws.close(None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let pid = child.id().unwrap().to_string();
+    let _ = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    let log = log.await.unwrap();
+
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let find = |message: &str| {
+        lines
+            .iter()
+            .find(|l| l["message"] == message)
+            .unwrap_or_else(|| panic!("no {message:?} line in\n{log}"))
+    };
+    let established = find("connection established");
+    let conn = &established["span"];
+    assert_eq!(conn["name"], "connection");
+    assert_eq!(conn["session_id"], session.as_str());
+    assert_eq!(
+        conn["user_id"], "eve?{\"level\"",
+        "control characters neutralised"
+    );
+    assert!(conn["connection_id"].as_str().unwrap().starts_with("conn-"));
+    let started = find("run started");
+    assert_eq!(started["span"]["name"], "run");
+    assert_eq!(started["span"]["run_id"], run_id.as_str());
+    let spans = started["spans"].as_array().unwrap();
+    assert_eq!(
+        spans[0]["name"], "connection",
+        "the run is inside its connection"
+    );
+    assert_eq!(spans[0]["session_id"], session.as_str());
+    assert!(lines.iter().any(|l| l["message"] == "connection ended"
+        && l["span"]["connection_id"] == conn["connection_id"]));
+}

@@ -9,6 +9,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 use wsc_core::{
     Ack, CloseCode, ConnectionEstablished, ErrorCode, ErrorFrame, Frame, MessageType, StartAgent,
     WebSocketMessage, parse_client_frame_with_limit, serialize,
@@ -31,7 +32,48 @@ enum Out {
     Close(CloseCode, &'static str),
 }
 
+/// The longest user id put in a log line (characters).
+const MAX_LOGGED_USER_CHARS: usize = 64;
+
+/// A user id as logs show it: control characters (a forged log line's
+/// newline) as `?`, cut to [`MAX_LOGGED_USER_CHARS`] characters with a `…`.
+/// User ids come from clients (dev auth) or tokens.
+pub(crate) fn log_safe(user: &str) -> String {
+    let mut out: String = user
+        .chars()
+        .take(MAX_LOGGED_USER_CHARS)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if user.chars().nth(MAX_LOGGED_USER_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// Serves one connection inside its `connection` span (`connection_id`,
+/// `user_id`, and `session_id` once known); each run it starts gets a
+/// `run` span (`run_id`) inside it.
 pub(crate) async fn run(
+    state: Arc<AppState>,
+    socket: WebSocket,
+    user: String,
+    connection_id: String,
+    resume: Option<ResumeRequest>,
+    permit: ConnectionPermit,
+    addr: SocketAddr,
+) {
+    let span = tracing::info_span!(
+        "connection",
+        %connection_id,
+        user_id = %log_safe(&user),
+        session_id = tracing::field::Empty,
+    );
+    serve_connection(state, socket, user, connection_id, resume, permit, addr)
+        .instrument(span)
+        .await;
+}
+
+async fn serve_connection(
     state: Arc<AppState>,
     socket: WebSocket,
     user: String,
@@ -69,10 +111,12 @@ pub(crate) async fn run(
     }
     let mut attached = start.attached;
     let session_id = attached.session_id.clone();
-    // Never log tokens: only ids and outcomes.
+    tracing::Span::current().record("session_id", tracing::field::display(&session_id));
+    // Never log tokens: only ids (in the span) and outcomes.
     tracing::info!(
-        %connection_id, %user, %session_id, resumed = start.resumed,
-        replayed = start.replay.len(), reason = start.reason.map(|r| r.as_str()),
+        resumed = start.resumed,
+        replayed = start.replay.len(),
+        reason = start.reason.map(|r| r.as_str()),
         "connection established"
     );
     let info = ConnectionInfo::new(user.clone()).with_ip_address(addr.ip().to_string());
@@ -81,12 +125,8 @@ pub(crate) async fn run(
 
     let (sink, mut stream) = socket.split();
     let (out_tx, out_rx) = mpsc::channel::<Out>(64);
-    let writer = tokio::spawn(write_loop(
-        state.clone(),
-        connection_id.clone(),
-        sink,
-        out_rx,
-    ));
+    let writer =
+        tokio::spawn(write_loop(state.clone(), sink, out_rx).instrument(tracing::Span::current()));
 
     let hello = ConnectionEstablished {
         session_id: attached.session_id.clone(),
@@ -130,7 +170,7 @@ pub(crate) async fn run(
             () = &mut beat => {
                 beat = clock.sleep(interval);
                 if clock.now().duration_since(last_seen) > interval * 2 {
-                    tracing::debug!(%connection_id, "peer silent for two heartbeats: dropping");
+                    tracing::debug!("peer silent for two heartbeats: dropping");
                     break;
                 }
                 open = out_tx.send(Out::Ping).await.is_ok();
@@ -148,7 +188,7 @@ pub(crate) async fn run(
                     );
                     if detached {
                         state.counters.slow_clients.fetch_add(1, Ordering::Relaxed);
-                        tracing::info!(%connection_id, %session_id, "client too slow: dropped, session resumable");
+                        tracing::info!("client too slow: dropped, session resumable");
                     }
                     close = Some((CloseCode::POLICY_VIOLATION, if detached { "client too slow" } else { "session moved" }));
                     break;
@@ -182,7 +222,10 @@ pub(crate) async fn run(
             }
         }
     }
-    tracing::info!(%connection_id, %session_id, close = close.map(|(c, r)| format!("{} {r}", c.0)), "connection ended");
+    tracing::info!(
+        close = close.map(|(c, r)| format!("{} {r}", c.0)),
+        "connection ended"
+    );
     if let Some((code, reason)) = close {
         let _ = out_tx.send(Out::Close(code, reason)).await;
     }
@@ -196,7 +239,6 @@ pub(crate) async fn run(
 /// Sends frames in order; a write slower than `write_timeout` ends it.
 async fn write_loop(
     state: Arc<AppState>,
-    connection_id: String,
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
     mut rx: mpsc::Receiver<Out>,
 ) {
@@ -230,7 +272,7 @@ async fn write_loop(
             Ok(Err(_)) => return,
             Err(_) => {
                 state.counters.slow_clients.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(%connection_id, "write timed out: slow client dropped, session resumable");
+                tracing::info!("write timed out: slow client dropped, session resumable");
                 return;
             }
         }
@@ -353,7 +395,15 @@ async fn start_agent(
         step_delay,
     };
     let runner = state.runner.clone();
-    tokio::spawn(async move { runner.run(request, sink).await });
+    let span = tracing::info_span!("run", run_id = %request.run_id, agent = %request.agent_name);
+    tokio::spawn(
+        async move {
+            tracing::debug!("run started");
+            runner.run(request, sink).await;
+            tracing::debug!("run ended");
+        }
+        .instrument(span),
+    );
 }
 
 /// Starts or resumes the session on the registry that holds it: this
@@ -436,5 +486,25 @@ impl Drop for SharedSlot {
         tokio::spawn(async move {
             let _ = counter.release(&user, &member).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_ids_are_logged_safely() {
+        assert_eq!(log_safe("alice"), "alice");
+        assert_eq!(log_safe("a\nb\r\u{1b}[31m"), "a?b??[31m");
+        let long = "x".repeat(100);
+        let logged = log_safe(&long);
+        assert_eq!(logged.chars().count(), MAX_LOGGED_USER_CHARS + 1);
+        assert!(logged.ends_with('…'));
+        assert_eq!(
+            log_safe(&"y".repeat(64)),
+            "y".repeat(64),
+            "at the limit: whole"
+        );
     }
 }
