@@ -7,6 +7,7 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 mod bench;
+mod cycles;
 mod fuzz;
 mod soak;
 
@@ -14,7 +15,8 @@ const HELP: &str = "\
 cargo xtask <TASK>
 
 Tasks:
-  ci      the test command: fmt --check, clippy -D warnings, tests, docs
+  ci      the test command: fmt --check, import cycles, clippy -D warnings,
+          tests, docs
           (prepares target/pyenv with Python's `websockets` for the gateway's
           cross-language test, and finds headless Chromium for the dashboard's
           browser test, installing the `chromium` package with apt-get when
@@ -27,6 +29,8 @@ Tasks:
           and writes BENCHMARKS.md (`--quick`: shorter measurements)
   fuzz    run the cargo-fuzz targets (`--seconds N` each, default 60;
           `--update-seeds`; see `cargo xtask fuzz --help`)
+  cycles  no import cycle between the modules of any crate (the
+          `use crate::...` graph of each; also run by ci)
   audit   cargo-deny: dependency licenses and duplicate versions against
           deny.toml (`--advisories` adds the RustSec check, which needs
           network access to the advisory database)
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::bench(&args[1..]),
         Some("fuzz") => fuzz::fuzz(&args[1..]),
         Some("audit") => audit(&args[1..]),
+        Some("cycles") => cycles::cycles(),
         Some("soak") => soak::soak(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
@@ -326,6 +331,11 @@ fn ci() -> ExitCode {
         },
     ];
     let started = Instant::now();
+    println!("==> [cycles] no import cycle between the modules of any crate");
+    if cycles::cycles() != ExitCode::SUCCESS {
+        eprintln!("xtask ci: step `cycles` failed");
+        return ExitCode::from(1);
+    }
     for step in &steps {
         if let Err(code) = run(step) {
             eprintln!("xtask ci: step `{}` failed (exit code {code})", step.name);

@@ -12,7 +12,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
-use crate::monitor::PerformanceMonitor;
+use crate::monitor::{PerfSnapshot, PerformanceMonitor};
 
 /// A counter without labels; OpenMetrics adds `_total` to `name`.
 pub(crate) fn counter(
@@ -79,26 +79,6 @@ pub(crate) fn histogram(
     let count = buckets.iter().map(|(_, n)| n).sum();
     let mut m = e.encode_descriptor(name, help, None, MetricType::Histogram)?;
     m.encode_histogram::<NoLabelSet>(sum, count, buckets, None)
-}
-
-/// What a monitor exports, taken at one moment.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct PerfSnapshot {
-    pub(crate) messages: u64,
-    pub(crate) bytes_sent: u64,
-    pub(crate) bytes_received: u64,
-    pub(crate) errors: u64,
-    pub(crate) latency_missing: u64,
-    pub(crate) latency_skewed: u64,
-    pub(crate) untracked: u64,
-    pub(crate) alerts_raised: Vec<(&'static str, u64)>,
-    pub(crate) tracked: usize,
-    pub(crate) active: usize,
-    pub(crate) alerts_warning: usize,
-    pub(crate) alerts_critical: usize,
-    /// Per-bucket counts with their upper bounds (seconds), `+Inf` last.
-    pub(crate) latency_buckets: Vec<(f64, u64)>,
-    pub(crate) latency_sum_seconds: f64,
 }
 
 impl Collector for PerfSnapshot {
@@ -271,5 +251,22 @@ impl Collector for ProcessCollector {
             )?;
         }
         Ok(())
+    }
+}
+
+impl PerformanceMonitor {
+    /// The monitor's metrics in the Prometheus text format (0.0.4), with
+    /// the standard `process_*` metrics of this process; see the crate docs
+    /// for the names. Written by the `prometheus-client` crate; to export
+    /// the monitor from your own registry (and as OpenMetrics text), register
+    /// a [`MonitorCollector`] there instead.
+    pub fn render_prometheus(&self) -> String {
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(self.metrics_snapshot()));
+        registry.register_collector(Box::new(ProcessCollector));
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &registry);
+        text
     }
 }

@@ -1070,23 +1070,8 @@ impl PerformanceMonitor {
         }
     }
 
-    /// The monitor's metrics in the Prometheus text format (0.0.4), with
-    /// the standard `process_*` metrics of this process; see the crate docs
-    /// for the names. Written by the `prometheus-client` crate; to export
-    /// the monitor from your own registry (and as OpenMetrics text), register
-    /// a [`MonitorCollector`](crate::MonitorCollector) there instead.
-    pub fn render_prometheus(&self) -> String {
-        let mut registry = prometheus_client::registry::Registry::default();
-        registry.register_collector(Box::new(self.metrics_snapshot()));
-        registry.register_collector(Box::new(crate::metrics::ProcessCollector));
-        let mut text = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &registry);
-        text
-    }
-
     /// The exported values now.
-    pub(crate) fn metrics_snapshot(&self) -> crate::metrics::PerfSnapshot {
+    pub(crate) fn metrics_snapshot(&self) -> PerfSnapshot {
         let t = &self.totals;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut connected = 0usize;
@@ -1111,7 +1096,7 @@ impl PerformanceMonitor {
             .chain(std::iter::once(f64::INFINITY))
             .zip(totals.latency_buckets.iter().copied())
             .collect();
-        crate::metrics::PerfSnapshot {
+        PerfSnapshot {
             messages: totals.messages,
             bytes_sent: totals.bytes_sent,
             bytes_received: totals.bytes_received,
@@ -1132,6 +1117,26 @@ impl PerformanceMonitor {
             latency_sum_seconds: totals.latency_sum_us as f64 / 1e6,
         }
     }
+}
+
+/// What a monitor exports, taken at one moment.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PerfSnapshot {
+    pub(crate) messages: u64,
+    pub(crate) bytes_sent: u64,
+    pub(crate) bytes_received: u64,
+    pub(crate) errors: u64,
+    pub(crate) latency_missing: u64,
+    pub(crate) latency_skewed: u64,
+    pub(crate) untracked: u64,
+    pub(crate) alerts_raised: Vec<(&'static str, u64)>,
+    pub(crate) tracked: usize,
+    pub(crate) active: usize,
+    pub(crate) alerts_warning: usize,
+    pub(crate) alerts_critical: usize,
+    /// Per-bucket counts with their upper bounds (seconds), `+Inf` last.
+    pub(crate) latency_buckets: Vec<(f64, u64)>,
+    pub(crate) latency_sum_seconds: f64,
 }
 
 /// The background evaluator's handle: stops it when dropped or stopped.
