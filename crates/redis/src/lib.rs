@@ -10,7 +10,8 @@
 //! resume-token secret ([`shared_token_secret`]). [`testing`] starts a
 //! throwaway `redis-server` for tests.
 //!
-//! The gateway uses all of it with `wsc-gateway serve --redis URL`.
+//! The gateway (`wsc-server`) uses all of it: `Gateway::builder(..).redis(..)`,
+//! or `wsc-gateway serve --redis URL`.
 //!
 //! ## Example
 //!
