@@ -44,24 +44,7 @@ impl BackgroundTask {
         interval: Duration,
         mut step: impl FnMut() -> bool + Send + 'static,
     ) -> Self {
-        let (stop, mut stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => break,
-                    _ = clock.sleep(interval) => {}
-                }
-                if !step() {
-                    break;
-                }
-                // With a simulated clock the sleep is instant; stay fair.
-                tokio::task::yield_now().await;
-            }
-        });
-        BackgroundTask {
-            stop: Some(stop),
-            task: Some(task),
-        }
+        Self::spawn_periodic_async(clock, interval, move || std::future::ready(step()))
     }
 
     /// Like [`spawn_periodic`](Self::spawn_periodic), with a step that
@@ -104,6 +87,7 @@ impl BackgroundTask {
                 if !step().await {
                     break;
                 }
+                // With a simulated clock the sleep is instant; stay fair.
                 tokio::task::yield_now().await;
             }
         });

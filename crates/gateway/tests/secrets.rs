@@ -44,11 +44,18 @@ where
     }
 }
 
-#[tokio::test]
-async fn tokens_and_secrets_never_reach_the_log() {
+/// `wsc-gateway serve --bind 127.0.0.1:0 ARGS` at `RUST_LOG=debug`: the
+/// process, its address, and its whole stderr once it exits.
+async fn serve(
+    args: &[&str],
+) -> (
+    tokio::process::Child,
+    String,
+    tokio::task::JoinHandle<String>,
+) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wsc-gateway"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--auth", "jwt"])
-        .args(["--jwt-secret", SECRET])
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .args(args)
         .env("RUST_LOG", "debug")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -67,6 +74,13 @@ async fn tokens_and_secrets_never_reach_the_log() {
         let _ = stderr.read_to_string(&mut all).await;
         all
     });
+    (child, addr, log)
+}
+
+#[tokio::test]
+async fn tokens_and_secrets_never_reach_the_log() {
+    let (mut child, addr, log) =
+        serve(&["--auth", "jwt", "--jwt-secret", SECRET]).await;
 
     let token = jwt("zoe", SECRET);
     let url = format!("ws://{addr}/ws?token={token}");
@@ -137,26 +151,7 @@ async fn tokens_and_secrets_never_reach_the_log() {
 /// `session_id`), every line of a run also the run's span (`run_id`).
 #[tokio::test]
 async fn json_logs_carry_connection_and_run_spans() {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wsc-gateway"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--log-format", "json"])
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = stdout.next_line().await.unwrap().unwrap();
-    let addr = line
-        .strip_prefix("listening on http://")
-        .unwrap()
-        .to_owned();
-    let mut stderr = child.stderr.take().unwrap();
-    let log = tokio::spawn(async move {
-        let mut all = String::new();
-        let _ = stderr.read_to_string(&mut all).await;
-        all
-    });
+    let (mut child, addr, log) = serve(&["--log-format", "json"]).await;
 
     // A user id that tries to forge a log line.
     let (mut ws, _) = connect_async(format!("ws://{addr}/ws?user_id=eve%0A%7B%22level%22"))

@@ -363,7 +363,7 @@ impl PerformanceMonitor {
 
     /// Starts tracking a connection (before its handshake completes).
     /// Tracking an id again starts it over. Past `max_connections`, a new
-    /// connection is counted (`wsc_untracked_connections_total`) but not
+    /// connection is counted (`wsc_untracked_total`) but not
     /// tracked.
     pub fn start_connection_tracking(&self, connection_id: &str, info: ConnectionInfo) {
         if self.conns.len() >= self.config.max_connections

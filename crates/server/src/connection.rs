@@ -53,27 +53,12 @@ pub(crate) fn log_safe(user: &str) -> String {
 /// Serves one connection inside its `connection` span (`connection_id`,
 /// `user_id`, and `session_id` once known); each run it starts gets a
 /// `run` span (`run_id`) inside it.
+#[tracing::instrument(
+    name = "connection",
+    skip_all,
+    fields(connection_id = %connection_id, user_id = %log_safe(&user), session_id = tracing::field::Empty)
+)]
 pub(crate) async fn run(
-    state: Arc<AppState>,
-    socket: WebSocket,
-    user: String,
-    connection_id: String,
-    resume: Option<ResumeRequest>,
-    permit: ConnectionPermit,
-    addr: SocketAddr,
-) {
-    let span = tracing::info_span!(
-        "connection",
-        %connection_id,
-        user_id = %log_safe(&user),
-        session_id = tracing::field::Empty,
-    );
-    serve_connection(state, socket, user, connection_id, resume, permit, addr)
-        .instrument(span)
-        .await;
-}
-
-async fn serve_connection(
     state: Arc<AppState>,
     socket: WebSocket,
     user: String,

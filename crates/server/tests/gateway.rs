@@ -243,20 +243,7 @@ async fn health_and_metrics() {
     assert_eq!(health["runs"], 1);
     let (status, body) = http_get(&r, "/metrics").await;
     assert_eq!(status, 200);
-    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned())))
-        .expect("valid exposition");
-    let value = |name: &str| {
-        scrape
-            .samples
-            .iter()
-            .find(|s| s.metric == name)
-            .map(|s| match s.value {
-                prometheus_parse::Value::Counter(v)
-                | prometheus_parse::Value::Gauge(v)
-                | prometheus_parse::Value::Untyped(v) => v,
-                _ => f64::NAN,
-            })
-    };
+    let value = metric_values(&body);
     assert_eq!(value("wsc_gateway_runs_total"), Some(1.0));
     assert_eq!(value("wsc_messages_processed_total"), Some(1.0));
     assert!(value("wsc_gateway_frames_sent_total").unwrap() >= 5.0);
@@ -719,24 +706,7 @@ async fn metrics_come_from_one_registry_in_both_formats() {
     let (status, head, body) = http_get_with(&r, "/metrics", "").await;
     assert_eq!(status, 200);
     assert!(head.contains("text/plain; version=0.0.4"), "{head}");
-    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned())))
-        .expect("valid exposition");
-    let value = |name: &str| {
-        scrape
-            .samples
-            .iter()
-            .find(|s| s.metric == name)
-            .map(|s| match &s.value {
-                prometheus_parse::Value::Counter(v)
-                | prometheus_parse::Value::Gauge(v)
-                | prometheus_parse::Value::Untyped(v) => *v,
-                prometheus_parse::Value::Histogram(b) => b
-                    .iter()
-                    .find(|b| b.less_than.is_infinite())
-                    .map_or(f64::NAN, |b| b.count),
-                _ => f64::NAN,
-            })
-    };
+    let value = metric_values(&body);
     let stats = r.gateway.stats();
     for (name, want) in [
         ("wsc_gateway_connections_total", stats.connections),

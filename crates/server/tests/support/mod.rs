@@ -194,3 +194,26 @@ pub(crate) fn start_agent(tools: &[&str], delay_ms: u64) -> WebSocketMessage {
     }
     .to_message()
 }
+
+/// Parses a Prometheus text exposition with a real parser; the returned
+/// function gives a sample's value by name (a histogram's: its count).
+pub(crate) fn metric_values(body: &str) -> impl Fn(&str) -> Option<f64> {
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned())))
+        .expect("valid exposition");
+    move |name: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name)
+            .map(|s| match &s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => *v,
+                prometheus_parse::Value::Histogram(b) => b
+                    .iter()
+                    .find(|b| b.less_than.is_infinite())
+                    .map_or(f64::NAN, |b| b.count),
+                _ => f64::NAN,
+            })
+    }
+}
