@@ -79,8 +79,7 @@ async fn serve(
 
 #[tokio::test]
 async fn tokens_and_secrets_never_reach_the_log() {
-    let (mut child, addr, log) =
-        serve(&["--auth", "jwt", "--jwt-secret", SECRET]).await;
+    let (mut child, addr, log) = serve(&["--auth", "jwt", "--jwt-secret", SECRET]).await;
 
     let token = jwt("zoe", SECRET);
     let url = format!("ws://{addr}/ws?token={token}");
