@@ -1,7 +1,7 @@
 //! # wsc-loadgen
 //!
 //! Load for wsc gateways: simulated users, each a
-//! [`ResilientClient`](wsc_reconnection::ResilientClient) running agent runs
+//! `wsc_reconnection::ResilientClient` running agent runs
 //! against one or more gateways while dropping its connection at random,
 //! and the report of what they received: every event once, in order, or
 //! counted as lost or duplicated. The `wsc-gateway demo` command, the

@@ -86,14 +86,14 @@ pub mod time {
 /// Agent-run event tracking and validation (legacy
 /// `websocket_core.event_monitor`).
 ///
-/// What a legacy caller sees: [`EventTracker::is_complete`] means
+/// What a legacy caller sees: [`EventTracker::is_complete`](crate::event_monitor::EventTracker::is_complete) means
 /// *validated* complete — the run ended with `agent_completed` **and**
 /// every critical event arrived in an order that broke no rule. A run that
 /// reached `agent_completed` but misses critical events, or broke the
 /// order, is not complete, before and after
-/// [`validate_session_completion`](ChatEventMonitor::validate_session_completion)
+/// [`validate_session_completion`](crate::event_monitor::ChatEventMonitor::validate_session_completion)
 /// (which returns the same error each time and changes nothing).
-/// [`EventTracker::reached_completion`] says only that `agent_completed`
+/// [`EventTracker::reached_completion`](crate::event_monitor::EventTracker::reached_completion) says only that `agent_completed`
 /// arrived.
 ///
 /// ```
@@ -158,17 +158,18 @@ pub mod performance_monitor_core {
 ///
 /// What a legacy caller sees:
 /// - **A lost connection means reconnecting.** After
-///   [`handle_connection_lost`](WebSocketReconnectionHandler::handle_connection_lost)
-///   the session is inactive and its [`ReconnectionState`] has
+///   [`handle_connection_lost`](crate::reconnection_handler::WebSocketReconnectionHandler::handle_connection_lost)
+///   the session is inactive and its
+///   [`ReconnectionState`](crate::reconnection_handler::ReconnectionState) has
 ///   `is_reconnecting == true`, `retry_count == 0`, `lost_reason ==
 ///   Some(reason)`, `failed_permanently == false` and `reconnected_at ==
 ///   None`. It stays reconnecting until a success, or until the last try of
-///   [`attempt_reconnection`](WebSocketReconnectionHandler::attempt_reconnection)
+///   [`attempt_reconnection`](crate::reconnection_handler::WebSocketReconnectionHandler::attempt_reconnection)
 ///   fails (then `failed_permanently`). A loss does not count as an
 ///   attempt: the `attempt_reconnection` that follows runs; a second one
 ///   while the first is in flight returns `Ok(false)` without touching the
 ///   transport.
-/// - **[`handle_successful_reconnection`](WebSocketReconnectionHandler::handle_successful_reconnection)
+/// - **[`handle_successful_reconnection`](crate::reconnection_handler::WebSocketReconnectionHandler::handle_successful_reconnection)
 ///   is a success** like a successful retry: the session gets the new
 ///   `connection_id`, is active, `reconnected_at` is now,
 ///   `reconnection_count` grows by one, `total_downtime` by the time since
