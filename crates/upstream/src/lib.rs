@@ -1,0 +1,43 @@
+//! # wsc-upstream
+//!
+//! Upstream agent backends for wsc: what a backend's stream means in wsc
+//! lifecycle frames. [`AgUiMapper`] turns one run's AG-UI events (as a
+//! Python, TypeScript or any AG-UI backend streams them over SSE) into the
+//! frames the gateway numbers, buffers, validates and delivers, per the
+//! mapping table of the project's `AGENTS.md`: tool calls assembled from
+//! their argument deltas and matched by `tool_call_id` (they may
+//! interleave), text as response chunks, state and custom events as
+//! progress, and exactly one terminal frame per run whatever the backend
+//! does. It is pure: no I/O, no clock, bounded memory per run.
+//!
+//! ## Example
+//!
+//! ```
+//! use serde_json::json;
+//! use wsc_core::MessageType;
+//! use wsc_upstream::AgUiMapper;
+//!
+//! let mut run = AgUiMapper::new();
+//! run.push(&json!({"type": "RUN_STARTED", "threadId": "t", "runId": "r"})).unwrap();
+//! let frames = run
+//!     .push(&json!({"type": "TOOL_CALL_START", "toolCallId": "c1", "toolCallName": "search"}))
+//!     .unwrap();
+//! assert!(frames.is_empty(), "a tool call shows once its arguments are complete");
+//! run.push(&json!({"type": "TOOL_CALL_ARGS", "toolCallId": "c1", "delta": "{\"q\": \"rust\"}"})).unwrap();
+//! let frames = run.push(&json!({"type": "TOOL_CALL_END", "toolCallId": "c1"})).unwrap();
+//! assert_eq!(frames[0].message_type, MessageType::ToolExecuting);
+//! assert_eq!(frames[0].payload["args"], json!({"q": "rust"}));
+//!
+//! // The stream stops without RUN_FINISHED: one agent_error ends the run.
+//! let last = run.finish().unwrap();
+//! assert_eq!(last.message_type, MessageType::AgentError);
+//! assert_eq!(last.payload["code"], "upstream_error");
+//! ```
+#![forbid(unsafe_code)]
+
+mod ag_ui;
+
+pub use ag_ui::{
+    AgUiError, AgUiMapper, MAX_OPEN_TOOL_CALLS, MAX_RESULT_TEXT_BYTES, MAX_TOOL_ARGS_BYTES,
+    MappedFrame,
+};
