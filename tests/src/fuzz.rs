@@ -28,10 +28,11 @@ pub type Check = fn(&[u8]);
 
 /// The fuzz targets, by name: what `cargo xtask fuzz` runs and the seed
 /// folders the corpus test replays.
-pub const TARGETS: [(&str, Check); 3] = [
+pub const TARGETS: [(&str, Check); 4] = [
     ("client_frame", client_frame),
     ("resume_query", resume_query),
     ("event_order", event_order),
+    ("stream_reader", stream_reader),
 ];
 
 /// `parse_client_frame` on arbitrary text: never panics; the size limit is
@@ -383,4 +384,48 @@ pub fn event_order(data: &[u8]) {
         got == Outcome::Done(true),
         "events {events:?}"
     );
+}
+
+/// `stream_reader`: the upstream stream reader on arbitrary bytes, in both
+/// formats. It never panics; the events it reads do not depend on how the
+/// bytes are cut into chunks (the first byte of the input picks the cut
+/// points); every event is within the limit; a reader that errs on the
+/// whole input errs on the chunks too.
+pub fn stream_reader(data: &[u8]) {
+    use wsc_upstream::{StreamFormat, StreamReader};
+    let Some((&cuts, rest)) = data.split_first() else {
+        return;
+    };
+    let rest = &rest[..rest.len().min(4_096)];
+    const LIMIT: usize = 64;
+    for format in [StreamFormat::Sse, StreamFormat::Ndjson] {
+        let read = |chunks: &mut dyn Iterator<Item = &[u8]>| {
+            let mut reader = StreamReader::with_limit(format, LIMIT);
+            let mut events = Vec::new();
+            for chunk in chunks {
+                events.extend(reader.push(chunk)?);
+            }
+            events.extend(reader.finish()?);
+            Ok::<_, wsc_upstream::StreamError>(events)
+        };
+        let whole = read(&mut std::iter::once(rest));
+        let step = usize::from(cuts % 7) + 1;
+        let chunked = read(&mut rest.chunks(step));
+        match (&whole, &chunked) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{format:?}: chunks of {step} read differently"),
+            (Err(a), Err(b)) => assert_eq!(a, b, "{format:?}: different errors"),
+            _ => panic!("{format:?}: whole {whole:?} vs chunks of {step} {chunked:?}"),
+        }
+        if let Ok(events) = whole {
+            for e in &events {
+                assert!(
+                    e.len() <= LIMIT,
+                    "{format:?}: an event over the limit: {e:?}"
+                );
+                if format == StreamFormat::Ndjson {
+                    assert!(!e.contains(['\n', '\r']) && !e.trim().is_empty());
+                }
+            }
+        }
+    }
 }

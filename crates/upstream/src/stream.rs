@@ -1,0 +1,267 @@
+//! [`StreamReader`]: the events of a backend's HTTP response body, read
+//! incrementally from whatever chunks the network delivers, as Server-Sent
+//! Events or newline-delimited JSON.
+
+/// How a backend frames its events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamFormat {
+    /// `text/event-stream`: each event's `data:` lines, joined by `\n`
+    /// (the WHATWG rules: `CRLF`, `LF` or `CR` end a line, `:` starts a
+    /// comment, fields other than `data` are ignored, an event is dispatched
+    /// at a blank line, an unfinished event at the end is dropped).
+    Sse,
+    /// One event per non-empty line (`LF` or `CRLF`); a last line without
+    /// a newline counts.
+    Ndjson,
+}
+
+impl StreamFormat {
+    /// The format a response's `Content-Type` names: SSE for
+    /// `text/event-stream`, else NDJSON.
+    pub fn from_content_type(content_type: &str) -> Self {
+        if content_type
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("text/event-stream")
+        {
+            StreamFormat::Sse
+        } else {
+            StreamFormat::Ndjson
+        }
+    }
+}
+
+/// Why a stream could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StreamError {
+    /// A line or an event is longer than the reader's limit.
+    #[error("an event of the agent's stream is over {limit} bytes")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A line is not UTF-8.
+    #[error("the agent's stream is not UTF-8 text")]
+    NotUtf8,
+}
+
+/// The default limit on one line or event: 1 MiB.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 1 << 20;
+
+/// Reads events from a byte stream, chunk by chunk; memory is bounded by
+/// the limit on one event (a longer line or event is a
+/// [`StreamError::TooLarge`]).
+///
+/// ```
+/// use wsc_upstream::{StreamFormat, StreamReader};
+///
+/// let mut sse = StreamReader::new(StreamFormat::Sse);
+/// assert!(sse.push(b"data: {\"type\":").unwrap().is_empty()); // not complete yet
+/// let events = sse.push(b"\"RUN_STARTED\"}\r\n\r\n: a comment\n\ndata: 2\n\n").unwrap();
+/// assert_eq!(events, ["{\"type\":\"RUN_STARTED\"}", "2"]);
+///
+/// let mut ndjson = StreamReader::new(StreamFormat::Ndjson);
+/// assert_eq!(ndjson.push(b"{\"a\":1}\n{\"b\"").unwrap(), ["{\"a\":1}"]);
+/// assert_eq!(ndjson.finish().unwrap(), ["{\"b\""]);
+/// ```
+#[derive(Debug)]
+pub struct StreamReader {
+    format: StreamFormat,
+    limit: usize,
+    /// The current line, not yet ended.
+    line: Vec<u8>,
+    /// The previous chunk ended with `CR`: a leading `LF` belongs to it.
+    after_cr: bool,
+    /// SSE: the data of the event being read, and whether it has any.
+    data: String,
+    has_data: bool,
+    /// The stream's first line has been read (a leading BOM is dropped).
+    started: bool,
+}
+
+impl StreamReader {
+    /// A reader with the default limit ([`DEFAULT_MAX_EVENT_BYTES`]).
+    pub fn new(format: StreamFormat) -> Self {
+        Self::with_limit(format, DEFAULT_MAX_EVENT_BYTES)
+    }
+
+    /// A reader refusing lines and events over `limit` bytes.
+    pub fn with_limit(format: StreamFormat, limit: usize) -> Self {
+        StreamReader {
+            format,
+            limit,
+            line: Vec::new(),
+            after_cr: false,
+            data: String::new(),
+            has_data: false,
+            started: false,
+        }
+    }
+
+    /// The events completed by `chunk`, in order.
+    ///
+    /// # Errors
+    /// [`StreamError`] for a line or event over the limit, or a line that is
+    /// not UTF-8; the reader should not be used after an error.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<String>, StreamError> {
+        let mut out = Vec::new();
+        for &b in chunk {
+            let after_cr = std::mem::replace(&mut self.after_cr, false);
+            match b {
+                b'\n' if after_cr => {} // the LF of a CRLF
+                b'\n' => self.end_line(&mut out)?,
+                b'\r' => {
+                    self.after_cr = true;
+                    self.end_line(&mut out)?;
+                }
+                _ => {
+                    if self.line.len() >= self.limit {
+                        return Err(StreamError::TooLarge { limit: self.limit });
+                    }
+                    self.line.push(b);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The events still pending when the stream ends: NDJSON's last line
+    /// without a newline; for SSE nothing (an event without its blank line
+    /// is dropped, as the SSE rules say).
+    ///
+    /// # Errors
+    /// As [`push`](Self::push).
+    pub fn finish(&mut self) -> Result<Vec<String>, StreamError> {
+        let mut out = Vec::new();
+        if self.format == StreamFormat::Ndjson && !self.line.is_empty() {
+            self.end_line(&mut out)?;
+        }
+        self.line.clear();
+        self.data.clear();
+        self.has_data = false;
+        Ok(out)
+    }
+
+    fn end_line(&mut self, out: &mut Vec<String>) -> Result<(), StreamError> {
+        let bytes = std::mem::take(&mut self.line);
+        let mut line = String::from_utf8(bytes).map_err(|_| StreamError::NotUtf8)?;
+        if !self.started {
+            self.started = true;
+            if let Some(rest) = line.strip_prefix('\u{feff}') {
+                line = rest.to_owned();
+            }
+        }
+        match self.format {
+            StreamFormat::Ndjson => {
+                if !line.trim().is_empty() {
+                    out.push(line);
+                }
+            }
+            StreamFormat::Sse => {
+                if line.is_empty() {
+                    if self.has_data {
+                        out.push(std::mem::take(&mut self.data));
+                        self.has_data = false;
+                    }
+                    return Ok(());
+                }
+                if line.starts_with(':') {
+                    return Ok(());
+                }
+                let (field, value) = match line.split_once(':') {
+                    Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+                    None => (line.as_str(), ""),
+                };
+                if field == "data" {
+                    let extra = value.len() + usize::from(self.has_data);
+                    if self.data.len() + extra > self.limit {
+                        return Err(StreamError::TooLarge { limit: self.limit });
+                    }
+                    if self.has_data {
+                        self.data.push('\n');
+                    }
+                    self.data.push_str(value);
+                    self.has_data = true;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(format: StreamFormat, input: &[u8]) -> Vec<String> {
+        let mut r = StreamReader::new(format);
+        let mut out = r.push(input).unwrap();
+        out.extend(r.finish().unwrap());
+        out
+    }
+
+    #[test]
+    fn sse_follows_the_whatwg_rules() {
+        let input =
+            b"\xEF\xBB\xBFdata: a\ndata:b\r\nevent: x\nid: 7\r: note\r\rdata\n\n\ndata: tail";
+        assert_eq!(all(StreamFormat::Sse, input), ["a\nb", ""]);
+        // A blank line with no data dispatches nothing.
+        assert_eq!(
+            all(StreamFormat::Sse, b"\n\n: only comments\n\n"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            all(StreamFormat::Sse, b"data:  two spaces\n\n"),
+            [" two spaces"]
+        );
+    }
+
+    #[test]
+    fn ndjson_lines_in_any_ending() {
+        assert_eq!(
+            all(
+                StreamFormat::Ndjson,
+                b"{\"a\":1}\r\n\n  \n{\"b\":2}\r{\"c\":3}"
+            ),
+            ["{\"a\":1}", "{\"b\":2}", "{\"c\":3}"]
+        );
+    }
+
+    #[test]
+    fn a_crlf_split_across_chunks_is_one_line_end() {
+        let mut r = StreamReader::new(StreamFormat::Sse);
+        assert!(r.push(b"data: x\r").unwrap().is_empty());
+        assert!(r.push(b"\n").unwrap().is_empty(), "the LF of the CRLF");
+        assert_eq!(r.push(b"\r\n").unwrap(), ["x"], "then a blank line");
+    }
+
+    #[test]
+    fn limits_and_encoding_are_errors() {
+        let mut r = StreamReader::with_limit(StreamFormat::Ndjson, 8);
+        assert_eq!(r.push(b"12345678\n").unwrap(), ["12345678"]);
+        assert_eq!(
+            r.push(b"123456789"),
+            Err(StreamError::TooLarge { limit: 8 })
+        );
+        let mut r = StreamReader::with_limit(StreamFormat::Sse, 8);
+        assert_eq!(
+            r.push(b"data: 1234\ndata: 5678\n"),
+            Err(StreamError::TooLarge { limit: 8 })
+        );
+        let mut r = StreamReader::new(StreamFormat::Ndjson);
+        assert_eq!(r.push(b"\xff\n"), Err(StreamError::NotUtf8));
+    }
+
+    #[test]
+    fn the_content_type_picks_the_format() {
+        assert_eq!(
+            StreamFormat::from_content_type("text/event-stream; charset=utf-8"),
+            StreamFormat::Sse
+        );
+        assert_eq!(
+            StreamFormat::from_content_type("application/x-ndjson"),
+            StreamFormat::Ndjson
+        );
+    }
+}
