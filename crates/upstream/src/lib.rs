@@ -8,7 +8,9 @@
 //! their argument deltas and matched by `tool_call_id` (they may
 //! interleave), text as response chunks, state and custom events as
 //! progress, and exactly one terminal frame per run whatever the backend
-//! does. [`StreamReader`] reads a backend's response body, chunk by chunk,
+//! does. [`WscMapper`] reads backends that already stream wsc frames; both
+//! sit behind [`UpstreamMapper`], picked by [`AgentProtocol`].
+//! [`StreamReader`] reads a backend's response body, chunk by chunk,
 //! as Server-Sent Events or NDJSON. Both are pure (no I/O, no clock) and
 //! bounded in memory per run.
 //!
@@ -38,10 +40,12 @@
 #![forbid(unsafe_code)]
 
 mod ag_ui;
+mod protocol;
 mod stream;
 
 pub use ag_ui::{
     AgUiError, AgUiMapper, MAX_OPEN_TOOL_CALLS, MAX_RESULT_TEXT_BYTES, MAX_TOOL_ARGS_BYTES,
     MappedFrame,
 };
+pub use protocol::{AgentProtocol, UpstreamError, UpstreamMapper, WscMapper};
 pub use stream::{DEFAULT_MAX_EVENT_BYTES, StreamError, StreamFormat, StreamReader};
