@@ -214,6 +214,10 @@ pub const MAX_STEP_DELAY_MS: u64 = 10_000;
 /// idempotent within the session.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StartAgent {
+    /// What the user asked: the run's input (an upstream agent gets it as
+    /// the run's one user message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
     /// The agent to run (server default `"assistant"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_name: Option<String>,
@@ -251,6 +255,10 @@ impl StartAgent {
     pub fn lenient(payload: &Value) -> Self {
         let cut = |s: &str| s.chars().take(MAX_NAME_CHARS).collect::<String>();
         StartAgent {
+            input: payload
+                .get("input")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             agent_name: payload.get("agent_name").and_then(Value::as_str).map(cut),
             tools: payload.get("tools").and_then(Value::as_array).map(|list| {
                 list.iter()

@@ -12,7 +12,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
 use wsc_loadgen::{DemoConfig, DemoProgress, run_demo};
 use wsc_server::{
-    AuthMode, Gateway, GatewayConfig, RedisFailurePolicy, RedisSettings, SimulatedAgent,
+    AgentProtocol, AgentRunner, AuthMode, Gateway, GatewayConfig, HttpAgent, HttpAgentConfig,
+    RedisFailurePolicy, RedisSettings, SimulatedAgent,
 };
 
 /// The wsc WebSocket gateway.
@@ -138,6 +139,8 @@ struct ServeArgs {
     redis: Option<String>,
     #[command(flatten)]
     redis_options: RedisOptions,
+    #[command(flatten)]
+    agent: AgentOptions,
     /// Log lines as human-readable text or as one JSON object per line
     /// (for log collectors); the level comes from RUST_LOG (default info).
     #[arg(long, env = "WSC_LOG_FORMAT", value_enum, default_value = "text")]
@@ -183,16 +186,66 @@ impl RedisOptions {
 async fn gateway_for(
     config: GatewayConfig,
     redis: Option<RedisSettings>,
+    agent: Option<HttpAgentConfig>,
 ) -> anyhow::Result<Gateway> {
-    Ok(match redis {
-        None => Gateway::new(config),
-        Some(settings) => {
-            let url = settings.url.clone();
-            Gateway::with_redis(config, Arc::new(SimulatedAgent), settings)
-                .await
-                .with_context(|| format!("cannot use redis at {url}"))?
-        }
-    })
+    let runner: Arc<dyn AgentRunner> = match agent {
+        Some(agent) => Arc::new(HttpAgent::new(agent)),
+        None => Arc::new(SimulatedAgent),
+    };
+    let mut builder = Gateway::builder(config).runner(runner);
+    let url = redis.as_ref().map(|r| r.url.clone());
+    if let Some(settings) = redis {
+        builder = builder.redis(settings);
+    }
+    builder
+        .build()
+        .await
+        .with_context(|| format!("cannot use redis at {}", url.unwrap_or_default()))
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Protocol {
+    /// AG-UI events over SSE.
+    AgUi,
+    /// wsc frames over SSE or NDJSON.
+    Wsc,
+}
+
+/// An upstream agent backend instead of the simulated agent.
+#[derive(clap::Args, Debug)]
+struct AgentOptions {
+    /// The agent backend: one streaming POST per run (http://). Without
+    /// it, the simulated agent runs.
+    #[arg(long, env = "WSC_AGENT_URL")]
+    agent_url: Option<String>,
+    /// What the backend streams.
+    #[arg(long, env = "WSC_AGENT_PROTOCOL", value_enum, default_value = "ag-ui")]
+    agent_protocol: Protocol,
+    /// Sent to the backend as `Authorization: Bearer TOKEN`.
+    #[arg(long, env = "WSC_AGENT_TOKEN", hide_env_values = true)]
+    agent_token: Option<String>,
+    /// Seconds a run may take in all.
+    #[arg(long, env = "WSC_AGENT_TIMEOUT", default_value_t = 600)]
+    agent_timeout: u64,
+    /// Seconds the backend may stay silent (no answer, no event).
+    #[arg(long, env = "WSC_AGENT_IDLE_TIMEOUT", default_value_t = 60)]
+    agent_idle_timeout: u64,
+}
+
+impl AgentOptions {
+    fn config(&self) -> Option<HttpAgentConfig> {
+        let url = self.agent_url.clone()?;
+        Some(HttpAgentConfig {
+            protocol: match self.agent_protocol {
+                Protocol::AgUi => AgentProtocol::AgUi,
+                Protocol::Wsc => AgentProtocol::Wsc,
+            },
+            token: self.agent_token.clone(),
+            timeout: Duration::from_secs(self.agent_timeout.max(1)),
+            idle_timeout: Duration::from_secs(self.agent_idle_timeout.max(1)),
+            ..HttpAgentConfig::new(url)
+        })
+    }
 }
 
 async fn shutdown_signal() {
@@ -248,7 +301,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .redis
         .as_deref()
         .map(|u| args.redis_options.settings(u));
-    let gateway = gateway_for(config, redis).await?;
+    let gateway = gateway_for(config, redis, args.agent.config()).await?;
     println!("listening on http://{addr}");
     tracing::info!(%addr, "gateway started");
     gateway.serve(listener, shutdown_signal()).await?;
@@ -328,7 +381,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
             .redis
             .as_deref()
             .map(|u| args.redis_options.settings(u));
-        let gateway = gateway_for(config.clone(), redis).await?;
+        let gateway = gateway_for(config.clone(), redis, None).await?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let g = gateway.clone();
         servers.push(tokio::spawn(async move {

@@ -397,6 +397,7 @@ async fn run_user(
         // with the connection, so it is sent again; the gateway starts the
         // run once.
         let start = StartAgent {
+            input: Some("hello".into()),
             agent_name: Some("demo".into()),
             tools: Some(config.tools.clone()),
             step_delay_ms: Some(u64::try_from(config.step_delay.as_millis()).unwrap_or(u64::MAX)),

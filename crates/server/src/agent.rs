@@ -16,6 +16,8 @@ use crate::counters::Counters;
 pub struct AgentRequest {
     /// The run's id (unique per gateway).
     pub run_id: String,
+    /// What the user asked (`start_agent {input}`; empty if none).
+    pub input: String,
     /// The user.
     pub user_id: String,
     /// The agent's name (default `"assistant"`).

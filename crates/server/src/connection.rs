@@ -373,6 +373,7 @@ async fn start_agent(
     };
     let request = AgentRequest {
         run_id,
+        input: start.input.unwrap_or_default(),
         user_id: user.to_owned(),
         agent_name,
         thread_id,

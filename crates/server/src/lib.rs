@@ -43,12 +43,15 @@ mod server;
 mod state;
 mod telemetry;
 mod upkeep;
+mod upstream;
 
 pub use agent::{AgentRequest, AgentRunner, EventSink, SimulatedAgent};
 pub use builder::{Gateway, GatewayBuilder};
 pub use config::{AuthMode, GatewayConfig, RedisFailurePolicy, RedisSettings};
 pub use counters::GatewayStats;
 pub use telemetry::StatsSample;
+pub use upstream::{HttpAgent, HttpAgentConfig};
 /// The `prometheus-client` crate of [`Gateway::register_metrics`]'s
 /// registry, re-exported so versions match.
 pub use wsc_perf_monitor::prometheus_client;
+pub use wsc_upstream::AgentProtocol;

@@ -187,6 +187,7 @@ pub(crate) async fn raw_handshake(r: &Running, path_and_query: &str, extra: &str
 
 pub(crate) fn start_agent(tools: &[&str], delay_ms: u64) -> WebSocketMessage {
     StartAgent {
+        input: Some("find it".into()),
         agent_name: Some("triage".into()),
         tools: Some(tools.iter().map(|t| (*t).to_owned()).collect()),
         step_delay_ms: Some(delay_ms),

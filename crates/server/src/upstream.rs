@@ -1,0 +1,230 @@
+//! [`HttpAgent`]: an [`AgentRunner`] that runs each agent run on an
+//! upstream HTTP backend (AG-UI or wsc frames over SSE or NDJSON), per the
+//! project's `AGENTS.md` §1.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+use wsc_upstream::{AgentProtocol, StreamFormat, StreamReader, UpstreamMapper};
+
+use crate::agent::{AgentRequest, AgentRunner, EventSink};
+
+/// Where and how to reach an upstream agent backend.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpAgentConfig {
+    /// The backend's URL; one `POST` per run (`http://` only: the backend
+    /// is a sidecar or an internal service).
+    pub url: String,
+    /// What it streams (default AG-UI).
+    pub protocol: AgentProtocol,
+    /// Sent as `Authorization: Bearer …` (never logged).
+    pub token: Option<String>,
+    /// The longest a run may take in all (default 600 s).
+    pub timeout: Duration,
+    /// The longest the backend may stay silent: no response head, or no
+    /// byte of the stream (default 60 s).
+    pub idle_timeout: Duration,
+}
+
+impl std::fmt::Debug for HttpAgentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpAgentConfig")
+            .field("url", &self.url)
+            .field("protocol", &self.protocol)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish()
+    }
+}
+
+impl HttpAgentConfig {
+    /// An AG-UI backend at `url` with the default timeouts.
+    pub fn new(url: impl Into<String>) -> Self {
+        HttpAgentConfig {
+            url: url.into(),
+            protocol: AgentProtocol::AgUi,
+            token: None,
+            timeout: Duration::from_secs(600),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Runs agent runs on an upstream HTTP backend: one streaming `POST` per
+/// run; the backend's events (AG-UI, or wsc frames) become the run's wsc
+/// frames through `wsc_upstream`, each emitted through the run's
+/// [`EventSink`] (recorded, numbered, buffered, delivered). Every run ends
+/// with exactly one terminal frame: `agent_completed`, or `agent_error`
+/// with `code` `agent_error` (the backend said so), `upstream_error`
+/// (unreachable, a non-2xx answer, a body that is not the protocol, a
+/// stream that ends early) or `upstream_timeout` (silent for
+/// `idle_timeout`, or longer than `timeout` in all).
+#[derive(Debug)]
+pub struct HttpAgent {
+    config: HttpAgentConfig,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl HttpAgent {
+    /// A runner for `config` (call inside a tokio runtime).
+    pub fn new(config: HttpAgentConfig) -> Self {
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        HttpAgent { config, client }
+    }
+}
+
+/// Why a run ended early: the terminal frame's `code` and `message`.
+struct Failure(&'static str, String);
+
+impl HttpAgent {
+    fn body(&self, request: &AgentRequest) -> Value {
+        let thread_id = request
+            .thread_id
+            .clone()
+            .unwrap_or_else(|| format!("thread-{}", request.run_id));
+        match self.config.protocol {
+            AgentProtocol::AgUi => json!({
+                "threadId": thread_id,
+                "runId": request.run_id,
+                "messages": [{"id": format!("{}-input", request.run_id), "role": "user", "content": request.input}],
+                "tools": [],
+                "context": [],
+                "state": {},
+                "forwardedProps": {"user_id": request.user_id, "agent_name": request.agent_name},
+            }),
+            AgentProtocol::Wsc => json!({
+                "run_id": request.run_id,
+                "thread_id": thread_id,
+                "user_id": request.user_id,
+                "agent_name": request.agent_name,
+                "input": request.input,
+            }),
+        }
+    }
+
+    /// Streams the run into `sink` until its terminal frame, or fails.
+    async fn stream(
+        &self,
+        request: &AgentRequest,
+        mapper: &mut dyn UpstreamMapper,
+        sink: &EventSink,
+    ) -> Result<(), Failure> {
+        let idle = self.config.idle_timeout;
+        let mut http = hyper::Request::post(&self.config.url)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .header(
+                hyper::header::ACCEPT,
+                "text/event-stream, application/x-ndjson",
+            )
+            .header("x-wsc-user-id", request.user_id.as_str());
+        if let Some(token) = &self.config.token {
+            http = http.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let http = http
+            .body(Full::new(Bytes::from(self.body(request).to_string())))
+            .map_err(|e| Failure("upstream_error", format!("bad agent URL or header: {e}")))?;
+        let response = tokio::time::timeout(idle, self.client.request(http))
+            .await
+            .map_err(|_| {
+                Failure(
+                    "upstream_timeout",
+                    format!("no answer from the agent within {} s", idle.as_secs_f64()),
+                )
+            })?
+            .map_err(|e| Failure("upstream_error", format!("cannot reach the agent: {e}")))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(Failure(
+                "upstream_error",
+                format!("the agent answered HTTP {status}"),
+            ));
+        }
+        let format = response
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map_or(StreamFormat::Ndjson, StreamFormat::from_content_type);
+        let mut reader = StreamReader::new(format);
+        let mut body = response.into_body();
+        loop {
+            let frame = tokio::time::timeout(idle, body.frame())
+                .await
+                .map_err(|_| {
+                    Failure(
+                        "upstream_timeout",
+                        format!("nothing from the agent for {} s", idle.as_secs_f64()),
+                    )
+                })?;
+            let (events, done) = match frame {
+                None => (reader.finish(), true),
+                Some(Err(e)) => {
+                    return Err(Failure(
+                        "upstream_error",
+                        format!("the agent's stream broke: {e}"),
+                    ));
+                }
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => (reader.push(&data), false),
+                    Err(_) => continue, // trailers
+                },
+            };
+            let events = events.map_err(|e| Failure("upstream_error", e.to_string()))?;
+            for text in events {
+                let frames = mapper
+                    .push_event(&text)
+                    .map_err(|e| Failure("upstream_error", e.to_string()))?;
+                for f in frames {
+                    if !sink.emit(f.message_type, Value::Object(f.payload)).await {
+                        // The session is gone: nobody can receive the rest.
+                        return Ok(());
+                    }
+                }
+                if mapper.is_ended() {
+                    // The run has its terminal frame: hang up.
+                    return Ok(());
+                }
+            }
+            if done {
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl AgentRunner for HttpAgent {
+    async fn run(&self, request: AgentRequest, sink: EventSink) {
+        let mut mapper = self.config.protocol.mapper();
+        let streamed = tokio::time::timeout(
+            self.config.timeout,
+            self.stream(&request, mapper.as_mut(), &sink),
+        )
+        .await;
+        let last = match streamed {
+            Ok(Ok(())) => mapper.finish(),
+            Ok(Err(Failure(code, message))) => {
+                tracing::info!(code, %message, "upstream run failed");
+                (!mapper.is_ended()).then(|| mapper.fail(code, &message))
+            }
+            Err(_) => (!mapper.is_ended()).then(|| {
+                mapper.fail(
+                    "upstream_timeout",
+                    &format!(
+                        "the run took longer than {} s",
+                        self.config.timeout.as_secs_f64()
+                    ),
+                )
+            }),
+        };
+        if let Some(f) = last {
+            sink.emit(f.message_type, Value::Object(f.payload)).await;
+        }
+    }
+}

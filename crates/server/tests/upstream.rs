@@ -1,0 +1,254 @@
+//! Upstream HTTP agents (`HttpAgent`) over real sockets: a scripted backend
+//! on a free port streams AG-UI (SSE) or wsc frames (NDJSON), or fails in
+//! each way AGENTS.md §1 lists; the client sees the mapped run and exactly
+//! one terminal frame with the right code. Paused tokio time: the idle
+//! timeout passes without real waiting.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+use wsc_core::MessageType;
+use wsc_server::{AgentProtocol, Gateway, GatewayConfig, HttpAgent, HttpAgentConfig};
+
+mod support;
+use support::*;
+
+const TOKEN: &str = "upstream-token";
+
+fn sse(events: &[Value]) -> String {
+    events.iter().map(|e| format!("data: {e}\n\n")).collect()
+}
+
+/// A full AG-UI run: reasoning, two interleaved tool calls, text.
+fn ag_ui_run(run_id: &str) -> Vec<Value> {
+    vec![
+        json!({"type": "RUN_STARTED", "threadId": "t", "runId": run_id}),
+        json!({"type": "STEP_STARTED", "stepName": "plan"}),
+        json!({"type": "TOOL_CALL_START", "toolCallId": "a", "toolCallName": "search"}),
+        json!({"type": "TOOL_CALL_START", "toolCallId": "b", "toolCallName": "fetch"}),
+        json!({"type": "TOOL_CALL_ARGS", "toolCallId": "a", "delta": "{\"q\":\"x\"}"}),
+        json!({"type": "TOOL_CALL_END", "toolCallId": "a"}),
+        json!({"type": "TOOL_CALL_END", "toolCallId": "b"}),
+        json!({"type": "TOOL_CALL_RESULT", "messageId": "r1", "toolCallId": "b", "content": "page"}),
+        json!({"type": "TOOL_CALL_RESULT", "messageId": "r2", "toolCallId": "a", "content": "hits"}),
+        json!({"type": "TEXT_MESSAGE_START", "messageId": "m", "role": "assistant"}),
+        json!({"type": "TEXT_MESSAGE_CONTENT", "messageId": "m", "delta": "Done"}),
+        json!({"type": "TEXT_MESSAGE_END", "messageId": "m"}),
+        json!({"type": "RUN_FINISHED", "threadId": "t", "runId": run_id}),
+    ]
+}
+
+async fn ag_ui(headers: HeaderMap, body: String) -> Response {
+    if headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        != Some(&format!("Bearer {TOKEN}"))
+    {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let input: Value = serde_json::from_str(&body).unwrap();
+    // What AGENTS.md says the backend gets.
+    assert_eq!(input["messages"][0]["role"], "user");
+    assert_eq!(input["messages"][0]["content"], "find it");
+    assert_eq!(input["forwardedProps"]["agent_name"], "triage");
+    assert_eq!(
+        headers.get("x-wsc-user-id").unwrap(),
+        input["forwardedProps"]["user_id"].as_str().unwrap()
+    );
+    let run_id = input["runId"].as_str().unwrap();
+    (
+        [(header::CONTENT_TYPE, "text/event-stream")],
+        sse(&ag_ui_run(run_id)),
+    )
+        .into_response()
+}
+
+async fn wsc(body: String) -> Response {
+    let input: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(input["input"], "find it");
+    let lines: String = [
+        json!({"type": "agent_start", "payload": {}}),
+        json!({"type": "agent_thinking", "payload": {"thought": "hm"}}),
+        json!({"type": "tool_executing", "payload": {"tool_name": "s", "tool_call_id": "1"}}),
+        json!({"type": "tool_completed", "payload": {"tool_name": "s", "tool_call_id": "1"}}),
+        json!({"type": "agent_completed", "payload": {"result": "ok"}}),
+    ]
+    .iter()
+    .map(|f| format!("{f}\n"))
+    .collect();
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], lines).into_response()
+}
+
+/// A backend: every way of answering a run, one per path.
+async fn backend() -> String {
+    let started = json!({"type": "RUN_STARTED", "threadId": "t", "runId": "r"});
+    let app = Router::new()
+        .route("/ag-ui", post(ag_ui))
+        .route("/wsc", post(wsc))
+        .route(
+            "/status500",
+            post(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
+        )
+        .route(
+            "/garbage",
+            post(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/event-stream")],
+                    "data: <html>\n\n",
+                )
+            }),
+        )
+        .route("/cut", {
+            let body = sse(std::slice::from_ref(&started));
+            post(move || async move { ([(header::CONTENT_TYPE, "text/event-stream")], body) })
+        })
+        .route("/error", {
+            let body = sse(&[
+                started.clone(),
+                json!({"type": "RUN_ERROR", "message": "model overloaded"}),
+            ]);
+            post(move || async move { ([(header::CONTENT_TYPE, "text/event-stream")], body) })
+        })
+        .route("/stall", {
+            let first = sse(std::slice::from_ref(&started));
+            post(move || async move {
+                let stream =
+                    futures_util::stream::once(async move { Ok::<_, std::io::Error>(first) })
+                        .chain(futures_util::stream::pending());
+                (
+                    [(header::CONTENT_TYPE, "text/event-stream")],
+                    Body::from_stream(stream),
+                )
+            })
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+use futures_util::StreamExt;
+
+/// A gateway whose agent is `url`; a client starts one run and reads it to
+/// its terminal frame. Returns the frames' types and the terminal payload.
+async fn run_against(url: String, protocol: AgentProtocol) -> (Running, Vec<MessageType>, Value) {
+    let agent = HttpAgent::new(HttpAgentConfig {
+        protocol,
+        token: Some(TOKEN.into()),
+        // Under the test client's 10 s wait for a frame.
+        idle_timeout: Duration::from_secs(5),
+        ..HttpAgentConfig::new(url)
+    });
+    let gateway = Gateway::builder(GatewayConfig::default())
+        .clock(wsc_core::TokioClock::new().shared())
+        .runner(std::sync::Arc::new(agent))
+        .build()
+        .await
+        .unwrap();
+    let r = start_gateway(gateway).await;
+    let (mut ws, _) = connect(&r, "user_id=ana").await;
+    send(&mut ws, &start_agent(&[], 0)).await;
+    let mut types = Vec::new();
+    loop {
+        let frame = next_frame(&mut ws).await.expect("the run's frames");
+        if frame.seq.is_none() {
+            continue;
+        }
+        types.push(frame.message_type);
+        if matches!(
+            frame.message_type,
+            MessageType::AgentCompleted | MessageType::AgentError
+        ) {
+            // Exactly one terminal frame: nothing follows.
+            ping_pong(&mut ws).await;
+            return (r, types, frame.payload);
+        }
+    }
+}
+
+use MessageType as M;
+
+#[tokio::test(start_paused = true)]
+async fn an_ag_ui_backend_streams_a_whole_run() {
+    let base = backend().await;
+    let (r, types, last) = run_against(format!("{base}/ag-ui"), AgentProtocol::AgUi).await;
+    assert_eq!(
+        types,
+        [
+            M::AgentStarted,
+            M::AgentThinking,
+            M::ToolExecuting,
+            M::ToolExecuting,
+            M::ToolCompleted,
+            M::ToolCompleted,
+            M::AgentResponseChunk,
+            M::AgentCompleted
+        ]
+    );
+    assert_eq!(last["result"], "Done");
+    // The event monitor validated it: interleaved tools matched by id.
+    let runs = r.gateway.event_monitor().check_health();
+    assert_eq!((runs.completed_runs, runs.failed_runs), (1, 0));
+    assert_eq!(runs.total_silent_failures, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wsc_backend_streams_ndjson_in_the_legacy_vocabulary() {
+    let base = backend().await;
+    let (_r, types, last) = run_against(format!("{base}/wsc"), AgentProtocol::Wsc).await;
+    assert_eq!(
+        types,
+        [
+            M::AgentStarted,
+            M::AgentThinking,
+            M::ToolExecuting,
+            M::ToolCompleted,
+            M::AgentCompleted
+        ]
+    );
+    assert_eq!(last["result"], "ok");
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_failure_ends_the_run_with_one_agent_error() {
+    let base = backend().await;
+    // A port nothing listens on.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    for (url, code, says) in [
+        (
+            format!("http://{closed}/"),
+            "upstream_error",
+            "cannot reach the agent",
+        ),
+        (format!("{base}/status500"), "upstream_error", "HTTP 500"),
+        (format!("{base}/garbage"), "upstream_error", "not JSON"),
+        (
+            format!("{base}/cut"),
+            "upstream_error",
+            "ended without RUN_FINISHED",
+        ),
+        (
+            format!("{base}/stall"),
+            "upstream_timeout",
+            "nothing from the agent",
+        ),
+        (format!("{base}/error"), "agent_error", "model overloaded"),
+    ] {
+        let (r, types, last) = run_against(url.clone(), AgentProtocol::AgUi).await;
+        assert_eq!(types.last(), Some(&M::AgentError), "{url}: {types:?}");
+        assert_eq!(last["code"], code, "{url}: {last}");
+        let message = last["message"].as_str().unwrap();
+        assert!(message.contains(says), "{url}: {message}");
+        assert!(!message.contains(TOKEN), "the token is never shown");
+        let health = r.gateway.event_monitor().check_health();
+        assert_eq!(health.failed_runs, 1, "{url}: counted as failed");
+    }
+}
