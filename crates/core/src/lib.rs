@@ -5,7 +5,7 @@
 //! [`Clock`], [`SystemClock`] and the test [`ManualClock`]), and the wire
 //! codec ([`parse_client_frame`], [`serialize`]) with the protocol's
 //! [`ErrorCode`]s and [`CloseCode`]s, and the protocol's control frames as
-//! types ([`ConnectionEstablished`], [`ErrorFrame`], [`StartAgent`],
+//! types ([`ConnectionEstablished`], [`ErrorFrame`], [`StartAgent`], [`StopAgent`],
 //! [`Ack`], [`HandshakeRefusal`]; see [`Frame`]).
 //!
 //! It is deliberately small (serde, serde_json, thiserror, and tokio for
@@ -61,7 +61,7 @@ pub use message::WebSocketMessage;
 pub use message_type::{Direction, MessageType, UnknownMessageType};
 pub use protocol::{
     Ack, ConnectionEstablished, ErrorFrame, Frame, HandshakeRefusal, MAX_NAME_CHARS,
-    MAX_STEP_DELAY_MS, MAX_TOOLS, ProtocolError, StartAgent,
+    MAX_STEP_DELAY_MS, MAX_TOOLS, ProtocolError, StartAgent, StopAgent,
 };
 pub use store::StoreError;
 pub use task::BackgroundTask;

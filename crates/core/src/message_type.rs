@@ -97,6 +97,8 @@ message_types! {
     TypingStopped => "typing_stopped", "TYPING_STOPPED", Both;
     /// A client asks the server to start an agent run.
     StartAgent => "start_agent", "START_AGENT", ClientToServer;
+    /// A client asks the server to cancel one of its runs (`{run_id}`).
+    StopAgent => "stop_agent", "STOP_AGENT", ClientToServer;
     /// Critical event: an agent run began.
     AgentStarted => "agent_started", "AGENT_STARTED", ServerToClient;
     /// Legacy synonym of `agent_started`.
@@ -286,7 +288,8 @@ mod tests {
             assert_eq!(t.legacy_name().parse::<MessageType>(), Ok(*t));
             assert_eq!(t.legacy_name(), t.as_str().to_ascii_uppercase());
         }
-        assert_eq!(MessageType::ALL.len(), 52);
+        // The legacy package's 52, and stop_agent.
+        assert_eq!(MessageType::ALL.len(), 53);
     }
 
     #[test]

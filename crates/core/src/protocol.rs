@@ -279,6 +279,18 @@ impl StartAgent {
     }
 }
 
+/// A client's `stop_agent`: cancel one of its runs in flight; the run ends
+/// with `agent_error {code: "cancelled"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopAgent {
+    /// The run to stop.
+    pub run_id: String,
+}
+
+impl Frame for StopAgent {
+    const TYPE: MessageType = MessageType::StopAgent;
+}
+
 /// The JSON body of a handshake refused before the upgrade (401, 400,
 /// 414, 429, 503): `{"error": CODE, "message": TEXT}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

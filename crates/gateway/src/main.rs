@@ -133,6 +133,10 @@ struct ServeArgs {
     /// first); bounds most of the gateway's memory under load.
     #[arg(long, env = "WSC_MAX_TRACKED_RUNS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     max_tracked_runs: u64,
+    /// Agent runs one user may have in flight (one more start is refused
+    /// with rate_limited).
+    #[arg(long, env = "WSC_MAX_RUNS_PER_USER", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
+    max_runs_per_user: u64,
     /// Shared state in Redis (`redis://host:port/db`): rate limits,
     /// sessions and connection counts shared by every gateway on it.
     #[arg(long, env = "WSC_REDIS")]
@@ -291,6 +295,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         handshake_timeout: Duration::from_secs(args.handshake_timeout.max(1)),
         max_header_bytes: args.max_header_bytes as usize,
         max_tracked_runs: usize::try_from(args.max_tracked_runs).unwrap_or(usize::MAX),
+        max_runs_per_user: usize::try_from(args.max_runs_per_user).unwrap_or(usize::MAX),
         ..Default::default()
     };
     let listener = TcpListener::bind(&args.bind)

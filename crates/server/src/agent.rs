@@ -44,14 +44,92 @@ pub struct EventSink {
     pub(crate) next_message: Arc<std::sync::atomic::AtomicU64>,
     pub(crate) outbox: Arc<crate::outbox::Outbox>,
     pub(crate) counters: Arc<Counters>,
+    pub(crate) control: Arc<RunControl>,
+}
+
+/// A run's cancellation and its one terminal frame, shared by every clone
+/// of its [`EventSink`] and by the gateway.
+#[derive(Debug)]
+pub(crate) struct RunControl {
+    cancelled: tokio::sync::watch::Sender<bool>,
+    ended: std::sync::atomic::AtomicBool,
+}
+
+impl RunControl {
+    pub(crate) fn new() -> Self {
+        RunControl {
+            cancelled: tokio::sync::watch::Sender::new(false),
+            ended: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Asks the run to stop (`stop_agent`).
+    pub(crate) fn cancel(&self) {
+        self.cancelled.send_replace(true);
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        *self.cancelled.borrow()
+    }
+
+    /// Completes once the run is cancelled.
+    pub(crate) async fn cancelled(&self) {
+        let mut rx = self.cancelled.subscribe();
+        let _ = rx.wait_for(|c| *c).await;
+    }
+
+    /// Claims the run's one terminal frame; false if it was claimed.
+    fn claim_end(&self) -> bool {
+        !self.ended.swap(true, std::sync::atomic::Ordering::AcqRel)
+    }
 }
 
 impl EventSink {
     /// Emits one event; `payload` is merged with `run_id` and `agent_name`.
-    /// Returns false if the session is gone. While the session store is
-    /// unreachable, events wait in order in the gateway's outbox and are
-    /// published when it is back (this returns true).
+    /// Returns false if the session is gone, or the run was cancelled or
+    /// already ended (a run has one terminal frame: `agent_completed` or
+    /// `agent_error`; nothing is emitted after it): a runner should stop
+    /// then. While the session store is unreachable, events wait in order in
+    /// the gateway's outbox and are published when it is back (this returns
+    /// true).
     pub async fn emit(&self, event: MessageType, payload: Value) -> bool {
+        if self.control.is_cancelled() {
+            return false;
+        }
+        let terminal = matches!(
+            event.canonical(),
+            MessageType::AgentCompleted | MessageType::AgentError
+        );
+        if self
+            .control
+            .ended
+            .load(std::sync::atomic::Ordering::Acquire)
+            || (terminal && !self.control.claim_end())
+        {
+            return false;
+        }
+        self.publish(event, payload).await
+    }
+
+    /// Whether the run was cancelled (`stop_agent`): emitting is refused
+    /// from then on.
+    pub fn is_cancelled(&self) -> bool {
+        self.control.is_cancelled()
+    }
+
+    /// Ends a cancelled run with `agent_error {code: "cancelled"}`, unless it
+    /// already has its terminal frame.
+    pub(crate) async fn end_cancelled(&self) {
+        if self.control.claim_end() {
+            self.publish(
+                MessageType::AgentError,
+                json!({"code": "cancelled", "message": "the run was stopped by its user"}),
+            )
+            .await;
+        }
+    }
+
+    async fn publish(&self, event: MessageType, payload: Value) -> bool {
         let mut body = json!({"run_id": self.run_id, "agent_name": self.agent_name});
         if let (Some(map), Value::Object(extra)) = (body.as_object_mut(), payload) {
             map.extend(extra);

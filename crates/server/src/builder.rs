@@ -294,6 +294,7 @@ impl Gateway {
         };
         let (shutdown_tx, shutdown) = watch::channel(false);
         let node_tag = wsc_reconnection::new_session_id()[..6].to_owned();
+        let max_runs_per_user = config.max_runs_per_user.max(1);
         let state = Arc::new(AppState {
             monitor: Arc::new(EventMonitor::with_clock(
                 EventMonitorConfig {
@@ -322,6 +323,7 @@ impl Gateway {
             local_prefix,
             outbox: Arc::new(Outbox::default()),
             health: HealthCache::default(),
+            runs: Arc::new(crate::runs::RunTable::new(max_runs_per_user)),
             metrics: std::sync::RwLock::default(),
         });
         {
@@ -398,6 +400,12 @@ impl Gateway {
     /// limits per IP).
     pub fn rate_limiter(&self) -> &WebSocketRateLimiter {
         &self.state.limiter
+    }
+
+    /// Agent runs `user` has in flight (at most
+    /// [`GatewayConfig::max_runs_per_user`]).
+    pub fn runs_in_flight(&self, user: &str) -> usize {
+        self.state.runs.in_flight(user)
     }
 
     /// The performance monitor every connection is measured by.

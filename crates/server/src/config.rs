@@ -105,6 +105,9 @@ pub struct GatewayConfig {
     /// load it is most of the gateway's memory (about 10 KiB per run with
     /// the simulated agent's events).
     pub max_tracked_runs: usize,
+    /// Agent runs one user may have in flight at once (default 4); one
+    /// more `start_agent` is answered `rate_limited` and starts nothing.
+    pub max_runs_per_user: usize,
 }
 
 impl Default for GatewayConfig {
@@ -125,6 +128,7 @@ impl Default for GatewayConfig {
             handshake_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,
             max_tracked_runs: 10_000,
+            max_runs_per_user: 4,
         }
     }
 }

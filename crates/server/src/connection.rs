@@ -12,14 +12,15 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 use wsc_core::{
     Ack, CloseCode, ConnectionEstablished, ErrorCode, ErrorFrame, Frame, MessageType, StartAgent,
-    WebSocketMessage, parse_client_frame_with_limit, serialize,
+    StopAgent, WebSocketMessage, parse_client_frame_with_limit, serialize,
 };
 use wsc_event_monitor::AgentSession;
 use wsc_perf_monitor::ConnectionInfo;
 use wsc_rate_limiter::ConnectionPermit;
 use wsc_reconnection::{ResumeRequest, SessionError, SessionRegistry, SessionStart};
 
-use crate::agent::{AgentRequest, EventSink};
+use crate::agent::{AgentRequest, EventSink, RunControl};
+use crate::counters::Counters;
 use crate::state::{AppState, SessionHome};
 
 /// What the writer task sends.
@@ -296,10 +297,18 @@ async fn handle_text(
     state.perf.record_message_processed(connection_id, &msg);
     match msg.message_type {
         MessageType::Ping => Some(WebSocketMessage::new(MessageType::Pong, msg.payload)),
-        MessageType::StartAgent => {
-            start_agent(state, registry, user, session_id, &msg).await;
-            None
-        }
+        MessageType::StartAgent => start_agent(state, registry, user, session_id, &msg).await,
+        MessageType::StopAgent => match StopAgent::from_message(&msg) {
+            Ok(stop) if state.runs.stop(user, &stop.run_id) => None,
+            Ok(stop) => Some(
+                ErrorFrame::new(
+                    ErrorCode::InvalidMessage,
+                    format!("no run {:?} of yours is in flight", stop.run_id),
+                )
+                .to_message(),
+            ),
+            Err(e) => Some(ErrorFrame::new(ErrorCode::InvalidMessage, e.to_string()).to_message()),
+        },
         MessageType::UserMessage | MessageType::Chat => {
             msg.message_id.map(|id| Ack::message(id).to_message())
         }
@@ -324,13 +333,14 @@ fn idempotent_run_id(session_id: &str, message_id: &str) -> String {
     format!("run-{}", hex::encode(&hash.finalize()[..12]))
 }
 
+/// Starts a run for `start_agent`; the reply, if the start is refused.
 async fn start_agent(
     state: &Arc<AppState>,
     registry: &Arc<SessionRegistry>,
     user: &str,
     session_id: &str,
     msg: &WebSocketMessage,
-) {
+) -> Option<WebSocketMessage> {
     // A `message_id` is the start's idempotency key within the session: a
     // client that lost its connection right after sending a start cannot
     // know whether it arrived, so it sends it again with the same id. The
@@ -346,8 +356,21 @@ async fn start_agent(
             .counters
             .repeated_starts
             .fetch_add(1, Ordering::Relaxed);
-        return;
+        return None;
     }
+    let control = Arc::new(RunControl::new());
+    let Some(slot) = state.runs.start(user, &run_id, control.clone()) else {
+        Counters::bump(&state.counters.rate_limited);
+        let max = state.config.max_runs_per_user;
+        let mut refusal = ErrorFrame::new(
+            ErrorCode::RateLimited,
+            format!("at most {max} runs in flight per user: wait for one to end, or stop one"),
+        );
+        if let Some(id) = &msg.message_id {
+            refusal = refusal.with_ref_message_id(id.clone());
+        }
+        return Some(refusal.to_message());
+    };
     let start = StartAgent::lenient(&msg.payload);
     let agent_name = start.agent_name.unwrap_or_else(|| "assistant".to_owned());
     let tools = start.tools.unwrap_or_else(|| vec!["search".to_owned()]);
@@ -370,6 +393,7 @@ async fn start_agent(
         next_message: Arc::new(AtomicU64::new(1)),
         outbox: state.outbox.clone(),
         counters: state.counters.clone(),
+        control: control.clone(),
     };
     let request = AgentRequest {
         run_id,
@@ -384,12 +408,24 @@ async fn start_agent(
     let span = tracing::info_span!("run", run_id = %request.run_id, agent = %request.agent_name);
     tokio::spawn(
         async move {
+            let _slot = slot; // the user's count, released when the run ends
             tracing::debug!("run started");
-            runner.run(request, sink).await;
-            tracing::debug!("run ended");
+            // A stop drops the runner where it waits (an upstream request
+            // is closed, so the backend sees it), then ends the run.
+            tokio::select! {
+                () = runner.run(request, sink.clone()) => {}
+                () = control.cancelled() => {}
+            }
+            if control.is_cancelled() {
+                sink.end_cancelled().await;
+                tracing::debug!("run cancelled");
+            } else {
+                tracing::debug!("run ended");
+            }
         }
         .instrument(span),
     );
+    None
 }
 
 /// Starts or resumes the session on the registry that holds it: this

@@ -39,6 +39,7 @@ mod health;
 mod http;
 mod metrics;
 mod outbox;
+mod runs;
 mod server;
 mod state;
 mod telemetry;

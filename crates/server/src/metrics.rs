@@ -147,6 +147,12 @@ impl Collector for GatewayCollector {
         )?;
         metric(
             &mut e,
+            "wsc_gateway_runs_in_flight",
+            "Agent runs started and not yet ended.",
+            ConstGauge::new(state.runs.total() as i64),
+        )?;
+        metric(
+            &mut e,
             "wsc_gateway_tracked_users",
             "Users tracked by the rate limiter.",
             ConstGauge::new(state.limiter.tracked_users() as i64),

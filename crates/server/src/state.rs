@@ -49,6 +49,8 @@ pub(crate) struct AppState {
     /// Health and system metrics computed by the sampler once a second,
     /// read by `/metrics`, `/health` and `/api/stats`.
     pub(crate) health: HealthCache,
+    /// The runs in flight, per user.
+    pub(crate) runs: Arc<crate::runs::RunTable>,
     /// What `/metrics` serves (see the `metrics` module).
     pub(crate) metrics: std::sync::RwLock<prometheus_client::registry::Registry>,
 }

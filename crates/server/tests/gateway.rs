@@ -758,3 +758,80 @@ async fn metrics_come_from_one_registry_in_both_formats() {
         "{body}"
     );
 }
+
+/// `stop_agent` ends a slow run with one `agent_error {code: "cancelled"}`
+/// and frees its place; another user cannot stop it; a user's fifth run in
+/// flight is refused `rate_limited`. Paused time: the slow runs wait
+/// without real time.
+#[tokio::test(start_paused = true)]
+async fn stop_agent_cancels_and_runs_in_flight_are_capped() {
+    let r = start_on_tokio_time(GatewayConfig::default()).await;
+    let (mut ws, _) = connect(&r, "user_id=sam").await;
+    // Four slow runs: 5 s between events.
+    for i in 0..4 {
+        send(
+            &mut ws,
+            &start_agent(&["search"], 5_000).with_message_id(format!("s{i}")),
+        )
+        .await;
+    }
+    let mut run_ids = Vec::new();
+    while run_ids.len() < 4 {
+        let f = next_frame(&mut ws).await.unwrap();
+        if f.message_type == MessageType::AgentStarted {
+            run_ids.push(f.payload["run_id"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(r.gateway.runs_in_flight("sam"), 4);
+    // A fifth is refused, and names the start it refuses.
+    send(&mut ws, &start_agent(&["search"], 0).with_message_id("s4")).await;
+    let refusal = next_frame(&mut ws).await.unwrap();
+    assert_eq!(refusal.payload["code"], "rate_limited", "{refusal:?}");
+    assert_eq!(refusal.payload["ref_message_id"], "s4");
+    // Another user cannot stop sam's run.
+    let (mut eve, _) = connect(&r, "user_id=eve").await;
+    send(
+        &mut eve,
+        &WebSocketMessage::new(MessageType::StopAgent, json!({"run_id": run_ids[0]})),
+    )
+    .await;
+    assert_eq!(
+        next_frame(&mut eve).await.unwrap().payload["code"],
+        "invalid_message"
+    );
+    // Sam stops his first run.
+    send(
+        &mut ws,
+        &WebSocketMessage::new(MessageType::StopAgent, json!({"run_id": run_ids[0]})),
+    )
+    .await;
+    let end = loop {
+        let f = next_frame(&mut ws).await.unwrap();
+        if f.payload["run_id"] == run_ids[0].as_str()
+            && matches!(
+                f.message_type,
+                MessageType::AgentError | MessageType::AgentCompleted
+            )
+        {
+            break f;
+        }
+    };
+    assert_eq!(end.message_type, MessageType::AgentError);
+    assert_eq!(end.payload["code"], "cancelled");
+    for _ in 0..100 {
+        if r.gateway.runs_in_flight("sam") == 3 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(r.gateway.runs_in_flight("sam"), 3, "its place is free");
+    // Nothing more of the stopped run; the others finish normally.
+    let mut completed = 0;
+    while completed < 3 {
+        let f = next_frame(&mut ws).await.unwrap();
+        assert_ne!(f.payload["run_id"], run_ids[0].as_str(), "{f:?}");
+        completed += usize::from(f.message_type == MessageType::AgentCompleted);
+    }
+    let health = r.gateway.event_monitor().check_health();
+    assert_eq!((health.completed_runs, health.failed_runs), (3, 1));
+}

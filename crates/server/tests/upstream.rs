@@ -84,6 +84,19 @@ async fn wsc(body: String) -> Response {
     ([(header::CONTENT_TYPE, "application/x-ndjson")], lines).into_response()
 }
 
+/// Set when the `/slow` backend's response stream is dropped: the gateway
+/// closed the request.
+static SLOW_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Sets [`SLOW_CLOSED`] when dropped.
+struct ClosedGuard;
+
+impl Drop for ClosedGuard {
+    fn drop(&mut self) {
+        SLOW_CLOSED.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// A backend: every way of answering a run, one per path.
 async fn backend() -> String {
     let started = json!({"type": "RUN_STARTED", "threadId": "t", "runId": "r"});
@@ -113,6 +126,23 @@ async fn backend() -> String {
                 json!({"type": "RUN_ERROR", "message": "model overloaded"}),
             ]);
             post(move || async move { ([(header::CONTENT_TYPE, "text/event-stream")], body) })
+        })
+        .route("/slow", {
+            let first = sse(std::slice::from_ref(&started));
+            post(move || async move {
+                let guard = ClosedGuard;
+                let stream =
+                    futures_util::stream::once(async move { Ok::<_, std::io::Error>(first) })
+                        .chain(futures_util::stream::pending())
+                        .map(move |chunk| {
+                            let _held = &guard;
+                            chunk
+                        });
+                (
+                    [(header::CONTENT_TYPE, "text/event-stream")],
+                    Body::from_stream(stream),
+                )
+            })
         })
         .route("/stall", {
             let first = sse(std::slice::from_ref(&started));
@@ -251,4 +281,54 @@ async fn every_failure_ends_the_run_with_one_agent_error() {
         let health = r.gateway.event_monitor().check_health();
         assert_eq!(health.failed_runs, 1, "{url}: counted as failed");
     }
+}
+
+/// `stop_agent` on a run streaming from a backend: the run ends
+/// `cancelled` and the backend sees its request closed.
+#[tokio::test(start_paused = true)]
+async fn stop_agent_closes_the_upstream_request() {
+    let base = backend().await;
+    let agent = HttpAgent::new(HttpAgentConfig {
+        token: Some(TOKEN.into()),
+        idle_timeout: Duration::from_secs(5),
+        ..HttpAgentConfig::new(format!("{base}/slow"))
+    });
+    let gateway = Gateway::builder(GatewayConfig::default())
+        .clock(wsc_core::TokioClock::new().shared())
+        .runner(std::sync::Arc::new(agent))
+        .build()
+        .await
+        .unwrap();
+    let r = start_gateway(gateway).await;
+    let (mut ws, _) = connect(&r, "user_id=ana").await;
+    send(&mut ws, &start_agent(&[], 0)).await;
+    let started = next_frame(&mut ws).await.unwrap();
+    assert_eq!(started.message_type, M::AgentStarted);
+    assert!(!SLOW_CLOSED.load(std::sync::atomic::Ordering::SeqCst));
+    let stop =
+        wsc_core::WebSocketMessage::new(M::StopAgent, json!({"run_id": started.payload["run_id"]}));
+    let asked = tokio::time::Instant::now();
+    send(&mut ws, &stop).await;
+    let end = next_frame(&mut ws).await.unwrap();
+    // At once, not when the idle timeout would have ended it.
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(
+        (end.message_type, &end.payload["code"]),
+        (M::AgentError, &json!("cancelled"))
+    );
+    for _ in 0..200 {
+        if SLOW_CLOSED.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        SLOW_CLOSED.load(std::sync::atomic::Ordering::SeqCst),
+        "the backend saw its request closed"
+    );
+    assert_eq!(r.gateway.runs_in_flight("ana"), 0);
 }
