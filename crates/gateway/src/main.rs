@@ -137,6 +137,10 @@ struct ServeArgs {
     /// with rate_limited).
     #[arg(long, env = "WSC_MAX_RUNS_PER_USER", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
     max_runs_per_user: u64,
+    /// The key backends send as `Authorization: Bearer KEY` to
+    /// `POST /api/publish` (without it, the publish API is off).
+    #[arg(long, env = "WSC_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
     /// Shared state in Redis (`redis://host:port/db`): rate limits,
     /// sessions and connection counts shared by every gateway on it.
     #[arg(long, env = "WSC_REDIS")]
@@ -296,6 +300,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_header_bytes: args.max_header_bytes as usize,
         max_tracked_runs: usize::try_from(args.max_tracked_runs).unwrap_or(usize::MAX),
         max_runs_per_user: usize::try_from(args.max_runs_per_user).unwrap_or(usize::MAX),
+        api_key: args.api_key.clone().map(wsc_server::ApiKey::new),
         ..Default::default()
     };
     let listener = TcpListener::bind(&args.bind)

@@ -231,6 +231,29 @@ impl SessionRegistry {
         Ok(self.store.session_count().await?)
     }
 
+    /// Ids of the user's sessions (attached or resumable).
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] if the store fails.
+    pub async fn sessions_of_user(&self, user_id: &str) -> Result<Vec<String>, SessionError> {
+        Ok(self.store.sessions_of_user(user_id).await?)
+    }
+
+    /// Publishes `message` unless the session's buffer already holds a frame
+    /// with its `message_id`: `Ok(None)` for such a repeat (nothing is
+    /// sent), else the frame's seq. Without a `message_id`, as
+    /// [`publish`](Self::publish).
+    ///
+    /// # Errors
+    /// As [`publish`](Self::publish).
+    pub async fn publish_once(
+        &self,
+        session_id: &str,
+        message: WebSocketMessage,
+    ) -> Result<Option<u64>, SessionError> {
+        self.publish_inner(session_id, message, true).await
+    }
+
     /// The stored record of a session.
     pub async fn session(&self, session_id: &str) -> Result<Option<SessionRecord>, SessionError> {
         Ok(self.store.get(session_id).await?)
@@ -392,10 +415,29 @@ impl SessionRegistry {
         session_id: &str,
         message: WebSocketMessage,
     ) -> Result<u64, SessionError> {
+        self.publish_inner(session_id, message, false)
+            .await
+            .map(|seq| seq.unwrap_or_default())
+    }
+
+    /// [`publish`](Self::publish); with `once`, nothing is published (and
+    /// `None` returned) if the buffer holds the message id already — checked
+    /// under the session's lock, so two repeats cannot both pass.
+    async fn publish_inner(
+        &self,
+        session_id: &str,
+        message: WebSocketMessage,
+        once: bool,
+    ) -> Result<Option<u64>, SessionError> {
         // The size on the wire, plus room for the seq the buffer adds.
         let bytes = serialize(&message).len() + 28;
         let live = self.live(session_id);
         let mut live = live.lock().await;
+        if let (true, Some(id)) = (once, &message.message_id)
+            && self.store.holds_message(session_id, id).await?
+        {
+            return Ok(None);
+        }
         let now = self.clock.now();
         let Some(appended) = self
             .store
@@ -417,7 +459,7 @@ impl SessionRegistry {
                 _ => self.catch_up(session_id, &mut live).await?,
             }
         }
-        Ok(seq)
+        Ok(Some(seq))
     }
 
     /// Hands one frame to the attachment; a full or closed channel detaches

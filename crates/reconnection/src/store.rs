@@ -110,6 +110,17 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
 
     /// Sessions held.
     async fn session_count(&self) -> Result<usize, StoreError>;
+
+    /// Ids of the user's sessions (attached or resumable).
+    async fn sessions_of_user(&self, user_id: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Whether the session's buffer holds a frame with this `message_id`
+    /// (what makes a publish by message id happen once).
+    async fn holds_message(&self, session_id: &str, message_id: &str) -> Result<bool, StoreError>;
+}
+
+fn lock_stored(m: &std::sync::Mutex<Stored>) -> std::sync::MutexGuard<'_, Stored> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[derive(Debug)]
@@ -238,5 +249,24 @@ impl SessionStore for MemorySessionStore {
 
     async fn session_count(&self) -> Result<usize, StoreError> {
         Ok(self.sessions.len())
+    }
+
+    async fn sessions_of_user(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .sessions
+            .iter()
+            .filter(|e| lock_stored(e.value()).record.user_id == user_id)
+            .map(|e| e.key().clone())
+            .collect())
+    }
+
+    async fn holds_message(&self, session_id: &str, message_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .with(session_id, |s| {
+                s.buffer
+                    .frames()
+                    .any(|f| f.message.message_id.as_deref() == Some(message_id))
+            })
+            .unwrap_or(false))
     }
 }

@@ -661,4 +661,31 @@ impl SessionStore for RedisSessionStore {
             .await
             .map_err(store_error)
     }
+
+    async fn sessions_of_user(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
+        let mut redis = self.redis.clone();
+        let ids: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.k("u", user_id))
+            .query_async(&mut redis)
+            .await
+            .map_err(store_error)?;
+        let mut live = Vec::with_capacity(ids.len());
+        for id in ids {
+            // The index may name a session that expired since.
+            if self.get(&id).await?.is_some() {
+                live.push(id);
+            }
+        }
+        Ok(live)
+    }
+
+    async fn holds_message(&self, session_id: &str, message_id: &str) -> Result<bool, StoreError> {
+        let mut redis = self.redis.clone();
+        redis::cmd("HEXISTS")
+            .arg(self.k("m", session_id))
+            .arg(message_id)
+            .query_async(&mut redis)
+            .await
+            .map_err(store_error)
+    }
 }

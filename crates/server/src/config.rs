@@ -56,6 +56,43 @@ impl RedisSettings {
     }
 }
 
+/// The publish API's key: compared in constant time, never shown (its
+/// `Debug` is redacted).
+///
+/// ```
+/// use wsc_server::ApiKey;
+/// let key = ApiKey::new("s3cret");
+/// assert!(key.matches("s3cret") && !key.matches("s3cre"));
+/// assert_eq!(format!("{key:?}"), "ApiKey(<redacted>)");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// A key.
+    pub fn new(key: impl Into<String>) -> Self {
+        ApiKey(key.into())
+    }
+
+    /// Whether `presented` is the key. Both are hashed first, so the
+    /// comparison takes the same time whatever and however long they are.
+    pub fn matches(&self, presented: &str) -> bool {
+        use sha2::{Digest, Sha256};
+        let a = Sha256::digest(self.0.as_bytes());
+        let b = Sha256::digest(presented.as_bytes());
+        a.iter()
+            .zip(b.iter())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
 /// Configuration of a [`Gateway`](crate::Gateway).
 #[derive(Clone, Debug, PartialEq)]
 pub struct GatewayConfig {
@@ -108,6 +145,9 @@ pub struct GatewayConfig {
     /// Agent runs one user may have in flight at once (default 4); one
     /// more `start_agent` is answered `rate_limited` and starts nothing.
     pub max_runs_per_user: usize,
+    /// The key backends present (`Authorization: Bearer KEY`) to
+    /// `POST /api/publish`; without one the publish API is off (404).
+    pub api_key: Option<ApiKey>,
 }
 
 impl Default for GatewayConfig {
@@ -129,6 +169,7 @@ impl Default for GatewayConfig {
             max_header_bytes: 16 * 1024,
             max_tracked_runs: 10_000,
             max_runs_per_user: 4,
+            api_key: None,
         }
     }
 }

@@ -26,6 +26,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/api/stats", get(stats))
+        .route("/api/publish", axum::routing::post(publish))
         .with_state(state)
 }
 
@@ -305,4 +306,49 @@ async fn stats(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         "latest": series.last(),
         "series": series,
     }))
+}
+
+/// `POST /api/publish` (AGENTS.md §3): one server frame into a session, or
+/// into every live or resumable session of a user; idempotent by
+/// `message_id` per session. 404 without `--api-key`, 401 without the
+/// key, 400 for a body of another shape.
+async fn publish(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let plain = |status: StatusCode, code: &str, message: String| {
+        let body = wsc_core::HandshakeRefusal {
+            error: code.to_owned(),
+            message,
+        };
+        (status, Json(body)).into_response()
+    };
+    let Some(key) = &state.config.api_key else {
+        return plain(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "the publish API is off: start the gateway with --api-key".into(),
+        );
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !key.matches(presented) {
+        return plain(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong API key (Authorization: Bearer KEY)".into(),
+        );
+    }
+    let request = match crate::publish::PublishRequest::parse(&body) {
+        Ok(request) => request,
+        Err(message) => return plain(StatusCode::BAD_REQUEST, "invalid_request", message),
+    };
+    match crate::publish::publish(&state, request).await {
+        Ok(sessions) => (StatusCode::OK, Json(json!({"sessions": sessions}))).into_response(),
+        Err(message) => plain(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message),
+    }
 }

@@ -39,6 +39,7 @@ mod health;
 mod http;
 mod metrics;
 mod outbox;
+mod publish;
 mod runs;
 mod server;
 mod state;
@@ -48,7 +49,7 @@ mod upstream;
 
 pub use agent::{AgentRequest, AgentRunner, EventSink, SimulatedAgent};
 pub use builder::{Gateway, GatewayBuilder};
-pub use config::{AuthMode, GatewayConfig, RedisFailurePolicy, RedisSettings};
+pub use config::{ApiKey, AuthMode, GatewayConfig, RedisFailurePolicy, RedisSettings};
 pub use counters::GatewayStats;
 pub use telemetry::StatsSample;
 pub use upstream::{HttpAgent, HttpAgentConfig};

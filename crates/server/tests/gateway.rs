@@ -835,3 +835,78 @@ async fn stop_agent_cancels_and_runs_in_flight_are_capped() {
     let health = r.gateway.event_monitor().check_health();
     assert_eq!((health.completed_runs, health.failed_runs), (3, 1));
 }
+
+/// `POST /api/publish`: off without a key (404), 401 without the right
+/// key, 400 for each wrong shape; a frame to a user reaches every session
+/// of theirs (a detached one on its resume), numbered like agent frames,
+/// and a repeated `message_id` is delivered once.
+#[tokio::test]
+async fn the_publish_api_reaches_every_session_of_a_user_once() {
+    let off = start(GatewayConfig::default()).await;
+    let frame = r#"{"user_id": "pia", "type": "agent_progress", "payload": {"step": 1}, "message_id": "p1"}"#;
+    assert_eq!(http_post(&off, "/api/publish", "", frame).await.0, 404);
+
+    let r = start(GatewayConfig {
+        api_key: Some(wsc_server::ApiKey::new("k3y")),
+        ..Default::default()
+    })
+    .await;
+    let auth = "Authorization: Bearer k3y\r\n";
+    assert_eq!(http_post(&r, "/api/publish", "", frame).await.0, 401);
+    let wrong = "Authorization: Bearer k3y-not\r\n";
+    assert_eq!(http_post(&r, "/api/publish", wrong, frame).await.0, 401);
+    for bad in [
+        "not json",
+        r#"{"type": "agent_progress"}"#,
+        r#"{"user_id": "pia"}"#,
+        r#"{"user_id": "pia", "type": "start_agent"}"#,
+        r#"{"user_id": "pia", "type": "agent_progress", "payload": 3}"#,
+    ] {
+        let (status, body) = http_post(&r, "/api/publish", auth, bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap()["error"],
+            "invalid_request"
+        );
+    }
+
+    // Two sessions of pia: one attached, one detached (resumable).
+    let (mut a, _) = connect(&r, "user_id=pia").await;
+    let (b, hello_b) = connect(&r, "user_id=pia").await;
+    let (session_b, token_b) = (
+        hello_b["session_id"].as_str().unwrap().to_owned(),
+        hello_b["resume_token"].as_str().unwrap().to_owned(),
+    );
+    drop(b);
+    assert!(detached_soon(&r, &session_b).await);
+    let (status, body) = http_post(&r, "/api/publish", auth, frame).await;
+    assert_eq!((status, body.as_str()), (200, r#"{"sessions":2}"#));
+    let got = next_frame(&mut a).await.unwrap();
+    assert_eq!(
+        (got.message_type, got.seq, got.message_id.as_deref()),
+        (MessageType::AgentProgress, Some(1), Some("p1"))
+    );
+    assert_eq!(got.payload["step"], 1);
+    // The same message id again: nobody gets it twice.
+    let (status, body) = http_post(&r, "/api/publish", auth, frame).await;
+    assert_eq!((status, body.as_str()), (200, r#"{"sessions":0}"#));
+    ping_pong(&mut a).await;
+    // The detached session gets it on its resume.
+    let (mut b, hello) = connect(
+        &r,
+        &format!("user_id=pia&session_id={session_b}&resume_token={token_b}&last_seq=0"),
+    )
+    .await;
+    assert_eq!(hello["resumed"], true);
+    assert_eq!(hello["replayed"], 1);
+    assert_eq!(
+        next_frame(&mut b).await.unwrap().message_id.as_deref(),
+        Some("p1")
+    );
+    // One session by id.
+    let to_one =
+        format!(r#"{{"session_id": "{session_b}", "type": "agent_progress", "payload": {{}}}}"#);
+    let (status, body) = http_post(&r, "/api/publish", auth, &to_one).await;
+    assert_eq!((status, body.as_str()), (200, r#"{"sessions":1}"#));
+    assert_eq!(next_frame(&mut b).await.unwrap().seq, Some(2));
+}

@@ -349,3 +349,41 @@ async fn a_session_started_while_redis_is_down_resumes_only_on_its_gateway() {
     }
     assert_eq!(seq, 7);
 }
+
+/// `POST /api/publish` on one gateway reaches the user's session held by
+/// the other (through the shared store and its announcements), once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_published_on_one_gateway_reaches_a_session_on_the_other() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (a, b) = pair(
+        GatewayConfig {
+            api_key: Some(wsc_server::ApiKey::new("k")),
+            ..Default::default()
+        },
+        settings(&shared_url(), RedisFailurePolicy::FailOpen),
+    )
+    .await;
+    let (mut ws, _) = connect(&b, "user_id=ray").await;
+    let post = |body: &'static str| async move {
+        let mut s = TcpStream::connect(a.addr).await.unwrap();
+        let request = format!(
+            "POST /api/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).await.unwrap();
+        answer
+    };
+    let frame =
+        r#"{"user_id": "ray", "type": "agent_progress", "payload": {"n": 1}, "message_id": "x1"}"#;
+    let answer = post(frame).await;
+    assert!(answer.ends_with(r#"{"sessions":1}"#), "{answer}");
+    let got = next_frame(&mut ws).await;
+    assert_eq!(
+        (got.message_type, got.seq, got.message_id.as_deref()),
+        (MessageType::AgentProgress, Some(1), Some("x1"))
+    );
+    let answer = post(frame).await;
+    assert!(answer.ends_with(r#"{"sessions":0}"#), "a repeat: {answer}");
+}

@@ -218,3 +218,25 @@ pub(crate) fn metric_values(body: &str) -> impl Fn(&str) -> Option<f64> {
             })
     }
 }
+
+/// A POST with a JSON body and extra header lines; the status and body.
+pub(crate) async fn http_post(r: &Running, path: &str, extra: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    s.write_all(
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.unwrap();
+    let status = buf[9..12].parse().unwrap();
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
