@@ -169,6 +169,13 @@ impl EventSink {
 pub trait AgentRunner: Send + Sync {
     /// Runs to completion (or failure), emitting events through `sink`.
     async fn run(&self, request: AgentRequest, sink: EventSink);
+
+    /// Whether a client's `user_message`/`chat` starts a run too (its
+    /// `content` the input), as with a real agent behind the gateway.
+    /// Default false: only `start_agent` starts runs.
+    fn runs_on_user_messages(&self) -> bool {
+        false
+    }
 }
 
 /// Emits `agent_started`, `agent_thinking`, then `tool_executing` and

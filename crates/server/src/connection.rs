@@ -187,8 +187,8 @@ pub(crate) async fn run(
                         close = Some((CloseCode::MESSAGE_TOO_BIG, "frame over the size limit"));
                         break;
                     }
-                    if let Some(reply) = handle_text(&state, &registry, &user, &session_id, &connection_id, text.as_str()).await {
-                        open = out_tx.send(Out::Control(reply)).await.is_ok();
+                    for reply in handle_text(&state, &registry, &user, &session_id, &connection_id, text.as_str()).await {
+                        open = open && out_tx.send(Out::Control(reply)).await.is_ok();
                     }
                 }
                 Some(Ok(Message::Binary(_))) => {
@@ -266,7 +266,7 @@ async fn write_loop(
     let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
 }
 
-/// Handles one client text frame; returns the reply, if any.
+/// Handles one client text frame; returns its replies (often none).
 async fn handle_text(
     state: &Arc<AppState>,
     registry: &Arc<SessionRegistry>,
@@ -274,13 +274,13 @@ async fn handle_text(
     session_id: &str,
     connection_id: &str,
     text: &str,
-) -> Option<WebSocketMessage> {
+) -> Vec<WebSocketMessage> {
     let msg = match parse_client_frame_with_limit(text, state.config.max_frame_bytes) {
         Ok(msg) => msg,
         Err(e) => {
             state.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
             state.perf.record_error(connection_id);
-            return Some(e.to_error_frame());
+            return vec![e.to_error_frame()];
         }
     };
     if let Err(e) = state.limiter.record_message(user, &msg).await {
@@ -292,10 +292,10 @@ async fn handle_text(
         if let Some(id) = &msg.message_id {
             reply = reply.with_ref_message_id(id.clone());
         }
-        return Some(reply.to_message());
+        return vec![reply.to_message()];
     }
     state.perf.record_message_processed(connection_id, &msg);
-    match msg.message_type {
+    let reply = match msg.message_type {
         MessageType::Ping => Some(WebSocketMessage::new(MessageType::Pong, msg.payload)),
         MessageType::StartAgent => start_agent(state, registry, user, session_id, &msg).await,
         MessageType::StopAgent => match StopAgent::from_message(&msg) {
@@ -310,7 +310,22 @@ async fn handle_text(
             Err(e) => Some(ErrorFrame::new(ErrorCode::InvalidMessage, e.to_string()).to_message()),
         },
         MessageType::UserMessage | MessageType::Chat => {
-            msg.message_id.map(|id| Ack::message(id).to_message())
+            let ack = msg
+                .message_id
+                .clone()
+                .map(|id| Ack::message(id).to_message());
+            if !state.runner.runs_on_user_messages() {
+                return ack.into_iter().collect();
+            }
+            // An upstream agent answers chat: the content is the run's
+            // input (the message id, if any, keys the run as a start's).
+            let mut start = msg.clone();
+            start.message_type = MessageType::StartAgent;
+            start.payload = serde_json::json!({
+                "input": msg.payload.get("content").and_then(serde_json::Value::as_str).unwrap_or(""),
+            });
+            let refused = start_agent(state, registry, user, session_id, &start).await;
+            return ack.into_iter().chain(refused).collect();
         }
         MessageType::Ack => {
             if let Ok(Ack { seq: Some(seq), .. }) = Ack::from_message(&msg) {
@@ -319,7 +334,8 @@ async fn handle_text(
             None
         }
         _ => None,
-    }
+    };
+    reply.into_iter().collect()
 }
 
 /// `run-` and 24 hex digits of SHA-256 over the session and the start's

@@ -227,4 +227,9 @@ impl AgentRunner for HttpAgent {
             sink.emit(f.message_type, Value::Object(f.payload)).await;
         }
     }
+
+    /// A backend answers chat: `user_message {content}` starts a run.
+    fn runs_on_user_messages(&self) -> bool {
+        true
+    }
 }

@@ -55,7 +55,10 @@ async fn ag_ui(headers: HeaderMap, body: String) -> Response {
     // What AGENTS.md says the backend gets.
     assert_eq!(input["messages"][0]["role"], "user");
     assert_eq!(input["messages"][0]["content"], "find it");
-    assert_eq!(input["forwardedProps"]["agent_name"], "triage");
+    // `start_agent` names its agent (the helper: triage); chat gets the
+    // default.
+    let agent = &input["forwardedProps"]["agent_name"];
+    assert!(agent == "triage" || agent == "assistant", "{agent}");
     assert_eq!(
         headers.get("x-wsc-user-id").unwrap(),
         input["forwardedProps"]["user_id"].as_str().unwrap()
@@ -331,4 +334,43 @@ async fn stop_agent_closes_the_upstream_request() {
         "the backend saw its request closed"
     );
     assert_eq!(r.gateway.runs_in_flight("ana"), 0);
+}
+
+/// With a backend, a `user_message` is acknowledged and starts a run with
+/// its content as the input.
+#[tokio::test(start_paused = true)]
+async fn a_user_message_starts_a_run_on_the_backend() {
+    let base = backend().await;
+    let agent = HttpAgent::new(HttpAgentConfig {
+        token: Some(TOKEN.into()),
+        ..HttpAgentConfig::new(format!("{base}/ag-ui"))
+    });
+    let gateway = Gateway::builder(GatewayConfig::default())
+        .clock(wsc_core::TokioClock::new().shared())
+        .runner(std::sync::Arc::new(agent))
+        .build()
+        .await
+        .unwrap();
+    let r = start_gateway(gateway).await;
+    let (mut ws, _) = connect(&r, "user_id=ana").await;
+    let chat = wsc_core::WebSocketMessage::new(
+        M::UserMessage,
+        json!({"content": "find it", "agent_name": "ignored"}),
+    )
+    .with_message_id("chat-1")
+    .with_thread_id("t1");
+    send(&mut ws, &chat).await;
+    let ack = next_frame(&mut ws).await.unwrap();
+    assert_eq!((ack.message_type, &ack.payload["message_id"]), (M::Ack, &json!("chat-1")));
+    let mut last = None;
+    while last.is_none() {
+        let f = next_frame(&mut ws).await.unwrap();
+        if matches!(f.message_type, M::AgentCompleted | M::AgentError) {
+            last = Some(f);
+        }
+    }
+    let last = last.unwrap();
+    // The backend checked the input, the token and the user (it answers
+    // 401 or panics otherwise).
+    assert_eq!((last.message_type, &last.payload["result"]), (M::AgentCompleted, &json!("Done")));
 }
