@@ -17,8 +17,8 @@ cargo xtask <TASK>
 Tasks:
   ci      the test command: fmt --check, import cycles, clippy -D warnings,
           tests, docs
-          (prepares target/pyenv with Python's `websockets` for the gateway's
-          cross-language test, and finds headless Chromium for the dashboard's
+          (prepares target/pyenv with Python's `websockets` and the example
+          agent backends' packages for the gateway's cross-language tests, and finds headless Chromium for the dashboard's
           browser test, installing the `chromium` package with apt-get when
           run as root, and starts a redis-server on a free port for the Redis
           tests — installing `redis-server` the same way — stopping it at the
@@ -102,14 +102,24 @@ struct Step {
     env: Vec<(&'static str, String)>,
 }
 
-/// Makes sure a Python with the `websockets` package exists for the
-/// gateway's cross-language test: a venv under `target/pyenv`. Returns its
+/// What the venv needs: `websockets` for the cross-language client test,
+/// and the example agent backends' requirements (`examples/*/requirements.txt`:
+/// the official `ag-ui-protocol` package, Starlette, uvicorn).
+const PYTHON_PACKAGES: &[&str] = &[
+    "websockets>=13,<18",
+    "ag-ui-protocol>=1,<2",
+    "starlette>=0.40,<2",
+    "uvicorn>=0.30,<1",
+];
+
+/// Makes sure a Python with [`PYTHON_PACKAGES`] exists for the gateway's
+/// cross-language tests: a venv under `target/pyenv`. Returns its
 /// interpreter.
 fn prepare_python() -> Result<PathBuf, String> {
     let venv = root().join("target").join("pyenv");
     let python = venv.join("bin").join("python");
     println!(
-        "==> [python] a venv with `websockets` at {}",
+        "==> [python] a venv with websockets and the example agents' packages at {}",
         venv.display()
     );
     if !python.exists() {
@@ -123,16 +133,23 @@ fn prepare_python() -> Result<PathBuf, String> {
         }
     }
     let has = Command::new(&python)
-        .args(["-c", "import websockets"])
+        .args([
+            "-c",
+            "import websockets, ag_ui.core, ag_ui.encoder, starlette, uvicorn",
+        ])
         .status()
         .is_ok_and(|s| s.success());
     if !has {
         let status = Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "websockets>=13,<18"])
+            .args(["-m", "pip", "install", "--quiet"])
+            .args(PYTHON_PACKAGES)
             .status()
             .map_err(|e| format!("pip could not run: {e}"))?;
         if !status.success() {
-            return Err("`pip install websockets` failed (is PyPI reachable?)".into());
+            return Err(format!(
+                "`pip install {}` failed (is PyPI reachable?)",
+                PYTHON_PACKAGES.join(" ")
+            ));
         }
     }
     println!("<== [python] ok");

@@ -361,7 +361,10 @@ async fn a_user_message_starts_a_run_on_the_backend() {
     .with_thread_id("t1");
     send(&mut ws, &chat).await;
     let ack = next_frame(&mut ws).await.unwrap();
-    assert_eq!((ack.message_type, &ack.payload["message_id"]), (M::Ack, &json!("chat-1")));
+    assert_eq!(
+        (ack.message_type, &ack.payload["message_id"]),
+        (M::Ack, &json!("chat-1"))
+    );
     let mut last = None;
     while last.is_none() {
         let f = next_frame(&mut ws).await.unwrap();
@@ -372,5 +375,8 @@ async fn a_user_message_starts_a_run_on_the_backend() {
     let last = last.unwrap();
     // The backend checked the input, the token and the user (it answers
     // 401 or panics otherwise).
-    assert_eq!((last.message_type, &last.payload["result"]), (M::AgentCompleted, &json!("Done")));
+    assert_eq!(
+        (last.message_type, &last.payload["result"]),
+        (M::AgentCompleted, &json!("Done"))
+    );
 }
