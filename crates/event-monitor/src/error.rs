@@ -43,6 +43,13 @@ pub enum EventValidationError {
         /// The error's message, or the event type when it had none.
         reason: String,
     },
+    /// The run was stopped by its user (`agent_error {code: "cancelled"}`):
+    /// ended on purpose, not failed.
+    #[error("run {session_id:?} was cancelled by its user")]
+    Cancelled {
+        /// The run.
+        session_id: String,
+    },
     /// No run is tracked under this id.
     #[error("unknown run {0:?}: it was never tracked, or was cleaned up")]
     UnknownSession(String),

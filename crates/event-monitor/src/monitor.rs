@@ -121,6 +121,7 @@ impl EventMonitor {
             is_complete: matches!(self.validate(session_id, &run), Ok(true)),
             reached_completion: run.phase == Phase::Completed,
             is_failed: run.phase == Phase::Failed,
+            is_cancelled: run.phase == Phase::Failed && run.cancelled,
             is_timeout: run.is_timeout,
             total_events: run.total_events,
             events_truncated: run.events_truncated,
@@ -211,6 +212,11 @@ impl EventMonitor {
     /// The checks of [`validate_session_completion`](Self::validate_session_completion)
     /// on one run: `Ok(true)` exactly when the run is validated complete.
     fn validate(&self, session_id: &str, run: &Run) -> Result<bool, EventValidationError> {
+        if run.phase == Phase::Failed && run.cancelled {
+            return Err(EventValidationError::Cancelled {
+                session_id: session_id.to_owned(),
+            });
+        }
         if run.phase == Phase::Failed {
             return Err(EventValidationError::RunFailed {
                 session_id: session_id.to_owned(),
@@ -456,6 +462,7 @@ impl EventMonitor {
             active_runs: 0,
             completed_runs: 0,
             failed_runs: 0,
+            cancelled_runs: 0,
             timed_out_runs: 0,
             stale_runs: 0,
             stuck_tools: 0,
@@ -474,6 +481,7 @@ impl EventMonitor {
             } else {
                 match run.phase {
                     Phase::Completed => report.completed_runs += 1,
+                    Phase::Failed if run.cancelled => report.cancelled_runs += 1,
                     Phase::Failed => report.failed_runs += 1,
                     Phase::NotStarted | Phase::Running => {
                         report.active_runs += 1;

@@ -37,6 +37,9 @@ pub struct EventTracker {
     pub reached_completion: bool,
     /// The run ended with `error` or `agent_error`.
     pub is_failed: bool,
+    /// That error was a cancellation by the run's user (`code:
+    /// "cancelled"`).
+    pub is_cancelled: bool,
     /// The run was marked timed out.
     pub is_timeout: bool,
     /// Every event recorded, stored or not.
@@ -144,8 +147,11 @@ pub struct HealthReport {
     pub active_runs: usize,
     /// Runs that delivered `agent_completed`.
     pub completed_runs: usize,
-    /// Runs ended by an error.
+    /// Runs ended by an error (cancelled ones not included).
     pub failed_runs: usize,
+    /// Runs their user stopped (`agent_error {code: "cancelled"}`): ended
+    /// on purpose, so they do not make the monitor less healthy.
+    pub cancelled_runs: usize,
     /// Runs marked timed out.
     pub timed_out_runs: usize,
     /// Active runs with no event for `stale_after`.

@@ -104,6 +104,8 @@ pub(crate) struct Run {
     pub(crate) violations: Vec<OrderViolation>,
     pub(crate) started_at: Timestamp,
     pub(crate) failure_reason: Option<String>,
+    /// The failing event was a cancellation (`code: "cancelled"`).
+    pub(crate) cancelled: bool,
     pub(crate) session: AgentSession,
 }
 
@@ -124,6 +126,7 @@ impl Run {
             violations: Vec::new(),
             violation_count: 0,
             failure_reason: None,
+            cancelled: false,
             latency_sum_us: 0,
             latency_max_us: 0,
             latency_count: 0,
@@ -182,6 +185,7 @@ impl Run {
                 .or_else(|| message.payload_str("error"))
                 .unwrap_or(message.message_type.as_str());
             self.failure_reason = Some(reason.to_owned());
+            self.cancelled = message.payload_str("code") == Some("cancelled");
         }
 
         let violation = violation.map(|kind| {

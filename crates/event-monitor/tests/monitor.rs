@@ -319,3 +319,42 @@ async fn concurrent_runs_do_not_interfere() {
     }
     assert!(m.silent_failures().is_empty());
 }
+
+#[test]
+fn a_cancelled_run_is_counted_apart_and_keeps_the_monitor_healthy() {
+    let (m, _) = monitor(EventMonitorConfig::default());
+    for i in 0..4 {
+        let id = format!("r{i}");
+        m.start_session_tracking(&id, AgentSession::new("u"));
+        m.record_event(&id, WebSocketMessage::new(M::AgentStarted, json!({})))
+            .unwrap();
+        m.record_event(
+            &id,
+            WebSocketMessage::new(
+                M::AgentError,
+                json!({"code": "cancelled", "message": "stopped"}),
+            ),
+        )
+        .unwrap();
+    }
+    let health = m.check_health();
+    assert_eq!((health.cancelled_runs, health.failed_runs), (4, 0));
+    assert_eq!(health.status, HealthStatus::Healthy, "{:?}", health.issues);
+    let t = m.tracker("r0").unwrap();
+    assert!(t.is_failed && t.is_cancelled && !t.is_complete);
+    assert_eq!(
+        m.validate_session_completion("r0"),
+        Err(EventValidationError::Cancelled {
+            session_id: "r0".into()
+        })
+    );
+    // Any other error is a failure.
+    m.start_session_tracking("f", AgentSession::new("u"));
+    m.record_event(
+        "f",
+        WebSocketMessage::new(M::AgentError, json!({"code": "upstream_error"})),
+    )
+    .unwrap();
+    assert_eq!(m.check_health().failed_runs, 1);
+    assert!(!m.tracker("f").unwrap().is_cancelled);
+}
