@@ -78,6 +78,10 @@ struct DemoArgs {
     instances: usize,
     #[command(flatten)]
     redis_options: RedisOptions,
+    /// The in-process gateways run their runs on this agent backend
+    /// instead of the simulated agent.
+    #[command(flatten)]
+    agent: AgentOptions,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -357,6 +361,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
     if !(0.0..=1.0).contains(&args.disconnect_rate) {
         anyhow::bail!("--disconnect-rate must be between 0 and 1");
     }
+    if args.agent.agent_url.is_some() && !args.targets.is_empty() {
+        anyhow::bail!(
+            "--agent-url is for the gateways demo starts; gateways given with --target run their own agent"
+        );
+    }
     if args.instances == 0 || (args.instances > 1 && args.redis.is_none()) {
         anyhow::bail!("--instances must be 1, or more with --redis (they share state there)");
     }
@@ -391,7 +400,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
             .redis
             .as_deref()
             .map(|u| args.redis_options.settings(u));
-        let gateway = gateway_for(config.clone(), redis, None).await?;
+        let gateway = gateway_for(config.clone(), redis, args.agent.config()).await?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let g = gateway.clone();
         servers.push(tokio::spawn(async move {
@@ -421,6 +430,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
         step_delay: Duration::from_millis(args.step_delay_ms),
         seed: args.seed,
         flood_pings: args.flood_pings,
+        agent: args.agent.agent_url.clone(),
         ..Default::default()
     };
     let progress = Arc::new(DemoProgress::default());

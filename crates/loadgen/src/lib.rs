@@ -67,6 +67,13 @@ pub struct DemoConfig {
     /// limiter at work: those over the gateway's per-minute limit are
     /// answered `rate_limited` (default 200; 0: no flood).
     pub flood_pings: u32,
+    /// The agent behind the gateways, for the report: `None` is the
+    /// gateway's simulated agent, whose runs are checked against its exact
+    /// event sequence (see [`events_per_run`](Self::events_per_run)); a
+    /// name (e.g. the backend's URL) is a real agent, whose run is complete
+    /// when it starts with `agent_started` and ends with `agent_completed`
+    /// (the gateway's event monitor checks its order and completeness).
+    pub agent: Option<String>,
 }
 
 impl Default for DemoConfig {
@@ -80,6 +87,7 @@ impl Default for DemoConfig {
             run_timeout: Duration::from_secs(20),
             seed: None,
             flood_pings: 200,
+            agent: None,
         }
     }
 }
@@ -129,6 +137,8 @@ impl DemoProgress {
 /// arrived exactly once and every run validated.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct DemoReport {
+    /// The agent the runs ran on: `simulated`, or the real agent's name.
+    pub agent: String,
     /// Gateways the users connected to.
     pub gateways: u64,
     /// Simulated users.
@@ -186,7 +196,8 @@ impl DemoReport {
 
     /// The report as an aligned two-column table.
     pub fn to_table(&self) -> String {
-        let rows: [(&str, String); 17] = [
+        let rows: [(&str, String); 18] = [
+            ("agent", self.agent.clone()),
             ("gateways", self.gateways.to_string()),
             ("users", self.users.to_string()),
             (
@@ -304,6 +315,10 @@ pub async fn run_demo(
         tokio::spawn(async move { flood(&url, n).await })
     });
     let mut report = DemoReport {
+        agent: config
+            .agent
+            .clone()
+            .unwrap_or_else(|| "simulated".to_owned()),
         gateways: ws_urls.len() as u64,
         users: config.users as u64,
         runs: (config.users * config.runs) as u64,
@@ -357,7 +372,13 @@ pub async fn run_demo(
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    report.events_expected = report.runs * config.events_per_run();
+    report.events_expected = if config.agent.is_none() {
+        report.runs * config.events_per_run()
+    } else {
+        // A real agent's runs have no known length: what arrived, plus what
+        // runs that never ended owe (their terminal frame at least).
+        report.events + report.events_lost
+    };
     report.disconnects = progress.snapshot().disconnects;
     if !latency.is_empty() {
         report.p50_latency_ms = latency.value_at_quantile(0.5) as f64 / 1_000.0;
@@ -407,8 +428,10 @@ async fn run_user(
         .with_message_id(format!("start-{user}-{run_index}"));
         client.send(start.clone());
         // Drop the connection once, after a random event of this run.
+        let real = config.agent.is_some();
         let drop_after = if rng.random_bool(config.disconnect_rate.clamp(0.0, 1.0)) {
-            Some(rng.random_range(1..=expected.len()))
+            // A real agent's run has at least start, something, end.
+            Some(rng.random_range(1..=if real { 2 } else { expected.len() }))
         } else {
             None
         };
@@ -417,7 +440,10 @@ async fn run_user(
         let mut received: Vec<MessageType> = Vec::with_capacity(expected.len());
         let deadline = tokio::time::Instant::now() + config.run_timeout;
         let mut gave_up = false;
-        while received.last() != Some(&MessageType::AgentCompleted) {
+        while !matches!(
+            received.last(),
+            Some(MessageType::AgentCompleted | MessageType::AgentError)
+        ) {
             let event = match tokio::time::timeout_at(deadline, client.recv()).await {
                 Ok(Some(event)) => event,
                 Ok(None) | Err(_) => {
@@ -480,17 +506,35 @@ async fn run_user(
             received.push(msg.message_type);
             out.events += 1;
             progress.events.fetch_add(1, Ordering::Relaxed);
-            if drop_after == Some(received.len()) && received.len() < expected.len() {
+            let ended = matches!(
+                msg.message_type,
+                MessageType::AgentCompleted | MessageType::AgentError
+            );
+            if drop_after == Some(received.len()) && !ended {
                 client.drop_connection();
                 pending_drop = true;
                 progress.disconnects.fetch_add(1, Ordering::Relaxed);
             }
         }
-        let lost = (expected.len() as u64).saturating_sub(received.len() as u64);
+        let complete = if real {
+            received.first() == Some(&MessageType::AgentStarted)
+                && received.last() == Some(&MessageType::AgentCompleted)
+        } else {
+            received == expected
+        };
+        let lost = if real {
+            let ended = matches!(
+                received.last(),
+                Some(MessageType::AgentCompleted | MessageType::AgentError)
+            );
+            u64::from(!ended)
+        } else {
+            (expected.len() as u64).saturating_sub(received.len() as u64)
+        };
         if run_id.is_some() {
             out.lost += lost;
         }
-        if received == expected {
+        if complete {
             out.runs_completed += 1;
             // The gateway's event monitor checks it too, at the end.
             out.run_ids.extend(run_id);

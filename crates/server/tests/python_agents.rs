@@ -242,3 +242,33 @@ async fn the_failing_mode_and_the_wsc_backend() {
         Ok(true)
     );
 }
+
+/// The demo's load (`wsc-gateway demo --agent-url`) through the Python
+/// AG-UI backend: resilient clients cut at random events and resumed;
+/// nothing lost, nothing duplicated, every run validated by the gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_load_runs_through_a_real_backend() {
+    let (_agent, url) = start_agent_process("ag-ui-python").await;
+    let r = gateway_for(format!("{url}?slow=5"), AgentProtocol::AgUi).await;
+    let config = wsc_loadgen::DemoConfig {
+        users: 20,
+        runs: 3,
+        disconnect_rate: 0.4,
+        flood_pings: 0,
+        seed: Some(7),
+        agent: Some(url.clone()),
+        ..Default::default()
+    };
+    let report = wsc_loadgen::run_demo(
+        &[r.gateway.event_monitor().clone()],
+        &[format!("ws://{}/ws", r.addr)],
+        &config,
+        Arc::new(wsc_loadgen::DemoProgress::default()),
+    )
+    .await;
+    assert!(report.passed(), "{}", report.to_table());
+    assert_eq!(report.runs_completed, 60);
+    assert_eq!(report.agent, url);
+    assert_eq!(report.events, 60 * AG_UI_RUN.len() as u64);
+    assert!(report.disconnects > 0 && report.resumes >= report.disconnects);
+}
