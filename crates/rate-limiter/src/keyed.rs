@@ -23,13 +23,11 @@ const MAX_KEYS: usize = 100_000;
 /// use std::time::Duration;
 /// use wsc_rate_limiter::AdaptiveRateLimiter;
 ///
-/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let limiter = AdaptiveRateLimiter::new(4, Duration::from_secs(1));
-/// assert!(limiter.is_allowed("c", Some(0.9)).await); // limit now 2
-/// assert!(limiter.is_allowed("c", None).await);      // the last load still holds
-/// assert!(!limiter.is_allowed("c", None).await);
+/// assert!(limiter.is_allowed("c", Some(0.9))); // limit now 2
+/// assert!(limiter.is_allowed("c", None));      // the last load still holds
+/// assert!(!limiter.is_allowed("c", None));
 /// assert_eq!(limiter.remaining_quota("c"), 0);
-/// # });
 /// ```
 #[derive(Debug)]
 pub struct AdaptiveRateLimiter {
@@ -89,7 +87,7 @@ impl AdaptiveRateLimiter {
     /// Admits and records one request of `client_id` if it is under the
     /// limit for the load. `current_load` (0.0 to 1.0), when given, becomes
     /// the load for this and later calls. A non-finite load is ignored.
-    pub async fn is_allowed(&self, client_id: &str, current_load: Option<f64>) -> bool {
+    pub fn is_allowed(&self, client_id: &str, current_load: Option<f64>) -> bool {
         if let Some(load) = current_load.filter(|l| l.is_finite()) {
             self.load.store(load.to_bits(), Ordering::Relaxed);
         }
@@ -130,14 +128,12 @@ fn global_limiter() -> &'static BoundedMap<WindowSet> {
 /// use std::time::Duration;
 /// use wsc_rate_limiter::check_rate_limit;
 ///
-/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let w = Duration::from_secs(60);
-/// assert!(check_rate_limit("doc-client", 2, w).await);
-/// assert!(check_rate_limit("doc-client", 2, w).await);
-/// assert!(!check_rate_limit("doc-client", 2, w).await);
-/// # });
+/// assert!(check_rate_limit("doc-client", 2, w));
+/// assert!(check_rate_limit("doc-client", 2, w));
+/// assert!(!check_rate_limit("doc-client", 2, w));
 /// ```
-pub async fn check_rate_limit(client_id: &str, max_requests: u32, window: Duration) -> bool {
+pub fn check_rate_limit(client_id: &str, max_requests: u32, window: Duration) -> bool {
     if max_requests == 0 {
         return false;
     }

@@ -230,7 +230,7 @@ impl WebSocketRateLimiter {
     }
 
     /// Whether the user may open one more connection now.
-    pub async fn check_connection_limit(&self, user_id: &str) -> bool {
+    pub fn check_connection_limit(&self, user_id: &str) -> bool {
         self.active_connections(user_id) < self.cap()
     }
 
@@ -244,7 +244,7 @@ impl WebSocketRateLimiter {
     /// # Errors
     /// A [`LimitKind::Connections`] refusal (no `retry_after`) when the user
     /// already holds `max_connections_per_user` other connections.
-    pub async fn record_connection(
+    pub fn record_connection(
         &self,
         user_id: &str,
         connection_id: &str,
@@ -284,7 +284,7 @@ impl WebSocketRateLimiter {
     }
 
     /// Forgets an open connection. Idempotent.
-    pub async fn remove_connection(&self, user_id: &str, connection_id: &str) {
+    pub fn remove_connection(&self, user_id: &str, connection_id: &str) {
         self.drop_connection(user_id, connection_id);
     }
 
@@ -664,7 +664,7 @@ impl WebSocketRateLimiter {
     /// `cleanup_inactive_after`, and client IPs idle as long (or for twice
     /// `ip_window` and `violation_decay` when that is `None`) and not
     /// blocked. Returns how many entries it removed.
-    pub async fn cleanup_expired_data(&self) -> usize {
+    pub fn cleanup_expired_data(&self) -> usize {
         self.cleanup_now()
     }
 

@@ -120,17 +120,17 @@ async fn connections_are_idempotent_distinct_and_permits_release() {
         max_connections_per_user: 2,
         ..Default::default()
     });
-    l.record_connection("u", "a").await.unwrap();
-    l.record_connection("u", "a").await.unwrap();
+    l.record_connection("u", "a").unwrap();
+    l.record_connection("u", "a").unwrap();
     assert_eq!(l.active_connections("u"), 1);
-    l.record_connection("u", "b").await.unwrap();
-    let err = l.record_connection("u", "c").await.unwrap_err();
+    l.record_connection("u", "b").unwrap();
+    let err = l.record_connection("u", "c").unwrap_err();
     assert_eq!(err.kind, LimitKind::Connections);
     assert_eq!(err.retry_after, None);
     assert!(err.to_string().contains("connection limit"));
-    assert!(!l.check_connection_limit("u").await);
-    l.remove_connection("u", "a").await;
-    l.remove_connection("u", "a").await;
+    assert!(!l.check_connection_limit("u"));
+    l.remove_connection("u", "a");
+    l.remove_connection("u", "a");
     assert_eq!(l.active_connections("u"), 1);
     {
         let permit = l.acquire_connection("u", "p").unwrap();
@@ -188,11 +188,11 @@ async fn cleanup_drops_only_inactive_users_without_connections() {
         ..Default::default()
     });
     l.record_message("idle", &msg()).await.unwrap();
-    l.record_connection("connected", "c1").await.unwrap();
+    l.record_connection("connected", "c1").unwrap();
     clock.advance(Duration::from_secs(200));
     l.record_message("recent", &msg()).await.unwrap();
     clock.advance(Duration::from_secs(101));
-    assert_eq!(l.cleanup_expired_data().await, 1);
+    assert_eq!(l.cleanup_expired_data(), 1);
     assert!(l.user_state("idle").is_none());
     assert!(l.user_state("connected").is_some() && l.user_state("recent").is_some());
     assert_eq!(l.tracked_users(), 2);
@@ -219,7 +219,7 @@ async fn a_flood_of_new_ids_stays_within_the_cap() {
         max_tracked_users: 100,
         ..Default::default()
     });
-    l.record_connection("holder", "c").await.unwrap();
+    l.record_connection("holder", "c").unwrap();
     for i in 0..10_000 {
         l.record_message(&format!("flood-{i}"), &msg())
             .await

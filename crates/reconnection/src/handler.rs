@@ -343,8 +343,8 @@ impl Drop for InFlight<'_> {
 /// let clock = ManualClock::default();
 /// let h = WebSocketReconnectionHandler::with_clock(
 ///     ReconnectionConfig::default(), Arc::new(Up), Arc::new(Up), clock.shared());
-/// h.register_session("s1", SessionRegistration::new("alice", "conn-1")).await;
-/// h.handle_connection_lost("s1", "network error").await;
+/// h.register_session("s1", SessionRegistration::new("alice", "conn-1"));
+/// h.handle_connection_lost("s1", "network error");
 /// let state = h.reconnection_state("s1").unwrap();
 /// assert!(state.is_reconnecting && state.retry_count == 0);
 /// assert_eq!(state.lost_reason.as_deref(), Some("network error"));
@@ -435,7 +435,7 @@ impl WebSocketReconnectionHandler {
     }
 
     /// Registers (or re-registers) a connected session.
-    pub async fn register_session(&self, session_id: &str, registration: SessionRegistration) {
+    pub fn register_session(&self, session_id: &str, registration: SessionRegistration) {
         let now = self.clock.now();
         let entry = Entry {
             session: ReconnectionSession {
@@ -472,7 +472,7 @@ impl WebSocketReconnectionHandler {
     /// `reconnected_at` cleared, not failed). Losing an already lost
     /// session updates the reason only; during a running attempt the
     /// attempt's counters are kept. Unknown sessions are ignored.
-    pub async fn handle_connection_lost(&self, session_id: &str, reason: &str) {
+    pub fn handle_connection_lost(&self, session_id: &str, reason: &str) {
         let now = self.clock.now();
         self.with(session_id, |e| {
             if e.session.is_active {
@@ -650,7 +650,7 @@ impl WebSocketReconnectionHandler {
 
     /// Removes sessions with no activity for `session_timeout` (a lost one
     /// too, but never one with an attempt in flight); returns how many.
-    pub async fn cleanup_expired_sessions(&self) -> usize {
+    pub fn cleanup_expired_sessions(&self) -> usize {
         let now = self.clock.now();
         let timeout = self.config.session_timeout;
         let before = self.sessions.len();
@@ -662,7 +662,7 @@ impl WebSocketReconnectionHandler {
     }
 
     /// A session's reconnection counters.
-    pub async fn get_session_metrics(&self, session_id: &str) -> Option<ReconnectionMetrics> {
+    pub fn get_session_metrics(&self, session_id: &str) -> Option<ReconnectionMetrics> {
         self.with(session_id, |e| e.metrics.clone())
     }
 }

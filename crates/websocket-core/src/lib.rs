@@ -14,10 +14,13 @@
 //! | [`performance_monitor_core`] | `wsc-perf-monitor` | `WebSocketPerformanceMonitor`, alerts, reports |
 //! | [`reconnection_handler`] | `wsc-reconnection` | `WebSocketReconnectionHandler`, sessions, replay |
 //!
-//! The component crates are synchronous where nothing waits (the event and
-//! performance monitors); the legacy types here keep the legacy `async`
-//! methods as thin wrappers ([`event_monitor::ChatEventMonitor`],
-//! [`performance_monitor_core::WebSocketPerformanceMonitor`]), and reach
+//! The component crates are synchronous where nothing waits; the legacy
+//! types here keep the legacy `async` methods as thin wrappers
+//! ([`event_monitor::ChatEventMonitor`],
+//! [`performance_monitor_core::WebSocketPerformanceMonitor`],
+//! [`rate_limiter::WebSocketRateLimiter`],
+//! [`rate_limiter::AdaptiveRateLimiter`], [`rate_limiter::check_rate_limit`],
+//! [`reconnection_handler::WebSocketReconnectionHandler`]), and reach
 //! everything else of the modern type through `Deref`.
 //!
 //! The component crates are also re-exported whole: [`wsc_core`],
@@ -60,7 +63,9 @@
 #![forbid(unsafe_code)]
 
 mod legacy_events;
+mod legacy_limits;
 mod legacy_perf;
+mod legacy_reconnect;
 
 pub use wsc_core;
 pub use wsc_event_monitor as events;
@@ -125,11 +130,12 @@ pub mod event_monitor {
 /// Per-user message windows, connection caps and backoff (legacy
 /// `websocket_core.rate_limiter`).
 pub mod rate_limiter {
+    pub use crate::legacy_limits::{AdaptiveRateLimiter, WebSocketRateLimiter, check_rate_limit};
     pub use wsc_rate_limiter::{
-        AdaptiveRateLimiter, CleanupHandle, ConnectionPermit, EndpointRateLimiter, FailurePolicy,
-        LimitKind, MemoryStore, RateLimitConfig, RateLimitExceeded, RateLimitExceededException,
-        RateLimitStore, StoreError, UserRateLimitState, WebSocketRateLimiter, WindowDecision,
-        WindowLimit, WindowRequest, check_rate_limit, normalize_identifier,
+        CleanupHandle, ConnectionPermit, EndpointRateLimiter, FailurePolicy, LimitKind,
+        MemoryStore, RateLimitConfig, RateLimitExceeded, RateLimitExceededException,
+        RateLimitStore, StoreError, UserRateLimitState, WindowDecision, WindowLimit, WindowRequest,
+        normalize_identifier,
     };
 
     /// Legacy name of [`EndpointRateLimiter`]: limits keyed by (user, endpoint).
@@ -164,23 +170,24 @@ pub mod performance_monitor_core {
 ///   `is_reconnecting == true`, `retry_count == 0`, `lost_reason ==
 ///   Some(reason)`, `failed_permanently == false` and `reconnected_at ==
 ///   None`. It stays reconnecting until a success, or until the last try of
-///   [`attempt_reconnection`](crate::reconnection_handler::WebSocketReconnectionHandler::attempt_reconnection)
+///   [`attempt_reconnection`](crate::resume::WebSocketReconnectionHandler::attempt_reconnection)
 ///   fails (then `failed_permanently`). A loss does not count as an
 ///   attempt: the `attempt_reconnection` that follows runs; a second one
 ///   while the first is in flight returns `Ok(false)` without touching the
 ///   transport.
-/// - **[`handle_successful_reconnection`](crate::reconnection_handler::WebSocketReconnectionHandler::handle_successful_reconnection)
+/// - **[`handle_successful_reconnection`](crate::resume::WebSocketReconnectionHandler::handle_successful_reconnection)
 ///   is a success** like a successful retry: the session gets the new
 ///   `connection_id`, is active, `reconnected_at` is now,
 ///   `reconnection_count` grows by one, `total_downtime` by the time since
 ///   the loss, the metrics count the reconnection, and the state leaves
 ///   reconnecting; then the buffered frames are replayed.
 pub mod reconnection_handler {
+    pub use crate::legacy_reconnect::WebSocketReconnectionHandler;
     pub use wsc_reconnection::{
         Attached, Backoff, BufferLimits, Jitter, MaxRetriesExceededException, MessageBuffer,
         NotResumedReason, OverflowPolicy, ReconnectTransport, ReconnectionConfig,
         ReconnectionError, ReconnectionMetrics, ReconnectionPhase, ReconnectionSession,
         ReconnectionState, ReplayBuffer, ResumeOutcome, ResumeRequest, SessionConfig,
-        SessionRegistration, SessionRegistry, TransportError, WebSocketReconnectionHandler,
+        SessionRegistration, SessionRegistry, TransportError,
     };
 }
