@@ -8,17 +8,8 @@ use std::path::PathBuf;
 use tokio::net::TcpListener;
 use wsc_server::{Gateway, GatewayConfig};
 
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("WSC_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/pyenv/bin/python");
-    assert!(
-        venv.exists(),
-        "no Python with `websockets`: run `cargo xtask ci` (it creates target/pyenv) or set WSC_PYTHON"
-    );
-    venv
-}
+mod support;
+use support::python;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_websockets_client_runs_a_session_and_a_resume() {

@@ -13,22 +13,10 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use wsc_core::{MessageType, WebSocketMessage};
-use wsc_server::{AgentProtocol, Gateway, GatewayConfig, HttpAgent, HttpAgentConfig};
+use wsc_server::{AgentProtocol, GatewayConfig, HttpAgent, HttpAgentConfig};
 
 mod support;
 use support::*;
-
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("WSC_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/pyenv/bin/python");
-    assert!(
-        venv.exists(),
-        "no Python with the example agents' packages: run `cargo xtask ci` (it prepares target/pyenv) or set WSC_PYTHON"
-    );
-    venv
-}
 
 /// Starts `examples/<dir>/agent.py` on a free port; its process and URL.
 async fn start_agent_process(dir: &str) -> (Child, String) {
@@ -61,17 +49,11 @@ async fn gateway_for(url: String, protocol: AgentProtocol) -> Running {
         protocol,
         ..HttpAgentConfig::new(url)
     });
-    start_gateway(
-        Gateway::builder(GatewayConfig {
-            max_handshakes_per_ip: 0,
-            ..Default::default()
-        })
-        .runner(Arc::new(agent))
-        .build()
-        .await
-        .unwrap(),
-    )
-    .await
+    let config = GatewayConfig {
+        max_handshakes_per_ip: 0,
+        ..Default::default()
+    };
+    start_with_runner(config, Arc::new(agent), Arc::new(wsc_core::SystemClock)).await
 }
 
 use MessageType as M;

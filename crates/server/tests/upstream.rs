@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 use wsc_core::MessageType;
-use wsc_server::{AgentProtocol, Gateway, GatewayConfig, HttpAgent, HttpAgentConfig};
+use wsc_server::{AgentProtocol, GatewayConfig, HttpAgent, HttpAgentConfig};
 
 mod support;
 use support::*;
@@ -177,13 +177,12 @@ async fn run_against(url: String, protocol: AgentProtocol) -> (Running, Vec<Mess
         idle_timeout: Duration::from_secs(5),
         ..HttpAgentConfig::new(url)
     });
-    let gateway = Gateway::builder(GatewayConfig::default())
-        .clock(wsc_core::TokioClock::new().shared())
-        .runner(std::sync::Arc::new(agent))
-        .build()
-        .await
-        .unwrap();
-    let r = start_gateway(gateway).await;
+    let r = start_with_runner(
+        GatewayConfig::default(),
+        std::sync::Arc::new(agent),
+        wsc_core::TokioClock::new().shared(),
+    )
+    .await;
     let (mut ws, _) = connect(&r, "user_id=ana").await;
     send(&mut ws, &start_agent(&[], 0)).await;
     let mut types = Vec::new();
@@ -296,13 +295,12 @@ async fn stop_agent_closes_the_upstream_request() {
         idle_timeout: Duration::from_secs(5),
         ..HttpAgentConfig::new(format!("{base}/slow"))
     });
-    let gateway = Gateway::builder(GatewayConfig::default())
-        .clock(wsc_core::TokioClock::new().shared())
-        .runner(std::sync::Arc::new(agent))
-        .build()
-        .await
-        .unwrap();
-    let r = start_gateway(gateway).await;
+    let r = start_with_runner(
+        GatewayConfig::default(),
+        std::sync::Arc::new(agent),
+        wsc_core::TokioClock::new().shared(),
+    )
+    .await;
     let (mut ws, _) = connect(&r, "user_id=ana").await;
     send(&mut ws, &start_agent(&[], 0)).await;
     let started = next_frame(&mut ws).await.unwrap();
@@ -345,13 +343,12 @@ async fn a_user_message_starts_a_run_on_the_backend() {
         token: Some(TOKEN.into()),
         ..HttpAgentConfig::new(format!("{base}/ag-ui"))
     });
-    let gateway = Gateway::builder(GatewayConfig::default())
-        .clock(wsc_core::TokioClock::new().shared())
-        .runner(std::sync::Arc::new(agent))
-        .build()
-        .await
-        .unwrap();
-    let r = start_gateway(gateway).await;
+    let r = start_with_runner(
+        GatewayConfig::default(),
+        std::sync::Arc::new(agent),
+        wsc_core::TokioClock::new().shared(),
+    )
+    .await;
     let (mut ws, _) = connect(&r, "user_id=ana").await;
     let chat = wsc_core::WebSocketMessage::new(
         M::UserMessage,

@@ -136,13 +136,18 @@ pub(crate) async fn http_get(r: &Running, path: &str) -> (u16, String) {
 /// A GET with extra header lines (each ending in `\r\n`); the status, the
 /// response head and the body.
 pub(crate) async fn http_get_with(r: &Running, path: &str, extra: &str) -> (u16, String, String) {
-    let mut s = TcpStream::connect(r.addr).await.unwrap();
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n")
-            .as_bytes(),
+    http_request(
+        r,
+        &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n"),
     )
     .await
-    .unwrap();
+}
+
+/// Sends one raw HTTP/1.1 request (asking to close); the status, the
+/// response head and the body.
+async fn http_request(r: &Running, request: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
     let mut buf = String::new();
     s.read_to_string(&mut buf).await.unwrap();
     let status = buf[9..12].parse().unwrap();
@@ -221,22 +226,42 @@ pub(crate) fn metric_values(body: &str) -> impl Fn(&str) -> Option<f64> {
 
 /// A POST with a JSON body and extra header lines; the status and body.
 pub(crate) async fn http_post(r: &Running, path: &str, extra: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(r.addr).await.unwrap();
-    s.write_all(
-        format!(
-            "POST {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).await.unwrap();
-    let status = buf[9..12].parse().unwrap();
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (status, _, body) = http_request(r, &request).await;
     (status, body)
+}
+
+/// The Python of the cross-language tests: `WSC_PYTHON`, else the venv
+/// `cargo xtask ci` prepares in `target/pyenv` (with `websockets` and the
+/// example agents' packages).
+pub(crate) fn python() -> std::path::PathBuf {
+    if let Ok(p) = std::env::var("WSC_PYTHON") {
+        return std::path::PathBuf::from(p);
+    }
+    let venv =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/pyenv/bin/python");
+    assert!(
+        venv.exists(),
+        "no Python for the cross-language tests: run `cargo xtask ci` (it prepares target/pyenv) or set WSC_PYTHON"
+    );
+    venv
+}
+
+/// A gateway running its runs on `runner`, on `clock`, serving on a free
+/// port.
+pub(crate) async fn start_with_runner(
+    config: GatewayConfig,
+    runner: std::sync::Arc<dyn wsc_server::AgentRunner>,
+    clock: wsc_core::SharedClock,
+) -> Running {
+    let gateway = Gateway::builder(config)
+        .runner(runner)
+        .clock(clock)
+        .build()
+        .await
+        .expect("no redis");
+    start_gateway(gateway).await
 }
