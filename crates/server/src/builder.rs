@@ -2,8 +2,8 @@
 //! router, the server and the upkeep.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -19,9 +19,9 @@ use crate::counters::{Counters, GatewayStats};
 use crate::health::HealthCache;
 use crate::metrics::GatewayCollector;
 use crate::outbox::Outbox;
-use crate::state::{AppState, LOCAL_SESSION_MARK, RedisState};
+use crate::state::{AppState, LOCAL_SESSION_MARK, RedisState, UpkeepSlot};
 use crate::telemetry::{StatsSample, Telemetry};
-use crate::upkeep::{self, Upkeep};
+use crate::upkeep;
 
 /// Builds a [`Gateway`]: its configuration, clock, agent runner and
 /// (optionally) Redis.
@@ -120,19 +120,6 @@ impl GatewayBuilder {
 #[derive(Clone)]
 pub struct Gateway {
     state: Arc<AppState>,
-    upkeep: Arc<Mutex<UpkeepSlot>>,
-}
-
-/// Whether the upkeep runs, and whether it was stopped on purpose.
-#[derive(Debug, Default)]
-enum UpkeepSlot {
-    #[default]
-    NotStarted,
-    /// Held for its `Drop`, which stops the tasks.
-    Running {
-        _upkeep: Upkeep,
-    },
-    Stopped,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -325,6 +312,7 @@ impl Gateway {
             health: HealthCache::default(),
             runs: Arc::new(crate::runs::RunTable::new(max_runs_per_user)),
             metrics: std::sync::RwLock::default(),
+            upkeep: std::sync::Mutex::default(),
         });
         {
             let mut registry = state.metrics.write().unwrap_or_else(|e| e.into_inner());
@@ -334,10 +322,7 @@ impl Gateway {
             registry.register_collector(Box::new(wsc_perf_monitor::ProcessCollector));
             registry.register_collector(Box::new(GatewayCollector(Arc::downgrade(&state))));
         }
-        let gateway = Gateway {
-            state,
-            upkeep: Arc::default(),
-        };
+        let gateway = Gateway { state };
         gateway.ensure_upkeep();
         gateway
     }
@@ -348,7 +333,7 @@ impl Gateway {
         if tokio::runtime::Handle::try_current().is_err() {
             return;
         }
-        let mut slot = self.upkeep.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = self.upkeep_slot();
         if matches!(*slot, UpkeepSlot::NotStarted) {
             *slot = UpkeepSlot::Running {
                 _upkeep: upkeep::start(&self.state),
@@ -356,19 +341,20 @@ impl Gateway {
         }
     }
 
+    fn upkeep_slot(&self) -> std::sync::MutexGuard<'_, UpkeepSlot> {
+        self.state.upkeep.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Stops the background upkeep (session expiry, sampling, alert
     /// evaluation, sweeps, Redis health checks) for good; the router keeps
     /// serving. For embedders that run their own maintenance, or tests.
     pub fn stop_upkeep(&self) {
-        *self.upkeep.lock().unwrap_or_else(|e| e.into_inner()) = UpkeepSlot::Stopped;
+        *self.upkeep_slot() = UpkeepSlot::Stopped;
     }
 
     /// Whether the background upkeep is running.
     pub fn upkeep_running(&self) -> bool {
-        matches!(
-            *self.upkeep.lock().unwrap_or_else(|e| e.into_inner()),
-            UpkeepSlot::Running { .. }
-        )
+        matches!(*self.upkeep_slot(), UpkeepSlot::Running { .. })
     }
 
     /// The configuration.
@@ -463,8 +449,7 @@ impl Gateway {
     /// [`serve`](Self::serve) does).
     pub fn router(&self) -> axum::Router {
         self.ensure_upkeep();
-        let upkeep = self.upkeep.clone();
-        crate::http::router(self.state.clone()).layer(axum::Extension(UpkeepGuard(upkeep)))
+        crate::http::router(self.state.clone())
     }
 
     /// Starts draining: from now on handshakes are refused with 503 and
@@ -520,8 +505,3 @@ impl Gateway {
         .await
     }
 }
-
-/// Keeps the upkeep alive as long as a router made by the gateway lives
-/// (each request's extensions hold a clone; axum's layer holds one too).
-#[derive(Clone)]
-struct UpkeepGuard(#[allow(dead_code)] Arc<Mutex<UpkeepSlot>>);

@@ -1,5 +1,6 @@
 //! `AppState`: what every connection and handler shares. Built by the
-//! builder; knows nothing of the router, the server or upkeep.
+//! builder; knows nothing of the router or the server, and holds the
+//! upkeep's task handles without knowing what they do.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,8 +52,40 @@ pub(crate) struct AppState {
     pub(crate) health: HealthCache,
     /// The runs in flight, per user.
     pub(crate) runs: Arc<crate::runs::RunTable>,
+    /// The background upkeep's tasks: held here, so the gateway and every
+    /// router made from it keep them running (the tasks hold the state
+    /// weakly: no cycle).
+    pub(crate) upkeep: std::sync::Mutex<UpkeepSlot>,
     /// What `/metrics` serves (see the `metrics` module).
     pub(crate) metrics: std::sync::RwLock<prometheus_client::registry::Registry>,
+}
+
+/// The running upkeep (started by the `upkeep` module); dropping it stops
+/// every task.
+pub(crate) struct Upkeep {
+    pub(crate) tasks: Vec<wsc_core::BackgroundTask>,
+    pub(crate) listener: Option<wsc_redis::AnnouncementListener>,
+}
+
+impl std::fmt::Debug for Upkeep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upkeep")
+            .field("tasks", &self.tasks.len())
+            .field("listener", &self.listener.is_some())
+            .finish()
+    }
+}
+
+/// Whether the upkeep runs, and whether it was stopped on purpose.
+#[derive(Debug, Default)]
+pub(crate) enum UpkeepSlot {
+    #[default]
+    NotStarted,
+    /// Held for its `Drop`, which stops the tasks.
+    Running {
+        _upkeep: Upkeep,
+    },
+    Stopped,
 }
 
 /// The Redis side of a gateway.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use wsc_core::BackgroundTask;
 
-use crate::state::AppState;
+use crate::state::{AppState, Upkeep};
 
 /// How often the sampler runs (dashboard series, cached health).
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
@@ -25,18 +25,6 @@ const RENEW_LEASES_EVERY: Duration = Duration::from_secs(10);
 const EVALUATE_ALERTS_EVERY: Duration = Duration::from_secs(5);
 /// How often the rate limiter drops inactive users.
 const LIMITER_CLEANUP_EVERY: Duration = Duration::from_secs(60);
-
-/// The running upkeep; dropping it stops every task.
-pub(crate) struct Upkeep {
-    _tasks: Vec<BackgroundTask>,
-    _listener: Option<wsc_redis::AnnouncementListener>,
-}
-
-impl std::fmt::Debug for Upkeep {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upkeep").finish_non_exhaustive()
-    }
-}
 
 /// A periodic async step on the state, while it exists.
 fn every<F, Fut>(state: &Arc<AppState>, interval: Duration, step: F) -> BackgroundTask
@@ -98,10 +86,7 @@ pub(crate) fn start(state: &Arc<AppState>) -> Upkeep {
         )
         .ok();
     }
-    Upkeep {
-        _tasks: tasks,
-        _listener: listener,
-    }
+    Upkeep { tasks, listener }
 }
 
 /// A health check (PING); when Redis is back, catch every attached session

@@ -72,24 +72,6 @@ const AG_UI_RUN: [M; 10] = [
     M::AgentCompleted,
 ];
 
-/// Reads one run's frames up to its terminal frame, checking every frame
-/// arrives once, in order (seq one more than the last).
-async fn read_run(ws: &mut Ws, last_seq: &mut u64) -> (String, Vec<WebSocketMessage>) {
-    let mut frames = Vec::new();
-    loop {
-        let f = next_frame(ws).await.expect("the run's frames");
-        let Some(seq) = f.seq else { continue };
-        assert_eq!(seq, *last_seq + 1, "no gap, no duplicate: {f:?}");
-        *last_seq = seq;
-        let end = matches!(f.message_type, M::AgentCompleted | M::AgentError);
-        frames.push(f);
-        if end {
-            let run_id = frames[0].payload["run_id"].as_str().unwrap().to_owned();
-            return (run_id, frames);
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_users_run_three_ag_ui_runs_each_through_the_python_backend() {
     let (_agent, url) = start_agent_process("ag-ui-python").await;

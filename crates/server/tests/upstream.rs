@@ -185,22 +185,12 @@ async fn run_against(url: String, protocol: AgentProtocol) -> (Running, Vec<Mess
     .await;
     let (mut ws, _) = connect(&r, "user_id=ana").await;
     send(&mut ws, &start_agent(&[], 0)).await;
-    let mut types = Vec::new();
-    loop {
-        let frame = next_frame(&mut ws).await.expect("the run's frames");
-        if frame.seq.is_none() {
-            continue;
-        }
-        types.push(frame.message_type);
-        if matches!(
-            frame.message_type,
-            MessageType::AgentCompleted | MessageType::AgentError
-        ) {
-            // Exactly one terminal frame: nothing follows.
-            ping_pong(&mut ws).await;
-            return (r, types, frame.payload);
-        }
-    }
+    let (_, frames) = read_run(&mut ws, &mut 0).await;
+    // Exactly one terminal frame: nothing follows.
+    ping_pong(&mut ws).await;
+    let types = frames.iter().map(|f| f.message_type).collect();
+    let last = frames.last().map(|f| f.payload.clone()).unwrap_or_default();
+    (r, types, last)
 }
 
 use MessageType as M;
@@ -362,14 +352,8 @@ async fn a_user_message_starts_a_run_on_the_backend() {
         (ack.message_type, &ack.payload["message_id"]),
         (M::Ack, &json!("chat-1"))
     );
-    let mut last = None;
-    while last.is_none() {
-        let f = next_frame(&mut ws).await.unwrap();
-        if matches!(f.message_type, M::AgentCompleted | M::AgentError) {
-            last = Some(f);
-        }
-    }
-    let last = last.unwrap();
+    let (_, frames) = read_run(&mut ws, &mut 0).await;
+    let last = frames.last().unwrap();
     // The backend checked the input, the token and the user (it answers
     // 401 or panics otherwise).
     assert_eq!(

@@ -265,3 +265,24 @@ pub(crate) async fn start_with_runner(
         .expect("no redis");
     start_gateway(gateway).await
 }
+
+/// Reads one run's frames up to its terminal frame, checking every frame
+/// arrives once, in order (seq one more than the last).
+pub(crate) async fn read_run(ws: &mut Ws, last_seq: &mut u64) -> (String, Vec<WebSocketMessage>) {
+    let mut frames = Vec::new();
+    loop {
+        let f = next_frame(ws).await.expect("the run's frames");
+        let Some(seq) = f.seq else { continue };
+        assert_eq!(seq, *last_seq + 1, "no gap, no duplicate: {f:?}");
+        *last_seq = seq;
+        let end = matches!(
+            f.message_type,
+            MessageType::AgentCompleted | MessageType::AgentError
+        );
+        frames.push(f);
+        if end {
+            let run_id = frames[0].payload["run_id"].as_str().unwrap().to_owned();
+            return (run_id, frames);
+        }
+    }
+}
