@@ -86,5 +86,5 @@ pub use registry::{
     Attached, NotResumedReason, ResumeOutcome, ResumeRequest, SessionConfig, SessionRegistry,
     SessionStart,
 };
-pub use store::{Appended, MemorySessionStore, SessionRecord, SessionStore};
+pub use store::{Appended, MemorySessionStore, RECENT_MESSAGE_IDS, SessionRecord, SessionStore};
 pub use token::{TokenSecret, new_session_id};

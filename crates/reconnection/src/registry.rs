@@ -239,9 +239,12 @@ impl SessionRegistry {
         Ok(self.store.sessions_of_user(user_id).await?)
     }
 
-    /// Publishes `message` unless the session's buffer already holds a frame
-    /// with its `message_id`: `Ok(None)` for such a repeat (nothing is
-    /// sent), else the frame's seq. Without a `message_id`, as
+    /// Publishes `message` unless the session already got a frame with its
+    /// `message_id` — one still in its buffer, or one of the last
+    /// [`RECENT_MESSAGE_IDS`](crate::RECENT_MESSAGE_IDS) published once
+    /// (acknowledged or evicted since; the Redis store remembers the last
+    /// 4 096 to 8 192): `Ok(None)` for such a repeat (nothing is sent), else
+    /// the frame's seq. Without a `message_id`, as
     /// [`publish`](Self::publish).
     ///
     /// # Errors
@@ -421,8 +424,9 @@ impl SessionRegistry {
     }
 
     /// [`publish`](Self::publish); with `once`, nothing is published (and
-    /// `None` returned) if the buffer holds the message id already — checked
-    /// under the session's lock, so two repeats cannot both pass.
+    /// `None` returned) if the session holds or remembers the message id
+    /// already — checked under the session's lock, so two repeats cannot
+    /// both pass.
     async fn publish_inner(
         &self,
         session_id: &str,
@@ -449,6 +453,9 @@ impl SessionRegistry {
             return Err(SessionError::UnknownSession(session_id.to_owned()));
         };
         let seq = appended.push.seq;
+        if let (true, Some(id)) = (once, &message.message_id) {
+            self.store.remember_message(session_id, id).await?;
+        }
         if live.attachment.is_some() && seq > live.delivered {
             match appended.push.frame {
                 Some(frame) if seq == live.delivered + 1 => {

@@ -114,10 +114,27 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
     /// Ids of the user's sessions (attached or resumable).
     async fn sessions_of_user(&self, user_id: &str) -> Result<Vec<String>, StoreError>;
 
-    /// Whether the session's buffer holds a frame with this `message_id`
-    /// (what makes a publish by message id happen once).
+    /// Whether the session holds a frame with this `message_id` in its
+    /// buffer, or remembers one among its recent ids (what makes a publish
+    /// by message id happen once, also after the frame was acknowledged or
+    /// evicted).
     async fn holds_message(&self, session_id: &str, message_id: &str) -> Result<bool, StoreError>;
+
+    /// Remembers that a frame with `message_id` was appended to the session
+    /// (after [`SessionRegistry::publish_once`](crate::SessionRegistry::publish_once)
+    /// appended it), so [`holds_message`](Self::holds_message) knows it after
+    /// the frame leaves the buffer. The default does nothing: for stores
+    /// that remember ids as they append (the Redis store does).
+    async fn remember_message(&self, session_id: &str, message_id: &str) -> Result<(), StoreError> {
+        let _ = (session_id, message_id);
+        Ok(())
+    }
 }
+
+/// How many message ids of frames published once a session of the memory
+/// store remembers (as 64-bit fingerprints: 8 KiB at most, and only for
+/// sessions that receive such frames).
+pub const RECENT_MESSAGE_IDS: usize = 1024;
 
 fn lock_stored(m: &std::sync::Mutex<Stored>) -> std::sync::MutexGuard<'_, Stored> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -127,6 +144,9 @@ fn lock_stored(m: &std::sync::Mutex<Stored>) -> std::sync::MutexGuard<'_, Stored
 struct Stored {
     record: SessionRecord,
     buffer: ReplayBuffer,
+    /// Fingerprints of the last [`RECENT_MESSAGE_IDS`] ids published once,
+    /// oldest first.
+    recent_ids: std::collections::VecDeque<u64>,
 }
 
 /// The in-memory store: a `DashMap` of sessions, each with its
@@ -136,6 +156,9 @@ pub struct MemorySessionStore {
     sessions: DashMap<String, Mutex<Stored>, RandomState>,
     limits: BufferLimits,
     max_sessions: usize,
+    /// Keyed SipHash for message-id fingerprints (unpredictable across
+    /// processes, so ids cannot be crafted to collide).
+    ids: std::hash::RandomState,
 }
 
 impl MemorySessionStore {
@@ -146,7 +169,12 @@ impl MemorySessionStore {
             sessions: DashMap::with_hasher(RandomState::default()),
             limits,
             max_sessions,
+            ids: std::hash::RandomState::new(),
         }
+    }
+
+    fn fingerprint(&self, message_id: &str) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.ids, message_id)
     }
 
     fn with<T>(&self, id: &str, f: impl FnOnce(&mut Stored) -> T) -> Option<T> {
@@ -165,7 +193,11 @@ impl SessionStore for MemorySessionStore {
         let buffer = ReplayBuffer::starting_at(self.limits, record.last_seq + 1);
         self.sessions.insert(
             record.session_id.clone(),
-            Mutex::new(Stored { record, buffer }),
+            Mutex::new(Stored {
+                record,
+                buffer,
+                recent_ids: std::collections::VecDeque::new(),
+            }),
         );
         Ok(true)
     }
@@ -261,12 +293,25 @@ impl SessionStore for MemorySessionStore {
     }
 
     async fn holds_message(&self, session_id: &str, message_id: &str) -> Result<bool, StoreError> {
+        let fingerprint = self.fingerprint(message_id);
         Ok(self
             .with(session_id, |s| {
-                s.buffer
-                    .frames()
-                    .any(|f| f.message.message_id.as_deref() == Some(message_id))
+                s.recent_ids.contains(&fingerprint)
+                    || s.buffer
+                        .frames()
+                        .any(|f| f.message.message_id.as_deref() == Some(message_id))
             })
             .unwrap_or(false))
+    }
+
+    async fn remember_message(&self, session_id: &str, message_id: &str) -> Result<(), StoreError> {
+        let fingerprint = self.fingerprint(message_id);
+        self.with(session_id, |s| {
+            if s.recent_ids.len() == RECENT_MESSAGE_IDS {
+                s.recent_ids.pop_front();
+            }
+            s.recent_ids.push_back(fingerprint);
+        });
+        Ok(())
     }
 }

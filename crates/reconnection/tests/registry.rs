@@ -8,8 +8,8 @@ use proptest::prelude::*;
 use serde_json::json;
 use wsc_core::{ManualClock, MessageType, WebSocketMessage};
 use wsc_reconnection::{
-    Attached, BufferLimits, NotResumedReason, OverflowPolicy, ResumeOutcome, ResumeRequest,
-    SessionConfig, SessionRegistry, TokenSecret,
+    Attached, BufferLimits, NotResumedReason, OverflowPolicy, RECENT_MESSAGE_IDS, ResumeOutcome,
+    ResumeRequest, SessionConfig, SessionRegistry, TokenSecret,
 };
 
 fn frame(t: MessageType) -> WebSocketMessage {
@@ -204,6 +204,77 @@ async fn acks_trim_the_buffer() {
         panic!("resume refused");
     };
     assert_eq!(replay.len(), 2);
+}
+
+/// A frame published once by message id stays once after it left the
+/// buffer (acknowledged, or evicted by newer frames): a backend retrying a
+/// publish whose answer it lost never duplicates it. The memory is bounded:
+/// the last `RECENT_MESSAGE_IDS` ids.
+#[tokio::test]
+async fn a_publish_once_stays_once_after_its_frame_left_the_buffer() {
+    let (r, _) = registry(SessionConfig {
+        buffer: BufferLimits {
+            max_frames: 4,
+            ..BufferLimits::default()
+        },
+        ..SessionConfig::default()
+    });
+    let a = r.open("alice").await.unwrap();
+    let s = a.session_id.as_str();
+    let once = |id: &str| frame(MessageType::AgentProgress).with_message_id(id);
+    let seq = r.publish_once(s, once("p-1")).await.unwrap().unwrap();
+    assert_eq!(r.publish_once(s, once("p-1")).await.unwrap(), None);
+    // Acknowledged: the buffer no longer holds it.
+    r.ack(s, seq).await.unwrap();
+    assert_eq!(
+        r.publish_once(s, once("p-1")).await.unwrap(),
+        None,
+        "after its ack"
+    );
+    // Evicted by newer frames.
+    r.publish_once(s, once("p-2")).await.unwrap().unwrap();
+    for _ in 0..10 {
+        r.publish(s, frame(MessageType::AgentThinking))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        r.publish_once(s, once("p-2")).await.unwrap(),
+        None,
+        "after eviction"
+    );
+    // Bounded: the oldest ids are forgotten.
+    for i in 0..RECENT_MESSAGE_IDS {
+        r.publish_once(s, once(&format!("q-{i}")))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(
+        r.publish_once(s, once(&format!("q-{}", RECENT_MESSAGE_IDS - 1)))
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        r.publish_once(s, once("p-1")).await.unwrap().is_some(),
+        "forgotten"
+    );
+    // Plain publishes do not use up the memory of ids.
+    let b = r.open("bob").await.unwrap();
+    r.publish_once(&b.session_id, once("b-1"))
+        .await
+        .unwrap()
+        .unwrap();
+    for i in 0..2 * RECENT_MESSAGE_IDS {
+        r.publish(&b.session_id, once(&format!("agent-{i}")))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        r.publish_once(&b.session_id, once("b-1")).await.unwrap(),
+        None
+    );
 }
 
 /// Frames published while clients drop and resume reach them after the

@@ -66,18 +66,21 @@ redis.call('PEXPIRE', KEYS[5], tonumber(ARGV[6]))
 return 1
 "#;
 
-/// KEYS: hash, frames, noncrit, sessions, message ids. ARGV: id, now µs,
+/// KEYS: hash, frames, noncrit, sessions, message ids, the previous
+/// generation of message ids. ARGV: id, now µs,
 /// max frames, max bytes, max age µs, policy (0 oldest, 1 newest, 2 low
 /// priority), critical, bytes, body, lease ms, channel, message id (may be
 /// empty). Returns {seq, dropped, dropped critical, epoch, kept, repeat},
 /// or nil for an unknown session. A message id appended before (a publish
 /// retried after an answer was lost) returns its first seq with repeat = 1
-/// and appends nothing.
+/// and appends nothing. Ids are kept in two generations of up to 4 096: a
+/// full one becomes the previous (replacing the one before), so the last
+/// 4 096 ids at least are always known.
 const APPEND: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local mid = ARGV[12]
 if mid ~= '' then
-  local prev = redis.call('HGET', KEYS[5], mid)
+  local prev = redis.call('HGET', KEYS[5], mid) or redis.call('HGET', KEYS[6], mid)
   if prev then
     return {tonumber(prev), 0, 0, tonumber(redis.call('HGET', KEYS[1], 'epoch')), 1, 1}
   end
@@ -143,10 +146,13 @@ else
 end
 if mid ~= '' then
   -- Recent ids only: a retry follows its failure closely.
-  if redis.call('HLEN', KEYS[5]) >= 4096 then redis.call('DEL', KEYS[5]) end
+  if redis.call('HLEN', KEYS[5]) >= 4096 then redis.call('RENAME', KEYS[5], KEYS[6]) end
   redis.call('HSET', KEYS[5], mid, seq)
   local pttl = redis.call('PTTL', KEYS[1])
-  if pttl > 0 then redis.call('PEXPIRE', KEYS[5], pttl) end
+  if pttl > 0 then
+    redis.call('PEXPIRE', KEYS[5], pttl)
+    if redis.call('EXISTS', KEYS[6]) == 1 then redis.call('PEXPIRE', KEYS[6], pttl) end
+  end
 end
 redis.call('PUBLISH', ARGV[11], ARGV[1] .. ':' .. seq)
 return {seq, st.dropped, st.crit, epoch, kept, 0}
@@ -209,11 +215,11 @@ if redis.call('PTTL', KEYS[6]) < ms then redis.call('PEXPIRE', KEYS[6], ms) end
 return 1
 "#;
 
-/// KEYS: hash, frames, noncrit, sessions, detached, user, message ids.
-/// ARGV: id.
+/// KEYS: hash, frames, noncrit, sessions, detached, user, message ids (both
+/// generations). ARGV: id.
 const REMOVE: &str = r#"
 local existed = redis.call('EXISTS', KEYS[1])
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[7])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[7], KEYS[8])
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('SREM', KEYS[6], ARGV[1])
@@ -495,6 +501,7 @@ impl SessionStore for RedisSessionStore {
             .on_session(&self.append, session_id)
             .key(self.index("sessions"))
             .key(self.k("m", session_id))
+            .key(self.k("m2", session_id))
             .arg(session_id)
             .arg(now.as_unix_micros())
             .arg(limits.max_frames)
@@ -604,6 +611,7 @@ impl SessionStore for RedisSessionStore {
             .key(self.index("detached"))
             .key(self.k("u", &user))
             .key(self.k("m", session_id))
+            .key(self.k("m2", session_id))
             .arg(session_id)
             .invoke_async(&mut redis)
             .await
@@ -681,11 +689,16 @@ impl SessionStore for RedisSessionStore {
 
     async fn holds_message(&self, session_id: &str, message_id: &str) -> Result<bool, StoreError> {
         let mut redis = self.redis.clone();
-        redis::cmd("HEXISTS")
+        let (now, before): (bool, bool) = redis::pipe()
+            .cmd("HEXISTS")
             .arg(self.k("m", session_id))
+            .arg(message_id)
+            .cmd("HEXISTS")
+            .arg(self.k("m2", session_id))
             .arg(message_id)
             .query_async(&mut redis)
             .await
-            .map_err(store_error)
+            .map_err(store_error)?;
+        Ok(now || before)
     }
 }

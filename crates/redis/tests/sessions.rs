@@ -246,3 +246,52 @@ async fn a_retried_append_with_the_same_message_id_is_not_duplicated() {
     let b = store.append("s", plain(), 10, t0).await.unwrap().unwrap();
     assert_eq!(b.push.seq, a.push.seq + 1);
 }
+
+/// Message ids are remembered in two generations of 4 096: the last 4 096
+/// at least are always known (a full generation is not simply dropped, which
+/// would forget the id appended just before), and memory stays bounded.
+#[tokio::test]
+async fn message_ids_are_remembered_in_two_bounded_generations() {
+    let redis = connect(&support::shared_url()).await.unwrap();
+    let store = RedisSessionStore::new(
+        redis,
+        RedisSessionConfig {
+            prefix: support::unique_prefix("generations"),
+            ..Default::default()
+        },
+    );
+    let t0 = Timestamp::from_unix_micros(1_764_000_000_000_000);
+    let record = SessionRecord {
+        session_id: "s".into(),
+        user_id: "di".into(),
+        epoch: 1,
+        created_at: t0,
+        detached_at: None,
+        last_seq: 0,
+    };
+    assert!(store.create(record).await.unwrap());
+    let append = |i: usize| {
+        let msg = WebSocketMessage::new(MessageType::AgentProgress, json!({}))
+            .with_message_id(format!("p-{i}"));
+        let store = &store;
+        async move { store.append("s", msg, 10, t0).await.unwrap().unwrap() }
+    };
+    let known = |i: usize| {
+        let store = &store;
+        async move { store.holds_message("s", &format!("p-{i}")).await.unwrap() }
+    };
+    for i in 0..4_097 {
+        append(i).await;
+    }
+    // The first generation filled at 4 096; p-4096 started the next.
+    assert!(known(0).await && known(4_095).await && known(4_096).await);
+    assert!(append(4_095).await.push.frame.is_none(), "a repeat");
+    for i in 4_097..8_193 {
+        append(i).await;
+    }
+    // The second filled too: the first generation is gone, the last 4 096
+    // and more are known.
+    assert!(!known(0).await && !known(4_095).await, "bounded");
+    assert!(known(4_096).await && known(8_191).await && known(8_192).await);
+    assert!(append(0).await.push.frame.is_some(), "forgotten: new again");
+}

@@ -47,35 +47,121 @@ pub struct EventSink {
     pub(crate) control: Arc<RunControl>,
 }
 
-/// A run's cancellation and its one terminal frame, shared by every clone
-/// of its [`EventSink`] and by the gateway.
+/// Why a run was cancelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CancelReason {
+    /// Its user sent `stop_agent`.
+    Stopped,
+    /// Its session expired (detached past its TTL): no one can receive
+    /// the rest.
+    SessionExpired,
+}
+
+impl CancelReason {
+    /// The `message` of the run's `agent_error {code: "cancelled"}`.
+    pub(crate) fn message(self) -> &'static str {
+        match self {
+            CancelReason::Stopped => "the run was stopped by its user",
+            CancelReason::SessionExpired => "the run's session expired before the run ended",
+        }
+    }
+}
+
+/// How a run ended, as its terminal frame said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Terminal {
+    /// `agent_completed`.
+    Completed,
+    /// `agent_error {code, message}` (`code` `"cancelled"` for a cancelled
+    /// run).
+    Error { code: String, message: String },
+}
+
+/// A run's cancellation, its one terminal frame and its last event, shared
+/// by every clone of its [`EventSink`] and by the gateway.
 #[derive(Debug)]
 pub(crate) struct RunControl {
-    cancelled: tokio::sync::watch::Sender<bool>,
+    cancelled: tokio::sync::watch::Sender<Option<CancelReason>>,
     ended: std::sync::atomic::AtomicBool,
+    progress: std::sync::Mutex<Progress>,
+}
+
+/// What a run has emitted so far (for the dashboard's runs panel).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Progress {
+    /// Events emitted.
+    pub(crate) events: u64,
+    /// The last one, and when.
+    pub(crate) last: Option<(MessageType, wsc_core::Timestamp)>,
+    /// The terminal frame, once emitted.
+    pub(crate) terminal: Option<Terminal>,
 }
 
 impl RunControl {
     pub(crate) fn new() -> Self {
         RunControl {
-            cancelled: tokio::sync::watch::Sender::new(false),
+            cancelled: tokio::sync::watch::Sender::new(None),
             ended: std::sync::atomic::AtomicBool::new(false),
+            progress: std::sync::Mutex::new(Progress::default()),
         }
     }
 
-    /// Asks the run to stop (`stop_agent`).
-    pub(crate) fn cancel(&self) {
-        self.cancelled.send_replace(true);
+    /// Asks the run to stop; the first reason given is the one it ends
+    /// with.
+    pub(crate) fn cancel(&self, reason: CancelReason) {
+        self.cancelled.send_if_modified(|r| {
+            let first = r.is_none();
+            if first {
+                *r = Some(reason);
+            }
+            first
+        });
     }
 
     pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.borrow().is_some()
+    }
+
+    /// Why the run was cancelled, if it was.
+    pub(crate) fn cancel_reason(&self) -> Option<CancelReason> {
         *self.cancelled.borrow()
     }
 
     /// Completes once the run is cancelled.
     pub(crate) async fn cancelled(&self) {
         let mut rx = self.cancelled.subscribe();
-        let _ = rx.wait_for(|c| *c).await;
+        let _ = rx.wait_for(Option::is_some).await;
+    }
+
+    /// What the run has emitted so far.
+    pub(crate) fn progress(&self) -> Progress {
+        self.progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn record(&self, event: MessageType, payload: &Value, at: wsc_core::Timestamp) {
+        let mut progress = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+        progress.events += 1;
+        progress.last = Some((event, at));
+        let text = |field: &str| {
+            payload
+                .get(field)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        match event.canonical() {
+            MessageType::AgentCompleted => progress.terminal = Some(Terminal::Completed),
+            MessageType::AgentError => {
+                progress.terminal = Some(Terminal::Error {
+                    code: text("code"),
+                    message: text("message"),
+                });
+            }
+            _ => {}
+        }
     }
 
     /// Claims the run's one terminal frame; false if it was claimed.
@@ -120,10 +206,14 @@ impl EventSink {
     /// Ends a cancelled run with `agent_error {code: "cancelled"}`, unless it
     /// already has its terminal frame.
     pub(crate) async fn end_cancelled(&self) {
+        let reason = self
+            .control
+            .cancel_reason()
+            .unwrap_or(CancelReason::Stopped);
         if self.control.claim_end() {
             self.publish(
                 MessageType::AgentError,
-                json!({"code": "cancelled", "message": "the run was stopped by its user"}),
+                json!({"code": "cancelled", "message": reason.message()}),
             )
             .await;
         }
@@ -137,9 +227,11 @@ impl EventSink {
         let n = self
             .next_message
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let now = self.clock.now();
+        self.control.record(event, &body, now);
         let mut msg = WebSocketMessage::new(event, body)
             .with_message_id(format!("{}-{n}", self.run_id))
-            .with_timestamp(self.clock.now());
+            .with_timestamp(now);
         msg.thread_id = self.thread_id.clone();
         // The monitor sees the event before the client does.
         let _ = self.monitor.record_event(&self.run_id, msg.clone());
@@ -150,7 +242,11 @@ impl EventSink {
         }
         match self.sessions.publish(&self.session_id, msg.clone()).await {
             Ok(_) => true,
-            Err(SessionError::UnknownSession(_)) => false,
+            Err(SessionError::UnknownSession(_)) => {
+                // No one can receive the rest: the run ends here.
+                self.control.cancel(CancelReason::SessionExpired);
+                false
+            }
             Err(e) => {
                 tracing::warn!(session_id = %self.session_id, error = %e, "publishing failed: event queued until the store is back");
                 if self.counters.store_failed() {

@@ -21,6 +21,7 @@ use wsc_reconnection::{ResumeRequest, SessionError, SessionRegistry, SessionStar
 
 use crate::agent::{AgentRequest, EventSink, RunControl};
 use crate::counters::Counters;
+use crate::runs::NewRun;
 use crate::state::{AppState, SessionHome};
 
 /// What the writer task sends.
@@ -374,8 +375,18 @@ async fn start_agent(
             .fetch_add(1, Ordering::Relaxed);
         return None;
     }
+    let start = StartAgent::lenient(&msg.payload);
+    let agent_name = start.agent_name.unwrap_or_else(|| "assistant".to_owned());
     let control = Arc::new(RunControl::new());
-    let Some(slot) = state.runs.start(user, &run_id, control.clone()) else {
+    let new_run = NewRun {
+        user: user.to_owned(),
+        run_id: run_id.clone(),
+        agent_name: agent_name.clone(),
+        session_id: session_id.to_owned(),
+        registry: registry.clone(),
+        started_at: state.clock.now(),
+    };
+    let Some(slot) = state.runs.start(new_run, control.clone()) else {
         Counters::bump(&state.counters.rate_limited);
         let max = state.config.max_runs_per_user;
         let mut refusal = ErrorFrame::new(
@@ -387,8 +398,6 @@ async fn start_agent(
         }
         return Some(refusal.to_message());
     };
-    let start = StartAgent::lenient(&msg.payload);
-    let agent_name = start.agent_name.unwrap_or_else(|| "assistant".to_owned());
     let tools = start.tools.unwrap_or_else(|| vec!["search".to_owned()]);
     let step_delay = Duration::from_millis(start.step_delay_ms.unwrap_or(0));
     let thread_id = start.thread_id.or_else(|| msg.thread_id.clone());
@@ -421,11 +430,12 @@ async fn start_agent(
         step_delay,
     };
     let runner = state.runner.clone();
+    let (monitor, clock) = (state.monitor.clone(), state.clock.clone());
     let span = tracing::info_span!("run", run_id = %request.run_id, agent = %request.agent_name);
     tokio::spawn(
         async move {
-            let _slot = slot; // the user's count, released when the run ends
             tracing::debug!("run started");
+            let run_id = request.run_id.clone();
             // A stop drops the runner where it waits (an upstream request
             // is closed, so the backend sees it), then ends the run.
             tokio::select! {
@@ -438,6 +448,9 @@ async fn start_agent(
             } else {
                 tracing::debug!("run ended");
             }
+            // Releases the user's count; a failed or cancelled run is
+            // remembered for the dashboard.
+            slot.finish(monitor.validate_session_completion(&run_id), clock.now());
         }
         .instrument(span),
     );

@@ -302,6 +302,7 @@ async fn stats(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         "health": snapshot.report,
         "system": snapshot.system,
         "sessions": snapshot.sessions,
+        "runs": state.runs.snapshot(state.clock.now()),
         "draining": *state.shutdown.borrow(),
         "latest": series.last(),
         "series": series,

@@ -1,18 +1,51 @@
 //! `RunTable`: the runs in flight, per user, capped
-//! (`GatewayConfig::max_runs_per_user`), and how `stop_agent` reaches one.
+//! (`GatewayConfig::max_runs_per_user`); how `stop_agent` and session expiry
+//! reach one; and what the dashboard's runs panel shows (runs in flight,
+//! the most recent failed or cancelled runs with their reason).
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
+use serde::Serialize;
+use wsc_core::Timestamp;
+use wsc_event_monitor::EventValidationError;
+use wsc_reconnection::SessionRegistry;
 
-use crate::agent::RunControl;
+use crate::agent::{CancelReason, Progress, RunControl, Terminal};
+
+/// How many ended runs the table remembers (failed or cancelled ones).
+const RECENT_ENDED: usize = 20;
+/// How many runs in flight a snapshot lists (the oldest first).
+const SHOWN_IN_FLIGHT: usize = 50;
+/// The longest reason a snapshot shows, in characters.
+const MAX_REASON_CHARS: usize = 200;
+
+/// A run about to start.
+#[derive(Clone, Debug)]
+pub(crate) struct NewRun {
+    pub(crate) user: String,
+    pub(crate) run_id: String,
+    pub(crate) agent_name: String,
+    pub(crate) session_id: String,
+    /// The registry that holds the session.
+    pub(crate) registry: Arc<SessionRegistry>,
+    pub(crate) started_at: Timestamp,
+}
+
+#[derive(Debug)]
+struct Entry {
+    run: NewRun,
+    control: Arc<RunControl>,
+}
 
 /// The runs in flight: who owns each, and how to stop it.
 #[derive(Debug)]
 pub(crate) struct RunTable {
     max_per_user: usize,
-    runs: DashMap<String, (String, Arc<RunControl>)>,
+    runs: DashMap<String, Entry>,
     per_user: DashMap<String, usize>,
+    ended: Mutex<VecDeque<EndedRun>>,
 }
 
 /// A run's place in its user's count; released when dropped (the run's
@@ -34,49 +67,200 @@ impl Drop for RunSlot {
     }
 }
 
+impl RunSlot {
+    /// Ends the run: a failed or cancelled one is remembered with its
+    /// reason (`validation` is the event monitor's verdict on the run).
+    pub(crate) fn finish(self, validation: Result<bool, EventValidationError>, now: Timestamp) {
+        let Some(entry) = self.table.runs.get(&self.run_id) else {
+            return;
+        };
+        let progress = entry.control.progress();
+        let ended = outcome(&progress, entry.control.cancel_reason(), validation).map(
+            |(outcome, reason)| EndedRun {
+                run_id: self.run_id.clone(),
+                user_id: entry.run.user.clone(),
+                agent_name: entry.run.agent_name.clone(),
+                outcome,
+                reason: clip(&reason),
+                events: progress.events,
+                ended_at: now.as_unix_secs_f64(),
+                duration_secs: now.duration_since(entry.run.started_at).as_secs_f64(),
+            },
+        );
+        drop(entry);
+        if let Some(ended) = ended {
+            let mut recent = self.table.ended.lock().unwrap_or_else(|p| p.into_inner());
+            if recent.len() == RECENT_ENDED {
+                recent.pop_front();
+            }
+            recent.push_back(ended);
+        }
+    }
+}
+
+/// Whether a run that ended is worth showing: `("cancelled" | "failed",
+/// reason)`, or `None` for a run that completed and validated.
+fn outcome(
+    progress: &Progress,
+    cancelled: Option<CancelReason>,
+    validation: Result<bool, EventValidationError>,
+) -> Option<(&'static str, String)> {
+    match &progress.terminal {
+        Some(Terminal::Error { code, message }) if code == "cancelled" => Some((
+            "cancelled",
+            match cancelled {
+                Some(reason) => reason.message().to_owned(),
+                None => message.clone(),
+            },
+        )),
+        Some(Terminal::Error { code, message }) => {
+            let code = if code.is_empty() { "agent_error" } else { code };
+            Some(("failed", format!("{code}: {message}")))
+        }
+        Some(Terminal::Completed) => match validation {
+            Ok(_) | Err(EventValidationError::UnknownSession(_)) => None,
+            Err(EventValidationError::OrderViolation { violations, .. }) => Some((
+                "failed",
+                format!(
+                    "order violation: {}",
+                    violations
+                        .first()
+                        .map_or_else(String::new, ToString::to_string)
+                ),
+            )),
+            Err(e) => Some(("failed", e.to_string())),
+        },
+        None if cancelled.is_some() => Some((
+            "cancelled",
+            cancelled.map_or("", CancelReason::message).to_owned(),
+        )),
+        None => Some((
+            "failed",
+            "the agent ended without agent_completed or agent_error".to_owned(),
+        )),
+    }
+}
+
+/// `reason` cut to [`MAX_REASON_CHARS`] characters.
+fn clip(reason: &str) -> String {
+    match reason.char_indices().nth(MAX_REASON_CHARS) {
+        Some((at, _)) => format!("{}…", &reason[..at]),
+        None => reason.to_owned(),
+    }
+}
+
+/// A run in flight, as the dashboard shows it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub(crate) struct RunView {
+    pub(crate) run_id: String,
+    pub(crate) user_id: String,
+    pub(crate) agent_name: String,
+    /// Seconds since it started.
+    pub(crate) age_secs: f64,
+    /// Events emitted so far.
+    pub(crate) events: u64,
+    /// The last event's type (`None` before the first).
+    pub(crate) last_event: Option<&'static str>,
+    /// Seconds since the last event (since the start before the first).
+    pub(crate) idle_secs: f64,
+}
+
+/// A run that ended failed or cancelled.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub(crate) struct EndedRun {
+    pub(crate) run_id: String,
+    pub(crate) user_id: String,
+    pub(crate) agent_name: String,
+    /// `"failed"` or `"cancelled"`.
+    pub(crate) outcome: &'static str,
+    /// Why, in words (`code: message` for an `agent_error`).
+    pub(crate) reason: String,
+    /// Events it emitted.
+    pub(crate) events: u64,
+    /// When it ended (Unix seconds).
+    pub(crate) ended_at: f64,
+    /// How long it ran.
+    pub(crate) duration_secs: f64,
+}
+
+/// The runs panel's data (`/api/stats` `runs`).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub(crate) struct RunsSnapshot {
+    /// Runs in flight in all.
+    pub(crate) in_flight: usize,
+    /// The oldest of them (at most 50), oldest first.
+    pub(crate) oldest: Vec<RunView>,
+    /// The most recent failed or cancelled runs (at most 20), newest first.
+    pub(crate) recent_ended: Vec<EndedRun>,
+}
+
 impl RunTable {
     pub(crate) fn new(max_per_user: usize) -> Self {
         RunTable {
             max_per_user,
             runs: DashMap::new(),
             per_user: DashMap::new(),
+            ended: Mutex::new(VecDeque::with_capacity(RECENT_ENDED)),
         }
     }
 
-    /// Registers a run of `user` if the user has fewer than the cap in
-    /// flight; `None` at the cap.
+    /// Registers a run if its user has fewer than the cap in flight;
+    /// `None` at the cap.
     pub(crate) fn start(
         self: &Arc<Self>,
-        user: &str,
-        run_id: &str,
+        run: NewRun,
         control: Arc<RunControl>,
     ) -> Option<RunSlot> {
         {
-            let mut n = self.per_user.entry(user.to_owned()).or_insert(0);
+            let mut n = self.per_user.entry(run.user.clone()).or_insert(0);
             if *n >= self.max_per_user {
                 return None;
             }
             *n += 1;
         }
-        self.runs
-            .insert(run_id.to_owned(), (user.to_owned(), control));
-        Some(RunSlot {
+        let slot = RunSlot {
             table: self.clone(),
-            user: user.to_owned(),
-            run_id: run_id.to_owned(),
-        })
+            user: run.user.clone(),
+            run_id: run.run_id.clone(),
+        };
+        self.runs.insert(run.run_id.clone(), Entry { run, control });
+        Some(slot)
     }
 
     /// Cancels `user`'s run `run_id`; false if no such run of theirs is in
     /// flight.
     pub(crate) fn stop(&self, user: &str, run_id: &str) -> bool {
         match self.runs.get(run_id) {
-            Some(entry) if entry.0 == user => {
-                entry.1.cancel();
+            Some(entry) if entry.run.user == user => {
+                entry.control.cancel(CancelReason::Stopped);
                 true
             }
             _ => false,
         }
+    }
+
+    /// The sessions that have runs in flight, each with the registry that
+    /// holds it.
+    pub(crate) fn sessions(&self) -> Vec<(String, Arc<SessionRegistry>)> {
+        let mut sessions: HashMap<String, Arc<SessionRegistry>> = HashMap::new();
+        for entry in &self.runs {
+            sessions
+                .entry(entry.run.session_id.clone())
+                .or_insert_with(|| entry.run.registry.clone());
+        }
+        sessions.into_iter().collect()
+    }
+
+    /// Cancels every run of a session that expired; how many.
+    pub(crate) fn cancel_session(&self, session_id: &str) -> usize {
+        let mut n = 0;
+        for entry in &self.runs {
+            if entry.run.session_id == session_id {
+                entry.control.cancel(CancelReason::SessionExpired);
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Runs in flight for `user`.
@@ -88,32 +272,87 @@ impl RunTable {
     pub(crate) fn total(&self) -> usize {
         self.runs.len()
     }
+
+    /// What the runs panel shows, at `now`.
+    pub(crate) fn snapshot(&self, now: Timestamp) -> RunsSnapshot {
+        let mut oldest: Vec<RunView> = self
+            .runs
+            .iter()
+            .map(|entry| {
+                let progress = entry.control.progress();
+                let last_at = progress.last.map_or(entry.run.started_at, |(_, at)| at);
+                RunView {
+                    run_id: entry.key().clone(),
+                    user_id: entry.run.user.clone(),
+                    agent_name: entry.run.agent_name.clone(),
+                    age_secs: now.duration_since(entry.run.started_at).as_secs_f64(),
+                    events: progress.events,
+                    last_event: progress.last.map(|(t, _)| t.as_str()),
+                    idle_secs: now.duration_since(last_at).as_secs_f64(),
+                }
+            })
+            .collect();
+        let in_flight = oldest.len();
+        oldest.sort_by(|a, b| {
+            b.age_secs
+                .total_cmp(&a.age_secs)
+                .then_with(|| a.run_id.cmp(&b.run_id))
+        });
+        oldest.truncate(SHOWN_IN_FLIGHT);
+        let recent_ended = self
+            .ended
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .rev()
+            .cloned()
+            .collect();
+        RunsSnapshot {
+            in_flight,
+            oldest,
+            recent_ended,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+    use wsc_core::MessageType;
+    use wsc_reconnection::SessionConfig;
+
     use super::*;
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_unix_micros(secs * 1_000_000)
+    }
+
+    fn new_run(user: &str, run_id: &str, session_id: &str, started: i64) -> NewRun {
+        NewRun {
+            user: user.into(),
+            run_id: run_id.into(),
+            agent_name: "assistant".into(),
+            session_id: session_id.into(),
+            registry: Arc::new(SessionRegistry::new(SessionConfig::default())),
+            started_at: at(started),
+        }
+    }
+
+    fn start(table: &Arc<RunTable>, user: &str, run_id: &str) -> Option<RunSlot> {
+        table.start(new_run(user, run_id, "s", 0), Arc::new(RunControl::new()))
+    }
 
     #[test]
     fn the_cap_counts_runs_until_their_slots_drop() {
         let table = Arc::new(RunTable::new(2));
-        let a = table.start("u", "r1", Arc::new(RunControl::new())).unwrap();
-        let b = table.start("u", "r2", Arc::new(RunControl::new())).unwrap();
-        assert!(
-            table
-                .start("u", "r3", Arc::new(RunControl::new()))
-                .is_none()
-        );
-        assert!(
-            table
-                .start("v", "r4", Arc::new(RunControl::new()))
-                .is_some(),
-            "per user"
-        );
+        let a = start(&table, "u", "r1").unwrap();
+        let b = start(&table, "u", "r2").unwrap();
+        assert!(start(&table, "u", "r3").is_none());
+        assert!(start(&table, "v", "r4").is_some(), "per user");
         assert_eq!(table.in_flight("u"), 2);
         drop(a);
         assert_eq!(table.in_flight("u"), 1);
-        let _c = table.start("u", "r3", Arc::new(RunControl::new())).unwrap();
+        let _c = start(&table, "u", "r3").unwrap();
         drop(b);
         assert_eq!((table.in_flight("u"), table.total()), (1, 1));
     }
@@ -122,11 +361,233 @@ mod tests {
     fn only_the_owner_stops_a_run() {
         let table = Arc::new(RunTable::new(4));
         let control = Arc::new(RunControl::new());
-        let _slot = table.start("u", "r1", control.clone()).unwrap();
+        let _slot = table
+            .start(new_run("u", "r1", "s", 0), control.clone())
+            .unwrap();
         assert!(!table.stop("mallory", "r1"));
         assert!(!control.is_cancelled());
         assert!(!table.stop("u", "nope"));
         assert!(table.stop("u", "r1"));
-        assert!(control.is_cancelled());
+        assert_eq!(control.cancel_reason(), Some(CancelReason::Stopped));
+    }
+
+    #[test]
+    fn an_expired_session_cancels_its_runs_only() {
+        let table = Arc::new(RunTable::new(4));
+        let (a, b, c) = (
+            Arc::new(RunControl::new()),
+            Arc::new(RunControl::new()),
+            Arc::new(RunControl::new()),
+        );
+        let _s1 = table.start(new_run("u", "r1", "s1", 0), a.clone()).unwrap();
+        let _s2 = table.start(new_run("u", "r2", "s1", 0), b.clone()).unwrap();
+        let _s3 = table.start(new_run("u", "r3", "s2", 0), c.clone()).unwrap();
+        let mut sessions: Vec<String> = table.sessions().into_iter().map(|(s, _)| s).collect();
+        sessions.sort();
+        assert_eq!(sessions, ["s1", "s2"]);
+        assert_eq!(table.cancel_session("s1"), 2);
+        assert_eq!(a.cancel_reason(), Some(CancelReason::SessionExpired));
+        assert_eq!(b.cancel_reason(), Some(CancelReason::SessionExpired));
+        assert!(!c.is_cancelled());
+        // The first reason stands.
+        table.stop("u", "r1");
+        assert_eq!(a.cancel_reason(), Some(CancelReason::SessionExpired));
+    }
+
+    #[test]
+    fn the_snapshot_lists_the_oldest_runs_with_their_last_event() {
+        let table = Arc::new(RunTable::new(100));
+        let mut slots = Vec::new();
+        let mut controls = Vec::new();
+        for i in 0..60i64 {
+            let control = Arc::new(RunControl::new());
+            let run = new_run(&format!("u{i}"), &format!("r{i:02}"), "s", i);
+            slots.push(table.start(run, control.clone()).unwrap());
+            controls.push(control);
+        }
+        controls[3].record(MessageType::ToolExecuting, &json!({}), at(70));
+        let snapshot = table.snapshot(at(100));
+        assert_eq!(snapshot.in_flight, 60);
+        assert_eq!(snapshot.oldest.len(), SHOWN_IN_FLIGHT);
+        assert_eq!(snapshot.oldest[0].run_id, "r00", "oldest first");
+        assert_eq!(snapshot.oldest[0].age_secs, 100.0);
+        assert_eq!(snapshot.oldest[0].last_event, None);
+        assert_eq!(snapshot.oldest[0].idle_secs, 100.0);
+        let r3 = &snapshot.oldest[3];
+        assert_eq!(
+            (
+                r3.run_id.as_str(),
+                r3.user_id.as_str(),
+                r3.last_event,
+                r3.idle_secs,
+                r3.events
+            ),
+            ("r03", "u3", Some("tool_executing"), 30.0, 1)
+        );
+        assert!(snapshot.oldest.iter().all(|r| r.run_id.as_str() < "r50"));
+        drop(slots);
+        assert_eq!(table.snapshot(at(100)).in_flight, 0);
+    }
+
+    /// Ends a run whose control saw `events`, with the monitor's verdict.
+    fn ended(
+        table: &Arc<RunTable>,
+        run_id: &str,
+        events: &[(MessageType, serde_json::Value)],
+        cancel: Option<CancelReason>,
+        validation: Result<bool, EventValidationError>,
+    ) {
+        let control = Arc::new(RunControl::new());
+        let slot = table
+            .start(new_run("u", run_id, "s", 1), control.clone())
+            .unwrap();
+        for (t, payload) in events {
+            control.record(*t, payload, at(2));
+        }
+        if let Some(reason) = cancel {
+            control.cancel(reason);
+        }
+        slot.finish(validation, at(4));
+    }
+
+    #[test]
+    fn failed_and_cancelled_runs_are_remembered_with_their_reason() {
+        let table = Arc::new(RunTable::new(100));
+        let started = (MessageType::AgentStarted, json!({}));
+        ended(
+            &table,
+            "ok",
+            &[started.clone(), (MessageType::AgentCompleted, json!({}))],
+            None,
+            Ok(true),
+        );
+        ended(
+            &table,
+            "upstream",
+            &[
+                started.clone(),
+                (
+                    MessageType::AgentError,
+                    json!({"code": "upstream_timeout", "message": "no event for 30 s"}),
+                ),
+            ],
+            None,
+            Err(EventValidationError::RunFailed {
+                session_id: "upstream".into(),
+                reason: "no event for 30 s".into(),
+            }),
+        );
+        ended(
+            &table,
+            "stopped",
+            &[
+                started.clone(),
+                (
+                    MessageType::AgentError,
+                    json!({"code": "cancelled", "message": "the run was stopped by its user"}),
+                ),
+            ],
+            Some(CancelReason::Stopped),
+            Err(EventValidationError::Cancelled {
+                session_id: "stopped".into(),
+            }),
+        );
+        ended(
+            &table,
+            "silent",
+            std::slice::from_ref(&started),
+            None,
+            Ok(false),
+        );
+        ended(
+            &table,
+            "expired",
+            &[started],
+            Some(CancelReason::SessionExpired),
+            Ok(false),
+        );
+        let recent = table.snapshot(at(5)).recent_ended;
+        let seen: Vec<(&str, &str, &str)> = recent
+            .iter()
+            .map(|r| (r.run_id.as_str(), r.outcome, r.reason.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "expired",
+                    "cancelled",
+                    CancelReason::SessionExpired.message()
+                ),
+                (
+                    "silent",
+                    "failed",
+                    "the agent ended without agent_completed or agent_error"
+                ),
+                ("stopped", "cancelled", "the run was stopped by its user"),
+                ("upstream", "failed", "upstream_timeout: no event for 30 s"),
+            ],
+            "newest first; the run that completed is not listed"
+        );
+        assert_eq!((recent[3].events, recent[3].duration_secs), (2, 3.0));
+    }
+
+    #[test]
+    fn the_recent_list_is_bounded_and_reasons_are_clipped() {
+        let table = Arc::new(RunTable::new(100));
+        let long = "x".repeat(10_000);
+        for i in 0..(RECENT_ENDED + 5) {
+            ended(
+                &table,
+                &format!("r{i}"),
+                &[(
+                    MessageType::AgentError,
+                    json!({"code": "upstream_error", "message": long}),
+                )],
+                None,
+                Ok(false),
+            );
+        }
+        let recent = table.snapshot(at(5)).recent_ended;
+        assert_eq!(recent.len(), RECENT_ENDED);
+        assert_eq!(recent[0].run_id, format!("r{}", RECENT_ENDED + 4));
+        assert!(recent[0].reason.chars().count() <= MAX_REASON_CHARS + 1);
+        assert!(recent[0].reason.ends_with('…'));
+    }
+
+    #[test]
+    fn an_order_violation_fails_a_run_that_completed() {
+        use wsc_event_monitor::{OrderViolation, ViolationKind};
+        let violation = OrderViolation {
+            kind: ViolationKind::EventAfterEnd,
+            event_type: MessageType::AgentThinking,
+            index: 3,
+            at: at(2),
+        };
+        let got = outcome(
+            &Progress {
+                events: 3,
+                last: None,
+                terminal: Some(Terminal::Completed),
+            },
+            None,
+            Err(EventValidationError::OrderViolation {
+                session_id: "r".into(),
+                violations: vec![violation.clone()],
+                count: 1,
+            }),
+        );
+        assert_eq!(
+            got,
+            Some(("failed", format!("order violation: {violation}")))
+        );
+    }
+
+    #[test]
+    fn reasons_are_clipped_on_character_boundaries() {
+        let s = "é".repeat(MAX_REASON_CHARS + 3);
+        let clipped = clip(&s);
+        assert_eq!(clipped.chars().count(), MAX_REASON_CHARS + 1);
+        assert_eq!(clip("short"), "short");
     }
 }

@@ -1,6 +1,7 @@
 //! The gateway's background upkeep, each part a [`BackgroundTask`] on the
 //! gateway's clock: the one-second sampler (dashboard series and the cached
-//! health), expiry of detached sessions, the event monitor's sweeper, the
+//! health), expiry of detached sessions (and of the runs still streaming
+//! into them), the event monitor's sweeper, the
 //! performance monitor's alert evaluator, the rate limiter's cleanup, and
 //! with Redis its health check, outbox flushing, lease renewal and the
 //! announcement listener. The tasks hold a weak reference to the state:
@@ -66,6 +67,7 @@ pub(crate) fn start(state: &Arc<AppState>) -> Upkeep {
             if s.redis.is_some() {
                 let _ = s.local_sessions.cleanup_expired().await;
             }
+            cancel_orphaned_runs(&s).await;
         }),
         state.monitor.spawn_sweeper(),
         state.perf.spawn_evaluator(EVALUATE_ALERTS_EVERY),
@@ -87,6 +89,19 @@ pub(crate) fn start(state: &Arc<AppState>) -> Upkeep {
         .ok();
     }
     Upkeep { tasks, listener }
+}
+
+/// Cancels the runs whose session is gone (expired here, or on another
+/// gateway under Redis): no one can receive the rest, and their backend
+/// request and the user's run count are released. A store that does not
+/// answer cancels nothing.
+async fn cancel_orphaned_runs(s: &AppState) {
+    for (session_id, registry) in s.runs.sessions() {
+        if let Ok(None) = registry.session(&session_id).await {
+            let cancelled = s.runs.cancel_session(&session_id);
+            tracing::info!(%session_id, cancelled, "runs of an expired session cancelled");
+        }
+    }
 }
 
 /// A health check (PING); when Redis is back, catch every attached session

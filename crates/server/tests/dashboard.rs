@@ -1,7 +1,9 @@
 //! The dashboard in a real browser: headless Chromium, driven over the
 //! Chrome DevTools Protocol (a WebSocket, so tokio-tungstenite is the whole
-//! driver), loads `GET /` while demo load runs, checks that the numbers move
-//! and the latency chart draws, and saves a screenshot to
+//! driver), loads `GET /` while demo load runs, checks that the numbers move,
+//! the latency chart draws and the runs panel lists a run in flight and the
+//! failed and cancelled runs with their reasons (a hostile user id shown as
+//! text, never as markup), and saves a screenshot to
 //! `target/dashboard.png` (and to `docs/dashboard.png` when
 //! `WSC_UPDATE_SCREENSHOT=1`).
 //!
@@ -19,8 +21,67 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
+use wsc_core::{MessageType, WebSocketMessage};
 use wsc_loadgen::{DemoConfig, DemoProgress, run_demo};
-use wsc_server::{Gateway, GatewayConfig};
+use wsc_server::{AgentRequest, AgentRunner, EventSink, Gateway, GatewayConfig, SimulatedAgent};
+
+/// The simulated agent, except that a run asked to `fail` fails the way an
+/// upstream would.
+struct FailOnRequest;
+
+#[async_trait::async_trait]
+impl AgentRunner for FailOnRequest {
+    async fn run(&self, request: AgentRequest, sink: EventSink) {
+        if request.input == "fail" {
+            sink.emit(MessageType::AgentStarted, json!({})).await;
+            sink.emit(
+                MessageType::AgentError,
+                json!({"code": "upstream_error", "message": "the agent answered HTTP 502"}),
+            )
+            .await;
+        } else {
+            SimulatedAgent.run(request, sink).await;
+        }
+    }
+}
+
+type Client =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn send(ws: &mut Client, message_type: MessageType, payload: Value) {
+    let msg = WebSocketMessage::new(message_type, payload);
+    ws.send(Message::text(serde_json::to_string(&msg).unwrap()))
+        .await
+        .unwrap();
+}
+
+/// Reads frames until one of `message_type`; returns its payload.
+async fn until(ws: &mut Client, message_type: MessageType) -> Value {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("the connection is open")
+            .unwrap();
+        let Message::Text(text) = frame else { continue };
+        let msg: WebSocketMessage = serde_json::from_str(&text).unwrap();
+        if msg.message_type == message_type {
+            return msg.payload;
+        }
+    }
+}
+
+/// What the runs panel shows, read from the page.
+const READ_RUNS: &str = r##"(() => {
+  const rows = (id) => [...document.querySelectorAll("#" + id + " tbody tr")]
+    .map(tr => [...tr.cells].map(td => td.textContent));
+  return {
+    in_flight: rows("runs-table"),
+    ended: rows("ended-table"),
+    count: document.getElementById("runs-in-flight").textContent,
+    markup: document.querySelectorAll(".runs img, .runs script").length,
+  };
+})()"##;
 
 fn chromium() -> PathBuf {
     if let Ok(p) = std::env::var("WSC_CHROMIUM") {
@@ -146,10 +207,13 @@ async fn the_dashboard_shows_live_numbers_and_draws_the_chart_in_chromium() {
     // A gateway under demo load.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let gateway = Gateway::new(GatewayConfig {
-        max_handshakes_per_ip: 0,
-        ..Default::default()
-    });
+    let gateway = Gateway::with_runner(
+        GatewayConfig {
+            max_handshakes_per_ip: 0,
+            ..Default::default()
+        },
+        Arc::new(FailOnRequest),
+    );
     let g = gateway.clone();
     tokio::spawn(async move { g.serve(listener, std::future::pending()).await });
     let load = {
@@ -242,7 +306,105 @@ async fn the_dashboard_shows_live_numbers_and_draws_the_chart_in_chromium() {
     assert!(last["grid_labels"].as_u64() >= Some(1), "{last}");
     assert_ne!(last["health"], "offline", "{last}");
 
-    // A screenshot of what the browser drew.
+    // The runs panel: a user with a hostile id starts a long run (in
+    // flight), a run that fails, and a run that they stop.
+    let hostile = "<img src=x onerror=alert(1)>";
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+        "ws://{addr}/ws?user_id=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E"
+    ))
+    .await
+    .unwrap();
+    until(&mut ws, MessageType::ConnectionEstablished).await;
+    let long = json!({"agent_name": "researcher", "step_delay_ms": 600_000});
+    send(&mut ws, MessageType::StartAgent, long.clone()).await;
+    let running = until(&mut ws, MessageType::AgentStarted).await["run_id"].clone();
+    send(&mut ws, MessageType::StartAgent, json!({"input": "fail"})).await;
+    let failed = until(&mut ws, MessageType::AgentError).await;
+    assert_eq!(failed["code"], "upstream_error");
+    send(&mut ws, MessageType::StartAgent, long).await;
+    let stopped = until(&mut ws, MessageType::AgentStarted).await["run_id"].clone();
+    send(&mut ws, MessageType::StopAgent, json!({"run_id": stopped})).await;
+    assert_eq!(
+        until(&mut ws, MessageType::AgentError).await["code"],
+        "cancelled"
+    );
+    let (running, failed_run, stopped) = (
+        running.as_str().unwrap().to_owned(),
+        failed["run_id"].as_str().unwrap().to_owned(),
+        stopped.as_str().unwrap().to_owned(),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let panel = loop {
+        let panel = page.eval(READ_RUNS).await;
+        let listed = |table: &str, run: &str| {
+            panel[table]
+                .as_array()
+                .is_some_and(|rows| rows.iter().any(|r| r[0] == run || r[1] == run))
+        };
+        if listed("in_flight", &running)
+            && listed("ended", &failed_run)
+            && listed("ended", &stopped)
+        {
+            break panel;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the runs panel did not show the runs: {panel}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let row = |table: &str, run: &str| -> Vec<String> {
+        panel[table]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r[0] == run || r[1] == run)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect()
+    };
+    // run, user, agent, last event, idle, age, events
+    let r = row("in_flight", &running);
+    assert_eq!(
+        (r[1].as_str(), r[2].as_str(), r[3].as_str()),
+        (hostile, "researcher", "agent_started"),
+        "{r:?}"
+    );
+    assert_eq!(r[6], "1", "{r:?}");
+    // ended, run, user, agent, outcome, reason
+    let f = row("ended", &failed_run);
+    assert_eq!(
+        (f[2].as_str(), f[4].as_str(), f[5].as_str()),
+        (
+            hostile,
+            "failed",
+            "upstream_error: the agent answered HTTP 502"
+        ),
+        "{f:?}"
+    );
+    let c = row("ended", &stopped);
+    assert_eq!(
+        (c[4].as_str(), c[5].as_str()),
+        ("cancelled", "the run was stopped by its user"),
+        "{c:?}"
+    );
+    assert_eq!(panel["markup"], 0, "user ids are text, not markup: {panel}");
+    assert!(
+        panel["count"].as_str().unwrap().parse::<u64>().unwrap() >= 1,
+        "{panel}"
+    );
+
+    // A screenshot of what the browser drew: the whole page.
+    let height = page.eval("document.documentElement.scrollHeight").await;
+    page.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 1280, "height": height.as_u64().unwrap_or(900).clamp(900, 4000),
+               "deviceScaleFactor": 1, "mobile": false}),
+    )
+    .await;
     let shot = page
         .call("Page.captureScreenshot", json!({"format": "png"}))
         .await;

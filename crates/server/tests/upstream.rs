@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -87,16 +88,28 @@ async fn wsc(body: String) -> Response {
     ([(header::CONTENT_TYPE, "application/x-ndjson")], lines).into_response()
 }
 
-/// Set when the `/slow` backend's response stream is dropped: the gateway
-/// closed the request.
-static SLOW_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The tags of `/slow/{tag}` requests whose response stream was dropped:
+/// the gateway closed the request.
+static SLOW_CLOSED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
-/// Sets [`SLOW_CLOSED`] when dropped.
-struct ClosedGuard;
+/// Whether the gateway closed the `/slow/{tag}` request, waiting a little
+/// (paused time) for the close to arrive.
+async fn slow_closed(tag: &str) -> bool {
+    for _ in 0..200 {
+        if SLOW_CLOSED.lock().unwrap().iter().any(|t| t == tag) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+/// Records its tag in [`SLOW_CLOSED`] when dropped.
+struct ClosedGuard(String);
 
 impl Drop for ClosedGuard {
     fn drop(&mut self) {
-        SLOW_CLOSED.store(true, std::sync::atomic::Ordering::SeqCst);
+        SLOW_CLOSED.lock().unwrap().push(self.0.clone());
     }
 }
 
@@ -130,10 +143,10 @@ async fn backend() -> String {
             ]);
             post(move || async move { ([(header::CONTENT_TYPE, "text/event-stream")], body) })
         })
-        .route("/slow", {
+        .route("/slow/{tag}", {
             let first = sse(std::slice::from_ref(&started));
-            post(move || async move {
-                let guard = ClosedGuard;
+            post(move |Path(tag): Path<String>| async move {
+                let guard = ClosedGuard(tag);
                 let stream =
                     futures_util::stream::once(async move { Ok::<_, std::io::Error>(first) })
                         .chain(futures_util::stream::pending())
@@ -283,7 +296,7 @@ async fn stop_agent_closes_the_upstream_request() {
     let agent = HttpAgent::new(HttpAgentConfig {
         token: Some(TOKEN.into()),
         idle_timeout: Duration::from_secs(5),
-        ..HttpAgentConfig::new(format!("{base}/slow"))
+        ..HttpAgentConfig::new(format!("{base}/slow/stop"))
     });
     let r = start_with_runner(
         GatewayConfig::default(),
@@ -295,7 +308,7 @@ async fn stop_agent_closes_the_upstream_request() {
     send(&mut ws, &start_agent(&[], 0)).await;
     let started = next_frame(&mut ws).await.unwrap();
     assert_eq!(started.message_type, M::AgentStarted);
-    assert!(!SLOW_CLOSED.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(!SLOW_CLOSED.lock().unwrap().iter().any(|t| t == "stop"));
     let stop =
         wsc_core::WebSocketMessage::new(M::StopAgent, json!({"run_id": started.payload["run_id"]}));
     let asked = tokio::time::Instant::now();
@@ -311,17 +324,64 @@ async fn stop_agent_closes_the_upstream_request() {
         (end.message_type, &end.payload["code"]),
         (M::AgentError, &json!("cancelled"))
     );
-    for _ in 0..200 {
-        if SLOW_CLOSED.load(std::sync::atomic::Ordering::SeqCst) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
     assert!(
-        SLOW_CLOSED.load(std::sync::atomic::Ordering::SeqCst),
+        slow_closed("stop").await,
         "the backend saw its request closed"
     );
     assert_eq!(r.gateway.runs_in_flight("ana"), 0);
+}
+
+/// A run still streaming when its session expires (the client left and
+/// never resumed) is cancelled: the backend sees its request closed, the
+/// user's run count is released, and the dashboard lists it as cancelled
+/// with the reason.
+#[tokio::test(start_paused = true)]
+async fn a_run_whose_session_expired_is_cancelled() {
+    let base = backend().await;
+    let agent = HttpAgent::new(HttpAgentConfig {
+        token: Some(TOKEN.into()),
+        // Far longer than the session lives.
+        idle_timeout: Duration::from_secs(3600),
+        timeout: Duration::from_secs(3600),
+        ..HttpAgentConfig::new(format!("{base}/slow/expired"))
+    });
+    let config = GatewayConfig {
+        session_ttl: Duration::from_secs(20),
+        ..GatewayConfig::default()
+    };
+    let r = start_with_runner(
+        config,
+        std::sync::Arc::new(agent),
+        wsc_core::TokioClock::new().shared(),
+    )
+    .await;
+    let (mut ws, _) = connect(&r, "user_id=eve").await;
+    send(&mut ws, &start_agent(&[], 0)).await;
+    let started = next_frame(&mut ws).await.unwrap();
+    assert_eq!(started.message_type, M::AgentStarted);
+    drop(ws);
+    // Still streaming while the session can be resumed.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    assert_eq!(r.gateway.runs_in_flight("eve"), 1);
+    // Past the TTL and the next expiry pass (every 10 s).
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert!(
+        slow_closed("expired").await,
+        "the backend saw its request closed"
+    );
+    assert_eq!(r.gateway.runs_in_flight("eve"), 0);
+    assert_eq!(r.gateway.event_monitor().check_health().cancelled_runs, 1);
+    let stats: Value = serde_json::from_str(&http_get(&r, "/api/stats").await.1).unwrap();
+    let ended = &stats["runs"]["recent_ended"][0];
+    assert_eq!(ended["outcome"], "cancelled", "{stats}");
+    assert_eq!(ended["user_id"], "eve");
+    assert!(
+        ended["reason"]
+            .as_str()
+            .unwrap()
+            .contains("session expired"),
+        "{ended}"
+    );
 }
 
 /// With a backend, a `user_message` is acknowledged and starts a run with
