@@ -28,9 +28,15 @@ pub struct SessionConfig {
     /// refused with [`SessionError::TooManySessions`].
     pub max_sessions: usize,
     /// Live frames queued per connection (default 256). A connection that
-    /// falls this far behind is detached (its receiver ends) and stays
-    /// resumable.
+    /// falls this far behind, and stays there for `slow_client_grace`, is
+    /// detached (its receiver ends) and stays resumable.
     pub outbound_capacity: usize,
+    /// How long a publish waits for room in a full connection queue before
+    /// the connection is detached (default 1 s). The wait is backpressure:
+    /// a burst from a fast agent slows the agent to the client's pace
+    /// instead of dropping a client that is reading; a client that stopped
+    /// reading is detached after it. Zero detaches at once.
+    pub slow_client_grace: Duration,
     /// The resume-token secret (default: random per registry; nodes sharing
     /// a store must share it).
     pub secret: TokenSecret,
@@ -47,6 +53,7 @@ impl Default for SessionConfig {
             session_ttl: Duration::from_secs(300),
             max_sessions: 100_000,
             outbound_capacity: 256,
+            slow_client_grace: Duration::from_secs(1),
             secret: TokenSecret::random(),
             id_prefix: String::new(),
         }
@@ -469,8 +476,9 @@ impl SessionRegistry {
         Ok(Some(seq))
     }
 
-    /// Hands one frame to the attachment; a full or closed channel detaches
-    /// it (a slow client), and the frame stays buffered for its resume.
+    /// Hands one frame to the attachment; a channel closed, or full for
+    /// `slow_client_grace`, detaches it (a slow client), and the frame
+    /// stays buffered for its resume.
     async fn send_or_detach(
         &self,
         session_id: &str,
@@ -481,7 +489,22 @@ impl SessionRegistry {
             return Ok(());
         };
         let seq = frame.seq.unwrap_or(live.delivered + 1);
-        if tx.try_send(frame).is_ok() {
+        let sent = match tx.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(frame))
+                if !self.config.slow_client_grace.is_zero() =>
+            {
+                // Full: wait for the client to make room (the session's
+                // lock is held, so its frames stay in order).
+                let tx = tx.clone();
+                matches!(
+                    tokio::time::timeout(self.config.slow_client_grace, tx.send(frame)).await,
+                    Ok(Ok(()))
+                )
+            }
+            Err(_) => false,
+        };
+        if sent {
             live.delivered = seq;
             return Ok(());
         }

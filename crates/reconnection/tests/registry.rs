@@ -158,7 +158,8 @@ async fn a_stale_connection_cannot_detach_the_new_one() {
     assert!(old.frames.recv().await.is_none());
 }
 
-#[tokio::test]
+/// Paused time: the grace a full queue waits passes at once.
+#[tokio::test(start_paused = true)]
 async fn a_slow_client_is_detached_but_stays_resumable() {
     let (r, _) = registry(SessionConfig {
         outbound_capacity: 4,
@@ -183,6 +184,36 @@ async fn a_slow_client_is_detached_but_stays_resumable() {
         replay.iter().map(|m| m.seq.unwrap()).collect::<Vec<_>>(),
         (5..=10).collect::<Vec<_>>()
     );
+}
+
+/// A client that reads, only slower than frames are published, is not
+/// dropped: the publisher waits for room (backpressure) and every frame
+/// arrives live, in order.
+#[tokio::test(start_paused = true)]
+async fn a_client_reading_slowly_is_kept_and_gets_every_frame() {
+    let (r, _) = registry(SessionConfig {
+        outbound_capacity: 4,
+        ..Default::default()
+    });
+    let mut a = r.open("alice").await.unwrap();
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while let Some(m) = a.frames.recv().await {
+            got.push(m.seq.unwrap());
+            if got.len() == 50 {
+                break;
+            }
+            // Well under the grace per frame, far slower than publishing.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        got
+    });
+    for _ in 0..50 {
+        r.publish(&a.session_id, frame(MessageType::AgentResponseChunk))
+            .await
+            .unwrap();
+    }
+    assert_eq!(reader.await.unwrap(), (1..=50).collect::<Vec<_>>());
 }
 
 #[tokio::test]
