@@ -264,6 +264,31 @@ impl SessionRegistry {
         self.publish_inner(session_id, message, true).await
     }
 
+    /// Whether the session remembers the idempotency key `key` (see
+    /// [`claim_key`](Self::claim_key)).
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] if the store fails.
+    pub async fn holds_key(&self, session_id: &str, key: &str) -> Result<bool, SessionError> {
+        Ok(self.store.holds_message(session_id, key).await?)
+    }
+
+    /// Claims an idempotency key for the session (the gateway keys each
+    /// `start_agent` by its message id this way): true the first time,
+    /// false for a repeat. The key is remembered with the ids of frames
+    /// published once, for as long as the session lives and within the
+    /// same bound ([`RECENT_MESSAGE_IDS`](crate::RECENT_MESSAGE_IDS) in
+    /// memory) — not by anything outside the session, so other users' load
+    /// cannot make it forget.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] if the store fails.
+    pub async fn claim_key(&self, session_id: &str, key: &str) -> Result<bool, SessionError> {
+        let live = self.live(session_id);
+        let _live = live.lock().await;
+        Ok(self.store.claim_key(session_id, key).await?)
+    }
+
     /// The stored record of a session.
     pub async fn session(&self, session_id: &str) -> Result<Option<SessionRecord>, SessionError> {
         Ok(self.store.get(session_id).await?)

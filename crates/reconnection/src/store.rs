@@ -129,6 +129,21 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
         let _ = (session_id, message_id);
         Ok(())
     }
+
+    /// Claims an idempotency key (a client's `start_agent` message id) in
+    /// the session's memory of recent ids: true the first time, false if
+    /// it is remembered. The default checks [`holds_message`](Self::holds_message)
+    /// then calls [`remember_message`](Self::remember_message), which is
+    /// atomic per session under the registry's session lock; stores shared
+    /// by several nodes claim atomically in the store (the Redis store
+    /// does).
+    async fn claim_key(&self, session_id: &str, key: &str) -> Result<bool, StoreError> {
+        if self.holds_message(session_id, key).await? {
+            return Ok(false);
+        }
+        self.remember_message(session_id, key).await?;
+        Ok(true)
+    }
 }
 
 /// How many message ids of frames published once a session of the memory

@@ -226,6 +226,18 @@ redis.call('SREM', KEYS[6], ARGV[1])
 return existed
 "#;
 
+/// KEYS: hash, frames, noncrit, message ids, the previous generation.
+/// ARGV: key. Returns 1 if the key was new (now remembered), 0 if it was
+/// remembered, or for an unknown session.
+const CLAIM: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HEXISTS', KEYS[5], ARGV[1]) == 1 then return 0 end
+if redis.call('HSETNX', KEYS[4], ARGV[1], 0) == 0 then return 0 end
+local pttl = redis.call('PTTL', KEYS[1])
+if pttl > 0 then redis.call('PEXPIRE', KEYS[4], pttl) end
+return 1
+"#;
+
 /// KEYS: sessions.
 const COUNT: &str = r#"
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms())
@@ -304,6 +316,7 @@ pub struct RedisSessionStore {
     set_detached: redis::Script,
     remove: redis::Script,
     count: redis::Script,
+    claim: redis::Script,
 }
 
 impl fmt::Debug for RedisSessionStore {
@@ -354,6 +367,7 @@ impl RedisSessionStore {
             set_detached: script(SET_DETACHED),
             remove: script(REMOVE),
             count: script(COUNT),
+            claim: script(CLAIM),
         }
     }
 
@@ -700,5 +714,18 @@ impl SessionStore for RedisSessionStore {
             .await
             .map_err(store_error)?;
         Ok(now || before)
+    }
+
+    async fn claim_key(&self, session_id: &str, key: &str) -> Result<bool, StoreError> {
+        let mut redis = self.redis.clone();
+        let claimed: i64 = self
+            .on_session(&self.claim, session_id)
+            .key(self.k("m", session_id))
+            .key(self.k("m2", session_id))
+            .arg(key)
+            .invoke_async(&mut redis)
+            .await
+            .map_err(store_error)?;
+        Ok(claimed == 1)
     }
 }

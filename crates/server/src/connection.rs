@@ -350,6 +350,19 @@ fn idempotent_run_id(session_id: &str, message_id: &str) -> String {
     format!("run-{}", hex::encode(&hash.finalize()[..12]))
 }
 
+/// The reply to a start the session store could not key: the client may
+/// send it again (same message id).
+fn store_failed(e: &SessionError, msg: &WebSocketMessage) -> WebSocketMessage {
+    let mut frame = ErrorFrame::new(
+        ErrorCode::Internal,
+        format!("the session store failed; send the start again: {e}"),
+    );
+    if let Some(id) = &msg.message_id {
+        frame = frame.with_ref_message_id(id.clone());
+    }
+    frame.to_message()
+}
+
 /// Starts a run for `start_agent`; the reply, if the start is refused.
 async fn start_agent(
     state: &Arc<AppState>,
@@ -368,12 +381,25 @@ async fn start_agent(
         Some(id) => idempotent_run_id(session_id, id),
         None => state.next_id("run"),
     };
-    if msg.message_id.is_some() && state.monitor.is_tracking(&run_id) {
+    // The session remembers its start keys (bounded, for its life; with
+    // Redis on every gateway): a repeat is recognised however long ago the
+    // first ran, whatever else the monitor has evicted since.
+    let key = format!("start:{run_id}");
+    let repeated = || {
         state
             .counters
             .repeated_starts
             .fetch_add(1, Ordering::Relaxed);
-        return None;
+    };
+    if msg.message_id.is_some() {
+        match registry.holds_key(session_id, &key).await {
+            Ok(true) => {
+                repeated();
+                return None;
+            }
+            Ok(false) => {}
+            Err(e) => return Some(store_failed(&e, msg)),
+        }
     }
     let start = StartAgent::lenient(&msg.payload);
     let agent_name = start.agent_name.unwrap_or_else(|| "assistant".to_owned());
@@ -398,6 +424,17 @@ async fn start_agent(
         }
         return Some(refusal.to_message());
     };
+    if msg.message_id.is_some() {
+        match registry.claim_key(session_id, &key).await {
+            Ok(true) => {}
+            // Claimed in between (on another gateway): a repeat.
+            Ok(false) => {
+                repeated();
+                return None;
+            }
+            Err(e) => return Some(store_failed(&e, msg)),
+        }
+    }
     let tools = start.tools.unwrap_or_else(|| vec!["search".to_owned()]);
     let step_delay = Duration::from_millis(start.step_delay_ms.unwrap_or(0));
     let thread_id = start.thread_id.or_else(|| msg.thread_id.clone());

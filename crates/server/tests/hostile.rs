@@ -193,3 +193,34 @@ async fn a_ping_flood_is_rate_limited_and_others_stay_served() {
     assert_eq!((pongs, limited), (100, PINGS - 100));
     assert_eq!(r.gateway.stats().rate_limited, PINGS - 100);
 }
+
+/// Issue 19, finding 4: a start repeated after the event monitor evicted
+/// its run (other users' runs filled it) still starts nothing: the session
+/// remembers its start keys itself.
+#[tokio::test]
+async fn a_start_repeated_after_the_monitor_evicted_its_run_starts_nothing() {
+    let r = start(GatewayConfig {
+        max_tracked_runs: 3,
+        max_handshakes_per_ip: 0,
+        ..Default::default()
+    })
+    .await;
+    let (mut ws, _) = connect(&r, "user_id=rita").await;
+    let start = start_agent(&[], 0).with_message_id("start-1");
+    send(&mut ws, &start).await;
+    let (run_id, frames) = read_run(&mut ws, &mut 0).await;
+    assert_eq!(frames.len(), 3, "{frames:?}");
+    // Others' runs push it out of the monitor.
+    let (mut other, _) = connect(&r, "user_id=olga").await;
+    let mut seq = 0;
+    for _ in 0..5 {
+        send(&mut other, &start_agent(&[], 0)).await;
+        read_run(&mut other, &mut seq).await;
+    }
+    assert!(!r.gateway.event_monitor().is_tracking(&run_id), "evicted");
+    send(&mut ws, &start).await;
+    // Nothing arrives for the repeat: the next frame answers a ping.
+    ping_pong(&mut ws).await;
+    let stats = r.gateway.stats();
+    assert_eq!((stats.runs, stats.repeated_starts), (6, 1));
+}
