@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use wsc_loadgen::{DemoConfig, DemoProgress, run_demo};
 use wsc_server::{
     AgentProtocol, AgentRunner, AuthMode, Gateway, GatewayConfig, HttpAgent, HttpAgentConfig,
-    RedisFailurePolicy, RedisSettings, SimulatedAgent,
+    JwtAuth, RedisFailurePolicy, RedisSettings, SimulatedAgent,
 };
 
 /// The wsc WebSocket gateway.
@@ -98,9 +98,18 @@ struct ServeArgs {
     /// Authentication mode.
     #[arg(long, env = "WSC_AUTH", value_enum, default_value = "dev")]
     auth: Auth,
-    /// HS256 secret for --auth jwt.
+    /// HS256 secret for --auth jwt (at least 32 bytes).
     #[arg(long, env = "WSC_JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
+    /// Seconds of clock skew allowed on a token's `exp` and `nbf`.
+    #[arg(long, env = "WSC_JWT_LEEWAY", default_value_t = 5)]
+    jwt_leeway: u64,
+    /// Require tokens' `aud` to name this audience.
+    #[arg(long, env = "WSC_JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
+    /// Require tokens' `iss` to be this issuer.
+    #[arg(long, env = "WSC_JWT_ISSUER")]
+    jwt_issuer: Option<String>,
     /// Concurrent connections per user.
     #[arg(long, env = "WSC_MAX_CONNECTIONS_PER_USER", default_value_t = 5)]
     max_connections_per_user: u32,
@@ -284,11 +293,21 @@ async fn shutdown_signal() {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let auth = match args.auth {
         Auth::Dev => AuthMode::Dev,
-        Auth::Jwt => AuthMode::Jwt {
-            secret: args
+        Auth::Jwt => {
+            let secret = args
                 .jwt_secret
-                .context("--auth jwt needs --jwt-secret (or WSC_JWT_SECRET)")?,
-        },
+                .context("--auth jwt needs --jwt-secret (or WSC_JWT_SECRET)")?;
+            let mut jwt = JwtAuth::new(secret)
+                .context("--jwt-secret")?
+                .with_leeway(Duration::from_secs(args.jwt_leeway));
+            if let Some(aud) = args.jwt_audience {
+                jwt = jwt.with_audience(aud);
+            }
+            if let Some(iss) = args.jwt_issuer {
+                jwt = jwt.with_issuer(iss);
+            }
+            AuthMode::Jwt(jwt)
+        }
     };
     let config = GatewayConfig {
         auth,

@@ -152,15 +152,23 @@ async fn tokens_and_secrets_never_reach_the_log() {
 async fn json_logs_carry_connection_and_run_spans() {
     let (mut child, addr, log) = serve(&["--log-format", "json"]).await;
 
-    // A user id that tries to forge a log line.
-    let (mut ws, _) = connect_async(format!("ws://{addr}/ws?user_id=eve%0A%7B%22level%22"))
+    // A user id that tries to forge a log line is refused (400) ...
+    match connect_async(format!("ws://{addr}/ws?user_id=eve%0A%7B%22level%22")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 400),
+        other => panic!("a user id with a newline was not refused: {other:?}"),
+    }
+    // ... and an agent name that tries is neutralised in the run's span.
+    let (mut ws, _) = connect_async(format!("ws://{addr}/ws?user_id=eve%7B%22level%22"))
         .await
         .unwrap();
     let session = next_frame(&mut ws).await.payload["session_id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let start = WebSocketMessage::new(MessageType::StartAgent, json!({"tools": ["search"]}));
+    let start = WebSocketMessage::new(
+        MessageType::StartAgent,
+        json!({"tools": ["search"], "agent_name": "bot\n{\"level\":\"ERROR\"}"}),
+    );
     ws.send(Message::text(serialize(&start))).await.unwrap();
     let first = next_frame(&mut ws).await;
     let run_id = first.payload["run_id"].as_str().unwrap().to_owned();
@@ -189,14 +197,15 @@ async fn json_logs_carry_connection_and_run_spans() {
     let conn = &established["span"];
     assert_eq!(conn["name"], "connection");
     assert_eq!(conn["session_id"], session.as_str());
-    assert_eq!(
-        conn["user_id"], "eve?{\"level\"",
-        "control characters neutralised"
-    );
+    assert_eq!(conn["user_id"], "eve{\"level\"");
     assert!(conn["connection_id"].as_str().unwrap().starts_with("conn-"));
     let started = find("run started");
     assert_eq!(started["span"]["name"], "run");
     assert_eq!(started["span"]["run_id"], run_id.as_str());
+    assert_eq!(
+        started["span"]["agent"], "bot?{\"level\":\"ERROR\"}",
+        "control characters neutralised"
+    );
     let spans = started["spans"].as_array().unwrap();
     assert_eq!(
         spans[0]["name"], "connection",

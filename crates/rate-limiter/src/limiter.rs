@@ -624,7 +624,9 @@ impl WebSocketRateLimiter {
     }
 
     /// Records a failed handshake from `ip` (bad credentials, protocol
-    /// error; not a refusal by policy such as the connection cap). From the
+    /// error; not a refusal by policy such as the connection cap). Failures
+    /// while the IP is blocked are not counted: a block is never extended
+    /// by the requests it refuses. From the
     /// `ip_failures_before_backoff`th failure on, the IP is blocked for
     /// `ip_base_backoff`, doubling with each further failure, capped at
     /// `max_backoff`. Failures are forgotten after `violation_decay`.
@@ -635,6 +637,12 @@ impl WebSocketRateLimiter {
         let key = ip.to_string();
         let mut slot = self.ip_slot(&key, now);
         let s = &mut slot.value;
+        if s.blocked_until > now {
+            // Already blocked: what it sends meanwhile does not extend its
+            // own block (and `Retry-After` stays true).
+            s.last_seen = now;
+            return;
+        }
         if now.duration_since(s.last_failure) > cfg.violation_decay {
             s.failures = 0;
         }

@@ -181,6 +181,49 @@ async fn ip_handshakes_window_and_failure_backoff() {
     l.check_handshake(ip).unwrap();
 }
 
+proptest! {
+    /// Whatever an IP sends while it is blocked (failures, handshakes, at
+    /// any pace), its block ends when its first `Retry-After` said: a block
+    /// is never extended by the requests it refuses.
+    #[test]
+    fn a_block_is_never_extended_by_what_it_refuses(
+        failures_before in 1u32..20,
+        steps in prop::collection::vec((any::<bool>(), 0u64..400), 1..60),
+    ) {
+        let (l, clock) = limiter(RateLimitConfig {
+            ip_failures_before_backoff: 5,
+            ip_base_backoff: Duration::from_secs(1),
+            max_handshakes_per_ip: 0,
+            ..Default::default()
+        });
+        let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9));
+        for _ in 0..failures_before {
+            l.record_handshake_failure(ip);
+        }
+        let Err(first) = l.check_handshake(ip) else {
+            prop_assert!(failures_before < 5);
+            return Ok(());
+        };
+        let until = first.retry_after.unwrap();
+        let mut elapsed = Duration::ZERO;
+        for (fail, ms) in steps {
+            let step = Duration::from_millis(ms);
+            if elapsed + step >= until {
+                break;
+            }
+            clock.advance(step);
+            elapsed += step;
+            if fail {
+                l.record_handshake_failure(ip);
+            }
+            let err = l.check_handshake(ip).unwrap_err();
+            prop_assert_eq!(err.retry_after, Some(until - elapsed), "Retry-After tells the truth");
+        }
+        clock.advance(until - elapsed);
+        prop_assert!(l.check_handshake(ip).is_ok(), "free when it said");
+    }
+}
+
 #[tokio::test]
 async fn cleanup_drops_only_inactive_users_without_connections() {
     let (l, clock) = limiter(RateLimitConfig {

@@ -8,12 +8,149 @@ pub enum AuthMode {
     /// `?user_id=U`: the caller is trusted (development and demos).
     #[default]
     Dev,
-    /// `?token=JWT`: HS256 with this secret, `sub` is the user id, `exp`
-    /// is required.
-    Jwt {
-        /// The HMAC secret.
-        secret: String,
-    },
+    /// `?token=JWT`: HS256 (see [`JwtAuth`]); `sub` is the user id.
+    Jwt(JwtAuth),
+}
+
+/// The shortest JWT secret a gateway accepts, in bytes (HS256's key is as
+/// strong as its secret: RFC 7518 §3.2 asks for at least 256 bits).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// How `?token=JWT` is checked: HS256 with a secret of at least
+/// [`MIN_JWT_SECRET_BYTES`]; `exp` and `sub` required; `nbf` checked when
+/// present; `leeway` (default 5 s) for clock skew on both; `sub` a valid
+/// user id (1 to 256 printable characters); `aud` and `iss` when
+/// configured.
+///
+/// ```
+/// use std::time::Duration;
+/// use wsc_server::JwtAuth;
+/// assert!(JwtAuth::new("too short").is_err());
+/// let auth = JwtAuth::new("0123456789abcdef0123456789abcdef")
+///     .unwrap()
+///     .with_leeway(Duration::from_secs(2))
+///     .with_audience("chat")
+///     .with_issuer("https://auth.example.com");
+/// assert_eq!(auth.leeway(), Duration::from_secs(2));
+/// assert!(!format!("{auth:?}").contains("0123"), "the secret is never shown");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct JwtAuth {
+    secret: String,
+    leeway: Duration,
+    audience: Option<String>,
+    issuer: Option<String>,
+}
+
+/// A JWT secret too short to use.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the JWT secret is {0} bytes; at least {MIN_JWT_SECRET_BYTES} are needed (e.g. `openssl rand -hex 32`)"
+)]
+pub struct WeakJwtSecret(pub usize);
+
+impl JwtAuth {
+    /// Checks with `secret` (at least [`MIN_JWT_SECRET_BYTES`] bytes).
+    ///
+    /// # Errors
+    /// [`WeakJwtSecret`] for a shorter secret (an empty one included).
+    pub fn new(secret: impl Into<String>) -> Result<Self, WeakJwtSecret> {
+        let secret = secret.into();
+        if secret.len() < MIN_JWT_SECRET_BYTES {
+            return Err(WeakJwtSecret(secret.len()));
+        }
+        Ok(JwtAuth {
+            secret,
+            leeway: Duration::from_secs(5),
+            audience: None,
+            issuer: None,
+        })
+    }
+
+    /// Clock skew allowed on `exp` and `nbf` (default 5 s).
+    #[must_use]
+    pub fn with_leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Requires `aud` to name `audience`.
+    #[must_use]
+    pub fn with_audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+
+    /// Requires `iss` to be `issuer`.
+    #[must_use]
+    pub fn with_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// The clock skew allowed.
+    pub fn leeway(&self) -> Duration {
+        self.leeway
+    }
+
+    /// The user a token names, or why it is refused.
+    pub(crate) fn verify(&self, token: &str) -> Result<String, String> {
+        #[derive(serde::Deserialize)]
+        struct Claims {
+            sub: String,
+        }
+        let key = jsonwebtoken::DecodingKey::from_secret(self.secret.as_bytes())
+            .map_err(|e| format!("the gateway's JWT secret is unusable: {e}"))?;
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        validation.leeway = self.leeway.as_secs();
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        let mut required = vec!["exp", "sub"];
+        match &self.audience {
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
+            None => validation.validate_aud = false,
+        }
+        if let Some(iss) = &self.issuer {
+            validation.set_issuer(&[iss]);
+            required.push("iss");
+        }
+        validation.set_required_spec_claims(&required);
+        let sub = jsonwebtoken::decode::<Claims>(token, &key, &validation)
+            .map(|data| data.claims.sub)
+            .map_err(|e| format!("invalid token: {e}"))?;
+        crate::config::check_user_id(&sub).map_err(|e| format!("invalid token: `sub` {e}"))?;
+        Ok(sub)
+    }
+}
+
+impl std::fmt::Debug for JwtAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtAuth")
+            .field("secret", &"<redacted>")
+            .field("leeway", &self.leeway)
+            .field("audience", &self.audience)
+            .field("issuer", &self.issuer)
+            .finish()
+    }
+}
+
+/// The longest user id, in bytes.
+pub const MAX_USER_ID_BYTES: usize = 256;
+
+/// Checks a user id (dev `user_id`, or a token's `sub`): 1 to
+/// [`MAX_USER_ID_BYTES`] bytes, printable characters only (no control
+/// characters, so no forged log lines or terminal escapes).
+pub(crate) fn check_user_id(user: &str) -> Result<(), String> {
+    if user.is_empty() || user.len() > MAX_USER_ID_BYTES {
+        return Err(format!("must be 1 to {MAX_USER_ID_BYTES} bytes"));
+    }
+    if user.chars().any(char::is_control) {
+        return Err("must be printable (no control characters)".to_owned());
+    }
+    Ok(())
 }
 
 /// What a gateway on Redis does while Redis is unreachable.

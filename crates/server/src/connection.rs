@@ -37,16 +37,23 @@ enum Out {
 /// The longest user id put in a log line (characters).
 const MAX_LOGGED_USER_CHARS: usize = 64;
 
-/// A user id as logs show it: control characters (a forged log line's
-/// newline) as `?`, cut to [`MAX_LOGGED_USER_CHARS`] characters with a `…`.
-/// User ids come from clients (dev auth) or tokens.
+/// A user id or agent name as logs show it: see [`log_safe_text`]; cut to
+/// [`MAX_LOGGED_USER_CHARS`] characters. User ids come from clients (dev
+/// auth) or tokens, agent names from clients.
 pub(crate) fn log_safe(user: &str) -> String {
-    let mut out: String = user
+    log_safe_text(user, MAX_LOGGED_USER_CHARS)
+}
+
+/// A string someone else chose (a client, a backend) as logs show it:
+/// control characters (a forged log line's newline, terminal escapes) as
+/// `?`, cut to `max` characters with a `…`.
+pub(crate) fn log_safe_text(text: &str, max: usize) -> String {
+    let mut out: String = text
         .chars()
-        .take(MAX_LOGGED_USER_CHARS)
+        .take(max)
         .map(|c| if c.is_control() { '?' } else { c })
         .collect();
-    if user.chars().nth(MAX_LOGGED_USER_CHARS).is_some() {
+    if text.chars().nth(max).is_some() {
         out.push('…');
     }
     out
@@ -468,7 +475,7 @@ async fn start_agent(
     };
     let runner = state.runner.clone();
     let (monitor, clock) = (state.monitor.clone(), state.clock.clone());
-    let span = tracing::info_span!("run", run_id = %request.run_id, agent = %request.agent_name);
+    let span = tracing::info_span!("run", run_id = %request.run_id, agent = %log_safe(&request.agent_name));
     tokio::spawn(
         async move {
             tracing::debug!("run started");

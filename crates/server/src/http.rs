@@ -55,28 +55,34 @@ fn refuse(
     response
 }
 
-#[derive(serde::Deserialize)]
-struct Claims {
-    sub: String,
+/// Why a handshake has no user.
+enum AuthError {
+    /// No or bad credentials: 401.
+    Unauthorized(String),
+    /// A `user_id` that is not a valid user id (too long, control
+    /// characters): 400.
+    InvalidUserId(String),
 }
 
 /// The authenticated user, or why not.
-fn authenticate(state: &AppState, query: &HashMap<String, String>) -> Result<String, String> {
+fn authenticate(state: &AppState, query: &HashMap<String, String>) -> Result<String, AuthError> {
     match &state.config.auth {
-        AuthMode::Dev => match query.get("user_id").map(|u| u.trim()) {
-            Some(u) if !u.is_empty() && u.len() <= 256 => Ok(u.to_owned()),
-            Some(_) => Err("user_id must be 1 to 256 characters".to_owned()),
-            None => Err("missing user_id (auth mode dev)".to_owned()),
-        },
-        AuthMode::Jwt { secret } => {
-            let token = query.get("token").ok_or("missing token (auth mode jwt)")?;
-            let key = jsonwebtoken::DecodingKey::from_secret(secret.as_bytes())
-                .map_err(|e| format!("the gateway's JWT secret is unusable: {e}"))?;
-            let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
-            validation.set_required_spec_claims(&["exp", "sub"]);
-            jsonwebtoken::decode::<Claims>(token, &key, &validation)
-                .map(|data| data.claims.sub)
-                .map_err(|e| format!("invalid token: {e}"))
+        AuthMode::Dev => {
+            let user = query
+                .get("user_id")
+                .ok_or_else(|| {
+                    AuthError::Unauthorized("missing user_id (auth mode dev)".to_owned())
+                })?
+                .trim();
+            crate::config::check_user_id(user)
+                .map_err(|e| AuthError::InvalidUserId(format!("user_id {e}")))?;
+            Ok(user.to_owned())
+        }
+        AuthMode::Jwt(jwt) => {
+            let token = query.get("token").ok_or_else(|| {
+                AuthError::Unauthorized("missing token (auth mode jwt)".to_owned())
+            })?;
+            jwt.verify(token).map_err(AuthError::Unauthorized)
         }
     }
 }
@@ -91,10 +97,33 @@ async fn upgrade(
     uri: axum::http::Uri,
     ws: WebSocketUpgrade,
 ) -> Response {
+    if *state.shutdown.borrow() {
+        return refuse(
+            &state,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the gateway is shutting down".into(),
+            None,
+        );
+    }
+    // The IP's window and backoff first: a blocked IP is answered 429 with
+    // the true Retry-After before anything else, so what it sends while
+    // blocked never counts as a further failure.
+    let ip = addr.ip();
+    if let Err(e) = state.limiter.check_handshake(ip) {
+        let secs = e.retry_after.map(|d| d.as_secs_f64().ceil() as u64);
+        return refuse(
+            &state,
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            e.to_string(),
+            secs,
+        );
+    }
     // Checked before anything is parsed or looked up.
     let query_len = uri.query().map_or(0, str::len);
     if query_len > MAX_QUERY_BYTES {
-        state.limiter.record_handshake_failure(addr.ip());
+        state.limiter.record_handshake_failure(ip);
         return refuse(
             &state,
             StatusCode::URI_TOO_LONG,
@@ -106,6 +135,7 @@ async fn upgrade(
     let query: HashMap<String, String> = match Query::try_from_uri(&uri) {
         Ok(Query(q)) => q,
         Err(e) => {
+            state.limiter.record_handshake_failure(ip);
             return refuse(
                 &state,
                 StatusCode::BAD_REQUEST,
@@ -120,7 +150,7 @@ async fn upgrade(
     let resume = match ResumeRequest::from_query(uri.query().unwrap_or("")) {
         Ok(resume) => resume,
         Err(e) => {
-            state.limiter.record_handshake_failure(addr.ip());
+            state.limiter.record_handshake_failure(ip);
             return refuse(
                 &state,
                 StatusCode::BAD_REQUEST,
@@ -130,34 +160,24 @@ async fn upgrade(
             );
         }
     };
-    if *state.shutdown.borrow() {
-        return refuse(
-            &state,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "the gateway is shutting down".into(),
-            None,
-        );
-    }
-    let ip = addr.ip();
-    if let Err(e) = state.limiter.check_handshake(ip) {
-        let secs = e.retry_after.map(|d| d.as_secs_f64().ceil() as u64);
-        return refuse(
-            &state,
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            e.to_string(),
-            secs,
-        );
-    }
     let user = match authenticate(&state, &query) {
         Ok(user) => user,
-        Err(message) => {
+        Err(AuthError::Unauthorized(message)) => {
             state.limiter.record_handshake_failure(ip);
             return refuse(
                 &state,
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
+                message,
+                None,
+            );
+        }
+        Err(AuthError::InvalidUserId(message)) => {
+            state.limiter.record_handshake_failure(ip);
+            return refuse(
+                &state,
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
                 message,
                 None,
             );

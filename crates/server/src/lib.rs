@@ -49,7 +49,10 @@ mod upstream;
 
 pub use agent::{AgentRequest, AgentRunner, EventSink, SimulatedAgent};
 pub use builder::{Gateway, GatewayBuilder};
-pub use config::{ApiKey, AuthMode, GatewayConfig, RedisFailurePolicy, RedisSettings};
+pub use config::{
+    ApiKey, AuthMode, GatewayConfig, JwtAuth, MAX_USER_ID_BYTES, MIN_JWT_SECRET_BYTES,
+    RedisFailurePolicy, RedisSettings, WeakJwtSecret,
+};
 pub use counters::GatewayStats;
 pub use telemetry::StatsSample;
 pub use upstream::{HttpAgent, HttpAgentConfig};

@@ -210,7 +210,11 @@ impl AgentRunner for HttpAgent {
         let last = match streamed {
             Ok(Ok(())) => mapper.finish(),
             Ok(Err(Failure(code, message))) => {
-                tracing::info!(code, %message, "upstream run failed");
+                tracing::info!(
+                    code,
+                    message = %crate::connection::log_safe_text(&message, 300),
+                    "upstream run failed"
+                );
                 (!mapper.is_ended()).then(|| mapper.fail(code, &message))
             }
             Err(_) => (!mapper.is_ended()).then(|| {

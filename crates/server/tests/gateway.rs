@@ -267,11 +267,14 @@ async fn shutdown_closes_with_1001_and_keeps_the_session() {
 #[tokio::test]
 async fn jwt_auth_accepts_good_tokens_only() {
     use jsonwebtoken::{EncodingKey, Header, encode};
-    let secret = "test-secret";
+    let secret = "test-secret-of-thirty-two-bytes!";
     let r = start(GatewayConfig {
-        auth: wsc_server::AuthMode::Jwt {
-            secret: secret.into(),
-        },
+        auth: wsc_server::AuthMode::Jwt(
+            wsc_server::JwtAuth::new(secret)
+                .unwrap()
+                .with_audience("chat")
+                .with_issuer("https://auth.example"),
+        ),
         ..Default::default()
     })
     .await;
@@ -279,22 +282,31 @@ async fn jwt_auth_accepts_good_tokens_only() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let token = |key: &str, exp: u64| {
+    let signed = |key: &str, claims: serde_json::Value| {
         encode(
             &Header::default(),
-            &json!({"sub": "jwt-user", "exp": exp}),
+            &claims,
             &EncodingKey::from_secret(key.as_bytes()).unwrap(),
         )
         .unwrap()
     };
+    let claims = |sub: &str, exp: u64| json!({"sub": sub, "exp": exp, "aud": "chat", "iss": "https://auth.example"});
+    let token = |key: &str, exp: u64| signed(key, claims("jwt-user", exp));
     let status = |query: String| {
         let r = &r;
-        async move { handshake(r, &query).await.0 }
+        async move {
+            let status = handshake(r, &query).await.0;
+            // Many refusals from one address: keep it out of backoff.
+            r.gateway
+                .rate_limiter()
+                .record_handshake_success("127.0.0.1".parse().unwrap());
+            status
+        }
     };
     // alg "none": header {"alg":"none"}, no signature.
     let none = format!(
         "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.",
-        base64_url(&json!({"sub": "jwt-user", "exp": now + 600}).to_string())
+        base64_url(&claims("jwt-user", now + 600).to_string())
     );
     assert_eq!(status(format!("token={none}")).await, 401);
     assert_eq!(
@@ -305,6 +317,51 @@ async fn jwt_auth_accepts_good_tokens_only() {
         status(format!("token={}", token(secret, now - 600))).await,
         401
     );
+    // Expired 30 s ago: past the 5 s leeway (the library's default is 60).
+    assert_eq!(
+        status(format!("token={}", token(secret, now - 30))).await,
+        401,
+        "expired"
+    );
+    // Not valid before a minute from now.
+    let mut early = claims("jwt-user", now + 600);
+    early["nbf"] = json!(now + 60);
+    assert_eq!(
+        status(format!("token={}", signed(secret, early))).await,
+        401,
+        "nbf"
+    );
+    // `sub` empty, too long, not printable, or missing.
+    for sub in [String::new(), "x".repeat(2_800), "eve\nINFO forged".into()] {
+        assert_eq!(
+            status(format!("token={}", signed(secret, claims(&sub, now + 600)))).await,
+            401,
+            "sub {sub:.20?}"
+        );
+    }
+    let mut no_sub = claims("x", now + 600);
+    no_sub.as_object_mut().unwrap().remove("sub");
+    assert_eq!(
+        status(format!("token={}", signed(secret, no_sub))).await,
+        401
+    );
+    // Another audience or issuer, or none.
+    for (field, value) in [("aud", json!("billing")), ("iss", json!("https://evil"))] {
+        let mut other = claims("jwt-user", now + 600);
+        other[field] = value;
+        assert_eq!(
+            status(format!("token={}", signed(secret, other))).await,
+            401,
+            "{field}"
+        );
+        let mut missing = claims("jwt-user", now + 600);
+        missing.as_object_mut().unwrap().remove(field);
+        assert_eq!(
+            status(format!("token={}", signed(secret, missing))).await,
+            401,
+            "no {field}"
+        );
+    }
     assert_eq!(
         status("user_id=someone".into()).await,
         401,
@@ -312,6 +369,19 @@ async fn jwt_auth_accepts_good_tokens_only() {
     );
     let (_ws, hello) = connect(&r, &format!("token={}", token(secret, now + 600))).await;
     assert_eq!(hello["resumed"], false);
+    // Within the leeway of its expiry, a token still works.
+    let (_ws, hello) = connect(&r, &format!("token={}", token(secret, now - 2))).await;
+    assert_eq!(hello["resumed"], false);
+}
+
+#[test]
+fn a_jwt_secret_shorter_than_32_bytes_is_refused() {
+    for weak in ["", "secret", &"x".repeat(31)] {
+        let err = wsc_server::JwtAuth::new(weak).unwrap_err();
+        assert_eq!(err.0, weak.len());
+        assert!(err.to_string().contains("at least 32"), "{err}");
+    }
+    assert!(wsc_server::JwtAuth::new("x".repeat(32)).is_ok());
 }
 
 fn base64_url(s: &str) -> String {

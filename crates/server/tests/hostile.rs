@@ -224,3 +224,78 @@ async fn a_start_repeated_after_the_monitor_evicted_its_run_starts_nothing() {
     let stats = r.gateway.stats();
     assert_eq!((stats.runs, stats.repeated_starts), (6, 1));
 }
+
+/// A WebSocket upgrade request with `query`: the status and `Retry-After`
+/// (seconds), if any.
+async fn upgrade_status(r: &Running, query: &str) -> (u16, Option<u64>) {
+    let (status, head, _) = http_get_with(
+        r,
+        &format!("/ws?{query}"),
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
+    )
+    .await;
+    let retry = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("retry-after")
+            .then(|| value.trim().parse().ok())
+            .flatten()
+    });
+    (status, retry)
+}
+
+/// Issue 19, finding 3: malformed resume queries put their IP in backoff,
+/// but what it sends while blocked does not extend the block: the first
+/// `Retry-After` is the truth, and then a good handshake succeeds. Paused
+/// time.
+#[tokio::test(start_paused = true)]
+async fn a_blocked_ip_does_not_extend_its_own_block() {
+    let r = start_on_tokio_time(GatewayConfig::default()).await;
+    let bad = "user_id=mal&session_id=s&resume_token=t&last_seq=not-a-number";
+    // Five failures (the threshold) block the IP for the base backoff.
+    for _ in 0..5 {
+        assert_eq!(upgrade_status(&r, bad).await.0, 400);
+    }
+    let (status, retry) = upgrade_status(&r, bad).await;
+    assert_eq!((status, retry), (429, Some(1)));
+    // Fourteen more in the blocked second change nothing.
+    for _ in 0..14 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (status, retry) = upgrade_status(&r, bad).await;
+        assert_eq!((status, retry), (429, Some(1)), "Retry-After stays true");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, _) = handshake(&r, "user_id=honest").await;
+    assert_eq!(status, 101, "free when Retry-After said");
+}
+
+/// Issue 19, finding 8: a user id with a newline or a terminal escape (a
+/// forged log line) is refused with 400 before anything is logged;
+/// printable ids, any script, are welcome.
+#[tokio::test]
+async fn user_ids_with_control_characters_are_refused() {
+    let r = start(GatewayConfig {
+        max_handshakes_per_ip: 0,
+        ..Default::default()
+    })
+    .await;
+    for bad in [
+        "eve%0A2026-11-29T00:00:00Z%20INFO%20admin%20logged%20in",
+        "eve%0Dx",
+        "eve%1B%5B31mred",
+        "eve%00",
+        "eve%7F",
+    ] {
+        let (status, _) = upgrade_status(&r, &format!("user_id={bad}")).await;
+        assert_eq!(status, 400, "{bad}");
+        r.gateway
+            .rate_limiter()
+            .record_handshake_success("127.0.0.1".parse().unwrap());
+    }
+    for good in ["%C3%A9lodie", "%E5%B1%B1%E7%94%B0", "a%20b"] {
+        assert_eq!(
+            handshake(&r, &format!("user_id={good}")).await.0,
+            101,
+            "{good}"
+        );
+    }
+}
