@@ -187,13 +187,177 @@ pub fn parse_client_frame_with_limit(
             limit: max_bytes,
         });
     }
-    let msg = parse_json(text)?;
+    let value = strict_value(text)?;
+    let msg = decode_value(value)?;
+    for (field, value) in [
+        ("message_id", &msg.message_id),
+        ("user_id", &msg.user_id),
+        ("thread_id", &msg.thread_id),
+    ] {
+        if let Some(v) = value
+            && v.len() > MAX_CLIENT_ID_BYTES
+        {
+            return Err(FrameError::invalid(format!(
+                "`{field}` is {} bytes; at most {MAX_CLIENT_ID_BYTES}",
+                v.len()
+            )));
+        }
+    }
     if !msg.message_type.client_may_send() {
         return Err(FrameError::NotAllowed {
             message_type: msg.message_type,
         });
     }
     Ok(msg)
+}
+
+/// The longest `message_id`, `user_id` or `thread_id` a client frame may
+/// carry, in bytes. The gateway copies ids into every event of a run and
+/// the event monitor keeps them: unbounded, one frame could multiply into
+/// megabytes kept for minutes.
+pub const MAX_CLIENT_ID_BYTES: usize = 256;
+
+/// Parses a client frame's JSON strictly: an object key given twice (at
+/// any depth) is refused, as is an integer beyond 64 bits (it would come
+/// back as a float, not the number sent). Serde's parser decides the JSON
+/// itself; this only adds the two checks.
+fn strict_value(text: &str) -> Result<Value, FrameError> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = StrictValue
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| {
+            let detail = e.to_string();
+            match detail.strip_prefix(DUPLICATE_KEY) {
+                Some(rest) => FrameError::invalid(format!(
+                    "a key appears twice in one object: {}",
+                    rest.split(" at line").next().unwrap_or(rest)
+                )),
+                None => FrameError::InvalidJson { detail },
+            }
+        })?;
+    if let Some(n) = oversized_integer(text) {
+        return Err(FrameError::invalid(format!(
+            "the integer {n} does not fit in 64 bits; send it as a string"
+        )));
+    }
+    Ok(value)
+}
+
+const DUPLICATE_KEY: &str = "duplicate key ";
+
+/// Builds a [`Value`] like serde_json's own, refusing duplicate keys.
+struct StrictValue;
+
+impl<'de> serde::de::DeserializeSeed<'de> for StrictValue {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for StrictValue {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(StrictValue)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                let shown: String = key.chars().take(64).collect();
+                return Err(serde::de::Error::custom(format!(
+                    "{DUPLICATE_KEY}{shown:?}"
+                )));
+            }
+            let value = map.next_value_seed(StrictValue)?;
+            out.insert(key, value);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+/// The first integer literal in valid JSON `text` that fits neither `i64`
+/// nor `u64` (numbers inside strings are skipped), shortened for a
+/// message.
+fn oversized_integer(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                // Skip the string, escapes included.
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < bytes.len()
+                    && matches!(bytes[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    i += 1;
+                }
+                let token = &text[start..i];
+                let integer = !token.contains(['.', 'e', 'E']);
+                if integer && token.parse::<i64>().is_err() && token.parse::<u64>().is_err() {
+                    return Some(token.chars().take(40).collect());
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 /// Parses a frame sent by the server (any message type allowed); what a
@@ -330,6 +494,69 @@ mod tests {
 
     fn code(text: &str) -> &'static str {
         parse_client_frame(text).unwrap_err().code()
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused_at_any_depth() {
+        for text in [
+            r#"{"type":"ping","type":"start_agent"}"#,
+            r#"{"type":"ping","payload":{"a":1,"a":2}}"#,
+            r#"{"type":"ping","payload":{"x":[{"k":1,"k":1}]}}"#,
+            r#"{"type":"ping","message_id":"a","message_id":"b"}"#,
+        ] {
+            let err = parse_client_frame(text).unwrap_err();
+            assert_eq!(err.code(), "invalid_message", "{text}");
+            assert!(err.to_string().contains("appears twice"), "{err}");
+        }
+        // The same key in sibling objects is fine.
+        let ok = parse_client_frame(r#"{"type":"ping","payload":{"a":{"k":1},"b":{"k":2}}}"#);
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
+    fn integers_beyond_64_bits_are_refused_and_the_rest_kept_exactly() {
+        for big in [
+            "18446744073709551616",
+            "-9223372036854775809",
+            "123456789012345678901234567890",
+        ] {
+            let text = format!(r#"{{"type":"ping","payload":{{"n":{big}}}}}"#);
+            let err = parse_client_frame(&text).unwrap_err();
+            assert_eq!(err.code(), "invalid_message", "{text}");
+            assert!(err.to_string().contains("64 bits"), "{err}");
+        }
+        for exact in [
+            "18446744073709551615",
+            "-9223372036854775808",
+            "0",
+            "1.5e+300",
+            "2.0",
+        ] {
+            let text = format!(r#"{{"type":"ping","payload":{{"n":{exact}}}}}"#);
+            let msg = parse_client_frame(&text).unwrap();
+            assert_eq!(msg.payload["n"].to_string(), exact, "{text}");
+        }
+        // Digits inside strings are text, however long.
+        let text = r#"{"type":"ping","payload":{"s":"123456789012345678901234567890 \" 99999999999999999999999"}}"#;
+        assert!(parse_client_frame(text).is_ok());
+    }
+
+    #[test]
+    fn client_ids_are_bounded() {
+        for field in ["message_id", "user_id", "thread_id"] {
+            let ok = format!(
+                r#"{{"type":"ping","{field}":"{}"}}"#,
+                "x".repeat(MAX_CLIENT_ID_BYTES)
+            );
+            assert!(parse_client_frame(&ok).is_ok(), "{field}");
+            let long = format!(
+                r#"{{"type":"ping","{field}":"{}"}}"#,
+                "x".repeat(MAX_CLIENT_ID_BYTES + 1)
+            );
+            let err = parse_client_frame(&long).unwrap_err();
+            assert_eq!(err.code(), "invalid_message");
+            assert!(err.to_string().contains(field), "{err}");
+        }
     }
 
     #[test]
@@ -493,6 +720,25 @@ mod tests {
                 Err(FrameError::InvalidJson { .. }) => prop_assert!(false, "valid JSON reported invalid"),
                 Err(e) => prop_assert!(!e.code().is_empty()),
             }
+        }
+
+        /// Without duplicate keys or oversized integers (a map's keys are
+        /// unique; `arb_json` has only 64-bit integers), the strict parse
+        /// is exactly serde_json's.
+        #[test]
+        fn the_strict_parse_is_serde_jsons_for_unambiguous_json(value in arb_json()) {
+            let text = value.to_string();
+            prop_assert_eq!(strict_value(&text).unwrap(), serde_json::from_str::<Value>(&text).unwrap());
+        }
+
+        /// An integer literal is refused exactly when it fits neither i64
+        /// nor u64, wherever it sits; inside a string it is text.
+        #[test]
+        fn oversized_integers_are_found_exactly(n in any::<i128>(), depth in 0usize..4, quoted in any::<bool>()) {
+            let literal = if quoted { format!("\"{n}\"") } else { n.to_string() };
+            let text = format!("{}{literal}{}", "[".repeat(depth), "]".repeat(depth));
+            let fits = i64::try_from(n).is_ok() || u64::try_from(n).is_ok();
+            prop_assert_eq!(oversized_integer(&text).is_some(), !quoted && !fits, "{}", text);
         }
 
         #[test]

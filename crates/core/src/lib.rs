@@ -54,8 +54,8 @@ mod task;
 mod time;
 
 pub use codec::{
-    CloseCode, DEFAULT_MAX_FRAME_BYTES, ErrorCode, FrameError, parse_client_frame,
-    parse_client_frame_with_limit, parse_server_frame, serialize,
+    CloseCode, DEFAULT_MAX_FRAME_BYTES, ErrorCode, FrameError, MAX_CLIENT_ID_BYTES,
+    parse_client_frame, parse_client_frame_with_limit, parse_server_frame, serialize,
 };
 pub use message::WebSocketMessage;
 pub use message_type::{Direction, MessageType, UnknownMessageType};

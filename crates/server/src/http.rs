@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use axum::Json;
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -87,6 +87,23 @@ fn authenticate(state: &AppState, query: &HashMap<String, String>) -> Result<Str
     }
 }
 
+/// The query's parameters; a parameter given twice is refused (which one
+/// would count is a guess an attacker could exploit, e.g.
+/// `user_id=alice&user_id=bob`).
+fn parse_query(query: &str) -> Result<HashMap<String, String>, String> {
+    let mut params = HashMap::new();
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        if params.contains_key(key.as_ref()) {
+            return Err(format!(
+                "parameter `{}` appears more than once",
+                crate::connection::log_safe(&key)
+            ));
+        }
+        params.insert(key.into_owned(), value.into_owned());
+    }
+    Ok(params)
+}
+
 /// The longest query string `/ws` accepts: credentials and a resume triple
 /// fit in a fraction of it.
 const MAX_QUERY_BYTES: usize = 4 * 1024;
@@ -132,15 +149,15 @@ async fn upgrade(
             None,
         );
     }
-    let query: HashMap<String, String> = match Query::try_from_uri(&uri) {
-        Ok(Query(q)) => q,
-        Err(e) => {
+    let query = match parse_query(uri.query().unwrap_or("")) {
+        Ok(q) => q,
+        Err(message) => {
             state.limiter.record_handshake_failure(ip);
             return refuse(
                 &state,
                 StatusCode::BAD_REQUEST,
                 "invalid_query",
-                e.body_text(),
+                message,
                 None,
             );
         }

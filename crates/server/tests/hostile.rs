@@ -299,3 +299,43 @@ async fn user_ids_with_control_characters_are_refused() {
         );
     }
 }
+
+/// Issue 19, finding 10: one parse for every input. A repeated query
+/// parameter is refused (400), not "the last one wins"; a frame repeating a
+/// key is refused (`invalid_message`, connection kept) rather than started
+/// as the second `type`; an integer beyond 64 bits is refused rather than
+/// echoed back as a float.
+#[tokio::test]
+async fn ambiguous_input_is_refused_not_guessed() {
+    let r = start(GatewayConfig::default()).await;
+    let (status, _) = upgrade_status(&r, "user_id=alice&user_id=bob").await;
+    assert_eq!(status, 400);
+    let (status, _) = upgrade_status(&r, "token=a&user_id=x&token=b").await;
+    assert_eq!(status, 400);
+    let (mut ws, _) = connect(&r, "user_id=alice").await;
+    for (frame, says) in [
+        (r#"{"type":"ping","type":"start_agent"}"#, "appears twice"),
+        (
+            r#"{"type":"ping","payload":{"n":18446744073709551616}}"#,
+            "64 bits",
+        ),
+    ] {
+        ws.send(Message::text(frame)).await.unwrap();
+        let reply = next_frame(&mut ws).await.unwrap();
+        assert_eq!(reply.message_type, MessageType::Error, "{frame}");
+        assert_eq!(reply.payload["code"], "invalid_message");
+        assert!(
+            reply.payload["message"].as_str().unwrap().contains(says),
+            "{reply:?}"
+        );
+    }
+    // The largest u64 comes back exactly.
+    ws.send(Message::text(
+        r#"{"type":"ping","payload":{"n":18446744073709551615}}"#,
+    ))
+    .await
+    .unwrap();
+    let pong = next_frame(&mut ws).await.unwrap();
+    assert_eq!(pong.payload["n"].as_u64(), Some(u64::MAX));
+    assert_eq!(r.gateway.stats().runs, 0, "nothing started");
+}
