@@ -12,12 +12,13 @@ use serde_json::Value;
 use crate::{cargo, root, target_dir};
 
 /// A bench target: package and bench name.
-const BENCHES: [(&str, &str); 6] = [
+const BENCHES: [(&str, &str); 7] = [
     ("wsc-rate-limiter", "limiter"),
     ("wsc-perf-monitor", "record"),
     ("wsc-event-monitor", "record_event"),
     ("wsc-reconnection", "replay"),
     ("wsc-gateway", "roundtrip"),
+    ("wsc-gateway", "upstream"),
     ("wsc-redis", "redis"),
 ];
 
@@ -161,6 +162,15 @@ const ROWS: &[Row] = &[
             "gateway/ping_pong/bare_echo/100",
         )),
         Goal::ThroughputAtLeast(0.85),
+    ),
+    row(
+        "agent run from an AG-UI upstream (SSE, 1 000 frames) to the client, per frame",
+        "gateway/upstream_run/through_gateway",
+        Some((
+            "the client reading the upstream directly",
+            "gateway/upstream_run/direct",
+        )),
+        Goal::ThroughputAtLeast(0.8),
     ),
     row(
         "Redis rate limit decision, one client",
@@ -332,9 +342,16 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
         eprintln!("xtask bench: building the benchmarks failed");
         return ExitCode::from(1);
     }
+    let mut upstream_latency = None;
     for (package, bench) in BENCHES {
-        if let Err(e) = run_bench(package, bench, &env, quick) {
-            failures.push(e);
+        match run_bench(package, bench, &env, quick) {
+            Ok(out) if bench == "upstream" => {
+                upstream_latency = json_lines(&out)
+                    .into_iter()
+                    .find(|v| v["upstream_latency"] == true);
+            }
+            Ok(_) => {}
+            Err(e) => failures.push(e),
         }
     }
     let results = criterion_results(&criterion_dir);
@@ -393,6 +410,29 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
             } else {
                 "**no**"
             }
+        );
+    }
+
+    if let Some(v) = &upstream_latency {
+        let ns = |k: &str| human(v[k].as_f64().unwrap_or(f64::NAN));
+        let _ = writeln!(
+            md,
+            "\n## Agent run through the gateway: latency per frame\n\n\
+             The upstream row above: {} text deltas, each stamped with the time the upstream \
+             handed it to its HTTP server, read by the client directly or through the gateway \
+             (upstream write to client read, the run streaming as fast as it can, so queueing \
+             is included).\n\n\
+             | path | p50 | p99 |\n|---|---:|---:|\n\
+             | direct | {} | {} |\n\
+             | through the gateway | {} | {} |\n\
+             | added by the gateway | {} | {} |",
+            v["events"],
+            ns("direct_p50_ns"),
+            ns("direct_p99_ns"),
+            ns("gateway_p50_ns"),
+            ns("gateway_p99_ns"),
+            ns("added_p50_ns"),
+            ns("added_p99_ns"),
         );
     }
 

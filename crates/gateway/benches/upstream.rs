@@ -7,10 +7,11 @@
 //! it in the event monitor, numbers and buffers it, and sends it. Both
 //! client, upstream and gateway share one tokio runtime (2 workers).
 //!
-//! After criterion, both paths stream 20 more runs whose events carry the
-//! upstream's send time: the per-event latency (upstream write to client
-//! read) of each, and what the gateway adds at p50 and p99, printed and
-//! written as one JSON line on stdout for `cargo xtask bench`.
+//! After criterion, both paths stream 10 paced runs (200 deltas, one a
+//! millisecond) whose events carry the upstream's send time: the per-event
+//! latency (upstream write to client read) of each, and what the gateway
+//! adds at p50 and p99, printed and written as one JSON line on stdout for
+//! `cargo xtask bench`.
 
 #![allow(missing_docs)] // criterion_main! generates an undocumented `main`
 
@@ -47,6 +48,8 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 const DELTAS: usize = 997;
 /// Frames a run delivers to the WebSocket client.
 const FRAMES: u64 = DELTAS as u64 + 3;
+/// Text deltas of a paced run (one a millisecond), for the latency phase.
+const PACED_DELTAS: usize = 200;
 
 /// Nanoseconds since the first call: the clock both ends of a run read
 /// (one process).
@@ -76,7 +79,14 @@ async fn start_upstream() -> SocketAddr {
                 json!({"type": "TEXT_MESSAGE_END", "messageId": "m"}),
                 json!({"type": "RUN_FINISHED", "threadId": "t", "runId": run_id}),
             ];
-            let deltas = futures_util::stream::iter(0..DELTAS).map(|_| {
+            // "paced": one delta a millisecond (the latency phase), else
+            // as fast as the server takes them.
+            let paced = input["messages"][0]["content"] == "paced";
+            let count = if paced { PACED_DELTAS } else { DELTAS };
+            let deltas = futures_util::stream::iter(0..count).then(move |_| async move {
+                if paced {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
                 sse(&json!({
                     "type": "TEXT_MESSAGE_CONTENT",
                     "messageId": "m",
@@ -130,11 +140,13 @@ fn sent_at(delta: &str) -> Option<u64> {
 async fn direct_run(
     client: &Client<HttpConnector, Full<Bytes>>,
     url: &str,
+    input: &str,
     mut latencies: Option<&mut Vec<u64>>,
 ) -> u64 {
+    let body = json!({"runId": "direct", "messages": [{"role": "user", "content": input}]});
     let request = hyper::Request::post(url)
         .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from_static(br#"{"runId":"direct"}"#)))
+        .body(Full::new(Bytes::from(body.to_string())))
         .expect("a request");
     let response = client.request(request).await.expect("the upstream answers");
     let mut body = response.into_body();
@@ -164,9 +176,14 @@ async fn direct_run(
 /// Starts one run through the gateway and reads its frames to
 /// `agent_completed`; the latency of each delta into `latencies` when
 /// given. Returns the frames read.
-async fn gateway_run(ws: &mut Ws, n: u64, mut latencies: Option<&mut Vec<u64>>) -> u64 {
+async fn gateway_run(
+    ws: &mut Ws,
+    n: u64,
+    input: &str,
+    mut latencies: Option<&mut Vec<u64>>,
+) -> u64 {
     let start =
-        json!({"type": "start_agent", "payload": {"input": "go"}, "message_id": format!("s-{n}")});
+        json!({"type": "start_agent", "payload": {"input": input}, "message_id": format!("s-{n}")});
     ws.send(Message::text(start.to_string()))
         .await
         .expect("send");
@@ -223,11 +240,11 @@ fn bench(c: &mut Criterion) {
     let mut runs = 0u64;
     // Both paths deliver whole runs before anything is measured.
     assert_eq!(
-        rt.block_on(direct_run(&client, &url, None)),
+        rt.block_on(direct_run(&client, &url, "go", None)),
         DELTAS as u64 + 4
     );
     runs += 1;
-    assert_eq!(rt.block_on(gateway_run(&mut ws, runs, None)), FRAMES);
+    assert_eq!(rt.block_on(gateway_run(&mut ws, runs, "go", None)), FRAMES);
 
     let mut group = c.benchmark_group("gateway/upstream_run");
     group.throughput(Throughput::Elements(FRAMES));
@@ -237,7 +254,7 @@ fn bench(c: &mut Criterion) {
             rt.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    direct_run(&client, &url, None).await;
+                    direct_run(&client, &url, "go", None).await;
                 }
                 start.elapsed()
             })
@@ -249,7 +266,7 @@ fn bench(c: &mut Criterion) {
                 let start = Instant::now();
                 for _ in 0..iters {
                     runs += 1;
-                    gateway_run(&mut ws, runs, None).await;
+                    gateway_run(&mut ws, runs, "go", None).await;
                 }
                 start.elapsed()
             })
@@ -257,13 +274,14 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
 
-    // Per-event latency, upstream write to client read.
+    // Per-event latency, upstream write to client read, on paced runs (one
+    // delta a millisecond: what the gateway adds, not a queue's length).
     let (mut direct, mut through) = (Vec::new(), Vec::new());
     rt.block_on(async {
-        for _ in 0..20 {
-            direct_run(&client, &url, Some(&mut direct)).await;
+        for _ in 0..10 {
+            direct_run(&client, &url, "paced", Some(&mut direct)).await;
             runs += 1;
-            gateway_run(&mut ws, runs, Some(&mut through)).await;
+            gateway_run(&mut ws, runs, "paced", Some(&mut through)).await;
         }
     });
     let (direct, through) = (sorted(direct), sorted(through));

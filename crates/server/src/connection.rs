@@ -119,8 +119,6 @@ pub(crate) async fn run(
 
     let (sink, mut stream) = socket.split();
     let (out_tx, out_rx) = mpsc::channel::<Out>(64);
-    let writer =
-        tokio::spawn(write_loop(state.clone(), sink, out_rx).instrument(tracing::Span::current()));
 
     let hello = ConnectionEstablished {
         session_id: attached.session_id.clone(),
@@ -137,10 +135,29 @@ pub(crate) async fn run(
         .to_message()
         .with_user_id(user.clone())
         .with_timestamp(state.clock.now());
-    let mut open = out_tx.send(Out::Control(hello)).await.is_ok();
-    for frame in start.replay {
-        open = open && out_tx.send(Out::Frame(frame, false)).await.is_ok();
-    }
+    // The writer sends the hello and the replay first, then live frames
+    // straight from the session (no hop through this task) and what this
+    // task queues (pongs, errors, pings, the close).
+    let first: Vec<Out> = std::iter::once(Out::Control(hello))
+        .chain(start.replay.into_iter().map(|f| Out::Frame(f, false)))
+        .collect();
+    let live = std::mem::replace(&mut attached.frames, mpsc::channel(1).1);
+    let mut writer = tokio::spawn(
+        write_loop(
+            state.clone(),
+            Writer {
+                registry: registry.clone(),
+                session_id: session_id.clone(),
+                sink,
+                rx: out_rx,
+                live,
+            },
+            first,
+        )
+        .instrument(tracing::Span::current()),
+    );
+    let mut writer_ended = false;
+    let mut open = true;
 
     let mut shutdown = state.shutdown.clone();
     // Also fires if shutdown began before this connection started.
@@ -169,24 +186,13 @@ pub(crate) async fn run(
                 }
                 open = out_tx.send(Out::Ping).await.is_ok();
             },
-            live = attached.frames.recv() => match live {
-                Some(frame) => open = out_tx.send(Out::Frame(frame, true)).await.is_ok(),
-                // Taken over by a resume elsewhere, or too slow: the
-                // session stays resumable.
-                None => {
-                    // The registry detached us: a resume took the session
-                    // elsewhere, or our queue was full (a slow client).
-                    let detached = matches!(
-                        registry.session(&session_id).await,
-                        Ok(Some(record)) if record.detached_at.is_some()
-                    );
-                    if detached {
-                        state.counters.slow_clients.fetch_add(1, Ordering::Relaxed);
-                        tracing::info!("client too slow: dropped, session resumable");
-                    }
-                    close = Some((CloseCode::POLICY_VIOLATION, if detached { "client too slow" } else { "session moved" }));
-                    break;
-                }
+            ended = &mut writer => {
+                // It ended on its own: the registry detached us (a resume
+                // took the session, or we were too slow; it sent the
+                // close), or the socket failed.
+                writer_ended = true;
+                close = ended.ok().flatten();
+                break;
             },
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {
@@ -220,58 +226,144 @@ pub(crate) async fn run(
         close = close.map(|(c, r)| format!("{} {r}", c.0)),
         "connection ended"
     );
-    if let Some((code, reason)) = close {
+    if let (Some((code, reason)), false) = (close, writer_ended) {
         let _ = out_tx.send(Out::Close(code, reason)).await;
     }
     drop(out_tx);
-    let _ = writer.await;
+    if !writer_ended {
+        let _ = writer.await;
+    }
     let _ = registry.detach(&session_id, attached.attachment).await;
     state.perf.record_connection_closed(&connection_id);
     state.perf.stop_connection_tracking(&connection_id);
 }
 
-/// Sends frames in order; a write slower than `write_timeout` ends it.
+/// At most this many queued frames are written before one flush.
+const WRITE_BATCH: usize = 64;
+
+/// What the writer task owns.
+struct Writer {
+    registry: Arc<SessionRegistry>,
+    session_id: String,
+    sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    /// What the connection task queues.
+    rx: mpsc::Receiver<Out>,
+    /// The session's live frames.
+    live: mpsc::Receiver<Arc<WebSocketMessage>>,
+}
+
+/// Sends `first` (the hello and the replay), then live frames and what the
+/// connection queues, in order; a write slower than `write_timeout` ends
+/// it. Frames already queued when the writer wakes go out together: fed
+/// to the socket one by one, flushed once (one write for a burst, not one
+/// per frame). When the registry detaches the session (a resume took it
+/// elsewhere, or the client fell too far behind) it closes with 1008.
 async fn write_loop(
     state: Arc<AppState>,
-    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Out>,
-) {
+    mut w: Writer,
+    first: Vec<Out>,
+) -> Option<(CloseCode, &'static str)> {
     let timeout = state.config.write_timeout;
-    while let Some(out) = rx.recv().await {
-        let message = match out {
-            Out::Frame(frame, live) => {
-                state.counters.frames_sent.fetch_add(1, Ordering::Relaxed);
-                if live && let Some(emitted) = frame.timestamp {
-                    let latency = state.clock.now().duration_since(emitted);
-                    // The dashboard's delivery latency. (The perf
-                    // monitor measures client frames; outbound frames
-                    // are not "messages processed".)
-                    state.telemetry.record_latency(latency);
+    let mut batch = first;
+    let mut live_open = true;
+    loop {
+        if batch.is_empty() {
+            let next = tokio::select! {
+                biased;
+                out = w.rx.recv() => out,
+                frame = w.live.recv(), if live_open => match frame {
+                    Some(frame) => Some(Out::Frame(frame, true)),
+                    None => {
+                        live_open = false;
+                        Some(detached_close(&state, &w).await)
+                    }
+                },
+            };
+            match next {
+                Some(out) => batch.push(out),
+                // The connection ended without a close (its socket failed).
+                None => break,
+            }
+        }
+        while batch.len() < WRITE_BATCH {
+            if let Ok(out) = w.rx.try_recv() {
+                batch.push(out);
+            } else if live_open && let Ok(frame) = w.live.try_recv() {
+                batch.push(Out::Frame(frame, true));
+            } else {
+                break;
+            }
+        }
+        let mut closing = None;
+        let sink = &mut w.sink;
+        let written = tokio::time::timeout(timeout, async {
+            for out in batch.drain(..) {
+                let message = match out {
+                    Out::Frame(frame, live) => {
+                        state.counters.frames_sent.fetch_add(1, Ordering::Relaxed);
+                        if live && let Some(emitted) = frame.timestamp {
+                            let latency = state.clock.now().duration_since(emitted);
+                            // The dashboard's delivery latency. (The perf
+                            // monitor measures client frames; outbound
+                            // frames are not "messages processed".)
+                            state.telemetry.record_latency(latency);
+                        }
+                        Message::Text(serialize(&frame).into())
+                    }
+                    Out::Control(frame) => Message::Text(serialize(&frame).into()),
+                    Out::Ping => Message::Ping(Default::default()),
+                    Out::Close(code, reason) => {
+                        closing = Some((code, reason));
+                        Message::Close(Some(CloseFrame {
+                            code: code.0,
+                            reason: reason.into(),
+                        }))
+                    }
+                };
+                sink.feed(message).await?;
+                if closing.is_some() {
+                    break;
                 }
-                Message::Text(serialize(&frame).into())
             }
-            Out::Control(frame) => Message::Text(serialize(&frame).into()),
-            Out::Ping => Message::Ping(Default::default()),
-            Out::Close(code, reason) => {
-                let close = Message::Close(Some(CloseFrame {
-                    code: code.0,
-                    reason: reason.into(),
-                }));
-                let _ = tokio::time::timeout(timeout, sink.send(close)).await;
-                return;
-            }
-        };
-        match tokio::time::timeout(timeout, sink.send(message)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return,
+            sink.flush().await
+        })
+        .await;
+        batch.clear();
+        match written {
+            Ok(Ok(())) if closing.is_none() => {}
+            Ok(_) => return closing,
+            Err(_) if closing.is_some() => return closing,
             Err(_) => {
                 state.counters.slow_clients.fetch_add(1, Ordering::Relaxed);
                 tracing::info!("write timed out: slow client dropped, session resumable");
-                return;
+                return None;
             }
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), w.sink.close()).await;
+    None
+}
+
+/// The close for a connection the registry detached: 1008, "client too
+/// slow" (its queue stayed full; counted) or "session moved" (a resume
+/// took it).
+async fn detached_close(state: &AppState, w: &Writer) -> Out {
+    let detached = matches!(
+        w.registry.session(&w.session_id).await,
+        Ok(Some(record)) if record.detached_at.is_some()
+    );
+    if detached {
+        state.counters.slow_clients.fetch_add(1, Ordering::Relaxed);
+        tracing::info!("client too slow: dropped, session resumable");
+    }
+    Out::Close(
+        CloseCode::POLICY_VIOLATION,
+        if detached {
+            "client too slow"
+        } else {
+            "session moved"
+        },
+    )
 }
 
 /// Handles one client text frame; returns its replies (often none).
@@ -357,19 +449,6 @@ fn idempotent_run_id(session_id: &str, message_id: &str) -> String {
     format!("run-{}", hex::encode(&hash.finalize()[..12]))
 }
 
-/// The reply to a start the session store could not key: the client may
-/// send it again (same message id).
-fn store_failed(e: &SessionError, msg: &WebSocketMessage) -> WebSocketMessage {
-    let mut frame = ErrorFrame::new(
-        ErrorCode::Internal,
-        format!("the session store failed; send the start again: {e}"),
-    );
-    if let Some(id) = &msg.message_id {
-        frame = frame.with_ref_message_id(id.clone());
-    }
-    frame.to_message()
-}
-
 /// Starts a run for `start_agent`; the reply, if the start is refused.
 async fn start_agent(
     state: &Arc<AppState>,
@@ -399,13 +478,19 @@ async fn start_agent(
             .fetch_add(1, Ordering::Relaxed);
     };
     if msg.message_id.is_some() {
-        match registry.holds_key(session_id, &key).await {
-            Ok(true) => {
-                repeated();
-                return None;
+        let seen = match registry.holds_key(session_id, &key).await {
+            Ok(seen) => seen,
+            // The store is down (fail-open): the event monitor's record of
+            // the run stands in until it is back.
+            Err(e) => {
+                tracing::warn!(error = %e, "start keys unavailable: checking this node's runs");
+                state.redis_failed();
+                state.monitor.is_tracking(&run_id)
             }
-            Ok(false) => {}
-            Err(e) => return Some(store_failed(&e, msg)),
+        };
+        if seen {
+            repeated();
+            return None;
         }
     }
     let start = StartAgent::lenient(&msg.payload);
@@ -439,7 +524,12 @@ async fn start_agent(
                 repeated();
                 return None;
             }
-            Err(e) => return Some(store_failed(&e, msg)),
+            // Fail-open: the run starts; the store learns nothing of the
+            // key, so only this node's monitor recognises a repeat.
+            Err(e) => {
+                tracing::warn!(error = %e, "start key not stored: the store is unreachable");
+                state.redis_failed();
+            }
         }
     }
     let tools = start.tools.unwrap_or_else(|| vec!["search".to_owned()]);
