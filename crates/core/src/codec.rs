@@ -78,6 +78,8 @@ impl CloseCode {
     pub const GOING_AWAY: CloseCode = CloseCode(1001);
     /// 1002: protocol error.
     pub const PROTOCOL_ERROR: CloseCode = CloseCode(1002);
+    /// 1007: a text frame that is not UTF-8 (RFC 6455 §7.4.1).
+    pub const INVALID_PAYLOAD: CloseCode = CloseCode(1007);
     /// 1008: policy violation (e.g. a client that cannot keep up).
     pub const POLICY_VIOLATION: CloseCode = CloseCode(1008);
     /// 1009: a frame over the size limit.

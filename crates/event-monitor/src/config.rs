@@ -60,6 +60,26 @@ pub struct EventMonitorConfig {
     /// At most this many inter-event latencies feed one health check's p95
     /// (default 100 000).
     pub max_latency_samples: usize,
+    /// Which signals decide the health status (default
+    /// [`HealthScope::AllSignals`]).
+    pub health_scope: HealthScope,
+}
+
+/// Which of the monitor's signals decide [`HealthReport::status`](crate::HealthReport).
+/// Every figure is counted and reported either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HealthScope {
+    /// Every rule on [`HealthStatus`](crate::HealthStatus): agent pacing
+    /// (stale runs, stuck tools, inter-event latency, no run progressing),
+    /// failed and timed-out runs, order violations.
+    #[default]
+    AllSignals,
+    /// What a gateway in front of agents controls: event order violations
+    /// and runs past `run_timeout`. An agent that pauses while a model
+    /// thinks, a slow tool, or an agent that reports an error do not make
+    /// the status worse (they are the agent's, and show in the report's
+    /// figures and the gateway's runs panel).
+    Delivery,
 }
 
 impl Default for EventMonitorConfig {
@@ -83,6 +103,7 @@ impl Default for EventMonitorConfig {
             max_events_per_run: 1_000,
             max_silent_failures: 1_000,
             max_latency_samples: 100_000,
+            health_scope: HealthScope::AllSignals,
         }
     }
 }

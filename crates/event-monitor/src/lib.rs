@@ -76,7 +76,7 @@ mod monitor;
 mod report;
 mod run;
 
-pub use config::{AgentSession, EventMonitorConfig};
+pub use config::{AgentSession, EventMonitorConfig, HealthScope};
 pub use error::{
     EventMonitorError, EventValidationError, MissingCriticalEventError, OrderViolation,
     SilentFailure, ViolationKind,

@@ -548,6 +548,12 @@ fn classify(report: &mut HealthReport, cfg: &EventMonitorConfig, progressing: us
     };
     let mut issues = Vec::new();
     let p95 = report.latency.p95_ms;
+    if cfg.health_scope == crate::HealthScope::Delivery {
+        classify_delivery(report, &mut raise, &mut issues, cfg);
+        report.status = status;
+        report.issues = issues;
+        return;
+    }
     let bad_ended = report.failed_runs + report.timed_out_runs;
     let ended = bad_ended + report.completed_runs;
 
@@ -640,6 +646,51 @@ fn classify(report: &mut HealthReport, cfg: &EventMonitorConfig, progressing: us
     }
     report.status = status;
     report.issues = issues;
+}
+
+/// [`HealthScope::Delivery`](crate::HealthScope::Delivery): order
+/// violations (a warning; critical from `critical_violation_count` in the
+/// window) and runs past `run_timeout` (a warning; critical when at least a
+/// quarter of the ended runs timed out).
+fn classify_delivery(
+    report: &HealthReport,
+    raise: &mut impl FnMut(HealthStatus, String, &mut Vec<String>),
+    issues: &mut Vec<String>,
+    cfg: &EventMonitorConfig,
+) {
+    let recent = report.recent_silent_failures;
+    if recent > 0 {
+        let level = if recent >= cfg.critical_violation_count {
+            HealthStatus::Critical
+        } else {
+            HealthStatus::Warning
+        };
+        raise(
+            level,
+            format!(
+                "{recent} event order violation(s) in the last {:?}",
+                cfg.health_window
+            ),
+            issues,
+        );
+    }
+    let timed_out = report.timed_out_runs;
+    if timed_out > 0 {
+        let ended = timed_out + report.completed_runs + report.failed_runs + report.cancelled_runs;
+        let level = if timed_out * 4 >= ended {
+            HealthStatus::Critical
+        } else {
+            HealthStatus::Warning
+        };
+        raise(
+            level,
+            format!(
+                "{timed_out} run(s) still running after {:?} (timed out)",
+                cfg.run_timeout
+            ),
+            issues,
+        );
+    }
 }
 
 /// The background sweeper's handle: stops it when dropped or stopped.

@@ -358,3 +358,56 @@ fn a_cancelled_run_is_counted_apart_and_keeps_the_monitor_healthy() {
     assert_eq!(m.check_health().failed_runs, 1);
     assert!(!m.tracker("f").unwrap().is_cancelled);
 }
+
+/// `HealthScope::Delivery`: pacing (stale runs, stuck tools, long gaps,
+/// nothing progressing) and agent errors are counted but do not change the
+/// status; order violations and runs past `run_timeout` do.
+#[test]
+fn the_delivery_scope_judges_violations_and_timeouts_only() {
+    let (m, clock) = monitor(EventMonitorConfig {
+        health_scope: wsc_event_monitor::HealthScope::Delivery,
+        run_timeout: Duration::from_secs(600),
+        ..EventMonitorConfig::default()
+    });
+    // Every pacing rule broken at once, and an agent error.
+    for id in ["a", "b"] {
+        m.start_session_tracking(id, AgentSession::new("u"));
+        m.record_event(id, msg(M::AgentStarted)).unwrap();
+        m.record_event(id, msg(M::ToolExecuting)).unwrap();
+    }
+    m.start_session_tracking("err", AgentSession::new("u"));
+    m.record_event("err", msg(M::AgentStarted)).unwrap();
+    m.record_event("err", msg(M::AgentError)).unwrap();
+    clock.advance(Duration::from_secs(120));
+    m.record_event("a", msg(M::AgentThinking)).unwrap();
+    let h = m.check_health();
+    assert_eq!(
+        (h.stale_runs, h.stuck_tools, h.failed_runs),
+        (1, 2, 1),
+        "{h:?}"
+    );
+    assert!(h.latency.p95_ms > 5_000.0, "{h:?}");
+    assert_eq!(h.status, HealthStatus::Healthy, "{h:?}");
+    // The same under the default scope: failed.
+    let (all, all_clock) = monitor(EventMonitorConfig::default());
+    for id in ["a", "b"] {
+        all.start_session_tracking(id, AgentSession::new("u"));
+        all.record_event(id, msg(M::AgentStarted)).unwrap();
+        all.record_event(id, msg(M::ToolExecuting)).unwrap();
+    }
+    all_clock.advance(Duration::from_secs(120));
+    assert_eq!(all.check_health().status, HealthStatus::Failed);
+    // An order violation: a warning.
+    m.record_event("err", msg(M::AgentThinking)).unwrap();
+    assert_eq!(m.check_health().status, HealthStatus::Warning);
+    // Runs past the run timeout: 2 of the 3 ended runs timed out.
+    clock.advance(Duration::from_secs(600));
+    m.sweep();
+    let h = m.check_health();
+    assert_eq!(h.timed_out_runs, 2, "{h:?}");
+    assert_eq!(h.status, HealthStatus::Critical, "{h:?}");
+    assert!(
+        h.issues.iter().any(|i| i.contains("still running after")),
+        "{h:?}"
+    );
+}

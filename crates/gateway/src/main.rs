@@ -150,6 +150,10 @@ struct ServeArgs {
     /// with rate_limited).
     #[arg(long, env = "WSC_MAX_RUNS_PER_USER", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
     max_runs_per_user: u64,
+    /// Seconds after which a run still going is stuck (timed out; counted
+    /// by /health). Pauses inside a run never affect health.
+    #[arg(long, env = "WSC_RUN_TIMEOUT", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    run_timeout: u64,
     /// The key backends send as `Authorization: Bearer KEY` to
     /// `POST /api/publish` (without it, the publish API is off).
     #[arg(long, env = "WSC_API_KEY", hide_env_values = true)]
@@ -323,6 +327,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_header_bytes: args.max_header_bytes as usize,
         max_tracked_runs: usize::try_from(args.max_tracked_runs).unwrap_or(usize::MAX),
         max_runs_per_user: usize::try_from(args.max_runs_per_user).unwrap_or(usize::MAX),
+        run_timeout: Duration::from_secs(args.run_timeout),
         api_key: args.api_key.clone().map(wsc_server::ApiKey::new),
         ..Default::default()
     };

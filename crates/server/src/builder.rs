@@ -286,6 +286,10 @@ impl Gateway {
             monitor: Arc::new(EventMonitor::with_clock(
                 EventMonitorConfig {
                     max_tracked_runs: config.max_tracked_runs.max(1),
+                    run_timeout: config.run_timeout,
+                    // Health from what the gateway controls, not the
+                    // agents' pacing.
+                    health_scope: wsc_event_monitor::HealthScope::Delivery,
                     ..EventMonitorConfig::default()
                 },
                 clock.clone(),
@@ -300,6 +304,7 @@ impl Gateway {
             counters: Arc::new(Counters::default()),
             shutdown,
             shutdown_tx,
+            open_sockets: watch::Sender::new(()),
             next_id: AtomicU64::new(1),
             config,
             clock,
@@ -476,7 +481,9 @@ impl Gateway {
     }
 
     /// Serves on `listener` until `shutdown` completes; then closes every
-    /// WebSocket with 1001 (their sessions stay resumable) and returns.
+    /// WebSocket with 1001 (their sessions stay resumable), waits until
+    /// each has closed (at most [`GatewayConfig::drain_timeout`]) and
+    /// returns, so a process that exits then has sent every close.
     /// HTTP/1.1 with a deadline and a size cap on each request head
     /// ([`GatewayConfig::handshake_timeout`], [`GatewayConfig::max_header_bytes`]).
     pub async fn serve(
@@ -502,6 +509,16 @@ impl Gateway {
             // Connections see this and close with 1001.
             let _ = tx.send(true);
         })
-        .await
+        .await?;
+        // Upgraded connections are not HTTP requests: wait for them here.
+        let drain = self.state.config.drain_timeout;
+        let closed = tokio::time::timeout(drain, self.state.open_sockets.closed()).await;
+        if closed.is_err() {
+            tracing::warn!(
+                open = self.state.open_sockets.receiver_count(),
+                "WebSockets still open after the drain timeout"
+            );
+        }
+        Ok(())
     }
 }

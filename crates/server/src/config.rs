@@ -264,6 +264,10 @@ pub struct GatewayConfig {
     pub outbound_queue: usize,
     /// A write to a client taking longer than this drops it (default 10 s).
     pub write_timeout: Duration,
+    /// On shutdown, how long [`Gateway::serve`](crate::Gateway::serve)
+    /// waits for every open WebSocket to be closed with 1001 before it
+    /// returns (default 10 s).
+    pub drain_timeout: Duration,
     /// A client must send a complete request head (request line and
     /// headers) within this time of connecting, or of its previous request
     /// on a kept-alive connection; otherwise the connection is closed
@@ -282,6 +286,11 @@ pub struct GatewayConfig {
     /// Agent runs one user may have in flight at once (default 4); one
     /// more `start_agent` is answered `rate_limited` and starts nothing.
     pub max_runs_per_user: usize,
+    /// A run still going this long after it started is stuck: the event
+    /// monitor marks it timed out, and `/health` counts it (default 5 min).
+    /// Pauses inside a run (a model thinking, a slow tool) never affect
+    /// health; only this and what the gateway itself controls do.
+    pub run_timeout: Duration,
     /// The key backends present (`Authorization: Bearer KEY`) to
     /// `POST /api/publish`; without one the publish API is off (404).
     pub api_key: Option<ApiKey>,
@@ -302,9 +311,11 @@ impl Default for GatewayConfig {
             heartbeat_interval: Duration::from_secs(15),
             outbound_queue: 256,
             write_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,
             max_tracked_runs: 10_000,
+            run_timeout: Duration::from_secs(300),
             max_runs_per_user: 4,
             api_key: None,
         }

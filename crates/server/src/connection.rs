@@ -212,7 +212,13 @@ pub(crate) async fn run(
                     let reply = ErrorCode::InvalidMessage.frame("binary frames are not accepted: send UTF-8 JSON text");
                     open = out_tx.send(Out::Control(reply)).await.is_ok();
                 }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(Message::Close(_))) | None => break,
+                // A frame that breaks RFC 6455 is answered with its close
+                // code, not an empty close.
+                Some(Err(e)) => {
+                    close = transport_close(e);
+                    break;
+                }
                 // Pings are answered by the transport; any frame shows life.
                 Some(Ok(_)) => last_seen = clock.now(),
             },
@@ -236,6 +242,22 @@ pub(crate) async fn run(
     let _ = registry.detach(&session_id, attached.attachment).await;
     state.perf.record_connection_closed(&connection_id);
     state.perf.stop_connection_tracking(&connection_id);
+}
+
+/// The close code for a transport error (RFC 6455 §7.4.1): 1002 for a
+/// protocol violation (an unmasked frame, reserved bits, an unknown opcode,
+/// a continuation out of place, a control frame over 125 bytes), 1007 for
+/// text that is not UTF-8, 1009 for a frame over the transport's size
+/// limit; none for a connection that simply failed.
+fn transport_close(e: axum::Error) -> Option<(CloseCode, &'static str)> {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    let e = e.into_inner().downcast::<WsError>().ok()?;
+    match *e {
+        WsError::Protocol(_) => Some((CloseCode::PROTOCOL_ERROR, "protocol error")),
+        WsError::Utf8(_) => Some((CloseCode::INVALID_PAYLOAD, "text is not UTF-8")),
+        WsError::Capacity(_) => Some((CloseCode::MESSAGE_TOO_BIG, "frame over the size limit")),
+        _ => None,
+    }
 }
 
 /// At most this many queued frames are written before one flush.

@@ -268,6 +268,9 @@ async fn upgrade(
             }
         }
     }
+    // Counted open from the answer on (before the upgrade task exists), so
+    // a shutdown waits for its close.
+    let open = state.open_sockets.subscribe();
     // Frames past max_frame_bytes are closed with 1009 by the connection;
     // the transport limit only guards against absurd sizes.
     let limit = state.config.max_frame_bytes.saturating_mul(4).max(1024);
@@ -277,8 +280,9 @@ async fn upgrade(
     ws.max_message_size(limit)
         .max_frame_size(limit)
         .read_buffer_size(8 * 1024)
-        .on_upgrade(move |socket| {
-            crate::connection::run(state, socket, user, connection_id, resume, permit, addr)
+        .on_upgrade(move |socket| async move {
+            let _open = open;
+            crate::connection::run(state, socket, user, connection_id, resume, permit, addr).await;
         })
 }
 

@@ -34,6 +34,9 @@ pub(crate) struct AppState {
     pub(crate) counters: Arc<Counters>,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) shutdown_tx: watch::Sender<bool>,
+    /// Every open WebSocket holds a receiver (taken at the upgrade):
+    /// `closed()` completes when the last one has ended.
+    pub(crate) open_sockets: watch::Sender<()>,
     pub(crate) next_id: AtomicU64,
     pub(crate) telemetry: Telemetry,
     /// Distinguishes this node's ids (runs, connections) from other nodes'.
@@ -164,8 +167,10 @@ impl AppState {
     /// Computes a fresh health snapshot (every tracked run is scanned) and
     /// caches it.
     pub(crate) async fn refresh_health(&self) -> std::sync::Arc<HealthSnapshot> {
+        let mut report = self.monitor.check_health();
+        crate::health::judge_delivery(&mut report, self.telemetry.latest().as_ref());
         let snapshot = std::sync::Arc::new(HealthSnapshot {
-            report: self.monitor.check_health(),
+            report,
             system: self.perf.get_system_wide_metrics(),
             sessions: self.sessions.session_count().await.unwrap_or(0) as u64,
         });

@@ -194,6 +194,11 @@ impl Telemetry {
     pub(crate) fn series(&self) -> Vec<StatsSample> {
         self.lock().series.iter().copied().collect()
     }
+
+    /// The last sample, if any.
+    pub(crate) fn latest(&self) -> Option<StatsSample> {
+        self.lock().series.back().copied()
+    }
 }
 
 #[cfg(test)]

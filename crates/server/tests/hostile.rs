@@ -339,3 +339,194 @@ async fn ambiguous_input_is_refused_not_guessed() {
     assert_eq!(pong.payload["n"].as_u64(), Some(u64::MAX));
     assert_eq!(r.gateway.stats().runs, 0, "nothing started");
 }
+
+/// One client frame as bytes: FIN, RSV bits, opcode, masked or not.
+fn ws_frame(fin: bool, rsv: u8, opcode: u8, masked: bool, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![(u8::from(fin) << 7) | (rsv << 4) | opcode];
+    let mask_bit = if masked { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => out.push(mask_bit | n as u8),
+        n if n <= 0xFFFF => {
+            out.push(mask_bit | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(mask_bit | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    if masked {
+        let key = [0x12, 0x34, 0x56, 0x78];
+        out.extend_from_slice(&key);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    } else {
+        out.extend_from_slice(payload);
+    }
+    out
+}
+
+/// Connects with a hand-written upgrade, sends `bytes`, and reads the
+/// server's frames until its close: the close code (1005 for a close
+/// without one, 1006 for none at all).
+async fn close_code_after(r: &Running, user: &str, bytes: &[u8]) -> u16 {
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    let request = format!(
+        "GET /ws?user_id={user} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        let n = s.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the server closed during the handshake");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+    };
+    assert!(
+        buf.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&buf)
+    );
+    buf.drain(..head_end);
+    s.write_all(bytes).await.unwrap();
+    let read = async {
+        loop {
+            // A whole server frame in `buf`? (Servers do not mask.)
+            if buf.len() >= 2 {
+                let opcode = buf[0] & 0x0F;
+                let (len, at) = match buf[1] & 0x7F {
+                    126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
+                    127 if buf.len() >= 10 => (
+                        u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize,
+                        10,
+                    ),
+                    n if n < 126 => (n as usize, 2),
+                    _ => (usize::MAX, 0),
+                };
+                if at > 0 && buf.len() >= at + len {
+                    if opcode == 0x8 {
+                        return if len >= 2 {
+                            u16::from_be_bytes([buf[at], buf[at + 1]])
+                        } else {
+                            1005
+                        };
+                    }
+                    buf.drain(..at + len);
+                    continue;
+                }
+            }
+            match s.read(&mut chunk).await {
+                Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => return 1006,
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .unwrap_or(1006)
+}
+
+/// Issue 19, finding 9: every protocol violation is answered with its RFC
+/// 6455 close code, never an empty close (1005) or a reset (1006).
+#[tokio::test]
+async fn protocol_violations_close_with_their_rfc_6455_code() {
+    let r = start(GatewayConfig {
+        max_handshakes_per_ip: 0,
+        ..Default::default()
+    })
+    .await;
+    let ping = br#"{"type":"ping"}"#;
+    // A 10 MB frame's header: over the transport's limit before any byte
+    // of it arrives.
+    let mut huge = vec![0x81, 0x80 | 127];
+    huge.extend_from_slice(&(10u64 << 20).to_be_bytes());
+    huge.extend_from_slice(&[1, 2, 3, 4]);
+    for (what, bytes, code) in [
+        (
+            "an unmasked frame",
+            ws_frame(true, 0, 0x1, false, ping),
+            1002,
+        ),
+        (
+            "reserved bits",
+            ws_frame(true, 0b100, 0x1, true, ping),
+            1002,
+        ),
+        (
+            "an unknown opcode",
+            ws_frame(true, 0, 0x3, true, ping),
+            1002,
+        ),
+        (
+            "a continuation with nothing to continue",
+            ws_frame(true, 0, 0x0, true, ping),
+            1002,
+        ),
+        (
+            "a control frame over 125 bytes",
+            ws_frame(true, 0, 0x9, true, &[7; 126]),
+            1002,
+        ),
+        (
+            "a fragmented control frame",
+            ws_frame(false, 0, 0x9, true, b"x"),
+            1002,
+        ),
+        (
+            "text that is not UTF-8",
+            ws_frame(true, 0, 0x1, true, &[0xFF, 0xFE, 0x22]),
+            1007,
+        ),
+        ("a frame over the size limit", huge, 1009),
+    ] {
+        let got = close_code_after(&r, "proto", &bytes).await;
+        assert_eq!(got, code, "{what}");
+    }
+}
+
+async fn health(r: &Running) -> (u16, serde_json::Value) {
+    let (status, body) = http_get(r, "/health").await;
+    (status, serde_json::from_str(&body).unwrap())
+}
+
+/// Issue 19, finding 6: a client cannot flip `/health` by running slow
+/// agents. Four runs of 32 tools pausing 70 s between events (under the
+/// old rules: p95 inter-event latency critical, tools "stuck", every run
+/// stale, so `failed`) leave the gateway healthy; a run still going past
+/// the run timeout is what health reports. Paused time.
+#[tokio::test(start_paused = true)]
+async fn slow_but_progressing_runs_keep_the_gateway_healthy() {
+    let r = start_on_tokio_time(GatewayConfig {
+        run_timeout: Duration::from_secs(300),
+        ..Default::default()
+    })
+    .await;
+    let tools: Vec<String> = (0..32).map(|i| format!("tool-{i}")).collect();
+    let mut clients = Vec::new();
+    for i in 0..4 {
+        let (mut ws, _) = connect(&r, &format!("user_id=slow-{i}")).await;
+        let tools: Vec<&str> = tools.iter().map(String::as_str).collect();
+        send(&mut ws, &start_agent(&tools, 70_000)).await;
+        clients.push(ws);
+    }
+    tokio::time::sleep(Duration::from_secs(150)).await;
+    let (status, v) = health(&r).await;
+    assert_eq!(
+        (status, v["status"].as_str()),
+        (200, Some("healthy")),
+        "{v}"
+    );
+    assert_eq!(v["active_runs"], 4, "{v}");
+    // Past the run timeout (and the next 5 s sweep): stuck, and said so.
+    tokio::time::sleep(Duration::from_secs(170)).await;
+    let (_, v) = health(&r).await;
+    assert_ne!(v["status"], "healthy", "{v}");
+    assert!(
+        v["issues"].to_string().contains("still running after"),
+        "{v}"
+    );
+    drop(clients);
+}
