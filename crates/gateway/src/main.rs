@@ -95,9 +95,14 @@ struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "WSC_BIND", default_value = "127.0.0.1:8765")]
     bind: String,
-    /// Authentication mode.
+    /// Authentication mode. `dev` trusts any `user_id`: it serves loopback
+    /// addresses only, unless --insecure-dev.
     #[arg(long, env = "WSC_AUTH", value_enum, default_value = "dev")]
     auth: Auth,
+    /// Serve `--auth dev` on a non-loopback address anyway (anyone who can
+    /// reach it can claim any user id).
+    #[arg(long, env = "WSC_INSECURE_DEV")]
+    insecure_dev: bool,
     /// HS256 secret for --auth jwt (at least 32 bytes).
     #[arg(long, env = "WSC_JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
@@ -335,6 +340,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.bind))?;
     let addr = listener.local_addr()?;
+    if matches!(args.auth, Auth::Dev) && !addr.ip().is_loopback() {
+        anyhow::ensure!(
+            args.insecure_dev,
+            "--auth dev trusts any user_id, so it serves loopback addresses only; {addr} is not one. \
+             Use --auth jwt, bind 127.0.0.1, or pass --insecure-dev to accept the risk"
+        );
+        tracing::warn!(%addr, "--insecure-dev: --auth dev on a non-loopback address; anyone who reaches it can claim any user id");
+        eprintln!(
+            "warning: --auth dev on {addr} (not loopback): anyone who reaches it can claim any user id"
+        );
+    }
     let redis = args
         .redis
         .as_deref()
