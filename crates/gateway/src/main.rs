@@ -115,6 +115,11 @@ struct ServeArgs {
     /// Require tokens' `iss` to be this issuer.
     #[arg(long, env = "WSC_JWT_ISSUER")]
     jwt_issuer: Option<String>,
+    /// Client frames per IP per minute, all its users together (default:
+    /// 2x --max-messages-per-minute with --auth dev, 50x with jwt; 0 turns
+    /// it off).
+    #[arg(long, env = "WSC_MAX_MESSAGES_PER_IP_PER_MINUTE")]
+    max_messages_per_ip_per_minute: Option<u32>,
     /// Concurrent connections per user.
     #[arg(long, env = "WSC_MAX_CONNECTIONS_PER_USER", default_value_t = 5)]
     max_connections_per_user: u32,
@@ -324,6 +329,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_messages_per_minute: args.max_messages_per_minute,
         max_messages_per_hour: args.max_messages_per_hour,
         max_handshakes_per_ip: args.max_handshakes_per_ip,
+        max_messages_per_ip_per_minute: args.max_messages_per_ip_per_minute,
         max_frame_bytes: args.max_frame_bytes,
         replay_buffer: args.replay_buffer,
         replay_buffer_bytes: args.replay_buffer_bytes,

@@ -54,6 +54,13 @@ pub struct RateLimitConfig {
     pub max_handshakes_per_ip: u32,
     /// The per-IP handshake window (default 60 s).
     pub ip_window: Duration,
+    /// Client frames per IP per minute, all its users together, checked
+    /// with the user's windows by
+    /// [`record_message_from`](crate::WebSocketRateLimiter::record_message_from)
+    /// (default 0: off). Where user ids are self-asserted (a dev gateway),
+    /// this is what stops one address from multiplying its budget by
+    /// inventing users.
+    pub max_messages_per_ip_per_minute: u32,
     /// Failed handshakes from an IP before it backs off (default 5).
     pub ip_failures_before_backoff: u32,
     /// The first per-IP backoff; doubles with each further failure up to
@@ -83,6 +90,7 @@ impl Default for RateLimitConfig {
             max_tracked_users: 100_000,
             max_handshakes_per_ip: 120,
             ip_window: Duration::from_secs(60),
+            max_messages_per_ip_per_minute: 0,
             ip_failures_before_backoff: 5,
             ip_base_backoff: Duration::from_secs(1),
             max_tracked_ips: 100_000,

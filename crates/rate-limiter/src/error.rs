@@ -20,6 +20,9 @@ pub enum LimitKind {
     IpHandshakes,
     /// The client IP is backing off after failed handshakes.
     IpBackoff,
+    /// The client IP sent too many frames in its minute (all its users
+    /// together).
+    IpMessages,
     /// A keyed or adaptive limit.
     Keyed,
     /// The shared store could not be reached and the policy is fail-closed.
@@ -35,6 +38,7 @@ impl LimitKind {
             LimitKind::ViolationBackoff => "violation_backoff",
             LimitKind::IpHandshakes => "ip_handshakes",
             LimitKind::IpBackoff => "ip_backoff",
+            LimitKind::IpMessages => "ip_messages",
             LimitKind::Keyed => "keyed",
             LimitKind::StoreUnavailable => "store_unavailable",
         }
@@ -44,7 +48,7 @@ impl LimitKind {
     pub fn is_message_limit(&self) -> bool {
         matches!(
             self,
-            LimitKind::MessageWindow { .. } | LimitKind::ViolationBackoff
+            LimitKind::MessageWindow { .. } | LimitKind::ViolationBackoff | LimitKind::IpMessages
         )
     }
 }
@@ -164,6 +168,10 @@ impl fmt::Display for RateLimitExceeded {
             LimitKind::IpBackoff => write!(
                 f,
                 "handshake backoff: client {key} is blocked after {limit} failed handshakes"
+            )?,
+            LimitKind::IpMessages => write!(
+                f,
+                "message rate limit of {limit} per minute exceeded for client {key} (all its users)"
             )?,
             LimitKind::Keyed => write!(f, "rate limit of {limit} exceeded for {key:?}")?,
             LimitKind::StoreUnavailable => write!(

@@ -62,6 +62,8 @@ impl UserState {
 #[derive(Debug)]
 struct IpState {
     attempts: WindowSet,
+    /// Client frames of all the IP's users (`max_messages_per_ip_per_minute`).
+    frames: WindowSet,
     failures: u32,
     last_failure: Timestamp,
     blocked_until: Timestamp,
@@ -95,6 +97,7 @@ struct Inner {
     /// No windows: users' state when the windows live in a store.
     no_windows: Shape,
     ip_shape: Shape,
+    ip_frame_shape: Shape,
     clock: SharedClock,
     users: BoundedMap<UserState>,
     ips: BoundedMap<IpState>,
@@ -148,6 +151,14 @@ impl WebSocketRateLimiter {
             }],
             0,
         );
+        let ip_frame_shape = Shape::new(
+            &[WindowLimit {
+                length: Duration::from_secs(60),
+                limit: config.max_messages_per_ip_per_minute,
+                buckets: config.window_buckets,
+            }],
+            0,
+        );
         WebSocketRateLimiter {
             inner: Arc::new(Inner {
                 users: BoundedMap::new(config.max_tracked_users),
@@ -156,6 +167,7 @@ impl WebSocketRateLimiter {
                 shape,
                 no_windows: Shape::new(&[], 0),
                 ip_shape,
+                ip_frame_shape,
                 clock,
                 store,
                 store_failures: AtomicU64::new(0),
@@ -366,6 +378,47 @@ impl WebSocketRateLimiter {
         let _ = message; // every type counts alike
         let now = self.inner.clock.now();
         self.decide(user_id, now, true).await
+    }
+
+    /// [`record_message`](Self::record_message) for a client at `ip`: the
+    /// frame must fit the IP's minute (`max_messages_per_ip_per_minute`,
+    /// all its users together) and the user's windows; it is counted in
+    /// both only if both admit it. (Frames of one IP racing on several
+    /// connections may pass the IP's window by at most one each.)
+    ///
+    /// # Errors
+    /// [`LimitKind::IpMessages`] when the IP's minute is full (the user's
+    /// windows are untouched); otherwise as `record_message`.
+    pub async fn record_message_from(
+        &self,
+        user_id: &str,
+        ip: IpAddr,
+        message: &WebSocketMessage,
+    ) -> Result<(), RateLimitExceeded> {
+        let inner = &self.inner;
+        if inner.config.max_messages_per_ip_per_minute == 0 {
+            return self.record_message(user_id, message).await;
+        }
+        let now = inner.clock.now();
+        let key = ip.to_string();
+        {
+            let mut slot = self.ip_slot(&key, now);
+            let s = &mut slot.value;
+            s.last_seen = now;
+            let peek = s.frames.decide(&inner.ip_frame_shape, now, false);
+            if !peek.admitted {
+                return Err(RateLimitExceeded {
+                    kind: LimitKind::IpMessages,
+                    limit: inner.config.max_messages_per_ip_per_minute,
+                    retry_after: peek.retry_at.map(|at| at.duration_since(now)),
+                    key: LimitKey::from(key),
+                });
+            }
+        }
+        self.record_message(user_id, message).await?;
+        let mut slot = self.ip_slot(&key, now);
+        let _ = slot.value.frames.decide(&inner.ip_frame_shape, now, true);
+        Ok(())
     }
 
     /// The decision for one message at `now`; `record` admits for real.
@@ -580,6 +633,7 @@ impl WebSocketRateLimiter {
             key,
             || IpState {
                 attempts: WindowSet::new(&inner.ip_shape),
+                frames: WindowSet::new(&inner.ip_frame_shape),
                 failures: 0,
                 last_failure: Timestamp::from_unix_micros(i64::MIN),
                 blocked_until: Timestamp::from_unix_micros(i64::MIN),

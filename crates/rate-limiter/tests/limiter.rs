@@ -224,6 +224,61 @@ proptest! {
     }
 }
 
+proptest! {
+    /// Frames from one IP, any users, any pacing: at most the IP's budget
+    /// is admitted in any 60 s, and a frame the IP refuses costs its user
+    /// nothing (the user's own window still admits its full limit).
+    #[test]
+    fn an_ips_frames_stay_within_its_budget_and_refusals_cost_users_nothing(
+        steps in prop::collection::vec((0usize..6, 0u64..3_000), 1..200),
+    ) {
+        let (l, clock) = limiter(RateLimitConfig {
+            max_messages_per_minute: 8,
+            max_messages_per_hour: 0,
+            max_messages_per_ip_per_minute: 12,
+            burst_allowance: 0,
+            ..Default::default()
+        });
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7));
+        let mut admitted: Vec<Duration> = Vec::new();
+        let mut elapsed = Duration::ZERO;
+        for (user, ms) in steps {
+            clock.advance(Duration::from_millis(ms));
+            elapsed += Duration::from_millis(ms);
+            let r = rt.block_on(l.record_message_from(&format!("u{user}"), ip, &msg()));
+            match r {
+                Ok(()) => admitted.push(elapsed),
+                Err(e) => prop_assert!(
+                    e.kind == LimitKind::IpMessages || e.kind.is_message_limit(),
+                    "{e}"
+                ),
+            }
+        }
+        for (i, at) in admitted.iter().enumerate() {
+            let in_minute = admitted[i..]
+                .iter()
+                .take_while(|t| **t < *at + Duration::from_secs(60))
+                .count();
+            prop_assert!(in_minute <= 12, "{in_minute} admitted within a minute");
+        }
+        // A user the IP refused can still send its own full limit from
+        // another IP.
+        let other = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 8));
+        let fresh = "never-admitted";
+        clock.advance(Duration::from_secs(61));
+        for i in 0..12 {
+            let filler = format!("filler-{}", i % 3);
+            prop_assert!(rt.block_on(l.record_message_from(&filler, ip, &msg())).is_ok());
+        }
+        let refused = rt.block_on(l.record_message_from(fresh, ip, &msg())).unwrap_err();
+        prop_assert_eq!(refused.kind, LimitKind::IpMessages);
+        for _ in 0..8 {
+            prop_assert!(rt.block_on(l.record_message_from(fresh, other, &msg())).is_ok());
+        }
+    }
+}
+
 #[tokio::test]
 async fn cleanup_drops_only_inactive_users_without_connections() {
     let (l, clock) = limiter(RateLimitConfig {

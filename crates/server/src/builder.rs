@@ -181,6 +181,7 @@ impl Gateway {
             max_messages_per_minute: config.max_messages_per_minute,
             max_messages_per_hour: config.max_messages_per_hour,
             max_handshakes_per_ip: config.max_handshakes_per_ip,
+            max_messages_per_ip_per_minute: config.ip_messages_per_minute(),
             ..Default::default()
         };
         let buffer = BufferLimits {

@@ -137,6 +137,20 @@ impl std::fmt::Debug for JwtAuth {
     }
 }
 
+impl GatewayConfig {
+    /// The per-IP frame budget in effect (see
+    /// [`max_messages_per_ip_per_minute`](Self::max_messages_per_ip_per_minute)).
+    pub fn ip_messages_per_minute(&self) -> u32 {
+        self.max_messages_per_ip_per_minute.unwrap_or_else(|| {
+            let factor = match self.auth {
+                AuthMode::Dev => 2,
+                AuthMode::Jwt(_) => 50,
+            };
+            self.max_messages_per_minute.saturating_mul(factor)
+        })
+    }
+}
+
 /// The longest user id, in bytes.
 pub const MAX_USER_ID_BYTES: usize = 256;
 
@@ -244,6 +258,12 @@ pub struct GatewayConfig {
     /// WebSocket handshakes per client IP per minute (default 120; 0
     /// disables the check, e.g. for load tests from one machine).
     pub max_handshakes_per_ip: u32,
+    /// Client frames per IP per minute, all its users together, checked
+    /// with the user's windows (`None`, the default: twice
+    /// `max_messages_per_minute` in dev auth, where user ids are
+    /// self-asserted; fifty times it with JWT, where users behind one NAT
+    /// share an address; `Some(0)` turns it off).
+    pub max_messages_per_ip_per_minute: Option<u32>,
     /// The largest client frame; larger ones close the connection with 1009
     /// (default 64 KiB).
     pub max_frame_bytes: usize,
@@ -304,6 +324,7 @@ impl Default for GatewayConfig {
             max_messages_per_minute: 120,
             max_messages_per_hour: 3_600,
             max_handshakes_per_ip: 120,
+            max_messages_per_ip_per_minute: None,
             max_frame_bytes: 64 * 1024,
             replay_buffer: 1_000,
             replay_buffer_bytes: 1 << 20,

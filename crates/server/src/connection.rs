@@ -201,7 +201,7 @@ pub(crate) async fn run(
                         close = Some((CloseCode::MESSAGE_TOO_BIG, "frame over the size limit"));
                         break;
                     }
-                    for reply in handle_text(&state, &registry, &user, &session_id, &connection_id, text.as_str()).await {
+                    for reply in handle_text(&state, &registry, &user, addr.ip(), &session_id, &connection_id, text.as_str()).await {
                         open = open && out_tx.send(Out::Control(reply)).await.is_ok();
                     }
                 }
@@ -393,6 +393,7 @@ async fn handle_text(
     state: &Arc<AppState>,
     registry: &Arc<SessionRegistry>,
     user: &str,
+    ip: std::net::IpAddr,
     session_id: &str,
     connection_id: &str,
     text: &str,
@@ -405,7 +406,7 @@ async fn handle_text(
             return vec![e.to_error_frame()];
         }
     };
-    if let Err(e) = state.limiter.record_message(user, &msg).await {
+    if let Err(e) = state.limiter.record_message_from(user, ip, &msg).await {
         state.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
         let mut reply = ErrorFrame::new(ErrorCode::RateLimited, e.to_string());
         if let Some(retry) = e.retry_after {

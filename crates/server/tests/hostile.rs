@@ -530,3 +530,65 @@ async fn slow_but_progressing_runs_keep_the_gateway_healthy() {
     );
     drop(clients);
 }
+
+/// Connects from a chosen loopback source address (127.0.0.x), so one test
+/// can be several IPs.
+async fn connect_from(r: &Running, source: &str, query: &str) -> Ws {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let stream = socket.connect(r.addr).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(
+        format!("ws://{}/ws?{query}", r.addr),
+        tokio_tungstenite::MaybeTlsStream::Plain(stream),
+    )
+    .await
+    .unwrap();
+    let hello = next_frame(&mut ws).await.unwrap();
+    assert_eq!(hello.message_type, MessageType::ConnectionEstablished);
+    ws
+}
+
+/// Sends a ping; whether a pong came back (else the refusal's limit).
+async fn ping_answer(ws: &mut Ws) -> Result<(), String> {
+    send(ws, &WebSocketMessage::new(MessageType::Ping, json!({}))).await;
+    let reply = next_frame(ws).await.unwrap();
+    match reply.message_type {
+        MessageType::Pong => Ok(()),
+        _ => Err(reply.payload["message"].as_str().unwrap_or("").to_owned()),
+    }
+}
+
+/// Issue 19, finding 11: in dev mode one address cannot multiply its frame
+/// budget by inventing user ids: ten users from one IP share twice one
+/// user's minute; another address is not affected.
+#[tokio::test]
+async fn one_ip_shares_a_frame_budget_across_its_users() {
+    let r = start(GatewayConfig {
+        max_messages_per_minute: 10,
+        max_handshakes_per_ip: 0,
+        ..Default::default()
+    })
+    .await;
+    let mut users = Vec::new();
+    for i in 0..10 {
+        users.push(connect_from(&r, "127.0.0.1", &format!("user_id=sock-{i}")).await);
+    }
+    let (mut pongs, mut ip_refusals) = (0, 0);
+    for _ in 0..5 {
+        for ws in &mut users {
+            match ping_answer(ws).await {
+                Ok(()) => pongs += 1,
+                Err(m) if m.contains("all its users") => ip_refusals += 1,
+                Err(m) => panic!("an unexpected refusal: {m}"),
+            }
+        }
+    }
+    assert_eq!(
+        (pongs, ip_refusals),
+        (20, 30),
+        "2 x 10 per minute for the IP"
+    );
+    // Another address, a user of its own: served.
+    let mut other = connect_from(&r, "127.0.0.2", "user_id=elsewhere").await;
+    assert_eq!(ping_answer(&mut other).await, Ok(()));
+}
