@@ -63,6 +63,17 @@ pub struct EventMonitorConfig {
     /// Which signals decide the health status (default
     /// [`HealthScope::AllSignals`]).
     pub health_scope: HealthScope,
+    /// At most this many bytes of events are stored per run (default 256
+    /// KiB; an estimate of the heap they take: their strings and payload).
+    /// Past it, events are counted and checked but not stored, like past
+    /// `max_events_per_run`.
+    pub max_stored_bytes_per_run: usize,
+    /// At most this many bytes of events are stored for all runs together
+    /// (default 128 MiB). Past it, new events are counted and checked but
+    /// not stored until ended runs are removed or evicted. With
+    /// `max_tracked_runs` this bounds the monitor's memory whatever clients
+    /// or agents send.
+    pub max_stored_bytes: usize,
 }
 
 /// Which of the monitor's signals decide [`HealthReport::status`](crate::HealthReport).
@@ -104,6 +115,8 @@ impl Default for EventMonitorConfig {
             max_silent_failures: 1_000,
             max_latency_samples: 100_000,
             health_scope: HealthScope::AllSignals,
+            max_stored_bytes_per_run: 256 * 1024,
+            max_stored_bytes: 128 * 1024 * 1024,
         }
     }
 }

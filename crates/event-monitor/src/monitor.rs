@@ -47,6 +47,8 @@ pub struct EventMonitor {
     failures: Mutex<VecDeque<SilentFailure>>,
     total_failures: AtomicU64,
     evicted: AtomicU64,
+    /// Approximate bytes of all stored events (see `reserve`).
+    stored_bytes: std::sync::atomic::AtomicUsize,
     last_status: Mutex<HealthStatus>,
     events: broadcast::Sender<MonitorEvent>,
 }
@@ -78,6 +80,7 @@ impl EventMonitor {
             failures: Mutex::new(VecDeque::new()),
             total_failures: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
+            stored_bytes: std::sync::atomic::AtomicUsize::new(0),
             last_status: Mutex::new(HealthStatus::Healthy),
             events,
         }
@@ -147,13 +150,14 @@ impl EventMonitor {
     /// `max_tracked_runs` (see [`EventMonitorConfig::max_tracked_runs`]).
     pub fn start_session_tracking(&self, session_id: &str, session: AgentSession) {
         let now = self.clock.now();
-        let replaced = self
-            .runs
-            .insert(
-                CompactString::from(session_id),
-                Box::new(Run::new(session, now)),
-            )
-            .is_some();
+        let previous = self.runs.insert(
+            CompactString::from(session_id),
+            Box::new(Run::new(session, now)),
+        );
+        if let Some(old) = &previous {
+            self.release(old);
+        }
+        let replaced = previous.is_some();
         if !replaced {
             self.enforce_capacity(session_id);
         }
@@ -172,12 +176,21 @@ impl EventMonitor {
         message: WebSocketMessage,
     ) -> Result<(), EventMonitorError> {
         let now = self.clock.now();
+        let bytes = crate::run::approx_bytes(&message);
         let applied = {
             let mut run = self
                 .runs
                 .get_mut(session_id)
                 .ok_or_else(|| EventMonitorError::UnknownSession(session_id.to_owned()))?;
-            run.apply(message, now, self.config.max_events_per_run)
+            let store = run.events.len() < self.config.max_events_per_run
+                && run.stored_bytes + bytes <= self.config.max_stored_bytes_per_run
+                && self.reserve(bytes);
+            run.apply_sized(
+                message,
+                now,
+                self.config.max_events_per_run,
+                store.then_some(bytes),
+            )
         };
         if applied.ended {
             self.push_ended(session_id, now);
@@ -401,6 +414,29 @@ impl EventMonitor {
         let _ = self.events.send(MonitorEvent::Violation(failure));
     }
 
+    /// Takes `bytes` from the budget of stored event bytes; false (and
+    /// nothing taken) if they do not fit.
+    fn reserve(&self, bytes: usize) -> bool {
+        let max = self.config.max_stored_bytes;
+        self.stored_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|total| *total <= max)
+            })
+            .is_ok()
+    }
+
+    /// Gives a removed run's stored bytes back to the budget.
+    fn release(&self, run: &Run) {
+        self.stored_bytes
+            .fetch_sub(run.stored_bytes, Ordering::AcqRel);
+    }
+
+    /// Approximate bytes of the events stored for every tracked run (at
+    /// most [`EventMonitorConfig::max_stored_bytes`]).
+    pub fn stored_bytes(&self) -> usize {
+        self.stored_bytes.load(Ordering::Acquire)
+    }
+
     fn enforce_capacity(&self, keep: &str) {
         while self.runs.len() > self.config.max_tracked_runs.max(1) {
             if !self.evict_one(keep) {
@@ -416,11 +452,8 @@ impl EventMonitor {
         loop {
             let next = lock(&self.ended).pop_front();
             let Some((id, at)) = next else { break };
-            let removed = self
-                .runs
-                .remove_if(id.as_str(), |_, r| r.ended_at_time(at))
-                .is_some();
-            if removed {
+            if let Some((_, run)) = self.runs.remove_if(id.as_str(), |_, r| r.ended_at_time(at)) {
+                self.release(&run);
                 return true;
             }
         }
@@ -431,7 +464,13 @@ impl EventMonitor {
             .filter(|e| e.key().as_str() != keep)
             .min_by_key(|e| e.last_event_at)
             .map(|e| e.key().to_string());
-        oldest.is_some_and(|id| self.runs.remove(id.as_str()).is_some())
+        match oldest.and_then(|id| self.runs.remove(id.as_str())) {
+            Some((_, run)) => {
+                self.release(&run);
+                true
+            }
+            None => false,
+        }
     }
 
     fn remove_ended_older_than(&self, max_age: Duration) -> usize {
@@ -443,6 +482,9 @@ impl EventMonitor {
                     .ended_at
                     .is_some_and(|at| now.duration_since(at) >= max_age);
             removed += usize::from(old);
+            if old {
+                self.release(run);
+            }
             !old
         });
         if removed > 0 {

@@ -104,9 +104,38 @@ pub(crate) struct Run {
     pub(crate) violations: Vec<OrderViolation>,
     pub(crate) started_at: Timestamp,
     pub(crate) failure_reason: Option<String>,
+    /// Approximate bytes of the stored events (see [`approx_bytes`]).
+    pub(crate) stored_bytes: usize,
     /// The failing event was a cancellation (`code: "cancelled"`).
     pub(crate) cancelled: bool,
     pub(crate) session: AgentSession,
+}
+
+/// About what storing `message` costs on the heap: its strings and its
+/// payload's JSON text, plus the fixed size of a stored event. An estimate
+/// (not an allocator count) that grows with everything a client or agent
+/// can make large.
+pub(crate) fn approx_bytes(message: &WebSocketMessage) -> usize {
+    fn value(v: &serde_json::Value) -> usize {
+        use serde_json::Value as V;
+        match v {
+            V::Null | V::Bool(_) | V::Number(_) => 16,
+            V::String(s) => 24 + s.len(),
+            V::Array(items) => 24 + items.iter().map(value).sum::<usize>(),
+            V::Object(map) => {
+                24 + map
+                    .iter()
+                    .map(|(k, v)| 48 + k.len() + value(v))
+                    .sum::<usize>()
+            }
+        }
+    }
+    let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    std::mem::size_of::<(Timestamp, WebSocketMessage)>()
+        + text(&message.message_id)
+        + text(&message.user_id)
+        + text(&message.thread_id)
+        + value(&message.payload)
 }
 
 impl Run {
@@ -126,6 +155,7 @@ impl Run {
             violations: Vec::new(),
             violation_count: 0,
             failure_reason: None,
+            stored_bytes: 0,
             cancelled: false,
             latency_sum_us: 0,
             latency_max_us: 0,
@@ -148,11 +178,27 @@ impl Run {
 
     /// Records one event: updates the state machine, stores the event (up to
     /// `max_events`), and returns the violation it caused, if any.
+    /// [`apply_sized`](Self::apply_sized), storing the event if the count
+    /// allows (tests).
+    #[cfg(test)]
     pub(crate) fn apply(
         &mut self,
         message: WebSocketMessage,
         now: Timestamp,
         max_events: usize,
+    ) -> Applied {
+        self.apply_sized(message, now, max_events, Some(0))
+    }
+
+    /// Applies one event; it is stored when `store` (its approximate size,
+    /// already reserved in the monitor's byte budget) is given and the run
+    /// holds fewer than `max_events`, else only counted and checked.
+    pub(crate) fn apply_sized(
+        &mut self,
+        message: WebSocketMessage,
+        now: Timestamp,
+        max_events: usize,
+        store: Option<usize>,
     ) -> Applied {
         let index = self.total_events;
         self.total_events += 1;
@@ -202,10 +248,12 @@ impl Run {
             v
         });
 
-        if self.events.len() < max_events {
-            self.events.push((now, message));
-        } else {
-            self.events_truncated = true;
+        match store {
+            Some(bytes) if self.events.len() < max_events => {
+                self.events.push((now, message));
+                self.stored_bytes += bytes;
+            }
+            _ => self.events_truncated = true,
         }
         Applied { violation, ended }
     }

@@ -480,6 +480,26 @@ async fn start_agent(
     session_id: &str,
     msg: &WebSocketMessage,
 ) -> Option<WebSocketMessage> {
+    // Copied into every event of the run and kept by the monitor: bounded.
+    if let Some(thread) = msg
+        .payload
+        .get("thread_id")
+        .and_then(serde_json::Value::as_str)
+        && thread.len() > wsc_core::MAX_CLIENT_ID_BYTES
+    {
+        let mut refusal = ErrorFrame::new(
+            ErrorCode::InvalidMessage,
+            format!(
+                "`thread_id` is {} bytes; at most {}",
+                thread.len(),
+                wsc_core::MAX_CLIENT_ID_BYTES
+            ),
+        );
+        if let Some(id) = &msg.message_id {
+            refusal = refusal.with_ref_message_id(id.clone());
+        }
+        return Some(refusal.to_message());
+    }
     // A `message_id` is the start's idempotency key within the session: a
     // client that lost its connection right after sending a start cannot
     // know whether it arrived, so it sends it again with the same id. The

@@ -592,3 +592,35 @@ async fn one_ip_shares_a_frame_budget_across_its_users() {
     let mut other = connect_from(&r, "127.0.0.2", "user_id=elsewhere").await;
     assert_eq!(ping_answer(&mut other).await, Ok(()));
 }
+
+/// Issue 19, finding 2: a start whose `thread_id` is 60 KB (it would be
+/// copied into every event and kept by the event monitor) is refused,
+/// wherever the id sits; the connection stays usable and nothing runs.
+#[tokio::test]
+async fn oversized_ids_cannot_amplify_into_every_event() {
+    let r = start(GatewayConfig::default()).await;
+    let (mut ws, _) = connect(&r, "user_id=amp").await;
+    let big = "t".repeat(60_000);
+    let tools = vec!["a"; 32];
+    let in_payload = WebSocketMessage::new(
+        MessageType::StartAgent,
+        json!({"thread_id": big, "tools": tools}),
+    );
+    let mut on_frame = WebSocketMessage::new(MessageType::StartAgent, json!({"tools": tools}));
+    on_frame.thread_id = Some(big.clone());
+    for start in [in_payload, on_frame] {
+        send(&mut ws, &start).await;
+        let reply = next_frame(&mut ws).await.unwrap();
+        assert_eq!(reply.message_type, MessageType::Error);
+        assert_eq!(reply.payload["code"], "invalid_message");
+        assert!(
+            reply.payload["message"]
+                .as_str()
+                .unwrap()
+                .contains("thread_id")
+        );
+    }
+    ping_pong(&mut ws).await;
+    assert_eq!(r.gateway.stats().runs, 0);
+    assert_eq!(r.gateway.event_monitor().session_count(), 0);
+}
