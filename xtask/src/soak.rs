@@ -86,6 +86,8 @@ pub(crate) fn soak(args: &[String]) -> ExitCode {
             "127.0.0.1:0",
             "--max-handshakes-per-ip",
             "0",
+            "--max-messages-per-ip-per-minute",
+            "0",
         ])
         .args(["--max-messages-per-minute", "1000000"])
         .args(["--max-messages-per-hour", "100000000"])

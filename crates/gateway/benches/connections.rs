@@ -67,6 +67,8 @@ fn main() {
         "127.0.0.1:0",
         "--max-handshakes-per-ip",
         "0",
+        "--max-messages-per-ip-per-minute",
+        "0",
     ]);
     let addr = server.addr.clone();
     rt.block_on(async {

@@ -35,6 +35,8 @@ fn main() {
         "127.0.0.1:0",
         "--max-handshakes-per-ip",
         "0",
+        "--max-messages-per-ip-per-minute",
+        "0",
         "--max-messages-per-minute",
         "0",
         "--max-messages-per-hour",

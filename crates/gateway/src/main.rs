@@ -160,6 +160,19 @@ struct ServeArgs {
     /// with rate_limited).
     #[arg(long, env = "WSC_MAX_RUNS_PER_USER", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
     max_runs_per_user: u64,
+    /// Sessions one user may hold (default 2x --max-connections-per-user);
+    /// a new one beyond it reclaims the user's session detached longest
+    /// ago.
+    #[arg(long, env = "WSC_MAX_SESSIONS_PER_USER")]
+    max_sessions_per_user: Option<usize>,
+    /// Sessions held in all; when full, the ones detached longest ago are
+    /// reclaimed first.
+    #[arg(long, env = "WSC_MAX_SESSIONS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_sessions: u64,
+    /// Bytes of replay buffers in all sessions together; past it, the
+    /// sessions detached longest ago are reclaimed.
+    #[arg(long, env = "WSC_MAX_REPLAY_BYTES_TOTAL", default_value_t = 512 * 1024 * 1024)]
+    max_replay_bytes_total: usize,
     /// Seconds after which a run still going is stuck (timed out; counted
     /// by /health). Pauses inside a run never affect health.
     #[arg(long, env = "WSC_RUN_TIMEOUT", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
@@ -339,6 +352,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_tracked_runs: usize::try_from(args.max_tracked_runs).unwrap_or(usize::MAX),
         max_runs_per_user: usize::try_from(args.max_runs_per_user).unwrap_or(usize::MAX),
         run_timeout: Duration::from_secs(args.run_timeout),
+        max_sessions_per_user: args.max_sessions_per_user,
+        max_sessions: usize::try_from(args.max_sessions).unwrap_or(usize::MAX),
+        max_replay_bytes_total: args.max_replay_bytes_total,
         api_key: args.api_key.clone().map(wsc_server::ApiKey::new),
         ..Default::default()
     };
@@ -418,6 +434,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
     let config = GatewayConfig {
         // Every simulated user connects from this machine's one IP.
         max_handshakes_per_ip: 0,
+        max_messages_per_ip_per_minute: Some(0),
         ..Default::default()
     };
     let mut gateways = Vec::new();

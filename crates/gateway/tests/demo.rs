@@ -17,6 +17,7 @@ async fn demo_against(runner: Arc<dyn AgentRunner>, config: DemoConfig) -> DemoR
     let gateway = Gateway::with_runner(
         GatewayConfig {
             max_handshakes_per_ip: 0,
+            max_messages_per_ip_per_minute: Some(0),
             ..Default::default()
         },
         runner,

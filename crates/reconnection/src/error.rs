@@ -11,9 +11,13 @@ pub enum SessionError {
     /// No session has this id (never created, or expired and removed).
     #[error("unknown session {0:?}")]
     UnknownSession(String),
-    /// The registry holds `max_sessions` sessions; try again later.
+    /// The registry holds `max_sessions` sessions, every one attached (a
+    /// detached one would have been reclaimed); try again later.
     #[error("session limit of {0} reached")]
     TooManySessions(usize),
+    /// The user holds `max_sessions_per_user` sessions, every one attached.
+    #[error("this user already holds {0} sessions, all connected: close one first")]
+    TooManySessionsForUser(usize),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -44,7 +44,20 @@ pub struct SessionConfig {
     /// digits). A gateway marks sessions it holds only in its own memory
     /// this way, so other nodes can tell where such a session lives.
     pub id_prefix: String,
+    /// Sessions one user may hold (default 0: no bound). A new session
+    /// beyond it reclaims that user's session detached longest ago; if
+    /// every one is attached, it is refused
+    /// ([`SessionError::TooManySessionsForUser`]).
+    pub max_sessions_per_user: usize,
+    /// Bytes buffered for replay in all sessions together, for stores that
+    /// count them (the memory store; default 0: no bound). Past it, the
+    /// sessions detached longest ago are reclaimed.
+    pub max_buffered_bytes: usize,
 }
+
+/// How many reclaimed session ids a registry remembers, so that their
+/// resumes are answered `expired` rather than `unknown_session`.
+const RECLAIMED_REMEMBERED: usize = 100_000;
 
 impl Default for SessionConfig {
     fn default() -> Self {
@@ -56,6 +69,8 @@ impl Default for SessionConfig {
             slow_client_grace: Duration::from_secs(1),
             secret: TokenSecret::random(),
             id_prefix: String::new(),
+            max_sessions_per_user: 0,
+            max_buffered_bytes: 0,
         }
     }
 }
@@ -185,6 +200,38 @@ pub struct SessionRegistry {
     next_attachment: AtomicU64,
     /// This registry's id among the nodes sharing a store.
     node: String,
+    /// Fingerprints of sessions reclaimed to make room, oldest first.
+    reclaimed: std::sync::Mutex<Reclaimed>,
+}
+
+/// Sessions reclaimed to make room (see `SessionRegistry::reclaim`).
+#[derive(Debug, Default)]
+struct Reclaimed {
+    order: std::collections::VecDeque<u64>,
+    set: std::collections::HashSet<u64>,
+    hasher: std::hash::RandomState,
+}
+
+impl Reclaimed {
+    fn fingerprint(&self, id: &str) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.hasher, id)
+    }
+
+    fn insert(&mut self, id: &str) {
+        let f = self.fingerprint(id);
+        if self.set.insert(f) {
+            self.order.push_back(f);
+            if self.order.len() > RECLAIMED_REMEMBERED
+                && let Some(old) = self.order.pop_front()
+            {
+                self.set.remove(&old);
+            }
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.set.contains(&self.fingerprint(id))
+    }
 }
 
 impl fmt::Debug for SessionRegistry {
@@ -221,7 +268,106 @@ impl SessionRegistry {
             live: DashMap::with_hasher(RandomState::default()),
             next_attachment: AtomicU64::new(1),
             node: new_session_id(),
+            reclaimed: std::sync::Mutex::new(Reclaimed::default()),
         }
+    }
+
+    /// Removes a detached session to make room; its resume will be
+    /// answered `expired`. A session attached meanwhile, or busy, is left
+    /// alone (false).
+    async fn reclaim(&self, session_id: &str) -> Result<bool, SessionError> {
+        let live = self.live(session_id);
+        let Ok(guard) = live.try_lock() else {
+            return Ok(false);
+        };
+        if guard.attachment.is_some() {
+            return Ok(false);
+        }
+        let detached = matches!(
+            self.store.get(session_id).await?,
+            Some(record) if record.detached_at.is_some()
+        );
+        if !detached {
+            return Ok(false);
+        }
+        self.store.remove(session_id).await?;
+        drop(guard);
+        self.live.remove(session_id);
+        self.reclaimed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(session_id);
+        Ok(true)
+    }
+
+    /// Reclaims the user's sessions detached longest ago until a new one
+    /// fits under `max_sessions_per_user`.
+    async fn make_room_for_user(&self, user_id: &str) -> Result<(), SessionError> {
+        let max = self.config.max_sessions_per_user;
+        if max == 0 {
+            return Ok(());
+        }
+        let ids = self.store.sessions_of_user(user_id).await?;
+        if ids.len() < max {
+            return Ok(());
+        }
+        let mut detached = Vec::new();
+        for id in ids.iter() {
+            if let Some(record) = self.store.get(id).await?
+                && let Some(at) = record.detached_at
+            {
+                detached.push((at, id.clone()));
+            }
+        }
+        detached.sort();
+        let mut held = ids.len();
+        for (_, id) in detached {
+            if held < max {
+                break;
+            }
+            if self.reclaim(&id).await? {
+                held -= 1;
+            }
+        }
+        if held >= max {
+            return Err(SessionError::TooManySessionsForUser(max));
+        }
+        Ok(())
+    }
+
+    /// Reclaims a batch of the sessions detached longest ago (1 % of
+    /// `max_sessions`, 1 to 1 000, so a flood does not search per
+    /// session); how many.
+    async fn reclaim_oldest(&self) -> Result<usize, SessionError> {
+        let batch = (self.config.max_sessions / 100).clamp(1, 1_000);
+        let mut reclaimed = 0;
+        for (id, _) in self.store.oldest_detached(batch, self.clock.now()).await? {
+            reclaimed += usize::from(self.reclaim(&id).await?);
+        }
+        Ok(reclaimed)
+    }
+
+    /// Bytes buffered in all sessions over `max_buffered_bytes`: reclaims
+    /// the sessions detached longest ago until under it (or none is left).
+    async fn enforce_buffer_budget(&self) -> Result<(), SessionError> {
+        let max = self.config.max_buffered_bytes;
+        if max == 0 {
+            return Ok(());
+        }
+        while self.store.buffered_bytes().is_some_and(|used| used > max) {
+            if self.reclaim_oldest().await? == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `session_id` was reclaimed to make room (recently).
+    fn was_reclaimed(&self, session_id: &str) -> bool {
+        self.reclaimed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(session_id)
     }
 
     fn owner(&self, attachment: u64) -> String {
@@ -341,8 +487,13 @@ impl SessionRegistry {
             detached_at: None,
             last_seq: 0,
         };
+        self.make_room_for_user(user_id).await?;
         if !self.store.create(record.clone()).await? {
-            return Err(SessionError::TooManySessions(self.config.max_sessions));
+            // Full: the sessions detached longest ago make room; a live
+            // user is refused only when every session is attached.
+            if self.reclaim_oldest().await? == 0 || !self.store.create(record.clone()).await? {
+                return Err(SessionError::TooManySessions(self.config.max_sessions));
+            }
         }
         let live = self.live(&record.session_id);
         let mut live = live.lock().await;
@@ -361,6 +512,9 @@ impl SessionRegistry {
     ) -> Result<ResumeOutcome, SessionError> {
         let not = |reason| Ok(ResumeOutcome::NotResumed { reason });
         let Some(record) = self.store.get(&request.session_id).await? else {
+            if self.was_reclaimed(&request.session_id) {
+                return not(NotResumedReason::Expired);
+            }
             return not(NotResumedReason::UnknownSession);
         };
         if record.user_id != user_id {
@@ -387,6 +541,9 @@ impl SessionRegistry {
         let mut live = live.lock().await;
         // Under the session's lock: no frame can be published in between.
         let Some(record) = self.store.get(&request.session_id).await? else {
+            if self.was_reclaimed(&request.session_id) {
+                return not(NotResumedReason::Expired);
+            }
             return not(NotResumedReason::UnknownSession);
         };
         if token_epoch != record.epoch {
@@ -498,6 +655,9 @@ impl SessionRegistry {
                 _ => self.catch_up(session_id, &mut live).await?,
             }
         }
+        drop(live);
+        // Outside this session's lock (reclaiming takes others').
+        self.enforce_buffer_budget().await?;
         Ok(Some(seq))
     }
 

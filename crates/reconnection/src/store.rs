@@ -1,5 +1,6 @@
 //! [`SessionStore`]: where sessions and their replay buffers live.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -130,6 +131,34 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
         Ok(())
     }
 
+    /// The `n` sessions detached longest ago, oldest first, with when each
+    /// was detached (what the registry reclaims when a bound is reached).
+    /// The default looks at every detached session; stores with an index
+    /// by detach time override it (the Redis store does).
+    async fn oldest_detached(
+        &self,
+        n: usize,
+        now: Timestamp,
+    ) -> Result<Vec<(String, Timestamp)>, StoreError> {
+        let mut detached = Vec::new();
+        for id in self.expired(now, Duration::ZERO).await? {
+            if let Some(record) = self.get(&id).await?
+                && let Some(at) = record.detached_at
+            {
+                detached.push((id, at));
+            }
+        }
+        detached.sort_by_key(|(_, at)| *at);
+        detached.truncate(n);
+        Ok(detached)
+    }
+
+    /// Bytes buffered for replay in all sessions, if the store keeps the
+    /// count (the memory store does); `None` otherwise.
+    fn buffered_bytes(&self) -> Option<usize> {
+        None
+    }
+
     /// Claims an idempotency key (a client's `start_agent` message id) in
     /// the session's memory of recent ids: true the first time, false if
     /// it is remembered. The default checks [`holds_message`](Self::holds_message)
@@ -151,10 +180,6 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
 /// sessions that receive such frames).
 pub const RECENT_MESSAGE_IDS: usize = 1024;
 
-fn lock_stored(m: &std::sync::Mutex<Stored>) -> std::sync::MutexGuard<'_, Stored> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 #[derive(Debug)]
 struct Stored {
     record: SessionRecord,
@@ -169,6 +194,11 @@ struct Stored {
 #[derive(Debug)]
 pub struct MemorySessionStore {
     sessions: DashMap<String, Mutex<Stored>, RandomState>,
+    /// Each user's session ids (so a user's sessions are found without a
+    /// scan).
+    by_user: DashMap<String, Vec<String>, RandomState>,
+    /// Bytes buffered in all sessions.
+    bytes: std::sync::atomic::AtomicUsize,
     limits: BufferLimits,
     max_sessions: usize,
     /// Keyed SipHash for message-id fingerprints (unpredictable across
@@ -182,6 +212,8 @@ impl MemorySessionStore {
     pub fn new(limits: BufferLimits, max_sessions: usize) -> Self {
         MemorySessionStore {
             sessions: DashMap::with_hasher(RandomState::default()),
+            by_user: DashMap::with_hasher(RandomState::default()),
+            bytes: std::sync::atomic::AtomicUsize::new(0),
             limits,
             max_sessions,
             ids: std::hash::RandomState::new(),
@@ -195,7 +227,15 @@ impl MemorySessionStore {
     fn with<T>(&self, id: &str, f: impl FnOnce(&mut Stored) -> T) -> Option<T> {
         let entry = self.sessions.get(id)?;
         let mut stored = entry.lock().unwrap_or_else(|p| p.into_inner());
-        Some(f(&mut stored))
+        let before = stored.buffer.bytes();
+        let out = f(&mut stored);
+        let after = stored.buffer.bytes();
+        if after >= before {
+            self.bytes.fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            self.bytes.fetch_sub(before - after, Ordering::Relaxed);
+        }
+        Some(out)
     }
 }
 
@@ -206,6 +246,10 @@ impl SessionStore for MemorySessionStore {
             return Ok(false);
         }
         let buffer = ReplayBuffer::starting_at(self.limits, record.last_seq + 1);
+        self.by_user
+            .entry(record.user_id.clone())
+            .or_default()
+            .push(record.session_id.clone());
         self.sessions.insert(
             record.session_id.clone(),
             Mutex::new(Stored {
@@ -264,7 +308,22 @@ impl SessionStore for MemorySessionStore {
     }
 
     async fn remove(&self, session_id: &str) -> Result<bool, StoreError> {
-        Ok(self.sessions.remove(session_id).is_some())
+        let Some((_, stored)) = self.sessions.remove(session_id) else {
+            return Ok(false);
+        };
+        let stored = stored.into_inner().unwrap_or_else(|p| p.into_inner());
+        self.bytes
+            .fetch_sub(stored.buffer.bytes(), Ordering::Relaxed);
+        self.by_user
+            .remove_if_mut(&stored.record.user_id, |_, ids| {
+                ids.retain(|id| id != session_id);
+                ids.is_empty()
+            });
+        Ok(true)
+    }
+
+    fn buffered_bytes(&self) -> Option<usize> {
+        Some(self.bytes.load(Ordering::Relaxed))
     }
 
     async fn expired(&self, now: Timestamp, ttl: Duration) -> Result<Vec<String>, StoreError> {
@@ -300,11 +359,10 @@ impl SessionStore for MemorySessionStore {
 
     async fn sessions_of_user(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
         Ok(self
-            .sessions
-            .iter()
-            .filter(|e| lock_stored(e.value()).record.user_id == user_id)
-            .map(|e| e.key().clone())
-            .collect())
+            .by_user
+            .get(user_id)
+            .map(|ids| ids.clone())
+            .unwrap_or_default())
     }
 
     async fn holds_message(&self, session_id: &str, message_id: &str) -> Result<bool, StoreError> {

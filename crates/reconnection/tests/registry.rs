@@ -9,7 +9,7 @@ use serde_json::json;
 use wsc_core::{ManualClock, MessageType, WebSocketMessage};
 use wsc_reconnection::{
     Attached, BufferLimits, NotResumedReason, OverflowPolicy, RECENT_MESSAGE_IDS, ResumeOutcome,
-    ResumeRequest, SessionConfig, SessionRegistry, TokenSecret,
+    ResumeRequest, SessionConfig, SessionError, SessionRegistry, TokenSecret,
 };
 
 fn frame(t: MessageType) -> WebSocketMessage {
@@ -305,6 +305,134 @@ async fn a_publish_once_stays_once_after_its_frame_left_the_buffer() {
     assert_eq!(
         r.publish_once(&b.session_id, once("b-1")).await.unwrap(),
         None
+    );
+}
+
+/// Opens a session for `user` and detaches it at once (a client that
+/// connected and went away), the clock one second on.
+async fn abandoned(r: &SessionRegistry, clock: &ManualClock, user: &str) -> Attached {
+    let a = r.open(user).await.unwrap();
+    r.detach(&a.session_id, a.attachment).await.unwrap();
+    clock.advance(Duration::from_secs(1));
+    a
+}
+
+/// A user holds at most `max_sessions_per_user`: a new session reclaims
+/// their session detached longest ago (whose resume is then `expired`);
+/// with every one attached, the new one is refused.
+#[tokio::test]
+async fn one_user_cannot_hold_more_than_its_share_of_sessions() {
+    let (r, clock) = registry(SessionConfig {
+        max_sessions_per_user: 3,
+        ..Default::default()
+    });
+    let oldest = abandoned(&r, &clock, "mallory").await;
+    let second = abandoned(&r, &clock, "mallory").await;
+    let _third = abandoned(&r, &clock, "mallory").await;
+    let _fourth = r.open("mallory").await.unwrap();
+    assert_eq!(r.sessions_of_user("mallory").await.unwrap().len(), 3);
+    assert_eq!(
+        reason(&r, "mallory", &request(&oldest, 0)).await,
+        Some(NotResumedReason::Expired),
+        "reclaimed: expired, not unknown"
+    );
+    assert_eq!(
+        reason(&r, "mallory", &request(&second, 0)).await,
+        None,
+        "kept"
+    );
+    // Now all three are attached (the resume attached `second`).
+    let (r2, _) = registry(SessionConfig {
+        max_sessions_per_user: 2,
+        ..Default::default()
+    });
+    let _a = r2.open("eve").await.unwrap();
+    let _b = r2.open("eve").await.unwrap();
+    assert_eq!(
+        r2.open("eve").await.unwrap_err(),
+        SessionError::TooManySessionsForUser(2)
+    );
+    // Others are not affected.
+    assert!(r2.open("bob").await.is_ok());
+}
+
+/// A full table reclaims the sessions detached longest ago: abandoned
+/// sessions cannot lock a new user out; only a table of attached sessions
+/// refuses.
+#[tokio::test]
+async fn a_full_table_reclaims_abandoned_sessions_before_refusing() {
+    let (r, clock) = registry(SessionConfig {
+        max_sessions: 10,
+        ..Default::default()
+    });
+    let mut flood = Vec::new();
+    for i in 0..10 {
+        flood.push(abandoned(&r, &clock, &format!("flood-{i}")).await);
+    }
+    assert_eq!(r.session_count().await.unwrap(), 10);
+    let honest = r.open("honest").await.expect("room made");
+    assert_eq!(
+        reason(&r, "flood-0", &request(&flood[0], 0)).await,
+        Some(NotResumedReason::Expired)
+    );
+    assert_eq!(reason(&r, "flood-9", &request(&flood[9], 0)).await, None);
+    // Every session attached: refused.
+    let (full, _) = registry(SessionConfig {
+        max_sessions: 2,
+        ..Default::default()
+    });
+    let _x = full.open("x").await.unwrap();
+    let _y = full.open("y").await.unwrap();
+    assert_eq!(
+        full.open("z").await.unwrap_err(),
+        SessionError::TooManySessions(2)
+    );
+    drop(honest);
+}
+
+/// Replay buffers have a byte budget across sessions: past it the sessions
+/// detached longest ago are reclaimed; attached ones keep their frames.
+#[tokio::test]
+async fn replay_buffers_share_a_byte_budget() {
+    let (r, clock) = registry(SessionConfig {
+        max_buffered_bytes: 20_000,
+        ..Default::default()
+    });
+    let big = || {
+        WebSocketMessage::new(
+            MessageType::AgentResponseChunk,
+            json!({"delta": "x".repeat(1_000)}),
+        )
+    };
+    let live = r.open("live").await.unwrap();
+    let mut gone = Vec::new();
+    for i in 0..10 {
+        let a = abandoned(&r, &clock, &format!("away-{i}")).await;
+        for _ in 0..3 {
+            // An older session may be reclaimed under this one's publish,
+            // or this one (the budget takes the oldest detached first).
+            match r.publish(&a.session_id, big()).await {
+                Ok(_) | Err(SessionError::UnknownSession(_)) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        gone.push(a);
+    }
+    for _ in 0..3 {
+        r.publish(&live.session_id, big()).await.unwrap();
+    }
+    assert!(r.session_count().await.unwrap() < 11, "some reclaimed");
+    assert_eq!(
+        reason(&r, "away-0", &request(&gone[0], 0)).await,
+        Some(NotResumedReason::Expired)
+    );
+    assert!(
+        r.session(&live.session_id).await.unwrap().is_some(),
+        "attached: kept"
+    );
+    assert!(
+        r.session(&gone[9].session_id).await.unwrap().is_some(),
+        "newest: kept"
     );
 }
 

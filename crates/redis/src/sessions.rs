@@ -716,6 +716,29 @@ impl SessionStore for RedisSessionStore {
         Ok(now || before)
     }
 
+    async fn oldest_detached(
+        &self,
+        n: usize,
+        _now: Timestamp,
+    ) -> Result<Vec<(String, Timestamp)>, StoreError> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let mut redis = self.redis.clone();
+        let oldest: Vec<(String, i64)> = redis::cmd("ZRANGE")
+            .arg(self.index("detached"))
+            .arg(0)
+            .arg(n - 1)
+            .arg("WITHSCORES")
+            .query_async(&mut redis)
+            .await
+            .map_err(store_error)?;
+        Ok(oldest
+            .into_iter()
+            .map(|(id, at)| (id, Timestamp::from_unix_micros(at)))
+            .collect())
+    }
+
     async fn claim_key(&self, session_id: &str, key: &str) -> Result<bool, StoreError> {
         let mut redis = self.redis.clone();
         let claimed: i64 = self

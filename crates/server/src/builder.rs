@@ -193,6 +193,13 @@ impl Gateway {
             buffer,
             session_ttl: config.session_ttl,
             outbound_capacity: config.outbound_queue,
+            max_sessions: config.max_sessions.max(1),
+            max_sessions_per_user: config.max_sessions_per_user.unwrap_or(
+                usize::try_from(config.max_connections_per_user)
+                    .unwrap_or(usize::MAX)
+                    .saturating_mul(2),
+            ),
+            max_buffered_bytes: config.max_replay_bytes_total,
             ..Default::default()
         };
         // With Redis, sessions started while it is unreachable live only
@@ -250,6 +257,7 @@ impl Gateway {
                         prefix: settings.prefix.clone(),
                         limits: buffer,
                         session_ttl: config.session_ttl,
+                        max_sessions: config.max_sessions.max(1),
                         ..Default::default()
                     },
                 );

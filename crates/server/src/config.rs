@@ -303,6 +303,18 @@ pub struct GatewayConfig {
     /// load it is most of the gateway's memory (about 10 KiB per run with
     /// the simulated agent's events).
     pub max_tracked_runs: usize,
+    /// Sessions (attached or resumable) one user may hold (`None`, the
+    /// default: twice `max_connections_per_user`). A new session beyond it
+    /// reclaims that user's session detached longest ago.
+    pub max_sessions_per_user: Option<usize>,
+    /// Sessions held in all (default 100 000). When full, the sessions
+    /// detached longest ago are reclaimed first; a new user is refused only
+    /// when every held session is connected.
+    pub max_sessions: usize,
+    /// Bytes of replay buffers in all sessions together (default 512 MiB;
+    /// memory sessions). Past it, the sessions detached longest ago are
+    /// reclaimed. A reclaimed session's resume is answered `expired`.
+    pub max_replay_bytes_total: usize,
     /// Agent runs one user may have in flight at once (default 4); one
     /// more `start_agent` is answered `rate_limited` and starts nothing.
     pub max_runs_per_user: usize,
@@ -337,6 +349,9 @@ impl Default for GatewayConfig {
             max_header_bytes: 16 * 1024,
             max_tracked_runs: 10_000,
             run_timeout: Duration::from_secs(300),
+            max_sessions_per_user: None,
+            max_sessions: 100_000,
+            max_replay_bytes_total: 512 * 1024 * 1024,
             max_runs_per_user: 4,
             api_key: None,
         }

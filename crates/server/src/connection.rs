@@ -84,7 +84,13 @@ pub(crate) async fn run(
         Ok(start) => start,
         Err(e) => {
             let (mut sink, _) = socket.split();
-            let frame = ErrorCode::Internal.frame(e.to_string());
+            let code = match e {
+                SessionError::TooManySessions(_) | SessionError::TooManySessionsForUser(_) => {
+                    ErrorCode::RateLimited
+                }
+                _ => ErrorCode::Internal,
+            };
+            let frame = code.frame(e.to_string());
             let _ = sink.send(Message::Text(serialize(&frame).into())).await;
             let _ = sink
                 .send(Message::Close(Some(CloseFrame {

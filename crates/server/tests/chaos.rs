@@ -285,6 +285,7 @@ async fn serve(gateway: &Gateway) -> SocketAddr {
 fn config() -> GatewayConfig {
     GatewayConfig {
         max_handshakes_per_ip: 0,
+        max_messages_per_ip_per_minute: Some(0),
         ..Default::default()
     }
 }

@@ -59,6 +59,7 @@ async fn a_thousand_connect_disconnect_cycles_leak_nothing() {
         session_ttl: TTL,
         max_connections_per_user: 5,
         max_handshakes_per_ip: 0,
+        max_messages_per_ip_per_minute: Some(0),
         max_messages_per_minute: 100_000,
         max_messages_per_hour: 100_000,
         ..Default::default()

@@ -624,3 +624,54 @@ async fn oversized_ids_cannot_amplify_into_every_event() {
     assert_eq!(r.gateway.stats().runs, 0);
     assert_eq!(r.gateway.event_monitor().session_count(), 0);
 }
+
+/// Issue 19, finding 1: abandoned sessions cannot lock anyone out. With a
+/// 30-session table filled by 30 users who connected and left, an honest
+/// user still connects (the session detached longest ago is reclaimed and
+/// its resume is `expired`); one user id cannot hold more than twice its
+/// connection cap.
+#[tokio::test]
+async fn abandoned_sessions_cannot_lock_out_an_honest_user() {
+    let r = start(GatewayConfig {
+        max_sessions: 30,
+        max_handshakes_per_ip: 0,
+        max_messages_per_ip_per_minute: Some(0),
+        ..Default::default()
+    })
+    .await;
+    let mut first = None;
+    for i in 0..30 {
+        let (ws, hello) = connect(&r, &format!("user_id=flood-{i}")).await;
+        let session = hello["session_id"].as_str().unwrap().to_owned();
+        drop(ws);
+        assert!(detached_soon(&r, &session).await);
+        if i == 0 {
+            first = Some((session, hello["resume_token"].as_str().unwrap().to_owned()));
+        }
+    }
+    assert_eq!(r.gateway.sessions().session_count().await.unwrap(), 30);
+    let (_honest, hello) = connect(&r, "user_id=honest").await;
+    assert_eq!(hello["resumed"], false, "{hello}");
+    let (session, token) = first.unwrap();
+    let (_ws, h) = connect(
+        &r,
+        &format!("user_id=flood-0&session_id={session}&resume_token={token}&last_seq=0"),
+    )
+    .await;
+    assert_eq!(h["reason"], "expired", "{h}");
+
+    // One user id, fifteen abandoned sessions: it keeps at most 2 x 5.
+    for _ in 0..15 {
+        let (ws, hello) = connect(&r, "user_id=mallory").await;
+        let session = hello["session_id"].as_str().unwrap().to_owned();
+        drop(ws);
+        assert!(detached_soon(&r, &session).await);
+    }
+    let held = r
+        .gateway
+        .sessions()
+        .sessions_of_user("mallory")
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 10);
+}

@@ -51,6 +51,7 @@ async fn gateway_for(url: String, protocol: AgentProtocol) -> Running {
     });
     let config = GatewayConfig {
         max_handshakes_per_ip: 0,
+        max_messages_per_ip_per_minute: Some(0),
         ..Default::default()
     };
     start_with_runner(config, Arc::new(agent), Arc::new(wsc_core::SystemClock)).await

@@ -219,6 +219,7 @@ async fn redis_killed_and_restarted_under_load_loses_and_duplicates_nothing() {
     let (a, b) = pair(
         GatewayConfig {
             max_handshakes_per_ip: 0,
+            max_messages_per_ip_per_minute: Some(0),
             ..Default::default()
         },
         settings(&server.url(), RedisFailurePolicy::FailOpen),
