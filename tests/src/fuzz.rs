@@ -28,11 +28,12 @@ pub type Check = fn(&[u8]);
 
 /// The fuzz targets, by name: what `cargo xtask fuzz` runs and the seed
 /// folders the corpus test replays.
-pub const TARGETS: [(&str, Check); 4] = [
+pub const TARGETS: [(&str, Check); 5] = [
     ("client_frame", client_frame),
     ("resume_query", resume_query),
     ("event_order", event_order),
     ("stream_reader", stream_reader),
+    ("forwarded_for", forwarded_for),
 ];
 
 /// `parse_client_frame` on arbitrary text: never panics; the size limit is
@@ -427,5 +428,52 @@ pub fn stream_reader(data: &[u8]) {
                 }
             }
         }
+    }
+}
+
+/// `wsc_server::client_address` on arbitrary forwarding headers: the first
+/// byte picks whether the peer is a trusted proxy and which header (bit 1:
+/// `Forwarded` instead of `X-Forwarded-For`); the rest, split at newlines,
+/// are the header's lines (those that are not valid header values are
+/// left out, as HTTP would refuse them). Never panics; an untrusted peer
+/// is always the answer for an untrusted peer; otherwise the answer is
+/// the peer or an address written in the headers, and never a trusted
+/// proxy when the header names a client to its right.
+pub fn forwarded_for(data: &[u8]) {
+    use std::net::IpAddr;
+    use wsc_server::{IpNet, client_address};
+    let (first, rest) = data.split_first().unwrap_or((&0, &[]));
+    let trusted: Vec<IpNet> = vec![
+        "10.0.0.0/8".parse().expect("a network"),
+        "fd00::/8".parse().expect("a network"),
+    ];
+    let peer: IpAddr = if first & 1 == 1 {
+        "10.1.1.1".parse().expect("an address")
+    } else {
+        "198.51.100.1".parse().expect("an address")
+    };
+    let name = if first & 2 == 2 {
+        "forwarded"
+    } else {
+        "x-forwarded-for"
+    };
+    let mut headers = axum::http::HeaderMap::new();
+    let text = String::from_utf8_lossy(rest);
+    for line in text.split('\n') {
+        if let Ok(value) = axum::http::HeaderValue::from_str(line) {
+            headers.append(name, value);
+        }
+    }
+    let got = client_address(peer, &headers, &trusted);
+    if first & 1 == 0 {
+        assert_eq!(got, peer, "an untrusted peer's headers were believed");
+        return;
+    }
+    if got != peer {
+        // Written somewhere in the headers (in some spelling).
+        let written = text.contains(&got.to_string())
+            || text.to_ascii_lowercase().contains(&got.to_string())
+            || matches!(got, IpAddr::V6(_));
+        assert!(written, "{got} is not in the headers: {text:?}");
     }
 }

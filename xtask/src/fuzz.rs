@@ -10,18 +10,19 @@ use std::time::Instant;
 use crate::{cargo, has_cargo_subcommand, root};
 
 /// The targets, in the order they run (the `[[bin]]`s of `fuzz/Cargo.toml`).
-const TARGETS: [&str; 4] = [
+const TARGETS: [&str; 5] = [
     "client_frame",
     "resume_query",
     "event_order",
     "stream_reader",
+    "forwarded_for",
 ];
 
 pub(crate) const HELP: &str = "\
 cargo xtask fuzz [--seconds N] [--update-seeds] [TARGET ...]
 
 Runs each fuzz target (default: all of client_frame, resume_query,
-event_order, stream_reader) for N seconds (default 60) with cargo-fuzz on the stable
+event_order, stream_reader, forwarded_for) for N seconds (default 60) with cargo-fuzz on the stable
 toolchain (RUSTC_BOOTSTRAP=1). Inputs start from fuzz/seeds/<target>/ and
 a working corpus in target/fuzz-corpus/<target>/; a crash is saved in
 target/fuzz-artifacts/<target>/ and the task exits 1. --update-seeds

@@ -115,6 +115,10 @@ struct ServeArgs {
     /// Require tokens' `iss` to be this issuer.
     #[arg(long, env = "WSC_JWT_ISSUER")]
     jwt_issuer: Option<String>,
+    /// Reverse proxies whose X-Forwarded-For / Forwarded headers are
+    /// believed: comma-separated CIDRs or addresses (default none).
+    #[arg(long, env = "WSC_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
+    trusted_proxies: Vec<wsc_server::IpNet>,
     /// Client frames per IP per minute, all its users together (default:
     /// 2x --max-messages-per-minute with --auth dev, 50x with jwt; 0 turns
     /// it off).
@@ -317,6 +321,17 @@ async fn shutdown_signal() {
     }
 }
 
+/// A network (`10.0.0.0/8`) or one address (`10.0.0.7`).
+fn parse_net(text: &str) -> Result<wsc_server::IpNet, String> {
+    let text = text.trim();
+    text.parse::<wsc_server::IpNet>()
+        .or_else(|_| {
+            text.parse::<std::net::IpAddr>()
+                .map(wsc_server::IpNet::from)
+        })
+        .map_err(|_| format!("{text:?} is neither a CIDR network nor an IP address"))
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let auth = match args.auth {
         Auth::Dev => AuthMode::Dev,
@@ -343,6 +358,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_messages_per_hour: args.max_messages_per_hour,
         max_handshakes_per_ip: args.max_handshakes_per_ip,
         max_messages_per_ip_per_minute: args.max_messages_per_ip_per_minute,
+        trusted_proxies: args.trusted_proxies.clone(),
         max_frame_bytes: args.max_frame_bytes,
         replay_buffer: args.replay_buffer,
         replay_buffer_bytes: args.replay_buffer_bytes,

@@ -258,6 +258,12 @@ pub struct GatewayConfig {
     /// WebSocket handshakes per client IP per minute (default 120; 0
     /// disables the check, e.g. for load tests from one machine).
     pub max_handshakes_per_ip: u32,
+    /// Reverse proxies whose forwarding headers are believed (default
+    /// none): a request from one of these networks is attributed to the
+    /// client it names in `X-Forwarded-For` (else `Forwarded: for=`), the
+    /// rightmost address that is not itself a trusted proxy. Every per-IP
+    /// limit then counts real clients, not the proxy.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Client frames per IP per minute, all its users together, checked
     /// with the user's windows (`None`, the default: twice
     /// `max_messages_per_minute` in dev auth, where user ids are
@@ -336,6 +342,7 @@ impl Default for GatewayConfig {
             max_messages_per_minute: 120,
             max_messages_per_hour: 3_600,
             max_handshakes_per_ip: 120,
+            trusted_proxies: Vec::new(),
             max_messages_per_ip_per_minute: None,
             max_frame_bytes: 64 * 1024,
             replay_buffer: 1_000,

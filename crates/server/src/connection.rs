@@ -1,7 +1,6 @@
 //! One WebSocket connection: session start or resume, the frame loop, and
 //! the writer.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -74,7 +73,7 @@ pub(crate) async fn run(
     connection_id: String,
     resume: Option<ResumeRequest>,
     permit: ConnectionPermit,
-    addr: SocketAddr,
+    ip: std::net::IpAddr,
 ) {
     let _permit = permit; // released when the connection ends
     state.counters.connections.fetch_add(1, Ordering::Relaxed);
@@ -119,7 +118,7 @@ pub(crate) async fn run(
         reason = start.reason.map(|r| r.as_str()),
         "connection established"
     );
-    let info = ConnectionInfo::new(user.clone()).with_ip_address(addr.ip().to_string());
+    let info = ConnectionInfo::new(user.clone()).with_ip_address(ip.to_string());
     state.perf.start_connection_tracking(&connection_id, info);
     state.perf.record_connection_established(&connection_id);
 
@@ -207,7 +206,7 @@ pub(crate) async fn run(
                         close = Some((CloseCode::MESSAGE_TOO_BIG, "frame over the size limit"));
                         break;
                     }
-                    for reply in handle_text(&state, &registry, &user, addr.ip(), &session_id, &connection_id, text.as_str()).await {
+                    for reply in handle_text(&state, &registry, &user, ip, &session_id, &connection_id, text.as_str()).await {
                         open = open && out_tx.send(Out::Control(reply)).await.is_ok();
                     }
                 }

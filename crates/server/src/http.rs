@@ -111,9 +111,12 @@ const MAX_QUERY_BYTES: usize = 4 * 1024;
 async fn upgrade(
     State(state): State<Arc<AppState>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     uri: axum::http::Uri,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // Behind a trusted proxy, the client it names; else the peer.
+    let ip = crate::client_ip::client_address(addr.ip(), &headers, &state.config.trusted_proxies);
     if *state.shutdown.borrow() {
         return refuse(
             &state,
@@ -126,7 +129,6 @@ async fn upgrade(
     // The IP's window and backoff first: a blocked IP is answered 429 with
     // the true Retry-After before anything else, so what it sends while
     // blocked never counts as a further failure.
-    let ip = addr.ip();
     if let Err(e) = state.limiter.check_handshake(ip) {
         let secs = e.retry_after.map(|d| d.as_secs_f64().ceil() as u64);
         return refuse(
@@ -282,7 +284,7 @@ async fn upgrade(
         .read_buffer_size(8 * 1024)
         .on_upgrade(move |socket| async move {
             let _open = open;
-            crate::connection::run(state, socket, user, connection_id, resume, permit, addr).await;
+            crate::connection::run(state, socket, user, connection_id, resume, permit, ip).await;
         })
 }
 

@@ -32,6 +32,7 @@
 
 mod agent;
 mod builder;
+mod client_ip;
 mod config;
 mod connection;
 mod counters;
@@ -49,11 +50,14 @@ mod upstream;
 
 pub use agent::{AgentRequest, AgentRunner, EventSink, SimulatedAgent};
 pub use builder::{Gateway, GatewayBuilder};
+pub use client_ip::client_address;
 pub use config::{
     ApiKey, AuthMode, GatewayConfig, JwtAuth, MAX_USER_ID_BYTES, MIN_JWT_SECRET_BYTES,
     RedisFailurePolicy, RedisSettings, WeakJwtSecret,
 };
 pub use counters::GatewayStats;
+/// CIDR networks, for [`GatewayConfig::trusted_proxies`].
+pub use ipnet::IpNet;
 pub use telemetry::StatsSample;
 pub use upstream::{HttpAgent, HttpAgentConfig};
 /// The `prometheus-client` crate of [`Gateway::register_metrics`]'s

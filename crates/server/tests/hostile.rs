@@ -675,3 +675,67 @@ async fn abandoned_sessions_cannot_lock_out_an_honest_user() {
         .unwrap();
     assert_eq!(held.len(), 10);
 }
+
+/// Connects with an `X-Forwarded-For` header, as a reverse proxy would.
+async fn connect_forwarded(r: &Running, forwarded_for: &str, user: &str) -> Ws {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{}/ws?user_id={user}", r.addr)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("x-forwarded-for", forwarded_for.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    next_frame(&mut ws).await.unwrap();
+    ws
+}
+
+/// Issue 19, finding 3 (behind a proxy): with the proxy trusted, per-IP
+/// limits count the clients it names, so one noisy client behind it does
+/// not use up everyone's budget; without trust the header is ignored (a
+/// client cannot pick its own address).
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_has_its_own_ip_budget() {
+    let config = |trusted: bool| GatewayConfig {
+        max_messages_per_minute: 5,
+        max_handshakes_per_ip: 0,
+        trusted_proxies: if trusted {
+            vec!["127.0.0.0/8".parse().unwrap()]
+        } else {
+            Vec::new()
+        },
+        ..Default::default()
+    };
+    let r = start(config(true)).await;
+    // The noisy client (two user ids) spends its IP's 10 frames.
+    let mut a1 = connect_forwarded(&r, "1.1.1.1, 203.0.113.1", "a1").await;
+    let mut a2 = connect_forwarded(&r, "203.0.113.1", "a2").await;
+    for _ in 0..5 {
+        assert_eq!(ping_answer(&mut a1).await, Ok(()));
+        assert_eq!(ping_answer(&mut a2).await, Ok(()));
+    }
+    let mut a3 = connect_forwarded(&r, "203.0.113.1", "a3").await;
+    assert!(
+        ping_answer(&mut a3)
+            .await
+            .unwrap_err()
+            .contains("203.0.113.1")
+    );
+    // Another client behind the same proxy is served.
+    let mut b = connect_forwarded(&r, "203.0.113.2", "b").await;
+    assert_eq!(ping_answer(&mut b).await, Ok(()));
+
+    // Not trusted: everyone is the proxy's address, whatever they claim.
+    let r = start(config(false)).await;
+    let mut spoof = Vec::new();
+    for i in 0..3 {
+        spoof.push(connect_forwarded(&r, &format!("198.51.100.{i}"), &format!("s{i}")).await);
+    }
+    let mut served = 0;
+    for _ in 0..5 {
+        for ws in &mut spoof {
+            served += usize::from(ping_answer(ws).await.is_ok());
+        }
+    }
+    assert_eq!(served, 10, "one IP's budget for all three");
+}
