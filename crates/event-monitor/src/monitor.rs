@@ -645,22 +645,7 @@ fn classify(report: &mut HealthReport, cfg: &EventMonitorConfig, progressing: us
             &mut issues,
         );
     }
-    let recent = report.recent_silent_failures;
-    if recent > 0 {
-        let level = if recent >= cfg.critical_violation_count {
-            HealthStatus::Critical
-        } else {
-            HealthStatus::Warning
-        };
-        raise(
-            level,
-            format!(
-                "{recent} event order violation(s) in the last {:?}",
-                cfg.health_window
-            ),
-            &mut issues,
-        );
-    }
+    raise_violations(report, &mut raise, &mut issues, cfg);
     if bad_ended > 0 {
         let level = if bad_ended * 4 >= ended {
             HealthStatus::Critical
@@ -690,6 +675,33 @@ fn classify(report: &mut HealthReport, cfg: &EventMonitorConfig, progressing: us
     report.issues = issues;
 }
 
+/// Recent order violations: a warning; critical from
+/// `critical_violation_count` in the health window.
+fn raise_violations(
+    report: &HealthReport,
+    raise: &mut impl FnMut(HealthStatus, String, &mut Vec<String>),
+    issues: &mut Vec<String>,
+    cfg: &EventMonitorConfig,
+) {
+    let recent = report.recent_silent_failures;
+    if recent == 0 {
+        return;
+    }
+    let level = if recent >= cfg.critical_violation_count {
+        HealthStatus::Critical
+    } else {
+        HealthStatus::Warning
+    };
+    raise(
+        level,
+        format!(
+            "{recent} event order violation(s) in the last {:?}",
+            cfg.health_window
+        ),
+        issues,
+    );
+}
+
 /// [`HealthScope::Delivery`](crate::HealthScope::Delivery): order
 /// violations (a warning; critical from `critical_violation_count` in the
 /// window) and runs past `run_timeout` (a warning; critical when at least a
@@ -700,22 +712,7 @@ fn classify_delivery(
     issues: &mut Vec<String>,
     cfg: &EventMonitorConfig,
 ) {
-    let recent = report.recent_silent_failures;
-    if recent > 0 {
-        let level = if recent >= cfg.critical_violation_count {
-            HealthStatus::Critical
-        } else {
-            HealthStatus::Warning
-        };
-        raise(
-            level,
-            format!(
-                "{recent} event order violation(s) in the last {:?}",
-                cfg.health_window
-            ),
-            issues,
-        );
-    }
+    raise_violations(report, raise, issues, cfg);
     let timed_out = report.timed_out_runs;
     if timed_out > 0 {
         let ended = timed_out + report.completed_runs + report.failed_runs + report.cancelled_runs;

@@ -7,17 +7,13 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
+mod support;
+use support::spawn_serve;
+
 /// Runs `wsc-gateway serve ARGS`; its first stdout line (if any) and, if
 /// it exited on its own within 10 s, its status and stderr.
 async fn serve(args: &[&str]) -> (Option<String>, Option<(i32, String)>) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wsc-gateway"))
-        .arg("serve")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = spawn_serve(args, &[], Stdio::piped());
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut stderr = child.stderr.take().unwrap();
     let first = tokio::time::timeout(Duration::from_secs(10), stdout.next_line())

@@ -7,10 +7,13 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::AsyncReadExt;
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 use wsc_core::{MessageType, WebSocketMessage, parse_server_frame, serialize};
+
+mod support;
+use support::*;
 
 const SECRET: &str = "s3cr3t-jwt-key-that-must-not-leak";
 
@@ -53,21 +56,10 @@ async fn serve(
     String,
     tokio::task::JoinHandle<String>,
 ) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wsc-gateway"))
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .args(args)
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = stdout.next_line().await.unwrap().unwrap();
-    let addr = line
-        .strip_prefix("listening on http://")
-        .unwrap()
-        .to_owned();
+    let mut args_all = vec!["--bind", "127.0.0.1:0"];
+    args_all.extend_from_slice(args);
+    let mut child = spawn_serve(&args_all, &[("RUST_LOG", "debug")], Stdio::piped());
+    let addr = listening_address(&first_line(&mut child).await.expect("it serves"));
     let mut stderr = child.stderr.take().unwrap();
     let log = tokio::spawn(async move {
         let mut all = String::new();

@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use wsc_core::{MessageType, WebSocketMessage, serialize};
+
+mod support;
+use support::*;
 
 const CLIENTS: usize = 200;
 
@@ -29,25 +31,12 @@ enum End {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_closes_every_websocket_with_1001_then_exits_0() {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wsc-gateway"))
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--max-handshakes-per-ip",
-            "0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = stdout.next_line().await.unwrap().unwrap();
-    let addr = line
-        .strip_prefix("listening on http://")
-        .unwrap()
-        .to_owned();
+    let mut child = spawn_serve(
+        &["--bind", "127.0.0.1:0", "--max-handshakes-per-ip", "0"],
+        &[],
+        Stdio::null(),
+    );
+    let addr = listening_address(&first_line(&mut child).await.expect("it serves"));
 
     let mut clients = Vec::with_capacity(CLIENTS);
     for i in 0..CLIENTS {

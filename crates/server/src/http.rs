@@ -181,25 +181,13 @@ async fn upgrade(
     };
     let user = match authenticate(&state, &query) {
         Ok(user) => user,
-        Err(AuthError::Unauthorized(message)) => {
+        Err(e) => {
             state.limiter.record_handshake_failure(ip);
-            return refuse(
-                &state,
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                message,
-                None,
-            );
-        }
-        Err(AuthError::InvalidUserId(message)) => {
-            state.limiter.record_handshake_failure(ip);
-            return refuse(
-                &state,
-                StatusCode::BAD_REQUEST,
-                "invalid_query",
-                message,
-                None,
-            );
+            let (status, code, message) = match e {
+                AuthError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m),
+                AuthError::InvalidUserId(m) => (StatusCode::BAD_REQUEST, "invalid_query", m),
+            };
+            return refuse(&state, status, code, message, None);
         }
     };
     let connection_id = state.next_id("conn");

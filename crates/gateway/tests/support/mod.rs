@@ -1,0 +1,42 @@
+//! Starting the `wsc-gateway` binary in its own process, for the tests that
+//! need the real process (signals, logs, refusals at startup).
+
+#![allow(dead_code)] // each test binary uses part of it
+
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// `wsc-gateway serve ARGS` with the environment variables `env`, stdout
+/// piped, stderr as given, killed when dropped.
+pub(crate) fn spawn_serve(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_wsc-gateway"))
+        .arg("serve")
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the gateway binary starts")
+}
+
+/// The first line the process prints (`listening on http://ADDR` once it
+/// serves), or `None` if it exits first.
+pub(crate) async fn first_line(child: &mut Child) -> Option<String> {
+    let stdout = child.stdout.take()?;
+    BufReader::new(stdout)
+        .lines()
+        .next_line()
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The address from a `listening on http://ADDR` line.
+pub(crate) fn listening_address(line: &str) -> String {
+    line.strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("not a listening line: {line:?}"))
+        .to_owned()
+}
