@@ -156,6 +156,36 @@ fn prepare_python() -> Result<PathBuf, String> {
     Ok(python)
 }
 
+/// Installs the TypeScript client's locked npm dependencies (`npm ci`)
+/// and builds it (`tsc`): the gateway's tests run its unit tests and drive
+/// the real gateway with it. Returns the `node` binary.
+fn prepare_typescript() -> Result<PathBuf, String> {
+    let dir = root().join("clients").join("typescript");
+    println!("==> [typescript] npm ci and build in {}", dir.display());
+    let node = which("node").ok_or(
+        "node (20 or later) and npm are needed for the TypeScript client's tests; \
+         on Debian: apt-get install nodejs npm",
+    )?;
+    for args in [
+        &["ci", "--no-audit", "--no-fund"][..],
+        &["run", "build"][..],
+    ] {
+        let status = Command::new("npm")
+            .args(args)
+            .current_dir(&dir)
+            .status()
+            .map_err(|e| format!("npm could not run ({e}); install npm"))?;
+        if !status.success() {
+            return Err(format!(
+                "`npm {}` failed in clients/typescript (is the npm registry reachable?)",
+                args.join(" ")
+            ));
+        }
+    }
+    println!("<== [typescript] ok");
+    Ok(node)
+}
+
 /// Looks for a program on PATH.
 fn which(name: &str) -> Option<PathBuf> {
     let path = env::var_os("PATH")?;
@@ -296,8 +326,10 @@ fn start_redis() -> Result<RedisForTests, String> {
 }
 
 fn ci() -> ExitCode {
-    let prepared = prepare_python().and_then(|py| prepare_chromium().map(|ch| (py, ch)));
-    let (python, chromium) = match prepared {
+    let prepared = prepare_python()
+        .and_then(|py| prepare_chromium().map(|ch| (py, ch)))
+        .and_then(|p| prepare_typescript().map(|node| (p, node)));
+    let ((python, chromium), node) = match prepared {
         Ok(p) => p,
         Err(e) => {
             eprintln!("xtask ci: {e}");
@@ -337,6 +369,7 @@ fn ci() -> ExitCode {
             env: vec![
                 ("WSC_PYTHON", python.display().to_string()),
                 ("WSC_CHROMIUM", chromium.display().to_string()),
+                ("WSC_NODE", node.display().to_string()),
                 ("WSC_REDIS_URL", redis.url.clone()),
                 ("WSC_REDIS_SERVER", redis.binary.display().to_string()),
             ],

@@ -1,0 +1,73 @@
+/**
+ * The wire frames of the wsc gateway (docs/protocol.md), as the client
+ * reads and writes them. Hand-written from the Rust protocol module
+ * (`wsc_core::protocol`); every server frame carries `type` and `payload`,
+ * agent events also `seq`, `message_id` and `timestamp`.
+ */
+
+/** A frame as it travels: JSON with a `type` and an object `payload`. */
+export interface Frame {
+  type: string;
+  payload: Record<string, unknown>;
+  /** The session's sequence number (agent events and published frames). */
+  seq?: number;
+  message_id?: string;
+  /** Unix seconds. */
+  timestamp?: number;
+  user_id?: string;
+  thread_id?: string;
+}
+
+/** `connection_established`: the first frame of every connection. */
+export interface ConnectionEstablished {
+  session_id: string;
+  connection_id: string;
+  resume_token: string;
+  epoch: number;
+  resumed: boolean;
+  replayed: number;
+  heartbeat_interval_ms: number;
+  /** Why a resume was refused: `expired`, `unknown_session`, `unauthorized`, `gap`, `epoch_mismatch`. */
+  reason?: string;
+}
+
+/** `error {code, message, retry_after_ms?, ref_message_id?}`. */
+export interface ErrorPayload {
+  code: string;
+  message: string;
+  retry_after_ms?: number;
+  ref_message_id?: string;
+}
+
+/** The frames that end a run: exactly one of them per run. */
+export const TERMINAL_TYPES: ReadonlySet<string> = new Set(["agent_completed", "agent_error"]);
+
+/** Parses a text frame; `undefined` for anything that is not a frame. */
+export function parseFrame(text: string): Frame | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== "object" || value === null) return undefined;
+  const v = value as Record<string, unknown>;
+  if (typeof v.type !== "string") return undefined;
+  const payload =
+    typeof v.payload === "object" && v.payload !== null && !Array.isArray(v.payload)
+      ? (v.payload as Record<string, unknown>)
+      : {};
+  const frame: Frame = { type: v.type, payload };
+  if (typeof v.seq === "number") frame.seq = v.seq;
+  if (typeof v.message_id === "string") frame.message_id = v.message_id;
+  if (typeof v.timestamp === "number") frame.timestamp = v.timestamp;
+  if (typeof v.user_id === "string") frame.user_id = v.user_id;
+  if (typeof v.thread_id === "string") frame.thread_id = v.thread_id;
+  return frame;
+}
+
+/** The run a frame belongs to (`payload.run_id`), if any. */
+export function runIdOf(frame: Frame): string | undefined {
+  const id = frame.payload.run_id;
+  return typeof id === "string" ? id : undefined;
+}

@@ -1,0 +1,586 @@
+/**
+ * `@wsc/client`: a browser and Node client for the wsc gateway. It keeps
+ * one WebSocket open, reconnects with full-jitter backoff, resumes its
+ * session (`session_id`, `resume_token`, `last_seq`) and hands the
+ * application every frame exactly once and in order, however often the
+ * connection is cut. Agent runs are handles you iterate and cancel.
+ *
+ * ```ts
+ * import { WscClient } from "@wsc/client";
+ * const client = new WscClient({ url: "ws://127.0.0.1:8765/ws", userId: "alice" });
+ * const run = client.startAgent({ input: "find flights to Lisbon" });
+ * for await (const frame of run) console.log(frame.type, frame.payload);
+ * client.close();
+ * ```
+ */
+
+import { type BackoffOptions, backoffDelay } from "./backoff.js";
+import {
+  type ConnectionEstablished,
+  type ErrorPayload,
+  type Frame,
+  TERMINAL_TYPES,
+  parseFrame,
+  runIdOf,
+} from "./frames.js";
+
+export { type BackoffOptions, backoffCeiling, backoffDelay } from "./backoff.js";
+export { type ConnectionEstablished, type ErrorPayload, type Frame, parseFrame } from "./frames.js";
+
+/** The part of the WHATWG `WebSocket` the client uses. */
+export interface SocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((event: unknown) => void) | null;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  onclose: ((event: { code?: number; reason?: string }) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+}
+
+/** A `WebSocket` constructor: the platform's in browsers, `ws`'s in Node. */
+export type SocketConstructor = new (url: string) => SocketLike;
+
+/** Somewhere to keep the session across page reloads (`sessionStorage`). */
+export interface SessionStorageLike {
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
+  removeItem(key: string): void;
+}
+
+/** Timers, injectable for tests. */
+export interface Timers {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+/** How to create a client. */
+export interface ClientOptions {
+  /** The gateway's WebSocket URL, e.g. `ws://127.0.0.1:8765/ws`. */
+  url: string;
+  /** The user, for a gateway in `--auth dev`. */
+  userId?: string;
+  /** A JWT, or a function returning one (called again before every reconnect). */
+  token?: string | (() => string | Promise<string>);
+  /** The `WebSocket` constructor (default: `globalThis.WebSocket`; pass `ws`'s in Node). */
+  WebSocket?: SocketConstructor;
+  /** Reconnection waits (full jitter; default 250 ms doubling to 30 s). */
+  backoff?: BackoffOptions;
+  /** Keep the session here so a page reload resumes it (e.g. `sessionStorage`). */
+  storage?: SessionStorageLike;
+  /** The storage key (default `"wsc-session"`). */
+  storageKey?: string;
+  /** Uniform random numbers in [0, 1) (default `Math.random`). */
+  random?: () => number;
+  /** Timers (default the global ones). */
+  timers?: Timers;
+}
+
+/** Where the connection stands. */
+export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed";
+
+/** What the client reports besides frames. */
+export interface ClientEvents {
+  /** The connection state changed. */
+  state: ConnectionState;
+  /** Every frame, once, in order (agent events of every run, published frames, errors). */
+  frame: Frame;
+  /** A resume was refused (`reason`): frames since the last one seen are lost; reload the app's state. */
+  resumeRefused: { reason: string };
+  /** Connected (first time or resumed). */
+  connected: ConnectionEstablished;
+}
+
+/** What a run was asked to do. */
+export interface StartAgentOptions {
+  /** What the user asked. */
+  input?: string;
+  /** The agent's name. */
+  agentName?: string;
+  /** The conversation thread. */
+  threadId?: string;
+  /** Tools (the simulated agent calls them). */
+  tools?: string[];
+}
+
+/** The session the client resumes. */
+interface Session {
+  sessionId: string;
+  resumeToken: string;
+  lastSeq: number;
+}
+
+/** Frames acknowledged every this many (the gateway trims its buffer). */
+const ACK_EVERY = 64;
+
+let nextId = 0;
+/** A message id unique enough within a session. */
+function newMessageId(random: () => number): string {
+  nextId += 1;
+  return `c-${Date.now().toString(36)}-${nextId.toString(36)}-${Math.floor(random() * 2 ** 32).toString(36)}`;
+}
+
+/**
+ * The id the gateway gives a run started with `messageId` in `sessionId`:
+ * `run-` and 24 hex digits of SHA-256 over both (the same on every node).
+ */
+export async function runIdFor(sessionId: string, messageId: string): Promise<string> {
+  const bytes = new TextEncoder().encode(`${sessionId}\u0000${messageId}`);
+  const digest = new Uint8Array(await globalThis.crypto.subtle.digest("SHA-256", bytes));
+  let hex = "";
+  for (const b of digest.subarray(0, 12)) hex += b.toString(16).padStart(2, "0");
+  return `run-${hex}`;
+}
+
+/** A run in flight: iterate its frames (ending after its terminal one); `cancel()` stops it. */
+export class RunHandle implements AsyncIterable<Frame> {
+  /** The start's message id (its idempotency key). */
+  readonly messageId: string;
+  /** Whether the run has ended (terminal frame seen, or failed). */
+  ended = false;
+  /** Set once any frame of the run arrived: a start is not sent again after that. */
+  seen = false;
+  runId: string | undefined;
+  private readonly queue: Frame[] = [];
+  private waiting: ((r: IteratorResult<Frame>) => void) | undefined;
+  private failure: Error | undefined;
+  private readonly client: WscClient;
+  /** The frame to send (again, after a cut, until the run is seen). */
+  readonly start: Frame;
+
+  constructor(client: WscClient, start: Frame, messageId: string) {
+    this.client = client;
+    this.start = start;
+    this.messageId = messageId;
+  }
+
+  /** Stops the run (`stop_agent`); it ends with `agent_error {code: "cancelled"}`. */
+  cancel(): void {
+    if (this.ended) return;
+    this.client.stopRun(this);
+  }
+
+  /** @internal */
+  push(frame: Frame): void {
+    this.seen = true;
+    if (this.ended) return;
+    if (TERMINAL_TYPES.has(frame.type)) this.ended = true;
+    this.deliver({ value: frame, done: false });
+    if (this.ended) this.deliver({ value: undefined, done: true });
+  }
+
+  /** @internal */
+  fail(error: Error): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.failure = error;
+    if (this.waiting) {
+      const w = this.waiting;
+      this.waiting = undefined;
+      w({ value: undefined, done: true });
+    }
+  }
+
+  private deliver(r: IteratorResult<Frame>): void {
+    if (this.waiting && this.queue.length === 0) {
+      const w = this.waiting;
+      this.waiting = undefined;
+      w(r);
+    } else if (!r.done) {
+      this.queue.push(r.value);
+    }
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Frame> {
+    return {
+      next: (): Promise<IteratorResult<Frame>> => {
+        const frame = this.queue.shift();
+        if (frame) return Promise.resolve({ value: frame, done: false });
+        if (this.failure) return Promise.reject(this.failure);
+        if (this.ended) return Promise.resolve({ value: undefined, done: true });
+        return new Promise((resolve) => {
+          this.waiting = resolve;
+        });
+      },
+    };
+  }
+}
+
+type Listener<K extends keyof ClientEvents> = (event: ClientEvents[K]) => void;
+
+/** The client: one resumable connection to the gateway. */
+export class WscClient {
+  private readonly options: ClientOptions;
+  private readonly timers: Timers;
+  private readonly random: () => number;
+  private readonly Socket: SocketConstructor;
+  private socket: SocketLike | undefined;
+  private session: Session | undefined;
+  private currentState: ConnectionState = "connecting";
+  private attempt = 0;
+  private sinceAck = 0;
+  private heartbeatMs = 15_000;
+  private heartbeat: unknown;
+  private watchdog: unknown;
+  private reconnectTimer: unknown;
+  private readonly listeners = new Map<string, Set<(e: never) => void>>();
+  /** Runs by message id (until ended). */
+  private readonly runs = new Map<string, RunHandle>();
+  /** Runs by run id, once known. */
+  private readonly runsById = new Map<string, RunHandle>();
+  /** Sends waiting on a run id digest. */
+  private readonly inFlight = new Set<Promise<unknown>>();
+
+  constructor(options: ClientOptions) {
+    this.options = options;
+    this.timers = options.timers ?? {
+      setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
+      clearTimeout: (h) => globalThis.clearTimeout(h as ReturnType<typeof setTimeout>),
+    };
+    this.random = options.random ?? Math.random;
+    const Socket =
+      options.WebSocket ??
+      (globalThis as unknown as { WebSocket?: SocketConstructor }).WebSocket;
+    if (!Socket) {
+      throw new Error("no WebSocket: pass options.WebSocket (in Node: the `ws` package's WebSocket)");
+    }
+    this.Socket = Socket;
+    this.session = this.loadSession();
+    void this.open();
+  }
+
+  /** Where the connection stands. */
+  get state(): ConnectionState {
+    return this.currentState;
+  }
+
+  /** The session id, once connected. */
+  get sessionId(): string | undefined {
+    return this.session?.sessionId;
+  }
+
+  /** The last seq delivered to the application. */
+  get lastSeq(): number {
+    return this.session?.lastSeq ?? 0;
+  }
+
+  /**
+   * Resolves once every start, start sent again and cancel under way has
+   * been handed to the socket (each waits for its run id's digest).
+   */
+  async whenSent(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.all([...this.inFlight]);
+  }
+
+  /** Tracks an asynchronous send for `whenSent`. */
+  private track(p: Promise<unknown>): void {
+    this.inFlight.add(p);
+    void p.finally(() => this.inFlight.delete(p));
+  }
+
+  /** Subscribes to an event; returns the unsubscribe function. */
+  on<K extends keyof ClientEvents>(event: K, listener: Listener<K>): () => void {
+    let set = this.listeners.get(event);
+    if (!set) {
+      set = new Set();
+      this.listeners.set(event, set);
+    }
+    set.add(listener as (e: never) => void);
+    return () => set?.delete(listener as (e: never) => void);
+  }
+
+  /** Starts an agent run; its frames arrive through the returned handle. */
+  startAgent(options: StartAgentOptions = {}): RunHandle {
+    const payload: Record<string, unknown> = {};
+    if (options.input !== undefined) payload.input = options.input;
+    if (options.agentName !== undefined) payload.agent_name = options.agentName;
+    if (options.threadId !== undefined) payload.thread_id = options.threadId;
+    if (options.tools !== undefined) payload.tools = options.tools;
+    return this.begin("start_agent", payload);
+  }
+
+  /**
+   * Sends a chat message. With an agent backend behind the gateway it
+   * starts a run (the handle yields its frames); with the simulated agent
+   * only an `ack` comes back.
+   */
+  sendMessage(content: string): RunHandle {
+    return this.begin("user_message", { content });
+  }
+
+  /** Closes the connection for good (runs in flight end for this client). */
+  close(): void {
+    if (this.currentState === "closed") return;
+    this.setState("closed");
+    this.clearTimers();
+    const socket = this.socket;
+    this.socket = undefined;
+    if (socket) {
+      socket.onclose = null;
+      socket.close(1000, "client closed");
+    }
+    for (const run of this.runs.values()) run.fail(new Error("the client was closed"));
+    this.runs.clear();
+    this.runsById.clear();
+  }
+
+  /**
+   * Drops the connection abruptly, as a network cut would (tests and
+   * demos); the client reconnects and resumes.
+   */
+  dropConnection(): void {
+    const socket = this.socket;
+    if (!socket) return;
+    socket.onclose = null;
+    socket.onmessage = null;
+    socket.close(4000, "dropped by the client");
+    this.socket = undefined;
+    this.connectionLost();
+  }
+
+  /** @internal `RunHandle.cancel`. */
+  stopRun(run: RunHandle): void {
+    const send = () => {
+      if (run.runId) this.send({ type: "stop_agent", payload: { run_id: run.runId } });
+    };
+    if (run.runId) send();
+    else this.track(this.idFor(run).then(send));
+  }
+
+  private begin(type: string, payload: Record<string, unknown>): RunHandle {
+    const messageId = newMessageId(this.random);
+    const run = new RunHandle(this, { type, payload, message_id: messageId }, messageId);
+    this.runs.set(messageId, run);
+    if (this.currentState === "open") this.track(this.sendStart(run));
+    return run;
+  }
+
+  /** Sends (or sends again) a start, once its run id in this session is known. */
+  private async sendStart(run: RunHandle): Promise<void> {
+    await this.idFor(run);
+    if (!run.ended && !run.seen && this.currentState === "open") this.send(run.start);
+  }
+
+  private async idFor(run: RunHandle): Promise<string | undefined> {
+    const session = this.session;
+    if (!session) return undefined;
+    const id = await runIdFor(session.sessionId, run.messageId);
+    if (this.session?.sessionId === session.sessionId) {
+      if (run.runId && run.runId !== id) this.runsById.delete(run.runId);
+      run.runId = id;
+      this.runsById.set(id, run);
+    }
+    return id;
+  }
+
+  private emit<K extends keyof ClientEvents>(event: K, value: ClientEvents[K]): void {
+    for (const listener of this.listeners.get(event) ?? []) {
+      (listener as Listener<K>)(value);
+    }
+  }
+
+  private setState(state: ConnectionState): void {
+    if (this.currentState === state) return;
+    this.currentState = state;
+    this.emit("state", state);
+  }
+
+  private async url(): Promise<string> {
+    const params = new URLSearchParams();
+    if (this.options.userId !== undefined) params.set("user_id", this.options.userId);
+    const token = this.options.token;
+    if (token !== undefined) {
+      params.set("token", typeof token === "function" ? await token() : token);
+    }
+    if (this.session) {
+      params.set("session_id", this.session.sessionId);
+      params.set("resume_token", this.session.resumeToken);
+      params.set("last_seq", String(this.session.lastSeq));
+    }
+    const sep = this.options.url.includes("?") ? "&" : "?";
+    return `${this.options.url}${sep}${params.toString()}`;
+  }
+
+  private async open(): Promise<void> {
+    let url: string;
+    try {
+      url = await this.url();
+    } catch {
+      this.connectionLost();
+      return;
+    }
+    if (this.currentState === "closed") return;
+    const socket = new this.Socket(url);
+    this.socket = socket;
+    socket.onmessage = (event) => {
+      const text = typeof event.data === "string" ? event.data : decode(event.data);
+      const frame = text === undefined ? undefined : parseFrame(text);
+      if (frame) this.receive(frame);
+    };
+    socket.onclose = () => {
+      if (this.socket === socket) {
+        this.socket = undefined;
+        this.connectionLost();
+      }
+    };
+    socket.onerror = () => {
+      // onclose follows.
+    };
+  }
+
+  private connectionLost(): void {
+    this.clearTimers();
+    if (this.currentState === "closed") return;
+    this.setState("reconnecting");
+    const delay = backoffDelay(this.attempt, this.options.backoff, this.random);
+    this.attempt += 1;
+    this.reconnectTimer = this.timers.setTimeout(() => {
+      this.reconnectTimer = undefined;
+      void this.open();
+    }, delay);
+  }
+
+  private clearTimers(): void {
+    for (const t of [this.heartbeat, this.watchdog, this.reconnectTimer]) {
+      if (t !== undefined) this.timers.clearTimeout(t);
+    }
+    this.heartbeat = undefined;
+    this.watchdog = undefined;
+    this.reconnectTimer = undefined;
+  }
+
+  /** Any frame shows the connection alive; silence for two intervals ends it. */
+  private armWatchdog(): void {
+    if (this.watchdog !== undefined) this.timers.clearTimeout(this.watchdog);
+    this.watchdog = this.timers.setTimeout(() => {
+      this.watchdog = undefined;
+      this.dropConnection();
+    }, this.heartbeatMs * 2 + 1_000);
+  }
+
+  /** A `ping` each interval keeps a frame coming even when no agent talks. */
+  private armHeartbeat(): void {
+    if (this.heartbeat !== undefined) this.timers.clearTimeout(this.heartbeat);
+    this.heartbeat = this.timers.setTimeout(() => {
+      this.heartbeat = undefined;
+      this.send({ type: "ping", payload: {} });
+      this.armHeartbeat();
+    }, this.heartbeatMs);
+  }
+
+  private receive(frame: Frame): void {
+    this.armWatchdog();
+    if (frame.type === "connection_established") {
+      this.established(frame.payload as unknown as ConnectionEstablished);
+      return;
+    }
+    if (frame.seq !== undefined && this.session) {
+      const last = this.session.lastSeq;
+      if (frame.seq <= last) return; // a copy of one delivered before
+      if (frame.seq > last + 1) {
+        // A frame is missing: resume from the last one delivered.
+        this.dropConnection();
+        return;
+      }
+      this.session.lastSeq = frame.seq;
+      this.saveSession();
+      this.sinceAck += 1;
+      if (this.sinceAck >= ACK_EVERY) {
+        this.sinceAck = 0;
+        this.send({ type: "ack", payload: { seq: frame.seq } });
+      }
+    }
+    this.emit("frame", frame);
+    if (frame.type === "error") {
+      this.errorFrame(frame.payload as unknown as ErrorPayload);
+      return;
+    }
+    const runId = runIdOf(frame);
+    const run = runId === undefined ? undefined : this.runsById.get(runId);
+    if (run) {
+      run.push(frame);
+      if (run.ended) {
+        this.runs.delete(run.messageId);
+        if (run.runId) this.runsById.delete(run.runId);
+      }
+    }
+  }
+
+  private established(hello: ConnectionEstablished): void {
+    const asked = this.session;
+    if (asked && !hello.resumed) {
+      // The frames after last_seq are gone, and with them the runs in
+      // flight; runs never seen are started again in the new session.
+      for (const run of this.runs.values()) {
+        if (run.seen) run.fail(new Error(`resume refused: ${hello.reason ?? "unknown"}`));
+      }
+      for (const [id, run] of this.runs) if (run.ended) this.runs.delete(id);
+      this.runsById.clear();
+      this.emit("resumeRefused", { reason: hello.reason ?? "unknown" });
+    }
+    this.session = {
+      sessionId: hello.session_id,
+      resumeToken: hello.resume_token,
+      lastSeq: hello.resumed && asked ? asked.lastSeq : 0,
+    };
+    this.saveSession();
+    this.attempt = 0;
+    this.sinceAck = 0;
+    if (hello.heartbeat_interval_ms > 0) this.heartbeatMs = hello.heartbeat_interval_ms;
+    this.armHeartbeat();
+    this.setState("open");
+    this.emit("connected", hello);
+    // Starts that may have been lost with the last connection go again
+    // with the same message id: the gateway runs each once.
+    for (const run of this.runs.values()) {
+      if (!run.seen && !run.ended) this.track(this.sendStart(run));
+      else if (!run.ended) this.track(this.idFor(run));
+    }
+  }
+
+  private errorFrame(error: ErrorPayload): void {
+    const run = error.ref_message_id === undefined ? undefined : this.runs.get(error.ref_message_id);
+    if (!run || run.seen) return;
+    if (error.code === "rate_limited") {
+      const wait = error.retry_after_ms ?? backoffDelay(this.attempt, this.options.backoff, this.random);
+      this.timers.setTimeout(() => this.track(this.sendStart(run)), Math.max(wait, 1));
+      return;
+    }
+    run.fail(new Error(`${error.code}: ${error.message}`));
+    this.runs.delete(run.messageId);
+  }
+
+  private send(frame: Frame): void {
+    const socket = this.socket;
+    if (socket && socket.readyState === 1) socket.send(JSON.stringify(frame));
+  }
+
+  private loadSession(): Session | undefined {
+    const storage = this.options.storage;
+    if (!storage) return undefined;
+    try {
+      const raw = storage.getItem(this.options.storageKey ?? "wsc-session");
+      if (!raw) return undefined;
+      const s = JSON.parse(raw) as Partial<Session>;
+      if (typeof s.sessionId === "string" && typeof s.resumeToken === "string" && typeof s.lastSeq === "number") {
+        return { sessionId: s.sessionId, resumeToken: s.resumeToken, lastSeq: s.lastSeq };
+      }
+    } catch {
+      // A damaged entry: start afresh.
+    }
+    return undefined;
+  }
+
+  private saveSession(): void {
+    const storage = this.options.storage;
+    if (!storage || !this.session) return;
+    storage.setItem(this.options.storageKey ?? "wsc-session", JSON.stringify(this.session));
+  }
+}
+
+/** Text from a binary-typed message event (`ws` in Node hands Buffers). */
+function decode(data: unknown): string | undefined {
+  if (data instanceof ArrayBuffer) return new TextDecoder().decode(data);
+  if (ArrayBuffer.isView(data)) return new TextDecoder().decode(data);
+  return undefined;
+}
