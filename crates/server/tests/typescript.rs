@@ -1,7 +1,10 @@
 //! The TypeScript client (`clients/typescript`, `@wsc/client`) in Node:
 //! its unit tests (fake socket, fake timers), then 50 clients × 5 agent
-//! runs against this gateway while each client cuts its own connection
-//! every few frames: every frame exactly once, in order, every run whole.
+//! runs against this gateway, once while each client cuts its own
+//! connection every few frames and once through a proxy that resets about
+//! 30 % of connections at a random byte (mid-frame, mid-run, between runs
+//! with a start in flight): every frame exactly once, in order, every run
+//! whole.
 //! `cargo xtask ci` installs its npm dependencies (`npm ci`), builds it and
 //! passes `node` in `WSC_NODE`.
 
@@ -11,6 +14,9 @@ use std::process::Output;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use wsc_server::{Gateway, GatewayConfig};
+
+mod support;
+use support::chaos_proxy;
 
 fn node() -> PathBuf {
     std::env::var_os("WSC_NODE").map_or_else(|| PathBuf::from("node"), PathBuf::from)
@@ -48,29 +54,22 @@ async fn the_clients_unit_tests_pass() {
     assert!(stdout.contains("# fail 0"), "{stdout}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fifty_clients_get_every_frame_once_and_in_order_across_cuts() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let gateway = Gateway::new(GatewayConfig {
-        // Fifty users from this one address.
-        max_handshakes_per_ip: 0,
-        max_messages_per_ip_per_minute: Some(0),
-        ..Default::default()
-    });
-    let g = gateway.clone();
-    tokio::spawn(async move { g.serve(listener, std::future::pending()).await });
+/// Runs the Node clients against `url`; their totals.
+async fn node_clients(url: String, cut_every: &str) -> Value {
     let output = tokio::process::Command::new(node())
         .arg("dist/integration/run.js")
-        .arg(format!("ws://{addr}/ws"))
-        .args(["50", "5", "4"])
+        .arg(url)
+        .args(["50", "5", cut_every])
         .current_dir(package())
         .output()
         .await
         .expect("node runs");
     let stdout = check(&output, "the Node clients");
     let line = stdout.lines().last().unwrap_or_default();
-    let total: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+fn exactly_once(total: &Value) {
     assert_eq!(total["runs"], 250, "{total}");
     assert_eq!(total["completed"], 250, "{total}");
     // The simulated agent's default run: 7 frames.
@@ -81,6 +80,38 @@ async fn fifty_clients_get_every_frame_once_and_in_order_across_cuts() {
         "{total}"
     );
     assert_eq!(total["resumesRefused"], 0, "{total}");
+}
+
+async fn gateway() -> (Gateway, std::net::SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let gateway = Gateway::new(GatewayConfig {
+        // Fifty users from this one address.
+        max_handshakes_per_ip: 0,
+        max_messages_per_ip_per_minute: Some(0),
+        ..Default::default()
+    });
+    let g = gateway.clone();
+    tokio::spawn(async move { g.serve(listener, std::future::pending()).await });
+    (gateway, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_clients_get_every_frame_once_and_in_order_across_their_own_cuts() {
+    let (gateway, addr) = gateway().await;
+    let total = node_clients(format!("ws://{addr}/ws"), "4").await;
+    exactly_once(&total);
     assert!(total["drops"].as_u64() > Some(100), "cut often: {total}");
     assert!(gateway.stats().resumes > 100, "{:?}", gateway.stats());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_clients_get_every_frame_once_and_in_order_through_a_cutting_proxy() {
+    let (gateway, addr) = gateway().await;
+    let (proxy, stats) = chaos_proxy(addr, 0.3, 20, true).await;
+    let total = node_clients(format!("ws://{proxy}/ws"), "0").await;
+    exactly_once(&total);
+    let cut = stats.cut.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(cut >= 10, "the proxy cut {cut} connections");
+    assert!(gateway.stats().resumes >= cut / 2, "{:?}", gateway.stats());
 }

@@ -1,11 +1,16 @@
 //! Helpers shared by the gateway's socket-level test binaries: an
-//! in-process gateway on a free loopback port, a tokio-tungstenite client
-//! and raw HTTP.
+//! in-process gateway on a free loopback port, a tokio-tungstenite client,
+//! raw HTTP, and a proxy that cuts connections at random.
 #![allow(dead_code)] // each test binary uses its own subset
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -285,4 +290,202 @@ pub(crate) async fn read_run(ws: &mut Ws, last_seq: &mut u64) -> (String, Vec<We
             return (run_id, frames);
         }
     }
+}
+
+// ---- A loopback proxy that cuts connections (chaos.rs, typescript.rs) ----
+
+/// What the proxy did.
+#[derive(Default)]
+pub(crate) struct ProxyStats {
+    pub(crate) connections: AtomicU64,
+    /// Connections that carried at least one agent run (others were
+    /// refused, e.g. 503 while Redis restarted, or closed idle).
+    pub(crate) with_runs: AtomicU64,
+    pub(crate) cut: AtomicU64,
+}
+
+/// Where a marked connection is cut.
+#[derive(Clone, Copy, Debug)]
+enum Cut {
+    /// At the n-th frame after `agent_started` (1..=5: never after
+    /// `agent_completed`, so no start of a later run is in flight),
+    /// keeping this share of that frame.
+    MidRun(u32, f64),
+    /// After this many bytes from the server past the HTTP head: during
+    /// `connection_established`, in a run, or between runs while the next
+    /// `start_agent` is on its way (then it is lost with the connection).
+    Anywhere(usize),
+    /// Right after the k-th `agent_completed`, when the client sends its
+    /// next `start_agent`: that start is swallowed and the connection cut.
+    AfterRun(u32),
+}
+
+/// Starts a proxy to `upstream` on a free port; each connection is marked
+/// for a cut with probability `cut_rate`, mid-run or (`anywhere`) at any
+/// byte.
+pub(crate) async fn chaos_proxy(
+    upstream: SocketAddr,
+    cut_rate: f64,
+    seed: u64,
+    anywhere: bool,
+) -> (SocketAddr, Arc<ProxyStats>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stats = Arc::new(ProxyStats::default());
+    let s = stats.clone();
+    tokio::spawn(async move {
+        let mut rng = StdRng::seed_from_u64(seed);
+        loop {
+            let Ok((client, _)) = listener.accept().await else {
+                continue;
+            };
+            let Ok(server) = TcpStream::connect(upstream).await else {
+                continue;
+            };
+            s.connections.fetch_add(1, Ordering::Relaxed);
+            let plan = rng.random_bool(cut_rate).then(|| {
+                if anywhere && rng.random_bool(0.7) {
+                    // A run is about 2 KB on the wire; a connection carries
+                    // up to ten.
+                    Cut::Anywhere(rng.random_range(1..=8_000))
+                } else if anywhere {
+                    Cut::AfterRun(rng.random_range(1..=3u32))
+                } else {
+                    Cut::MidRun(rng.random_range(1..=5u32), rng.random_range(0.0..1.0f64))
+                }
+            });
+            tokio::spawn(relay(client, server, plan, s.clone()));
+        }
+    });
+    (addr, stats)
+}
+
+/// Relays one connection. Client to server is copied as it comes; server
+/// to client is parsed into WebSocket frames (the server's are unmasked)
+/// so a cut can land mid-run.
+async fn relay(client: TcpStream, server: TcpStream, plan: Option<Cut>, stats: Arc<ProxyStats>) {
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    // Set when a cut begins: what the client sends from then on is
+    // swallowed, as frames in flight are when a connection dies.
+    let dying = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swallow = dying.clone();
+    let upstream = tokio::spawn(async move {
+        let mut chunk = vec![0u8; 16 * 1024];
+        loop {
+            let n = match client_read.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if swallow.load(Ordering::Relaxed) {
+                continue;
+            }
+            if server_write.write_all(&chunk[..n]).await.is_err() {
+                break;
+            }
+        }
+        (client_read, server_write)
+    });
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    let mut head_done = false;
+    let mut in_run_frames: Option<u32> = None;
+    let mut saw_run = false;
+    let mut forwarded = 0usize;
+    let mut runs_seen = 0u32;
+    let cut = 'relay: loop {
+        let n = match server_read.read(&mut chunk).await {
+            Ok(0) | Err(_) => break 'relay false,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        if !head_done {
+            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            if client_write.write_all(&buf[..end + 4]).await.is_err() {
+                break 'relay false;
+            }
+            buf.drain(..end + 4);
+            head_done = true;
+        }
+        if let Some(Cut::Anywhere(at)) = plan {
+            // Forward what fits before the cut point, then cut.
+            let room = at.saturating_sub(forwarded);
+            if buf.len() >= room {
+                // The client gets the bytes before the cut and may answer
+                // them (a `start_agent` after `agent_completed`): its
+                // answer is lost with the connection.
+                dying.store(true, Ordering::Relaxed);
+                let _ = client_write.write_all(&buf[..room]).await;
+                tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+                break 'relay true;
+            }
+            forwarded += buf.len();
+            if client_write.write_all(&buf).await.is_err() {
+                break 'relay false;
+            }
+            buf.clear();
+            continue;
+        }
+        while let Some(len) = frame_len(&buf) {
+            let frame: Vec<u8> = buf.drain(..len).collect();
+            let text = String::from_utf8_lossy(&frame);
+            if text.contains(r#""type":"agent_started""#) {
+                if !saw_run {
+                    saw_run = true;
+                    stats.with_runs.fetch_add(1, Ordering::Relaxed);
+                }
+                in_run_frames = Some(0);
+            } else if let Some(k) = in_run_frames.as_mut() {
+                *k += 1;
+                if let Some(Cut::MidRun(at, keep)) = plan
+                    && *k == at
+                {
+                    let part = ((frame.len() as f64) * keep) as usize;
+                    let _ = client_write.write_all(&frame[..part]).await;
+                    break 'relay true;
+                }
+            }
+            let completed = text.contains(r#""type":"agent_completed""#);
+            if completed {
+                in_run_frames = None;
+                runs_seen += 1;
+            }
+            if client_write.write_all(&frame).await.is_err() {
+                break 'relay false;
+            }
+            if completed && matches!(plan, Some(Cut::AfterRun(k)) if k == runs_seen) {
+                dying.store(true, Ordering::Relaxed);
+                tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+                break 'relay true;
+            }
+        }
+    };
+    if cut {
+        stats.cut.fetch_add(1, Ordering::Relaxed);
+        // A reset, not a goodbye: both sides see the connection die.
+        let _ = client_write.as_ref().set_zero_linger();
+        let _ = server_read.as_ref().set_zero_linger();
+    }
+    upstream.abort();
+    // The halves close when dropped here and in the aborted copy task.
+}
+
+/// The length of the first complete WebSocket frame in `buf`, if any.
+fn frame_len(buf: &[u8]) -> Option<usize> {
+    let b1 = *buf.get(1)?;
+    let masked = b1 & 0x80 != 0;
+    let (header, len) = match b1 & 0x7f {
+        126 => (
+            4,
+            u64::from(u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?)),
+        ),
+        127 => (10, u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?)),
+        n => (2, u64::from(n)),
+    };
+    let total = header + if masked { 4 } else { 0 } + usize::try_from(len).ok()?;
+    (buf.len() >= total).then_some(total)
 }
