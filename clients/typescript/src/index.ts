@@ -101,6 +101,8 @@ export interface StartAgentOptions {
   threadId?: string;
   /** Tools (the simulated agent calls them). */
   tools?: string[];
+  /** The simulated agent's pause between events, ms (demos and tests). */
+  stepDelayMs?: number;
 }
 
 /** The session the client resumes. */
@@ -296,6 +298,7 @@ export class WscClient {
     if (options.agentName !== undefined) payload.agent_name = options.agentName;
     if (options.threadId !== undefined) payload.thread_id = options.threadId;
     if (options.tools !== undefined) payload.tools = options.tools;
+    if (options.stepDelayMs !== undefined) payload.step_delay_ms = options.stepDelayMs;
     return this.begin("start_agent", payload);
   }
 

@@ -1,4 +1,6 @@
-//! The dashboard in a real browser: headless Chromium, driven over the
+//! In a real browser, headless Chromium: the TypeScript client
+//! (`clients/typescript`, built) resuming across cuts and a page reload,
+//! and the dashboard. Chromium is driven over the
 //! Chrome DevTools Protocol (a WebSocket, so tokio-tungstenite is the whole
 //! driver), loads `GET /` while demo load runs, checks that the numbers move,
 //! the latency chart draws and the runs panel lists a run in flight and the
@@ -176,6 +178,51 @@ impl Page {
     }
 }
 
+/// Headless Chromium with the DevTools endpoint on a free port: the
+/// process, its DevTools WebSocket URL and its profile directory.
+async fn launch_chromium() -> (tokio::process::Child, String, PathBuf) {
+    let browser_path = chromium();
+    static LAUNCHES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let profile = std::env::temp_dir().join(format!(
+        "wsc-chromium-{}-{}",
+        std::process::id(),
+        LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let mut browser = tokio::process::Command::new(&browser_path)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--remote-debugging-port=0",
+            "--window-size=1280,900",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("about:blank")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", browser_path.display()));
+    let mut lines = BufReader::new(browser.stderr.take().unwrap()).lines();
+    let browser_ws = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(url) = line.split("DevTools listening on ").nth(1) {
+                return url.trim().to_owned();
+            }
+        }
+        panic!("Chromium exited without a DevTools endpoint");
+    })
+    .await
+    .expect("Chromium starts");
+    // Keep draining its stderr so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    (browser, browser_ws, profile)
+}
+
 const READ_DASHBOARD: &str = r##"(() => {
   const num = (id) => {
     const el = document.getElementById(id);
@@ -202,8 +249,6 @@ const READ_DASHBOARD: &str = r##"(() => {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_live_numbers_and_draws_the_chart_in_chromium() {
-    let browser_path = chromium();
-
     // A gateway under demo load.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -238,40 +283,7 @@ async fn the_dashboard_shows_live_numbers_and_draws_the_chart_in_chromium() {
         })
     };
 
-    // Headless Chromium with the DevTools endpoint on a free port.
-    let profile = std::env::temp_dir().join(format!("wsc-chromium-{}", std::process::id()));
-    let mut browser = tokio::process::Command::new(&browser_path)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--remote-debugging-port=0",
-            "--window-size=1280,900",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg("about:blank")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", browser_path.display()));
-    let mut lines = BufReader::new(browser.stderr.take().unwrap()).lines();
-    let browser_ws = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(url) = line.split("DevTools listening on ").nth(1) {
-                return url.trim().to_owned();
-            }
-        }
-        panic!("Chromium exited without a DevTools endpoint");
-    })
-    .await
-    .expect("Chromium starts");
-    // Keep draining its stderr so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-
+    let (mut browser, browser_ws, profile) = launch_chromium().await;
     let mut page = Page::open(&browser_ws, &format!("http://{addr}/")).await;
 
     // The numbers must move: read until events and runs have grown twice and
@@ -423,4 +435,145 @@ async fn the_dashboard_shows_live_numbers_and_draws_the_chart_in_chromium() {
     let _ = browser.kill().await;
     let _ = std::fs::remove_dir_all(&profile);
     load.abort();
+}
+
+/// The page of the browser client test: loads the built client as ES
+/// modules, starts four slow runs, cuts its own connection every fifth
+/// frame, reloads itself (the session kept in `sessionStorage`) after the
+/// twelfth, and logs every frame's seq, type and run in `sessionStorage`.
+const CLIENT_PAGE: &str = r#"<!doctype html>
+<meta charset="utf-8">
+<script type="module">
+import { WscClient } from "/client/index.js";
+const gateway = new URLSearchParams(location.search).get("gw");
+const phase = sessionStorage.getItem("phase") ?? "1";
+const log = JSON.parse(sessionStorage.getItem("log") ?? "[]");
+const client = new WscClient({
+  url: gateway, userId: "browser", storage: sessionStorage,
+  backoff: { initialMs: 20, maxMs: 200 },
+});
+let count = 0;
+client.on("resumeRefused", (r) => log.push([-1, "resume_refused", r.reason]));
+client.on("frame", (f) => {
+  if (f.seq === undefined) return;
+  log.push([f.seq, f.type, f.payload.run_id]);
+  sessionStorage.setItem("log", JSON.stringify(log));
+  count += 1;
+  if (phase === "1" && log.length >= 12) {
+    sessionStorage.setItem("phase", "2");
+    location.reload();
+  } else if (count % 5 === 0) {
+    setTimeout(() => client.dropConnection(), 0);
+  }
+});
+if (phase === "1") {
+  for (let i = 0; i < 4; i++) {
+    client.startAgent({ input: `run ${i}`, tools: ["search", "fetch"], stepDelayMs: 30 });
+  }
+}
+window.__result = () => ({ phase, log });
+</script>"#;
+
+/// Serves the page and the built client's modules on a free port.
+async fn serve_client_page() -> std::net::SocketAddr {
+    use axum::extract::Path;
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let dist = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../clients/typescript/dist/src");
+    assert!(
+        dist.join("index.js").exists(),
+        "the TypeScript client is not built: run `npm ci && npm run build` in clients/typescript \
+         (cargo xtask ci does)"
+    );
+    let app = axum::Router::new()
+        .route(
+            "/",
+            axum::routing::get(|| async { ([(header::CONTENT_TYPE, "text/html")], CLIENT_PAGE) }),
+        )
+        .route(
+            "/client/{file}",
+            axum::routing::get(move |Path(file): Path<String>| {
+                let dist = dist.clone();
+                async move {
+                    if file.contains('/') || !file.ends_with(".js") {
+                        return axum::http::StatusCode::NOT_FOUND.into_response();
+                    }
+                    match std::fs::read(dist.join(&file)) {
+                        Ok(body) => {
+                            ([(header::CONTENT_TYPE, "text/javascript")], body).into_response()
+                        }
+                        Err(_) => axum::http::StatusCode::NOT_FOUND.into_response(),
+                    }
+                }
+            }),
+        );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_typescript_client_resumes_across_cuts_and_a_reload_in_chromium() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway_addr = listener.local_addr().unwrap();
+    let gateway = Gateway::new(GatewayConfig::default());
+    let g = gateway.clone();
+    tokio::spawn(async move { g.serve(listener, std::future::pending()).await });
+    let site = serve_client_page().await;
+
+    let (mut browser, browser_ws, profile) = launch_chromium().await;
+    let mut page = Page::open(
+        &browser_ws,
+        &format!("http://{site}/?gw=ws://{gateway_addr}/ws"),
+    )
+    .await;
+    // Four runs of 7 frames: done when 4 have completed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
+    let result = loop {
+        let r = page
+            .eval("window.__result ? window.__result() : null")
+            .await;
+        let completed = r["log"].as_array().map_or(0, |log| {
+            log.iter().filter(|e| e[1] == "agent_completed").count()
+        });
+        if completed == 4 {
+            break r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the runs did not finish in the browser: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(result["phase"], "2", "the page reloaded mid-run: {result}");
+    let log = result["log"].as_array().unwrap();
+    let seqs: Vec<u64> = log.iter().filter_map(|e| e[0].as_u64()).collect();
+    assert_eq!(
+        seqs,
+        (1..=28).collect::<Vec<u64>>(),
+        "every frame once, in order, across cuts and the reload: {result}"
+    );
+    let mut runs: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for e in log {
+        runs.entry(e[2].as_str().unwrap_or("").to_owned())
+            .or_default()
+            .push(e[1].as_str().unwrap().to_owned());
+    }
+    assert_eq!(runs.len(), 4, "{runs:?}");
+    for (run, types) in &runs {
+        assert_eq!(
+            types.first().map(String::as_str),
+            Some("agent_started"),
+            "{run}: {types:?}"
+        );
+        assert_eq!(
+            types.last().map(String::as_str),
+            Some("agent_completed"),
+            "{run}: {types:?}"
+        );
+    }
+    assert!(gateway.stats().resumes >= 3, "{:?}", gateway.stats());
+    let _ = browser.kill().await;
+    let _ = std::fs::remove_dir_all(&profile);
 }
