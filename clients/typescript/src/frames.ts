@@ -1,8 +1,9 @@
 /**
  * The wire frames of the wsc gateway (docs/protocol.md), as the client
- * reads and writes them. Hand-written from the Rust protocol module
- * (`wsc_core::protocol`); every server frame carries `type` and `payload`,
- * agent events also `seq`, `message_id` and `timestamp`.
+ * reads and writes them. The payload types come from the Rust protocol
+ * module (`wsc_core::protocol`, generated into `generated.ts`); every
+ * server frame carries `type` and `payload`, agent events also `seq`,
+ * `message_id` and `timestamp`.
  */
 
 /** A frame as it travels: JSON with a `type` and an object `payload`. */
@@ -18,26 +19,16 @@ export interface Frame {
   thread_id?: string;
 }
 
-/** `connection_established`: the first frame of every connection. */
-export interface ConnectionEstablished {
-  session_id: string;
-  connection_id: string;
-  resume_token: string;
-  epoch: number;
-  resumed: boolean;
-  replayed: number;
-  heartbeat_interval_ms: number;
-  /** Why a resume was refused: `expired`, `unknown_session`, `unauthorized`, `gap`, `epoch_mismatch`. */
-  reason?: string;
-}
-
-/** `error {code, message, retry_after_ms?, ref_message_id?}`. */
-export interface ErrorPayload {
-  code: string;
-  message: string;
-  retry_after_ms?: number;
-  ref_message_id?: string;
-}
+export type {
+  Ack,
+  ConnectionEstablished,
+  ErrorCode,
+  ErrorFrame as ErrorPayload,
+  HandshakeRefusal,
+  MessageType,
+  StartAgent,
+  StopAgent,
+} from "./generated.js";
 
 /** The frames that end a run: exactly one of them per run. */
 export const TERMINAL_TYPES: ReadonlySet<string> = new Set(["agent_completed", "agent_error"]);

@@ -25,7 +25,18 @@ import {
 } from "./frames.js";
 
 export { type BackoffOptions, backoffCeiling, backoffDelay } from "./backoff.js";
-export { type ConnectionEstablished, type ErrorPayload, type Frame, parseFrame } from "./frames.js";
+export {
+  type Ack,
+  type ConnectionEstablished,
+  type ErrorCode,
+  type ErrorPayload,
+  type Frame,
+  type HandshakeRefusal,
+  type MessageType,
+  type StartAgent,
+  type StopAgent,
+  parseFrame,
+} from "./frames.js";
 
 /** The part of the WHATWG `WebSocket` the client uses. */
 export interface SocketLike {
@@ -542,7 +553,7 @@ export class WscClient {
   }
 
   private errorFrame(error: ErrorPayload): void {
-    const run = error.ref_message_id === undefined ? undefined : this.runs.get(error.ref_message_id);
+    const run = error.ref_message_id == null ? undefined : this.runs.get(error.ref_message_id);
     if (!run || run.seen) return;
     if (error.code === "rate_limited") {
       const wait = error.retry_after_ms ?? backoffDelay(this.attempt, this.options.backoff, this.random);

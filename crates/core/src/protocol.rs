@@ -99,6 +99,7 @@ pub trait Frame: Serialize + DeserializeOwned {
 /// The server's first frame on every connection: the session it is
 /// attached to, how to resume it, and whether this connection resumed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct ConnectionEstablished {
     /// The session (keep it to resume).
     pub session_id: String,
@@ -107,13 +108,16 @@ pub struct ConnectionEstablished {
     /// The token that proves the session is yours on resume.
     pub resume_token: String,
     /// The session's epoch.
+    #[cfg_attr(feature = "typescript", ts(type = "number"))]
     pub epoch: u64,
     /// This connection resumed the session asked for.
     pub resumed: bool,
     /// Frames replayed after this one (those after the client's `last_seq`).
+    #[cfg_attr(feature = "typescript", ts(type = "number"))]
     pub replayed: u64,
     /// How often the server pings; a client silent for two intervals is
     /// dropped (its session stays resumable).
+    #[cfg_attr(feature = "typescript", ts(type = "number"))]
     pub heartbeat_interval_ms: u64,
     /// Why a resume asked for was refused (a fresh session was started).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -126,13 +130,16 @@ impl Frame for ConnectionEstablished {
 
 /// An `error` frame: a client frame was refused; the connection stays open.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct ErrorFrame {
     /// What kind of error.
+    #[cfg_attr(feature = "typescript", ts(type = "string"))]
     pub code: ErrorCode,
     /// What happened and what to do.
     pub message: String,
     /// For `rate_limited`: when the window admits again, ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "typescript", ts(type = "number"))]
     pub retry_after_ms: Option<u64>,
     /// The `message_id` of the refused frame, when it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -171,12 +178,14 @@ impl Frame for ErrorFrame {
 /// a client, of every frame up to `seq` (the server may drop them from the
 /// replay buffer).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct Ack {
     /// The acknowledged client message (server to client).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
     /// The last seq received (client to server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "typescript", ts(type = "number"))]
     pub seq: Option<u64>,
 }
 
@@ -213,6 +222,7 @@ pub const MAX_STEP_DELAY_MS: u64 = 10_000;
 /// `message_id` (set on the [`WebSocketMessage`]) makes the start
 /// idempotent within the session.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct StartAgent {
     /// What the user asked: the run's input (an upstream agent gets it as
     /// the run's one user message).
@@ -227,6 +237,7 @@ pub struct StartAgent {
     pub tools: Option<Vec<String>>,
     /// The simulated agent's delay between events, ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "typescript", ts(type = "number"))]
     pub step_delay_ms: Option<u64>,
     /// The conversation thread (else the message's `thread_id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -282,6 +293,7 @@ impl StartAgent {
 /// A client's `stop_agent`: cancel one of its runs in flight; the run ends
 /// with `agent_error {code: "cancelled"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct StopAgent {
     /// The run to stop.
     pub run_id: String,
@@ -294,6 +306,7 @@ impl Frame for StopAgent {
 /// The JSON body of a handshake refused before the upgrade (401, 400,
 /// 414, 429, 503): `{"error": CODE, "message": TEXT}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct HandshakeRefusal {
     /// `unauthorized`, `invalid_query`, `query_too_long`, `rate_limited`,
     /// `shutting_down`, `unavailable` or `session_elsewhere`.
