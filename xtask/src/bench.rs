@@ -23,10 +23,11 @@ const BENCHES: [(&str, &str); 7] = [
 ];
 
 /// The harness-less benches run after the criterion ones.
-const PROCESS_BENCHES: [(&str, &str); 3] = [
+const PROCESS_BENCHES: [(&str, &str); 4] = [
     ("wsc-tests", "scale"),
     ("wsc-gateway", "connections"),
     ("wsc-gateway", "load"),
+    ("wsc-gateway", "ts_client"),
 ];
 
 /// What a row must reach.
@@ -510,6 +511,40 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
                     human(v["p50_ns"].as_f64().unwrap_or(f64::NAN)),
                     human(v["p99_ns"].as_f64().unwrap_or(f64::NAN)),
                     v["cpu_ms_per_1000"].as_f64().unwrap_or(f64::NAN),
+                );
+            }
+        }
+        Err(e) => failures.push(e),
+    }
+    // The TypeScript client (built first: npm ci and tsc).
+    let ts = crate::prepare_typescript()
+        .map_err(|e| format!("the TypeScript client: {e}"))
+        .and_then(|node| {
+            run_bench(
+                "wsc-gateway",
+                "ts_client",
+                &[("WSC_NODE", node.display().to_string())],
+                quick,
+            )
+        });
+    match ts {
+        Ok(out) => {
+            if let Some(v) = json_lines(&out)
+                .into_iter()
+                .find(|v| v["ts_client"] == true)
+            {
+                let ratio = v["ratio"].as_f64().unwrap_or(f64::NAN);
+                let _ = writeln!(
+                    md,
+                    "\n## TypeScript client: frames per second into one Node client\n\n\
+                     `@wsc/client` against a bare `ws` connection to the same release gateway, \
+                     in one Node process ({} frames of 32-tool runs, 4 in flight, best of two).\n\n\
+                     | client | frames/s |\n|---|---:|\n| `@wsc/client` | {:.0} |\n| bare `ws` | {:.0} |\n\n\
+                     Ratio {ratio:.2} (goal ≥ 0.8: {}).",
+                    v["frames"],
+                    v["client_fps"].as_f64().unwrap_or(f64::NAN),
+                    v["bare_ws_fps"].as_f64().unwrap_or(f64::NAN),
+                    if ratio >= 0.8 { "met" } else { "**not met**" },
                 );
             }
         }

@@ -159,7 +159,7 @@ fn prepare_python() -> Result<PathBuf, String> {
 /// Installs the TypeScript client's locked npm dependencies (`npm ci`)
 /// and builds it (`tsc`): the gateway's tests run its unit tests and drive
 /// the real gateway with it. Returns the `node` binary.
-fn prepare_typescript() -> Result<PathBuf, String> {
+pub(crate) fn prepare_typescript() -> Result<PathBuf, String> {
     let dir = root().join("clients").join("typescript");
     println!("==> [typescript] npm ci and build in {}", dir.display());
     let node = which("node").ok_or(

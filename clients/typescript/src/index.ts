@@ -59,10 +59,12 @@ export interface SessionStorageLike {
   removeItem(key: string): void;
 }
 
-/** Timers, injectable for tests. */
+/** Timers and a clock, injectable for tests. */
 export interface Timers {
   setTimeout(fn: () => void, ms: number): unknown;
   clearTimeout(handle: unknown): void;
+  /** Milliseconds on any monotonic scale. */
+  now(): number;
 }
 
 /** How to create a client. */
@@ -234,8 +236,9 @@ export class WscClient {
   private sinceAck = 0;
   private heartbeatMs = 15_000;
   private heartbeat: unknown;
-  private watchdog: unknown;
   private reconnectTimer: unknown;
+  /** When the last frame arrived (`timers.now()`). */
+  private lastFrameAt = 0;
   private readonly listeners = new Map<string, Set<(e: never) => void>>();
   /** Runs by message id (until ended). */
   private readonly runs = new Map<string, RunHandle>();
@@ -249,6 +252,7 @@ export class WscClient {
     this.timers = options.timers ?? {
       setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
       clearTimeout: (h) => globalThis.clearTimeout(h as ReturnType<typeof setTimeout>),
+      now: () => performance.now(),
     };
     this.random = options.random ?? Math.random;
     const Socket =
@@ -455,35 +459,33 @@ export class WscClient {
   }
 
   private clearTimers(): void {
-    for (const t of [this.heartbeat, this.watchdog, this.reconnectTimer]) {
+    for (const t of [this.heartbeat, this.reconnectTimer]) {
       if (t !== undefined) this.timers.clearTimeout(t);
     }
     this.heartbeat = undefined;
-    this.watchdog = undefined;
     this.reconnectTimer = undefined;
   }
 
-  /** Any frame shows the connection alive; silence for two intervals ends it. */
-  private armWatchdog(): void {
-    if (this.watchdog !== undefined) this.timers.clearTimeout(this.watchdog);
-    this.watchdog = this.timers.setTimeout(() => {
-      this.watchdog = undefined;
-      this.dropConnection();
-    }, this.heartbeatMs * 2 + 1_000);
-  }
-
-  /** A `ping` each interval keeps a frame coming even when no agent talks. */
+  /**
+   * Each interval: a connection silent (no frame at all) for more than two
+   * intervals is dropped and resumed; else a `ping` keeps a frame coming
+   * even when no agent talks.
+   */
   private armHeartbeat(): void {
     if (this.heartbeat !== undefined) this.timers.clearTimeout(this.heartbeat);
     this.heartbeat = this.timers.setTimeout(() => {
       this.heartbeat = undefined;
+      if (this.timers.now() - this.lastFrameAt > this.heartbeatMs * 2) {
+        this.dropConnection();
+        return;
+      }
       this.send({ type: "ping", payload: {} });
       this.armHeartbeat();
     }, this.heartbeatMs);
   }
 
   private receive(frame: Frame): void {
-    this.armWatchdog();
+    this.lastFrameAt = this.timers.now();
     if (frame.type === "connection_established") {
       this.established(frame.payload as unknown as ConnectionEstablished);
       return;
