@@ -127,6 +127,8 @@ interface Session {
 
 /** Frames acknowledged every this many (the gateway trims its buffer). */
 const ACK_EVERY = 64;
+/** At most this many frames wait for a run id being worked out. */
+const EARLY_FRAMES = 10_000;
 
 let nextId = 0;
 /** A message id unique enough within a session. */
@@ -246,6 +248,11 @@ export class WscClient {
   private readonly runsById = new Map<string, RunHandle>();
   /** Sends waiting on a run id digest. */
   private readonly inFlight = new Set<Promise<unknown>>();
+  /** Run id digests under way. */
+  private digests = 0;
+  /** Frames of runs whose id is still being worked out, by run id. */
+  private readonly early = new Map<string, Frame[]>();
+  private earlyCount = 0;
 
   constructor(options: ClientOptions) {
     this.options = options;
@@ -374,21 +381,52 @@ export class WscClient {
   }
 
   /** Sends (or sends again) a start, once its run id in this session is known. */
+  /**
+   * Sends (or sends again) a start at once; its run id (a digest) is
+   * worked out meanwhile, and frames that arrive first wait for it.
+   */
   private async sendStart(run: RunHandle): Promise<void> {
+    if (run.ended || run.seen || this.currentState !== "open") return;
+    this.send(run.start);
     await this.idFor(run);
-    if (!run.ended && !run.seen && this.currentState === "open") this.send(run.start);
   }
 
   private async idFor(run: RunHandle): Promise<string | undefined> {
     const session = this.session;
     if (!session) return undefined;
-    const id = await runIdFor(session.sessionId, run.messageId);
+    this.digests += 1;
+    let id: string;
+    try {
+      id = await runIdFor(session.sessionId, run.messageId);
+    } finally {
+      this.digests -= 1;
+    }
     if (this.session?.sessionId === session.sessionId) {
       if (run.runId && run.runId !== id) this.runsById.delete(run.runId);
       run.runId = id;
       this.runsById.set(id, run);
+      // Frames of this run that came before its id was known, in order.
+      const early = this.early.get(id);
+      if (early) {
+        this.early.delete(id);
+        this.earlyCount -= early.length;
+        for (const frame of early) this.toRun(run, frame);
+      }
+    }
+    if (this.digests === 0) {
+      this.early.clear();
+      this.earlyCount = 0;
     }
     return id;
+  }
+
+  /** Hands a frame to its run; forgets the run once it ended. */
+  private toRun(run: RunHandle, frame: Frame): void {
+    run.push(frame);
+    if (run.ended) {
+      this.runs.delete(run.messageId);
+      if (run.runId) this.runsById.delete(run.runId);
+    }
   }
 
   private emit<K extends keyof ClientEvents>(event: K, value: ClientEvents[K]): void {
@@ -512,13 +550,16 @@ export class WscClient {
       return;
     }
     const runId = runIdOf(frame);
-    const run = runId === undefined ? undefined : this.runsById.get(runId);
+    if (runId === undefined) return;
+    const run = this.runsById.get(runId);
     if (run) {
-      run.push(frame);
-      if (run.ended) {
-        this.runs.delete(run.messageId);
-        if (run.runId) this.runsById.delete(run.runId);
-      }
+      this.toRun(run, frame);
+    } else if (this.digests > 0 && this.earlyCount < EARLY_FRAMES) {
+      // Perhaps a run whose start just went out: kept until its id is known.
+      const list = this.early.get(runId) ?? [];
+      list.push(frame);
+      this.early.set(runId, list);
+      this.earlyCount += 1;
     }
   }
 

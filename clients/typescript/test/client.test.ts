@@ -310,3 +310,24 @@ test("the run id is the gateway's: run- and 24 hex digits of SHA-256", async () 
   assert.equal(id, await runIdFor("session", "start-1"));
   assert.notEqual(id, await runIdFor("session", "start-2"));
 });
+
+test("frames that arrive before the run id is worked out reach the run, in order", { timeout: 5000 }, async () => {
+  const { createHash } = await import("node:crypto");
+  const { c } = client();
+  await settle();
+  const s = FakeSocket.last();
+  s.hello();
+  const run = c.startAgent();
+  // The start went out at once; its frames come back before the client's
+  // own digest of the run id has finished.
+  const start = s.sent.find((f) => f.type === "start_agent");
+  assert.ok(start?.message_id, "sent without waiting");
+  const id = `run-${createHash("sha256").update(`s1\u0000${start.message_id}`).digest("hex").slice(0, 24)}`;
+  s.frame(event("agent_started", id, 1));
+  s.frame(event("agent_thinking", id, 2));
+  s.frame(event("agent_completed", id, 3));
+  const types: string[] = [];
+  for await (const f of run) types.push(f.type);
+  assert.deepEqual(types, ["agent_started", "agent_thinking", "agent_completed"]);
+  c.close();
+});
