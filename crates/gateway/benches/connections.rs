@@ -61,15 +61,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let server = common::Server::start(&[
-        "serve",
-        "--bind",
-        "127.0.0.1:0",
-        "--max-handshakes-per-ip",
-        "0",
-        "--max-messages-per-ip-per-minute",
-        "0",
-    ]);
+    let server = common::Server::start_gateway(&[]);
     let addr = server.addr.clone();
     rt.block_on(async {
         let mut conns = vec![open(&addr, 0).await];

@@ -29,14 +29,7 @@ fn main() {
         .unwrap();
 
     // The gateway: agent runs, no drops, no flood.
-    let gateway = common::Server::start(&[
-        "serve",
-        "--bind",
-        "127.0.0.1:0",
-        "--max-handshakes-per-ip",
-        "0",
-        "--max-messages-per-ip-per-minute",
-        "0",
+    let gateway = common::Server::start_gateway(&[
         "--max-messages-per-minute",
         "0",
         "--max-messages-per-hour",

@@ -19,14 +19,7 @@ fn main() {
         script.exists(),
         "the TypeScript client is not built: run `npm ci && npm run build` in clients/typescript"
     );
-    let gateway = common::Server::start(&[
-        "serve",
-        "--bind",
-        "127.0.0.1:0",
-        "--max-handshakes-per-ip",
-        "0",
-        "--max-messages-per-ip-per-minute",
-        "0",
+    let gateway = common::Server::start_gateway(&[
         "--max-messages-per-minute",
         "1000000",
         "--max-messages-per-hour",

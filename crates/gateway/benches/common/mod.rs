@@ -22,6 +22,23 @@ impl Server {
         Self::spawn(command)
     }
 
+    /// Starts `wsc-gateway serve` on a free loopback port with every
+    /// per-IP limit off (all of a benchmark's clients share one address),
+    /// plus `extra` flags.
+    pub fn start_gateway(extra: &[&str]) -> Server {
+        let mut args = vec![
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--max-handshakes-per-ip",
+            "0",
+            "--max-messages-per-ip-per-minute",
+            "0",
+        ];
+        args.extend_from_slice(extra);
+        Self::start(&args)
+    }
+
     /// Starts the bare echo anchor ([`echo_if_asked`]) in its own process:
     /// this benchmark binary again, with `WSC_BENCH_ECHO` set.
     pub fn start_echo() -> Server {
