@@ -8,6 +8,10 @@
 //!   more than its limit; an admission leaves the window at most one tick
 //!   (W / 60 by default) later than an exact log would let it go, and each
 //!   user costs under 512 bytes (see [`WindowLimit`] and the README).
+//! - **A tower layer** (feature `tower`): `RateLimitLayer` for an axum app's
+//!   routes and WebSocket upgrades, keyed by client address (behind trusted
+//!   proxies, `client_address`), a header or a function of the request; a
+//!   refusal answers 429 with `Retry-After` and a JSON body.
 //! - **Refusals** are a [`RateLimitExceeded`] with the [`LimitKind`], the
 //!   limit, and an exact `retry_after`: the earliest moment the same request
 //!   would be admitted.
@@ -64,14 +68,22 @@
 mod bounded;
 mod config;
 mod error;
+#[cfg(feature = "tower")]
+mod forwarded;
 mod keyed;
+#[cfg(feature = "tower")]
+mod layer;
 mod limiter;
 mod store;
 mod window;
 
 pub use config::{FailurePolicy, RateLimitConfig};
 pub use error::{LimitKey, LimitKind, RateLimitExceeded, RateLimitExceededException, StoreError};
+#[cfg(feature = "tower")]
+pub use forwarded::{IpNet, client_address};
 pub use keyed::{AdaptiveRateLimiter, EndpointRateLimiter, check_rate_limit, normalize_identifier};
+#[cfg(feature = "tower")]
+pub use layer::{KeyBy, KeyFn, RateLimitLayer, RateLimitService};
 pub use limiter::{CleanupHandle, ConnectionPermit, UserRateLimitState, WebSocketRateLimiter};
 pub use store::{FallbackStore, MemoryStore, RateLimitStore, WindowRequest};
 pub use window::{WindowDecision, WindowLimit};

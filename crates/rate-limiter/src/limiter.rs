@@ -380,6 +380,18 @@ impl WebSocketRateLimiter {
         self.decide(user_id, now, true).await
     }
 
+    /// Counts one request under `key` in the message windows (what the
+    /// tower layer does per HTTP request or upgrade): the same windows,
+    /// backoff and store as [`record_message`](Self::record_message), keyed
+    /// by anything (an address, an API key, a user).
+    ///
+    /// # Errors
+    /// As `record_message`.
+    pub async fn record_request(&self, key: &str) -> Result<(), RateLimitExceeded> {
+        let now = self.inner.clock.now();
+        self.decide(key, now, true).await
+    }
+
     /// [`record_message`](Self::record_message) for a client at `ip`: the
     /// frame must fit the IP's minute (`max_messages_per_ip_per_minute`,
     /// all its users together) and the user's windows; it is counted in

@@ -263,7 +263,7 @@ pub struct GatewayConfig {
     /// client it names in `X-Forwarded-For` (else `Forwarded: for=`), the
     /// rightmost address that is not itself a trusted proxy. Every per-IP
     /// limit then counts real clients, not the proxy.
-    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub trusted_proxies: Vec<wsc_rate_limiter::IpNet>,
     /// Client frames per IP per minute, all its users together, checked
     /// with the user's windows (`None`, the default: twice
     /// `max_messages_per_minute` in dev auth, where user ids are

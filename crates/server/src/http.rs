@@ -116,7 +116,7 @@ async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     // Behind a trusted proxy, the client it names; else the peer.
-    let ip = crate::client_ip::client_address(addr.ip(), &headers, &state.config.trusted_proxies);
+    let ip = wsc_rate_limiter::client_address(addr.ip(), &headers, &state.config.trusted_proxies);
     if *state.shutdown.borrow() {
         return refuse(
             &state,

@@ -32,7 +32,6 @@
 
 mod agent;
 mod builder;
-mod client_ip;
 mod config;
 mod connection;
 mod counters;
@@ -50,17 +49,18 @@ mod upstream;
 
 pub use agent::{AgentRequest, AgentRunner, EventSink, SimulatedAgent};
 pub use builder::{Gateway, GatewayBuilder};
-pub use client_ip::client_address;
 pub use config::{
     ApiKey, AuthMode, GatewayConfig, JwtAuth, MAX_USER_ID_BYTES, MIN_JWT_SECRET_BYTES,
     RedisFailurePolicy, RedisSettings, WeakJwtSecret,
 };
 pub use counters::GatewayStats;
-/// CIDR networks, for [`GatewayConfig::trusted_proxies`].
-pub use ipnet::IpNet;
 pub use telemetry::StatsSample;
 pub use upstream::{HttpAgent, HttpAgentConfig};
 /// The `prometheus-client` crate of [`Gateway::register_metrics`]'s
 /// registry, re-exported so versions match.
 pub use wsc_perf_monitor::prometheus_client;
+/// CIDR networks, for [`GatewayConfig::trusted_proxies`].
+pub use wsc_rate_limiter::IpNet;
+/// The client address behind trusted proxies (what every per-IP limit counts).
+pub use wsc_rate_limiter::client_address;
 pub use wsc_upstream::AgentProtocol;

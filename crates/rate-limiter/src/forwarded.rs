@@ -1,5 +1,5 @@
 //! The client's address: the TCP peer, or, when the peer is a trusted
-//! reverse proxy (`GatewayConfig::trusted_proxies`), the address the proxy
+//! reverse proxy, the address the proxy
 //! reports in `X-Forwarded-For` (else `Forwarded: for=`). Only trusted
 //! peers are believed, and only the hops they appended: walking the list
 //! from the right, the first address that is not itself a trusted proxy is
@@ -8,19 +8,19 @@
 use std::net::IpAddr;
 
 use axum::http::HeaderMap;
-use ipnet::IpNet;
+pub use ipnet::IpNet;
 
 /// The most addresses read from the forwarding headers (a longer chain is
 /// cut: its leftmost entries cannot be trusted anyway).
 const MAX_HOPS: usize = 32;
 
 /// The client address of a request from `peer` with `headers`, given the
-/// reverse proxies whose headers are believed (what the gateway uses for
-/// every per-IP limit; see [`GatewayConfig::trusted_proxies`](crate::GatewayConfig::trusted_proxies)).
+/// reverse proxies whose headers are believed (what the rate-limit layer
+/// and the gateway use for every per-IP limit).
 ///
 /// ```
 /// use axum::http::HeaderMap;
-/// use wsc_server::{IpNet, client_address};
+/// use wsc_rate_limiter::{IpNet, client_address};
 /// let proxies: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
 /// let mut headers = HeaderMap::new();
 /// // A client's own claim at the left; the proxy appended the real peer.
