@@ -12,8 +12,9 @@ use serde_json::Value;
 use crate::{cargo, root, target_dir};
 
 /// A bench target: package and bench name.
-const BENCHES: [(&str, &str); 7] = [
+const BENCHES: [(&str, &str); 8] = [
     ("wsc-rate-limiter", "limiter"),
+    ("wsc-tests", "layer"),
     ("wsc-perf-monitor", "record"),
     ("wsc-event-monitor", "record_event"),
     ("wsc-reconnection", "replay"),
@@ -94,6 +95,18 @@ const ROWS: &[Row] = &[
         "rate_limiter/100k_keys/wsc_1_window/2",
         Some(("governor", "rate_limiter/100k_keys/governor/2")),
         Goal::RatioAtMost(1.0),
+    ),
+    row(
+        "rate-limit layer per request (axum, 1 024 clients), 1 window",
+        "layer/per_request/wsc_1_window",
+        Some(("tower_governor", "layer/per_request/tower_governor")),
+        Goal::RatioAtMost(1.3),
+    ),
+    row(
+        "rate-limit layer per request (axum, 1 024 clients), 2 windows",
+        "layer/per_request/wsc_2_windows",
+        Some(("tower_governor", "layer/per_request/tower_governor")),
+        Goal::None,
     ),
     row(
         "latency record, 10 000 connections",
