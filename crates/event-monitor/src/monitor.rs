@@ -647,13 +647,8 @@ fn classify(report: &mut HealthReport, cfg: &EventMonitorConfig, progressing: us
     }
     raise_violations(report, &mut raise, &mut issues, cfg);
     if bad_ended > 0 {
-        let level = if bad_ended * 4 >= ended {
-            HealthStatus::Critical
-        } else {
-            HealthStatus::Warning
-        };
         raise(
-            level,
+            share_level(bad_ended, ended),
             format!(
                 "{} run(s) failed and {} timed out of {ended} ended",
                 report.failed_runs, report.timed_out_runs
@@ -673,6 +668,15 @@ fn classify(report: &mut HealthReport, cfg: &EventMonitorConfig, progressing: us
     }
     report.status = status;
     report.issues = issues;
+}
+
+/// `bad` runs of `ended`: critical when at least a quarter, else a warning.
+fn share_level(bad: usize, ended: usize) -> HealthStatus {
+    if bad * 4 >= ended {
+        HealthStatus::Critical
+    } else {
+        HealthStatus::Warning
+    }
 }
 
 /// Recent order violations: a warning; critical from
@@ -716,13 +720,8 @@ fn classify_delivery(
     let timed_out = report.timed_out_runs;
     if timed_out > 0 {
         let ended = timed_out + report.completed_runs + report.failed_runs + report.cancelled_runs;
-        let level = if timed_out * 4 >= ended {
-            HealthStatus::Critical
-        } else {
-            HealthStatus::Warning
-        };
         raise(
-            level,
+            share_level(timed_out, ended),
             format!(
                 "{timed_out} run(s) still running after {:?} (timed out)",
                 cfg.run_timeout

@@ -107,17 +107,7 @@ async fn tokens_and_secrets_never_reach_the_log() {
         let _ = connect_async(&bad).await;
     }
     // A clean stop flushes the log.
-    let pid = child.id().unwrap().to_string();
-    let killed = tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = terminate(&mut child, Duration::from_secs(10)).await;
     assert!(status.success());
     let log = log.await.unwrap();
 

@@ -75,17 +75,7 @@ async fn sigterm_closes_every_websocket_with_1001_then_exits_0() {
         })
         .collect();
 
-    let pid = child.id().unwrap().to_string();
-    let killed = tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("the gateway exits")
-        .unwrap();
+    let status = terminate(&mut child, Duration::from_secs(30)).await;
 
     let mut ends = Vec::with_capacity(CLIENTS);
     for reader in readers {

@@ -397,6 +397,16 @@ impl RedisSessionStore {
         invocation
     }
 
+    /// The ids in a user's session index (some may have expired since).
+    async fn user_index(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
+        let mut redis = self.redis.clone();
+        redis::cmd("SMEMBERS")
+            .arg(self.k("u", user_id))
+            .query_async(&mut redis)
+            .await
+            .map_err(store_error)
+    }
+
     fn index(&self, kind: &str) -> String {
         format!("{}{kind}", self.config.prefix)
     }
@@ -647,12 +657,8 @@ impl SessionStore for RedisSessionStore {
     }
 
     async fn buffered_for_user(&self, user_id: &str) -> Result<Vec<WebSocketMessage>, StoreError> {
+        let ids = self.user_index(user_id).await?;
         let mut redis = self.redis.clone();
-        let ids: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(self.k("u", user_id))
-            .query_async(&mut redis)
-            .await
-            .map_err(store_error)?;
         let mut sessions = Vec::new();
         for id in ids {
             let Some(record) = self.get(&id).await? else {
@@ -685,12 +691,7 @@ impl SessionStore for RedisSessionStore {
     }
 
     async fn sessions_of_user(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
-        let mut redis = self.redis.clone();
-        let ids: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(self.k("u", user_id))
-            .query_async(&mut redis)
-            .await
-            .map_err(store_error)?;
+        let ids = self.user_index(user_id).await?;
         let mut live = Vec::with_capacity(ids.len());
         for id in ids {
             // The index may name a session that expired since.

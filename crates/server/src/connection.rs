@@ -108,7 +108,7 @@ pub(crate) async fn run(
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
-    let mut attached = start.attached;
+    let attached = start.attached;
     let session_id = attached.session_id.clone();
     tracing::Span::current().record("session_id", tracing::field::display(&session_id));
     // Never log tokens: only ids (in the span) and outcomes.
@@ -146,7 +146,7 @@ pub(crate) async fn run(
     let first: Vec<Out> = std::iter::once(Out::Control(hello))
         .chain(start.replay.into_iter().map(|f| Out::Frame(f, false)))
         .collect();
-    let live = std::mem::replace(&mut attached.frames, mpsc::channel(1).1);
+    let (live, attachment) = (attached.frames, attached.attachment);
     let mut writer = tokio::spawn(
         write_loop(
             state.clone(),
@@ -244,7 +244,7 @@ pub(crate) async fn run(
     if !writer_ended {
         let _ = writer.await;
     }
-    let _ = registry.detach(&session_id, attached.attachment).await;
+    let _ = registry.detach(&session_id, attachment).await;
     state.perf.record_connection_closed(&connection_id);
     state.perf.stop_connection_tracking(&connection_id);
 }

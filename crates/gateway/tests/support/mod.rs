@@ -40,3 +40,22 @@ pub(crate) fn listening_address(line: &str) -> String {
         .unwrap_or_else(|| panic!("not a listening line: {line:?}"))
         .to_owned()
 }
+
+/// Sends SIGTERM and waits (at most `within`) for the process to exit; its
+/// exit status.
+pub(crate) async fn terminate(
+    child: &mut Child,
+    within: std::time::Duration,
+) -> std::process::ExitStatus {
+    let pid = child.id().expect("still running").to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill runs");
+    assert!(killed.success());
+    tokio::time::timeout(within, child.wait())
+        .await
+        .expect("the gateway exits")
+        .expect("its status")
+}
