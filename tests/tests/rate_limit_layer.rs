@@ -1,6 +1,6 @@
 //! `RateLimitLayer` in an axum app over real sockets: each key kind (the
 //! peer address, behind a trusted proxy too; a header; a function of the
-//! request), HTTP routes and WebSocket upgrades, and the 429's status,
+//! request; an axum extractor), HTTP routes and WebSocket upgrades, and the 429's status,
 //! `Retry-After` and JSON body.
 
 use std::net::SocketAddr;
@@ -137,4 +137,66 @@ async fn keyed_by_a_function_of_the_request_it_limits_websocket_upgrades_too() {
             .await
             .is_ok()
     );
+}
+
+/// The application's own authentication, as an axum extractor: the user a
+/// bearer token names (a toy scheme: the token is `user-NAME`).
+struct AuthUser(String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for AuthUser {
+    type Rejection = axum::http::StatusCode;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        parts
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer user-"))
+            .map(|name| AuthUser(name.to_owned()))
+            .ok_or(axum::http::StatusCode::UNAUTHORIZED)
+    }
+}
+
+#[tokio::test]
+async fn keyed_by_an_axum_extractor_per_authenticated_user_on_routes_and_upgrades() {
+    let addr = app(KeyBy::extractor(|AuthUser(name)| {
+        Some(format!("user:{name}"))
+    }))
+    .await;
+    let ann = "Authorization: Bearer user-ann\r\n";
+    for _ in 0..3 {
+        assert_eq!(get_raw(addr, "/hello", ann).await.0, 200);
+    }
+    let (status, head, body) = get_raw(addr, "/hello", ann).await;
+    assert_eq!(status, 429, "{head}");
+    assert!(retry_after(&head).is_some_and(|s| s >= 1), "{head}");
+    let json: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["error"], "rate_limited");
+    // ann's upgrade is counted in the same window: refused.
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "ws://{addr}/ws"
+        ))
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", "Bearer user-ann".parse().unwrap());
+    match tokio_tungstenite::connect_async(request.clone()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 429);
+        }
+        other => panic!("ann's upgrade was not refused: {other:?}"),
+    }
+    // Another user has a window of their own, for upgrades too.
+    request
+        .headers_mut()
+        .insert("authorization", "Bearer user-bob".parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(request).await.is_ok());
+    // A request the extractor rejects passes uncounted (the route answers).
+    for _ in 0..5 {
+        assert_eq!(get_raw(addr, "/hello", "").await.0, 200);
+    }
 }

@@ -5,12 +5,12 @@
 //! [`IntoResponse`] of [`RateLimitExceeded`]).
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use axum::extract::ConnectInfo;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use tower::{Layer, Service};
@@ -20,6 +20,12 @@ use crate::{RateLimitExceeded, WebSocketRateLimiter};
 
 /// A function giving a request's key from its head.
 pub type KeyFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
+
+/// The future of an extractor's key ([`KeyBy::extractor`]).
+type KeyFuture<'a> = Pin<Box<dyn Future<Output = Option<String>> + Send + 'a>>;
+
+/// An axum extractor run on a request's head, mapped to a key.
+type ExtractFn = Arc<dyn for<'a> Fn(&'a mut Parts) -> KeyFuture<'a> + Send + Sync>;
 
 /// What a request is counted under.
 #[derive(Clone)]
@@ -35,6 +41,8 @@ pub enum KeyBy {
     Header(HeaderName),
     /// Any function of the request's head; `None` lets the request pass.
     Custom(KeyFn),
+    /// An axum extractor's value (built with [`KeyBy::extractor`]).
+    Extractor(ExtractFn),
 }
 
 impl std::fmt::Debug for KeyBy {
@@ -46,6 +54,7 @@ impl std::fmt::Debug for KeyBy {
                 .finish(),
             KeyBy::Header(name) => f.debug_tuple("Header").field(name).finish(),
             KeyBy::Custom(_) => f.write_str("Custom(..)"),
+            KeyBy::Extractor(_) => f.write_str("Extractor(..)"),
         }
     }
 }
@@ -56,22 +65,58 @@ impl KeyBy {
         KeyBy::Custom(Arc::new(f))
     }
 
-    fn key(&self, parts: &Parts) -> Option<String> {
-        match self {
-            KeyBy::PeerIp { trusted_proxies } => {
-                let peer: IpAddr = parts
-                    .extensions
-                    .get::<ConnectInfo<SocketAddr>>()
-                    .map(|ConnectInfo(addr)| addr.ip())?;
-                Some(client_address(peer, &parts.headers, trusted_proxies).to_string())
-            }
+    /// Keyed by what an axum extractor `E` (any
+    /// [`FromRequestParts`] with state `()`: an authenticated user, a
+    /// typed header, a path or query parameter) makes of the request,
+    /// mapped to a key by `key`. A request the extractor rejects, or that
+    /// `key` maps to `None`, passes uncounted: the route's own extractor
+    /// answers it (put a [`KeyBy::PeerIp`] layer outside for such traffic).
+    ///
+    /// ```
+    /// use axum::extract::Query;
+    /// use std::collections::HashMap;
+    /// use wsc_rate_limiter::KeyBy;
+    ///
+    /// let by_tenant = KeyBy::extractor(|Query(q): Query<HashMap<String, String>>| {
+    ///     q.get("tenant").cloned()
+    /// });
+    /// # let _ = by_tenant;
+    /// ```
+    pub fn extractor<E, F>(key: F) -> Self
+    where
+        E: FromRequestParts<()> + 'static,
+        F: Fn(E) -> Option<String> + Send + Sync + 'static,
+    {
+        let key = Arc::new(key);
+        KeyBy::Extractor(Arc::new(move |parts: &mut Parts| -> KeyFuture<'_> {
+            let key = key.clone();
+            Box::pin(async move {
+                E::from_request_parts(parts, &())
+                    .await
+                    .ok()
+                    .and_then(|e| key(e))
+            })
+        }))
+    }
+
+    /// The key of a request whose head needs no extractor; `Err` for an
+    /// [`Extractor`](KeyBy::Extractor), which runs in the request's future.
+    fn key(&self, parts: &Parts) -> Result<Option<String>, ExtractFn> {
+        Ok(match self {
+            KeyBy::PeerIp { trusted_proxies } => parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| {
+                    client_address(addr.ip(), &parts.headers, trusted_proxies).to_string()
+                }),
             KeyBy::Header(name) => parts
                 .headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .map(|v| format!("{name}:{v}")),
             KeyBy::Custom(f) => f(parts),
-        }
+            KeyBy::Extractor(f) => return Err(f.clone()),
+        })
     }
 }
 
@@ -146,10 +191,14 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let limiter = self.limiter.clone();
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         let key = self.key.key(&parts);
-        let request = Request::from_parts(parts, body);
         Box::pin(async move {
+            let key = match key {
+                Ok(key) => key,
+                Err(extract) => extract(&mut parts).await,
+            };
+            let request = Request::from_parts(parts, body);
             if let Some(key) = key
                 && let Err(refused) = limiter.record_request(&key).await
             {

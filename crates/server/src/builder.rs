@@ -466,6 +466,16 @@ impl Gateway {
         crate::http::router(self.state.clone())
     }
 
+    /// Resumable agent streams for your own axum WebSocket handler,
+    /// served by this gateway (its sessions, limits, monitors, upkeep):
+    /// see [`AgentStreams`](crate::AgentStreams).
+    pub fn streams(&self) -> crate::AgentStreams {
+        self.ensure_upkeep();
+        crate::AgentStreams {
+            state: self.state.clone(),
+        }
+    }
+
     /// Starts draining: from now on handshakes are refused with 503 and
     /// `/health` answers 503 (so a load balancer moves traffic away), and
     /// every open WebSocket is closed with 1001; their sessions stay

@@ -22,9 +22,10 @@ use crate::agent::{AgentRequest, EventSink, RunControl};
 use crate::counters::Counters;
 use crate::runs::NewRun;
 use crate::state::{AppState, SessionHome};
+use crate::stream::{AgentStream, OnOpen};
 
 /// What the writer task sends.
-enum Out {
+pub(crate) enum Out {
     /// An agent event; `live` (not replayed) ones have their delivery
     /// latency measured.
     Frame(Arc<WebSocketMessage>, bool),
@@ -58,23 +59,37 @@ pub(crate) fn log_safe_text(text: &str, max: usize) -> String {
     out
 }
 
+/// An admitted client, for [`run`].
+pub(crate) struct Client {
+    pub(crate) user: String,
+    pub(crate) connection_id: String,
+    /// The client's address (behind trusted proxies, the one they name).
+    pub(crate) ip: std::net::IpAddr,
+    pub(crate) resume: Option<ResumeRequest>,
+    pub(crate) permit: ConnectionPermit,
+    /// An application's handler (the axum adapter): it receives the
+    /// client's requests. Without one (the gateway's `/ws`), requests
+    /// start runs with the gateway's runner.
+    pub(crate) on_open: Option<OnOpen>,
+}
+
 /// Serves one connection inside its `connection` span (`connection_id`,
 /// `user_id`, and `session_id` once known); each run it starts gets a
 /// `run` span (`run_id`) inside it.
 #[tracing::instrument(
     name = "connection",
     skip_all,
-    fields(connection_id = %connection_id, user_id = %log_safe(&user), session_id = tracing::field::Empty)
+    fields(connection_id = %client.connection_id, user_id = %log_safe(&client.user), session_id = tracing::field::Empty)
 )]
-pub(crate) async fn run(
-    state: Arc<AppState>,
-    socket: WebSocket,
-    user: String,
-    connection_id: String,
-    resume: Option<ResumeRequest>,
-    permit: ConnectionPermit,
-    ip: std::net::IpAddr,
-) {
+pub(crate) async fn run(state: Arc<AppState>, socket: WebSocket, client: Client) {
+    let Client {
+        user,
+        connection_id,
+        ip,
+        resume,
+        permit,
+        on_open,
+    } = client;
     let _permit = permit; // released when the connection ends
     state.counters.connections.fetch_add(1, Ordering::Relaxed);
     let _shared_slot = SharedSlot::hold(&state, &user, &connection_id);
@@ -124,6 +139,21 @@ pub(crate) async fn run(
 
     let (sink, mut stream) = socket.split();
     let (out_tx, out_rx) = mpsc::channel::<Out>(64);
+    // An application's handler gets the requests; the gateway's runner
+    // otherwise.
+    let requests = on_open.map(|on_open| {
+        let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
+        on_open(AgentStream {
+            state: state.clone(),
+            registry: registry.clone(),
+            user: user.clone(),
+            session_id: session_id.clone(),
+            resumed: start.resumed,
+            requests: rx,
+            out: out_tx.downgrade(),
+        });
+        tx
+    });
 
     let hello = ConnectionEstablished {
         session_id: attached.session_id.clone(),
@@ -206,7 +236,8 @@ pub(crate) async fn run(
                         close = Some((CloseCode::MESSAGE_TOO_BIG, "frame over the size limit"));
                         break;
                     }
-                    for reply in handle_text(&state, &registry, &user, ip, &session_id, &connection_id, text.as_str()).await {
+                    let conn = Conn { registry: &registry, user: &user, ip, session_id: &session_id, connection_id: &connection_id, requests: requests.as_ref() };
+                    for reply in handle_text(&state, &conn, text.as_str()).await {
                         open = open && out_tx.send(Out::Control(reply)).await.is_ok();
                     }
                 }
@@ -393,16 +424,31 @@ async fn detached_close(state: &AppState, w: &Writer) -> Out {
     )
 }
 
-/// Handles one client text frame; returns its replies (often none).
-async fn handle_text(
-    state: &Arc<AppState>,
-    registry: &Arc<SessionRegistry>,
-    user: &str,
+/// How many parsed requests wait for an application's handler before the
+/// connection stops reading (back-pressure on that client alone).
+const REQUEST_QUEUE: usize = 16;
+
+/// What [`handle_text`] needs of its connection.
+struct Conn<'a> {
+    registry: &'a Arc<SessionRegistry>,
+    user: &'a str,
     ip: std::net::IpAddr,
-    session_id: &str,
-    connection_id: &str,
-    text: &str,
-) -> Vec<WebSocketMessage> {
+    session_id: &'a str,
+    connection_id: &'a str,
+    /// An application's handler's queue (the axum adapter).
+    requests: Option<&'a mpsc::Sender<WebSocketMessage>>,
+}
+
+/// Handles one client text frame; returns its replies (often none).
+async fn handle_text(state: &Arc<AppState>, conn: &Conn<'_>, text: &str) -> Vec<WebSocketMessage> {
+    let Conn {
+        registry,
+        user,
+        ip,
+        session_id,
+        connection_id,
+        requests,
+    } = *conn;
     let msg = match parse_client_frame_with_limit(text, state.config.max_frame_bytes) {
         Ok(msg) => msg,
         Err(e) => {
@@ -425,7 +471,23 @@ async fn handle_text(
     state.perf.record_message_processed(connection_id, &msg);
     let reply = match msg.message_type {
         MessageType::Ping => Some(WebSocketMessage::new(MessageType::Pong, msg.payload)),
-        MessageType::StartAgent => start_agent(state, registry, user, session_id, &msg).await,
+        MessageType::StartAgent => match requests {
+            Some(requests) => {
+                // A handler that is gone takes no more requests.
+                let _ = requests.send(msg).await;
+                None
+            }
+            None => start_agent(
+                state,
+                registry,
+                user,
+                session_id,
+                &msg,
+                state.runner.clone(),
+            )
+            .await
+            .refusal(),
+        },
         MessageType::StopAgent => match StopAgent::from_message(&msg) {
             Ok(stop) if state.runs.stop(user, &stop.run_id) => None,
             Ok(stop) => Some(
@@ -442,17 +504,25 @@ async fn handle_text(
                 .message_id
                 .clone()
                 .map(|id| Ack::message(id).to_message());
+            if let Some(requests) = requests {
+                let _ = requests.send(msg).await;
+                return ack.into_iter().collect();
+            }
             if !state.runner.runs_on_user_messages() {
                 return ack.into_iter().collect();
             }
             // An upstream agent answers chat: the content is the run's
             // input (the message id, if any, keys the run as a start's).
-            let mut start = msg.clone();
-            start.message_type = MessageType::StartAgent;
-            start.payload = serde_json::json!({
-                "input": msg.payload.get("content").and_then(serde_json::Value::as_str).unwrap_or(""),
-            });
-            let refused = start_agent(state, registry, user, session_id, &start).await;
+            let refused = start_agent(
+                state,
+                registry,
+                user,
+                session_id,
+                &as_start(&msg),
+                state.runner.clone(),
+            )
+            .await
+            .refusal();
             return ack.into_iter().chain(refused).collect();
         }
         MessageType::Ack => {
@@ -477,14 +547,46 @@ fn idempotent_run_id(session_id: &str, message_id: &str) -> String {
     format!("run-{}", hex::encode(&hash.finalize()[..12]))
 }
 
-/// Starts a run for `start_agent`; the reply, if the start is refused.
-async fn start_agent(
+/// A `user_message`/`chat` as the `start_agent` it asks for: its content
+/// is the run's input (its message id, if any, keys the run as a start's).
+pub(crate) fn as_start(msg: &WebSocketMessage) -> WebSocketMessage {
+    let mut start = msg.clone();
+    start.message_type = MessageType::StartAgent;
+    start.payload = serde_json::json!({
+        "input": msg.payload.get("content").and_then(serde_json::Value::as_str).unwrap_or(""),
+    });
+    start
+}
+
+/// What became of a start.
+pub(crate) enum StartOutcome {
+    /// The run started with this id.
+    Started(String),
+    /// The session started this one before (same message id).
+    Repeated,
+    /// Refused; the reply tells the client why.
+    Refused(WebSocketMessage),
+}
+
+impl StartOutcome {
+    /// The reply for the client: only a refusal has one.
+    fn refusal(self) -> Option<WebSocketMessage> {
+        match self {
+            StartOutcome::Refused(reply) => Some(reply),
+            StartOutcome::Started(_) | StartOutcome::Repeated => None,
+        }
+    }
+}
+
+/// Starts a run for `start_agent` with `runner`.
+pub(crate) async fn start_agent(
     state: &Arc<AppState>,
     registry: &Arc<SessionRegistry>,
     user: &str,
     session_id: &str,
     msg: &WebSocketMessage,
-) -> Option<WebSocketMessage> {
+    runner: Arc<dyn crate::agent::AgentRunner>,
+) -> StartOutcome {
     // Copied into every event of the run and kept by the monitor: bounded.
     if let Some(thread) = msg
         .payload
@@ -503,7 +605,7 @@ async fn start_agent(
         if let Some(id) = &msg.message_id {
             refusal = refusal.with_ref_message_id(id.clone());
         }
-        return Some(refusal.to_message());
+        return StartOutcome::Refused(refusal.to_message());
     }
     // A `message_id` is the start's idempotency key within the session: a
     // client that lost its connection right after sending a start cannot
@@ -538,7 +640,7 @@ async fn start_agent(
         };
         if seen {
             repeated();
-            return None;
+            return StartOutcome::Repeated;
         }
     }
     let start = StartAgent::lenient(&msg.payload);
@@ -562,7 +664,7 @@ async fn start_agent(
         if let Some(id) = &msg.message_id {
             refusal = refusal.with_ref_message_id(id.clone());
         }
-        return Some(refusal.to_message());
+        return StartOutcome::Refused(refusal.to_message());
     };
     if msg.message_id.is_some() {
         match registry.claim_key(session_id, &key).await {
@@ -570,7 +672,7 @@ async fn start_agent(
             // Claimed in between (on another gateway): a repeat.
             Ok(false) => {
                 repeated();
-                return None;
+                return StartOutcome::Repeated;
             }
             // Fail-open: the run starts; the store learns nothing of the
             // key, so only this node's monitor recognises a repeat.
@@ -611,8 +713,8 @@ async fn start_agent(
         tools,
         step_delay,
     };
-    let runner = state.runner.clone();
     let (monitor, clock) = (state.monitor.clone(), state.clock.clone());
+    let started = request.run_id.clone();
     let span = tracing::info_span!("run", run_id = %request.run_id, agent = %log_safe(&request.agent_name));
     tokio::spawn(
         async move {
@@ -636,7 +738,7 @@ async fn start_agent(
         }
         .instrument(span),
     );
-    None
+    StartOutcome::Started(started)
 }
 
 /// Starts or resumes the session on the registry that holds it: this

@@ -4,20 +4,20 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 use wsc_reconnection::ResumeRequest;
 
 use crate::config::AuthMode;
-use crate::state::{AppState, SessionHome};
+use crate::state::AppState;
+use crate::stream::refuse;
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -28,31 +28,6 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/api/stats", get(stats))
         .route("/api/publish", axum::routing::post(publish))
         .with_state(state)
-}
-
-/// A refusal before the upgrade: JSON `{error, message}`.
-fn refuse(
-    state: &AppState,
-    status: StatusCode,
-    code: &str,
-    message: String,
-    retry_after_secs: Option<u64>,
-) -> Response {
-    state
-        .counters
-        .refused_handshakes
-        .fetch_add(1, Ordering::Relaxed);
-    let body = wsc_core::HandshakeRefusal {
-        error: code.to_owned(),
-        message,
-    };
-    let mut response = (status, Json(body)).into_response();
-    if let Some(secs) = retry_after_secs
-        && let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string())
-    {
-        response.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    response
 }
 
 /// Why a handshake has no user.
@@ -117,27 +92,8 @@ async fn upgrade(
 ) -> Response {
     // Behind a trusted proxy, the client it names; else the peer.
     let ip = wsc_rate_limiter::client_address(addr.ip(), &headers, &state.config.trusted_proxies);
-    if *state.shutdown.borrow() {
-        return refuse(
-            &state,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "the gateway is shutting down".into(),
-            None,
-        );
-    }
-    // The IP's window and backoff first: a blocked IP is answered 429 with
-    // the true Retry-After before anything else, so what it sends while
-    // blocked never counts as a further failure.
-    if let Err(e) = state.limiter.check_handshake(ip) {
-        let secs = e.retry_after.map(|d| d.as_secs_f64().ceil() as u64);
-        return refuse(
-            &state,
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            e.to_string(),
-            secs,
-        );
+    if let Some(refused) = crate::stream::gate(&state, ip) {
+        return refused;
     }
     // Checked before anything is parsed or looked up.
     let query_len = uri.query().map_or(0, str::len);
@@ -190,90 +146,7 @@ async fn upgrade(
             return refuse(&state, status, code, message, None);
         }
     };
-    let connection_id = state.next_id("conn");
-    let permit = match state.limiter.acquire_connection(&user, &connection_id) {
-        Ok(permit) => permit,
-        Err(e) => {
-            return refuse(
-                &state,
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                e.to_string(),
-                Some(1),
-            );
-        }
-    };
-    state.limiter.record_handshake_success(ip);
-    if let Some(redis) = &state.redis {
-        let unavailable = |message: &str| {
-            refuse(
-                &state,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                message.to_owned(),
-                Some(1),
-            )
-        };
-        // A session started while Redis was unreachable lives in one
-        // node's memory: send its resume on (the client's next attempt
-        // goes to another gateway) rather than refuse it and lose frames.
-        let home = resume.as_ref().map(|r| state.session_home(&r.session_id));
-        if let (Some(r), Some(SessionHome::Elsewhere)) = (&resume, home) {
-            return refuse(
-                &state,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "session_elsewhere",
-                format!(
-                    "session {} is held by another gateway (it started while redis was unreachable); retry there",
-                    r.session_id
-                ),
-                Some(1),
-            );
-        }
-        let remote_resume = home.is_some_and(|h| h != SessionHome::Here);
-        // Down: fail-closed refuses everything; fail-open still serves new
-        // sessions and this node's own, but a resume must wait for the
-        // store that holds it.
-        if !state.counters.store_is_up() && (redis.fail_closed() || remote_resume) {
-            return unavailable("shared state (redis) is unreachable; retry shortly");
-        }
-        let cap = state.config.max_connections_per_user;
-        match redis.connections.acquire(&user, &connection_id, cap).await {
-            Ok(true) => {}
-            Ok(false) => {
-                return refuse(
-                    &state,
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    format!("user {user} is at its limit of {cap} connections (all gateways)"),
-                    Some(1),
-                );
-            }
-            Err(e) => {
-                state.redis_failed();
-                tracing::warn!(error = %e, "connection count unavailable");
-                if redis.fail_closed() || remote_resume {
-                    return unavailable("shared state (redis) is unreachable; retry shortly");
-                }
-            }
-        }
-    }
-    // Counted open from the answer on (before the upgrade task exists), so
-    // a shutdown waits for its close.
-    let open = state.open_sockets.subscribe();
-    // Frames past max_frame_bytes are closed with 1009 by the connection;
-    // the transport limit only guards against absurd sizes.
-    let limit = state.config.max_frame_bytes.saturating_mul(4).max(1024);
-    // tungstenite reserves its read buffer up front (128 KiB by default):
-    // most of an idle connection's memory. 8 KiB reads are plenty for
-    // agent frames; larger frames still arrive whole, in more reads.
-    ws.max_message_size(limit)
-        .max_frame_size(limit)
-        .read_buffer_size(8 * 1024)
-        .on_upgrade(move |socket| async move {
-            let _open = open;
-            crate::connection::run(state, socket, user, connection_id, resume, permit, ip).await;
-        })
+    crate::stream::admit(state, ws, user, ip, resume, None).await
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {

@@ -43,6 +43,7 @@ mod publish;
 mod runs;
 mod server;
 mod state;
+mod stream;
 mod telemetry;
 mod upkeep;
 mod upstream;
@@ -54,6 +55,7 @@ pub use config::{
     RedisFailurePolicy, RedisSettings, WeakJwtSecret,
 };
 pub use counters::GatewayStats;
+pub use stream::{AgentStream, AgentStreams, ResumeQuery, RunStart};
 pub use telemetry::StatsSample;
 pub use upstream::{HttpAgent, HttpAgentConfig};
 /// The `prometheus-client` crate of [`Gateway::register_metrics`]'s

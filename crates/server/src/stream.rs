@@ -1,0 +1,410 @@
+//! The axum adapter: resumable, validated agent streams in an
+//! application's own WebSocket handler. The gateway's `/ws` is one user of
+//! it: both admit a client the same way ([`admit`]) and serve it with the
+//! same connection path (`connection::run`).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::FromRequestParts;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::mpsc;
+use wsc_core::{MessageType, WebSocketMessage};
+use wsc_reconnection::{ResumeRequest, SessionRegistry};
+
+use crate::agent::AgentRunner;
+use crate::connection::{Out, StartOutcome};
+use crate::state::{AppState, SessionHome};
+
+/// Resumable, validated agent streams for your own axum WebSocket handler
+/// (from [`Gateway::streams`](crate::Gateway::streams)).
+///
+/// [`upgrade`](Self::upgrade) admits a client as the gateway's `/ws` does
+/// (per-IP handshake budget, per-user connection cap, across gateways on
+/// Redis), starts or resumes its session, sends `connection_established`
+/// and the replay, then serves the socket: heartbeats, `ping`, `ack`,
+/// `stop_agent`, rate limits, the slow-client rule, the drain on shutdown.
+/// Your code gets an [`AgentStream`]: the client's requests
+/// (`start_agent`, `user_message`, `chat`) and
+/// [`start_run`](AgentStream::start_run), whose runs' events are numbered,
+/// buffered for resume, recorded by the event monitor and delivered.
+///
+/// ```no_run
+/// use std::net::SocketAddr;
+/// use std::sync::Arc;
+/// use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+/// use axum::response::Response;
+/// use wsc_server::{AgentStreams, Gateway, GatewayConfig, ResumeQuery, SimulatedAgent};
+///
+/// async fn agent(
+///     State(streams): State<AgentStreams>,
+///     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+///     ResumeQuery(resume): ResumeQuery,
+///     ws: WebSocketUpgrade,
+/// ) -> Response {
+///     let user = "alice"; // from your own authentication
+///     streams.upgrade(ws, user, peer.ip(), resume, |mut stream| {
+///         tokio::spawn(async move {
+///             while let Some(request) = stream.next_request().await {
+///                 stream.start_run(&request, Arc::new(SimulatedAgent)).await;
+///             }
+///         });
+///     }).await
+/// }
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let gateway = Gateway::new(GatewayConfig::default());
+/// let app = axum::Router::new()
+///     .route("/agent", axum::routing::get(agent))
+///     .with_state(gateway.streams());
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct AgentStreams {
+    pub(crate) state: Arc<AppState>,
+}
+
+impl std::fmt::Debug for AgentStreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentStreams").finish_non_exhaustive()
+    }
+}
+
+/// What the connection calls once the session exists.
+pub(crate) type OnOpen = Box<dyn FnOnce(AgentStream) + Send>;
+
+impl AgentStreams {
+    /// Admits `user` (already authenticated by your handler) from client
+    /// address `peer` and upgrades; `on_open` receives the stream once the
+    /// session is started or resumed (again on every reconnection: runs
+    /// outlive connections, a resumed client gets what it missed).
+    ///
+    /// Refusals are answered before the upgrade with the gateway's JSON
+    /// body `{error, message}`: 503 `shutting_down`, 429 `rate_limited`
+    /// (with `Retry-After`), 400 `invalid_query` for a user id that is not
+    /// 1 to [`MAX_USER_ID_BYTES`](crate::MAX_USER_ID_BYTES) printable bytes,
+    /// 503 `unavailable` while a required Redis is unreachable.
+    pub async fn upgrade<F>(
+        &self,
+        ws: WebSocketUpgrade,
+        user: &str,
+        peer: IpAddr,
+        resume: Option<ResumeRequest>,
+        on_open: F,
+    ) -> Response
+    where
+        F: FnOnce(AgentStream) + Send + 'static,
+    {
+        let state = &self.state;
+        if let Some(refused) = gate(state, peer) {
+            return refused;
+        }
+        if let Err(e) = crate::config::check_user_id(user) {
+            state.limiter.record_handshake_failure(peer);
+            return refuse(
+                state,
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!("user id {e}"),
+                None,
+            );
+        }
+        admit(
+            state.clone(),
+            ws,
+            user.to_owned(),
+            peer,
+            resume,
+            Some(Box::new(on_open)),
+        )
+        .await
+    }
+}
+
+/// One client's connection to its session, for the handler that
+/// upgraded it: the requests it sends and the runs started for it.
+/// Dropping it ends nothing (the connection and its runs go on; requests
+/// that arrive then are dropped).
+pub struct AgentStream {
+    pub(crate) state: Arc<AppState>,
+    pub(crate) registry: Arc<SessionRegistry>,
+    pub(crate) user: String,
+    pub(crate) session_id: String,
+    pub(crate) resumed: bool,
+    pub(crate) requests: mpsc::Receiver<WebSocketMessage>,
+    /// The connection's writer, while it lives (weak: a handler that keeps
+    /// the stream does not keep a closed connection's writer open).
+    pub(crate) out: mpsc::WeakSender<Out>,
+}
+
+impl std::fmt::Debug for AgentStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentStream")
+            .field("user", &self.user)
+            .field("session_id", &self.session_id)
+            .field("resumed", &self.resumed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`AgentStream::start_run`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RunStart {
+    /// The run started with this id.
+    Started {
+        /// The run's id (derived from the request's `message_id` when it
+        /// has one, so a repeat is recognised).
+        run_id: String,
+    },
+    /// The request repeats one this session already started (same
+    /// `message_id`): nothing ran again.
+    Repeated,
+    /// Refused (the user's runs-in-flight cap, an oversized `thread_id`);
+    /// the client was sent an `error` frame saying why.
+    Refused,
+}
+
+impl AgentStream {
+    /// The session's id (the same across the client's reconnections).
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    /// The user this stream was admitted for.
+    pub fn user_id(&self) -> &str {
+        &self.user
+    }
+
+    /// Whether this connection resumed an existing session.
+    pub fn resumed(&self) -> bool {
+        self.resumed
+    }
+
+    /// The client's next request: a `start_agent`, `user_message` or
+    /// `chat` frame, parsed and within the rate limits (a `user_message`
+    /// or `chat` with a `message_id` was acknowledged already). `None`
+    /// once the connection has ended.
+    pub async fn next_request(&mut self) -> Option<WebSocketMessage> {
+        self.requests.recv().await
+    }
+
+    /// Starts a run for `request` with `runner`, exactly as the gateway
+    /// does for `start_agent`: counted against the user's runs in flight,
+    /// idempotent by `message_id` within the session, its events recorded
+    /// by the event monitor, numbered, buffered and delivered, cancelled by
+    /// `stop_agent` or the session's expiry. A `user_message`/`chat`
+    /// request starts a run whose input is its `content`.
+    pub async fn start_run(
+        &self,
+        request: &WebSocketMessage,
+        runner: Arc<dyn AgentRunner>,
+    ) -> RunStart {
+        let start = match request.message_type {
+            MessageType::UserMessage | MessageType::Chat => crate::connection::as_start(request),
+            _ => request.clone(),
+        };
+        let outcome = crate::connection::start_agent(
+            &self.state,
+            &self.registry,
+            &self.user,
+            &self.session_id,
+            &start,
+            runner,
+        )
+        .await;
+        match outcome {
+            StartOutcome::Started(run_id) => RunStart::Started { run_id },
+            StartOutcome::Repeated => RunStart::Repeated,
+            StartOutcome::Refused(reply) => {
+                if let Some(out) = self.out.upgrade() {
+                    let _ = out.send(Out::Control(reply)).await;
+                }
+                RunStart::Refused
+            }
+        }
+    }
+}
+
+/// The resume parameters of a WebSocket upgrade (`session_id`,
+/// `resume_token`, `last_seq`), as an axum extractor: `None` for a new
+/// session. A malformed resume is refused with 400 `invalid_query` (never
+/// read as "from seq 0", which would deliver frames twice).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResumeQuery(pub Option<ResumeRequest>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ResumeQuery {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        ResumeRequest::from_query(parts.uri.query().unwrap_or(""))
+            .map(ResumeQuery)
+            .map_err(|e| {
+                let body = wsc_core::HandshakeRefusal {
+                    error: "invalid_query".to_owned(),
+                    message: e.to_string(),
+                };
+                (StatusCode::BAD_REQUEST, Json(body)).into_response()
+            })
+    }
+}
+
+/// A refusal before the upgrade: JSON `{error, message}`, counted.
+pub(crate) fn refuse(
+    state: &AppState,
+    status: StatusCode,
+    code: &str,
+    message: String,
+    retry_after_secs: Option<u64>,
+) -> Response {
+    crate::counters::Counters::bump(&state.counters.refused_handshakes);
+    let body = wsc_core::HandshakeRefusal {
+        error: code.to_owned(),
+        message,
+    };
+    let mut response = (status, Json(body)).into_response();
+    if let Some(secs) = retry_after_secs
+        && let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
+}
+
+/// The first checks of any handshake, before anything is parsed (the
+/// refusal, if any): the
+/// drain, then the IP's window and backoff (a blocked IP is answered 429
+/// with the true Retry-After, so what it sends while blocked never counts
+/// as a further failure).
+pub(crate) fn gate(state: &AppState, ip: IpAddr) -> Option<Response> {
+    if *state.shutdown.borrow() {
+        return Some(refuse(
+            state,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the gateway is shutting down".into(),
+            None,
+        ));
+    }
+    if let Err(e) = state.limiter.check_handshake(ip) {
+        let secs = e.retry_after.map(|d| d.as_secs_f64().ceil() as u64);
+        return Some(refuse(
+            state,
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            e.to_string(),
+            secs,
+        ));
+    }
+    None
+}
+
+/// Admits an authenticated user: the per-user connection cap (this node,
+/// then all gateways on Redis), then the upgrade into the connection path.
+pub(crate) async fn admit(
+    state: Arc<AppState>,
+    ws: WebSocketUpgrade,
+    user: String,
+    ip: IpAddr,
+    resume: Option<ResumeRequest>,
+    on_open: Option<OnOpen>,
+) -> Response {
+    let connection_id = state.next_id("conn");
+    let permit = match state.limiter.acquire_connection(&user, &connection_id) {
+        Ok(permit) => permit,
+        Err(e) => {
+            return refuse(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                e.to_string(),
+                Some(1),
+            );
+        }
+    };
+    state.limiter.record_handshake_success(ip);
+    if let Some(redis) = &state.redis {
+        let unavailable = |message: &str| {
+            refuse(
+                &state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                message.to_owned(),
+                Some(1),
+            )
+        };
+        // A session started while Redis was unreachable lives in one
+        // node's memory: send its resume on (the client's next attempt
+        // goes to another gateway) rather than refuse it and lose frames.
+        let home = resume.as_ref().map(|r| state.session_home(&r.session_id));
+        if let (Some(r), Some(SessionHome::Elsewhere)) = (&resume, home) {
+            return refuse(
+                &state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "session_elsewhere",
+                format!(
+                    "session {} is held by another gateway (it started while redis was unreachable); retry there",
+                    r.session_id
+                ),
+                Some(1),
+            );
+        }
+        let remote_resume = home.is_some_and(|h| h != SessionHome::Here);
+        // Down: fail-closed refuses everything; fail-open still serves new
+        // sessions and this node's own, but a resume must wait for the
+        // store that holds it.
+        if !state.counters.store_is_up() && (redis.fail_closed() || remote_resume) {
+            return unavailable("shared state (redis) is unreachable; retry shortly");
+        }
+        let cap = state.config.max_connections_per_user;
+        match redis.connections.acquire(&user, &connection_id, cap).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return refuse(
+                    &state,
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!("user {user} is at its limit of {cap} connections (all gateways)"),
+                    Some(1),
+                );
+            }
+            Err(e) => {
+                state.redis_failed();
+                tracing::warn!(error = %e, "connection count unavailable");
+                if redis.fail_closed() || remote_resume {
+                    return unavailable("shared state (redis) is unreachable; retry shortly");
+                }
+            }
+        }
+    }
+    // Counted open from the answer on (before the upgrade task exists), so
+    // a shutdown waits for its close.
+    let open = state.open_sockets.subscribe();
+    // Frames past max_frame_bytes are closed with 1009 by the connection;
+    // the transport limit only guards against absurd sizes.
+    let limit = state.config.max_frame_bytes.saturating_mul(4).max(1024);
+    // tungstenite reserves its read buffer up front (128 KiB by default):
+    // most of an idle connection's memory. 8 KiB reads are plenty for
+    // agent frames; larger frames still arrive whole, in more reads.
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .read_buffer_size(8 * 1024)
+        .on_upgrade(move |socket| async move {
+            let _open = open;
+            let client = crate::connection::Client {
+                user,
+                connection_id,
+                ip,
+                resume,
+                permit,
+                on_open,
+            };
+            crate::connection::run(state, socket, client).await;
+        })
+}
