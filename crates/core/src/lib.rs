@@ -66,3 +66,8 @@ pub use protocol::{
 pub use store::StoreError;
 pub use task::BackgroundTask;
 pub use time::{Clock, ManualClock, SharedClock, SystemClock, Timestamp, TokioClock};
+
+// The README's code is compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -87,3 +87,8 @@ pub use report::{
     MonitorEvent, SweepReport,
 };
 pub use run::EventType;
+
+// The README's code is compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -678,3 +678,8 @@ mod tests {
         assert_eq!(expected_sequence(&config).len(), 5);
     }
 }
+
+// The README's code is compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -86,3 +86,8 @@ pub use types::{
     PerformanceMetrics, PerformanceOutlier, PerformanceRating, PerformanceReport, SystemMetrics,
     ThroughputMetrics,
 };
+
+// The README's code is compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -87,3 +87,9 @@ pub use layer::{KeyBy, KeyFn, RateLimitLayer, RateLimitService};
 pub use limiter::{CleanupHandle, ConnectionPermit, UserRateLimitState, WebSocketRateLimiter};
 pub use store::{FallbackStore, MemoryStore, RateLimitStore, WindowRequest};
 pub use window::{WindowDecision, WindowLimit};
+
+// The README's code is compiled and run as doctests (with `tower`, which
+// its layer example needs; `cargo xtask ci` builds the workspace with it).
+#[cfg(all(doctest, feature = "tower"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

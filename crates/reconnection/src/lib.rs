@@ -88,3 +88,8 @@ pub use registry::{
 };
 pub use store::{Appended, MemorySessionStore, RECENT_MESSAGE_IDS, SessionRecord, SessionStore};
 pub use token::{TokenSecret, new_session_id};
+
+// The README's code is compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -70,3 +70,8 @@ pub async fn connect(url: &str) -> Result<ConnectionManager, StoreError> {
 pub(crate) fn store_error(e: redis::RedisError) -> StoreError {
     StoreError::new(format!("redis: {e}"))
 }
+
+// The README's code is compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

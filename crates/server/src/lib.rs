@@ -66,3 +66,8 @@ pub use wsc_rate_limiter::IpNet;
 /// The client address behind trusted proxies (what every per-IP limit counts).
 pub use wsc_rate_limiter::client_address;
 pub use wsc_upstream::AgentProtocol;
+
+// The README's code is compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -49,3 +49,8 @@ pub use ag_ui::{
 };
 pub use protocol::{AgentProtocol, UpstreamError, UpstreamMapper, WscMapper};
 pub use stream::{DEFAULT_MAX_EVENT_BYTES, StreamError, StreamFormat, StreamReader};
+
+// The README's code is compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -191,3 +191,8 @@ pub mod reconnection_handler {
         SessionRegistration, SessionRegistry, TransportError,
     };
 }
+
+// The README's code is compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
