@@ -9,6 +9,7 @@ use std::time::Instant;
 mod bench;
 mod cycles;
 mod fuzz;
+mod publish;
 mod soak;
 
 const HELP: &str = "\
@@ -16,7 +17,7 @@ cargo xtask <TASK>
 
 Tasks:
   ci      the test command: fmt --check, import cycles, clippy -D warnings,
-          tests, docs
+          tests, the examples, publish-check, docs
           (prepares target/pyenv with Python's `websockets` and the example
           agent backends' packages for the gateway's cross-language tests, and finds headless Chromium for the dashboard's
           browser test, installing the `chromium` package with apt-get when
@@ -37,6 +38,10 @@ Tasks:
   soak    the release gateway under moderate load for `--minutes N`
           (default 10), its RSS sampled every 10 s; says whether memory
           stayed flat (not part of ci)
+  publish-check
+          every library crate has the metadata crates.io shows (description,
+          license, repository, homepage, documentation, readme, keywords,
+          categories) and `cargo package` verifies each (also run by ci)
   help    print this help
 ";
 
@@ -49,6 +54,7 @@ fn main() -> ExitCode {
         Some("audit") => audit(&args[1..]),
         Some("cycles") => cycles::cycles(),
         Some("soak") => soak::soak(&args[1..]),
+        Some("publish-check") => publish::publish_check(),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
             ExitCode::SUCCESS
@@ -460,6 +466,10 @@ fn ci() -> ExitCode {
             eprintln!("xtask ci: step `{}` failed (exit code {code})", step.name);
             return ExitCode::from(code);
         }
+    }
+    if publish::publish_check() != ExitCode::SUCCESS {
+        eprintln!("xtask ci: step `publish-check` failed");
+        return ExitCode::from(1);
     }
     println!(
         "xtask ci: all {} steps passed in {:.0?}",
