@@ -1,6 +1,7 @@
 //! A tower [`Layer`] that rate-limits HTTP requests and WebSocket upgrades
 //! with a [`WebSocketRateLimiter`]'s windows, keyed by the client address
-//! (behind trusted proxies), a header, or any function of the request; a
+//! (behind trusted proxies), a header, an axum extractor, or any function
+//! of the request; a
 //! refusal is answered 429 with `Retry-After` and a JSON body (the
 //! [`IntoResponse`] of [`RateLimitExceeded`]).
 

@@ -460,7 +460,9 @@ impl Gateway {
     ///
     /// The `/ws` handler reads the peer address from `ConnectInfo`: serve
     /// with `into_make_service_with_connect_info::<SocketAddr>()` (as
-    /// [`serve`](Self::serve) does).
+    /// [`serve`](Self::serve) does); without it every handshake is answered
+    /// 500 `misconfigured`, saying so. For your own WebSocket route, see
+    /// [`streams`](Self::streams).
     pub fn router(&self) -> axum::Router {
         self.ensure_upkeep();
         crate::http::router(self.state.clone())

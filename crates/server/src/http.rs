@@ -85,11 +85,27 @@ const MAX_QUERY_BYTES: usize = 4 * 1024;
 
 async fn upgrade(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    connect_info: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     headers: axum::http::HeaderMap,
     uri: axum::http::Uri,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // Every per-IP budget needs the peer: a router merged into an app
+    // served without it says so (once per request, not a panic).
+    let Some(axum::Extension(ConnectInfo(addr))) = connect_info else {
+        tracing::error!(
+            "/ws has no peer address: serve the router with into_make_service_with_connect_info::<SocketAddr>()"
+        );
+        return refuse(
+            &state,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "misconfigured",
+            "the server does not know the peer address: serve the router with \
+             `into_make_service_with_connect_info::<SocketAddr>()`"
+                .into(),
+            None,
+        );
+    };
     // Behind a trusted proxy, the client it names; else the peer.
     let ip = wsc_rate_limiter::client_address(addr.ip(), &headers, &state.config.trusted_proxies);
     if let Some(refused) = crate::stream::gate(&state, ip) {

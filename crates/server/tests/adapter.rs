@@ -358,3 +358,38 @@ async fn refusals_before_the_upgrade() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("invalid_query"), "{body}");
 }
+
+/// `Gateway::router()` merged into an app served without peer addresses:
+/// `/ws` says how to fix it (not axum's generic missing-extension 500),
+/// the other routes work.
+#[tokio::test]
+async fn a_router_served_without_peer_addresses_says_how_to_fix_it() {
+    let gateway = Gateway::new(GatewayConfig::default());
+    let app = axum::Router::new()
+        .route("/hello", axum::routing::get(|| async { "hello" }))
+        .merge(gateway.router());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    match connect_async(format!("ws://{addr}/ws?user_id=alice")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 500);
+            let body = String::from_utf8(response.body().clone().unwrap_or_default()).unwrap();
+            assert!(body.contains("misconfigured"), "{body}");
+            assert!(
+                body.contains("into_make_service_with_connect_info"),
+                "{body}"
+            );
+        }
+        other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+    }
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(gateway.upkeep_running(), "merged, the upkeep runs");
+}
