@@ -22,7 +22,6 @@ use crate::agent::{AgentRequest, EventSink, RunControl};
 use crate::counters::Counters;
 use crate::runs::NewRun;
 use crate::state::{AppState, SessionHome};
-use crate::stream::{AgentStream, OnOpen};
 
 /// What the writer task sends.
 pub(crate) enum Out {
@@ -71,6 +70,24 @@ pub(crate) struct Client {
     /// client's requests. Without one (the gateway's `/ws`), requests
     /// start runs with the gateway's runner.
     pub(crate) on_open: Option<OnOpen>,
+}
+
+/// What the connection calls once the session exists.
+pub(crate) type OnOpen = Box<dyn FnOnce(Opened) + Send>;
+
+/// A connection's session, handed to an application's handler (the axum
+/// adapter wraps it as its `AgentStream`).
+pub(crate) struct Opened {
+    pub(crate) state: Arc<AppState>,
+    pub(crate) registry: Arc<SessionRegistry>,
+    pub(crate) user: String,
+    pub(crate) session_id: String,
+    pub(crate) resumed: bool,
+    /// The client's requests (`start_agent`, `user_message`, `chat`).
+    pub(crate) requests: mpsc::Receiver<WebSocketMessage>,
+    /// The connection's writer, while it lives (weak: a handler that keeps
+    /// it does not keep a closed connection's writer open).
+    pub(crate) out: mpsc::WeakSender<Out>,
 }
 
 /// Serves one connection inside its `connection` span (`connection_id`,
@@ -143,7 +160,7 @@ pub(crate) async fn run(state: Arc<AppState>, socket: WebSocket, client: Client)
     // otherwise.
     let requests = on_open.map(|on_open| {
         let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
-        on_open(AgentStream {
+        on_open(Opened {
             state: state.clone(),
             registry: registry.clone(),
             user: user.clone(),

@@ -12,12 +12,11 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::mpsc;
 use wsc_core::{MessageType, WebSocketMessage};
-use wsc_reconnection::{ResumeRequest, SessionRegistry};
+use wsc_reconnection::ResumeRequest;
 
 use crate::agent::AgentRunner;
-use crate::connection::{Out, StartOutcome};
+use crate::connection::{OnOpen, Opened, Out, StartOutcome};
 use crate::state::{AppState, SessionHome};
 
 /// Resumable, validated agent streams for your own axum WebSocket handler
@@ -76,9 +75,6 @@ impl std::fmt::Debug for AgentStreams {
     }
 }
 
-/// What the connection calls once the session exists.
-pub(crate) type OnOpen = Box<dyn FnOnce(AgentStream) + Send>;
-
 impl AgentStreams {
     /// Admits `user` (already authenticated by your handler) from client
     /// address `peer` and upgrades; `on_open` receives the stream once the
@@ -121,7 +117,7 @@ impl AgentStreams {
             user.to_owned(),
             peer,
             resume,
-            Some(Box::new(on_open)),
+            Some(Box::new(move |opened| on_open(AgentStream(opened)))),
         )
         .await
     }
@@ -131,24 +127,14 @@ impl AgentStreams {
 /// upgraded it: the requests it sends and the runs started for it.
 /// Dropping it ends nothing (the connection and its runs go on; requests
 /// that arrive then are dropped).
-pub struct AgentStream {
-    pub(crate) state: Arc<AppState>,
-    pub(crate) registry: Arc<SessionRegistry>,
-    pub(crate) user: String,
-    pub(crate) session_id: String,
-    pub(crate) resumed: bool,
-    pub(crate) requests: mpsc::Receiver<WebSocketMessage>,
-    /// The connection's writer, while it lives (weak: a handler that keeps
-    /// the stream does not keep a closed connection's writer open).
-    pub(crate) out: mpsc::WeakSender<Out>,
-}
+pub struct AgentStream(Opened);
 
 impl std::fmt::Debug for AgentStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AgentStream")
-            .field("user", &self.user)
-            .field("session_id", &self.session_id)
-            .field("resumed", &self.resumed)
+            .field("user", &self.0.user)
+            .field("session_id", &self.0.session_id)
+            .field("resumed", &self.0.resumed)
             .finish_non_exhaustive()
     }
 }
@@ -174,17 +160,17 @@ pub enum RunStart {
 impl AgentStream {
     /// The session's id (the same across the client's reconnections).
     pub fn session_id(&self) -> &str {
-        &self.session_id
+        &self.0.session_id
     }
 
     /// The user this stream was admitted for.
     pub fn user_id(&self) -> &str {
-        &self.user
+        &self.0.user
     }
 
     /// Whether this connection resumed an existing session.
     pub fn resumed(&self) -> bool {
-        self.resumed
+        self.0.resumed
     }
 
     /// The client's next request: a `start_agent`, `user_message` or
@@ -192,7 +178,7 @@ impl AgentStream {
     /// or `chat` with a `message_id` was acknowledged already). `None`
     /// once the connection has ended.
     pub async fn next_request(&mut self) -> Option<WebSocketMessage> {
-        self.requests.recv().await
+        self.0.requests.recv().await
     }
 
     /// Starts a run for `request` with `runner`, exactly as the gateway
@@ -210,11 +196,12 @@ impl AgentStream {
             MessageType::UserMessage | MessageType::Chat => crate::connection::as_start(request),
             _ => request.clone(),
         };
+        let o = &self.0;
         let outcome = crate::connection::start_agent(
-            &self.state,
-            &self.registry,
-            &self.user,
-            &self.session_id,
+            &o.state,
+            &o.registry,
+            &o.user,
+            &o.session_id,
             &start,
             runner,
         )
@@ -223,7 +210,7 @@ impl AgentStream {
             StartOutcome::Started(run_id) => RunStart::Started { run_id },
             StartOutcome::Repeated => RunStart::Repeated,
             StartOutcome::Refused(reply) => {
-                if let Some(out) = self.out.upgrade() {
+                if let Some(out) = o.out.upgrade() {
                     let _ = out.send(Out::Control(reply)).await;
                 }
                 RunStart::Refused
