@@ -381,74 +381,6 @@ fn ci() -> ExitCode {
                 ("WSC_REDIS_SERVER", redis.binary.display().to_string()),
             ],
         },
-        // Every example runs to its end (each checks what it shows).
-        Step {
-            name: "example axum_layer",
-            args: &[
-                "run",
-                "--locked",
-                "-q",
-                "-p",
-                "wsc-rate-limiter",
-                "--features",
-                "tower",
-                "--example",
-                "axum_layer",
-            ],
-            env: Vec::new(),
-        },
-        Step {
-            name: "example custom_endpoint",
-            args: &[
-                "run",
-                "--locked",
-                "-q",
-                "-p",
-                "wsc-server",
-                "--example",
-                "custom_endpoint",
-            ],
-            env: Vec::new(),
-        },
-        Step {
-            name: "example validate_recording",
-            args: &[
-                "run",
-                "--locked",
-                "-q",
-                "-p",
-                "wsc-event-monitor",
-                "--example",
-                "validate_recording",
-            ],
-            env: Vec::new(),
-        },
-        Step {
-            name: "example prometheus_merge",
-            args: &[
-                "run",
-                "--locked",
-                "-q",
-                "-p",
-                "wsc-perf-monitor",
-                "--example",
-                "prometheus_merge",
-            ],
-            env: Vec::new(),
-        },
-        Step {
-            name: "example legacy",
-            args: &[
-                "run",
-                "--locked",
-                "-q",
-                "-p",
-                "websocket-core",
-                "--example",
-                "legacy",
-            ],
-            env: Vec::new(),
-        },
         Step {
             name: "docs",
             args: &["doc", "--workspace", "--no-deps", "--locked"],
@@ -467,6 +399,10 @@ fn ci() -> ExitCode {
             return ExitCode::from(code);
         }
     }
+    if let Err(e) = run_examples() {
+        eprintln!("xtask ci: step `examples` failed: {e}");
+        return ExitCode::from(1);
+    }
     if publish::publish_check() != ExitCode::SUCCESS {
         eprintln!("xtask ci: step `publish-check` failed");
         return ExitCode::from(1);
@@ -477,6 +413,38 @@ fn ci() -> ExitCode {
         started.elapsed()
     );
     ExitCode::SUCCESS
+}
+
+/// The examples (`cargo run -p CRATE --example NAME`), run to their end:
+/// each checks what it shows. `cargo test --workspace` built them already
+/// (with the workspace's features); they run from `target/debug/examples`
+/// rather than through `cargo run -p`, which would build their
+/// dependencies again with one crate's features.
+const EXAMPLES: &[&str] = &[
+    "axum_layer",
+    "custom_endpoint",
+    "validate_recording",
+    "prometheus_merge",
+    "legacy",
+];
+
+fn run_examples() -> Result<(), String> {
+    let dir = target_dir().join("debug").join("examples");
+    for name in EXAMPLES {
+        println!("==> [example {name}]");
+        let started = Instant::now();
+        let binary = dir.join(name);
+        let status = Command::new(&binary)
+            .current_dir(root())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map_err(|e| format!("{} (built by the tests step?): {e}", binary.display()))?;
+        if !status.success() {
+            return Err(format!("example {name} failed ({status})"));
+        }
+        println!("<== [example {name}] ok in {:.1?}", started.elapsed());
+    }
+    Ok(())
 }
 
 /// `cargo deny check` with the policy in `deny.toml`.
