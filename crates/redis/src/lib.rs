@@ -1,8 +1,9 @@
 //! # wsc-redis
 //!
 //! Shared state for several wsc gateways, in Redis: the rate limiter's
-//! message windows ([`RedisRateLimitStore`], one Lua script per decision,
-//! the same exact sliding windows and `retry_after` as in memory), sessions
+//! message windows ([`RedisRateLimitStore`], an O(1) Lua decision, concurrent
+//! decisions sent together in one script call, the same exact sliding
+//! windows and `retry_after` as in memory), sessions
 //! and replay buffers ([`RedisSessionStore`], so a client resumes on any
 //! gateway), live delivery across gateways
 //! ([`spawn_announcement_listener`]), per-user connection counts that heal
@@ -45,7 +46,7 @@ pub mod testing;
 
 pub use announce::{AnnouncementListener, spawn_announcement_listener};
 pub use connections::{RedisConnectionCounter, shared_token_secret};
-pub use limiter::RedisRateLimitStore;
+pub use limiter::{BatchStats, RedisRateLimitStore};
 pub use sessions::{RedisSessionConfig, RedisSessionStore};
 
 /// Opens a managed connection to `url` (`redis://host:port/db`): it

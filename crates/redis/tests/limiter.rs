@@ -161,3 +161,104 @@ async fn two_nodes_share_one_users_windows() {
     }
     assert_eq!(10 + later, 25, "the hour window holds across both nodes");
 }
+
+/// Concurrent decisions share pipelined round trips, and each caller gets
+/// its own exact answer: key `k{i}` admits exactly `i + 1` of the 24
+/// decisions made for it, all in flight at once with the other keys'.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_decisions_are_batched_and_each_gets_its_answer() {
+    let redis = connect(&support::shared_url()).await.unwrap();
+    let store = Arc::new(RedisRateLimitStore::new(
+        redis,
+        support::unique_prefix("batch"),
+    ));
+    let now = Timestamp::from_unix_micros(1_764_000_000_000_000);
+    let mut tasks = Vec::new();
+    for round in 0..24 {
+        for i in 0..16u32 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let windows = [WindowLimit::new(Duration::from_secs(60), i + 1)];
+                let key = format!("k{i}");
+                let request = WindowRequest {
+                    key: &key,
+                    windows: &windows,
+                    burst: 0,
+                    now: Timestamp::from_unix_micros(now.as_unix_micros() + round),
+                    record: true,
+                };
+                (i, store.decide(request).await.unwrap())
+            }));
+        }
+    }
+    let mut admitted = [0u32; 16];
+    for task in tasks {
+        let (i, decision) = task.await.unwrap();
+        if decision.admitted {
+            admitted[i as usize] += 1;
+        } else {
+            assert_eq!(decision.refused_window, Some(0));
+            assert!(decision.retry_at.is_some(), "a refusal says when");
+        }
+    }
+    let want: Vec<u32> = (1..=16).collect();
+    assert_eq!(admitted.to_vec(), want, "each key admits exactly its limit");
+    let stats = store.batch_stats();
+    assert_eq!(stats.decisions, 24 * 16);
+    assert!(
+        stats.round_trips < stats.decisions / 2,
+        "decisions in flight together share round trips: {stats:?}"
+    );
+}
+
+/// A key outlives its admissions: every admission sets its expiry to more
+/// than a window ahead.
+#[tokio::test]
+async fn a_key_expires_only_after_its_window() {
+    let redis = connect(&support::shared_url()).await.unwrap();
+    let prefix = support::unique_prefix("ttl");
+    let store = RedisRateLimitStore::new(redis.clone(), prefix.clone());
+    let windows = [WindowLimit::new(Duration::from_secs(60), 2)];
+    let t0 = 1_764_000_000_000_000;
+    let decide = |at: i64| {
+        let store = store.clone();
+        async move {
+            let request = WindowRequest {
+                key: "ann",
+                windows: &windows,
+                burst: 0,
+                now: Timestamp::from_unix_micros(at),
+                record: true,
+            };
+            store.decide(request).await.unwrap()
+        }
+    };
+    let key = format!("{prefix}rl:ann");
+    let pttl = || {
+        let mut redis = redis.clone();
+        let key = key.clone();
+        async move {
+            redis::cmd("PTTL")
+                .arg(&key)
+                .query_async::<i64>(&mut redis)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(decide(t0).await.admitted);
+    assert!(pttl().await > 60_000, "made: it lives a window and more");
+    // As if the expiry were about to fire: the next admission (a tick
+    // later) pushes it out again.
+    let mut conn = redis.clone();
+    redis::cmd("PEXPIRE")
+        .arg(&key)
+        .arg(5_000)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    assert!(decide(t0 + 2_000_000).await.admitted);
+    assert!(pttl().await > 60_000, "an admission pushes the expiry out");
+    // A refusal (the window is full) in a new tick keeps it.
+    assert!(!decide(t0 + 4_000_000).await.admitted);
+    assert!(pttl().await > 55_000, "a refusal keeps the expiry");
+}
