@@ -22,8 +22,9 @@ Tasks:
           agent backends' packages for the gateway's cross-language tests, and finds headless Chromium for the dashboard's
           browser test, installing the `chromium` package with apt-get when
           run as root, and starts a redis-server on a free port for the Redis
-          tests — installing `redis-server` the same way — stopping it at the
-          end; stops at the first failing step with its code)
+          tests — installing `redis-server` the same way — and a Redis
+          Cluster (3 masters + 3 replicas), stopping them at the end; stops at
+          the first failing step with its code)
   bench   every criterion benchmark beside its anchor, scale curves (1 000 to
           1 000 000 keys), the gateway with 100 to 10 000 idle connections and
           under a fixed load beside a bare echo; prints one markdown table
@@ -42,6 +43,8 @@ Tasks:
           every library crate has the metadata crates.io shows (description,
           license, repository, homepage, documentation, readme, keywords,
           categories) and `cargo package` verifies each (also run by ci)
+  cluster a local Redis Cluster (3 masters + 3 replicas on free ports) until
+          Ctrl-C; ci starts one for the cluster tests (WSC_REDIS_CLUSTER_URL)
   help    print this help
 ";
 
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Some("audit") => audit(&args[1..]),
         Some("cycles") => cycles::cycles(),
         Some("soak") => soak::soak(&args[1..]),
+        Some("cluster") => cluster(),
         Some("publish-check") => publish::publish_check(),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
@@ -332,6 +336,147 @@ fn start_redis() -> Result<RedisForTests, String> {
     Ok(redis)
 }
 
+/// A local Redis Cluster for the tests: 3 masters and 3 replicas on free
+/// loopback ports (`redis-server --cluster-enabled yes`, then
+/// `redis-cli --cluster create … --cluster-replicas 1 --cluster-yes`);
+/// every node stopped (and its directory removed) when dropped.
+pub(crate) struct RedisClusterForTests {
+    nodes: Vec<std::process::Child>,
+    ports: Vec<u16>,
+    dir: PathBuf,
+}
+
+impl Drop for RedisClusterForTests {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            let _ = node.kill();
+            let _ = node.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        println!("<== [redis-cluster] stopped");
+    }
+}
+
+impl RedisClusterForTests {
+    /// `redis+cluster://127.0.0.1:P1,…` (every node, masters and replicas).
+    pub(crate) fn url(&self) -> String {
+        let nodes: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis+cluster://{}", nodes.join(","))
+    }
+}
+
+/// `redis-cli`: `WSC_REDIS_CLI`, else beside `redis-server`, else PATH.
+fn find_redis_cli(server: &Path) -> Option<PathBuf> {
+    if let Some(p) = env::var_os("WSC_REDIS_CLI") {
+        return Some(PathBuf::from(p));
+    }
+    let beside = server.with_file_name("redis-cli");
+    if beside.is_file() {
+        return Some(beside);
+    }
+    which("redis-cli")
+}
+
+/// Starts [`RedisClusterForTests`] and waits until every node says
+/// `cluster_state:ok`.
+pub(crate) fn start_redis_cluster() -> Result<RedisClusterForTests, String> {
+    println!("==> [redis-cluster] 3 masters + 3 replicas for the cluster tests");
+    let server = find_redis_server()?;
+    let cli = find_redis_cli(&server)
+        .ok_or("no redis-cli (Debian package redis-tools) for `--cluster create`")?;
+    let dir = env::temp_dir().join(format!("wsc-xtask-cluster-{}", std::process::id()));
+    let mut cluster = RedisClusterForTests {
+        nodes: Vec::new(),
+        ports: Vec::new(),
+        dir,
+    };
+    for i in 0..6 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        let node_dir = cluster.dir.join(format!("node-{i}"));
+        std::fs::create_dir_all(&node_dir)
+            .map_err(|e| format!("cannot create {}: {e}", node_dir.display()))?;
+        let child = Command::new(&server)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&node_dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", server.display()))?;
+        cluster.nodes.push(child);
+        cluster.ports.push(port);
+    }
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    for &port in &cluster.ports {
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return Err("a cluster node did not start within 10 s".into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    let created = Command::new(&cli)
+        .arg("--cluster")
+        .arg("create")
+        .args(cluster.ports.iter().map(|p| format!("127.0.0.1:{p}")))
+        .args(["--cluster-replicas", "1", "--cluster-yes"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", cli.display()))?;
+    if !created.success() {
+        return Err("`redis-cli --cluster create` failed".into());
+    }
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    for &port in &cluster.ports {
+        loop {
+            let info = Command::new(&cli)
+                .args(["-p", &port.to_string(), "cluster", "info"])
+                .output()
+                .map_err(|e| format!("cannot run {}: {e}", cli.display()))?;
+            if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "node {port} did not reach cluster_state:ok in 30 s"
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    println!("<== [redis-cluster] {}", cluster.url());
+    Ok(cluster)
+}
+
+/// `cargo xtask cluster`: a local cluster until Ctrl-C, for running the
+/// cluster tests by hand (`WSC_REDIS_CLUSTER_URL=… cargo test -p wsc-redis`).
+fn cluster() -> ExitCode {
+    match start_redis_cluster() {
+        Ok(cluster) => {
+            println!(
+                "export WSC_REDIS_CLUSTER_URL={}\n(stops with this process: Ctrl-C)",
+                cluster.url()
+            );
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
+        }
+        Err(e) => {
+            eprintln!("xtask cluster: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn ci() -> ExitCode {
     let prepared = prepare_python()
         .and_then(|py| prepare_chromium().map(|ch| (py, ch)))
@@ -346,6 +491,13 @@ fn ci() -> ExitCode {
     // Stopped when `ci` returns, whatever the outcome.
     let redis = match start_redis() {
         Ok(r) => r,
+        Err(e) => {
+            eprintln!("xtask ci: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let redis_cluster = match start_redis_cluster() {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("xtask ci: {e}");
             return ExitCode::from(1);
@@ -378,6 +530,7 @@ fn ci() -> ExitCode {
                 ("WSC_CHROMIUM", chromium.display().to_string()),
                 ("WSC_NODE", node.display().to_string()),
                 ("WSC_REDIS_URL", redis.url.clone()),
+                ("WSC_REDIS_CLUSTER_URL", redis_cluster.url()),
                 ("WSC_REDIS_SERVER", redis.binary.display().to_string()),
             ],
         },

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::RedisConnection;
 use wsc_core::StoreError;
 
 use crate::store_error;
@@ -45,7 +45,7 @@ return #KEYS
 /// counts heal by themselves. Expiry uses Redis's own clock.
 #[derive(Clone)]
 pub struct RedisConnectionCounter {
-    redis: ConnectionManager,
+    redis: RedisConnection,
     prefix: String,
     lease: Duration,
     acquire: redis::Script,
@@ -63,7 +63,7 @@ impl fmt::Debug for RedisConnectionCounter {
 
 impl RedisConnectionCounter {
     /// A counter on `redis` with keys under `prefix` and a 30 s lease.
-    pub fn new(redis: ConnectionManager, prefix: impl Into<String>) -> Self {
+    pub fn new(redis: RedisConnection, prefix: impl Into<String>) -> Self {
         RedisConnectionCounter {
             redis,
             prefix: prefix.into(),
@@ -137,7 +137,22 @@ impl RedisConnectionCounter {
     /// # Errors
     /// Redis unreachable.
     pub async fn refresh(&self, connections: &[(String, String)]) -> Result<(), StoreError> {
-        for chunk in connections.chunks(256) {
+        // On a cluster a script's keys must share a hash slot: one call per
+        // slot (users of one slot together).
+        let mut groups: Vec<(u16, Vec<(String, String)>)> = Vec::new();
+        if self.redis.is_cluster() {
+            for (user, connection) in connections {
+                let slot = crate::hash_slot(self.key(user).as_bytes());
+                let pair = (user.clone(), connection.clone());
+                match groups.iter_mut().find(|(s, _)| *s == slot) {
+                    Some((_, members)) => members.push(pair),
+                    None => groups.push((slot, vec![pair])),
+                }
+            }
+        } else {
+            groups.push((0, connections.to_vec()));
+        }
+        for chunk in groups.iter().flat_map(|(_, members)| members.chunks(256)) {
             let mut invocation = self.refresh.prepare_invoke();
             invocation.arg(self.lease_ms());
             for (user, connection) in chunk {
@@ -180,7 +195,7 @@ return redis.call('ZCARD', KEYS[1])
 /// # Errors
 /// Redis unreachable, or a stored secret that is not 64 hex digits.
 pub async fn shared_token_secret(
-    redis: &ConnectionManager,
+    redis: &RedisConnection,
     prefix: &str,
 ) -> Result<[u8; 32], StoreError> {
     let key = format!("{prefix}token-secret");

@@ -8,8 +8,10 @@
 //! gateway), live delivery across gateways
 //! ([`spawn_announcement_listener`]), per-user connection counts that heal
 //! when a gateway dies ([`RedisConnectionCounter`]) and the shared
-//! resume-token secret ([`shared_token_secret`]). [`testing`] starts a
-//! throwaway `redis-server` for tests.
+//! resume-token secret ([`shared_token_secret`]). [`connect`] opens one
+//! Redis or a Redis Cluster (`redis+cluster://h1:p1,h2:p2`; the rate limits
+//! and connection counts run on a cluster, the session store not yet).
+//! [`testing`] starts a throwaway `redis-server` for tests.
 //!
 //! The gateway (`wsc-server`) uses all of it: `Gateway::builder(..).redis(..)`,
 //! or `wsc-gateway serve --redis URL`.
@@ -33,40 +35,20 @@
 //! ```
 #![forbid(unsafe_code)]
 
-use std::time::Duration;
-
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use wsc_core::StoreError;
 
 mod announce;
+mod connection;
 mod connections;
 mod limiter;
 mod sessions;
 pub mod testing;
 
 pub use announce::{AnnouncementListener, spawn_announcement_listener};
+pub use connection::{CLUSTER_SCHEME, RedisConnection, connect, hash_slot};
 pub use connections::{RedisConnectionCounter, shared_token_secret};
 pub use limiter::{BatchStats, RedisRateLimitStore};
 pub use sessions::{RedisSessionConfig, RedisSessionStore};
-
-/// Opens a managed connection to `url` (`redis://host:port/db`): it
-/// reconnects by itself after a failure, and every command times out after
-/// one second so an unreachable Redis turns into a [`StoreError`] quickly
-/// (the limiter's failure policy decides what happens then).
-///
-/// # Errors
-/// An invalid URL, or Redis not reachable now.
-pub async fn connect(url: &str) -> Result<ConnectionManager, StoreError> {
-    let client = redis::Client::open(url).map_err(store_error)?;
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Duration::from_secs(1))
-        .set_response_timeout(Duration::from_secs(1))
-        .set_number_of_retries(2)
-        .set_max_delay(200);
-    ConnectionManager::new_with_config(client, config)
-        .await
-        .map_err(store_error)
-}
 
 pub(crate) fn store_error(e: redis::RedisError) -> StoreError {
     StoreError::new(format!("redis: {e}"))

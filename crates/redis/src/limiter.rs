@@ -5,8 +5,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::RedisConnection;
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, oneshot};
 use wsc_core::{StoreError, Timestamp};
 use wsc_rate_limiter::{RateLimitStore, WindowDecision, WindowLimit, WindowRequest};
@@ -185,7 +185,7 @@ return out
 /// ```
 #[derive(Clone)]
 pub struct RedisRateLimitStore {
-    redis: ConnectionManager,
+    redis: RedisConnection,
     prefix: String,
     script: redis::Script,
     /// The batcher's queue (started on the first decision, in its runtime;
@@ -224,8 +224,12 @@ struct Pending {
     now: i64,
     record: bool,
     geometry: Arc<Packed>,
-    reply: oneshot::Sender<Result<(i64, i64, i64), StoreError>>,
+    reply: oneshot::Sender<Answer>,
 }
+
+/// What the script says of one request: admitted (0/1), the refusing
+/// window or -1, retry-at µs or -1.
+type Answer = Result<(i64, i64, i64), StoreError>;
 
 /// Windows as the script takes them: the shape, then the number of enabled
 /// windows and per window its index, tick, span and allowed admissions.
@@ -240,12 +244,12 @@ struct Packed {
 type GeometryCache = Option<(Vec<WindowLimit>, u32, Arc<Packed>)>;
 
 /// Decides the requests queued since the last round trip in one script
-/// call, then the next batch: under concurrency many decisions share one
-/// round trip and one script invocation (whose fixed cost dominates a
-/// decision's); alone, a decision goes at once. Ends when every store handle
-/// is gone.
+/// call (on a cluster, one per hash slot, in flight together), then the
+/// next batch: under concurrency many decisions share one round trip and
+/// one script invocation (whose fixed cost dominates a decision's); alone,
+/// a decision goes at once. Ends when every store handle is gone.
 async fn batches(
-    mut redis: ConnectionManager,
+    redis: RedisConnection,
     script: redis::Script,
     mut queue: mpsc::Receiver<Pending>,
     stats: Arc<Counters>,
@@ -256,68 +260,108 @@ async fn batches(
         stats
             .decisions
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        // Requests of one limiter share their geometry: sent once.
-        let mut geometries: Vec<&Packed> = Vec::new();
-        let mut which = Vec::with_capacity(batch.len());
-        for pending in &batch {
-            let geometry = pending.geometry.as_ref();
-            let at = match geometries.iter().position(|g| *g == geometry) {
-                Some(at) => at,
-                None => {
-                    geometries.push(geometry);
-                    geometries.len() - 1
-                }
-            };
-            which.push(at + 1);
-        }
-        let mut command = redis::cmd("EVALSHA");
-        command.arg(script.get_hash()).arg(batch.len());
-        for pending in &batch {
-            command.arg(&pending.key);
-        }
-        command.arg(geometries.len());
-        for geometry in &geometries {
-            command.arg(&geometry.shape).arg(&geometry.numbers);
-        }
-        for (pending, geometry) in batch.iter().zip(&which) {
-            command
-                .arg(*geometry)
-                .arg(pending.now)
-                .arg(u8::from(pending.record));
-        }
-        let mut answers = command.query_async::<Vec<i64>>(&mut redis).await;
-        // A Redis that restarted (or flushed its scripts) has lost the
-        // script: nothing of the batch ran; load it and send again.
-        if matches!(&answers, Err(e) if e.kind() == redis::ErrorKind::NoScriptError) {
-            answers = match script.prepare_invoke().load_async(&mut redis).await {
-                Ok(_) => command.query_async(&mut redis).await,
-                Err(e) => Err(e),
-            };
-        }
-        match answers {
-            Ok(answers) if answers.len() == 3 * batch.len() => {
-                for (pending, answer) in batch.drain(..).zip(answers.chunks_exact(3)) {
-                    let _ = pending.reply.send(Ok((answer[0], answer[1], answer[2])));
+        // One script call per batch; on a cluster, one per hash slot (a
+        // script's keys must share one), the calls in flight together.
+        let groups: Vec<Vec<usize>> = if redis.is_cluster() {
+            let mut by_slot: Vec<(u16, Vec<usize>)> = Vec::new();
+            for (i, pending) in batch.iter().enumerate() {
+                let slot = crate::hash_slot(pending.key.as_bytes());
+                match by_slot.iter_mut().find(|(s, _)| *s == slot) {
+                    Some((_, members)) => members.push(i),
+                    None => by_slot.push((slot, vec![i])),
                 }
             }
-            Ok(answers) => {
-                let e = StoreError::new(format!(
-                    "redis: {} numbers answered {} decisions",
-                    answers.len(),
-                    batch.len()
-                ));
-                for pending in batch.drain(..) {
-                    let _ = pending.reply.send(Err(e.clone()));
+            by_slot.into_iter().map(|(_, members)| members).collect()
+        } else {
+            vec![(0..batch.len()).collect()]
+        };
+        let calls = groups.iter().map(|members| {
+            let group: Vec<&Pending> = members.iter().map(|&i| &batch[i]).collect();
+            let redis = redis.clone();
+            let script = &script;
+            async move { decide_group(redis, script, &group).await }
+        });
+        let answers = futures_util::future::join_all(calls).await;
+        let mut replies: Vec<Option<Answer>> = (0..batch.len()).map(|_| None).collect();
+        for (members, answer) in groups.iter().zip(answers) {
+            match answer {
+                Ok(answers) => {
+                    for (&i, answer) in members.iter().zip(answers) {
+                        replies[i] = Some(Ok(answer));
+                    }
+                }
+                Err(e) => {
+                    for &i in members {
+                        replies[i] = Some(Err(e.clone()));
+                    }
                 }
             }
-            Err(e) => {
-                let e = store_error(e);
-                for pending in batch.drain(..) {
-                    let _ = pending.reply.send(Err(e.clone()));
-                }
-            }
+        }
+        for (pending, reply) in batch.drain(..).zip(replies) {
+            let reply = reply.unwrap_or_else(|| Err(StoreError::new("redis: no answer")));
+            let _ = pending.reply.send(reply);
         }
     }
+}
+
+/// Decides `group` in one script call (on a cluster, its keys share a
+/// slot); the answers in the group's order.
+async fn decide_group(
+    mut redis: RedisConnection,
+    script: &redis::Script,
+    group: &[&Pending],
+) -> Result<Vec<(i64, i64, i64)>, StoreError> {
+    // Requests of one limiter share their geometry: sent once.
+    let mut geometries: Vec<&Packed> = Vec::new();
+    let mut which = Vec::with_capacity(group.len());
+    for pending in group {
+        let geometry = pending.geometry.as_ref();
+        let at = match geometries.iter().position(|g| *g == geometry) {
+            Some(at) => at,
+            None => {
+                geometries.push(geometry);
+                geometries.len() - 1
+            }
+        };
+        which.push(at + 1);
+    }
+    let mut command = redis::cmd("EVALSHA");
+    command.arg(script.get_hash()).arg(group.len());
+    for pending in group {
+        command.arg(&pending.key);
+    }
+    command.arg(geometries.len());
+    for geometry in &geometries {
+        command.arg(&geometry.shape).arg(&geometry.numbers);
+    }
+    for (pending, geometry) in group.iter().zip(&which) {
+        command
+            .arg(*geometry)
+            .arg(pending.now)
+            .arg(u8::from(pending.record));
+    }
+    let mut answers = command.query_async::<Vec<i64>>(&mut redis).await;
+    // A Redis that restarted (or flushed its scripts, or a replica just
+    // promoted) has lost the script: nothing of the call ran; load it (on
+    // every master of a cluster) and send again.
+    if matches!(&answers, Err(e) if e.kind() == redis::ErrorKind::NoScriptError) {
+        answers = match script.prepare_invoke().load_async(&mut redis).await {
+            Ok(_) => command.query_async(&mut redis).await,
+            Err(e) => Err(e),
+        };
+    }
+    let answers = answers.map_err(store_error)?;
+    if answers.len() != 3 * group.len() {
+        return Err(StoreError::new(format!(
+            "redis: {} numbers answered {} decisions",
+            answers.len(),
+            group.len()
+        )));
+    }
+    Ok(answers
+        .chunks_exact(3)
+        .map(|a| (a[0], a[1], a[2]))
+        .collect())
 }
 
 impl fmt::Debug for RedisRateLimitStore {
@@ -358,7 +402,7 @@ fn geometry(windows: &[WindowLimit], burst: u32) -> (String, Vec<Geometry>) {
 
 impl RedisRateLimitStore {
     /// A store on `redis`, its keys starting with `prefix` (e.g. `"wsc:"`).
-    pub fn new(redis: ConnectionManager, prefix: impl Into<String>) -> Self {
+    pub fn new(redis: RedisConnection, prefix: impl Into<String>) -> Self {
         RedisRateLimitStore {
             redis,
             prefix: prefix.into(),

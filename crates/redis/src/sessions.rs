@@ -5,8 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::RedisConnection;
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
 use wsc_core::{StoreError, Timestamp, WebSocketMessage, serialize};
 use wsc_reconnection::{
     Appended, BufferLimits, OverflowPolicy, PushOutcome, ReplayGap, SessionRecord, SessionStore,
@@ -307,7 +307,7 @@ impl Default for RedisSessionConfig {
 /// ```
 #[derive(Clone)]
 pub struct RedisSessionStore {
-    redis: ConnectionManager,
+    redis: RedisConnection,
     config: RedisSessionConfig,
     create: redis::Script,
     append: redis::Script,
@@ -356,7 +356,7 @@ fn parse_frame(entry: &[u8]) -> Result<WebSocketMessage, StoreError> {
 
 impl RedisSessionStore {
     /// A store on `redis` with `config`.
-    pub fn new(redis: ConnectionManager, config: RedisSessionConfig) -> Self {
+    pub fn new(redis: RedisConnection, config: RedisSessionConfig) -> Self {
         RedisSessionStore {
             redis,
             config,

@@ -155,6 +155,18 @@ pub fn shared_url() -> String {
     SERVER.get_or_init(RedisServer::start).url()
 }
 
+/// The Redis Cluster `cargo xtask ci` started (`WSC_REDIS_CLUSTER_URL`,
+/// `redis+cluster://…`; `cargo xtask cluster` starts one by hand), if any.
+pub fn cluster_url() -> Option<String> {
+    std::env::var("WSC_REDIS_CLUSTER_URL").ok()
+}
+
+/// Where a test that must hold on one Redis and on a cluster runs: the
+/// shared server, then the cluster when there is one.
+pub fn urls() -> Vec<String> {
+    std::iter::once(shared_url()).chain(cluster_url()).collect()
+}
+
 /// A key prefix no other test (in any process) uses.
 pub fn unique_prefix(name: &str) -> String {
     format!(

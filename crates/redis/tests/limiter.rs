@@ -59,12 +59,14 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     /// Every decision (admitted, refusing window, retry time) and every
-    /// count equals the in-memory store's, including a clock stepped back.
+    /// count equals the in-memory store's, including a clock stepped back:
+    /// on one Redis and on a Redis Cluster.
     #[test]
     fn redis_decides_exactly_like_memory(case in case()) {
         let rt = runtime();
+        for url in support::urls() {
         rt.block_on(async {
-            let redis = connect(&support::shared_url()).await.unwrap();
+            let redis = connect(&url).await.unwrap();
             let remote = RedisRateLimitStore::new(redis, support::unique_prefix("parity"));
             let memory = MemoryStore::new(16);
             let mut now = Timestamp::from_unix_micros(1_764_000_000_000_000);
@@ -91,6 +93,7 @@ proptest! {
             );
             Ok(())
         })?;
+        }
     }
 }
 
@@ -102,7 +105,12 @@ fn message() -> WebSocketMessage {
 /// one user's windows: together they admit exactly the limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_share_one_users_windows() {
-    let url = support::shared_url();
+    for url in support::urls() {
+        two_nodes_share_one_users_windows_on(&url).await;
+    }
+}
+
+async fn two_nodes_share_one_users_windows_on(url: &str) {
     let prefix = support::unique_prefix("nodes");
     let clock = ManualClock::default();
     let config = RateLimitConfig {
@@ -120,8 +128,8 @@ async fn two_nodes_share_one_users_windows() {
             Arc::new(RedisRateLimitStore::new(redis, prefix.clone())),
         )
     };
-    let a = Arc::new(node(connect(&url).await.unwrap()));
-    let b = Arc::new(node(connect(&url).await.unwrap()));
+    let a = Arc::new(node(connect(url).await.unwrap()));
+    let b = Arc::new(node(connect(url).await.unwrap()));
     let mut tasks = Vec::new();
     for limiter in [a.clone(), b.clone(), a.clone(), b.clone()] {
         tasks.push(tokio::spawn(async move {
@@ -164,10 +172,17 @@ async fn two_nodes_share_one_users_windows() {
 
 /// Concurrent decisions share pipelined round trips, and each caller gets
 /// its own exact answer: key `k{i}` admits exactly `i + 1` of the 24
-/// decisions made for it, all in flight at once with the other keys'.
+/// decisions made for it, all in flight at once with the other keys' (on a
+/// cluster the keys fall in different slots: one call per slot).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_decisions_are_batched_and_each_gets_its_answer() {
-    let redis = connect(&support::shared_url()).await.unwrap();
+    for url in support::urls() {
+        batched_on(&url).await;
+    }
+}
+
+async fn batched_on(url: &str) {
+    let redis = connect(url).await.unwrap();
     let store = Arc::new(RedisRateLimitStore::new(
         redis,
         support::unique_prefix("batch"),
@@ -215,7 +230,13 @@ async fn concurrent_decisions_are_batched_and_each_gets_its_answer() {
 /// than a window ahead.
 #[tokio::test]
 async fn a_key_expires_only_after_its_window() {
-    let redis = connect(&support::shared_url()).await.unwrap();
+    for url in support::urls() {
+        expires_on(&url).await;
+    }
+}
+
+async fn expires_on(url: &str) {
+    let redis = connect(url).await.unwrap();
     let prefix = support::unique_prefix("ttl");
     let store = RedisRateLimitStore::new(redis.clone(), prefix.clone());
     let windows = [WindowLimit::new(Duration::from_secs(60), 2)];

@@ -187,7 +187,9 @@ pub enum RedisFailurePolicy {
 /// Where a gateway keeps shared state in Redis.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RedisSettings {
-    /// `redis://host:port/db`.
+    /// `redis://host:port/db` (a `redis+cluster://` seed list is refused
+    /// by [`GatewayBuilder::build`](crate::GatewayBuilder::build): the
+    /// gateway's sessions need one Redis for now).
     pub url: String,
     /// Prefix of every key (default `"wsc:"`); gateways sharing state use
     /// the same.

@@ -94,7 +94,7 @@ pub(crate) enum UpkeepSlot {
 /// The Redis side of a gateway.
 pub(crate) struct RedisState {
     pub(crate) settings: RedisSettings,
-    pub(crate) redis: redis::aio::ConnectionManager,
+    pub(crate) redis: wsc_redis::RedisConnection,
     pub(crate) channel: String,
     pub(crate) connections: wsc_redis::RedisConnectionCounter,
     pub(crate) limiter_store: Arc<wsc_rate_limiter::FallbackStore>,

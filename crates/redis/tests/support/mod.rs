@@ -2,4 +2,4 @@
 
 #![allow(unused_imports, unreachable_pub)]
 
-pub use wsc_redis::testing::{shared_url, unique_prefix};
+pub use wsc_redis::testing::{cluster_url, shared_url, unique_prefix, urls};

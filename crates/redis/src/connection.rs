@@ -1,0 +1,148 @@
+//! [`RedisConnection`]: one Redis, or a Redis Cluster, behind one type.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Value};
+use wsc_core::StoreError;
+
+use crate::store_error;
+
+/// The URL scheme of a cluster's seed list: `redis+cluster://h1:p1,h2:p2`.
+pub const CLUSTER_SCHEME: &str = "redis+cluster://";
+
+/// A managed connection to one Redis or to a Redis Cluster, from
+/// [`connect`]: it reconnects by itself after a failure, and every command
+/// times out after one second, so an unreachable Redis turns into a
+/// [`StoreError`] quickly. On a cluster, commands go to the master of their
+/// key's slot, and `MOVED`/`ASK` redirections (a resharding, a failover)
+/// are followed by the cluster client.
+#[derive(Clone)]
+pub enum RedisConnection {
+    /// One Redis (`redis://host:port/db`).
+    Single(ConnectionManager),
+    /// A Redis Cluster (`redis+cluster://h1:p1,h2:p2`).
+    Cluster(ClusterConnection),
+}
+
+impl std::fmt::Debug for RedisConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RedisConnection::Single(_) => "RedisConnection::Single",
+            RedisConnection::Cluster(_) => "RedisConnection::Cluster",
+        })
+    }
+}
+
+impl RedisConnection {
+    /// Whether this is a cluster: a multi-key command must keep its keys in
+    /// one hash slot.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, RedisConnection::Cluster(_))
+    }
+}
+
+impl ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            RedisConnection::Single(c) => c.req_packed_command(cmd),
+            RedisConnection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            RedisConnection::Single(c) => c.req_packed_commands(cmd, offset, count),
+            RedisConnection::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConnection::Single(c) => c.get_db(),
+            RedisConnection::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// The hash slot of `key` on a Redis Cluster (CRC16 of the key, or of its
+/// `{hash tag}`, modulo 16 384): keys of one slot may share a script.
+pub fn hash_slot(key: &[u8]) -> u16 {
+    let tagged = key
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            let close = rest.iter().position(|&b| b == b'}')?;
+            (close > 0).then(|| &rest[..close])
+        })
+        .unwrap_or(key);
+    crc16::State::<crc16::XMODEM>::calculate(tagged) % 16_384
+}
+
+/// Opens a managed connection: to one Redis for `redis://host:port/db`
+/// (or `rediss://`), to a Redis Cluster for `redis+cluster://h1:p1,h2:p2`
+/// (a seed list: any reachable node tells the client the rest).
+///
+/// # Errors
+/// An invalid URL, or Redis not reachable now.
+pub async fn connect(url: &str) -> Result<RedisConnection, StoreError> {
+    if let Some(seeds) = url.strip_prefix(CLUSTER_SCHEME) {
+        let nodes: Vec<String> = seeds
+            .trim_end_matches('/')
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|node| format!("redis://{node}"))
+            .collect();
+        if nodes.is_empty() {
+            return Err(StoreError::new(format!(
+                "redis: `{url}` names no cluster node ({CLUSTER_SCHEME}host:port,host:port)"
+            )));
+        }
+        let client = ClusterClient::builder(nodes)
+            .connection_timeout(Duration::from_secs(1))
+            .response_timeout(Duration::from_secs(1))
+            .retries(3)
+            .build()
+            .map_err(store_error)?;
+        let connection = client.get_async_connection().await.map_err(store_error)?;
+        return Ok(RedisConnection::Cluster(connection));
+    }
+    let client = redis::Client::open(url).map_err(store_error)?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Duration::from_secs(1))
+        .set_response_timeout(Duration::from_secs(1))
+        .set_number_of_retries(2)
+        .set_max_delay(200);
+    let manager = ConnectionManager::new_with_config(client, config)
+        .await
+        .map_err(store_error)?;
+    Ok(RedisConnection::Single(manager))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hash_slot;
+
+    #[test]
+    fn hash_slots_are_redis_ones() {
+        // Values from `CLUSTER KEYSLOT` of Redis 7.
+        assert_eq!(hash_slot(b"foo"), 12_182);
+        assert_eq!(hash_slot(b"123456789"), 12_739);
+        assert_eq!(hash_slot(b"{user1000}.following"), hash_slot(b"user1000"));
+        assert_eq!(
+            hash_slot(b"foo{}{bar}"),
+            hash_slot(b"foo{}{bar}"),
+            "empty tag: whole key"
+        );
+        assert_ne!(hash_slot(b"foo{}{bar}"), hash_slot(b"bar"));
+    }
+}
