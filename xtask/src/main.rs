@@ -44,7 +44,7 @@ Tasks:
           license, repository, homepage, documentation, readme, keywords,
           categories) and `cargo package` verifies each (also run by ci)
   cluster a local Redis Cluster (3 masters + 3 replicas on free ports) until
-          Ctrl-C; ci starts one for the cluster tests (WSC_REDIS_CLUSTER_URL)
+          Enter; ci starts one for the cluster tests (WSC_REDIS_CLUSTER_URL)
   help    print this help
 ";
 
@@ -299,39 +299,64 @@ pub(crate) fn find_redis_server() -> Result<PathBuf, String> {
     }
 }
 
+/// A free loopback port.
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+/// Starts `redis-server` on `port` with its files in `dir`, no persistence,
+/// and `extra` options.
+fn spawn_redis(
+    binary: &Path,
+    port: u16,
+    dir: &Path,
+    extra: &[&str],
+) -> Result<std::process::Child, String> {
+    Command::new(binary)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .args(extra)
+        .arg("--dir")
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", binary.display()))
+}
+
+/// Waits until `port` accepts connections (at most 10 s).
+fn wait_accepting(port: u16) -> Result<(), String> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "redis-server on port {port} did not start within 10 s"
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(())
+}
+
 /// Finds `redis-server` (`WSC_REDIS_SERVER`, else PATH, else — as root —
 /// `apt-get install redis-server`) and starts it for the tests.
 fn start_redis() -> Result<RedisForTests, String> {
     println!("==> [redis] a redis-server for the Redis tests");
     let binary = find_redis_server()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| format!("no free port for redis-server: {e}"))?
-        .port();
+    let port = free_port()?;
     let dir = env::temp_dir().join(format!("wsc-xtask-redis-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let child = Command::new(&binary)
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(&dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+    let child = spawn_redis(&binary, port, &dir, &[])?;
     let redis = RedisForTests {
         child,
         binary,
         url: format!("redis://127.0.0.1:{port}/"),
         dir,
     };
-    let deadline = Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return Err("redis-server did not start within 10 s".into());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_accepting(port)?;
     println!("<== [redis] {} on {}", redis.binary.display(), redis.url);
     Ok(redis)
 }
@@ -395,34 +420,18 @@ pub(crate) fn start_redis_cluster() -> Result<RedisClusterForTests, String> {
         dir,
     };
     for i in 0..6 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("no free port: {e}"))?
-            .port();
+        let port = free_port()?;
         let node_dir = cluster.dir.join(format!("node-{i}"));
         std::fs::create_dir_all(&node_dir)
             .map_err(|e| format!("cannot create {}: {e}", node_dir.display()))?;
-        let child = Command::new(&server)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&node_dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", server.display()))?;
-        cluster.nodes.push(child);
+        let options = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"];
+        cluster
+            .nodes
+            .push(spawn_redis(&server, port, &node_dir, &options)?);
         cluster.ports.push(port);
     }
-    let deadline = Instant::now() + std::time::Duration::from_secs(10);
     for &port in &cluster.ports {
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                return Err("a cluster node did not start within 10 s".into());
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        wait_accepting(port)?;
     }
     let created = Command::new(&cli)
         .arg("--cluster")
@@ -457,18 +466,20 @@ pub(crate) fn start_redis_cluster() -> Result<RedisClusterForTests, String> {
     Ok(cluster)
 }
 
-/// `cargo xtask cluster`: a local cluster until Ctrl-C, for running the
-/// cluster tests by hand (`WSC_REDIS_CLUSTER_URL=… cargo test -p wsc-redis`).
+/// `cargo xtask cluster`: a local cluster until Enter (or end of input),
+/// for running the cluster tests by hand
+/// (`WSC_REDIS_CLUSTER_URL=… cargo test -p wsc-redis`).
 fn cluster() -> ExitCode {
     match start_redis_cluster() {
         Ok(cluster) => {
             println!(
-                "export WSC_REDIS_CLUSTER_URL={}\n(stops with this process: Ctrl-C)",
+                "export WSC_REDIS_CLUSTER_URL={}\n(press Enter to stop it; it stops at the end of input)",
                 cluster.url()
             );
-            loop {
-                std::thread::sleep(std::time::Duration::from_secs(3600));
-            }
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+            drop(cluster);
+            ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("xtask cluster: {e}");

@@ -63,6 +63,39 @@ fn missing_metadata(package: &Value) -> Vec<String> {
     missing
 }
 
+/// Removes what an earlier `cargo package` unpacked of these crates.
+/// Packaging several crates of a workspace verifies each against the others'
+/// packages through a local registry, which cargo unpacks under
+/// `$CARGO_HOME/registry/src/-<hash>/NAME-VERSION` and does not unpack
+/// again for the same name and version: without this, a second check from
+/// the same checkout would build against the first one's sources. Only
+/// those local registries (`-` directories) are touched, and only these
+/// crates.
+fn forget_unpacked(libraries: &[Value]) {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")));
+    let Some(sources) = home.map(|h| h.join("registry").join("src")) else {
+        return;
+    };
+    let Ok(registries) = std::fs::read_dir(&sources) else {
+        return;
+    };
+    for registry in registries.flatten() {
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        for library in libraries {
+            let (Some(name), Some(version)) =
+                (library["name"].as_str(), library["version"].as_str())
+            else {
+                continue;
+            };
+            let _ = std::fs::remove_dir_all(registry.path().join(format!("{name}-{version}")));
+        }
+    }
+}
+
 pub(crate) fn publish_check() -> ExitCode {
     println!("==> [publish-check] metadata and `cargo package` of every library crate");
     let libraries = match libraries() {
@@ -80,6 +113,7 @@ pub(crate) fn publish_check() -> ExitCode {
         );
         return ExitCode::from(1);
     }
+    forget_unpacked(&libraries);
     let mut command = cargo();
     // The working tree may hold uncommitted work while iterating; a clean
     // clone has none.
