@@ -193,9 +193,15 @@ const ROWS: &[Row] = &[
         Goal::None,
     ),
     row(
-        "Redis rate limit decision, 64 in flight (per call)",
+        "Redis rate limit decision, 64 in flight (per call; batched)",
         "redis_pipelined_64/wsc decide, two windows",
         Some(("INCR", "redis_pipelined_64/INCR (anchor)")),
+        Goal::None,
+    ),
+    row(
+        "Redis Cluster (3 masters) rate limit decision, 64 in flight (per call)",
+        "redis_cluster_64/wsc decide, two windows",
+        Some(("INCR on the cluster", "redis_cluster_64/INCR (anchor)")),
         Goal::None,
     ),
 ];
@@ -342,7 +348,18 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
     let target = target_dir();
     let criterion_dir = target.join("criterion");
     let _ = std::fs::remove_dir_all(&criterion_dir);
-    let env = [("WSC_REDIS_SERVER", redis.display().to_string())];
+    // The cluster rows: a local 3 + 3 cluster while the benches run.
+    let cluster = match crate::start_redis_cluster() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("xtask bench: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let env = [
+        ("WSC_REDIS_SERVER", redis.display().to_string()),
+        ("WSC_REDIS_CLUSTER_URL", cluster.url()),
+    ];
     let mut failures = Vec::new();
     // Build every bench target in one invocation (parallel, and each
     // dependency once) before running any.

@@ -572,7 +572,7 @@ fn ci() -> ExitCode {
         return ExitCode::from(1);
     }
     println!(
-        "xtask ci: all {} steps passed in {:.0?}",
+        "xtask ci: every step passed ({} cargo steps, the examples, publish-check) in {:.0?}",
         steps.len(),
         started.elapsed()
     );

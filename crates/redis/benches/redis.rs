@@ -1,6 +1,9 @@
 //! Rate-limit decisions per second through Redis, beside a plain `INCR` on
 //! the same server in the same run: one client awaiting each call, and 64
-//! calls in flight on the multiplexed connection (pipelined).
+//! calls in flight on the multiplexed connection (pipelined; decisions are
+//! batched into one script call). With `WSC_REDIS_CLUSTER_URL` (as
+//! `cargo xtask bench` sets) the same 64 in flight on a Redis Cluster,
+//! beside `INCR` on the cluster.
 #![allow(missing_docs)]
 
 use std::time::{Duration, Instant};
@@ -67,6 +70,46 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     let mut g = c.benchmark_group("redis_pipelined_64");
+    g.throughput(Throughput::Elements(IN_FLIGHT as u64));
+    g.bench_function("INCR (anchor)", |b| {
+        b.to_async(&rt)
+            .iter(|| join_all((0..IN_FLIGHT).map(|i| incr(format!("bench:incr:{i}")))))
+    });
+    g.bench_function("wsc decide, two windows", |b| {
+        b.to_async(&rt)
+            .iter(|| join_all((0..IN_FLIGHT).map(|i| decide(format!("user-{i}")))))
+    });
+    g.finish();
+
+    let Ok(cluster_url) = std::env::var("WSC_REDIS_CLUSTER_URL") else {
+        return;
+    };
+    let cluster = rt.block_on(connect(&cluster_url)).unwrap();
+    let store = RedisRateLimitStore::new(cluster.clone(), "bench:");
+    let decide = |key: String| {
+        let store = store.clone();
+        async move {
+            let request = WindowRequest {
+                key: &key,
+                windows: &windows,
+                burst: 0,
+                now: now(),
+                record: true,
+            };
+            store.decide(request).await.unwrap()
+        }
+    };
+    let incr = |key: String| {
+        let mut redis = cluster.clone();
+        async move {
+            redis::cmd("INCR")
+                .arg(key)
+                .query_async::<i64>(&mut redis)
+                .await
+                .unwrap()
+        }
+    };
+    let mut g = c.benchmark_group("redis_cluster_64");
     g.throughput(Throughput::Elements(IN_FLIGHT as u64));
     g.bench_function("INCR (anchor)", |b| {
         b.to_async(&rt)
