@@ -48,29 +48,37 @@ local function now_ms()
 end
 local function lease(keys, id, sessions, ms)
   for _, k in ipairs(keys) do redis.call('PEXPIRE', k, ms) end
-  redis.call('ZADD', sessions, now_ms() + ms, id)
+  -- On a cluster the index is another slot's: the caller updates it.
+  if sessions then redis.call('ZADD', sessions, now_ms() + ms, id) end
 end
 "#;
 
-/// KEYS: hash, frames, noncrit, sessions, user. ARGV: id, user, epoch,
-/// created, last_seq, lease ms, max sessions.
+/// KEYS: hash, frames, noncrit, then (one Redis) sessions, user. ARGV: id,
+/// user, epoch, created, last_seq, lease ms, max sessions. On a cluster the
+/// indexes live in other slots: the store checks the cap and indexes the
+/// session around the script.
 const CREATE: &str = r#"
-redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now_ms())
-if redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[7]) then return 0 end
+if KEYS[4] then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now_ms())
+  if redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[7]) then return 0 end
+end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 redis.call('HSET', KEYS[1], 'user', ARGV[2], 'epoch', ARGV[3], 'created', ARGV[4],
   'detached', '-1', 'last', ARGV[5], 'gone', ARGV[5], 'bytes', '0')
 lease({KEYS[1]}, ARGV[1], KEYS[4], tonumber(ARGV[6]))
-redis.call('SADD', KEYS[5], ARGV[1])
-redis.call('PEXPIRE', KEYS[5], tonumber(ARGV[6]))
+if KEYS[5] then
+  redis.call('SADD', KEYS[5], ARGV[1])
+  redis.call('PEXPIRE', KEYS[5], tonumber(ARGV[6]))
+end
 return 1
 "#;
 
-/// KEYS: hash, frames, noncrit, sessions, message ids, the previous
-/// generation of message ids. ARGV: id, now µs,
+/// KEYS: hash, frames, noncrit, message ids, the previous generation of
+/// message ids, then (one Redis) sessions. ARGV: id, now µs,
 /// max frames, max bytes, max age µs, policy (0 oldest, 1 newest, 2 low
 /// priority), critical, bytes, body, lease ms, channel, message id (may be
-/// empty). Returns {seq, dropped, dropped critical, epoch, kept, repeat},
+/// empty). Returns {seq, dropped, dropped critical, epoch, kept, repeat,
+/// renew (the attached lease had run past its half)},
 /// or nil for an unknown session. A message id appended before (a publish
 /// retried after an answer was lost) returns its first seq with repeat = 1
 /// and appends nothing. Ids are kept in two generations of up to 4 096: a
@@ -80,9 +88,9 @@ const APPEND: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local mid = ARGV[12]
 if mid ~= '' then
-  local prev = redis.call('HGET', KEYS[5], mid) or redis.call('HGET', KEYS[6], mid)
+  local prev = redis.call('HGET', KEYS[4], mid) or redis.call('HGET', KEYS[5], mid)
   if prev then
-    return {tonumber(prev), 0, 0, tonumber(redis.call('HGET', KEYS[1], 'epoch')), 1, 1}
+    return {tonumber(prev), 0, 0, tonumber(redis.call('HGET', KEYS[1], 'epoch')), 1, 1, 0}
   end
 end
 local now = tonumber(ARGV[2])
@@ -134,8 +142,12 @@ end
 local epoch = tonumber(redis.call('HGET', KEYS[1], 'epoch'))
 if st.crit == 1 then epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1) end
 redis.call('HSET', KEYS[1], 'gone', string.format('%d', st.gone), 'bytes', st.bytes)
+-- 1 when the attached lease is past its half: the index entry is renewed
+-- (here on one Redis; by the store on a cluster).
+local renew = 0
 if redis.call('HGET', KEYS[1], 'detached') == '-1' then
-  lease({KEYS[1], KEYS[2], KEYS[3]}, ARGV[1], KEYS[4], tonumber(ARGV[10]))
+  if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[10]) / 2 then renew = 1 end
+  lease({KEYS[1], KEYS[2], KEYS[3]}, ARGV[1], KEYS[6], tonumber(ARGV[10]))
 else
   -- Detached: the session's expiry stands; the lists share it.
   local pttl = redis.call('PTTL', KEYS[1])
@@ -146,16 +158,16 @@ else
 end
 if mid ~= '' then
   -- Recent ids only: a retry follows its failure closely.
-  if redis.call('HLEN', KEYS[5]) >= 4096 then redis.call('RENAME', KEYS[5], KEYS[6]) end
-  redis.call('HSET', KEYS[5], mid, seq)
+  if redis.call('HLEN', KEYS[4]) >= 4096 then redis.call('RENAME', KEYS[4], KEYS[5]) end
+  redis.call('HSET', KEYS[4], mid, seq)
   local pttl = redis.call('PTTL', KEYS[1])
   if pttl > 0 then
-    redis.call('PEXPIRE', KEYS[5], pttl)
-    if redis.call('EXISTS', KEYS[6]) == 1 then redis.call('PEXPIRE', KEYS[6], pttl) end
+    redis.call('PEXPIRE', KEYS[4], pttl)
+    if redis.call('EXISTS', KEYS[5]) == 1 then redis.call('PEXPIRE', KEYS[5], pttl) end
   end
 end
 redis.call('PUBLISH', ARGV[11], ARGV[1] .. ':' .. seq)
-return {seq, st.dropped, st.crit, epoch, kept, 0}
+return {seq, st.dropped, st.crit, epoch, kept, 0, renew}
 "#;
 
 /// KEYS: hash, frames. ARGV: last seq. Returns {0, frames...}, {-1} when
@@ -189,8 +201,10 @@ redis.call('HSET', KEYS[1], 'gone', string.format('%d', st.gone), 'bytes', st.by
 return st.dropped
 "#;
 
-/// KEYS: hash, frames, noncrit, sessions, detached, user. ARGV: id,
-/// detached µs or -1, lease ms (attached), ttl ms (detached), owner. An
+/// KEYS: hash, frames, noncrit, then (one Redis) sessions, detached, user.
+/// ARGV: id, detached µs or -1, lease ms (attached), ttl ms (detached),
+/// owner. Returns 1 when applied (the store then updates a cluster's
+/// indexes). An
 /// attach records its owner; a detach with an owner applies only if that
 /// owner still holds the session (an empty owner matches any).
 const SET_DETACHED: &str = r#"
@@ -204,25 +218,29 @@ elseif owner ~= '' then
 end
 redis.call('HSET', KEYS[1], 'detached', ARGV[2])
 local ms = tonumber(ARGV[3])
-if ARGV[2] == '-1' then
-  redis.call('ZREM', KEYS[5], ARGV[1])
-else
-  ms = tonumber(ARGV[4])
-  redis.call('ZADD', KEYS[5], ARGV[2], ARGV[1])
+if ARGV[2] ~= '-1' then ms = tonumber(ARGV[4]) end
+if KEYS[5] then
+  if ARGV[2] == '-1' then
+    redis.call('ZREM', KEYS[5], ARGV[1])
+  else
+    redis.call('ZADD', KEYS[5], ARGV[2], ARGV[1])
+  end
 end
 lease({KEYS[1], KEYS[2], KEYS[3]}, ARGV[1], KEYS[4], ms)
-if redis.call('PTTL', KEYS[6]) < ms then redis.call('PEXPIRE', KEYS[6], ms) end
+if KEYS[6] and redis.call('PTTL', KEYS[6]) < ms then redis.call('PEXPIRE', KEYS[6], ms) end
 return 1
 "#;
 
-/// KEYS: hash, frames, noncrit, sessions, detached, user, message ids (both
-/// generations). ARGV: id.
+/// KEYS: hash, frames, noncrit, message ids (both generations), then (one
+/// Redis) sessions, detached, user. ARGV: id.
 const REMOVE: &str = r#"
 local existed = redis.call('EXISTS', KEYS[1])
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[7], KEYS[8])
-redis.call('ZREM', KEYS[4], ARGV[1])
-redis.call('ZREM', KEYS[5], ARGV[1])
-redis.call('SREM', KEYS[6], ARGV[1])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+if KEYS[6] then
+  redis.call('ZREM', KEYS[6], ARGV[1])
+  redis.call('ZREM', KEYS[7], ARGV[1])
+  redis.call('SREM', KEYS[8], ARGV[1])
+end
 return existed
 "#;
 
@@ -235,6 +253,20 @@ if redis.call('HEXISTS', KEYS[5], ARGV[1]) == 1 then return 0 end
 if redis.call('HSETNX', KEYS[4], ARGV[1], 0) == 0 then return 0 end
 local pttl = redis.call('PTTL', KEYS[1])
 if pttl > 0 then redis.call('PEXPIRE', KEYS[4], pttl) end
+return 1
+"#;
+
+/// KEYS: sessions. ARGV: id, lease ms. (A cluster's index, kept apart.)
+const INDEX_LEASE: &str = r#"
+redis.call('ZADD', KEYS[1], now_ms() + tonumber(ARGV[2]), ARGV[1])
+return 1
+"#;
+
+/// KEYS: the user's index. ARGV: id, ms: the id added, the index kept at
+/// least `ms`. (A cluster's index, kept apart.)
+const INDEX_USER: &str = r#"
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2])) end
 return 1
 "#;
 
@@ -317,6 +349,8 @@ pub struct RedisSessionStore {
     remove: redis::Script,
     count: redis::Script,
     claim: redis::Script,
+    index_lease: redis::Script,
+    index_user: redis::Script,
 }
 
 impl fmt::Debug for RedisSessionStore {
@@ -368,6 +402,8 @@ impl RedisSessionStore {
             remove: script(REMOVE),
             count: script(COUNT),
             claim: script(CLAIM),
+            index_lease: script(INDEX_LEASE),
+            index_user: script(INDEX_USER),
         }
     }
 
@@ -381,8 +417,51 @@ impl RedisSessionStore {
         format!("{}frames", self.config.prefix)
     }
 
+    /// A key of a session (`{id}` as its hash tag: a session's keys share
+    /// one slot of a cluster, so its scripts may touch them together) or,
+    /// for kind `u`, of a user's index.
     fn k(&self, kind: &str, id: &str) -> String {
-        format!("{}{kind}:{id}", self.config.prefix)
+        if kind == "u" {
+            format!("{}u:{id}", self.config.prefix)
+        } else {
+            format!("{}{kind}:{{{id}}}", self.config.prefix)
+        }
+    }
+
+    /// Whether the indexes (all sessions, the detached ones, each user's)
+    /// are kept apart from the session scripts: on a cluster they live in
+    /// other slots, so the store updates them around each script (not
+    /// atomically with it: see [`RedisSessionStore`]).
+    fn apart(&self) -> bool {
+        self.redis.is_cluster()
+    }
+
+    /// A cluster's index of live sessions: `id` leased for `ms`.
+    async fn index_lease(&self, id: &str, ms: u64) -> Result<(), StoreError> {
+        let mut redis = self.redis.clone();
+        let _: i64 = self
+            .index_lease
+            .key(self.index("sessions"))
+            .arg(id)
+            .arg(ms)
+            .invoke_async(&mut redis)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// A cluster's user index: `id` added, kept at least `ms`.
+    async fn index_user(&self, user: &str, id: &str, ms: u64) -> Result<(), StoreError> {
+        let mut redis = self.redis.clone();
+        let _: i64 = self
+            .index_user
+            .key(self.k("u", user))
+            .arg(id)
+            .arg(ms)
+            .invoke_async(&mut redis)
+            .await
+            .map_err(store_error)?;
+        Ok(())
     }
 
     /// An invocation of `script` whose first keys are the session's hash,
@@ -426,11 +505,14 @@ impl RedisSessionStore {
             return Ok(());
         };
         let mut redis = self.redis.clone();
-        let _: i64 = self
-            .on_session(&self.set_detached, session_id)
-            .key(self.index("sessions"))
-            .key(self.index("detached"))
-            .key(self.k("u", &user))
+        let mut invocation = self.on_session(&self.set_detached, session_id);
+        if !self.apart() {
+            invocation
+                .key(self.index("sessions"))
+                .key(self.index("detached"))
+                .key(self.k("u", &user));
+        }
+        let applied: i64 = invocation
             .arg(session_id)
             .arg(detached_at.map_or(-1, |t| t.as_unix_micros()))
             .arg(millis(self.config.attached_lease))
@@ -439,6 +521,31 @@ impl RedisSessionStore {
             .invoke_async(&mut redis)
             .await
             .map_err(store_error)?;
+        if applied == 1 && self.apart() {
+            let ms = match detached_at {
+                None => {
+                    redis::cmd("ZREM")
+                        .arg(self.index("detached"))
+                        .arg(session_id)
+                        .query_async::<()>(&mut redis)
+                        .await
+                        .map_err(store_error)?;
+                    millis(self.config.attached_lease)
+                }
+                Some(at) => {
+                    redis::cmd("ZADD")
+                        .arg(self.index("detached"))
+                        .arg(at.as_unix_micros())
+                        .arg(session_id)
+                        .query_async::<()>(&mut redis)
+                        .await
+                        .map_err(store_error)?;
+                    millis(self.detached_ttl())
+                }
+            };
+            self.index_lease(session_id, ms).await?;
+            self.index_user(&user, session_id, ms).await?;
+        }
         Ok(())
     }
 
@@ -457,21 +564,37 @@ impl RedisSessionStore {
 impl SessionStore for RedisSessionStore {
     async fn create(&self, record: SessionRecord) -> Result<bool, StoreError> {
         let id = &record.session_id;
+        let lease = millis(self.config.attached_lease);
+        // A cluster's cap is checked before the script (two gateways
+        // creating at once may both pass it: one session over at most per
+        // concurrent create).
+        if self.apart() && self.session_count().await? >= self.config.max_sessions {
+            return Ok(false);
+        }
         let mut redis = self.redis.clone();
-        let created: i64 = self
-            .on_session(&self.create, id)
-            .key(self.index("sessions"))
-            .key(self.k("u", &record.user_id))
+        let mut invocation = self.on_session(&self.create, id);
+        if !self.apart() {
+            invocation
+                .key(self.index("sessions"))
+                .key(self.k("u", &record.user_id));
+        }
+        let created: i64 = invocation
             .arg(id)
             .arg(&record.user_id)
             .arg(record.epoch)
             .arg(record.created_at.as_unix_micros())
             .arg(record.last_seq)
-            .arg(millis(self.config.attached_lease))
+            .arg(lease)
             .arg(self.config.max_sessions)
             .invoke_async(&mut redis)
             .await
             .map_err(store_error)?;
+        if created == 1 && self.apart() {
+            // A failure here leaves the session unindexed, not lost: its
+            // keys expire with their lease.
+            self.index_lease(id, lease).await?;
+            self.index_user(&record.user_id, id, lease).await?;
+        }
         Ok(created == 1)
     }
 
@@ -521,11 +644,14 @@ impl SessionStore for RedisSessionStore {
         let body = serialize(&body_message);
         let mut redis = self.redis.clone();
         let message_id = body_message.message_id.clone().unwrap_or_default();
-        let out: Option<(u64, usize, u8, u64, u8, u8)> = self
-            .on_session(&self.append, session_id)
-            .key(self.index("sessions"))
+        let mut invocation = self.on_session(&self.append, session_id);
+        invocation
             .key(self.k("m", session_id))
-            .key(self.k("m2", session_id))
+            .key(self.k("m2", session_id));
+        if !self.apart() {
+            invocation.key(self.index("sessions"));
+        }
+        let out: Option<(u64, usize, u8, u64, u8, u8, u8)> = invocation
             .arg(session_id)
             .arg(now.as_unix_micros())
             .arg(limits.max_frames)
@@ -541,8 +667,14 @@ impl SessionStore for RedisSessionStore {
             .invoke_async(&mut redis)
             .await
             .map_err(store_error)?;
-        Ok(
-            out.map(|(seq, dropped, dropped_critical, epoch, _kept, repeat)| {
+        if let Some((.., 1)) = out
+            && self.apart()
+        {
+            self.index_lease(session_id, millis(self.config.attached_lease))
+                .await?;
+        }
+        Ok(out.map(
+            |(seq, dropped, dropped_critical, epoch, _kept, repeat, _)| {
                 body_message.seq = Some(seq);
                 Appended {
                     push: PushOutcome {
@@ -555,8 +687,8 @@ impl SessionStore for RedisSessionStore {
                     },
                     epoch,
                 }
-            }),
-        )
+            },
+        ))
     }
 
     async fn replay_after(
@@ -629,17 +761,35 @@ impl SessionStore for RedisSessionStore {
     async fn remove(&self, session_id: &str) -> Result<bool, StoreError> {
         let user = self.user_of(session_id).await?.unwrap_or_default();
         let mut redis = self.redis.clone();
-        let existed: i64 = self
-            .on_session(&self.remove, session_id)
-            .key(self.index("sessions"))
-            .key(self.index("detached"))
-            .key(self.k("u", &user))
+        let mut invocation = self.on_session(&self.remove, session_id);
+        invocation
             .key(self.k("m", session_id))
-            .key(self.k("m2", session_id))
+            .key(self.k("m2", session_id));
+        if !self.apart() {
+            invocation
+                .key(self.index("sessions"))
+                .key(self.index("detached"))
+                .key(self.k("u", &user));
+        }
+        let existed: i64 = invocation
             .arg(session_id)
             .invoke_async(&mut redis)
             .await
             .map_err(store_error)?;
+        if self.apart() {
+            for (command, key) in [
+                ("ZREM", self.index("sessions")),
+                ("ZREM", self.index("detached")),
+                ("SREM", self.k("u", &user)),
+            ] {
+                redis::cmd(command)
+                    .arg(key)
+                    .arg(session_id)
+                    .query_async::<()>(&mut redis)
+                    .await
+                    .map_err(store_error)?;
+            }
+        }
         Ok(existed == 1)
     }
 

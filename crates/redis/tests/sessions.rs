@@ -68,8 +68,9 @@ proptest! {
         ops in prop::collection::vec(op(), 1..50),
     ) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        for url in support::urls() {
         rt.block_on(async {
-            let redis = connect(&support::shared_url()).await.unwrap();
+            let redis = connect(&url).await.unwrap();
             let remote = RedisSessionStore::new(redis, RedisSessionConfig {
                 prefix: support::unique_prefix("sessions"),
                 limits,
@@ -137,12 +138,19 @@ proptest! {
             prop_assert!(remote.replay_after("s1", 0).await.unwrap().is_none());
             Ok(())
         })?;
+        }
     }
 }
 
 #[tokio::test]
 async fn expiry_count_cap_and_unknown_sessions() {
-    let redis = connect(&support::shared_url()).await.unwrap();
+    for url in support::urls() {
+        expiry_count_cap_and_unknown_sessions_on(&url).await;
+    }
+}
+
+async fn expiry_count_cap_and_unknown_sessions_on(url: &str) {
+    let redis = connect(url).await.unwrap();
     let store = RedisSessionStore::new(
         redis,
         RedisSessionConfig {
@@ -199,7 +207,13 @@ async fn expiry_count_cap_and_unknown_sessions() {
 /// it) must not append the frame twice.
 #[tokio::test]
 async fn a_retried_append_with_the_same_message_id_is_not_duplicated() {
-    let redis = connect(&support::shared_url()).await.unwrap();
+    for url in support::urls() {
+        a_retried_append_with_the_same_message_id_is_not_duplicated_on(&url).await;
+    }
+}
+
+async fn a_retried_append_with_the_same_message_id_is_not_duplicated_on(url: &str) {
+    let redis = connect(url).await.unwrap();
     let store = RedisSessionStore::new(
         redis,
         RedisSessionConfig {
@@ -252,7 +266,13 @@ async fn a_retried_append_with_the_same_message_id_is_not_duplicated() {
 /// would forget the id appended just before), and memory stays bounded.
 #[tokio::test]
 async fn message_ids_are_remembered_in_two_bounded_generations() {
-    let redis = connect(&support::shared_url()).await.unwrap();
+    for url in support::urls() {
+        message_ids_are_remembered_in_two_bounded_generations_on(&url).await;
+    }
+}
+
+async fn message_ids_are_remembered_in_two_bounded_generations_on(url: &str) {
+    let redis = connect(url).await.unwrap();
     let store = RedisSessionStore::new(
         redis,
         RedisSessionConfig {
