@@ -185,8 +185,9 @@ struct ServeArgs {
     /// `POST /api/publish` (without it, the publish API is off).
     #[arg(long, env = "WSC_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
-    /// Shared state in Redis (`redis://host:port/db`): rate limits,
-    /// sessions and connection counts shared by every gateway on it.
+    /// Shared state in Redis (`redis://host:port/db`, or a Redis Cluster's
+    /// seed list `redis+cluster://h1:p1,h2:p2`): rate limits, sessions and
+    /// connection counts shared by every gateway on it.
     #[arg(long, env = "WSC_REDIS")]
     redis: Option<String>,
     #[command(flatten)]

@@ -34,6 +34,13 @@ impl Drop for AnnouncementListener {
 /// [`SessionRegistry::catch_up_all`]; it reconnects by itself after a
 /// failure. Must be called within a tokio runtime.
 ///
+/// On a Redis Cluster (`redis+cluster://h1:p1,h2:p2`) it subscribes on one
+/// node: a cluster's classic `PUBLISH` reaches every node (the
+/// announcements are small wake-ups, so sending each to every node costs
+/// little, where sharded pub/sub would need one subscription per shard and
+/// a resubscription on every slot move). When that node fails, the next
+/// seed is tried, and the catch-up covers what was missed.
+///
 /// # Errors
 /// An invalid URL.
 pub fn spawn_announcement_listener(
@@ -41,10 +48,25 @@ pub fn spawn_announcement_listener(
     channel: String,
     registry: Arc<SessionRegistry>,
 ) -> Result<AnnouncementListener, StoreError> {
-    let client = redis::Client::open(url).map_err(store_error)?;
+    let clients = match url.strip_prefix(crate::CLUSTER_SCHEME) {
+        Some(seeds) => seeds
+            .trim_end_matches('/')
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|node| redis::Client::open(format!("redis://{node}")).map_err(store_error))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => vec![redis::Client::open(url).map_err(store_error)?],
+    };
+    if clients.is_empty() {
+        return Err(StoreError::new(format!("redis: `{url}` names no node")));
+    }
     let task = tokio::spawn(async move {
+        let mut next = 0;
         loop {
-            match subscribe(&client, &channel).await {
+            let client = &clients[next % clients.len()];
+            next += 1;
+            match subscribe(client, &channel).await {
                 Ok(mut pubsub) => {
                     if let Err(e) = registry.catch_up_all().await {
                         tracing::warn!(error = %e, "catching up sessions after subscribing failed");

@@ -9,8 +9,8 @@
 //! ([`spawn_announcement_listener`]), per-user connection counts that heal
 //! when a gateway dies ([`RedisConnectionCounter`]) and the shared
 //! resume-token secret ([`shared_token_secret`]). [`connect`] opens one
-//! Redis or a Redis Cluster (`redis+cluster://h1:p1,h2:p2`; the rate limits
-//! and connection counts run on a cluster, the session store not yet).
+//! Redis or a Redis Cluster (`redis+cluster://h1:p1,h2:p2`; everything here
+//! runs on either).
 //! [`testing`] starts a throwaway `redis-server` for tests.
 //!
 //! The gateway (`wsc-server`) uses all of it: `Gateway::builder(..).redis(..)`,

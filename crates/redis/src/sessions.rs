@@ -318,7 +318,11 @@ impl Default for RedisSessionConfig {
 /// is atomic across nodes, with the in-memory buffer's exact semantics
 /// (checked side by side by a property test). A sorted set indexes live
 /// sessions (for the cap and the count), another the detached ones (for
-/// expiry), a set each user's. Every append also publishes
+/// expiry), a set each user's; on a Redis Cluster these indexes live in
+/// other slots than the session (whose keys share its id as hash tag), so
+/// they are updated around the scripts rather than inside them (the cap is
+/// checked before a create; an update lost to a failure leaves a session
+/// unindexed, its keys still expiring with their lease). Every append also publishes
 /// `session_id:seq` on the store's channel, so the node the session is
 /// attached to learns of frames another node published.
 ///

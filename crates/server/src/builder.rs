@@ -88,20 +88,11 @@ impl GatewayBuilder {
     /// a tokio runtime (see [`Gateway::router`]).
     ///
     /// # Errors
-    /// Redis (when set) not reachable at startup; a Redis Cluster URL
-    /// (`redis+cluster://`): the gateway's sessions do not run on a cluster
-    /// yet (the `wsc-redis` rate limits and connection counts do).
+    /// Redis (when set) not reachable at startup.
     pub async fn build(self) -> Result<Gateway, StoreError> {
         let redis = match self.redis {
             None => None,
             Some(settings) => {
-                if settings.url.starts_with(wsc_redis::CLUSTER_SCHEME) {
-                    return Err(StoreError::new(
-                        "the gateway's sessions do not run on Redis Cluster yet: use one Redis \
-                         (with a replica) for --redis; wsc-redis's rate limits and connection \
-                         counts do run on a cluster",
-                    ));
-                }
                 let conn = wsc_redis::connect(&settings.url).await?;
                 let secret = wsc_redis::shared_token_secret(&conn, &settings.prefix).await?;
                 Some((settings, conn, secret))
@@ -550,25 +541,5 @@ impl Gateway {
             );
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A cluster URL is refused with a message saying what runs on a
-    /// cluster, before anything is connected (no sessions that would fail
-    /// at their first multi-key script).
-    #[tokio::test]
-    async fn a_cluster_url_is_refused_clearly() {
-        let built = Gateway::builder(GatewayConfig::default())
-            .redis(RedisSettings::new(
-                "redis+cluster://127.0.0.1:1,127.0.0.1:2",
-            ))
-            .build()
-            .await;
-        let e = built.expect_err("refused");
-        assert!(e.to_string().contains("Redis Cluster"), "{e}");
     }
 }

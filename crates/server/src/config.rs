@@ -187,9 +187,8 @@ pub enum RedisFailurePolicy {
 /// Where a gateway keeps shared state in Redis.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RedisSettings {
-    /// `redis://host:port/db` (a `redis+cluster://` seed list is refused
-    /// by [`GatewayBuilder::build`](crate::GatewayBuilder::build): the
-    /// gateway's sessions need one Redis for now).
+    /// `redis://host:port/db`, or a Redis Cluster's seed list
+    /// `redis+cluster://h1:p1,h2:p2`.
     pub url: String,
     /// Prefix of every key (default `"wsc:"`); gateways sharing state use
     /// the same.

@@ -388,3 +388,94 @@ async fn a_frame_published_on_one_gateway_reaches_a_session_on_the_other() {
     let answer = post(frame).await;
     assert!(answer.ends_with(r#"{"sessions":0}"#), "a repeat: {answer}");
 }
+
+/// On a Redis Cluster (the one `cargo xtask ci` starts): a run on gateway
+/// A, its client cut twice, resuming on B and then on C while the run goes
+/// on on A (live frames reach B and C through the cluster's pub/sub): every
+/// frame once, in order; and the message limit holds across the three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_a_client_resumes_on_every_other_gateway_of_three() {
+    let Some(url) = wsc_redis::testing::cluster_url() else {
+        eprintln!("no WSC_REDIS_CLUSTER_URL: run `cargo xtask ci` (or `cargo xtask cluster`)");
+        return;
+    };
+    let config = GatewayConfig {
+        max_messages_per_minute: 12,
+        ..Default::default()
+    };
+    let redis = settings(&url, RedisFailurePolicy::FailOpen);
+    let nodes = [
+        node(config.clone(), redis.clone()).await,
+        node(config.clone(), redis.clone()).await,
+        node(config, redis).await,
+    ];
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut ws, hello) = connect(&nodes[0], "user_id=cy").await;
+    let tools = ["search", "calculator", "browser", "code", "mail", "maps"];
+    send(
+        &mut ws,
+        WebSocketMessage::new(
+            MessageType::StartAgent,
+            json!({"tools": tools, "step_delay_ms": 60}),
+        ),
+    )
+    .await;
+    let total = 3 + 2 * tools.len() as u64;
+    let mut last = 0;
+    for (hop, node) in nodes.iter().enumerate().skip(1) {
+        while last < 4 * hop as u64 {
+            let f = next_frame(&mut ws).await;
+            assert_eq!(f.seq, Some(last + 1), "in order, once");
+            last += 1;
+        }
+        drop(ws); // abrupt; the run goes on on A
+        let query = format!(
+            "user_id=cy&session_id={}&resume_token={}&last_seq={last}",
+            hello["session_id"].as_str().unwrap(),
+            hello["resume_token"].as_str().unwrap()
+        );
+        let (again, welcome) = connect(node, &query).await;
+        assert_eq!(
+            welcome["resumed"], true,
+            "resumed on gateway {hop}: {welcome}"
+        );
+        ws = again;
+    }
+    let mut end = None;
+    while last < total {
+        let f = next_frame(&mut ws).await;
+        assert_eq!(
+            f.seq,
+            Some(last + 1),
+            "no gap, no duplicate across gateways"
+        );
+        last += 1;
+        end = Some(f.message_type);
+    }
+    assert_eq!(end, Some(MessageType::AgentCompleted));
+    // The message limit counts across the three gateways on the cluster:
+    // the start above was one message, so eleven more pings pass.
+    let (mut pongs, mut refused) = (0, 0);
+    let mut sockets = Vec::new();
+    for node in &nodes {
+        sockets.push(connect(node, "user_id=cy").await.0);
+    }
+    for i in 0..18 {
+        let ws = &mut sockets[i % 3];
+        send(
+            ws,
+            WebSocketMessage::new(MessageType::Ping, json!({"i": i})),
+        )
+        .await;
+        match next_frame(ws).await.message_type {
+            MessageType::Pong => pongs += 1,
+            MessageType::Error => refused += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        (pongs, refused),
+        (11, 7),
+        "one window across three gateways"
+    );
+}
