@@ -77,8 +77,9 @@ return 1
 /// message ids, then (one Redis) sessions. ARGV: id, now µs,
 /// max frames, max bytes, max age µs, policy (0 oldest, 1 newest, 2 low
 /// priority), critical, bytes, body, lease ms, channel, message id (may be
-/// empty). Returns {seq, dropped, dropped critical, epoch, kept, repeat,
-/// renew (the attached lease had run past its half)},
+/// empty), the highest seq this node got for the session (0: none).
+/// Returns {seq, dropped, dropped critical, epoch, kept, repeat, renew (the
+/// attached lease had run past its half)},
 /// or nil for an unknown session. A message id appended before (a publish
 /// retried after an answer was lost) returns its first seq with repeat = 1
 /// and appends nothing. Ids are kept in two generations of up to 4 096: a
@@ -100,9 +101,20 @@ local max_age = tonumber(ARGV[5])
 local policy = ARGV[6]
 local critical = ARGV[7] == '1'
 local size = tonumber(ARGV[8])
-local seq = redis.call('HINCRBY', KEYS[1], 'last', 1)
 st.gone = tonumber(redis.call('HGET', KEYS[1], 'gone'))
 st.bytes = tonumber(redis.call('HGET', KEYS[1], 'bytes'))
+local known = tonumber(ARGV[13])
+if known > tonumber(redis.call('HGET', KEYS[1], 'last')) then
+  -- The appending node numbered frames up to `known` that this store no
+  -- longer has (a failover promoted a replica that had not received them).
+  -- Their numbers are not reused: the buffer restarts after `known`, so a
+  -- client that has every frame through `known` resumes, and one that
+  -- lacks any is refused (a gap), never served a hole or a seq twice.
+  while pop_front(KEYS[2], KEYS[3], false) do end
+  st.gone = known
+  redis.call('HSET', KEYS[1], 'last', string.format('%d', known))
+end
+local seq = redis.call('HINCRBY', KEYS[1], 'last', 1)
 while true do
   local e = redis.call('LINDEX', KEYS[2], 0)
   if not e then break end
@@ -355,6 +367,11 @@ pub struct RedisSessionStore {
     claim: redis::Script,
     index_lease: redis::Script,
     index_user: redis::Script,
+    /// The highest seq each session's appends got from this node: an append
+    /// that finds the store behind it (a failover lost acknowledged frames)
+    /// skips the lost numbers (see `APPEND`). Bounded by `max_sessions`;
+    /// removed with the session.
+    numbered: Arc<dashmap::DashMap<String, u64>>,
 }
 
 impl fmt::Debug for RedisSessionStore {
@@ -408,6 +425,7 @@ impl RedisSessionStore {
             claim: script(CLAIM),
             index_lease: script(INDEX_LEASE),
             index_user: script(INDEX_USER),
+            numbered: Arc::default(),
         }
     }
 
@@ -438,6 +456,16 @@ impl RedisSessionStore {
     /// atomically with it: see [`RedisSessionStore`]).
     fn apart(&self) -> bool {
         self.redis.is_cluster()
+    }
+
+    /// Remembers that `session_id` has frames through `seq` (bounded: past
+    /// `max_sessions` entries new sessions are not tracked).
+    fn remember_numbered(&self, session_id: &str, seq: u64) {
+        if let Some(mut known) = self.numbered.get_mut(session_id) {
+            *known = (*known).max(seq);
+        } else if self.numbered.len() < self.config.max_sessions {
+            self.numbered.insert(session_id.to_owned(), seq);
+        }
     }
 
     /// A cluster's index of live sessions: `id` leased for `ms`.
@@ -568,6 +596,7 @@ impl RedisSessionStore {
 impl SessionStore for RedisSessionStore {
     async fn create(&self, record: SessionRecord) -> Result<bool, StoreError> {
         let id = &record.session_id;
+        self.numbered.remove(id);
         let lease = millis(self.config.attached_lease);
         // A cluster's cap is checked before the script (two gateways
         // creating at once may both pass it: one session over at most per
@@ -668,9 +697,13 @@ impl SessionStore for RedisSessionStore {
             .arg(millis(self.config.attached_lease))
             .arg(self.channel())
             .arg(message_id)
+            .arg(self.numbered.get(session_id).map_or(0, |n| *n))
             .invoke_async(&mut redis)
             .await
             .map_err(store_error)?;
+        if let Some((seq, ..)) = out {
+            self.remember_numbered(session_id, seq);
+        }
         if let Some((.., 1)) = out
             && self.apart()
         {
@@ -763,6 +796,7 @@ impl SessionStore for RedisSessionStore {
     }
 
     async fn remove(&self, session_id: &str) -> Result<bool, StoreError> {
+        self.numbered.remove(session_id);
         let user = self.user_of(session_id).await?.unwrap_or_default();
         let mut redis = self.redis.clone();
         let mut invocation = self.on_session(&self.remove, session_id);

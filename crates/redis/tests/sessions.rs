@@ -315,3 +315,100 @@ async fn message_ids_are_remembered_in_two_bounded_generations_on(url: &str) {
     assert!(known(4_096).await && known(8_191).await && known(8_192).await);
     assert!(append(0).await.push.frame.is_some(), "forgotten: new again");
 }
+
+/// A failover that loses acknowledged appends (the promoted replica had
+/// not received them; simulated by restoring the session's keys as they
+/// were before the last two appends): the next append does not reuse their
+/// seqs. A client that has every frame resumes without a hole; one that
+/// lacks a lost frame is refused (a gap) — never a hole, never a seq twice.
+#[tokio::test]
+async fn appends_lost_in_a_failover_never_have_their_seqs_reused() {
+    for url in support::urls() {
+        lost_appends_on(&url).await;
+    }
+}
+
+async fn lost_appends_on(url: &str) {
+    let mut redis = connect(url).await.unwrap();
+    let prefix = support::unique_prefix("failover");
+    let store = RedisSessionStore::new(
+        redis.clone(),
+        RedisSessionConfig {
+            prefix: prefix.clone(),
+            ..Default::default()
+        },
+    );
+    let t0 = Timestamp::from_unix_micros(1_764_000_000_000_000);
+    let record = SessionRecord {
+        session_id: "s".into(),
+        user_id: "cy".into(),
+        epoch: 1,
+        created_at: t0,
+        detached_at: None,
+        last_seq: 0,
+    };
+    assert!(store.create(record).await.unwrap());
+    let frame = |n: u64| WebSocketMessage::new(MessageType::AgentThinking, json!({"n": n}));
+    for n in 1..=3 {
+        store.append("s", frame(n), 10, t0).await.unwrap().unwrap();
+    }
+    // What the replica has when the master dies: the session after seq 3.
+    let keys: Vec<String> = ["s", "f", "n"]
+        .iter()
+        .map(|kind| format!("{prefix}{kind}:{{s}}"))
+        .collect();
+    let mut snapshot = Vec::new();
+    for key in &keys {
+        let dumped: Option<Vec<u8>> = redis::cmd("DUMP")
+            .arg(key)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        snapshot.push(dumped);
+    }
+    // Seqs 4 and 5 are acknowledged (and delivered), then lost.
+    for n in 4..=5 {
+        let appended = store.append("s", frame(n), 10, t0).await.unwrap().unwrap();
+        assert_eq!(appended.push.seq, n);
+    }
+    for (key, dumped) in keys.iter().zip(snapshot) {
+        let restore = match dumped {
+            Some(value) => {
+                let mut restore = redis::cmd("RESTORE");
+                restore.arg(key).arg(60_000).arg(value).arg("REPLACE");
+                restore
+            }
+            // A key the replica did not have yet.
+            None => {
+                let mut delete = redis::cmd("DEL");
+                delete.arg(key);
+                delete
+            }
+        };
+        restore.query_async::<()>(&mut redis).await.unwrap();
+    }
+    // The run goes on: its next frames are numbered after what was lost.
+    let six = store.append("s", frame(6), 10, t0).await.unwrap().unwrap();
+    let seven = store.append("s", frame(7), 10, t0).await.unwrap().unwrap();
+    assert_eq!(
+        (six.push.seq, seven.push.seq),
+        (6, 7),
+        "lost seqs not reused"
+    );
+    // A client that had 5 resumes with 6 and 7; one that had 3 or 4 lacks a
+    // lost frame: refused, told.
+    let after_five = store.replay_after("s", 5).await.unwrap().unwrap().unwrap();
+    let payloads: Vec<_> = after_five.iter().map(|f| f.payload["n"].clone()).collect();
+    assert_eq!(payloads, [json!(6), json!(7)], "on {url}");
+    for lacking in [3, 4] {
+        assert!(
+            store
+                .replay_after("s", lacking)
+                .await
+                .unwrap()
+                .unwrap()
+                .is_err(),
+            "a client lacking a lost frame is refused (last seq {lacking}) on {url}"
+        );
+    }
+}
