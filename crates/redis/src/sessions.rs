@@ -458,6 +458,17 @@ impl RedisSessionStore {
         self.redis.is_cluster()
     }
 
+    /// Adds the indexes (all sessions, the detached ones, `user`'s) as the
+    /// script's last keys on one Redis; on a cluster they are updated apart.
+    fn with_indexes(&self, invocation: &mut redis::ScriptInvocation<'_>, user: &str) {
+        if !self.apart() {
+            invocation
+                .key(self.index("sessions"))
+                .key(self.index("detached"))
+                .key(self.k("u", user));
+        }
+    }
+
     /// Remembers that `session_id` has frames through `seq` (bounded: past
     /// `max_sessions` entries new sessions are not tracked).
     fn remember_numbered(&self, session_id: &str, seq: u64) {
@@ -470,24 +481,28 @@ impl RedisSessionStore {
 
     /// A cluster's index of live sessions: `id` leased for `ms`.
     async fn index_lease(&self, id: &str, ms: u64) -> Result<(), StoreError> {
-        let mut redis = self.redis.clone();
-        let _: i64 = self
-            .index_lease
-            .key(self.index("sessions"))
-            .arg(id)
-            .arg(ms)
-            .invoke_async(&mut redis)
+        self.index_apart(&self.index_lease, self.index("sessions"), id, ms)
             .await
-            .map_err(store_error)?;
-        Ok(())
     }
 
     /// A cluster's user index: `id` added, kept at least `ms`.
     async fn index_user(&self, user: &str, id: &str, ms: u64) -> Result<(), StoreError> {
+        self.index_apart(&self.index_user, self.k("u", user), id, ms)
+            .await
+    }
+
+    /// Runs an index script (`INDEX_LEASE`, `INDEX_USER`) on `key` for
+    /// session `id` and `ms`.
+    async fn index_apart(
+        &self,
+        script: &redis::Script,
+        key: String,
+        id: &str,
+        ms: u64,
+    ) -> Result<(), StoreError> {
         let mut redis = self.redis.clone();
-        let _: i64 = self
-            .index_user
-            .key(self.k("u", user))
+        let _: i64 = script
+            .key(key)
             .arg(id)
             .arg(ms)
             .invoke_async(&mut redis)
@@ -538,12 +553,7 @@ impl RedisSessionStore {
         };
         let mut redis = self.redis.clone();
         let mut invocation = self.on_session(&self.set_detached, session_id);
-        if !self.apart() {
-            invocation
-                .key(self.index("sessions"))
-                .key(self.index("detached"))
-                .key(self.k("u", &user));
-        }
+        self.with_indexes(&mut invocation, &user);
         let applied: i64 = invocation
             .arg(session_id)
             .arg(detached_at.map_or(-1, |t| t.as_unix_micros()))
@@ -803,12 +813,7 @@ impl SessionStore for RedisSessionStore {
         invocation
             .key(self.k("m", session_id))
             .key(self.k("m2", session_id));
-        if !self.apart() {
-            invocation
-                .key(self.index("sessions"))
-                .key(self.index("detached"))
-                .key(self.k("u", &user));
-        }
+        self.with_indexes(&mut invocation, &user);
         let existed: i64 = invocation
             .arg(session_id)
             .invoke_async(&mut redis)

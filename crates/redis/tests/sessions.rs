@@ -13,6 +13,18 @@ use wsc_reconnection::{
 };
 use wsc_redis::{RedisSessionConfig, RedisSessionStore, connect};
 
+/// Session `s` of user `cy`, new at `t0`.
+fn session_s(t0: Timestamp) -> SessionRecord {
+    SessionRecord {
+        session_id: "s".into(),
+        user_id: "cy".into(),
+        epoch: 1,
+        created_at: t0,
+        detached_at: None,
+        last_seq: 0,
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Op {
     Append {
@@ -222,15 +234,7 @@ async fn a_retried_append_with_the_same_message_id_is_not_duplicated_on(url: &st
         },
     );
     let t0 = Timestamp::from_unix_micros(1_764_000_000_000_000);
-    let record = SessionRecord {
-        session_id: "s".into(),
-        user_id: "cy".into(),
-        epoch: 1,
-        created_at: t0,
-        detached_at: None,
-        last_seq: 0,
-    };
-    assert!(store.create(record).await.unwrap());
+    assert!(store.create(session_s(t0)).await.unwrap());
     let msg =
         |id: &str| WebSocketMessage::new(MessageType::AgentThinking, json!({})).with_message_id(id);
     let first = store
@@ -339,15 +343,7 @@ async fn lost_appends_on(url: &str) {
         },
     );
     let t0 = Timestamp::from_unix_micros(1_764_000_000_000_000);
-    let record = SessionRecord {
-        session_id: "s".into(),
-        user_id: "cy".into(),
-        epoch: 1,
-        created_at: t0,
-        detached_at: None,
-        last_seq: 0,
-    };
-    assert!(store.create(record).await.unwrap());
+    assert!(store.create(session_s(t0)).await.unwrap());
     let frame = |n: u64| WebSocketMessage::new(MessageType::AgentThinking, json!({"n": n}));
     for n in 1..=3 {
         store.append("s", frame(n), 10, t0).await.unwrap().unwrap();

@@ -98,6 +98,39 @@ async fn status_soon(node: &Node, query: &str, want: u16, tries: u32, every: Dur
     false
 }
 
+/// The query resuming `hello`'s session for `user` after `last`.
+fn resume_query(user: &str, hello: &Value, last: u64) -> String {
+    format!(
+        "user_id={user}&session_id={}&resume_token={}&last_seq={last}",
+        hello["session_id"].as_str().unwrap(),
+        hello["resume_token"].as_str().unwrap()
+    )
+}
+
+/// Reads frames `last + 1 ..= total`, each once and in order; their types.
+async fn read_through(ws: &mut Ws, last: &mut u64, total: u64) -> Vec<MessageType> {
+    let mut types = Vec::new();
+    while *last < total {
+        let f = next_frame(ws).await;
+        assert_eq!(
+            f.seq,
+            Some(*last + 1),
+            "no gap, no duplicate across gateways"
+        );
+        *last += 1;
+        types.push(f.message_type);
+    }
+    types
+}
+
+/// Starts a simulated run calling `tools`, `delay_ms` between events;
+/// returns how many frames it sends.
+async fn start_run(ws: &mut Ws, tools: &[&str], delay_ms: u64) -> u64 {
+    let start = json!({"tools": tools, "step_delay_ms": delay_ms});
+    send(ws, WebSocketMessage::new(MessageType::StartAgent, start)).await;
+    3 + 2 * tools.len() as u64
+}
+
 async fn send(ws: &mut Ws, msg: WebSocketMessage) {
     ws.send(Message::text(serialize(&msg))).await.unwrap();
 }
@@ -110,16 +143,12 @@ async fn a_client_dropped_on_one_gateway_resumes_on_the_other_with_exactly_what_
     )
     .await;
     let (mut ws, hello) = connect(&a, "user_id=ann").await;
-    let tools = ["search", "calculator", "browser", "code", "mail"];
-    send(
+    let total = start_run(
         &mut ws,
-        WebSocketMessage::new(
-            MessageType::StartAgent,
-            json!({"tools": tools, "step_delay_ms": 40}),
-        ),
+        &["search", "calculator", "browser", "code", "mail"],
+        40,
     )
     .await;
-    let total = 3 + 2 * tools.len() as u64;
     let mut last = 0;
     while last < 4 {
         let f = next_frame(&mut ws).await;
@@ -128,24 +157,9 @@ async fn a_client_dropped_on_one_gateway_resumes_on_the_other_with_exactly_what_
     }
     drop(ws); // abrupt: no close handshake; the agent keeps running on A
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let query = format!(
-        "user_id=ann&session_id={}&resume_token={}&last_seq={last}",
-        hello["session_id"].as_str().unwrap(),
-        hello["resume_token"].as_str().unwrap()
-    );
-    let (mut ws, again) = connect(&b, &query).await;
+    let (mut ws, again) = connect(&b, &resume_query("ann", &hello, last)).await;
     assert_eq!(again["resumed"], true, "{again}");
-    let mut types = Vec::new();
-    while last < total {
-        let f = next_frame(&mut ws).await;
-        assert_eq!(
-            f.seq,
-            Some(last + 1),
-            "no gap, no duplicate across gateways"
-        );
-        last += 1;
-        types.push(f.message_type);
-    }
+    let types = read_through(&mut ws, &mut last, total).await;
     assert_eq!(types.last(), Some(&MessageType::AgentCompleted));
     assert!(b.gateway.stats().resumes >= 1);
     // And the run validated on the gateway it ran on.
@@ -412,15 +426,7 @@ async fn on_a_cluster_a_client_resumes_on_every_other_gateway_of_three() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (mut ws, hello) = connect(&nodes[0], "user_id=cy").await;
     let tools = ["search", "calculator", "browser", "code", "mail", "maps"];
-    send(
-        &mut ws,
-        WebSocketMessage::new(
-            MessageType::StartAgent,
-            json!({"tools": tools, "step_delay_ms": 60}),
-        ),
-    )
-    .await;
-    let total = 3 + 2 * tools.len() as u64;
+    let total = start_run(&mut ws, &tools, 60).await;
     let mut last = 0;
     for (hop, node) in nodes.iter().enumerate().skip(1) {
         while last < 4 * hop as u64 {
@@ -429,30 +435,15 @@ async fn on_a_cluster_a_client_resumes_on_every_other_gateway_of_three() {
             last += 1;
         }
         drop(ws); // abrupt; the run goes on on A
-        let query = format!(
-            "user_id=cy&session_id={}&resume_token={}&last_seq={last}",
-            hello["session_id"].as_str().unwrap(),
-            hello["resume_token"].as_str().unwrap()
-        );
-        let (again, welcome) = connect(node, &query).await;
+        let (again, welcome) = connect(node, &resume_query("cy", &hello, last)).await;
         assert_eq!(
             welcome["resumed"], true,
             "resumed on gateway {hop}: {welcome}"
         );
         ws = again;
     }
-    let mut end = None;
-    while last < total {
-        let f = next_frame(&mut ws).await;
-        assert_eq!(
-            f.seq,
-            Some(last + 1),
-            "no gap, no duplicate across gateways"
-        );
-        last += 1;
-        end = Some(f.message_type);
-    }
-    assert_eq!(end, Some(MessageType::AgentCompleted));
+    let types = read_through(&mut ws, &mut last, total).await;
+    assert_eq!(types.last(), Some(&MessageType::AgentCompleted));
     // The message limit counts across the three gateways on the cluster:
     // the start above was one message, so eleven more pings pass.
     let (mut pongs, mut refused) = (0, 0);
