@@ -17,8 +17,9 @@ pub const CLUSTER_SCHEME: &str = "redis+cluster://";
 /// [`connect`]: it reconnects by itself after a failure, and every command
 /// times out after one second, so an unreachable Redis turns into a
 /// [`StoreError`] quickly. On a cluster, commands go to the master of their
-/// key's slot, and `MOVED`/`ASK` redirections (a resharding, a failover)
-/// are followed by the cluster client.
+/// key's slot, and `MOVED`/`ASK` redirections (a resharding) are followed
+/// by the cluster client; after a master fails, see the known problem in
+/// the project's `docs/scaling.md`.
 #[derive(Clone)]
 pub enum RedisConnection {
     /// One Redis (`redis://host:port/db`).
