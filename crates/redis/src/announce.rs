@@ -48,12 +48,9 @@ pub fn spawn_announcement_listener(
     channel: String,
     registry: Arc<SessionRegistry>,
 ) -> Result<AnnouncementListener, StoreError> {
-    let clients = match url.strip_prefix(crate::CLUSTER_SCHEME) {
+    let clients = match crate::connection::cluster_seeds(url) {
         Some(seeds) => seeds
-            .trim_end_matches('/')
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
+            .iter()
             .map(|node| redis::Client::open(format!("redis://{node}")).map_err(store_error))
             .collect::<Result<Vec<_>, _>>()?,
         None => vec![redis::Client::open(url).map_err(store_error)?],

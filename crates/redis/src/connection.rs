@@ -43,6 +43,39 @@ impl RedisConnection {
     pub fn is_cluster(&self) -> bool {
         matches!(self, RedisConnection::Cluster(_))
     }
+
+    /// Which of `keys` may share one script call, as groups of their
+    /// indexes: all of them on one Redis; on a cluster, those of one hash
+    /// slot (a script's keys must share one).
+    pub(crate) fn script_groups<K: AsRef<[u8]>>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Vec<Vec<usize>> {
+        let keys = keys.into_iter();
+        if !self.is_cluster() {
+            return vec![(0..keys.count()).collect()];
+        }
+        let mut by_slot: std::collections::BTreeMap<u16, Vec<usize>> = Default::default();
+        for (i, key) in keys.enumerate() {
+            by_slot.entry(hash_slot(key.as_ref())).or_default().push(i);
+        }
+        by_slot.into_values().collect()
+    }
+}
+
+/// The nodes (`host:port`) of a cluster URL's seed list, or `None` for a
+/// URL of one Redis.
+pub(crate) fn cluster_seeds(url: &str) -> Option<Vec<String>> {
+    let seeds = url.strip_prefix(CLUSTER_SCHEME)?;
+    Some(
+        seeds
+            .trim_end_matches('/')
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    )
 }
 
 impl ConnectionLike for RedisConnection {
@@ -95,14 +128,8 @@ pub fn hash_slot(key: &[u8]) -> u16 {
 /// # Errors
 /// An invalid URL, or Redis not reachable now.
 pub async fn connect(url: &str) -> Result<RedisConnection, StoreError> {
-    if let Some(seeds) = url.strip_prefix(CLUSTER_SCHEME) {
-        let nodes: Vec<String> = seeds
-            .trim_end_matches('/')
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|node| format!("redis://{node}"))
-            .collect();
+    if let Some(seeds) = cluster_seeds(url) {
+        let nodes: Vec<String> = seeds.iter().map(|node| format!("redis://{node}")).collect();
         if nodes.is_empty() {
             return Err(StoreError::new(format!(
                 "redis: `{url}` names no cluster node ({CLUSTER_SCHEME}host:port,host:port)"

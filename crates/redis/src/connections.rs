@@ -139,20 +139,14 @@ impl RedisConnectionCounter {
     pub async fn refresh(&self, connections: &[(String, String)]) -> Result<(), StoreError> {
         // On a cluster a script's keys must share a hash slot: one call per
         // slot (users of one slot together).
-        let mut groups: Vec<(u16, Vec<(String, String)>)> = Vec::new();
-        if self.redis.is_cluster() {
-            for (user, connection) in connections {
-                let slot = crate::hash_slot(self.key(user).as_bytes());
-                let pair = (user.clone(), connection.clone());
-                match groups.iter_mut().find(|(s, _)| *s == slot) {
-                    Some((_, members)) => members.push(pair),
-                    None => groups.push((slot, vec![pair])),
-                }
-            }
-        } else {
-            groups.push((0, connections.to_vec()));
-        }
-        for chunk in groups.iter().flat_map(|(_, members)| members.chunks(256)) {
+        let keys: Vec<String> = connections.iter().map(|(user, _)| self.key(user)).collect();
+        let groups: Vec<Vec<&(String, String)>> = self
+            .redis
+            .script_groups(&keys)
+            .into_iter()
+            .map(|members| members.into_iter().map(|i| &connections[i]).collect())
+            .collect();
+        for chunk in groups.iter().flat_map(|members| members.chunks(256)) {
             let mut invocation = self.refresh.prepare_invoke();
             invocation.arg(self.lease_ms());
             for (user, connection) in chunk {

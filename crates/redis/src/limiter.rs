@@ -262,19 +262,7 @@ async fn batches(
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         // One script call per batch; on a cluster, one per hash slot (a
         // script's keys must share one), the calls in flight together.
-        let groups: Vec<Vec<usize>> = if redis.is_cluster() {
-            let mut by_slot: Vec<(u16, Vec<usize>)> = Vec::new();
-            for (i, pending) in batch.iter().enumerate() {
-                let slot = crate::hash_slot(pending.key.as_bytes());
-                match by_slot.iter_mut().find(|(s, _)| *s == slot) {
-                    Some((_, members)) => members.push(i),
-                    None => by_slot.push((slot, vec![i])),
-                }
-            }
-            by_slot.into_iter().map(|(_, members)| members).collect()
-        } else {
-            vec![(0..batch.len()).collect()]
-        };
+        let groups = redis.script_groups(batch.iter().map(|p| p.key.as_bytes()));
         let calls = groups.iter().map(|members| {
             let group: Vec<&Pending> = members.iter().map(|&i| &batch[i]).collect();
             let redis = redis.clone();
