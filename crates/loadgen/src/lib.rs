@@ -158,6 +158,12 @@ pub struct DemoReport {
     pub resumes: u64,
     /// Resumes the gateway refused (a fresh session was started).
     pub resumes_refused: u64,
+    /// Runs cut short by a refused resume: the gateway told the client it
+    /// could not give the rest (`gap`, `epoch_mismatch`, `expired`, …), and
+    /// the client started afresh — not lost silently, so their missing
+    /// events are not in [`events_lost`](Self::events_lost); but not
+    /// complete either, so [`passed`](Self::passed) is false.
+    pub runs_told: u64,
     /// Resumes accepted by another gateway than the one the connection
     /// was lost on.
     pub resumes_on_other_gateway: u64,
@@ -186,7 +192,9 @@ pub struct DemoReport {
 }
 
 impl DemoReport {
-    /// Nothing lost, nothing duplicated, every run complete and validated.
+    /// Nothing lost, nothing duplicated, every run complete and validated
+    /// (a run whose client was told is not complete: see
+    /// [`runs_told`](Self::runs_told)).
     pub fn passed(&self) -> bool {
         self.events_lost == 0
             && self.events_duplicated == 0
@@ -196,7 +204,7 @@ impl DemoReport {
 
     /// The report as an aligned two-column table.
     pub fn to_table(&self) -> String {
-        let rows: [(&str, String); 18] = [
+        let rows: [(&str, String); 19] = [
             ("agent", self.agent.clone()),
             ("gateways", self.gateways.to_string()),
             ("users", self.users.to_string()),
@@ -211,6 +219,7 @@ impl DemoReport {
             ("connections dropped", self.disconnects.to_string()),
             ("resumes", self.resumes.to_string()),
             ("resumes refused", self.resumes_refused.to_string()),
+            ("runs told (resume refused)", self.runs_told.to_string()),
             (
                 "resumes on another gateway",
                 self.resumes_on_other_gateway.to_string(),
@@ -267,6 +276,7 @@ struct UserOutcome {
     latency_us: Vec<u64>,
     resumes: u64,
     resumes_refused: u64,
+    told: u64,
     wire_duplicates: u64,
     resumes_elsewhere: u64,
 }
@@ -343,6 +353,7 @@ pub async fn run_demo(
         report.rate_limited += outcome.rate_limited;
         report.resumes += outcome.resumes;
         report.resumes_refused += outcome.resumes_refused;
+        report.runs_told += outcome.told;
         report.wire_duplicates_dropped += outcome.wire_duplicates;
         report.resumes_on_other_gateway += outcome.resumes_elsewhere;
         for us in outcome.latency_us {
@@ -440,6 +451,7 @@ async fn run_user(
         let mut received: Vec<MessageType> = Vec::with_capacity(expected.len());
         let deadline = tokio::time::Instant::now() + config.run_timeout;
         let mut gave_up = false;
+        let mut told = false;
         while !matches!(
             received.last(),
             Some(MessageType::AgentCompleted | MessageType::AgentError)
@@ -460,6 +472,13 @@ async fn run_user(
                 ClientEvent::Connected(outcome) => {
                     pending_drop = false;
                     let reconnected = outcome.resume_requested;
+                    // A refused resume in the middle of this run: the rest
+                    // of it stays in the old session; the client was told.
+                    if reconnected && !outcome.resumed && run_id.is_some() {
+                        out.connected(outcome, &mut current_url);
+                        told = true;
+                        break;
+                    }
                     out.connected(outcome, &mut current_url);
                     if reconnected && run_id.is_none() {
                         client.send(start.clone());
@@ -531,10 +550,14 @@ async fn run_user(
         } else {
             (expected.len() as u64).saturating_sub(received.len() as u64)
         };
-        if run_id.is_some() {
+        if told {
+            out.told += 1;
+        } else if run_id.is_some() {
             out.lost += lost;
         }
-        if complete {
+        if told {
+            // Neither lost nor a failure: told.
+        } else if complete {
             out.runs_completed += 1;
             // The gateway's event monitor checks it too, at the end.
             out.run_ids.extend(run_id);

@@ -744,20 +744,29 @@ impl SessionRegistry {
     }
 
     /// Catches up every session attached here (after announcements may have
-    /// been missed, e.g. when a store's listener reconnects).
+    /// been missed, e.g. when a store's listener reconnects). A session
+    /// whose store call fails does not stop the others (on a Redis Cluster
+    /// one shard can be down while the rest answer).
+    ///
+    /// # Errors
+    /// The first store failure, after every session was tried; calling
+    /// again retries the sessions still behind.
     pub async fn catch_up_all(&self) -> Result<(), SessionError> {
         let sessions: Vec<(String, Arc<Mutex<Live>>)> = self
             .live
             .iter()
             .map(|e| (e.key().clone(), e.value().clone()))
             .collect();
+        let mut first_error = None;
         for (id, live) in sessions {
             let mut live = live.lock().await;
-            if live.attachment.is_some() {
-                self.catch_up(&id, &mut live).await?;
+            if live.attachment.is_some()
+                && let Err(e) = self.catch_up(&id, &mut live).await
+            {
+                first_error.get_or_insert(e);
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Detaches a connection (its socket closed). Only the current

@@ -31,8 +31,11 @@ impl Drop for AnnouncementListener {
 ///
 /// Pub/sub delivers at most once, so whenever the subscription is
 /// (re)established the listener also runs
-/// [`SessionRegistry::catch_up_all`]; it reconnects by itself after a
-/// failure. Must be called within a tokio runtime.
+/// [`SessionRegistry::catch_up_all`], and again every half second until it
+/// succeeds, and after a delivery that failed (the store did not answer):
+/// a frame is never left undelivered because Redis was briefly away. It
+/// reconnects by itself after a failure. Must be called within a tokio
+/// runtime.
 ///
 /// On a Redis Cluster (`redis+cluster://h1:p1,h2:p2`) it subscribes on one
 /// node: a cluster's classic `PUBLISH` reaches every node (the
@@ -65,20 +68,32 @@ pub fn spawn_announcement_listener(
             next += 1;
             match subscribe(client, &channel).await {
                 Ok(mut pubsub) => {
-                    if let Err(e) = registry.catch_up_all().await {
-                        tracing::warn!(error = %e, "catching up sessions after subscribing failed");
-                    }
+                    // Behind: announcements may have been missed (before
+                    // this subscription, or a delivery that failed); caught
+                    // up now and retried every half second until it works.
+                    let mut behind = !catch_up(&registry).await;
+                    let mut retry = tokio::time::interval(CATCH_UP_RETRY);
+                    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     let mut messages = pubsub.on_message();
-                    while let Some(message) = messages.next().await {
-                        let payload: String = message.get_payload().unwrap_or_default();
-                        let Some((session, seq)) = payload.rsplit_once(':') else {
-                            continue;
-                        };
-                        let Ok(seq) = seq.parse::<u64>() else {
-                            continue;
-                        };
-                        if let Err(e) = registry.deliver_remote(session, seq).await {
-                            tracing::warn!(error = %e, "delivering a remote frame failed");
+                    loop {
+                        tokio::select! {
+                            message = messages.next() => {
+                                let Some(message) = message else { break };
+                                let payload: String = message.get_payload().unwrap_or_default();
+                                let Some((session, seq)) = payload.rsplit_once(':') else {
+                                    continue;
+                                };
+                                let Ok(seq) = seq.parse::<u64>() else {
+                                    continue;
+                                };
+                                if let Err(e) = registry.deliver_remote(session, seq).await {
+                                    tracing::warn!(error = %e, "delivering a remote frame failed: catching up later");
+                                    behind = true;
+                                }
+                            }
+                            _ = retry.tick(), if behind => {
+                                behind = !catch_up(&registry).await;
+                            }
                         }
                     }
                     tracing::warn!("announcement subscription lost; resubscribing");
@@ -89,6 +104,20 @@ pub fn spawn_announcement_listener(
         }
     });
     Ok(AnnouncementListener { task })
+}
+
+/// How often a listener that is behind retries its catch-up.
+const CATCH_UP_RETRY: Duration = Duration::from_millis(500);
+
+/// Catches up every session attached here; whether that worked.
+async fn catch_up(registry: &SessionRegistry) -> bool {
+    match registry.catch_up_all().await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "catching up sessions failed: retrying");
+            false
+        }
+    }
 }
 
 async fn subscribe(

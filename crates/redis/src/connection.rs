@@ -18,8 +18,9 @@ pub const CLUSTER_SCHEME: &str = "redis+cluster://";
 /// times out after one second, so an unreachable Redis turns into a
 /// [`StoreError`] quickly. On a cluster, commands go to the master of their
 /// key's slot, and `MOVED`/`ASK` redirections (a resharding) are followed
-/// by the cluster client; after a master fails, see the known problem in
-/// the project's `docs/scaling.md`.
+/// by the cluster client; when a master dies, its slots fail until a
+/// replica takes over and the client, sent elsewhere by a `MOVED`, learns
+/// the new slot map (a few seconds; see the project's `docs/scaling.md`).
 #[derive(Clone)]
 pub enum RedisConnection {
     /// One Redis (`redis://host:port/db`).

@@ -48,6 +48,7 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     durable: bool,
+    cluster: bool,
 }
 
 impl RedisServer {
@@ -56,7 +57,7 @@ impl RedisServer {
     /// # Panics
     /// If `redis-server` is missing or does not start within 10 s.
     pub fn start() -> RedisServer {
-        Self::launch(false)
+        Self::launch(false, false)
     }
 
     /// Starts a server that logs every write to an append-only file synced
@@ -65,10 +66,10 @@ impl RedisServer {
     /// # Panics
     /// As [`start`](Self::start).
     pub fn start_durable() -> RedisServer {
-        Self::launch(true)
+        Self::launch(true, false)
     }
 
-    fn launch(durable: bool) -> RedisServer {
+    fn launch(durable: bool, cluster: bool) -> RedisServer {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -84,6 +85,7 @@ impl RedisServer {
             port,
             dir,
             durable,
+            cluster,
         };
         server.restart();
         server
@@ -124,6 +126,9 @@ impl RedisServer {
         } else {
             command.args(["--appendonly", "no"]);
         }
+        if self.cluster {
+            command.args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]);
+        }
         let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -142,6 +147,147 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A Redis Cluster of its own for a test that breaks it (kills a master):
+/// 3 masters and 3 replicas on free loopback ports, created with
+/// `redis-cli --cluster create`; every node killed when dropped.
+///
+/// ```no_run
+/// let mut cluster = wsc_redis::testing::RedisCluster::start();
+/// let url = cluster.url(); // redis+cluster://127.0.0.1:P1,…
+/// let master = cluster.masters()[0];
+/// cluster.kill(master);   // its replica takes over
+/// cluster.wait_ok();
+/// # let _ = url;
+/// ```
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+/// `redis-cli`: `WSC_REDIS_CLI`, else beside `redis-server`, else PATH.
+fn redis_cli_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("WSC_REDIS_CLI") {
+        return PathBuf::from(p);
+    }
+    let beside = redis_server_binary().with_file_name("redis-cli");
+    if beside.is_file() {
+        return beside;
+    }
+    PathBuf::from("redis-cli")
+}
+
+impl RedisCluster {
+    /// Starts the six nodes, creates the cluster and waits until every node
+    /// says `cluster_state:ok` and every replica has its first copy of its
+    /// master (see [`wait_ok`](Self::wait_ok)).
+    ///
+    /// # Panics
+    /// If a node does not start, `redis-cli` is missing or the cluster is
+    /// not ready within 30 s.
+    pub fn start() -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..6).map(|_| RedisServer::launch(false, true)).collect();
+        let status = Command::new(redis_cli_binary())
+            .arg("--cluster")
+            .arg("create")
+            .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("redis-cli runs (Debian package redis-tools)");
+        assert!(status.success(), "redis-cli --cluster create failed");
+        let cluster = RedisCluster { nodes };
+        cluster.wait_ok();
+        cluster
+    }
+
+    /// `redis+cluster://127.0.0.1:P1,…`, every node.
+    pub fn url(&self) -> String {
+        let nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        format!("redis+cluster://{}", nodes.join(","))
+    }
+
+    fn cli(&self, port: u16, args: &[&str]) -> String {
+        let out = Command::new(redis_cli_binary())
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The ports of the live masters that hold slots.
+    pub fn masters(&self) -> Vec<u16> {
+        let Some(alive) = self.nodes.iter().find(|n| n.child.is_some()) else {
+            return Vec::new();
+        };
+        self.cli(alive.port, &["cluster", "nodes"])
+            .lines()
+            .filter(|l| l.contains("master") && !l.contains("fail") && l.split(' ').count() > 8)
+            .filter_map(|l| {
+                let address = l.split(' ').nth(1)?;
+                address.split([':', '@']).nth(1)?.parse().ok()
+            })
+            .collect()
+    }
+
+    /// Moves `slots` hash slots, with their keys, from the master on `from`
+    /// to the master on `to` (`redis-cli --cluster reshard`), while the
+    /// cluster serves.
+    ///
+    /// # Panics
+    /// If `redis-cli` fails.
+    pub fn reshard(&self, from: u16, to: u16, slots: u32) {
+        let id = |port| self.cli(port, &["cluster", "myid"]).trim().to_owned();
+        let status = Command::new(redis_cli_binary())
+            .args(["--cluster", "reshard", &format!("127.0.0.1:{from}")])
+            .args(["--cluster-from", &id(from), "--cluster-to", &id(to)])
+            .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("redis-cli runs");
+        assert!(status.success(), "redis-cli --cluster reshard failed");
+    }
+
+    /// Kills the node on `port` with SIGKILL, as a crash would.
+    pub fn kill(&mut self, port: u16) {
+        if let Some(node) = self.nodes.iter_mut().find(|n| n.port == port) {
+            node.kill();
+        }
+    }
+
+    /// Waits until every live node says `cluster_state:ok` and every live
+    /// replica's link to its master is up (after a kill: until the dead
+    /// master's replica has taken over; after [`start`](Self::start): until
+    /// every replica has its first copy, without which it could not take
+    /// over).
+    ///
+    /// # Panics
+    /// If that takes more than 30 s.
+    pub fn wait_ok(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+            loop {
+                let info = self.cli(node.port, &["info", "replication"]);
+                let replica_down =
+                    info.contains("role:slave") && !info.contains("master_link_status:up");
+                let cluster = self.cli(node.port, &["cluster", "info"]);
+                if cluster.contains("cluster_state:ok") && !replica_down {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the cluster did not recover in 30 s"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
     }
 }
 

@@ -1,6 +1,9 @@
 //! Two session registries ("nodes") sharing one Redis: a client attached on
 //! one node gets, exactly once and in order, the frames both nodes publish,
-//! across drops and resumes that alternate between the nodes.
+//! across drops and resumes that alternate between the nodes — also when
+//! its node's store calls fail for a while (a Redis Cluster shard in
+//! failover), simulated here with a Redis ACL user whose rights are taken
+//! away and given back.
 
 mod support;
 
@@ -17,17 +20,23 @@ use wsc_redis::{RedisSessionConfig, RedisSessionStore, connect, spawn_announceme
 
 struct Node {
     registry: Arc<SessionRegistry>,
-    _listener: wsc_redis::AnnouncementListener,
+    _listener: Option<wsc_redis::AnnouncementListener>,
 }
 
 async fn node(url: &str, prefix: &str) -> Node {
+    node_with(url, Some(url), prefix).await
+}
+
+/// A node whose store talks to Redis through `store_url` and whose
+/// announcement listener (if any) through `listen_url`.
+async fn node_with(store_url: &str, listen_url: Option<&str>, prefix: &str) -> Node {
     let limits = BufferLimits {
         max_frames: 100_000,
         max_bytes: 64 << 20,
         ..Default::default()
     };
     let store = RedisSessionStore::new(
-        connect(url).await.unwrap(),
+        connect(store_url).await.unwrap(),
         RedisSessionConfig {
             prefix: prefix.to_owned(),
             limits,
@@ -46,10 +55,57 @@ async fn node(url: &str, prefix: &str) -> Node {
         wsc_core::SystemClock::shared(),
         Arc::new(store),
     ));
-    let listener = spawn_announcement_listener(url, channel, registry.clone()).unwrap();
+    let listener =
+        listen_url.map(|url| spawn_announcement_listener(url, channel, registry.clone()).unwrap());
     Node {
         registry,
         _listener: listener,
+    }
+}
+
+/// A Redis ACL user on the shared server whose rights a test can take away
+/// (its store calls then fail with `NOPERM`) and give back.
+struct AclUser {
+    admin: redis::aio::MultiplexedConnection,
+    name: String,
+    url: String,
+}
+
+impl AclUser {
+    async fn create(url: &str) -> AclUser {
+        let admin = redis::Client::open(url)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let name = support::unique_prefix("acl").replace(':', "-");
+        let mut user = AclUser {
+            admin,
+            url: url.replacen("redis://", &format!("redis://{name}:secret@"), 1),
+            name,
+        };
+        user.set(&["on", ">secret", "~*", "&*", "+@all"]).await;
+        user
+    }
+
+    async fn set(&mut self, rules: &[&str]) {
+        let mut cmd = redis::cmd("ACL");
+        cmd.arg("SETUSER").arg(&self.name).arg(rules);
+        let () = cmd.query_async(&mut self.admin).await.unwrap();
+    }
+}
+
+impl Drop for AclUser {
+    fn drop(&mut self) {
+        let mut admin = self.admin.clone();
+        let name = self.name.clone();
+        tokio::spawn(async move {
+            let _: Result<(), _> = redis::cmd("ACL")
+                .arg("DELUSER")
+                .arg(name)
+                .query_async(&mut admin)
+                .await;
+        });
     }
 }
 
@@ -163,4 +219,84 @@ async fn a_late_detach_on_the_old_node_does_not_detach_the_new_one() {
         .unwrap()
         .unwrap();
     assert_eq!(record.detached_at, None, "still attached on node B");
+}
+
+/// A frame announced while the attached node could not read the store
+/// (the announcement is gone, and it was the last one) still arrives once
+/// the store answers again: the listener keeps catching up until it works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_announced_while_the_store_failed_arrive_when_it_is_back() {
+    let url = support::shared_url();
+    let prefix = support::unique_prefix("behind");
+    let mut user = AclUser::create(&url).await;
+    let a = node(&url, &prefix).await;
+    let b = node_with(&user.url, Some(&url), &prefix).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut attached = b.registry.open("be").await.unwrap();
+    let session = attached.session_id.clone();
+    let mut last = 0;
+    for i in 0..3 {
+        a.registry.publish(&session, frame(i)).await.unwrap();
+    }
+    read(&mut attached.frames, &mut last, 3).await;
+
+    // Node B's store calls fail; A publishes the run's last two frames.
+    user.set(&["-@all"]).await;
+    for i in 3..5 {
+        a.registry.publish(&session, frame(i)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        attached.frames.try_recv().is_err(),
+        "nothing can arrive while B cannot read"
+    );
+    user.set(&["+@all"]).await;
+    read(&mut attached.frames, &mut last, 2).await;
+    assert_eq!(last, 5);
+}
+
+/// Catching up every session does not stop at the first one whose store
+/// call fails: the others get their frames (on a Redis Cluster one shard
+/// can be down while the others answer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catching_up_goes_past_a_session_whose_store_call_fails() {
+    let url = support::shared_url();
+    let prefix = support::unique_prefix("past");
+    let mut user = AclUser::create(&url).await;
+    let a = node(&url, &prefix).await;
+    // No listener on B: only `catch_up_all` brings it what A publishes.
+    let b = node_with(&user.url, None, &prefix).await;
+    let mut sessions = Vec::new();
+    for _ in 0..20 {
+        sessions.push(b.registry.open("cu").await.unwrap());
+    }
+    for s in &sessions {
+        a.registry.publish(&s.session_id, frame(0)).await.unwrap();
+    }
+    // B may read only the keys of every other session.
+    let readable: Vec<String> = sessions
+        .iter()
+        .step_by(2)
+        .map(|s| format!("~*{}*", s.session_id))
+        .collect();
+    let mut rules = vec!["resetkeys"];
+    rules.extend(readable.iter().map(String::as_str));
+    user.set(&rules).await;
+    let caught_up = b.registry.catch_up_all().await;
+    assert!(caught_up.is_err(), "half the sessions could not be read");
+    for (i, s) in sessions.iter_mut().enumerate() {
+        let got = s.frames.try_recv();
+        if i % 2 == 0 {
+            let frame = got.expect("a readable session was caught up");
+            assert_eq!(frame.seq, Some(1));
+        } else {
+            assert!(got.is_err(), "an unreadable session got nothing");
+        }
+    }
+    // Its rights back, the rest catch up on the next call.
+    user.set(&["~*"]).await;
+    b.registry.catch_up_all().await.unwrap();
+    for s in sessions.iter_mut().skip(1).step_by(2) {
+        assert_eq!(s.frames.try_recv().unwrap().seq, Some(1));
+    }
 }

@@ -1,7 +1,9 @@
 //! Two gateways sharing a real redis-server: resumes across gateways over
 //! real sockets, limits and connection caps across both, and Redis killed
 //! and restarted under load (fail-open keeps serving and loses nothing;
-//! fail-closed refuses and recovers).
+//! fail-closed refuses and recovers). Three gateways on a Redis Cluster:
+//! resumes on each, a master killed under load (its replica takes over)
+//! and slots moved under load.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 use wsc_core::{MessageType, WebSocketMessage, parse_server_frame, serialize};
 use wsc_loadgen::{DemoConfig, DemoProgress, run_demo};
-use wsc_redis::testing::{RedisServer, shared_url, unique_prefix};
+use wsc_redis::testing::{RedisCluster, RedisServer, shared_url, unique_prefix};
 use wsc_server::{Gateway, GatewayConfig, RedisFailurePolicy, RedisSettings, SimulatedAgent};
 
 /// The event monitors of in-process gateways, for `run_demo`'s second check.
@@ -469,4 +471,122 @@ async fn on_a_cluster_a_client_resumes_on_every_other_gateway_of_three() {
         (11, 7),
         "one window across three gateways"
     );
+}
+
+/// Three gateways on a Redis Cluster of their own under demo load (30
+/// users, `runs` runs each); after 0.8 s, `during` does something to the
+/// cluster (on a blocking thread). Returns the load's report once it is
+/// over, and the cluster.
+async fn cluster_under_load(
+    runs: usize,
+    during: impl FnOnce(&mut RedisCluster) + Send + 'static,
+) -> (wsc_loadgen::DemoReport, RedisCluster) {
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap();
+    let config = GatewayConfig {
+        max_handshakes_per_ip: 0,
+        max_messages_per_ip_per_minute: Some(0),
+        ..Default::default()
+    };
+    let redis = settings(&cluster.url(), RedisFailurePolicy::FailOpen);
+    let nodes = [
+        node(config.clone(), redis.clone()).await,
+        node(config.clone(), redis.clone()).await,
+        node(config, redis).await,
+    ];
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let gateways: Vec<Gateway> = nodes.iter().map(|n| n.gateway.clone()).collect();
+    let urls: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("ws://{}/ws", n.addr))
+        .collect();
+    let load = tokio::spawn(async move {
+        let config = DemoConfig {
+            users: 30,
+            runs,
+            disconnect_rate: 0.3,
+            step_delay: Duration::from_millis(40),
+            flood_pings: 0,
+            seed: Some(23),
+            ..Default::default()
+        };
+        run_demo(
+            &monitors(&gateways),
+            &urls,
+            &config,
+            Arc::new(DemoProgress::default()),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let cluster = tokio::task::spawn_blocking(move || {
+        let mut cluster = cluster;
+        during(&mut cluster);
+        cluster
+    })
+    .await
+    .unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(180), load)
+        .await
+        .expect("the load finishes")
+        .unwrap();
+    eprintln!("{}", report.to_table());
+    (report, cluster)
+}
+
+/// Nothing lost, nothing twice, every run checked.
+fn assert_exact(report: &wsc_loadgen::DemoReport) {
+    let table = report.to_table();
+    assert_eq!(report.events_duplicated, 0, "{table}");
+    assert_eq!(report.events_lost, 0, "nothing lost silently: {table}");
+    assert_eq!(report.runs_failed_validation, 0, "{table}");
+    assert!(report.runs_completed > 0, "{table}");
+}
+
+/// The failover test: a master is killed under load, its replica takes
+/// over. Every run is either complete, once and in order, or its client
+/// was told (a refused resume) — both counted; nothing lost silently,
+/// nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_killed_under_load_loses_nothing_silently() {
+    let (report, cluster) = cluster_under_load(6, |cluster| {
+        let master = cluster.masters()[0];
+        cluster.kill(master);
+        cluster.wait_ok();
+        let masters = cluster.masters();
+        assert!(
+            masters.len() == 3 && !masters.contains(&master),
+            "a replica took over from {master}: masters now {masters:?}"
+        );
+    })
+    .await;
+    assert_exact(&report);
+    assert_eq!(
+        report.runs_completed + report.runs_told,
+        report.runs,
+        "every run complete or its client told: {}",
+        report.to_table()
+    );
+    drop(cluster);
+}
+
+/// Slots moved from one master to another under load (`redis-cli --cluster
+/// reshard`, keys migrated while the gateways use them, `ASK` and
+/// `TRYAGAIN` followed): every run complete, once and in order; nobody
+/// even needs to be told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resharding_under_load_loses_nothing() {
+    // 5 000 of a master's 5 461 slots move while 30 users run 20 runs
+    // each: about as long, so most sessions on that master move in use.
+    let (report, cluster) = cluster_under_load(20, |cluster| {
+        let masters = cluster.masters();
+        cluster.reshard(masters[0], masters[1], 5000);
+        cluster.wait_ok();
+    })
+    .await;
+    assert_exact(&report);
+    assert_eq!(report.runs_completed, report.runs, "{}", report.to_table());
+    assert_eq!(report.resumes_refused, 0, "{}", report.to_table());
+    drop(cluster);
 }
