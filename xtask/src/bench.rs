@@ -40,6 +40,13 @@ enum Goal {
     NanosAtMost(f64),
     /// Our throughput at least this fraction of the anchor's.
     ThroughputAtLeast(f64),
+    /// Our ratio to the anchor at most `1 / gain` of the row `before`'s
+    /// ratio to its anchor (both measured in the same run): `gain` times
+    /// the operations per anchor operation.
+    GainAtLeast {
+        before: &'static str,
+        gain: f64,
+    },
     None,
 }
 
@@ -203,6 +210,36 @@ const ROWS: &[Row] = &[
         "redis_cluster_64/wsc decide, two windows",
         Some(("INCR on the cluster", "redis_cluster_64/INCR (anchor)")),
         Goal::None,
+    ),
+    row(
+        "Redis CPU per decision, 64 in flight, each user once a second: the 2026-11-25 script",
+        "redis_cpu_64_one_per_second/wsc decide, 2026-11-25 script (before)",
+        Some(("INCR", "redis_cpu_64_one_per_second/INCR (anchor)")),
+        Goal::None,
+    ),
+    row(
+        "Redis CPU per decision, 64 in flight, each user once a second: now",
+        "redis_cpu_64_one_per_second/wsc decide, two windows",
+        Some(("INCR", "redis_cpu_64_one_per_second/INCR (anchor)")),
+        Goal::GainAtLeast {
+            before: "redis_cpu_64_one_per_second/wsc decide, 2026-11-25 script (before)",
+            gain: 5.0,
+        },
+    ),
+    row(
+        "Redis CPU per decision, 64 in flight, each user 50 times a second: the 2026-11-25 script",
+        "redis_cpu_64_fifty_per_second/wsc decide, 2026-11-25 script (before)",
+        Some(("INCR", "redis_cpu_64_fifty_per_second/INCR (anchor)")),
+        Goal::None,
+    ),
+    row(
+        "Redis CPU per decision, 64 in flight, each user 50 times a second: now",
+        "redis_cpu_64_fifty_per_second/wsc decide, two windows",
+        Some(("INCR", "redis_cpu_64_fifty_per_second/INCR (anchor)")),
+        Goal::GainAtLeast {
+            before: "redis_cpu_64_fifty_per_second/wsc decide, 2026-11-25 script (before)",
+            gain: 5.0,
+        },
     ),
 ];
 
@@ -421,6 +458,23 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
             (Goal::NanosAtMost(g), Some(o), _) => (format!("≤ {}", human(g)), o <= g),
             (Goal::ThroughputAtLeast(g), _, Some(x)) => {
                 (format!("≥ {g}× anchor throughput"), x <= 1.0 / g)
+            }
+            (Goal::GainAtLeast { before, gain }, _, Some(x)) => {
+                let before = results
+                    .get(before)
+                    .copied()
+                    .zip(anchor)
+                    .map(|(b, (_, a))| b / a);
+                match before {
+                    Some(b) => (
+                        format!(
+                            "≥ {gain}× the decisions per anchor of the row above (now {:.1}×)",
+                            b / x
+                        ),
+                        b / x >= gain,
+                    ),
+                    None => (String::from("(no result for the row above)"), false),
+                }
             }
             (Goal::None, ..) => (String::from("—"), true),
             _ => (String::from("(no result)"), false),

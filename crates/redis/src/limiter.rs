@@ -18,21 +18,30 @@ use crate::store_error;
 /// each — atomically, as Redis runs a script alone, and in order (a later
 /// request of the batch sees an earlier one's admission).
 ///
-/// One string per key, packed little-endian like the in-memory store's
-/// rings: the windows' geometry (`shape`: a different geometry resets the
-/// key, as in memory), then per enabled window its head (the newest tick
-/// seen, i64; a clock stepped back is treated as that tick), its total
-/// (u32: the admissions in the window) and `span + 1` slots (u32: slot `k`
-/// counts the one live tick `t` with `t mod (span + 1) = k`). A decision is
-/// one GET and, when it records (or is the first of a new tick), one SET
-/// with the key's expiry: O(1) reads and writes whatever the windows'
-/// lengths (the ticks that left a window since its head are subtracted as
-/// they are met, at most `span + 1`, once per tick). Only a refusal walks
-/// the refusing window's ticks, for its exact `retry_at`. The arithmetic is the in-memory store's, documented
-/// on `WindowLimit`.
+/// One string per key, big-endian, like the in-memory store's rings: a
+/// hash of the windows' geometry (a different geometry resets the key, as
+/// in memory); a header with, per enabled window, its head (the newest tick
+/// seen, i64; a clock stepped back is treated as that tick), its total (u32:
+/// the admissions in the window) and the head tick's own admissions (u32);
+/// then per window `span + 1` slots (u32: slot `k` counts the live tick `t`
+/// with `t mod (span + 1) = k`, except the head's, kept in the header and 0
+/// here).
+///
+/// The common decision — every head is the current tick and every window
+/// admits — reads only the header (`GETRANGE`) and, when it records, writes
+/// it back (`SETRANGE`): two small commands. The full path (a new tick, a
+/// refusal, another geometry, no key) reads the whole string, subtracts the
+/// ticks that left each window since its head (at most `span + 1`, once per
+/// tick), walks the refusing window's ticks for its exact `retry_at`, and
+/// writes the string back when it records or a head moved, with the key's
+/// expiry: the longest window's ring plus its tick and a second, so every
+/// admission of the current tick is covered until it leaves every window
+/// (the common path, which runs only within the tick of that write, leaves
+/// the expiry as it is). The arithmetic is the in-memory store's,
+/// documented on `WindowLimit`.
 ///
 /// KEYS: one key per request. ARGV: the number of distinct geometries in
-/// the batch (usually one), each as its shape, the number of enabled
+/// the batch (usually one), each as its hash, the number of enabled
 /// windows, then per window: index, tick (µs), span (ticks), allowed; then
 /// per request: its geometry (1-based), now (µs), record (0/1). Returns per
 /// request: admitted (0/1), the refusing window's index or -1, retry-at µs
@@ -42,16 +51,139 @@ const DECIDE: &str = r#"
 local shapes = {}
 local a = 2
 for g = 1, tonumber(ARGV[1]) do
-  local geo = {shape = ARGV[a], n = tonumber(ARGV[a + 1]), w = {}}
+  local n = tonumber(ARGV[a + 1])
+  local geo = {hash = tonumber(ARGV[a]), n = n, w = {}}
   a = a + 2
-  for w = 0, geo.n - 1 do
+  local base = 8 + 16 * n
+  local longest, widest = 0, 0
+  for w = 0, n - 1 do
     local span = tonumber(ARGV[a + 2])
-    geo.w[w] = {idx = tonumber(ARGV[a]), tick = tonumber(ARGV[a + 1]), span = span,
-                allowed = tonumber(ARGV[a + 3]), ring = span + 1}
+    local gw = {idx = tonumber(ARGV[a]), tick = tonumber(ARGV[a + 1]), span = span,
+                allowed = tonumber(ARGV[a + 3]), ring = span + 1, base = base,
+                zeros = string.rep('\0', 4 * (span + 1))}
+    base = base + 4 * gw.ring
+    if gw.ring * gw.tick > longest then longest = gw.ring * gw.tick end
+    if gw.tick > widest then widest = gw.tick end
+    geo.w[w] = gw
     a = a + 4
   end
+  geo.size = base
+  geo.header = 8 + 16 * n
+  geo.life = math.ceil(longest / 1000) + math.ceil(widest / 1000) + 1000
+  geo.format = '>i8' .. string.rep('i8I4I4', n)
   shapes[g] = geo
 end
+
+local floor, unpack_, pack = math.floor, struct.unpack, struct.pack
+
+-- The common decision from the header alone: true when every head is the
+-- current tick and every window admits (recorded when asked).
+local function common(key, geo, now, record)
+  local h = redis.call('GETRANGE', key, 0, geo.header - 1)
+  if #h ~= geo.header or unpack_('>i8', h) ~= geo.hash then return false end
+  local parts = {}
+  for w = 0, geo.n - 1 do
+    local gw = geo.w[w]
+    local head, total, own = unpack_('>i8I4I4', h, 9 + 16 * w)
+    if head ~= floor(now / gw.tick) or total >= gw.allowed then return false end
+    parts[w + 1] = pack('>i8I4I4', head, total + 1, own + 1)
+  end
+  if record then redis.call('SETRANGE', key, 8, table.concat(parts)) end
+  return true
+end
+
+-- The full decision: admitted (0/1), refusing window or -1, retry-at or -1.
+-- Only the slots that change are touched: a head that moved by m ticks
+-- empties m slots (and files its own count in its slot), so a decision
+-- costs O(m), and O(1) for a user deciding once a tick or less.
+local function full(key, geo, now, record)
+  local n = geo.n
+  local s = redis.call('GET', key)
+  if s and (#s ~= geo.size or unpack_('>i8', s) ~= geo.hash) then s = false end
+  local refused, retry = -1, -1
+  -- Per window: the head, total and head tick's count after the decision,
+  -- and the ring's changes: 'zero' (all empty), nil (none) or slot -> count.
+  local heads, totals, owns, patches = {}, {}, {}, {}
+  local moved = false
+  for w = 0, n - 1 do
+    local gw = geo.w[w]
+    local span, ring, base = gw.span, gw.ring, gw.base
+    local cur = floor(now / gw.tick)
+    local total, own, patch = 0, 0, 'zero'
+    if s then
+      local head
+      head, total, own = unpack_('>i8I4I4', s, 9 + 16 * w)
+      patch = nil
+      if cur < head then cur = head end
+      if cur > head then
+        moved = true
+        if cur - head >= ring then
+          patch, total = 'zero', 0
+        else
+          -- The old head's count goes to its slot; the ticks that left
+          -- the window since (their slots are the new ticks') empty.
+          patch = {[head % ring] = own}
+          for t = head + 1, cur do
+            local k = t % ring
+            total = total - unpack_('>I4', s, base + 4 * k + 1)
+            patch[k] = 0
+          end
+        end
+        own = 0
+      end
+    end
+    heads[w], totals[w], owns[w], patches[w] = cur, total, own, patch
+    if total >= gw.allowed then
+      if refused < 0 then refused = gw.idx end
+      -- The oldest live ticks first, until enough admissions have left.
+      local need = total - gw.allowed + 1
+      local freed = 0
+      local at_head = cur % ring
+      for i = 0, span do
+        local k = (cur - span + i) % ring
+        local c
+        if k == at_head then c = own
+        elseif patch == 'zero' then c = 0
+        elseif patch and patch[k] then c = patch[k]
+        else c = unpack_('>I4', s, base + 4 * k + 1) end
+        freed = freed + c
+        if freed >= need then
+          local at = (cur + i + 1) * gw.tick
+          if at > retry then retry = at end
+          break
+        end
+      end
+    end
+  end
+  local recorded = refused < 0 and record and n > 0
+  -- Written when it records, and when a head moved (a later decision with
+  -- a clock stepped back stands at the newest tick seen).
+  if recorded or (moved and s) then
+    local inc = recorded and 1 or 0
+    local parts = {pack('>i8', geo.hash)}
+    for w = 0, n - 1 do
+      parts[#parts + 1] = pack('>i8I4I4', heads[w], totals[w] + inc, owns[w] + inc)
+    end
+    for w = 0, n - 1 do
+      local gw = geo.w[w]
+      local patch = patches[w]
+      if patch == 'zero' then
+        parts[#parts + 1] = gw.zeros
+      else
+        local r = string.sub(s, gw.base + 1, gw.base + 4 * gw.ring)
+        if patch then
+          for k, c in pairs(patch) do
+            r = string.sub(r, 1, 4 * k) .. pack('>I4', c) .. string.sub(r, 4 * k + 5)
+          end
+        end
+        parts[#parts + 1] = r
+      end
+    end
+    redis.call('SET', key, table.concat(parts), 'PX', geo.life)
+  end
+  return refused < 0 and 1 or 0, refused, retry
+end
+
 local out = {}
 for r = 1, #KEYS do
   local key = KEYS[r]
@@ -59,101 +191,16 @@ for r = 1, #KEYS do
   local now = tonumber(ARGV[a + 1])
   local record = ARGV[a + 2] == '1'
   a = a + 3
-  local shape = geo.shape
-  local n = geo.n
-  local s = redis.call('GET', key)
-  local start = 3 + #shape
-  if s and (#s < start - 1 or string.sub(s, 3, start - 1) ~= shape) then s = false end
-  local refused = -1
-  local retry = -1
-  local ttl = 0
-  local windows = {}
-  local off = start
-  for w = 0, n - 1 do
-    local gw = geo.w[w]
-    local idx, tick, span, allowed, ring = gw.idx, gw.tick, gw.span, gw.allowed, gw.ring
-    local cur = math.floor(now / tick)
-    local total = 0
-    local slots = nil
-    if s then
-      local head
-      head, total = struct.unpack('<i8I4', s, off)
-      if cur < head then cur = head end
-      if cur > head then
-        -- Ticks that left the window since the head: their slots empty.
-        slots = {}
-        for k = 0, span do slots[k] = struct.unpack('<I4', s, off + 12 + 4 * k) end
-        if cur - head >= ring then
-          for k = 0, span do slots[k] = 0 end
-          total = 0
-        else
-          for t = head + 1, cur do
-            local k = t % ring
-            total = total - slots[k]
-            slots[k] = 0
-          end
-        end
-      end
-    end
-    windows[w] = {off = off, cur = cur, total = total, slots = slots, ring = ring}
-    if total >= allowed then
-      if refused < 0 then refused = idx end
-      -- The oldest live ticks first, until enough admissions have left.
-      local need = total - allowed + 1
-      local freed = 0
-      for i = 0, span do
-        local k = (cur - span + i) % ring
-        local c = slots and slots[k] or struct.unpack('<I4', s, off + 12 + 4 * k)
-        freed = freed + c
-        if freed >= need then
-          local at = (cur + i + 1) * tick
-          if at > retry then retry = at end
-          break
-        end
-      end
-    end
-    local life = math.ceil(ring * tick / 1000) + 1000
-    if life > ttl then ttl = life end
-    off = off + 12 + 4 * ring
+  if geo.n > 0 and common(key, geo, now, record) then
+    out[#out + 1] = 1
+    out[#out + 1] = -1
+    out[#out + 1] = -1
+  else
+    local admitted, refused, retry = full(key, geo, now, record)
+    out[#out + 1] = admitted
+    out[#out + 1] = refused
+    out[#out + 1] = retry
   end
-  local recorded = refused < 0 and record and n > 0
-  local moved = false
-  for w = 0, n - 1 do
-    if windows[w].slots then moved = true end
-  end
-  -- Written when it records, and when a window's head moved (a later
-  -- decision with a clock stepped back stands at the newest tick seen).
-  if recorded or (moved and s) then
-    local inc = recorded and 1 or 0
-    local parts = {struct.pack('<I2', #shape), shape}
-    for w = 0, n - 1 do
-      local v = windows[w]
-      local k = v.cur % v.ring
-      if v.slots == nil and s then
-        -- Same tick as the head: only the total and one slot change.
-        local c = struct.unpack('<I4', s, v.off + 12 + 4 * k)
-        parts[#parts + 1] = struct.pack('<i8I4', v.cur, v.total + inc)
-        parts[#parts + 1] = string.sub(s, v.off + 12, v.off + 11 + 4 * k)
-        parts[#parts + 1] = struct.pack('<I4', c + inc)
-        parts[#parts + 1] = string.sub(s, v.off + 16 + 4 * k, v.off + 11 + 4 * v.ring)
-      else
-        local slots = v.slots or {}
-        slots[k] = (slots[k] or 0) + inc
-        parts[#parts + 1] = struct.pack('<i8I4', v.cur, v.total + inc)
-        for j = 0, v.ring - 1 do parts[#parts + 1] = struct.pack('<I4', slots[j] or 0) end
-      end
-    end
-    -- An admission sets the expiry (it covers every admission so far);
-    -- moving heads alone keeps it.
-    if recorded then
-      redis.call('SET', key, table.concat(parts), 'PX', ttl)
-    else
-      redis.call('SET', key, table.concat(parts), 'KEEPTTL')
-    end
-  end
-  out[#out + 1] = refused < 0 and 1 or 0
-  out[#out + 1] = refused
-  out[#out + 1] = retry
 end
 return out
 "#;
@@ -231,11 +278,11 @@ struct Pending {
 /// window or -1, retry-at µs or -1.
 type Answer = Result<(i64, i64, i64), StoreError>;
 
-/// Windows as the script takes them: the shape, then the number of enabled
-/// windows and per window its index, tick, span and allowed admissions.
+/// Windows as the script takes them: the geometry's hash, the number of
+/// enabled windows and per window its index, tick, span and allowed
+/// admissions.
 #[derive(Debug, PartialEq, Eq)]
 struct Packed {
-    shape: String,
     numbers: Vec<i64>,
 }
 
@@ -320,7 +367,7 @@ async fn decide_group(
     }
     command.arg(geometries.len());
     for geometry in &geometries {
-        command.arg(&geometry.shape).arg(&geometry.numbers);
+        command.arg(&geometry.numbers);
     }
     for (pending, geometry) in group.iter().zip(&which) {
         command
@@ -368,7 +415,7 @@ struct Geometry {
     allowed: u32,
 }
 
-fn geometry(windows: &[WindowLimit], burst: u32) -> (String, Vec<Geometry>) {
+fn geometry(windows: &[WindowLimit], burst: u32) -> (i64, Vec<Geometry>) {
     let list: Vec<Geometry> = windows
         .iter()
         .enumerate()
@@ -385,7 +432,19 @@ fn geometry(windows: &[WindowLimit], burst: u32) -> (String, Vec<Geometry>) {
         .map(|g| format!("{}:{}/{}", g.index, g.tick, g.span))
         .collect::<Vec<_>>()
         .join(",");
-    (shape, list)
+    (shape_hash(&shape), list)
+}
+
+/// A stored string's geometry mark: FNV-1a of the windows' indexes, ticks
+/// and spans, cut to 52 bits (Lua's numbers are doubles, exact to 2^53)
+/// and never 0.
+fn shape_hash(shape: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in shape.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    i64::try_from(hash & ((1 << 52) - 1)).unwrap_or(1).max(1)
 }
 
 impl RedisRateLimitStore {
@@ -420,13 +479,13 @@ impl RedisRateLimitStore {
         {
             return packed.clone();
         }
-        let (shape, list) = geometry(windows, burst);
-        let mut numbers = Vec::with_capacity(1 + 4 * list.len());
-        numbers.push(list.len() as i64);
+        let (hash, list) = geometry(windows, burst);
+        let mut numbers = Vec::with_capacity(2 + 4 * list.len());
+        numbers.extend([hash, list.len() as i64]);
         for g in &list {
             numbers.extend([g.index as i64, g.tick, g.span, i64::from(g.allowed)]);
         }
-        let packed = Arc::new(Packed { shape, numbers });
+        let packed = Arc::new(Packed { numbers });
         *cache = Some((windows.to_vec(), burst, packed.clone()));
         packed
     }
@@ -486,7 +545,7 @@ impl RateLimitStore for RedisRateLimitStore {
         windows: &[WindowLimit],
         now: Timestamp,
     ) -> Result<Vec<u32>, StoreError> {
-        let (shape, list) = geometry(windows, 0);
+        let (hash, list) = geometry(windows, 0);
         let mut redis = self.redis.clone();
         let packed: Option<Vec<u8>> = redis::cmd("GET")
             .arg(self.key(key))
@@ -494,35 +553,39 @@ impl RateLimitStore for RedisRateLimitStore {
             .await
             .map_err(store_error)?;
         let mut out = vec![0u32; windows.len()];
-        let start = 2 + shape.len();
-        let Some(packed) = packed.filter(|p| p.get(2..start) == Some(shape.as_bytes())) else {
-            return Ok(out);
-        };
-        let int = |at: usize, n: usize| -> Option<i64> {
+        let rings: i64 = list.iter().map(|g| g.span + 1).sum();
+        let size = 8 + 16 * list.len() + 4 * usize::try_from(rings).unwrap_or(0);
+        let int = |packed: &[u8], at: usize, n: usize| -> Option<i64> {
             let bytes = packed.get(at..at + n)?;
             let mut buf = [0u8; 8];
-            buf[..n].copy_from_slice(bytes);
-            Some(i64::from_le_bytes(buf))
+            buf[8 - n..].copy_from_slice(bytes);
+            Some(i64::from_be_bytes(buf))
+        };
+        let Some(packed) = packed.filter(|p| p.len() == size && int(p, 0, 8) == Some(hash)) else {
+            return Ok(out);
         };
         let now = now.as_unix_micros();
-        let mut off = start;
-        for g in &list {
+        let mut base = 8 + 16 * list.len();
+        for (w, g) in list.iter().enumerate() {
             let ring = g.span + 1;
-            let (Some(head), Some(mut total)) = (int(off, 8), int(off + 8, 4)) else {
+            let (Some(head), Some(mut total)) =
+                (int(&packed, 8 + 16 * w, 8), int(&packed, 16 + 16 * w, 4))
+            else {
                 break;
             };
             let cur = now.div_euclid(g.tick).max(head);
-            // The ticks that left the window since the head.
+            // The ticks that left the window since the head (never the
+            // head's own slot: at most `span` of them are walked).
             if cur - head >= ring {
                 total = 0;
             } else {
                 for t in head + 1..=cur {
                     let k = usize::try_from(t.rem_euclid(ring)).unwrap_or(0);
-                    total -= int(off + 12 + 4 * k, 4).unwrap_or(0);
+                    total -= int(&packed, base + 4 * k, 4).unwrap_or(0);
                 }
             }
             out[g.index] = u32::try_from(total).unwrap_or(0);
-            off += 12 + 4 * usize::try_from(ring).unwrap_or(0);
+            base += 4 * usize::try_from(ring).unwrap_or(0);
         }
         Ok(out)
     }

@@ -226,8 +226,9 @@ async fn batched_on(url: &str) {
     );
 }
 
-/// A key outlives its admissions: every admission sets its expiry to more
-/// than a window ahead.
+/// A key outlives its admissions: the first write of a tick (an admission,
+/// or a refusal that moves the head) sets its expiry to more than a window
+/// ahead, which covers the tick's other admissions; those leave it.
 #[tokio::test]
 async fn a_key_expires_only_after_its_window() {
     for url in support::urls() {
@@ -279,7 +280,20 @@ async fn expires_on(url: &str) {
         .unwrap();
     assert!(decide(t0 + 2_000_000).await.admitted);
     assert!(pttl().await > 60_000, "an admission pushes the expiry out");
-    // A refusal (the window is full) in a new tick keeps it.
+    // A refusal (the window is full) in a new tick writes the moved head,
+    // and a full window's expiry with it.
+    redis::cmd("PEXPIRE")
+        .arg(&key)
+        .arg(5_000)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
     assert!(!decide(t0 + 4_000_000).await.admitted);
-    assert!(pttl().await > 55_000, "a refusal keeps the expiry");
+    assert!(pttl().await > 60_000, "a write pushes the expiry out");
+    // Admissions within the tick of that write leave it: it covers them.
+    assert!(decide(t0 + 63_000_000).await.admitted);
+    let written = pttl().await;
+    assert!(written > 60_000, "the first admission of a tick writes it");
+    assert!(decide(t0 + 63_500_000).await.admitted);
+    assert!(pttl().await <= written, "the common path leaves the expiry");
 }
