@@ -105,7 +105,7 @@ st.gone = tonumber(redis.call('HGET', KEYS[1], 'gone'))
 st.bytes = tonumber(redis.call('HGET', KEYS[1], 'bytes'))
 local known = tonumber(ARGV[13])
 if known > tonumber(redis.call('HGET', KEYS[1], 'last')) then
-  -- The appending node numbered frames up to `known` that this store no
+  -- This node saw frames numbered up to `known` that this store no
   -- longer has (a failover promoted a replica that had not received them).
   -- Their numbers are not reused: the buffer restarts after `known`, so a
   -- client that has every frame through `known` resumes, and one that
@@ -367,10 +367,10 @@ pub struct RedisSessionStore {
     claim: redis::Script,
     index_lease: redis::Script,
     index_user: redis::Script,
-    /// The highest seq each session's appends got from this node: an append
-    /// that finds the store behind it (a failover lost acknowledged frames)
-    /// skips the lost numbers (see `APPEND`). Bounded by `max_sessions`;
-    /// removed with the session.
+    /// The highest seq of each session this node appended or read back
+    /// (replay, catch-up): an append that finds the store behind it (a
+    /// failover lost acknowledged frames) skips the lost numbers (see
+    /// `APPEND`). Bounded by `max_sessions`; removed with the session.
     numbered: Arc<dashmap::DashMap<String, u64>>,
 }
 
@@ -769,6 +769,13 @@ impl SessionStore for RedisSessionStore {
                 redis::Value::BulkString(bytes) => frames.push(Arc::new(parse_frame(&bytes)?)),
                 _ => return Err(StoreError::new("unexpected frame in replay answer")),
             }
+        }
+        // Frames this gateway hands out are as good as its own appends: if
+        // a failover loses them, its next append numbers after them too
+        // (a gateway delivering another's run, or the one a client resumed
+        // on, appends next without reusing a seq the client already has).
+        if let Some(seq) = frames.last().and_then(|f| f.seq) {
+            self.remember_numbered(session_id, seq);
         }
         Ok(Some(Ok(frames)))
     }

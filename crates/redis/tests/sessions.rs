@@ -408,3 +408,75 @@ async fn lost_appends_on(url: &str) {
         );
     }
 }
+
+/// The lost appends were made by one gateway and delivered by another (its
+/// client is attached there, or resumed there): the delivering gateway's
+/// next append does not reuse their seqs either.
+#[tokio::test]
+async fn a_gateway_that_delivered_lost_frames_numbers_after_them() {
+    for url in support::urls() {
+        delivered_then_lost_on(&url).await;
+    }
+}
+
+async fn delivered_then_lost_on(url: &str) {
+    let mut redis = connect(url).await.unwrap();
+    let prefix = support::unique_prefix("delivered");
+    let config = || RedisSessionConfig {
+        prefix: prefix.clone(),
+        ..Default::default()
+    };
+    // Gateway A runs the agent; gateway B holds the client.
+    let a = RedisSessionStore::new(redis.clone(), config());
+    let b = RedisSessionStore::new(redis.clone(), config());
+    let t0 = Timestamp::from_unix_micros(1_764_000_000_000_000);
+    assert!(a.create(session_s(t0)).await.unwrap());
+    let frame = |n: u64| WebSocketMessage::new(MessageType::AgentThinking, json!({"n": n}));
+    for n in 1..=3 {
+        a.append("s", frame(n), 10, t0).await.unwrap().unwrap();
+    }
+    let keys: Vec<String> = ["s", "f", "n"]
+        .iter()
+        .map(|kind| format!("{prefix}{kind}:{{s}}"))
+        .collect();
+    let mut snapshot = Vec::new();
+    for key in &keys {
+        let dumped: Option<Vec<u8>> = redis::cmd("DUMP")
+            .arg(key)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        snapshot.push(dumped);
+    }
+    for n in 4..=5 {
+        a.append("s", frame(n), 10, t0).await.unwrap().unwrap();
+    }
+    // B hands 1..=5 to its client (what its catch-up reads).
+    let delivered = b.replay_after("s", 0).await.unwrap().unwrap().unwrap();
+    assert_eq!(delivered.last().and_then(|f| f.seq), Some(5));
+    // The failover loses 4 and 5 (and gateway A with them).
+    for (key, dumped) in keys.iter().zip(snapshot) {
+        let mut cmd = match dumped {
+            Some(value) => {
+                let mut restore = redis::cmd("RESTORE");
+                restore.arg(key).arg(60_000).arg(value).arg("REPLACE");
+                restore
+            }
+            None => {
+                let mut delete = redis::cmd("DEL");
+                delete.arg(key);
+                delete
+            }
+        };
+        cmd.query_async::<()>(&mut redis).await.unwrap();
+    }
+    // The client starts a new run through B: its frames come after 5.
+    let next = b.append("s", frame(6), 10, t0).await.unwrap().unwrap();
+    assert_eq!(
+        next.push.seq, 6,
+        "seqs the client has are not reused on {url}"
+    );
+    let after_five = b.replay_after("s", 5).await.unwrap().unwrap().unwrap();
+    assert_eq!(after_five.len(), 1);
+    assert!(b.replay_after("s", 3).await.unwrap().unwrap().is_err());
+}
