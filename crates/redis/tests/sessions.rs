@@ -320,6 +320,47 @@ async fn message_ids_are_remembered_in_two_bounded_generations_on(url: &str) {
     assert!(append(0).await.push.frame.is_some(), "forgotten: new again");
 }
 
+/// Session `s`'s keys as they are now (`DUMP`), to put back later as a
+/// replica that missed the appends in between would hold them.
+struct Snapshot {
+    keys: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Snapshot {
+    async fn take(redis: &mut wsc_redis::RedisConnection, prefix: &str) -> Snapshot {
+        let mut keys = Vec::new();
+        for kind in ["s", "f", "n"] {
+            let key = format!("{prefix}{kind}:{{s}}");
+            let dumped: Option<Vec<u8>> = redis::cmd("DUMP")
+                .arg(&key)
+                .query_async(redis)
+                .await
+                .unwrap();
+            keys.push((key, dumped));
+        }
+        Snapshot { keys }
+    }
+
+    async fn restore(self, redis: &mut wsc_redis::RedisConnection) {
+        for (key, dumped) in self.keys {
+            let command = match dumped {
+                Some(value) => {
+                    let mut restore = redis::cmd("RESTORE");
+                    restore.arg(&key).arg(60_000).arg(value).arg("REPLACE");
+                    restore
+                }
+                // A key the replica did not have yet.
+                None => {
+                    let mut delete = redis::cmd("DEL");
+                    delete.arg(&key);
+                    delete
+                }
+            };
+            command.query_async::<()>(redis).await.unwrap();
+        }
+    }
+}
+
 /// A failover that loses acknowledged appends (the promoted replica had
 /// not received them; simulated by restoring the session's keys as they
 /// were before the last two appends): the next append does not reuse their
@@ -349,40 +390,13 @@ async fn lost_appends_on(url: &str) {
         store.append("s", frame(n), 10, t0).await.unwrap().unwrap();
     }
     // What the replica has when the master dies: the session after seq 3.
-    let keys: Vec<String> = ["s", "f", "n"]
-        .iter()
-        .map(|kind| format!("{prefix}{kind}:{{s}}"))
-        .collect();
-    let mut snapshot = Vec::new();
-    for key in &keys {
-        let dumped: Option<Vec<u8>> = redis::cmd("DUMP")
-            .arg(key)
-            .query_async(&mut redis)
-            .await
-            .unwrap();
-        snapshot.push(dumped);
-    }
+    let snapshot = Snapshot::take(&mut redis, &prefix).await;
     // Seqs 4 and 5 are acknowledged (and delivered), then lost.
     for n in 4..=5 {
         let appended = store.append("s", frame(n), 10, t0).await.unwrap().unwrap();
         assert_eq!(appended.push.seq, n);
     }
-    for (key, dumped) in keys.iter().zip(snapshot) {
-        let restore = match dumped {
-            Some(value) => {
-                let mut restore = redis::cmd("RESTORE");
-                restore.arg(key).arg(60_000).arg(value).arg("REPLACE");
-                restore
-            }
-            // A key the replica did not have yet.
-            None => {
-                let mut delete = redis::cmd("DEL");
-                delete.arg(key);
-                delete
-            }
-        };
-        restore.query_async::<()>(&mut redis).await.unwrap();
-    }
+    snapshot.restore(&mut redis).await;
     // The run goes on: its next frames are numbered after what was lost.
     let six = store.append("s", frame(6), 10, t0).await.unwrap().unwrap();
     let seven = store.append("s", frame(7), 10, t0).await.unwrap().unwrap();
@@ -435,19 +449,7 @@ async fn delivered_then_lost_on(url: &str) {
     for n in 1..=3 {
         a.append("s", frame(n), 10, t0).await.unwrap().unwrap();
     }
-    let keys: Vec<String> = ["s", "f", "n"]
-        .iter()
-        .map(|kind| format!("{prefix}{kind}:{{s}}"))
-        .collect();
-    let mut snapshot = Vec::new();
-    for key in &keys {
-        let dumped: Option<Vec<u8>> = redis::cmd("DUMP")
-            .arg(key)
-            .query_async(&mut redis)
-            .await
-            .unwrap();
-        snapshot.push(dumped);
-    }
+    let snapshot = Snapshot::take(&mut redis, &prefix).await;
     for n in 4..=5 {
         a.append("s", frame(n), 10, t0).await.unwrap().unwrap();
     }
@@ -455,21 +457,7 @@ async fn delivered_then_lost_on(url: &str) {
     let delivered = b.replay_after("s", 0).await.unwrap().unwrap().unwrap();
     assert_eq!(delivered.last().and_then(|f| f.seq), Some(5));
     // The failover loses 4 and 5 (and gateway A with them).
-    for (key, dumped) in keys.iter().zip(snapshot) {
-        let mut cmd = match dumped {
-            Some(value) => {
-                let mut restore = redis::cmd("RESTORE");
-                restore.arg(key).arg(60_000).arg(value).arg("REPLACE");
-                restore
-            }
-            None => {
-                let mut delete = redis::cmd("DEL");
-                delete.arg(key);
-                delete
-            }
-        };
-        cmd.query_async::<()>(&mut redis).await.unwrap();
-    }
+    snapshot.restore(&mut redis).await;
     // The client starts a new run through B: its frames come after 5.
     let next = b.append("s", frame(6), 10, t0).await.unwrap().unwrap();
     assert_eq!(
