@@ -269,25 +269,26 @@ async fn expires_on(url: &str) {
     };
     assert!(decide(t0).await.admitted);
     assert!(pttl().await > 60_000, "made: it lives a window and more");
-    // As if the expiry were about to fire: the next admission (a tick
-    // later) pushes it out again.
-    let mut conn = redis.clone();
-    redis::cmd("PEXPIRE")
-        .arg(&key)
-        .arg(5_000)
-        .query_async::<()>(&mut conn)
-        .await
-        .unwrap();
+    // As if the expiry were about to fire.
+    let about_to_expire = || {
+        let mut redis = redis.clone();
+        let key = key.clone();
+        async move {
+            redis::cmd("PEXPIRE")
+                .arg(&key)
+                .arg(5_000)
+                .query_async::<()>(&mut redis)
+                .await
+                .unwrap();
+        }
+    };
+    // The next admission (a tick later) pushes it out again.
+    about_to_expire().await;
     assert!(decide(t0 + 2_000_000).await.admitted);
     assert!(pttl().await > 60_000, "an admission pushes the expiry out");
     // A refusal (the window is full) in a new tick writes the moved head,
     // and a full window's expiry with it.
-    redis::cmd("PEXPIRE")
-        .arg(&key)
-        .arg(5_000)
-        .query_async::<()>(&mut conn)
-        .await
-        .unwrap();
+    about_to_expire().await;
     assert!(!decide(t0 + 4_000_000).await.admitted);
     assert!(pttl().await > 60_000, "a write pushes the expiry out");
     // Admissions within the tick of that write leave it: it covers them.

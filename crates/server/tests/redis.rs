@@ -23,6 +23,34 @@ fn monitors(gateways: &[Gateway]) -> Vec<Arc<wsc_event_monitor::EventMonitor>> {
     gateways.iter().map(|g| g.event_monitor().clone()).collect()
 }
 
+/// The demo's load in a task: 30 users, `runs` runs each, 30 % of
+/// connections cut (resumed on any of `urls`), 40 ms between events.
+fn demo_load(
+    gateways: Vec<Gateway>,
+    urls: Vec<String>,
+    runs: usize,
+    seed: u64,
+) -> tokio::task::JoinHandle<wsc_loadgen::DemoReport> {
+    tokio::spawn(async move {
+        let config = DemoConfig {
+            users: 30,
+            runs,
+            disconnect_rate: 0.3,
+            step_delay: Duration::from_millis(40),
+            flood_pings: 0,
+            seed: Some(seed),
+            ..Default::default()
+        };
+        run_demo(
+            &monitors(&gateways),
+            &urls,
+            &config,
+            Arc::new(DemoProgress::default()),
+        )
+        .await
+    })
+}
+
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 struct Node {
@@ -243,24 +271,7 @@ async fn redis_killed_and_restarted_under_load_loses_and_duplicates_nothing() {
     .await;
     let gateways = vec![a.gateway.clone(), b.gateway.clone()];
     let urls = vec![format!("ws://{}/ws", a.addr), format!("ws://{}/ws", b.addr)];
-    let load = tokio::spawn(async move {
-        let config = DemoConfig {
-            users: 30,
-            runs: 6,
-            disconnect_rate: 0.3,
-            step_delay: Duration::from_millis(40),
-            flood_pings: 0,
-            seed: Some(11),
-            ..Default::default()
-        };
-        run_demo(
-            &monitors(&gateways),
-            &urls,
-            &config,
-            Arc::new(DemoProgress::default()),
-        )
-        .await
-    });
+    let load = demo_load(gateways, urls, 6, 11);
     tokio::time::sleep(Duration::from_millis(800)).await;
     server.kill();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
@@ -501,24 +512,7 @@ async fn cluster_under_load(
         .iter()
         .map(|n| format!("ws://{}/ws", n.addr))
         .collect();
-    let load = tokio::spawn(async move {
-        let config = DemoConfig {
-            users: 30,
-            runs,
-            disconnect_rate: 0.3,
-            step_delay: Duration::from_millis(40),
-            flood_pings: 0,
-            seed: Some(23),
-            ..Default::default()
-        };
-        run_demo(
-            &monitors(&gateways),
-            &urls,
-            &config,
-            Arc::new(DemoProgress::default()),
-        )
-        .await
-    });
+    let load = demo_load(gateways, urls, runs, 23);
     tokio::time::sleep(Duration::from_millis(800)).await;
     let cluster = tokio::task::spawn_blocking(move || {
         let mut cluster = cluster;
