@@ -83,8 +83,8 @@ pub use handler::{
 };
 pub use query::{MAX_RESUME_TOKEN_BYTES, MAX_SESSION_ID_BYTES, ResumeQueryError};
 pub use registry::{
-    Attached, NotResumedReason, ResumeOutcome, ResumeRequest, SessionConfig, SessionRegistry,
-    SessionStart,
+    Attached, CATCH_UP_CONCURRENCY, NotResumedReason, ResumeOutcome, ResumeRequest, SessionConfig,
+    SessionRegistry, SessionStart,
 };
 pub use store::{Appended, MemorySessionStore, RECENT_MESSAGE_IDS, SessionRecord, SessionStore};
 pub use token::{TokenSecret, new_session_id};

@@ -17,6 +17,9 @@ use crate::handler::MessageBuffer;
 use crate::store::{MemorySessionStore, SessionRecord, SessionStore};
 use crate::token::{TokenSecret, new_session_id};
 
+/// How many sessions [`SessionRegistry::catch_up_all`] catches up at once.
+pub const CATCH_UP_CONCURRENCY: usize = 32;
+
 /// Configuration of a [`SessionRegistry`].
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
@@ -744,29 +747,35 @@ impl SessionRegistry {
     }
 
     /// Catches up every session attached here (after announcements may have
-    /// been missed, e.g. when a store's listener reconnects). A session
-    /// whose store call fails does not stop the others (on a Redis Cluster
-    /// one shard can be down while the rest answer).
+    /// been missed, e.g. when a store's listener reconnects), up to
+    /// [`CATCH_UP_CONCURRENCY`] sessions at a time. A session whose store
+    /// call fails does not stop the others (on a Redis Cluster one shard
+    /// can be down, each call to it waiting for its timeout, while the rest
+    /// answer).
     ///
     /// # Errors
     /// The first store failure, after every session was tried; calling
     /// again retries the sessions still behind.
     pub async fn catch_up_all(&self) -> Result<(), SessionError> {
+        use futures_util::StreamExt;
         let sessions: Vec<(String, Arc<Mutex<Live>>)> = self
             .live
             .iter()
             .map(|e| (e.key().clone(), e.value().clone()))
             .collect();
-        let mut first_error = None;
-        for (id, live) in sessions {
-            let mut live = live.lock().await;
-            if live.attachment.is_some()
-                && let Err(e) = self.catch_up(&id, &mut live).await
-            {
-                first_error.get_or_insert(e);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
+        let results: Vec<Result<(), SessionError>> = futures_util::stream::iter(sessions)
+            .map(|(id, live)| async move {
+                let mut live = live.lock().await;
+                if live.attachment.is_some() {
+                    self.catch_up(&id, &mut live).await
+                } else {
+                    Ok(())
+                }
+            })
+            .buffer_unordered(CATCH_UP_CONCURRENCY)
+            .collect()
+            .await;
+        results.into_iter().find(Result::is_err).unwrap_or(Ok(()))
     }
 
     /// Detaches a connection (its socket closed). Only the current
