@@ -11,6 +11,13 @@ use serde_json::Value;
 
 use crate::{cargo, root, target_dir};
 
+/// KiB per idle connection at 10 000 connections before issue 23
+/// (2026-11-26), the anchor of the idle-connection ratios.
+const BEFORE_IDLE_KIB: f64 = 26.1;
+
+/// The goal per idle connection (issue 23), KiB.
+const IDLE_GOAL_KIB: f64 = 10.0;
+
 /// A bench target: package and bench name.
 const BENCHES: [(&str, &str); 8] = [
     ("wsc-rate-limiter", "limiter"),
@@ -559,15 +566,23 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
                 md,
                 "\n## Gateway: idle connections\n\n\
                  The release `wsc-gateway serve` in its own process; memory from its resident \
-                 set; round trips are ping→pong on 100 of the connections while all stay open.\n\n\
-                 | idle connections | memory per connection | round trip p50 | p99 |\n|---:|---:|---:|---:|"
+                 set; round trips are ping→pong on 100 of the connections while all stay open. \
+                 Ratio: to the {BEFORE_IDLE_KIB} KiB per idle connection measured at 10 000 \
+                 before issue 23; goal ≤ {IDLE_GOAL_KIB} KiB from 10 000 connections up.\n\n\
+                 | idle connections | memory per connection | ratio | goal met | round trip p50 | p99 |\n|---:|---:|---:|---|---:|---:|"
             );
             for v in json_lines(&out) {
+                let kib = v["bytes_per_connection"].as_f64().unwrap_or(f64::NAN) / 1024.0;
+                let met = match v["connections"].as_u64() {
+                    Some(n) if n >= 10_000 && kib <= IDLE_GOAL_KIB => "yes",
+                    Some(n) if n >= 10_000 => "**no**",
+                    _ => "",
+                };
                 let _ = writeln!(
                     md,
-                    "| {} | {:.1} KiB | {} | {} |",
+                    "| {} | {kib:.2} KiB | {:.2} | {met} | {} | {} |",
                     v["connections"],
-                    v["bytes_per_connection"].as_f64().unwrap_or(f64::NAN) / 1024.0,
+                    kib / BEFORE_IDLE_KIB,
                     human(v["rtt_p50_ns"].as_f64().unwrap_or(f64::NAN)),
                     human(v["rtt_p99_ns"].as_f64().unwrap_or(f64::NAN)),
                 );

@@ -4,7 +4,8 @@
 //! split into 32 equal buckets, up to 2^36 µs (about 19 hours; larger values
 //! land in the last bucket). A quantile is reported as its bucket's
 //! midpoint, so it is within 1/64 (≈ 1.6 %) of the exact value. 1 024
-//! `u32` counters: 4 KiB per histogram.
+//! `u32` counters: 4 KiB per histogram, allocated with the first sample (an
+//! idle connection's histogram holds none).
 
 /// Sub-buckets per power of two (2^5).
 const SUB_BITS: u32 = 5;
@@ -19,7 +20,8 @@ pub const HISTOGRAM_RELATIVE_ERROR: f64 = 1.0 / 64.0;
 /// A latency distribution with count, sum, min and max.
 #[derive(Clone, Debug)]
 pub(crate) struct LatencyHistogram {
-    counts: Box<[u32; BUCKETS]>,
+    /// `None` until the first sample.
+    counts: Option<Box<[u32; BUCKETS]>>,
     count: u64,
     sum_us: u64,
     min_us: u64,
@@ -54,7 +56,7 @@ fn bounds(i: usize) -> (u64, u64) {
 impl Default for LatencyHistogram {
     fn default() -> Self {
         LatencyHistogram {
-            counts: Box::new([0; BUCKETS]),
+            counts: None,
             count: 0,
             sum_us: 0,
             min_us: u64::MAX,
@@ -65,7 +67,8 @@ impl Default for LatencyHistogram {
 
 impl LatencyHistogram {
     pub(crate) fn record(&mut self, us: u64) {
-        let c = &mut self.counts[index(us)];
+        let counts = self.counts.get_or_insert_with(|| Box::new([0; BUCKETS]));
+        let c = &mut counts[index(us)];
         *c = c.saturating_add(1);
         self.count += 1;
         self.sum_us = self.sum_us.saturating_add(us);
@@ -104,8 +107,11 @@ impl LatencyHistogram {
             return 0.0;
         }
         let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
+        let Some(counts) = &self.counts else {
+            return 0.0;
+        };
         let mut seen = 0u64;
-        for (i, c) in self.counts.iter().enumerate() {
+        for (i, c) in counts.iter().enumerate() {
             seen += u64::from(*c);
             if seen >= rank {
                 let (lo, hi) = bounds(i);
@@ -120,8 +126,12 @@ impl LatencyHistogram {
         self.max_us as f64
     }
 
+    /// Bytes on the heap: the counters once a sample arrived, else none.
+    #[cfg(test)]
     pub(crate) fn heap_bytes(&self) -> usize {
-        std::mem::size_of::<[u32; BUCKETS]>()
+        self.counts
+            .as_ref()
+            .map_or(0, |_| std::mem::size_of::<[u32; BUCKETS]>())
     }
 }
 
@@ -142,6 +152,20 @@ mod tests {
         }
         assert_eq!(index(u64::MAX), BUCKETS - 1);
         assert_eq!(std::mem::size_of::<[u32; BUCKETS]>(), 4096);
+    }
+
+    #[test]
+    fn the_counters_are_allocated_with_the_first_sample() {
+        let mut h = LatencyHistogram::default();
+        assert_eq!(
+            h.heap_bytes(),
+            0,
+            "an idle connection's histogram holds nothing"
+        );
+        assert_eq!(h.quantile_us(0.99), 0.0);
+        h.record(7);
+        assert_eq!(h.heap_bytes(), 4096);
+        assert_eq!(h.quantile_us(0.5), 7.0);
     }
 
     proptest! {

@@ -47,7 +47,10 @@ struct Recent {
 /// Messages per 1 s bucket over the metrics window.
 #[derive(Debug)]
 struct Throughput {
-    buckets: Box<[u32]>,
+    /// One counter per second of the window, allocated with the first
+    /// message (an idle connection holds none).
+    buckets: Option<Box<[u32]>>,
+    len: usize,
     head: i64,
     peak: u32,
 }
@@ -56,37 +59,47 @@ impl Throughput {
     fn new(window: Duration) -> Self {
         let secs = window.as_secs().max(1) + u64::from(window.subsec_nanos() > 0);
         Throughput {
-            buckets: vec![0; usize::try_from(secs).unwrap_or(3600).min(86_400)].into_boxed_slice(),
+            buckets: None,
+            len: usize::try_from(secs).unwrap_or(3600).min(86_400),
             head: i64::MIN,
             peak: 0,
         }
     }
 
-    fn advance(&mut self, now: Timestamp) -> usize {
-        let len = self.buckets.len() as i64;
+    /// Moves the head to `now`'s second (emptying the seconds that left the
+    /// window); the head's bucket index.
+    fn advance(&mut self, now: Timestamp) -> Option<usize> {
+        let buckets = self.buckets.as_mut()?;
+        let len = self.len as i64;
         let sec = now.as_unix_micros().div_euclid(1_000_000);
         if self.head == i64::MIN || sec - self.head >= len {
-            self.buckets.fill(0);
+            buckets.fill(0);
             self.head = sec;
         } else if sec > self.head {
             for s in self.head + 1..=sec {
-                self.buckets[s.rem_euclid(len) as usize] = 0;
+                buckets[s.rem_euclid(len) as usize] = 0;
             }
             self.head = sec;
         }
-        self.head.rem_euclid(len) as usize
+        Some(self.head.rem_euclid(len) as usize)
     }
 
     fn record(&mut self, now: Timestamp) {
-        let i = self.advance(now);
-        let b = &mut self.buckets[i];
-        *b = b.saturating_add(1);
-        self.peak = self.peak.max(*b);
+        let len = self.len;
+        self.buckets
+            .get_or_insert_with(|| vec![0; len].into_boxed_slice());
+        let Some(i) = self.advance(now) else { return };
+        if let Some(b) = self.buckets.as_mut().and_then(|b| b.get_mut(i)) {
+            *b = b.saturating_add(1);
+            self.peak = self.peak.max(*b);
+        }
     }
 
     fn in_window(&mut self, now: Timestamp) -> u64 {
         self.advance(now);
-        self.buckets.iter().map(|b| u64::from(*b)).sum()
+        self.buckets
+            .as_ref()
+            .map_or(0, |b| b.iter().map(|c| u64::from(*c)).sum())
     }
 }
 
@@ -884,14 +897,17 @@ impl PerformanceMonitor {
         })
     }
 
-    /// Bytes one connection's state holds, not counting its id, user info or
-    /// message ids kept in recent samples: the fixed cost per connection.
+    /// Bytes one connection's state holds once it has had traffic, not
+    /// counting its id, user info or message ids kept in recent samples:
+    /// the fixed cost per connection. An idle connection holds less: its
+    /// latency histogram (4 KiB) and throughput buckets are allocated with
+    /// the first sample.
     pub fn bytes_per_connection(&self) -> usize {
         let window = self.config.metrics_window;
         std::mem::size_of::<(CompactString, Box<Conn>)>()
             + std::mem::size_of::<Conn>()
-            + LatencyHistogram::default().heap_bytes()
-            + Throughput::new(window).buckets.len() * std::mem::size_of::<u32>()
+            + std::mem::size_of::<[u32; crate::histogram::BUCKETS]>()
+            + Throughput::new(window).len * std::mem::size_of::<u32>()
             + if self.config.detailed_tracking {
                 self.config.max_recent_samples * std::mem::size_of::<Recent>()
             } else {

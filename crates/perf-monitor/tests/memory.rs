@@ -1,7 +1,8 @@
 //! Bytes per tracked connection with the default configuration, measured
 //! with a counting global allocator (the `cap` crate): 10 000 connections,
 //! each with more messages (with ids) than the recent-sample ring holds.
-//! One test in this binary, so nothing else allocates meanwhile.
+//! And 10 000 idle connections (tracked, no message yet). The tests run one
+//! at a time (a lock), so nothing else allocates meanwhile.
 
 use std::alloc::System;
 use std::time::Duration;
@@ -14,8 +15,34 @@ use wsc_perf_monitor::{ConnectionInfo, PerformanceMonitor, PerformanceMonitorCon
 #[global_allocator]
 static ALLOCATOR: Cap<System> = Cap::new(System, usize::MAX);
 
+/// The tests measure one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[test]
+fn an_idle_connection_costs_at_most_1_kib() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    const CONNECTIONS: usize = 10_000;
+    let ids: Vec<String> = (0..CONNECTIONS).map(|i| format!("conn-{i:06}")).collect();
+    let clock = ManualClock::default();
+    let before = ALLOCATOR.allocated();
+    let monitor =
+        PerformanceMonitor::with_clock(PerformanceMonitorConfig::default(), clock.shared());
+    for id in &ids {
+        monitor.start_connection_tracking(id, ConnectionInfo::new("user"));
+        monitor.record_connection_established(id);
+    }
+    let per_connection = (ALLOCATOR.allocated() - before) as f64 / CONNECTIONS as f64;
+    println!("measured {per_connection:.0} bytes per idle connection");
+    assert!(
+        per_connection <= 1024.0,
+        "{per_connection:.0} bytes per idle connection"
+    );
+    drop(monitor);
+}
+
 #[test]
 fn a_connection_costs_at_most_8_kib_with_the_default_config() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     const CONNECTIONS: usize = 10_000;
     let ids: Vec<String> = (0..CONNECTIONS).map(|i| format!("conn-{i:06}")).collect();
     let messages: Vec<WebSocketMessage> = (0..60)

@@ -28,9 +28,12 @@ pub(crate) enum Out {
     /// An agent event; `live` (not replayed) ones have their delivery
     /// latency measured.
     Frame(Arc<WebSocketMessage>, bool),
-    Control(WebSocketMessage),
+    /// Boxed, as the close below: the connection's queue allocates room
+    /// for 32 of these up front, so every variant stays at a pointer (an
+    /// idle connection's memory).
+    Control(Box<WebSocketMessage>),
     Ping,
-    Close(CloseCode, &'static str),
+    Close(Box<(CloseCode, &'static str)>),
 }
 
 /// The longest user id put in a log line (characters).
@@ -93,12 +96,53 @@ pub(crate) struct Opened {
 /// Serves one connection inside its `connection` span (`connection_id`,
 /// `user_id`, and `session_id` once known); each run it starts gets a
 /// `run` span (`run_id`) inside it.
-#[tracing::instrument(
-    name = "connection",
-    skip_all,
-    fields(connection_id = %client.connection_id, user_id = %log_safe(&client.user), session_id = tracing::field::Empty)
-)]
-pub(crate) async fn run(state: Arc<AppState>, socket: WebSocket, client: Client) {
+///
+/// Two steps: the opening (session, hello, replay, the writer task) runs
+/// boxed, so its state is freed once it is done; what stays for the
+/// connection's life is only the serving loop's (an idle connection's
+/// memory).
+pub(crate) fn run(
+    state: Arc<AppState>,
+    socket: WebSocket,
+    client: Client,
+) -> impl std::future::Future<Output = ()> + Send {
+    let span = tracing::info_span!(
+        "connection",
+        connection_id = %client.connection_id,
+        user_id = %log_safe(&client.user),
+        session_id = tracing::field::Empty
+    );
+    let opening = Box::pin(open(state, socket, client));
+    async move {
+        let serving = opening.await;
+        if let Some(serving) = serving {
+            serving.serve().await;
+        }
+    }
+    .instrument(span)
+}
+
+/// What a connection holds while it is served.
+struct Serving {
+    state: Arc<AppState>,
+    registry: Arc<SessionRegistry>,
+    user: String,
+    ip: std::net::IpAddr,
+    session_id: String,
+    connection_id: String,
+    requests: Option<mpsc::Sender<WebSocketMessage>>,
+    out_tx: mpsc::Sender<Out>,
+    writer: tokio::task::JoinHandle<Option<(CloseCode, &'static str)>>,
+    stream: futures_util::stream::SplitStream<WebSocket>,
+    attachment: u64,
+    _permit: ConnectionPermit,
+    _shared_slot: SharedSlot,
+}
+
+/// Opens the session, sends the hello and the replay (through the writer
+/// task it starts); `None` when no session could be had (the client was
+/// told and the socket closed).
+async fn open(state: Arc<AppState>, socket: WebSocket, client: Client) -> Option<Box<Serving>> {
     let Client {
         user,
         connection_id,
@@ -107,9 +151,8 @@ pub(crate) async fn run(state: Arc<AppState>, socket: WebSocket, client: Client)
         permit,
         on_open,
     } = client;
-    let _permit = permit; // released when the connection ends
     state.counters.connections.fetch_add(1, Ordering::Relaxed);
-    let _shared_slot = SharedSlot::hold(&state, &user, &connection_id);
+    let shared_slot = SharedSlot::hold(&state, &user, &connection_id);
     let (registry, started) = start_session(&state, &user, resume.as_ref()).await;
     let start = match started {
         Ok(start) => start,
@@ -129,7 +172,7 @@ pub(crate) async fn run(state: Arc<AppState>, socket: WebSocket, client: Client)
                     reason: "session unavailable".into(),
                 })))
                 .await;
-            return;
+            return None;
         }
     };
     if resume.is_some() {
@@ -154,7 +197,7 @@ pub(crate) async fn run(state: Arc<AppState>, socket: WebSocket, client: Client)
     state.perf.start_connection_tracking(&connection_id, info);
     state.perf.record_connection_established(&connection_id);
 
-    let (sink, mut stream) = socket.split();
+    let (sink, stream) = socket.split();
     let (out_tx, out_rx) = mpsc::channel::<Out>(64);
     // An application's handler gets the requests; the gateway's runner
     // otherwise.
@@ -190,11 +233,11 @@ pub(crate) async fn run(state: Arc<AppState>, socket: WebSocket, client: Client)
     // The writer sends the hello and the replay first, then live frames
     // straight from the session (no hop through this task) and what this
     // task queues (pongs, errors, pings, the close).
-    let first: Vec<Out> = std::iter::once(Out::Control(hello))
+    let first: Vec<Out> = std::iter::once(Out::Control(Box::new(hello)))
         .chain(start.replay.into_iter().map(|f| Out::Frame(f, false)))
         .collect();
     let (live, attachment) = (attached.frames, attached.attachment);
-    let mut writer = tokio::spawn(
+    let writer = tokio::spawn(
         write_loop(
             state.clone(),
             Writer {
@@ -208,93 +251,143 @@ pub(crate) async fn run(state: Arc<AppState>, socket: WebSocket, client: Client)
         )
         .instrument(tracing::Span::current()),
     );
-    let mut writer_ended = false;
-    let mut open = true;
+    Some(Box::new(Serving {
+        state,
+        registry,
+        user,
+        ip,
+        session_id,
+        connection_id,
+        requests,
+        out_tx,
+        writer,
+        stream,
+        attachment,
+        _permit: permit,
+        _shared_slot: shared_slot,
+    }))
+}
 
-    let mut shutdown = state.shutdown.clone();
-    // Also fires if shutdown began before this connection started.
-    let stopping = async move {
-        let _ = shutdown.wait_for(|down| *down).await;
-    };
-    tokio::pin!(stopping);
-    let mut close = None;
-    // Server heartbeat: a WebSocket ping every interval; a peer silent for
-    // two intervals (no frame, no pong) is dead and dropped (resumable).
-    let interval = state
-        .config
-        .heartbeat_interval
-        .max(Duration::from_millis(10));
-    // On the gateway's clock, so tests run heartbeats on paused time.
-    let clock = state.clock.clone();
-    let mut beat = clock.sleep(interval);
-    let mut last_seen = clock.now();
-    while open {
-        tokio::select! {
-            () = &mut beat => {
-                beat = clock.sleep(interval);
-                if clock.now().duration_since(last_seen) > interval * 2 {
-                    tracing::debug!("peer silent for two heartbeats: dropping");
-                    break;
-                }
-                open = out_tx.send(Out::Ping).await.is_ok();
-            },
-            ended = &mut writer => {
-                // It ended on its own: the registry detached us (a resume
-                // took the session, or we were too slow; it sent the
-                // close), or the socket failed.
-                writer_ended = true;
-                close = ended.ok().flatten();
-                break;
-            },
-            incoming = stream.next() => match incoming {
-                Some(Ok(Message::Text(text))) => {
-                    last_seen = clock.now();
-                    if text.len() > state.config.max_frame_bytes {
-                        close = Some((CloseCode::MESSAGE_TOO_BIG, "frame over the size limit"));
+impl Serving {
+    /// The connection's life: heartbeats, the client's frames, the writer,
+    /// a shutdown; then the close and the detach. Boxed until here, so the
+    /// caller holds a pointer, not a second copy.
+    async fn serve(self: Box<Self>) {
+        let Serving {
+            state,
+            registry,
+            user,
+            ip,
+            session_id,
+            connection_id,
+            requests,
+            out_tx,
+            mut writer,
+            mut stream,
+            attachment,
+            _permit,
+            _shared_slot,
+        } = *self;
+        let mut writer_ended = false;
+        let mut open = true;
+
+        let mut shutdown = state.shutdown.clone();
+        let mut close = None;
+        // A shutdown that began before this connection started counts too.
+        // (Waited for inside the select, not as a future of its own kept
+        // beside it: an idle connection's memory.)
+        if *shutdown.borrow_and_update() {
+            close = Some((CloseCode::GOING_AWAY, "server shutting down"));
+            open = false;
+        }
+        // Server heartbeat: a WebSocket ping every interval; a peer silent for
+        // two intervals (no frame, no pong) is dead and dropped (resumable).
+        let interval = state
+            .config
+            .heartbeat_interval
+            .max(Duration::from_millis(10));
+        // On the gateway's clock, so tests run heartbeats on paused time.
+        let clock = state.clock.clone();
+        let mut beat = clock.sleep(interval);
+        let mut last_seen = clock.now();
+        while open {
+            tokio::select! {
+                () = &mut beat => {
+                    beat = clock.sleep(interval);
+                    if clock.now().duration_since(last_seen) > interval * 2 {
+                        tracing::debug!("peer silent for two heartbeats: dropping");
                         break;
                     }
-                    let conn = Conn { registry: &registry, user: &user, ip, session_id: &session_id, connection_id: &connection_id, requests: requests.as_ref() };
-                    for reply in handle_text(&state, &conn, text.as_str()).await {
-                        open = open && out_tx.send(Out::Control(reply)).await.is_ok();
+                    open = out_tx.send(Out::Ping).await.is_ok();
+                },
+                ended = &mut writer => {
+                    // It ended on its own: the registry detached us (a resume
+                    // took the session, or we were too slow; it sent the
+                    // close), or the socket failed.
+                    writer_ended = true;
+                    close = ended.ok().flatten();
+                    break;
+                },
+                incoming = stream.next() => match incoming {
+                    Some(Ok(Message::Text(text))) => {
+                        last_seen = clock.now();
+                        if text.len() > state.config.max_frame_bytes {
+                            close = Some((CloseCode::MESSAGE_TOO_BIG, "frame over the size limit"));
+                            break;
+                        }
+                        let conn = Conn { registry: &registry, user: &user, ip, session_id: &session_id, connection_id: &connection_id, requests: requests.as_ref() };
+                        // Boxed: its state lives only while a frame is
+                        // handled, not for the connection's life.
+                        let replies: Vec<Out> = Box::pin(handle_text(&state, &conn, text.as_str()))
+                            .await
+                            .into_iter()
+                            .map(|reply| Out::Control(Box::new(reply)))
+                            .collect();
+                        for reply in replies {
+                            open = open && out_tx.send(reply).await.is_ok();
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        last_seen = clock.now();
+                        state.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                        state.perf.record_error(&connection_id);
+                        let reply = ErrorCode::InvalidMessage.frame("binary frames are not accepted: send UTF-8 JSON text");
+                        open = out_tx.send(Out::Control(Box::new(reply))).await.is_ok();
+                    }
+                    Some(Ok(Message::Close(_))) | None => break,
+                    // A frame that breaks RFC 6455 is answered with its close
+                    // code, not an empty close.
+                    Some(Err(e)) => {
+                        close = transport_close(e);
+                        break;
+                    }
+                    // Pings are answered by the transport; any frame shows life.
+                    Some(Ok(_)) => last_seen = clock.now(),
+                },
+                changed = shutdown.changed() => {
+                    // A dropped sender (the gateway is gone) stops it too.
+                    if changed.is_err() || *shutdown.borrow_and_update() {
+                        close = Some((CloseCode::GOING_AWAY, "server shutting down"));
+                        break;
                     }
                 }
-                Some(Ok(Message::Binary(_))) => {
-                    last_seen = clock.now();
-                    state.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
-                    state.perf.record_error(&connection_id);
-                    let reply = ErrorCode::InvalidMessage.frame("binary frames are not accepted: send UTF-8 JSON text");
-                    open = out_tx.send(Out::Control(reply)).await.is_ok();
-                }
-                Some(Ok(Message::Close(_))) | None => break,
-                // A frame that breaks RFC 6455 is answered with its close
-                // code, not an empty close.
-                Some(Err(e)) => {
-                    close = transport_close(e);
-                    break;
-                }
-                // Pings are answered by the transport; any frame shows life.
-                Some(Ok(_)) => last_seen = clock.now(),
-            },
-            _ = &mut stopping => {
-                close = Some((CloseCode::GOING_AWAY, "server shutting down"));
-                break;
             }
         }
+        tracing::info!(
+            close = close.map(|(c, r)| format!("{} {r}", c.0)),
+            "connection ended"
+        );
+        if let (Some((code, reason)), false) = (close, writer_ended) {
+            let _ = out_tx.send(Out::Close(Box::new((code, reason)))).await;
+        }
+        drop(out_tx);
+        if !writer_ended {
+            let _ = writer.await;
+        }
+        let _ = Box::pin(registry.detach(&session_id, attachment)).await;
+        state.perf.record_connection_closed(&connection_id);
+        state.perf.stop_connection_tracking(&connection_id);
     }
-    tracing::info!(
-        close = close.map(|(c, r)| format!("{} {r}", c.0)),
-        "connection ended"
-    );
-    if let (Some((code, reason)), false) = (close, writer_ended) {
-        let _ = out_tx.send(Out::Close(code, reason)).await;
-    }
-    drop(out_tx);
-    if !writer_ended {
-        let _ = writer.await;
-    }
-    let _ = registry.detach(&session_id, attachment).await;
-    state.perf.record_connection_closed(&connection_id);
-    state.perf.stop_connection_tracking(&connection_id);
 }
 
 /// The close code for a transport error (RFC 6455 §7.4.1): 1002 for a
@@ -371,37 +464,43 @@ async fn write_loop(
         }
         let mut closing = None;
         let sink = &mut w.sink;
-        let written = tokio::time::timeout(timeout, async {
-            for out in batch.drain(..) {
-                let message = match out {
-                    Out::Frame(frame, live) => {
-                        state.counters.frames_sent.fetch_add(1, Ordering::Relaxed);
-                        if live && let Some(emitted) = frame.timestamp {
-                            let latency = state.clock.now().duration_since(emitted);
-                            // The dashboard's delivery latency. (The perf
-                            // monitor measures client frames; outbound
-                            // frames are not "messages processed".)
-                            state.telemetry.record_latency(latency);
+        // Boxed: the write's state lives only while it writes, not in
+        // this task for the connection's life.
+        let written = tokio::time::timeout(
+            timeout,
+            Box::pin(async {
+                for out in batch.drain(..) {
+                    let message = match out {
+                        Out::Frame(frame, live) => {
+                            state.counters.frames_sent.fetch_add(1, Ordering::Relaxed);
+                            if live && let Some(emitted) = frame.timestamp {
+                                let latency = state.clock.now().duration_since(emitted);
+                                // The dashboard's delivery latency. (The perf
+                                // monitor measures client frames; outbound
+                                // frames are not "messages processed".)
+                                state.telemetry.record_latency(latency);
+                            }
+                            Message::Text(serialize(&frame).into())
                         }
-                        Message::Text(serialize(&frame).into())
+                        Out::Control(frame) => Message::Text(serialize(&frame).into()),
+                        Out::Ping => Message::Ping(Default::default()),
+                        Out::Close(close) => {
+                            let (code, reason) = *close;
+                            closing = Some((code, reason));
+                            Message::Close(Some(CloseFrame {
+                                code: code.0,
+                                reason: reason.into(),
+                            }))
+                        }
+                    };
+                    sink.feed(message).await?;
+                    if closing.is_some() {
+                        break;
                     }
-                    Out::Control(frame) => Message::Text(serialize(&frame).into()),
-                    Out::Ping => Message::Ping(Default::default()),
-                    Out::Close(code, reason) => {
-                        closing = Some((code, reason));
-                        Message::Close(Some(CloseFrame {
-                            code: code.0,
-                            reason: reason.into(),
-                        }))
-                    }
-                };
-                sink.feed(message).await?;
-                if closing.is_some() {
-                    break;
                 }
-            }
-            sink.flush().await
-        })
+                sink.flush().await
+            }),
+        )
         .await;
         batch.clear();
         match written {
@@ -431,14 +530,14 @@ async fn detached_close(state: &AppState, w: &Writer) -> Out {
         state.counters.slow_clients.fetch_add(1, Ordering::Relaxed);
         tracing::info!("client too slow: dropped, session resumable");
     }
-    Out::Close(
+    Out::Close(Box::new((
         CloseCode::POLICY_VIOLATION,
         if detached {
             "client too slow"
         } else {
             "session moved"
         },
-    )
+    )))
 }
 
 /// How many parsed requests wait for an application's handler before the
@@ -857,6 +956,17 @@ mod tests {
             log_safe(&"y".repeat(64)),
             "y".repeat(64),
             "at the limit: whole"
+        );
+    }
+
+    /// The outbound queue allocates 32 slots with the channel: an item is
+    /// two words, whatever it carries (an idle connection's memory).
+    #[test]
+    fn a_queued_item_is_two_words() {
+        assert!(
+            std::mem::size_of::<Out>() <= 16,
+            "{}",
+            std::mem::size_of::<Out>()
         );
     }
 }

@@ -6,6 +6,9 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+/// The WebSocket read buffer of a connection (bytes): see [`admit`].
+const READ_BUFFER: usize = 512;
+
 use axum::Json;
 use axum::extract::FromRequestParts;
 use axum::extract::ws::WebSocketUpgrade;
@@ -211,7 +214,7 @@ impl AgentStream {
             StartOutcome::Repeated => RunStart::Repeated,
             StartOutcome::Refused(reply) => {
                 if let Some(out) = o.out.upgrade() {
-                    let _ = out.send(Out::Control(reply)).await;
+                    let _ = out.send(Out::Control(Box::new(reply))).await;
                 }
                 RunStart::Refused
             }
@@ -376,12 +379,14 @@ pub(crate) async fn admit(
     // Frames past max_frame_bytes are closed with 1009 by the connection;
     // the transport limit only guards against absurd sizes.
     let limit = state.config.max_frame_bytes.saturating_mul(4).max(1024);
-    // tungstenite reserves its read buffer up front (128 KiB by default):
-    // most of an idle connection's memory. 8 KiB reads are plenty for
-    // agent frames; larger frames still arrive whole, in more reads.
+    // tungstenite allocates (and zero-fills) its read buffer up front, 128
+    // KiB by default: most of an idle connection's memory. Client frames
+    // are small (pings, requests, chat); 512-byte reads take most in one
+    // read, and a larger frame still arrives whole (the buffer grows to
+    // it), in more reads. See docs/performance.md (idle connections).
     ws.max_message_size(limit)
         .max_frame_size(limit)
-        .read_buffer_size(8 * 1024)
+        .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| async move {
             let _open = open;
             let client = crate::connection::Client {
