@@ -382,6 +382,13 @@ impl SessionRegistry {
         &self.config
     }
 
+    /// Bytes of frames buffered for replay in every session, when the store
+    /// counts them (the memory store does; a shared store such as Redis
+    /// keeps them elsewhere and says `None`).
+    pub fn buffered_bytes(&self) -> Option<usize> {
+        self.store.buffered_bytes()
+    }
+
     /// Sessions held by the store.
     pub async fn session_count(&self) -> Result<usize, SessionError> {
         Ok(self.store.session_count().await?)

@@ -157,6 +157,21 @@ impl Collector for GatewayCollector {
             "Users tracked by the rate limiter.",
             ConstGauge::new(state.limiter.tracked_users() as i64),
         )?;
+        // Memory as a budget: what the bounded stores hold now.
+        if let Some(bytes) = state.sessions.buffered_bytes() {
+            metric(
+                &mut e,
+                "wsc_gateway_replay_buffer_bytes",
+                "Bytes of frames buffered for replay in this gateway's sessions (with Redis, Redis holds them and this is absent).",
+                ConstGauge::new(i64::try_from(bytes).unwrap_or(i64::MAX)),
+            )?;
+        }
+        metric(
+            &mut e,
+            "wsc_event_monitor_stored_bytes",
+            "Approximate bytes of the events the event monitor keeps for its tracked runs.",
+            ConstGauge::new(i64::try_from(state.monitor.stored_bytes()).unwrap_or(i64::MAX)),
+        )?;
         if let Some(redis) = &state.redis {
             metric(
                 &mut e,

@@ -795,9 +795,19 @@ async fn metrics_come_from_one_registry_in_both_formats() {
         ("wsc_gateway_local_fallback_sessions_total", 0),
         ("wsc_event_monitor_runs", 1),
         ("myapp_widgets_total", 7),
+        (
+            "wsc_event_monitor_stored_bytes",
+            r.gateway.event_monitor().stored_bytes() as u64,
+        ),
     ] {
         assert_eq!(value(name), Some(want as f64), "{name}\n{body}");
     }
+    // Memory as a budget: the run's events and the session's frames.
+    assert!(value("wsc_event_monitor_stored_bytes").unwrap_or(0.0) > 0.0);
+    assert!(
+        value("wsc_gateway_replay_buffer_bytes").unwrap_or(0.0) > 0.0,
+        "the session's unacknowledged frames\n{body}"
+    );
     // Five live events, each measured from emission to write.
     assert_eq!(
         value("wsc_gateway_delivery_latency_seconds"),
