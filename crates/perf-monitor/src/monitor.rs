@@ -66,41 +66,40 @@ impl Throughput {
         }
     }
 
-    /// Moves the head to `now`'s second (emptying the seconds that left the
-    /// window); the head's bucket index.
-    fn advance(&mut self, now: Timestamp) -> Option<usize> {
-        let buckets = self.buckets.as_mut()?;
-        let len = self.len as i64;
-        let sec = now.as_unix_micros().div_euclid(1_000_000);
-        if self.head == i64::MIN || sec - self.head >= len {
-            buckets.fill(0);
-            self.head = sec;
-        } else if sec > self.head {
-            for s in self.head + 1..=sec {
-                buckets[s.rem_euclid(len) as usize] = 0;
-            }
-            self.head = sec;
-        }
-        Some(self.head.rem_euclid(len) as usize)
-    }
-
     fn record(&mut self, now: Timestamp) {
         let len = self.len;
-        self.buckets
+        let buckets = self
+            .buckets
             .get_or_insert_with(|| vec![0; len].into_boxed_slice());
-        let Some(i) = self.advance(now) else { return };
-        if let Some(b) = self.buckets.as_mut().and_then(|b| b.get_mut(i)) {
-            *b = b.saturating_add(1);
-            self.peak = self.peak.max(*b);
-        }
+        let b = &mut buckets[advance(buckets, &mut self.head, now)];
+        *b = b.saturating_add(1);
+        self.peak = self.peak.max(*b);
     }
 
     fn in_window(&mut self, now: Timestamp) -> u64 {
-        self.advance(now);
-        self.buckets
-            .as_ref()
-            .map_or(0, |b| b.iter().map(|c| u64::from(*c)).sum())
+        let Some(buckets) = self.buckets.as_mut() else {
+            return 0;
+        };
+        advance(buckets, &mut self.head, now);
+        buckets.iter().map(|c| u64::from(*c)).sum()
     }
+}
+
+/// Moves `head` to `now`'s second, emptying the seconds that left the
+/// window of `buckets`; the head's bucket index.
+fn advance(buckets: &mut [u32], head: &mut i64, now: Timestamp) -> usize {
+    let len = buckets.len() as i64;
+    let sec = now.as_unix_micros().div_euclid(1_000_000);
+    if *head == i64::MIN || sec - *head >= len {
+        buckets.fill(0);
+        *head = sec;
+    } else if sec > *head {
+        for s in *head + 1..=sec {
+            buckets[s.rem_euclid(len) as usize] = 0;
+        }
+        *head = sec;
+    }
+    head.rem_euclid(len) as usize
 }
 
 /// An active alert. Its `message` is written when it is handed out, not on

@@ -67,35 +67,8 @@ pub fn spawn_announcement_listener(
             let client = &clients[next % clients.len()];
             next += 1;
             match subscribe(client, &channel).await {
-                Ok(mut pubsub) => {
-                    // Behind: announcements may have been missed (before
-                    // this subscription, or a delivery that failed); caught
-                    // up now and retried every half second until it works.
-                    let mut behind = !catch_up(&registry).await;
-                    let mut retry = tokio::time::interval(CATCH_UP_RETRY);
-                    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    let mut messages = pubsub.on_message();
-                    loop {
-                        tokio::select! {
-                            message = messages.next() => {
-                                let Some(message) = message else { break };
-                                let payload: String = message.get_payload().unwrap_or_default();
-                                let Some((session, seq)) = payload.rsplit_once(':') else {
-                                    continue;
-                                };
-                                let Ok(seq) = seq.parse::<u64>() else {
-                                    continue;
-                                };
-                                if let Err(e) = registry.deliver_remote(session, seq).await {
-                                    tracing::warn!(error = %e, "delivering a remote frame failed: catching up later");
-                                    behind = true;
-                                }
-                            }
-                            _ = retry.tick(), if behind => {
-                                behind = !catch_up(&registry).await;
-                            }
-                        }
-                    }
+                Ok(pubsub) => {
+                    listen(pubsub, &registry).await;
                     tracing::warn!("announcement subscription lost; resubscribing");
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot subscribe to announcements"),
@@ -104,6 +77,38 @@ pub fn spawn_announcement_listener(
         }
     });
     Ok(AnnouncementListener { task })
+}
+
+/// Hands every announced frame to the connection attached here until the
+/// subscription ends. Behind (announcements may have been missed: before
+/// this subscription, or a delivery that failed), it catches up at once
+/// and again every [`CATCH_UP_RETRY`] until that works.
+async fn listen(mut pubsub: redis::aio::PubSub, registry: &SessionRegistry) {
+    let mut behind = !catch_up(registry).await;
+    let mut retry = tokio::time::interval(CATCH_UP_RETRY);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut messages = pubsub.on_message();
+    loop {
+        tokio::select! {
+            message = messages.next() => {
+                let Some(message) = message else { return };
+                let payload: String = message.get_payload().unwrap_or_default();
+                let Some((session, seq)) = payload.rsplit_once(':') else {
+                    continue;
+                };
+                let Ok(seq) = seq.parse::<u64>() else {
+                    continue;
+                };
+                if let Err(e) = registry.deliver_remote(session, seq).await {
+                    tracing::warn!(error = %e, "delivering a remote frame failed: catching up later");
+                    behind = true;
+                }
+            }
+            _ = retry.tick(), if behind => {
+                behind = !catch_up(registry).await;
+            }
+        }
+    }
 }
 
 /// How often a listener that is behind retries its catch-up.
