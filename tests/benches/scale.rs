@@ -1,7 +1,8 @@
 //! Scale curves for `cargo xtask bench`: time per operation and heap bytes
 //! per key at 1 000, 100 000 and 1 000 000 users / runs / sessions, for the
 //! rate limiter, the event monitor and the session registry (replay
-//! buffers). Bytes are counted by a global allocator (the `cap` crate).
+//! buffers); and heap bytes per ended run kept by the event monitor at
+//! 1 000 and 100 000 runs. Bytes are counted by a global allocator (the `cap` crate).
 //! Prints one JSON object per line; `--quick` times fewer operations.
 #![allow(missing_docs)]
 
@@ -14,7 +15,7 @@ use serde_json::json;
 use websocket_core::events::{AgentSession, EventMonitor, EventMonitorConfig};
 use websocket_core::rate_limit::{RateLimitConfig, WebSocketRateLimiter};
 use websocket_core::resume::{BufferLimits, SessionConfig, SessionRegistry};
-use websocket_core::wsc_core::{ManualClock, MessageType, WebSocketMessage};
+use websocket_core::wsc_core::{Clock, ManualClock, MessageType, WebSocketMessage};
 
 #[global_allocator]
 static ALLOCATOR: Cap<System> = Cap::new(System, usize::MAX);
@@ -96,6 +97,93 @@ fn monitor(rt: &tokio::runtime::Runtime, ops: usize) {
     }
 }
 
+/// The events of one demo run as the gateway records them (`agent_started`,
+/// `agent_thinking`, two tools, `agent_completed`), with the fields the
+/// gateway adds: `run_id` and `agent_name` in the payload, a message id,
+/// the thread and a timestamp.
+fn demo_run(run_id: &str, clock: &ManualClock) -> Vec<WebSocketMessage> {
+    let mut steps = vec![
+        (MessageType::AgentStarted, json!({})),
+        (
+            MessageType::AgentThinking,
+            json!({"thought": "planning the answer"}),
+        ),
+    ];
+    for (i, tool) in ["search", "calculator"].iter().enumerate() {
+        let call = format!("{run_id}-call-{i}");
+        steps.push((
+            MessageType::ToolExecuting,
+            json!({"tool_name": tool, "tool_call_id": call}),
+        ));
+        steps.push((
+            MessageType::ToolCompleted,
+            json!({"tool_name": tool, "tool_call_id": call, "result": format!("{tool} done")}),
+        ));
+    }
+    steps.push((MessageType::AgentCompleted, json!({"result": "done"})));
+    steps
+        .into_iter()
+        .enumerate()
+        .map(|(n, (t, extra))| {
+            let mut payload = json!({"run_id": run_id, "agent_name": "demo"});
+            if let (Some(map), serde_json::Value::Object(extra)) = (payload.as_object_mut(), extra)
+            {
+                map.extend(extra);
+            }
+            let mut m = WebSocketMessage::new(t, payload)
+                .with_message_id(format!("{run_id}-{n}"))
+                .with_timestamp(clock.now());
+            m.thread_id = Some("thread-1".to_owned());
+            m
+        })
+        .collect()
+}
+
+/// Heap bytes per *ended* run: `n` demo runs recorded to their end (7
+/// events each, shaped as the gateway records them) and kept, as the
+/// gateway keeps ended runs until `completed_max_age`. Time is per event
+/// recorded.
+fn ended_runs(rt: &tokio::runtime::Runtime) {
+    for n in [1_000, 100_000] {
+        let ids: Vec<String> = (0..n).map(|i| format!("run-{i:07}")).collect();
+        let clock = ManualClock::default();
+        // Counted from before the messages are built: whatever of them the
+        // monitor does not keep is freed by the end.
+        let before = ALLOCATOR.allocated();
+        let runs: Vec<Vec<WebSocketMessage>> = ids.iter().map(|id| demo_run(id, &clock)).collect();
+        let events: usize = runs.iter().map(Vec::len).sum();
+        let monitor = EventMonitor::with_clock(
+            EventMonitorConfig {
+                max_tracked_runs: n,
+                ..Default::default()
+            },
+            clock.shared(),
+        );
+        let start = Instant::now();
+        rt.block_on(async {
+            for (id, run) in ids.iter().zip(runs) {
+                let session = AgentSession::new("user-0001")
+                    .with_thread_id("thread-1")
+                    .with_run_id(id.as_str())
+                    .with_agent_name("demo");
+                monitor.start_session_tracking(id, session);
+                for event in run {
+                    monitor.record_event(id, event).unwrap();
+                }
+            }
+        });
+        let ns = start.elapsed().as_nanos() as f64 / events as f64;
+        assert_eq!(monitor.session_count(), n);
+        let bytes = ALLOCATOR.allocated() as f64 - before as f64;
+        line(
+            "event monitor: ended run (7 events, kept)",
+            n,
+            ns,
+            bytes / n as f64,
+        );
+    }
+}
+
 fn sessions(rt: &tokio::runtime::Runtime, ops: usize) {
     for n in SIZES {
         let clock = ManualClock::default();
@@ -153,6 +241,7 @@ fn main() {
     let started = Instant::now();
     limiter(&rt, ops);
     monitor(&rt, ops);
+    ended_runs(&rt);
     sessions(&rt, ops);
     eprintln!(
         "scale curves in {:.1?}",

@@ -74,6 +74,18 @@ pub struct EventMonitorConfig {
     /// `max_tracked_runs` this bounds the monitor's memory whatever clients
     /// or agents send.
     pub max_stored_bytes: usize,
+    /// Whether a run keeps its events whole (payloads and all) after it has
+    /// ended, until it is removed. When not, an ended run's events shrink to
+    /// compact records — type, time recorded, `tool_call_id`, size — and
+    /// [`EventTracker::events_received`](crate::EventTracker::events_received)
+    /// is rebuilt from them (a demo run of 7 events: about 7 KiB whole,
+    /// under 1 KiB compact; see `docs/performance.md`). Timings, health and
+    /// validation are the same either way.
+    ///
+    /// `None` (the default) lets the monitor decide: an [`EventMonitor`](crate::EventMonitor)
+    /// compacts; the legacy `ChatEventMonitor` of the `websocket-core`
+    /// facade keeps payloads (its `events_received` contract).
+    pub keep_payloads_after_end: Option<bool>,
 }
 
 /// Which of the monitor's signals decide [`HealthReport::status`](crate::HealthReport).
@@ -117,6 +129,7 @@ impl Default for EventMonitorConfig {
             health_scope: HealthScope::AllSignals,
             max_stored_bytes_per_run: 256 * 1024,
             max_stored_bytes: 128 * 1024 * 1024,
+            keep_payloads_after_end: None,
         }
     }
 }

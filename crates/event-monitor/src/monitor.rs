@@ -118,7 +118,8 @@ impl EventMonitor {
             thread_id: run.session.thread_id.clone(),
             run_id: run.session.run_id.clone(),
             agent_name: run.session.agent_name.clone(),
-            events_received: run.events.iter().map(|(_, m)| m.clone()).collect(),
+            events_received: run.events.messages(),
+            payloads_dropped: run.events.is_compact(),
             started_at: run.started_at,
             last_event_at: run.last_event_at,
             is_complete: matches!(self.validate(session_id, &run), Ok(true)),
@@ -176,21 +177,25 @@ impl EventMonitor {
         message: WebSocketMessage,
     ) -> Result<(), EventMonitorError> {
         let now = self.clock.now();
-        let bytes = crate::run::approx_bytes(&message);
         let applied = {
             let mut run = self
                 .runs
                 .get_mut(session_id)
                 .ok_or_else(|| EventMonitorError::UnknownSession(session_id.to_owned()))?;
+            let bytes = run.events.cost_of(&message);
             let store = run.events.len() < self.config.max_events_per_run
                 && run.stored_bytes + bytes <= self.config.max_stored_bytes_per_run
                 && self.reserve(bytes);
-            run.apply_sized(
+            let applied = run.apply_sized(
                 message,
                 now,
                 self.config.max_events_per_run,
                 store.then_some(bytes),
-            )
+            );
+            if applied.ended {
+                self.end_storage(&mut run);
+            }
+            applied
         };
         if applied.ended {
             self.push_ended(session_id, now);
@@ -271,14 +276,15 @@ impl EventMonitor {
         let mut previous: Option<Timestamp> = None;
         let event_timings = run
             .events
-            .iter()
-            .map(|(at, event)| {
+            .timings()
+            .map(|(at, event_type, bytes)| {
                 let latency_ms = previous.map(|p| ms(at.duration_since(p)));
-                previous = Some(*at);
+                previous = Some(at);
                 EventTiming {
-                    event_type: event.message_type,
-                    timestamp: *at,
+                    event_type,
+                    timestamp: at,
                     latency_ms,
+                    approx_bytes: bytes,
                 }
             })
             .collect();
@@ -310,10 +316,13 @@ impl EventMonitor {
     /// `false` if it is unknown, already ended or already marked.
     pub fn mark_session_timeout(&self, session_id: &str) -> bool {
         let now = self.clock.now();
-        let marked = self
-            .runs
-            .get_mut(session_id)
-            .is_some_and(|mut run| mark_timeout(&mut run, now));
+        let marked = self.runs.get_mut(session_id).is_some_and(|mut run| {
+            let marked = mark_timeout(&mut run, now);
+            if marked {
+                self.end_storage(&mut run);
+            }
+            marked
+        });
         if marked {
             self.push_ended(session_id, now);
             let _ = self.events.send(MonitorEvent::RunTimedOut {
@@ -340,6 +349,7 @@ impl EventMonitor {
             let overdue =
                 !entry.is_ended() && now.duration_since(entry.started_at) > self.config.run_timeout;
             if overdue && mark_timeout(&mut entry, now) {
+                self.end_storage(&mut entry);
                 timed_out.push(entry.key().to_string());
             }
         }
@@ -423,6 +433,16 @@ impl EventMonitor {
                 used.checked_add(bytes).filter(|total| *total <= max)
             })
             .is_ok()
+    }
+
+    /// What a run keeps once it has ended: its events become compact
+    /// records unless payloads are kept after the end; the bytes this frees
+    /// go back to the budget.
+    fn end_storage(&self, run: &mut Run) {
+        if self.config.keep_payloads_after_end != Some(true) {
+            let freed = run.compact();
+            self.stored_bytes.fetch_sub(freed, Ordering::AcqRel);
+        }
     }
 
     /// Gives a removed run's stored bytes back to the budget.
@@ -538,12 +558,16 @@ impl EventMonitor {
             sum_us = sum_us.saturating_add(run.latency_sum_us);
             max_us = max_us.max(run.latency_max_us);
             count += run.latency_count;
-            for pair in run.events.windows(2) {
+            let mut previous: Option<Timestamp> = None;
+            for at in run.events.times() {
                 if samples.len() >= cfg.max_latency_samples {
                     break;
                 }
-                let gap = pair[1].0.duration_since(pair[0].0).as_micros();
-                samples.push(u64::try_from(gap).unwrap_or(u64::MAX));
+                if let Some(p) = previous {
+                    let gap = at.duration_since(p).as_micros();
+                    samples.push(u64::try_from(gap).unwrap_or(u64::MAX));
+                }
+                previous = Some(at);
             }
         }
         let p95_us = if samples.is_empty() {

@@ -19,7 +19,14 @@ pub struct EventTracker {
     /// The agent's name.
     pub agent_name: Option<String>,
     /// The stored events, in the order recorded (out-of-order ones included).
+    /// Whole messages while the run is in flight; once it has ended, unless
+    /// [`keep_payloads_after_end`](crate::EventMonitorConfig::keep_payloads_after_end)
+    /// keeps them, rebuilt from compact records: the type, and for tool
+    /// events the `tool_call_id` (see [`payloads_dropped`](Self::payloads_dropped)).
     pub events_received: Vec<WebSocketMessage>,
+    /// The run ended and its events were compacted: `events_received` holds
+    /// each event's type (and tool call id), not its payload or other fields.
+    pub payloads_dropped: bool,
     /// When tracking began.
     pub started_at: Timestamp,
     /// When the last event was recorded (`started_at` before any).
@@ -61,6 +68,10 @@ pub struct EventTiming {
     pub timestamp: Timestamp,
     /// Milliseconds since the previous event of the run (`None` for the first).
     pub latency_ms: Option<f64>,
+    /// About how many bytes the event took when it was recorded: its
+    /// strings and the JSON of its payload, plus a fixed size per event (an
+    /// estimate, the one the storage budgets count in).
+    pub approx_bytes: usize,
 }
 
 /// Timing metrics of one run.

@@ -93,7 +93,7 @@ pub(crate) struct Run {
     pub(crate) latency_max_us: u64,
     pub(crate) latency_count: u64,
     /// Stored events with the time each was recorded.
-    pub(crate) events: Vec<(Timestamp, WebSocketMessage)>,
+    pub(crate) events: StoredEvents,
     pub(crate) ended_at: Option<Timestamp>,
     pub(crate) phase: Phase,
     seen: u8,
@@ -138,7 +138,153 @@ pub(crate) fn approx_bytes(message: &WebSocketMessage) -> usize {
         + value(&message.payload)
 }
 
+/// One stored event of an ended run, without its payload: 32 bytes, plus
+/// the `tool_call_id` of a tool event.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct EventRecord {
+    /// When the monitor recorded the event.
+    pub(crate) at: Timestamp,
+    /// The `tool_call_id` of a tool event that had one.
+    tool_call_id: Option<Box<str>>,
+    /// [`approx_bytes`] of the event as it was received (saturating).
+    received_bytes: u32,
+    pub(crate) message_type: MessageType,
+}
+
+impl EventRecord {
+    fn of(at: Timestamp, message: &WebSocketMessage) -> Self {
+        EventRecord {
+            at,
+            tool_call_id: tool_call_id(message).map(Box::from),
+            received_bytes: u32::try_from(approx_bytes(message)).unwrap_or(u32::MAX),
+            message_type: message.message_type,
+        }
+    }
+
+    /// What keeping this record costs, in the units of [`approx_bytes`].
+    fn cost(&self) -> usize {
+        record_cost(self.tool_call_id.as_deref())
+    }
+
+    /// The message as far as the record knows it: its type, and for a tool
+    /// event its `tool_call_id`.
+    fn rebuild(&self) -> WebSocketMessage {
+        let payload = match &self.tool_call_id {
+            Some(id) => serde_json::json!({ "tool_call_id": &**id }),
+            None => serde_json::Value::Null,
+        };
+        WebSocketMessage::new(self.message_type, payload)
+    }
+}
+
+/// The `tool_call_id` a record of `message` keeps: a tool event's, if any.
+fn tool_call_id(message: &WebSocketMessage) -> Option<&str> {
+    let is_tool = matches!(
+        EventType::classify(message.message_type),
+        Some(EventType::ToolExecuting | EventType::ToolCompleted)
+    );
+    message.payload_str("tool_call_id").filter(|_| is_tool)
+}
+
+/// What a record costs, in the units of [`approx_bytes`].
+fn record_cost(tool_call_id: Option<&str>) -> usize {
+    std::mem::size_of::<EventRecord>() + tool_call_id.map_or(0, str::len)
+}
+
+/// A run's stored events: whole messages while it is in flight, compact
+/// records once it has ended (unless payloads are kept after the end).
+#[derive(Debug)]
+pub(crate) enum StoredEvents {
+    /// Whole messages with the time each was recorded.
+    Whole(Vec<(Timestamp, WebSocketMessage)>),
+    /// The records left after the run ended.
+    Compact(Vec<EventRecord>),
+}
+
+impl StoredEvents {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            StoredEvents::Whole(events) => events.len(),
+            StoredEvents::Compact(records) => records.len(),
+        }
+    }
+
+    /// Each stored event's type, the time it was recorded and its
+    /// [`approx_bytes`] as received, in order.
+    pub(crate) fn timings(&self) -> Box<dyn Iterator<Item = (Timestamp, MessageType, usize)> + '_> {
+        match self {
+            StoredEvents::Whole(events) => Box::new(
+                events
+                    .iter()
+                    .map(|(at, m)| (*at, m.message_type, approx_bytes(m))),
+            ),
+            StoredEvents::Compact(records) => Box::new(records.iter().map(|r| {
+                let bytes = usize::try_from(r.received_bytes).unwrap_or(usize::MAX);
+                (r.at, r.message_type, bytes)
+            })),
+        }
+    }
+
+    /// The time each stored event was recorded, in order.
+    pub(crate) fn times(&self) -> Box<dyn Iterator<Item = Timestamp> + '_> {
+        match self {
+            StoredEvents::Whole(events) => Box::new(events.iter().map(|(at, _)| *at)),
+            StoredEvents::Compact(records) => Box::new(records.iter().map(|r| r.at)),
+        }
+    }
+
+    /// The stored events as messages: whole, or rebuilt from records (see
+    /// [`EventRecord::rebuild`]).
+    pub(crate) fn messages(&self) -> Vec<WebSocketMessage> {
+        match self {
+            StoredEvents::Whole(events) => events.iter().map(|(_, m)| m.clone()).collect(),
+            StoredEvents::Compact(records) => records.iter().map(EventRecord::rebuild).collect(),
+        }
+    }
+
+    pub(crate) fn is_compact(&self) -> bool {
+        matches!(self, StoredEvents::Compact(_))
+    }
+
+    /// What storing `message` costs here, in the units of [`approx_bytes`].
+    pub(crate) fn cost_of(&self, message: &WebSocketMessage) -> usize {
+        match self {
+            StoredEvents::Whole(_) => approx_bytes(message),
+            StoredEvents::Compact(_) => record_cost(tool_call_id(message)),
+        }
+    }
+
+    fn push(&mut self, at: Timestamp, message: WebSocketMessage) {
+        match self {
+            StoredEvents::Whole(events) => events.push((at, message)),
+            StoredEvents::Compact(records) => records.push(EventRecord::of(at, &message)),
+        }
+    }
+}
+
 impl Run {
+    /// Replaces the stored whole events by compact records; returns the
+    /// bytes (in the units of [`approx_bytes`]) this gives back. Nothing
+    /// changes if they are already compact.
+    pub(crate) fn compact(&mut self) -> usize {
+        let StoredEvents::Whole(events) = &self.events else {
+            return 0;
+        };
+        let records: Vec<EventRecord> = events
+            .iter()
+            .map(|(at, message)| EventRecord::of(*at, message))
+            .collect();
+        let kept: usize = records.iter().map(EventRecord::cost).sum();
+        self.events = StoredEvents::Compact(records);
+        // The spare room of lists that grew while the run was in flight
+        // (four open tools' worth after the first tool call).
+        self.open_tools.shrink_to_fit();
+        self.violations.shrink_to_fit();
+        let freed = self.stored_bytes.saturating_sub(kept);
+        self.stored_bytes -= freed;
+        freed
+    }
+
     pub(crate) fn new(session: AgentSession, now: Timestamp) -> Self {
         Run {
             session,
@@ -149,7 +295,7 @@ impl Run {
             is_timeout: false,
             seen: 0,
             open_tools: Vec::new(),
-            events: Vec::new(),
+            events: StoredEvents::Whole(Vec::new()),
             total_events: 0,
             events_truncated: false,
             violations: Vec::new(),
@@ -250,7 +396,7 @@ impl Run {
 
         match store {
             Some(bytes) if self.events.len() < max_events => {
-                self.events.push((now, message));
+                self.events.push(now, message);
                 self.stored_bytes += bytes;
             }
             _ => self.events_truncated = true,
@@ -508,6 +654,11 @@ mod tests {
         assert_eq!(run.violation_count, 1);
         assert_eq!(run.latency_max_us, 5);
         assert_eq!(run.latency_sum_us, 9);
+    }
+
+    #[test]
+    fn a_record_is_32_bytes() {
+        assert!(std::mem::size_of::<EventRecord>() <= 32);
     }
 
     #[test]

@@ -1,6 +1,9 @@
-//! The event monitor's memory is bounded whatever its runs carry: 200 runs
-//! of 100 events with 10 KB payloads each (200 MB offered) against a
-//! 4 MiB budget of stored event bytes, measured by a counting allocator.
+//! The event monitor's memory, measured by a counting allocator: bounded
+//! whatever its runs carry (200 runs of 100 events with 10 KB payloads each,
+//! 200 MB offered, against a 4 MiB budget of stored event bytes), and at
+//! most 2 KiB per ended run of the gateway's shape.
+
+use std::sync::Mutex;
 
 use cap::Cap;
 use serde_json::json;
@@ -11,11 +14,96 @@ use wsc_event_monitor::{AgentSession, EventMonitor, EventMonitorConfig};
 #[global_allocator]
 static ALLOCATOR: Cap<System> = Cap::new(System, usize::MAX);
 
+/// The allocator counts every thread: one measurement at a time.
+static MEASURING: Mutex<()> = Mutex::new(());
+
 const BUDGET: usize = 4 << 20;
 const RUNS: usize = 200;
 
+/// A run as the gateway records it: `agent_started`, `agent_thinking`, two
+/// tool calls, `agent_completed`; the payloads carry `run_id` and
+/// `agent_name`, every message an id, a thread and a timestamp.
+fn gateway_run(run_id: &str) -> Vec<WebSocketMessage> {
+    let mut steps = vec![
+        (MessageType::AgentStarted, json!({})),
+        (
+            MessageType::AgentThinking,
+            json!({"thought": "planning the answer"}),
+        ),
+    ];
+    for (i, tool) in ["search", "calculator"].iter().enumerate() {
+        let call = format!("{run_id}-call-{i}");
+        steps.push((
+            MessageType::ToolExecuting,
+            json!({"tool_name": tool, "tool_call_id": call}),
+        ));
+        steps.push((
+            MessageType::ToolCompleted,
+            json!({"tool_name": tool, "tool_call_id": call, "result": format!("{tool} done")}),
+        ));
+    }
+    steps.push((MessageType::AgentCompleted, json!({"result": "done"})));
+    steps
+        .into_iter()
+        .enumerate()
+        .map(|(n, (t, mut payload))| {
+            payload["run_id"] = json!(run_id);
+            payload["agent_name"] = json!("demo");
+            let mut m = WebSocketMessage::new(t, payload)
+                .with_message_id(format!("{run_id}-{n}"))
+                .with_timestamp(wsc_core::Timestamp::from_unix_micros(1));
+            m.thread_id = Some("thread-1".to_owned());
+            m
+        })
+        .collect()
+}
+
+/// Heap bytes per run the monitor keeps after recording `runs` whole
+/// gateway runs.
+fn bytes_per_ended_run(config: EventMonitorConfig, runs: usize) -> usize {
+    let ids: Vec<String> = (0..runs).map(|i| format!("run-{i:07}")).collect();
+    // Counted from before the messages are built: what the monitor does not
+    // keep of them is freed by the end.
+    let before = ALLOCATOR.allocated();
+    let monitor = EventMonitor::new(EventMonitorConfig {
+        max_tracked_runs: runs,
+        ..config
+    });
+    for id in &ids {
+        let session = AgentSession::new("user-0001")
+            .with_thread_id("thread-1")
+            .with_run_id(id.as_str())
+            .with_agent_name("demo");
+        monitor.start_session_tracking(id, session);
+        for event in gateway_run(id) {
+            monitor.record_event(id, event).unwrap();
+        }
+        assert!(monitor.tracker(id).unwrap().is_complete);
+    }
+    let bytes = ALLOCATOR.allocated() - before;
+    drop(monitor);
+    bytes / runs
+}
+
+#[test]
+fn an_ended_run_costs_at_most_2_kib() {
+    let _one = MEASURING.lock().unwrap_or_else(|p| p.into_inner());
+    let compact = bytes_per_ended_run(EventMonitorConfig::default(), 2_000);
+    let whole = bytes_per_ended_run(
+        EventMonitorConfig {
+            keep_payloads_after_end: Some(true),
+            ..EventMonitorConfig::default()
+        },
+        2_000,
+    );
+    eprintln!("an ended 7-event run: {compact} B compact, {whole} B with payloads");
+    assert!(compact <= 2048, "{compact} bytes per ended run");
+    assert!(whole > compact, "{whole} vs {compact}");
+}
+
 #[test]
 fn stored_event_bytes_stay_within_the_budget() {
+    let _one = MEASURING.lock().unwrap_or_else(|p| p.into_inner());
     let monitor = EventMonitor::new(EventMonitorConfig {
         max_stored_bytes: BUDGET,
         max_stored_bytes_per_run: 256 << 10,

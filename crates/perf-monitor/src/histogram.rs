@@ -127,7 +127,6 @@ impl LatencyHistogram {
     }
 
     /// Bytes on the heap: the counters once a sample arrived, else none.
-    #[cfg(test)]
     pub(crate) fn heap_bytes(&self) -> usize {
         self.counts
             .as_ref()

@@ -33,6 +33,8 @@
 //! `wsc_connection_errors_total`, `wsc_latency_unmeasured_total{reason}`,
 //! `wsc_untracked_total`, `wsc_alerts_raised_total{kind}`; gauges
 //! `wsc_tracked_connections`, `wsc_active_connections`,
+//! `wsc_connection_state_bytes` (the heap bytes of the tracked connections'
+//! measurements, [`PerformanceMonitor::state_bytes`]),
 //! `wsc_active_alerts{severity}`; histogram `wsc_message_latency_seconds`
 //! (buckets 1 ms to 10 s). The standard process metrics
 //! (`process_resident_memory_bytes`, `process_cpu_seconds_total`,

@@ -137,6 +137,12 @@ impl Collector for PerfSnapshot {
             "Connections established and not closed.",
             self.active as f64,
         )?;
+        gauge(
+            &mut e,
+            "wsc_connection_state_bytes",
+            "Heap bytes held for tracked connections' measurements (state, histograms, windows).",
+            self.state_bytes as f64,
+        )?;
         gauge_by(
             &mut e,
             "wsc_active_alerts",

@@ -66,6 +66,13 @@ impl Throughput {
         }
     }
 
+    /// The counters' bytes, once allocated.
+    fn heap_bytes(&self) -> usize {
+        self.buckets
+            .as_ref()
+            .map_or(0, |b| std::mem::size_of_val(&**b))
+    }
+
     fn record(&mut self, now: Timestamp) {
         let len = self.len;
         let buckets = self
@@ -150,6 +157,34 @@ struct Conn {
     connected: bool,
     closed_at: Option<Timestamp>,
     usage: ResourceUsage,
+}
+
+impl Conn {
+    /// The bytes this connection's state takes: the boxed struct and what
+    /// it points to (see [`PerformanceMonitor::state_bytes`]).
+    fn heap_bytes(&self) -> usize {
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+        let recent = self.recent.capacity() * std::mem::size_of::<Recent>()
+            + self
+                .recent
+                .iter()
+                .map(|r| r.message_id.as_ref().map_or(0, |id| id.len()))
+                .sum::<usize>();
+        let alerts = self.alerts.capacity() * std::mem::size_of::<ActiveAlert>()
+            + self
+                .alerts
+                .iter()
+                .map(|a| a.alert.message.capacity() + a.alert.connection_id.capacity())
+                .sum::<usize>();
+        std::mem::size_of::<Conn>()
+            + self.histogram.heap_bytes()
+            + self.throughput.heap_bytes()
+            + recent
+            + alerts
+            + self.info.user_id.capacity()
+            + text(&self.info.user_agent)
+            + text(&self.info.ip_address)
+    }
 }
 
 /// Counters exported to Prometheus. Tracked connections keep their own
@@ -323,6 +358,35 @@ impl PerformanceMonitor {
     /// Connections tracked now.
     pub fn connection_count(&self) -> usize {
         self.conns.len()
+    }
+
+    /// Heap bytes the monitor holds for the connections it tracks: each
+    /// one's state, its latency histogram and throughput window (allocated
+    /// with its first message), recent messages, alerts and info strings,
+    /// and its slot in the table. Counted from the structures' sizes and
+    /// capacities (the allocator's own rounding is not), by walking the
+    /// table: a scrape's cost, not a message's.
+    ///
+    /// ```
+    /// use wsc_perf_monitor::{ConnectionInfo, PerformanceMonitor, PerformanceMonitorConfig};
+    /// let monitor = PerformanceMonitor::new(PerformanceMonitorConfig::default());
+    /// assert_eq!(monitor.state_bytes(), 0);
+    /// monitor.start_connection_tracking("c1", ConnectionInfo::new("alice"));
+    /// assert!(monitor.state_bytes() < 1024); // an idle connection
+    /// ```
+    pub fn state_bytes(&self) -> usize {
+        self.conns
+            .iter()
+            .map(|c| {
+                let key = c.key();
+                let key_heap = if key.is_heap_allocated() {
+                    key.capacity()
+                } else {
+                    0
+                };
+                std::mem::size_of::<(CompactString, Box<Conn>)>() + key_heap + c.heap_bytes()
+            })
+            .sum()
     }
 
     /// Alert changes as they happen. Slow subscribers miss the oldest.
@@ -1126,6 +1190,7 @@ impl PerformanceMonitor {
                 .collect(),
             tracked: self.conns.len(),
             active: connected,
+            state_bytes: self.state_bytes(),
             alerts_warning: by_severity[0],
             alerts_critical: by_severity[1],
             latency_buckets,
@@ -1147,6 +1212,7 @@ pub(crate) struct PerfSnapshot {
     pub(crate) alerts_raised: Vec<(&'static str, u64)>,
     pub(crate) tracked: usize,
     pub(crate) active: usize,
+    pub(crate) state_bytes: usize,
     pub(crate) alerts_warning: usize,
     pub(crate) alerts_critical: usize,
     /// Per-bucket counts with their upper bounds (seconds), `+Inf` last.

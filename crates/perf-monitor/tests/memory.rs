@@ -33,6 +33,7 @@ fn an_idle_connection_costs_at_most_1_kib() {
     }
     let per_connection = (ALLOCATOR.allocated() - before) as f64 / CONNECTIONS as f64;
     println!("measured {per_connection:.0} bytes per idle connection");
+    counts_what_it_holds(&monitor, per_connection, CONNECTIONS);
     assert!(
         per_connection <= 1024.0,
         "{per_connection:.0} bytes per idle connection"
@@ -76,5 +77,18 @@ fn a_connection_costs_at_most_8_kib_with_the_default_config() {
         per_connection <= 8192.0,
         "{per_connection:.0} bytes per connection"
     );
+    counts_what_it_holds(&monitor, per_connection, CONNECTIONS);
     drop(monitor);
+}
+
+/// `state_bytes` (what `/metrics` exports) agrees with the allocator: at
+/// most the bytes measured, and short of them by no more than the table's
+/// spare room (its slots are allocated in powers of two).
+fn counts_what_it_holds(monitor: &PerformanceMonitor, measured: f64, connections: usize) {
+    let counted = monitor.state_bytes() as f64 / connections as f64;
+    println!("state_bytes: {counted:.0} bytes per connection");
+    assert!(
+        counted <= measured && counted >= measured * 0.8,
+        "state_bytes says {counted:.0} bytes per connection, the allocator {measured:.0}"
+    );
 }

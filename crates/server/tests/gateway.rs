@@ -799,11 +799,17 @@ async fn metrics_come_from_one_registry_in_both_formats() {
             "wsc_event_monitor_stored_bytes",
             r.gateway.event_monitor().stored_bytes() as u64,
         ),
+        (
+            "wsc_connection_state_bytes",
+            r.gateway.performance_monitor().state_bytes() as u64,
+        ),
     ] {
         assert_eq!(value(name), Some(want as f64), "{name}\n{body}");
     }
-    // Memory as a budget: the run's events and the session's frames.
+    // Memory as a budget: the run's events, the session's frames, the
+    // connection's measurements.
     assert!(value("wsc_event_monitor_stored_bytes").unwrap_or(0.0) > 0.0);
+    assert!(value("wsc_connection_state_bytes").unwrap_or(0.0) > 0.0);
     assert!(
         value("wsc_gateway_replay_buffer_bytes").unwrap_or(0.0) > 0.0,
         "the session's unacknowledged frames\n{body}"

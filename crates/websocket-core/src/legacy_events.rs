@@ -46,15 +46,30 @@ impl From<EventMonitor> for ChatEventMonitor {
     }
 }
 
+/// The legacy monitor keeps whole events after a run ends unless the config
+/// says otherwise: `events_received` stays what the legacy package returned.
+fn legacy(mut config: EventMonitorConfig) -> EventMonitorConfig {
+    config.keep_payloads_after_end.get_or_insert(true);
+    config
+}
+
 impl ChatEventMonitor {
     /// A monitor on the system clock.
+    ///
+    /// Unlike [`EventMonitor`], it keeps an ended run's events whole
+    /// (payloads and all) unless `config.keep_payloads_after_end` is
+    /// `Some(false)`: [`EventTracker::events_received`](wsc_event_monitor::EventTracker::events_received)
+    /// is what the legacy package returned. Set `Some(false)` to keep only
+    /// compact records of ended runs (about 1 KiB instead of 7 for a
+    /// 7-event run).
     pub fn new(config: EventMonitorConfig) -> Self {
-        EventMonitor::new(config).into()
+        EventMonitor::new(legacy(config)).into()
     }
 
-    /// A monitor on `clock` (tests pass a `ManualClock`).
+    /// A monitor on `clock` (tests pass a `ManualClock`); payloads are kept
+    /// as with [`new`](Self::new).
     pub fn with_clock(config: EventMonitorConfig, clock: SharedClock) -> Self {
-        EventMonitor::with_clock(config, clock).into()
+        EventMonitor::with_clock(legacy(config), clock).into()
     }
 
     /// The synchronous monitor inside.

@@ -66,6 +66,41 @@ async fn recording_the_five_critical_events_completes_the_run() {
     assert_eq!(m.validate_session_completion("s1").await, Ok(true));
 }
 
+/// The legacy monitor keeps a run's whole events after it ended (the
+/// legacy `events_received`); `keep_payloads_after_end: Some(false)` keeps
+/// compact records instead.
+#[tokio::test]
+async fn an_ended_run_keeps_its_payloads_unless_told_not_to() {
+    for keep in [None, Some(true), Some(false)] {
+        let m = ChatEventMonitor::with_clock(
+            EventMonitorConfig {
+                keep_payloads_after_end: keep,
+                ..EventMonitorConfig::default()
+            },
+            ManualClock::default().shared(),
+        );
+        m.start_session_tracking("s1", AgentSession::new("user-1"))
+            .await;
+        let sent: Vec<WebSocketMessage> = MessageType::CRITICAL_AGENT_EVENTS
+            .into_iter()
+            .map(event)
+            .collect();
+        for e in &sent {
+            m.record_event("s1", e.clone()).await.unwrap();
+        }
+        let t = m.tracker("s1").unwrap();
+        assert!(t.is_complete);
+        if keep == Some(false) {
+            assert!(t.payloads_dropped);
+            assert!(t.events_received.iter().all(|e| e.payload == json!({})));
+        } else {
+            assert_eq!(m.config().keep_payloads_after_end, Some(true));
+            assert!(!t.payloads_dropped);
+            assert_eq!(t.events_received, sent, "keep {keep:?}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn missing_events_are_named() {
     let (m, _) = monitor();
