@@ -17,6 +17,13 @@ const BEFORE_IDLE_KIB: f64 = 26.1;
 
 /// The goal per idle connection (issue 23), KiB.
 const IDLE_GOAL_KIB: f64 = 10.0;
+/// Heap bytes per ended 7-event run the event monitor kept before issue 23
+/// (whole events; scale bench at 1 000 runs).
+const BEFORE_ENDED_RUN_BYTES: f64 = 7055.0;
+/// Issue 23's goal per ended run.
+const ENDED_RUN_GOAL_BYTES: f64 = 2048.0;
+/// The scale bench's component for ended runs.
+const ENDED_RUN: &str = "event monitor: ended run (7 events, kept)";
 
 /// A bench target: package and bench name.
 const BENCHES: [(&str, &str); 8] = [
@@ -541,7 +548,22 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
                  | component | keys | time per op | × 1 000 keys | bytes per key |\n|---|---:|---:|---:|---:|"
             );
             let mut first: std::collections::HashMap<String, f64> = Default::default();
+            let mut ended_runs = String::new();
             for v in json_lines(&out) {
+                if v["component"] == ENDED_RUN {
+                    let bytes = v["bytes_per_key"].as_f64().unwrap_or(f64::NAN);
+                    let _ = writeln!(
+                        ended_runs,
+                        "| {} | {bytes:.0} B | {:.2} | {} |",
+                        v["n"],
+                        bytes / BEFORE_ENDED_RUN_BYTES,
+                        if bytes <= ENDED_RUN_GOAL_BYTES {
+                            "yes"
+                        } else {
+                            "**no**"
+                        },
+                    );
+                }
                 let component = v["component"].as_str().unwrap_or("?").to_owned();
                 let ns = v["ns_per_op"].as_f64().unwrap_or(f64::NAN);
                 let base = *first.entry(component.clone()).or_insert(ns);
@@ -553,6 +575,18 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
                     human(ns),
                     ns / base,
                     v["bytes_per_key"].as_f64().unwrap_or(f64::NAN)
+                );
+            }
+            if !ended_runs.is_empty() {
+                let _ = write!(
+                    md,
+                    "\n## Event monitor: bytes per ended run\n\n\
+                     Heap the event monitor keeps per ended run (7 events shaped as the gateway \
+                     records them) until `completed_max_age`, from the scale bench. Ratio: to the \
+                     {BEFORE_ENDED_RUN_BYTES} B kept per run before issue 23 (whole events); goal \
+                     ≤ {ENDED_RUN_GOAL_BYTES} B.\n\n\
+                     | runs | bytes per ended run | ratio | goal met |\n|---:|---:|---:|---|\n\
+                     {ended_runs}"
                 );
             }
         }

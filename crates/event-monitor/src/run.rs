@@ -211,26 +211,32 @@ impl StoredEvents {
 
     /// Each stored event's type, the time it was recorded and its
     /// [`approx_bytes`] as received, in order.
-    pub(crate) fn timings(&self) -> Box<dyn Iterator<Item = (Timestamp, MessageType, usize)> + '_> {
-        match self {
-            StoredEvents::Whole(events) => Box::new(
-                events
-                    .iter()
-                    .map(|(at, m)| (*at, m.message_type, approx_bytes(m))),
-            ),
-            StoredEvents::Compact(records) => Box::new(records.iter().map(|r| {
-                let bytes = usize::try_from(r.received_bytes).unwrap_or(usize::MAX);
-                (r.at, r.message_type, bytes)
-            })),
-        }
+    pub(crate) fn timings(&self) -> impl Iterator<Item = (Timestamp, MessageType, usize)> + '_ {
+        // One of the two is empty: no allocation, whichever the variant.
+        let (whole, compact) = match self {
+            StoredEvents::Whole(events) => (events.as_slice(), &[][..]),
+            StoredEvents::Compact(records) => (&[][..], records.as_slice()),
+        };
+        let whole = whole
+            .iter()
+            .map(|(at, m)| (*at, m.message_type, approx_bytes(m)));
+        let compact = compact.iter().map(|r| {
+            let bytes = usize::try_from(r.received_bytes).unwrap_or(usize::MAX);
+            (r.at, r.message_type, bytes)
+        });
+        whole.chain(compact)
     }
 
     /// The time each stored event was recorded, in order.
-    pub(crate) fn times(&self) -> Box<dyn Iterator<Item = Timestamp> + '_> {
-        match self {
-            StoredEvents::Whole(events) => Box::new(events.iter().map(|(at, _)| *at)),
-            StoredEvents::Compact(records) => Box::new(records.iter().map(|r| r.at)),
-        }
+    pub(crate) fn times(&self) -> impl Iterator<Item = Timestamp> + '_ {
+        let (whole, compact) = match self {
+            StoredEvents::Whole(events) => (events.as_slice(), &[][..]),
+            StoredEvents::Compact(records) => (&[][..], records.as_slice()),
+        };
+        whole
+            .iter()
+            .map(|(at, _)| *at)
+            .chain(compact.iter().map(|r| r.at))
     }
 
     /// The stored events as messages: whole, or rebuilt from records (see

@@ -277,6 +277,9 @@ pub struct GatewayConfig {
     /// Frames kept per session for resume (default 1 000).
     pub replay_buffer: usize,
     /// Bytes (serialized frames) kept per session for resume (default 1 MiB).
+    /// The heap holds more than the serialized size: each buffered frame is
+    /// a parsed message, about 0.8 KiB more for a small frame (see
+    /// docs/performance.md).
     pub replay_buffer_bytes: usize,
     /// How long a lost session stays resumable (default 300 s).
     pub session_ttl: Duration,
@@ -306,9 +309,10 @@ pub struct GatewayConfig {
     pub max_header_bytes: usize,
     /// Agent runs the event monitor tracks at once, with their events
     /// (default 10 000). Ended runs are kept up to 10 minutes for
-    /// inspection and are the first evicted past this bound; under steady
-    /// load it is most of the gateway's memory (about 10 KiB per run with
-    /// the simulated agent's events).
+    /// inspection and are the first evicted past this bound. A run in
+    /// flight keeps its events whole (about 7 KiB with the simulated
+    /// agent's 7 events); an ended one keeps compact records (about
+    /// 0.8 KiB; see docs/performance.md).
     pub max_tracked_runs: usize,
     /// Sessions (attached or resumable) one user may hold (`None`, the
     /// default: twice `max_connections_per_user`). A new session beyond it
