@@ -15,7 +15,7 @@ use serde_json::json;
 use websocket_core::events::{AgentSession, EventMonitor, EventMonitorConfig};
 use websocket_core::rate_limit::{RateLimitConfig, WebSocketRateLimiter};
 use websocket_core::resume::{BufferLimits, SessionConfig, SessionRegistry};
-use websocket_core::wsc_core::{Clock, ManualClock, MessageType, WebSocketMessage};
+use websocket_core::wsc_core::{ManualClock, MessageType, WebSocketMessage};
 
 #[global_allocator]
 static ALLOCATOR: Cap<System> = Cap::new(System, usize::MAX);
@@ -97,47 +97,9 @@ fn monitor(rt: &tokio::runtime::Runtime, ops: usize) {
     }
 }
 
-/// The events of one demo run as the gateway records them (`agent_started`,
-/// `agent_thinking`, two tools, `agent_completed`), with the fields the
-/// gateway adds: `run_id` and `agent_name` in the payload, a message id,
-/// the thread and a timestamp.
-fn demo_run(run_id: &str, clock: &ManualClock) -> Vec<WebSocketMessage> {
-    let mut steps = vec![
-        (MessageType::AgentStarted, json!({})),
-        (
-            MessageType::AgentThinking,
-            json!({"thought": "planning the answer"}),
-        ),
-    ];
-    for (i, tool) in ["search", "calculator"].iter().enumerate() {
-        let call = format!("{run_id}-call-{i}");
-        steps.push((
-            MessageType::ToolExecuting,
-            json!({"tool_name": tool, "tool_call_id": call}),
-        ));
-        steps.push((
-            MessageType::ToolCompleted,
-            json!({"tool_name": tool, "tool_call_id": call, "result": format!("{tool} done")}),
-        ));
-    }
-    steps.push((MessageType::AgentCompleted, json!({"result": "done"})));
-    steps
-        .into_iter()
-        .enumerate()
-        .map(|(n, (t, extra))| {
-            let mut payload = json!({"run_id": run_id, "agent_name": "demo"});
-            if let (Some(map), serde_json::Value::Object(extra)) = (payload.as_object_mut(), extra)
-            {
-                map.extend(extra);
-            }
-            let mut m = WebSocketMessage::new(t, payload)
-                .with_message_id(format!("{run_id}-{n}"))
-                .with_timestamp(clock.now());
-            m.thread_id = Some("thread-1".to_owned());
-            m
-        })
-        .collect()
-}
+// The run the event monitor's memory test measures, shared with it.
+#[path = "../../crates/event-monitor/tests/common/gateway_run.rs"]
+mod gateway_run;
 
 /// Heap bytes per *ended* run: `n` demo runs recorded to their end (7
 /// events each, shaped as the gateway records them) and kept, as the
@@ -150,7 +112,8 @@ fn ended_runs(rt: &tokio::runtime::Runtime) {
         // Counted from before the messages are built: whatever of them the
         // monitor does not keep is freed by the end.
         let before = ALLOCATOR.allocated();
-        let runs: Vec<Vec<WebSocketMessage>> = ids.iter().map(|id| demo_run(id, &clock)).collect();
+        let runs: Vec<Vec<WebSocketMessage>> =
+            ids.iter().map(|id| gateway_run::gateway_run(id)).collect();
         let events: usize = runs.iter().map(Vec::len).sum();
         let monitor = EventMonitor::with_clock(
             EventMonitorConfig {

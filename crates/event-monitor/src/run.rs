@@ -202,21 +202,23 @@ pub(crate) enum StoredEvents {
 }
 
 impl StoredEvents {
-    pub(crate) fn len(&self) -> usize {
+    /// The whole events and the records: one of the two is empty.
+    fn parts(&self) -> (&[(Timestamp, WebSocketMessage)], &[EventRecord]) {
         match self {
-            StoredEvents::Whole(events) => events.len(),
-            StoredEvents::Compact(records) => records.len(),
+            StoredEvents::Whole(events) => (events, &[]),
+            StoredEvents::Compact(records) => (&[], records),
         }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        let (whole, compact) = self.parts();
+        whole.len() + compact.len()
     }
 
     /// Each stored event's type, the time it was recorded and its
     /// [`approx_bytes`] as received, in order.
     pub(crate) fn timings(&self) -> impl Iterator<Item = (Timestamp, MessageType, usize)> + '_ {
-        // One of the two is empty: no allocation, whichever the variant.
-        let (whole, compact) = match self {
-            StoredEvents::Whole(events) => (events.as_slice(), &[][..]),
-            StoredEvents::Compact(records) => (&[][..], records.as_slice()),
-        };
+        let (whole, compact) = self.parts();
         let whole = whole
             .iter()
             .map(|(at, m)| (*at, m.message_type, approx_bytes(m)));
@@ -229,10 +231,7 @@ impl StoredEvents {
 
     /// The time each stored event was recorded, in order.
     pub(crate) fn times(&self) -> impl Iterator<Item = Timestamp> + '_ {
-        let (whole, compact) = match self {
-            StoredEvents::Whole(events) => (events.as_slice(), &[][..]),
-            StoredEvents::Compact(records) => (&[][..], records.as_slice()),
-        };
+        let (whole, compact) = self.parts();
         whole
             .iter()
             .map(|(at, _)| *at)
