@@ -96,6 +96,65 @@ impl WebSocketMessage {
     pub fn payload_str(&self, key: &str) -> Option<&str> {
         self.payload.get(key).and_then(Value::as_str)
     }
+
+    /// About how many bytes of heap the message points to, not counting
+    /// the struct itself: its strings, and its payload as `serde_json`
+    /// holds it (every object a B-tree whose first node has room for 11
+    /// entries, 632 bytes however few it holds; arrays of 32-byte values;
+    /// strings). An estimate from sizes and capacities, close to what an
+    /// allocator counts (the tests check it), for memory budgets.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use wsc_core::{MessageType, WebSocketMessage};
+    /// let small = WebSocketMessage::new(MessageType::AgentThinking, json!({"t": "x"}));
+    /// assert!(small.heap_bytes() > 600); // one map node, whatever its size
+    /// ```
+    pub fn heap_bytes(&self) -> usize {
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+        text(&self.message_id)
+            + text(&self.user_id)
+            + text(&self.thread_id)
+            + value_heap_bytes(&self.payload)
+    }
+}
+
+/// A `serde_json` map node: parent link, index, length and room for 11 keys
+/// and 11 values (the standard library's B-tree).
+const MAP_LEAF_BYTES: usize =
+    16 + 11 * (std::mem::size_of::<String>() + std::mem::size_of::<Value>());
+/// An inner node: a leaf's fields and 12 child links.
+const MAP_INNER_BYTES: usize = MAP_LEAF_BYTES + 12 * std::mem::size_of::<usize>();
+
+/// The heap a JSON value points to (see [`WebSocketMessage::heap_bytes`]).
+fn value_heap_bytes(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        Value::String(s) => s.capacity(),
+        Value::Array(items) => {
+            items.capacity() * std::mem::size_of::<Value>()
+                + items.iter().map(value_heap_bytes).sum::<usize>()
+        }
+        Value::Object(map) => {
+            let entries: usize = map
+                .iter()
+                .map(|(k, v)| k.capacity() + value_heap_bytes(v))
+                .sum();
+            // Nodes past the first split hold 6 to 11 entries (6 when
+            // filled in key order, 11 when built at once): count 8.
+            let leaves = match map.len() {
+                0 => 0,
+                1..=11 => 1,
+                n => n.div_ceil(8),
+            };
+            let inner = if leaves > 1 {
+                (leaves - 1).div_ceil(6)
+            } else {
+                0
+            };
+            leaves * MAP_LEAF_BYTES + inner * MAP_INNER_BYTES + entries
+        }
+    }
 }
 
 pub(crate) fn into_object(payload: Value) -> Value {

@@ -111,31 +111,13 @@ pub(crate) struct Run {
     pub(crate) session: AgentSession,
 }
 
-/// About what storing `message` costs on the heap: its strings and its
-/// payload's JSON text, plus the fixed size of a stored event. An estimate
-/// (not an allocator count) that grows with everything a client or agent
-/// can make large.
+/// About what storing `message` costs on the heap: a stored event's fixed
+/// size plus what the message points to
+/// ([`WebSocketMessage::heap_bytes`]: its strings and its payload's JSON
+/// tree). An estimate (not an allocator count) that grows with everything
+/// a client or agent can make large.
 pub(crate) fn approx_bytes(message: &WebSocketMessage) -> usize {
-    fn value(v: &serde_json::Value) -> usize {
-        use serde_json::Value as V;
-        match v {
-            V::Null | V::Bool(_) | V::Number(_) => 16,
-            V::String(s) => 24 + s.len(),
-            V::Array(items) => 24 + items.iter().map(value).sum::<usize>(),
-            V::Object(map) => {
-                24 + map
-                    .iter()
-                    .map(|(k, v)| 48 + k.len() + value(v))
-                    .sum::<usize>()
-            }
-        }
-    }
-    let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
-    std::mem::size_of::<(Timestamp, WebSocketMessage)>()
-        + text(&message.message_id)
-        + text(&message.user_id)
-        + text(&message.thread_id)
-        + value(&message.payload)
+    std::mem::size_of::<(Timestamp, WebSocketMessage)>() + message.heap_bytes()
 }
 
 /// One stored event of an ended run, without its payload: 32 bytes, plus

@@ -58,11 +58,22 @@ pub struct BufferedFrame {
     pub message: Arc<WebSocketMessage>,
     /// Its serialized size in bytes.
     pub bytes: usize,
+    /// About the heap it holds while buffered: its entry, the shared
+    /// message and everything that points to
+    /// ([`WebSocketMessage::heap_bytes`]); several times `bytes` for a
+    /// small frame.
+    pub heap_bytes: usize,
     /// When it was buffered.
     pub at: Timestamp,
     /// Whether it is critical (see [`is_critical`]).
     pub critical: bool,
 }
+
+/// What a buffered frame takes besides what its message points to: its
+/// entry in the buffer, and the shared message with its two counters.
+const FRAME_BYTES: usize = std::mem::size_of::<BufferedFrame>()
+    + 2 * std::mem::size_of::<usize>()
+    + std::mem::size_of::<WebSocketMessage>();
 
 /// What a push did.
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -96,6 +107,8 @@ pub enum ReplayGap {
 pub struct ReplayBuffer {
     frames: VecDeque<BufferedFrame>,
     bytes: usize,
+    /// The frames' `heap_bytes`, summed.
+    heap_bytes: usize,
     /// Frames held that are not critical (lets the common all-critical
     /// overflow skip the search for one).
     non_critical: usize,
@@ -117,6 +130,7 @@ impl ReplayBuffer {
         ReplayBuffer {
             frames: VecDeque::new(),
             bytes: 0,
+            heap_bytes: 0,
             non_critical: 0,
             next_seq: next_seq.max(1),
             gone_through: next_seq.max(1) - 1,
@@ -149,6 +163,13 @@ impl ReplayBuffer {
         self.bytes
     }
 
+    /// About the heap the held frames take (their
+    /// [`heap_bytes`](BufferedFrame::heap_bytes), summed): what a memory
+    /// budget counts.
+    pub fn heap_bytes(&self) -> usize {
+        self.heap_bytes
+    }
+
     /// The limits.
     pub fn limits(&self) -> &BufferLimits {
         &self.limits
@@ -171,6 +192,7 @@ impl ReplayBuffer {
         self.next_seq += 1;
         message.seq = Some(seq);
         let critical = is_critical(message.message_type);
+        let heap_bytes = FRAME_BYTES + message.heap_bytes();
         let message = Arc::new(message);
         let mut outcome = PushOutcome {
             seq,
@@ -206,11 +228,13 @@ impl ReplayBuffer {
             self.cut_through(victim, &mut outcome);
         }
         self.bytes += bytes;
+        self.heap_bytes += heap_bytes;
         self.non_critical += usize::from(!critical);
         self.frames.push_back(BufferedFrame {
             seq,
             message,
             bytes,
+            heap_bytes,
             at: now,
             critical,
         });
@@ -220,6 +244,7 @@ impl ReplayBuffer {
     fn remove_at(&mut self, i: usize, outcome: &mut PushOutcome) {
         if let Some(f) = self.frames.remove(i) {
             self.bytes -= f.bytes;
+            self.heap_bytes -= f.heap_bytes;
             self.non_critical -= usize::from(!f.critical);
             self.gone_through = self.gone_through.max(f.seq);
             outcome.dropped += 1;
@@ -234,6 +259,7 @@ impl ReplayBuffer {
         for _ in 0..victim {
             if let Some(f) = self.frames.pop_front() {
                 self.bytes -= f.bytes;
+                self.heap_bytes -= f.heap_bytes;
                 self.non_critical -= usize::from(!f.critical);
                 outcome.dropped += 1;
             }
@@ -318,6 +344,69 @@ mod tests {
     }
 
     const T0: Timestamp = Timestamp::from_unix_micros(1_000_000_000);
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Push {
+            critical: bool,
+            text: usize,
+            bytes: usize,
+            after_s: u64,
+        },
+        Ack(u64),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (any::<bool>(), 0usize..2_000, 1usize..400, 0u64..40).prop_map(
+                |(critical, text, bytes, after_s)| Op::Push { critical, text, bytes, after_s }
+            ),
+            1 => (0u64..60).prop_map(Op::Ack),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever is pushed, dropped, expired or acked, the buffer's two
+        /// totals are the sums over the frames it holds, and each frame's
+        /// heap is its entry plus what its message points to.
+        #[test]
+        fn the_totals_are_the_sums_of_the_frames(
+            ops in proptest::collection::vec(op(), 1..80),
+            frames in 1usize..12,
+            policy in proptest::sample::select(vec![
+                OverflowPolicy::DropOldest,
+                OverflowPolicy::DropNewest,
+                OverflowPolicy::DropLowPriority,
+            ]),
+        ) {
+            let mut b = ReplayBuffer::new(BufferLimits {
+                max_bytes: 2_000,
+                ..limits(frames, policy)
+            });
+            let mut now = T0;
+            for op in ops {
+                match op {
+                    Op::Push { critical, text, bytes, after_s } => {
+                        now = now + Duration::from_secs(after_s);
+                        let t = if critical { MessageType::AgentCompleted } else { MessageType::AgentProgress };
+                        let m = WebSocketMessage::new(t, json!({"text": "x".repeat(text)}));
+                        b.push(m, bytes, now);
+                    }
+                    Op::Ack(seq) => {
+                        b.ack(seq);
+                    }
+                }
+                let bytes: usize = b.frames().map(|f| f.bytes).sum();
+                let heap: usize = b.frames().map(|f| f.heap_bytes).sum();
+                proptest::prop_assert_eq!(b.bytes(), bytes);
+                proptest::prop_assert_eq!(b.heap_bytes(), heap);
+                for f in b.frames() {
+                    proptest::prop_assert_eq!(f.heap_bytes, FRAME_BYTES + f.message.heap_bytes());
+                }
+            }
+        }
+    }
 
     #[test]
     fn numbers_from_one_and_replays_exactly() {

@@ -52,9 +52,10 @@ pub struct SessionConfig {
     /// every one is attached, it is refused
     /// ([`SessionError::TooManySessionsForUser`]).
     pub max_sessions_per_user: usize,
-    /// Bytes buffered for replay in all sessions together, for stores that
-    /// count them (the memory store; default 0: no bound). Past it, the
-    /// sessions detached longest ago are reclaimed.
+    /// Heap bytes the frames buffered for replay may take in all sessions
+    /// together (see [`buffered_bytes`](SessionRegistry::buffered_bytes)),
+    /// for stores that count them (the memory store; default 0: no bound).
+    /// Past it, the sessions detached longest ago are reclaimed.
     pub max_buffered_bytes: usize,
 }
 
@@ -350,7 +351,7 @@ impl SessionRegistry {
         Ok(reclaimed)
     }
 
-    /// Bytes buffered in all sessions over `max_buffered_bytes`: reclaims
+    /// Heap buffered in all sessions over `max_buffered_bytes`: reclaims
     /// the sessions detached longest ago until under it (or none is left).
     async fn enforce_buffer_budget(&self) -> Result<(), SessionError> {
         let max = self.config.max_buffered_bytes;
@@ -382,9 +383,11 @@ impl SessionRegistry {
         &self.config
     }
 
-    /// Bytes of frames buffered for replay in every session, when the store
-    /// counts them (the memory store does; a shared store such as Redis
-    /// keeps them elsewhere and says `None`).
+    /// About the heap the frames buffered for replay take in every session
+    /// (each frame's [`heap_bytes`](crate::BufferedFrame::heap_bytes): the
+    /// parsed message, not its serialized size), when the store counts
+    /// them (the memory store does; a shared store such as Redis keeps
+    /// them elsewhere and says `None`).
     pub fn buffered_bytes(&self) -> Option<usize> {
         self.store.buffered_bytes()
     }

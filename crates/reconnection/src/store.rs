@@ -153,8 +153,10 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
         Ok(detached)
     }
 
-    /// Bytes buffered for replay in all sessions, if the store keeps the
-    /// count (the memory store does); `None` otherwise.
+    /// About the heap the frames buffered for replay take in all sessions
+    /// ([`ReplayBuffer::heap_bytes`](crate::ReplayBuffer::heap_bytes),
+    /// summed), if the store keeps the count (the memory store does);
+    /// `None` otherwise.
     fn buffered_bytes(&self) -> Option<usize> {
         None
     }
@@ -227,9 +229,9 @@ impl MemorySessionStore {
     fn with<T>(&self, id: &str, f: impl FnOnce(&mut Stored) -> T) -> Option<T> {
         let entry = self.sessions.get(id)?;
         let mut stored = entry.lock().unwrap_or_else(|p| p.into_inner());
-        let before = stored.buffer.bytes();
+        let before = stored.buffer.heap_bytes();
         let out = f(&mut stored);
-        let after = stored.buffer.bytes();
+        let after = stored.buffer.heap_bytes();
         if after >= before {
             self.bytes.fetch_add(after - before, Ordering::Relaxed);
         } else {
@@ -313,7 +315,7 @@ impl SessionStore for MemorySessionStore {
         };
         let stored = stored.into_inner().unwrap_or_else(|p| p.into_inner());
         self.bytes
-            .fetch_sub(stored.buffer.bytes(), Ordering::Relaxed);
+            .fetch_sub(stored.buffer.heap_bytes(), Ordering::Relaxed);
         self.by_user
             .remove_if_mut(&stored.record.user_id, |_, ids| {
                 ids.retain(|id| id != session_id);

@@ -1,18 +1,87 @@
-//! Idle bytes per session with 100 000 sessions, measured with a counting
-//! global allocator (the `cap` crate): each session opened, attached and
-//! then detached, with an empty replay buffer. One test in this binary.
+//! Measured with a counting global allocator (the `cap` crate): idle bytes
+//! per session with 100 000 sessions (each opened, attached and then
+//! detached, with an empty replay buffer), and the registry's count of the
+//! heap its buffered frames take against the allocator's.
 
 use std::alloc::System;
+use std::sync::Mutex;
 
 use cap::Cap;
-use wsc_core::ManualClock;
-use wsc_reconnection::{SessionConfig, SessionRegistry};
+use serde_json::json;
+use wsc_core::{ManualClock, MessageType, WebSocketMessage};
+use wsc_reconnection::{BufferLimits, SessionConfig, SessionRegistry};
 
 #[global_allocator]
 static ALLOCATOR: Cap<System> = Cap::new(System, usize::MAX);
 
+/// The allocator counts every thread: one measurement at a time.
+static MEASURING: Mutex<()> = Mutex::new(());
+
+/// What the memory budget counts (`buffered_bytes`, the heap of the
+/// buffered frames) is what the allocator sees, within 10 %, for small
+/// frames (where the serialized size is a tenth of it) and large ones.
+#[test]
+fn the_buffer_budget_counts_the_heap_frames_take() {
+    let _one = MEASURING.lock().unwrap_or_else(|p| p.into_inner());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for (name, payload) in [
+        ("small", json!({"run_id": "run-000001", "t": "x"})),
+        (
+            "4 KB",
+            json!({"run_id": "run-000001", "delta": "x".repeat(4_000)}),
+        ),
+    ] {
+        let clock = ManualClock::default();
+        let registry = SessionRegistry::with_clock(
+            SessionConfig {
+                buffer: BufferLimits {
+                    max_frames: 64,
+                    max_bytes: 1 << 30,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            clock.shared(),
+        );
+        let frame = WebSocketMessage::new(MessageType::AgentThinking, payload)
+            .with_message_id("run-000001-7");
+        rt.block_on(async {
+            let mut ids = Vec::new();
+            for _ in 0..200 {
+                let a = registry.open("user-1").await.unwrap();
+                registry.detach(&a.session_id, a.attachment).await.unwrap();
+                ids.push(a.session_id);
+            }
+            let before = ALLOCATOR.allocated();
+            let counted_before = registry.buffered_bytes().unwrap();
+            // 48 frames each: the buffers' queues grow to 64 slots, as
+            // they would for this many frames anyway.
+            for id in &ids {
+                for _ in 0..48 {
+                    registry.publish(id, frame.clone()).await.unwrap();
+                }
+            }
+            let grown = (ALLOCATOR.allocated() - before) as f64;
+            let counted = (registry.buffered_bytes().unwrap() - counted_before) as f64;
+            let frames = (ids.len() * 48) as f64;
+            println!(
+                "{name} frames: the allocator {:.0} B per frame, the count {:.0} B",
+                grown / frames,
+                counted / frames
+            );
+            assert!(
+                counted >= grown * 0.9 && counted <= grown * 1.1,
+                "{name}: counted {counted:.0} bytes, the allocator {grown:.0}"
+            );
+        });
+    }
+}
+
 #[test]
 fn idle_sessions_are_small() {
+    let _one = MEASURING.lock().unwrap_or_else(|p| p.into_inner());
     const SESSIONS: usize = 100_000;
     let clock = ManualClock::default();
     let rt = tokio::runtime::Builder::new_current_thread()

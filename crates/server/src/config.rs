@@ -277,9 +277,9 @@ pub struct GatewayConfig {
     /// Frames kept per session for resume (default 1 000).
     pub replay_buffer: usize,
     /// Bytes (serialized frames) kept per session for resume (default 1 MiB).
-    /// The heap holds more than the serialized size: each buffered frame is
-    /// a parsed message, about 0.8 KiB more for a small frame (see
-    /// docs/performance.md).
+    /// The heap holds more than the serialized size — each buffered frame
+    /// is a parsed message, about 0.8 KiB more for a small frame — which
+    /// [`max_replay_bytes_total`](Self::max_replay_bytes_total) counts.
     pub replay_buffer_bytes: usize,
     /// How long a lost session stays resumable (default 300 s).
     pub session_ttl: Duration,
@@ -322,8 +322,10 @@ pub struct GatewayConfig {
     /// detached longest ago are reclaimed first; a new user is refused only
     /// when every held session is connected.
     pub max_sessions: usize,
-    /// Bytes of replay buffers in all sessions together (default 512 MiB;
-    /// memory sessions). Past it, the sessions detached longest ago are
+    /// Heap bytes the frames of replay buffers may take in all sessions
+    /// together (default 512 MiB; memory sessions): each frame counted as
+    /// the parsed message it is kept as (`BufferedFrame::heap_bytes`), not
+    /// its serialized size. Past it, the sessions detached longest ago are
     /// reclaimed. A reclaimed session's resume is answered `expired`.
     pub max_replay_bytes_total: usize,
     /// Agent runs one user may have in flight at once (default 4); one

@@ -162,7 +162,7 @@ impl Collector for GatewayCollector {
             metric(
                 &mut e,
                 "wsc_gateway_replay_buffer_bytes",
-                "Serialized bytes of the frames buffered for replay in this gateway's sessions (with Redis, Redis holds them and this is absent).",
+                "Heap bytes the frames buffered for replay take in this gateway's sessions (with Redis, Redis holds them and this is absent).",
                 ConstGauge::new(i64::try_from(bytes).unwrap_or(i64::MAX)),
             )?;
         }
