@@ -159,6 +159,17 @@ struct Conn {
     usage: ResourceUsage,
 }
 
+/// One table entry's bytes: its slot, its key if not inline, and the
+/// connection's state (see [`PerformanceMonitor::state_bytes`]).
+fn entry_bytes(key: &CompactString, conn: &Conn) -> usize {
+    let key_heap = if key.is_heap_allocated() {
+        key.capacity()
+    } else {
+        0
+    };
+    std::mem::size_of::<(CompactString, Box<Conn>)>() + key_heap + conn.heap_bytes()
+}
+
 impl Conn {
     /// The bytes this connection's state takes: the boxed struct and what
     /// it points to (see [`PerformanceMonitor::state_bytes`]).
@@ -375,18 +386,7 @@ impl PerformanceMonitor {
     /// assert!(monitor.state_bytes() < 1024); // an idle connection
     /// ```
     pub fn state_bytes(&self) -> usize {
-        self.conns
-            .iter()
-            .map(|c| {
-                let key = c.key();
-                let key_heap = if key.is_heap_allocated() {
-                    key.capacity()
-                } else {
-                    0
-                };
-                std::mem::size_of::<(CompactString, Box<Conn>)>() + key_heap + c.heap_bytes()
-            })
-            .sum()
+        self.conns.iter().map(|c| entry_bytes(c.key(), &c)).sum()
     }
 
     /// Alert changes as they happen. Slow subscribers miss the oldest.
@@ -1154,6 +1154,7 @@ impl PerformanceMonitor {
         let t = &self.totals;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut connected = 0usize;
+        let mut state_bytes = 0usize;
         let mut by_severity = [0usize; 2];
         let totals = {
             // Held while summing: a connection leaving the map meanwhile is
@@ -1162,6 +1163,7 @@ impl PerformanceMonitor {
             let mut totals = *retired;
             for c in self.conns.iter() {
                 connected += usize::from(c.connected);
+                state_bytes += entry_bytes(c.key(), &c);
                 for a in &c.alerts {
                     by_severity[usize::from(a.alert.severity == AlertSeverity::Critical)] += 1;
                 }
@@ -1190,7 +1192,7 @@ impl PerformanceMonitor {
                 .collect(),
             tracked: self.conns.len(),
             active: connected,
-            state_bytes: self.state_bytes(),
+            state_bytes,
             alerts_warning: by_severity[0],
             alerts_critical: by_severity[1],
             latency_buckets,
