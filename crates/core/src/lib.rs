@@ -6,7 +6,9 @@
 //! codec ([`parse_client_frame`], [`serialize`]) with the protocol's
 //! [`ErrorCode`]s and [`CloseCode`]s, and the protocol's control frames as
 //! types ([`ConnectionEstablished`], [`ErrorFrame`], [`StartAgent`], [`StopAgent`],
-//! [`Ack`], [`HandshakeRefusal`]; see [`Frame`]).
+//! [`Ack`], [`HandshakeRefusal`]; see [`Frame`]), and [`WireFrame`]: a
+//! frame serialized once, whose text the server's buffer, store and every
+//! reader share.
 //!
 //! It is deliberately small (serde, serde_json, thiserror, and tokio for
 //! [`SystemClock::sleep`] and the clock-driven [`BackgroundTask`] every
@@ -52,6 +54,7 @@ mod protocol;
 mod store;
 mod task;
 mod time;
+mod wire;
 
 pub use codec::{
     CloseCode, DEFAULT_MAX_FRAME_BYTES, ErrorCode, FrameError, MAX_CLIENT_ID_BYTES,
@@ -66,6 +69,7 @@ pub use protocol::{
 pub use store::StoreError;
 pub use task::BackgroundTask;
 pub use time::{Clock, ManualClock, SharedClock, SystemClock, Timestamp, TokioClock};
+pub use wire::{MAX_WIRE_SEQ, WireFrame, WireFrameError};
 
 // The README's code is compiled and run as doctests.
 #[cfg(doctest)]

@@ -53,7 +53,7 @@ macro_rules! message_types {
                 match self { $( MessageType::$variant => Direction::$dir, )+ }
             }
 
-            fn from_wire(s: &str) -> Option<MessageType> {
+            pub(crate) fn from_wire(s: &str) -> Option<MessageType> {
                 match s { $( $wire => Some(MessageType::$variant), )+ _ => None }
             }
 

@@ -1,10 +1,9 @@
 //! [`ReplayBuffer`]: a session's outbound frames, numbered and bounded.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::Duration;
 
-use wsc_core::{MessageType, Timestamp, WebSocketMessage};
+use wsc_core::{MessageType, Timestamp, WireFrame};
 
 /// What to drop when a push would pass the buffer's count or byte bound.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -24,7 +23,7 @@ pub enum OverflowPolicy {
 pub struct BufferLimits {
     /// Frames kept at most.
     pub max_frames: usize,
-    /// Bytes (serialized frame sizes) kept at most.
+    /// Bytes (serialized frame sizes, seq included) kept at most.
     pub max_bytes: usize,
     /// Frames older than this are dropped.
     pub max_age: Duration,
@@ -49,31 +48,52 @@ pub fn is_critical(t: MessageType) -> bool {
     t.is_critical() || matches!(t, MessageType::AgentError | MessageType::Error)
 }
 
-/// One buffered frame.
+/// One buffered frame: the numbered [`WireFrame`] (its text shared with
+/// the live delivery and every replay; its
+/// [`timestamp`](WireFrame::timestamp) when it was buffered) and the
+/// fingerprint of its message id.
+///
+/// It takes 40 bytes in the buffer besides its text's heap: a buffered
+/// frame costs its serialized size + at most 64 bytes
+/// ([`heap_bytes`](Self::heap_bytes)).
 #[derive(Clone, Debug, PartialEq)]
 pub struct BufferedFrame {
-    /// Its sequence number.
-    pub seq: u64,
-    /// The frame, with `seq` set; shared with the live delivery and replays.
-    pub message: Arc<WebSocketMessage>,
-    /// Its serialized size in bytes.
-    pub bytes: usize,
-    /// About the heap it holds while buffered: its entry, the shared
-    /// message and everything that points to
-    /// ([`WebSocketMessage::heap_bytes`]); several times `bytes` for a
-    /// small frame.
-    pub heap_bytes: usize,
-    /// When it was buffered.
-    pub at: Timestamp,
-    /// Whether it is critical (see [`is_critical`]).
-    pub critical: bool,
+    /// The frame, numbered, its timestamp when it was buffered.
+    pub frame: WireFrame,
+    /// What the store keyed it by (a fingerprint of its message id, for
+    /// [`ReplayBuffer::holds_key`]; 0: none).
+    pub key: u64,
 }
 
-/// What a buffered frame takes besides what its message points to: its
-/// entry in the buffer, and the shared message with its two counters.
-const FRAME_BYTES: usize = std::mem::size_of::<BufferedFrame>()
-    + 2 * std::mem::size_of::<usize>()
-    + std::mem::size_of::<WebSocketMessage>();
+impl BufferedFrame {
+    /// When it was buffered.
+    pub fn at(&self) -> Timestamp {
+        self.frame.timestamp().unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+
+    /// Its sequence number.
+    pub fn seq(&self) -> u64 {
+        self.frame.seq().unwrap_or_default()
+    }
+
+    /// Its serialized size in bytes.
+    pub fn bytes(&self) -> usize {
+        self.frame.len()
+    }
+
+    /// Whether it is critical (see [`is_critical`]).
+    pub fn critical(&self) -> bool {
+        is_critical(self.frame.message_type())
+    }
+
+    /// The heap it holds while buffered: its entry in the buffer and its
+    /// text with the `Arc`'s counters (shared with live deliveries and
+    /// replays, counted once here) — its serialized size + at most 64
+    /// bytes.
+    pub fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<BufferedFrame>() + self.frame.heap_bytes()
+    }
+}
 
 /// What a push did.
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -81,7 +101,7 @@ pub struct PushOutcome {
     /// The frame's sequence number.
     pub seq: u64,
     /// The numbered frame (delivered live even if it was not kept).
-    pub frame: Option<Arc<WebSocketMessage>>,
+    pub frame: Option<WireFrame>,
     /// Frames dropped to make room (or the new frame itself, with `DropNewest`).
     pub dropped: usize,
     /// A critical frame was dropped: frames after it can never be replayed.
@@ -180,23 +200,29 @@ impl ReplayBuffer {
         self.frames.iter()
     }
 
-    /// Numbers `message` (setting its `seq`) and buffers it, dropping per
-    /// the policy to stay within the bounds. `bytes` is its serialized size.
-    pub fn push(
-        &mut self,
-        mut message: WebSocketMessage,
-        bytes: usize,
-        now: Timestamp,
-    ) -> PushOutcome {
+    /// Numbers `frame` (its text gets the seq) and buffers it, dropping
+    /// per the policy to stay within the bounds.
+    pub fn push(&mut self, frame: &WireFrame, now: Timestamp) -> PushOutcome {
+        self.push_keyed(frame, 0, now)
+    }
+
+    /// [`push`](Self::push), remembering `key` with the frame (a store's
+    /// fingerprint of its message id; 0: none) for
+    /// [`holds_key`](Self::holds_key).
+    pub fn push_keyed(&mut self, frame: &WireFrame, key: u64, now: Timestamp) -> PushOutcome {
         let seq = self.next_seq;
         self.next_seq += 1;
-        message.seq = Some(seq);
-        let critical = is_critical(message.message_type);
-        let heap_bytes = FRAME_BYTES + message.heap_bytes();
-        let message = Arc::new(message);
+        let frame = frame
+            .with_seq(seq)
+            .unwrap_or_else(|_| frame.clone())
+            .with_time(now);
+        let bytes = frame.len();
+        let critical = is_critical(frame.message_type());
+        let entry = BufferedFrame { frame, key };
+        let heap_bytes = entry.heap_bytes();
         let mut outcome = PushOutcome {
             seq,
-            frame: Some(message.clone()),
+            frame: Some(entry.frame.clone()),
             ..Default::default()
         };
         self.expire(now, &mut outcome);
@@ -221,7 +247,7 @@ impl ReplayBuffer {
         while over(self) {
             let victim = match limits.policy {
                 OverflowPolicy::DropLowPriority if self.non_critical > 0 => {
-                    self.frames.iter().position(|f| !f.critical).unwrap_or(0)
+                    self.frames.iter().position(|f| !f.critical()).unwrap_or(0)
                 }
                 _ => 0,
             };
@@ -230,25 +256,25 @@ impl ReplayBuffer {
         self.bytes += bytes;
         self.heap_bytes += heap_bytes;
         self.non_critical += usize::from(!critical);
-        self.frames.push_back(BufferedFrame {
-            seq,
-            message,
-            bytes,
-            heap_bytes,
-            at: now,
-            critical,
-        });
+        self.frames.push_back(entry);
         outcome
+    }
+
+    /// Whether a held frame was pushed with `key` (see
+    /// [`push_keyed`](Self::push_keyed)).
+    pub fn holds_key(&self, key: u64) -> bool {
+        key != 0 && self.frames.iter().any(|f| f.key == key)
     }
 
     fn remove_at(&mut self, i: usize, outcome: &mut PushOutcome) {
         if let Some(f) = self.frames.remove(i) {
-            self.bytes -= f.bytes;
-            self.heap_bytes -= f.heap_bytes;
-            self.non_critical -= usize::from(!f.critical);
-            self.gone_through = self.gone_through.max(f.seq);
+            let critical = f.critical();
+            self.bytes -= f.bytes();
+            self.heap_bytes -= f.heap_bytes();
+            self.non_critical -= usize::from(!critical);
+            self.gone_through = self.gone_through.max(f.seq());
             outcome.dropped += 1;
-            outcome.dropped_critical |= f.critical;
+            outcome.dropped_critical |= critical;
         }
     }
 
@@ -258,9 +284,9 @@ impl ReplayBuffer {
     fn cut_through(&mut self, victim: usize, outcome: &mut PushOutcome) {
         for _ in 0..victim {
             if let Some(f) = self.frames.pop_front() {
-                self.bytes -= f.bytes;
-                self.heap_bytes -= f.heap_bytes;
-                self.non_critical -= usize::from(!f.critical);
+                self.bytes -= f.bytes();
+                self.heap_bytes -= f.heap_bytes();
+                self.non_critical -= usize::from(!f.critical());
                 outcome.dropped += 1;
             }
         }
@@ -279,7 +305,7 @@ impl ReplayBuffer {
         while self
             .frames
             .front()
-            .is_some_and(|f| now.duration_since(f.at) > max_age)
+            .is_some_and(|f| now.duration_since(f.at()) > max_age)
         {
             self.remove_at(0, outcome);
         }
@@ -289,7 +315,7 @@ impl ReplayBuffer {
     /// Returns how many it dropped.
     pub fn ack(&mut self, seq: u64) -> usize {
         let mut outcome = PushOutcome::default();
-        while self.frames.front().is_some_and(|f| f.seq <= seq) {
+        while self.frames.front().is_some_and(|f| f.seq() <= seq) {
             self.remove_at(0, &mut outcome);
         }
         // Acked frames are gone, but not lost: `dropped_critical` is ignored.
@@ -297,7 +323,7 @@ impl ReplayBuffer {
     }
 
     /// Exactly the frames after `last_seq`, in order, or why not.
-    pub fn replay_after(&self, last_seq: u64) -> Result<Vec<Arc<WebSocketMessage>>, ReplayGap> {
+    pub fn replay_after(&self, last_seq: u64) -> Result<Vec<WireFrame>, ReplayGap> {
         if last_seq > self.last_seq() {
             return Err(ReplayGap::Ahead);
         }
@@ -305,11 +331,11 @@ impl ReplayBuffer {
             return Err(ReplayGap::Dropped);
         }
         // Frames are in seq order; skip those the client has.
-        let start = self.frames.partition_point(|f| f.seq <= last_seq);
+        let start = self.frames.partition_point(|f| f.seq() <= last_seq);
         Ok(self
             .frames
             .range(start..)
-            .map(|f| f.message.clone())
+            .map(|f| f.frame.clone())
             .collect())
     }
 
@@ -330,8 +356,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn msg(t: MessageType) -> WebSocketMessage {
-        WebSocketMessage::new(t, json!({}))
+    fn msg(t: MessageType) -> WireFrame {
+        WireFrame::encode(&wsc_core::WebSocketMessage::new(t, json!({})))
     }
 
     fn limits(frames: usize, policy: OverflowPolicy) -> BufferLimits {
@@ -390,19 +416,21 @@ mod tests {
                     Op::Push { critical, text, bytes, after_s } => {
                         now = now + Duration::from_secs(after_s);
                         let t = if critical { MessageType::AgentCompleted } else { MessageType::AgentProgress };
-                        let m = WebSocketMessage::new(t, json!({"text": "x".repeat(text)}));
-                        b.push(m, bytes, now);
+                        let m = wsc_core::WebSocketMessage::new(t, json!({"text": "x".repeat(text + bytes)}));
+                        b.push(&WireFrame::encode(&m), now);
                     }
                     Op::Ack(seq) => {
                         b.ack(seq);
                     }
                 }
-                let bytes: usize = b.frames().map(|f| f.bytes).sum();
-                let heap: usize = b.frames().map(|f| f.heap_bytes).sum();
+                let bytes: usize = b.frames().map(|f| f.bytes()).sum();
+                let heap: usize = b.frames().map(|f| f.heap_bytes()).sum();
                 proptest::prop_assert_eq!(b.bytes(), bytes);
                 proptest::prop_assert_eq!(b.heap_bytes(), heap);
                 for f in b.frames() {
-                    proptest::prop_assert_eq!(f.heap_bytes, FRAME_BYTES + f.message.heap_bytes());
+                    // A frame costs its serialized size + at most 64 bytes.
+                    proptest::prop_assert!(f.heap_bytes() <= f.bytes() + 64);
+                    proptest::prop_assert_eq!(f.heap_bytes(), std::mem::size_of::<BufferedFrame>() + f.frame.heap_bytes());
                 }
             }
         }
@@ -412,13 +440,13 @@ mod tests {
     fn numbers_from_one_and_replays_exactly() {
         let mut b = ReplayBuffer::new(BufferLimits::default());
         for _ in 0..5 {
-            b.push(msg(MessageType::AgentThinking), 10, T0);
+            b.push(&msg(MessageType::AgentThinking), T0);
         }
         let seqs: Vec<u64> = b
             .replay_after(2)
             .unwrap()
             .iter()
-            .map(|m| m.seq.unwrap())
+            .map(|m| m.seq().unwrap())
             .collect();
         assert_eq!(seqs, [3, 4, 5]);
         assert_eq!(b.replay_after(5).unwrap(), []);
@@ -431,17 +459,17 @@ mod tests {
     #[test]
     fn low_priority_frames_go_first() {
         let mut b = ReplayBuffer::new(limits(2, OverflowPolicy::DropLowPriority));
-        b.push(msg(MessageType::AgentStarted), 1, T0);
-        b.push(msg(MessageType::AgentProgress), 1, T0);
-        let out = b.push(msg(MessageType::AgentThinking), 1, T0);
+        b.push(&msg(MessageType::AgentStarted), T0);
+        b.push(&msg(MessageType::AgentProgress), T0);
+        let out = b.push(&msg(MessageType::AgentThinking), T0);
         // Seq 2 (non-critical) goes, and seq 1 with it: no replay can start
         // before 2 any more. Only the non-critical frame counts as lost.
         assert_eq!((out.dropped, out.dropped_critical), (2, false));
-        assert_eq!(b.frames().map(|f| f.seq).collect::<Vec<_>>(), [3]);
+        assert_eq!(b.frames().map(|f| f.seq()).collect::<Vec<_>>(), [3]);
         assert_eq!(b.replay_after(1), Err(ReplayGap::Dropped));
         assert!(b.replay_after(2).is_ok());
-        b.push(msg(MessageType::ToolExecuting), 1, T0);
-        let out = b.push(msg(MessageType::AgentCompleted), 1, T0);
+        b.push(&msg(MessageType::ToolExecuting), T0);
+        let out = b.push(&msg(MessageType::AgentCompleted), T0);
         assert!(
             out.dropped_critical,
             "all critical: the oldest critical goes"
@@ -451,23 +479,25 @@ mod tests {
     #[test]
     fn drop_newest_and_bytes_and_age() {
         let mut b = ReplayBuffer::new(limits(1, OverflowPolicy::DropNewest));
-        b.push(msg(MessageType::AgentStarted), 1, T0);
-        let out = b.push(msg(MessageType::AgentProgress), 1, T0);
+        b.push(&msg(MessageType::AgentStarted), T0);
+        let out = b.push(&msg(MessageType::AgentProgress), T0);
         assert_eq!(out.seq, 2);
         assert_eq!(b.replay_after(1), Err(ReplayGap::Dropped));
         assert_eq!(b.replay_after(2).unwrap(), []);
 
+        // Room for two and a half frames (all of one size: one-digit seqs).
+        let size = msg(MessageType::AgentProgress).with_seq(1).unwrap().len();
         let mut b = ReplayBuffer::new(BufferLimits {
-            max_bytes: 25,
+            max_bytes: size * 5 / 2,
             ..limits(100, OverflowPolicy::DropOldest)
         });
         for _ in 0..3 {
-            b.push(msg(MessageType::AgentProgress), 10, T0);
+            b.push(&msg(MessageType::AgentProgress), T0);
         }
-        assert_eq!((b.len(), b.bytes()), (2, 20));
+        assert_eq!((b.len(), b.bytes()), (2, 2 * size));
 
         let later = T0 + Duration::from_secs(61);
-        let out = b.push(msg(MessageType::AgentProgress), 1, later);
+        let out = b.push(&msg(MessageType::AgentProgress), later);
         assert_eq!(out.dropped, 2, "both expired");
         assert_eq!(b.len(), 1);
     }

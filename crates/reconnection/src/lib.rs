@@ -35,7 +35,7 @@
 //!     registry.publish(&first.session_id, WebSocketMessage::new(t, json!({}))).await?;
 //! }
 //! // The client read seq 1, then lost its connection.
-//! assert_eq!(first.frames.recv().await.unwrap().seq, Some(1));
+//! assert_eq!(first.frames.recv().await.unwrap().seq(), Some(1));
 //! registry.detach(&first.session_id, first.attachment).await?;
 //!
 //! let request = ResumeRequest {
@@ -45,7 +45,7 @@
 //! };
 //! match registry.resume("alice", &request).await? {
 //!     ResumeOutcome::Resumed { replay, .. } => {
-//!         let seqs: Vec<_> = replay.iter().map(|m| m.seq.unwrap()).collect();
+//!         let seqs: Vec<_> = replay.iter().map(|m| m.seq().unwrap()).collect();
 //!         assert_eq!(seqs, [2, 3]);
 //!     }
 //!     ResumeOutcome::NotResumed { reason } => panic!("not resumed: {reason}"),

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use dashmap::DashMap;
 use foldhash::fast::RandomState;
 use tokio::sync::{Mutex, mpsc};
-use wsc_core::{SharedClock, SystemClock, WebSocketMessage, serialize};
+use wsc_core::{SharedClock, SystemClock, WebSocketMessage, WireFrame};
 
 use crate::buffer::{BufferLimits, ReplayGap};
 use crate::error::SessionError;
@@ -131,7 +131,7 @@ pub struct Attached {
     pub attachment: u64,
     /// Live frames published after the attach, in seq order. It ends when
     /// another connection takes the session over or this one falls behind.
-    pub frames: mpsc::Receiver<Arc<WebSocketMessage>>,
+    pub frames: mpsc::Receiver<WireFrame>,
 }
 
 /// The answer to a resume.
@@ -143,7 +143,7 @@ pub enum ResumeOutcome {
         /// The attachment.
         attached: Attached,
         /// The missed frames, in order.
-        replay: Vec<Arc<WebSocketMessage>>,
+        replay: Vec<WireFrame>,
     },
     /// Not resumed; nothing was changed.
     NotResumed {
@@ -161,7 +161,7 @@ pub struct SessionStart {
     /// Whether an existing session was resumed.
     pub resumed: bool,
     /// The frames to send before live ones (empty unless resumed).
-    pub replay: Vec<Arc<WebSocketMessage>>,
+    pub replay: Vec<WireFrame>,
     /// Why a requested resume was refused.
     pub reason: Option<NotResumedReason>,
 }
@@ -180,7 +180,7 @@ pub struct ResumeRequest {
 
 #[derive(Debug, Default)]
 struct Live {
-    attachment: Option<(u64, mpsc::Sender<Arc<WebSocketMessage>>)>,
+    attachment: Option<(u64, mpsc::Sender<WireFrame>)>,
     /// The last seq handed to the current attachment (in its replay or its
     /// channel). Frames after it that this node did not publish (another
     /// node shares the store) are fetched from the store in order.
@@ -420,7 +420,24 @@ impl SessionRegistry {
         session_id: &str,
         message: WebSocketMessage,
     ) -> Result<Option<u64>, SessionError> {
-        self.publish_inner(session_id, message, true).await
+        let frame = WireFrame::encode(&message);
+        self.publish_inner(session_id, &frame, message.message_id.as_deref(), true)
+            .await
+    }
+
+    /// [`publish_once`](Self::publish_once) of a frame already serialized
+    /// (unnumbered), with its message id.
+    ///
+    /// # Errors
+    /// As [`publish`](Self::publish).
+    pub async fn publish_frame_once(
+        &self,
+        session_id: &str,
+        frame: &WireFrame,
+        message_id: Option<&str>,
+    ) -> Result<Option<u64>, SessionError> {
+        self.publish_inner(session_id, frame, message_id, true)
+            .await
     }
 
     /// Whether the session remembers the idempotency key `key` (see
@@ -574,7 +591,7 @@ impl SessionRegistry {
         };
         let delivered = replay
             .last()
-            .and_then(|f| f.seq)
+            .and_then(|f| f.seq())
             .unwrap_or(request.last_seq);
         let attached = self.attach(&mut live, &record, delivered).await?;
         Ok(ResumeOutcome::Resumed { attached, replay })
@@ -620,26 +637,44 @@ impl SessionRegistry {
         session_id: &str,
         message: WebSocketMessage,
     ) -> Result<u64, SessionError> {
-        self.publish_inner(session_id, message, false)
+        let frame = WireFrame::encode(&message);
+        self.publish_frame(session_id, &frame, message.message_id.as_deref())
+            .await
+    }
+
+    /// [`publish`](Self::publish) of a frame already serialized
+    /// (unnumbered: [`WireFrame::encode`] of a message without a seq),
+    /// with its message id if it has one. The frame is not serialized
+    /// again: the buffer, the store and every reader share its text with
+    /// the seq added.
+    ///
+    /// # Errors
+    /// As [`publish`](Self::publish).
+    pub async fn publish_frame(
+        &self,
+        session_id: &str,
+        frame: &WireFrame,
+        message_id: Option<&str>,
+    ) -> Result<u64, SessionError> {
+        self.publish_inner(session_id, frame, message_id, false)
             .await
             .map(|seq| seq.unwrap_or_default())
     }
 
-    /// [`publish`](Self::publish); with `once`, nothing is published (and
-    /// `None` returned) if the session holds or remembers the message id
-    /// already — checked under the session's lock, so two repeats cannot
-    /// both pass.
+    /// [`publish_frame`](Self::publish_frame); with `once`, nothing is
+    /// published (and `None` returned) if the session holds or remembers
+    /// the message id already — checked under the session's lock, so two
+    /// repeats cannot both pass.
     async fn publish_inner(
         &self,
         session_id: &str,
-        message: WebSocketMessage,
+        frame: &WireFrame,
+        message_id: Option<&str>,
         once: bool,
     ) -> Result<Option<u64>, SessionError> {
-        // The size on the wire, plus room for the seq the buffer adds.
-        let bytes = serialize(&message).len() + 28;
         let live = self.live(session_id);
         let mut live = live.lock().await;
-        if let (true, Some(id)) = (once, &message.message_id)
+        if let (true, Some(id)) = (once, message_id)
             && self.store.holds_message(session_id, id).await?
         {
             return Ok(None);
@@ -647,7 +682,7 @@ impl SessionRegistry {
         let now = self.clock.now();
         let Some(appended) = self
             .store
-            .append(session_id, message.clone(), bytes, now)
+            .append(session_id, frame, message_id, now)
             .await?
         else {
             drop(live);
@@ -655,7 +690,7 @@ impl SessionRegistry {
             return Err(SessionError::UnknownSession(session_id.to_owned()));
         };
         let seq = appended.push.seq;
-        if let (true, Some(id)) = (once, &message.message_id) {
+        if let (true, Some(id)) = (once, message_id) {
             self.store.remember_message(session_id, id).await?;
         }
         if live.attachment.is_some() && seq > live.delivered {
@@ -681,12 +716,12 @@ impl SessionRegistry {
         &self,
         session_id: &str,
         live: &mut Live,
-        frame: Arc<WebSocketMessage>,
+        frame: WireFrame,
     ) -> Result<(), SessionError> {
         let Some((_, tx)) = &live.attachment else {
             return Ok(());
         };
-        let seq = frame.seq.unwrap_or(live.delivered + 1);
+        let seq = frame.seq().unwrap_or(live.delivered + 1);
         let sent = match tx.try_send(frame) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(frame))
@@ -835,5 +870,8 @@ impl MessageBuffer for SessionRegistry {
             .buffered_for_user(user_id)
             .await
             .unwrap_or_default()
+            .iter()
+            .filter_map(|frame| frame.decode().ok())
+            .collect()
     }
 }

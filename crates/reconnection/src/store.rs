@@ -1,13 +1,13 @@
 //! [`SessionStore`]: where sessions and their replay buffers live.
 
+use std::sync::Mutex;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use dashmap::DashMap;
 use foldhash::fast::RandomState;
-use wsc_core::{Timestamp, WebSocketMessage};
+use wsc_core::{Timestamp, WireFrame};
 
 use crate::buffer::{BufferLimits, PushOutcome, ReplayBuffer, ReplayGap};
 use crate::error::StoreError;
@@ -52,22 +52,26 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
     /// The session, or `None`.
     async fn get(&self, session_id: &str) -> Result<Option<SessionRecord>, StoreError>;
 
-    /// Numbers and buffers a frame (its `seq` is set). Dropping a critical
-    /// frame bumps the epoch. `None` if the session is unknown.
+    /// Numbers and buffers an unnumbered frame (the numbered one, its text
+    /// with the seq, is in the outcome). `message_id` is the frame's
+    /// message id, if it has one (see
+    /// [`holds_message`](Self::holds_message)). Dropping a critical frame
+    /// bumps the epoch. `None` if the session is unknown.
     async fn append(
         &self,
         session_id: &str,
-        message: WebSocketMessage,
-        bytes: usize,
+        frame: &WireFrame,
+        message_id: Option<&str>,
         now: Timestamp,
     ) -> Result<Option<Appended>, StoreError>;
 
-    /// Exactly the frames after `last_seq`, or why not; `None` if unknown.
+    /// Exactly the frames after `last_seq`, numbered, or why not; `None`
+    /// if unknown.
     async fn replay_after(
         &self,
         session_id: &str,
         last_seq: u64,
-    ) -> Result<Option<Result<Vec<Arc<WebSocketMessage>>, ReplayGap>>, StoreError>;
+    ) -> Result<Option<Result<Vec<WireFrame>, ReplayGap>>, StoreError>;
 
     /// Drops frames up to `seq` (the client has them).
     async fn ack(&self, session_id: &str, seq: u64) -> Result<(), StoreError>;
@@ -107,7 +111,7 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
     async fn expired(&self, now: Timestamp, ttl: Duration) -> Result<Vec<String>, StoreError>;
 
     /// The frames buffered in every session of a user, oldest session first.
-    async fn buffered_for_user(&self, user_id: &str) -> Result<Vec<WebSocketMessage>, StoreError>;
+    async fn buffered_for_user(&self, user_id: &str) -> Result<Vec<WireFrame>, StoreError>;
 
     /// Sessions held.
     async fn session_count(&self) -> Result<usize, StoreError>;
@@ -226,6 +230,12 @@ impl MemorySessionStore {
         std::hash::BuildHasher::hash_one(&self.ids, message_id)
     }
 
+    /// A buffered frame's key: its message id's fingerprint, never 0 (0
+    /// means "no id" in the buffer).
+    fn key(&self, message_id: &str) -> u64 {
+        self.fingerprint(message_id).max(1)
+    }
+
     fn with<T>(&self, id: &str, f: impl FnOnce(&mut Stored) -> T) -> Option<T> {
         let entry = self.sessions.get(id)?;
         let mut stored = entry.lock().unwrap_or_else(|p| p.into_inner());
@@ -270,12 +280,13 @@ impl SessionStore for MemorySessionStore {
     async fn append(
         &self,
         session_id: &str,
-        message: WebSocketMessage,
-        bytes: usize,
+        frame: &WireFrame,
+        message_id: Option<&str>,
         now: Timestamp,
     ) -> Result<Option<Appended>, StoreError> {
+        let key = message_id.map_or(0, |id| self.key(id));
         Ok(self.with(session_id, |s| {
-            let push = s.buffer.push(message, bytes, now);
+            let push = s.buffer.push_keyed(frame, key, now);
             s.record.last_seq = push.seq;
             if push.dropped_critical {
                 s.record.epoch += 1;
@@ -291,7 +302,7 @@ impl SessionStore for MemorySessionStore {
         &self,
         session_id: &str,
         last_seq: u64,
-    ) -> Result<Option<Result<Vec<Arc<WebSocketMessage>>, ReplayGap>>, StoreError> {
+    ) -> Result<Option<Result<Vec<WireFrame>, ReplayGap>>, StoreError> {
         Ok(self.with(session_id, |s| s.buffer.replay_after(last_seq)))
     }
 
@@ -342,12 +353,12 @@ impl SessionStore for MemorySessionStore {
         Ok(ids)
     }
 
-    async fn buffered_for_user(&self, user_id: &str) -> Result<Vec<WebSocketMessage>, StoreError> {
-        let mut sessions: Vec<(Timestamp, Vec<WebSocketMessage>)> = Vec::new();
+    async fn buffered_for_user(&self, user_id: &str) -> Result<Vec<WireFrame>, StoreError> {
+        let mut sessions: Vec<(Timestamp, Vec<WireFrame>)> = Vec::new();
         for entry in self.sessions.iter() {
             let s = entry.value().lock().unwrap_or_else(|p| p.into_inner());
             if s.record.user_id == user_id {
-                let frames = s.buffer.frames().map(|f| (*f.message).clone()).collect();
+                let frames = s.buffer.frames().map(|f| f.frame.clone()).collect();
                 sessions.push((s.record.created_at, frames));
             }
         }
@@ -369,12 +380,10 @@ impl SessionStore for MemorySessionStore {
 
     async fn holds_message(&self, session_id: &str, message_id: &str) -> Result<bool, StoreError> {
         let fingerprint = self.fingerprint(message_id);
+        let key = self.key(message_id);
         Ok(self
             .with(session_id, |s| {
-                s.recent_ids.contains(&fingerprint)
-                    || s.buffer
-                        .frames()
-                        .any(|f| f.message.message_id.as_deref() == Some(message_id))
+                s.recent_ids.contains(&fingerprint) || s.buffer.holds_key(key)
             })
             .unwrap_or(false))
     }

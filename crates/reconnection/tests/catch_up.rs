@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use wsc_core::{SystemClock, Timestamp, WebSocketMessage};
+use wsc_core::{SystemClock, Timestamp, WireFrame};
 use wsc_reconnection::{
     Appended, BufferLimits, CATCH_UP_CONCURRENCY, MemorySessionStore, ReplayGap, SessionConfig,
     SessionRecord, SessionRegistry, SessionStore, StoreError,
@@ -32,17 +32,17 @@ impl SessionStore for Slow {
     async fn append(
         &self,
         session_id: &str,
-        message: WebSocketMessage,
-        bytes: usize,
+        frame: &WireFrame,
+        message_id: Option<&str>,
         now: Timestamp,
     ) -> Result<Option<Appended>, StoreError> {
-        self.inner.append(session_id, message, bytes, now).await
+        self.inner.append(session_id, frame, message_id, now).await
     }
     async fn replay_after(
         &self,
         session_id: &str,
         last_seq: u64,
-    ) -> Result<Option<Result<Vec<Arc<WebSocketMessage>>, ReplayGap>>, StoreError> {
+    ) -> Result<Option<Result<Vec<WireFrame>, ReplayGap>>, StoreError> {
         if self.slow.load(Ordering::Relaxed) {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
@@ -75,7 +75,7 @@ impl SessionStore for Slow {
     async fn expired(&self, now: Timestamp, ttl: Duration) -> Result<Vec<String>, StoreError> {
         self.inner.expired(now, ttl).await
     }
-    async fn buffered_for_user(&self, user_id: &str) -> Result<Vec<WebSocketMessage>, StoreError> {
+    async fn buffered_for_user(&self, user_id: &str) -> Result<Vec<WireFrame>, StoreError> {
         self.inner.buffered_for_user(user_id).await
     }
     async fn session_count(&self) -> Result<usize, StoreError> {

@@ -77,7 +77,7 @@ async fn serve(registry: Arc<SessionRegistry>, cut_after: usize) -> String {
                 };
                 let mut sent = 0usize;
                 for frame in start.replay {
-                    if sent >= limit || ws.send(Message::text(serialize(&frame))).await.is_err() {
+                    if sent >= limit || ws.send(Message::text(frame.as_str())).await.is_err() {
                         return; // dropping the socket: an abrupt cut
                     }
                     sent += 1;
@@ -86,7 +86,7 @@ async fn serve(registry: Arc<SessionRegistry>, cut_after: usize) -> String {
                     tokio::select! {
                         frame = attached.frames.recv() => {
                             let Some(frame) = frame else { return };
-                            if sent >= limit || ws.send(Message::text(serialize(&frame))).await.is_err() {
+                            if sent >= limit || ws.send(Message::text(frame.as_str())).await.is_err() {
                                 let _ = registry.detach(&attached.session_id, attached.attachment).await;
                                 return;
                             }

@@ -104,3 +104,53 @@ fn idle_sessions_are_small() {
         "{per_session:.0} bytes per idle session"
     );
 }
+
+/// A buffered frame costs its serialized size + at most 64 bytes of heap:
+/// the text is kept once, as it goes on the wire (not as a parsed JSON
+/// tree), shared by the live delivery and every replay. Measured over a
+/// full 1 024-frame buffer (its queue has no spare slot), for frames of
+/// several sizes, each numbered by the buffer.
+#[test]
+fn a_buffered_frame_costs_its_size_and_64_bytes() {
+    use wsc_core::{Timestamp, WireFrame};
+    use wsc_reconnection::ReplayBuffer;
+    let _one = MEASURING.lock().unwrap_or_else(|p| p.into_inner());
+    const FRAMES: usize = 1_024;
+    for payload in [
+        json!({}),
+        json!({"run_id": "run-000001", "agent_name": "a", "thought": "planning"}),
+        json!({"run_id": "run-000001", "delta": "x".repeat(4_000)}),
+        json!({"items": (0..100).map(|i| json!({"k": i})).collect::<Vec<_>>()}),
+    ] {
+        let message = WebSocketMessage::new(MessageType::AgentThinking, payload)
+            .with_message_id("run-000001-7")
+            .with_timestamp(Timestamp::from_unix_micros(1_700_000_000_000_000));
+        let frame = WireFrame::encode(&message);
+        let now = Timestamp::from_unix_micros(1_700_000_000_000_000);
+        let before = ALLOCATOR.allocated();
+        let mut buffer = ReplayBuffer::new(BufferLimits {
+            max_frames: FRAMES,
+            max_bytes: 1 << 30,
+            ..Default::default()
+        });
+        let mut text = 0;
+        for _ in 0..FRAMES {
+            let out = buffer.push(&frame, now);
+            text += out.frame.as_ref().map_or(0, WireFrame::len);
+        }
+        let grown = ALLOCATOR.allocated() - before;
+        let overhead = (grown - text) as f64 / FRAMES as f64;
+        println!(
+            "a {}-byte frame: {overhead:.1} bytes of heap besides its text",
+            frame.len()
+        );
+        assert_eq!(buffer.len(), FRAMES);
+        assert!(
+            overhead <= 64.0,
+            "{overhead:.1} bytes per frame besides its text"
+        );
+        // What the buffer counts is what the allocator saw.
+        assert_eq!(buffer.heap_bytes(), grown);
+        drop(buffer);
+    }
+}

@@ -88,7 +88,7 @@ async fn every_refusal_reason_and_nothing_disturbed() {
     // None of that disturbed the session: the attachment still gets frames.
     let mut a = a;
     let seqs: Vec<u64> = std::iter::from_fn(|| a.frames.try_recv().ok())
-        .map(|m| m.seq.unwrap())
+        .map(|m| m.seq().unwrap())
         .collect();
     assert_eq!(seqs, [1, 2, 3, 4]);
     // Expired after the TTL.
@@ -144,7 +144,7 @@ async fn a_stale_connection_cannot_detach_the_new_one() {
     r.publish(&new.session_id, frame(MessageType::AgentStarted))
         .await
         .unwrap();
-    assert_eq!(new.frames.recv().await.unwrap().seq, Some(1));
+    assert_eq!(new.frames.recv().await.unwrap().seq(), Some(1));
     assert!(
         r.session(&new.session_id)
             .await
@@ -173,7 +173,7 @@ async fn a_slow_client_is_detached_but_stays_resumable() {
     }
     let mut got = Vec::new();
     while let Some(m) = a.frames.recv().await {
-        got.push(m.seq.unwrap());
+        got.push(m.seq().unwrap());
     }
     assert_eq!(got, [1, 2, 3, 4], "queue of 4, then detached");
     let ResumeOutcome::Resumed { replay, .. } = r.resume("alice", &request(&a, 4)).await.unwrap()
@@ -181,7 +181,7 @@ async fn a_slow_client_is_detached_but_stays_resumable() {
         panic!("resume refused");
     };
     assert_eq!(
-        replay.iter().map(|m| m.seq.unwrap()).collect::<Vec<_>>(),
+        replay.iter().map(|m| m.seq().unwrap()).collect::<Vec<_>>(),
         (5..=10).collect::<Vec<_>>()
     );
 }
@@ -199,7 +199,7 @@ async fn a_client_reading_slowly_is_kept_and_gets_every_frame() {
     let reader = tokio::spawn(async move {
         let mut got = Vec::new();
         while let Some(m) = a.frames.recv().await {
-            got.push(m.seq.unwrap());
+            got.push(m.seq().unwrap());
             if got.len() == 50 {
                 break;
             }
@@ -471,7 +471,7 @@ async fn live_and_replay_race_loses_nothing() {
         // Read a few live frames, then drop the connection abruptly.
         for _ in 0..(round % 7) * 20 {
             match tokio::time::timeout(Duration::from_millis(50), attached.frames.recv()).await {
-                Ok(Some(m)) => seen.push(m.seq.unwrap()),
+                Ok(Some(m)) => seen.push(m.seq().unwrap()),
                 _ => break,
             }
         }
@@ -485,7 +485,7 @@ async fn live_and_replay_race_loses_nothing() {
                 attached: next,
                 replay,
             } => {
-                seen.extend(replay.iter().map(|m| m.seq.unwrap()));
+                seen.extend(replay.iter().map(|m| m.seq().unwrap()));
                 attached = next;
             }
             ResumeOutcome::NotResumed { reason } => panic!("refused: {reason}"),
@@ -544,7 +544,7 @@ proptest! {
                     Op::Read(n) => if connected {
                         for _ in 0..n {
                             match a.frames.try_recv() {
-                                Ok(m) => seen.push(m.seq.unwrap()),
+                                Ok(m) => seen.push(m.seq().unwrap()),
                                 Err(_) => break,
                             }
                         }
@@ -565,7 +565,7 @@ proptest! {
                         match r.resume("u", &request(&a, last)).await.unwrap() {
                             ResumeOutcome::Resumed { attached, replay } => {
                                 prop_assert!(model_ok, "resumed but frames after {} are gone", last);
-                                seen.extend(replay.iter().map(|m| m.seq.unwrap()));
+                                seen.extend(replay.iter().map(|m| m.seq().unwrap()));
                                 a = attached;
                                 connected = true;
                             }

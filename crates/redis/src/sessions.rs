@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::RedisConnection;
 use async_trait::async_trait;
-use wsc_core::{StoreError, Timestamp, WebSocketMessage, serialize};
+use wsc_core::{StoreError, Timestamp, WireFrame};
 use wsc_reconnection::{
     Appended, BufferLimits, OverflowPolicy, PushOutcome, ReplayGap, SessionRecord, SessionStore,
     is_critical,
@@ -76,7 +76,7 @@ return 1
 /// KEYS: hash, frames, noncrit, message ids, the previous generation of
 /// message ids, then (one Redis) sessions. ARGV: id, now µs,
 /// max frames, max bytes, max age µs, policy (0 oldest, 1 newest, 2 low
-/// priority), critical, bytes, body, lease ms, channel, message id (may be
+/// priority), critical, the body's bytes (the script adds the seq's), body, lease ms, channel, message id (may be
 /// empty), the highest seq this node got for the session (0: none).
 /// Returns {seq, dropped, dropped critical, epoch, kept, repeat, renew (the
 /// attached lease had run past its half)},
@@ -100,7 +100,6 @@ local max_bytes = tonumber(ARGV[4])
 local max_age = tonumber(ARGV[5])
 local policy = ARGV[6]
 local critical = ARGV[7] == '1'
-local size = tonumber(ARGV[8])
 st.gone = tonumber(redis.call('HGET', KEYS[1], 'gone'))
 st.bytes = tonumber(redis.call('HGET', KEYS[1], 'bytes'))
 local known = tonumber(ARGV[13])
@@ -115,6 +114,8 @@ if known > tonumber(redis.call('HGET', KEYS[1], 'last')) then
   redis.call('HSET', KEYS[1], 'last', string.format('%d', known))
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'last', 1)
+-- The numbered frame's size: the body with `,"seq":N` in it.
+local size = tonumber(ARGV[8]) + 7 + string.len(string.format('%d', seq))
 while true do
   local e = redis.call('LINDEX', KEYS[2], 0)
   if not e then break end
@@ -390,9 +391,10 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-/// Parses a stored frame `seq|critical|bytes|at|json` into the message
-/// with its seq set.
-fn parse_frame(entry: &[u8]) -> Result<WebSocketMessage, StoreError> {
+/// A stored frame `seq|critical|bytes|at|json` as the numbered frame it
+/// stands for: the stored text (the frame without its seq) with the seq
+/// appended, its time when it was stored — one copy, no parsing.
+fn parse_frame(entry: &[u8]) -> Result<WireFrame, StoreError> {
     let text =
         std::str::from_utf8(entry).map_err(|_| StoreError::new("stored frame is not UTF-8"))?;
     let mut parts = text.splitn(5, '|');
@@ -400,13 +402,15 @@ fn parse_frame(entry: &[u8]) -> Result<WebSocketMessage, StoreError> {
         .next()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| StoreError::new("stored frame without a seq"))?;
+    let at = parts
+        .nth(2)
+        .and_then(|s| s.parse::<i64>().ok())
+        .ok_or_else(|| StoreError::new("stored frame without a time"))?;
     let json = parts
-        .nth(3)
+        .next()
         .ok_or_else(|| StoreError::new("stored frame without a body"))?;
-    let mut message: WebSocketMessage = serde_json::from_str(json)
-        .map_err(|e| StoreError::new(format!("stored frame does not parse: {e}")))?;
-    message.seq = Some(seq);
-    Ok(message)
+    WireFrame::from_body(json, seq, Some(Timestamp::from_unix_micros(at)))
+        .map_err(|e| StoreError::new(format!("stored frame {seq} is not a frame: {e}")))
 }
 
 impl RedisSessionStore {
@@ -671,8 +675,8 @@ impl SessionStore for RedisSessionStore {
     async fn append(
         &self,
         session_id: &str,
-        message: WebSocketMessage,
-        bytes: usize,
+        frame: &WireFrame,
+        message_id: Option<&str>,
         now: Timestamp,
     ) -> Result<Option<Appended>, StoreError> {
         let limits = &self.config.limits;
@@ -681,12 +685,13 @@ impl SessionStore for RedisSessionStore {
             OverflowPolicy::DropNewest => 1,
             OverflowPolicy::DropLowPriority => 2,
         };
-        let critical = is_critical(message.message_type);
-        let mut body_message = message;
-        body_message.seq = None;
-        let body = serialize(&body_message);
+        let critical = is_critical(frame.message_type());
+        // The frame's text as it is (no seq: the script numbers it and
+        // counts the seq in its size).
+        let body = frame.body();
+        let bytes = body.len();
         let mut redis = self.redis.clone();
-        let message_id = body_message.message_id.clone().unwrap_or_default();
+        let message_id = message_id.unwrap_or_default();
         let mut invocation = self.on_session(&self.append, session_id);
         invocation
             .key(self.k("m", session_id))
@@ -703,7 +708,7 @@ impl SessionStore for RedisSessionStore {
             .arg(policy)
             .arg(u8::from(critical))
             .arg(bytes)
-            .arg(body)
+            .arg(body.as_ref())
             .arg(millis(self.config.attached_lease))
             .arg(self.channel())
             .arg(message_id)
@@ -720,29 +725,39 @@ impl SessionStore for RedisSessionStore {
             self.index_lease(session_id, millis(self.config.attached_lease))
                 .await?;
         }
-        Ok(out.map(
+        out.map(
             |(seq, dropped, dropped_critical, epoch, _kept, repeat, _)| {
-                body_message.seq = Some(seq);
-                Appended {
+                // A repeat was delivered the first time (its announcement
+                // reaches whoever holds the session).
+                let frame = if repeat == 0 {
+                    Some(
+                        frame
+                            .with_seq(seq)
+                            .map_err(|e| StoreError::new(e.to_string()))?
+                            .with_time(now),
+                    )
+                } else {
+                    None
+                };
+                Ok(Appended {
                     push: PushOutcome {
                         seq,
-                        // A repeat was delivered the first time (its
-                        // announcement reaches whoever holds the session).
-                        frame: (repeat == 0).then(|| Arc::new(body_message)),
+                        frame,
                         dropped,
                         dropped_critical: dropped_critical == 1,
                     },
                     epoch,
-                }
+                })
             },
-        ))
+        )
+        .transpose()
     }
 
     async fn replay_after(
         &self,
         session_id: &str,
         last_seq: u64,
-    ) -> Result<Option<Result<Vec<Arc<WebSocketMessage>>, ReplayGap>>, StoreError> {
+    ) -> Result<Option<Result<Vec<WireFrame>, ReplayGap>>, StoreError> {
         let mut redis = self.redis.clone();
         let out: Option<Vec<redis::Value>> = self
             .replay
@@ -766,7 +781,7 @@ impl SessionStore for RedisSessionStore {
         let mut frames = Vec::with_capacity(items.len());
         for item in items {
             match item {
-                redis::Value::BulkString(bytes) => frames.push(Arc::new(parse_frame(&bytes)?)),
+                redis::Value::BulkString(bytes) => frames.push(parse_frame(&bytes)?),
                 _ => return Err(StoreError::new("unexpected frame in replay answer")),
             }
         }
@@ -774,7 +789,7 @@ impl SessionStore for RedisSessionStore {
         // a failover loses them, its next append numbers after them too
         // (a gateway delivering another's run, or the one a client resumed
         // on, appends next without reusing a seq the client already has).
-        if let Some(seq) = frames.last().and_then(|f| f.seq) {
+        if let Some(seq) = frames.last().and_then(WireFrame::seq) {
             self.remember_numbered(session_id, seq);
         }
         Ok(Some(Ok(frames)))
@@ -856,7 +871,7 @@ impl SessionStore for RedisSessionStore {
             .map_err(store_error)
     }
 
-    async fn buffered_for_user(&self, user_id: &str) -> Result<Vec<WebSocketMessage>, StoreError> {
+    async fn buffered_for_user(&self, user_id: &str) -> Result<Vec<WireFrame>, StoreError> {
         let ids = self.user_index(user_id).await?;
         let mut redis = self.redis.clone();
         let mut sessions = Vec::new();

@@ -115,14 +115,14 @@ fn frame(n: u64) -> WebSocketMessage {
 
 /// Reads frames from `rx` until `want` seqs after `last` arrived (or the
 /// channel ends), checking each is exactly the next.
-async fn read(rx: &mut mpsc::Receiver<Arc<WebSocketMessage>>, last: &mut u64, want: u64) {
+async fn read(rx: &mut mpsc::Receiver<wsc_core::WireFrame>, last: &mut u64, want: u64) {
     let target = *last + want;
     while *last < target {
         let f = tokio::time::timeout(Duration::from_secs(10), rx.recv())
             .await
             .expect("frames arrive")
             .expect("still attached");
-        assert_eq!(f.seq, Some(*last + 1), "no gap, no duplicate");
+        assert_eq!(f.seq(), Some(*last + 1), "no gap, no duplicate");
         *last += 1;
     }
 }
@@ -175,7 +175,7 @@ async fn frames_published_on_either_node_reach_the_attached_one_exactly_once() {
             panic!("resume refused: {resumed:?}");
         };
         for f in replay {
-            assert_eq!(f.seq, Some(last + 1), "the replay continues exactly");
+            assert_eq!(f.seq(), Some(last + 1), "the replay continues exactly");
             last += 1;
         }
         attached = again;
@@ -288,7 +288,7 @@ async fn catching_up_goes_past_a_session_whose_store_call_fails() {
         let got = s.frames.try_recv();
         if i % 2 == 0 {
             let frame = got.expect("a readable session was caught up");
-            assert_eq!(frame.seq, Some(1));
+            assert_eq!(frame.seq(), Some(1));
         } else {
             assert!(got.is_err(), "an unreadable session got nothing");
         }
@@ -297,6 +297,71 @@ async fn catching_up_goes_past_a_session_whose_store_call_fails() {
     user.set(&["~*"]).await;
     b.registry.catch_up_all().await.unwrap();
     for s in sessions.iter_mut().skip(1).step_by(2) {
-        assert_eq!(s.frames.try_recv().unwrap().seq, Some(1));
+        assert_eq!(s.frames.try_recv().unwrap().seq(), Some(1));
+    }
+}
+
+/// Through Redis too, a frame is its one serialization: what the node
+/// holding the client hands its connection (frames it published, and
+/// frames another node published, read back from Redis) and what a resume
+/// on either node replays are the bytes serializing the numbered message
+/// gives — nothing is parsed and written again on the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivered_and_replayed_text_is_the_published_serialization() {
+    for url in support::urls() {
+        let prefix = support::unique_prefix("bytes");
+        let (a, b) = (node(&url, &prefix).await, node(&url, &prefix).await);
+        let mut attached = b.registry.open("ann").await.unwrap();
+        let messages: Vec<WebSocketMessage> = (0..12u64)
+            .map(|n| {
+                let t = if n % 3 == 0 {
+                    MessageType::ToolCompleted
+                } else {
+                    MessageType::AgentProgress
+                };
+                WebSocketMessage::new(
+                    t,
+                    json!({"n": n, "text": "a \"quoted\" } and \u{e9}", "seq": "not the seq"}),
+                )
+                .with_message_id(format!("m-{n}"))
+                .with_timestamp(wsc_core::Timestamp::from_unix_micros(1_700_000_000_000_000))
+            })
+            .collect();
+        for (n, m) in messages.iter().enumerate() {
+            // Half published where the client is, half on the other node.
+            let publisher = if n % 2 == 0 { &a } else { &b };
+            publisher
+                .registry
+                .publish(&attached.session_id, m.clone())
+                .await
+                .unwrap();
+        }
+        let mut written = Vec::new();
+        while written.len() < messages.len() {
+            let f = tokio::time::timeout(Duration::from_secs(10), attached.frames.recv())
+                .await
+                .expect("frames arrive")
+                .expect("still attached");
+            written.push(f);
+        }
+        b.registry
+            .detach(&attached.session_id, attached.attachment)
+            .await
+            .unwrap();
+        let request = ResumeRequest {
+            session_id: attached.session_id.clone(),
+            resume_token: attached.resume_token.clone(),
+            last_seq: 0,
+        };
+        let ResumeOutcome::Resumed { replay, .. } =
+            a.registry.resume("ann", &request).await.unwrap()
+        else {
+            panic!("not resumed");
+        };
+        for (i, m) in messages.iter().enumerate() {
+            let wire = wsc_core::serialize(&m.clone().with_seq(i as u64 + 1));
+            assert_eq!(written[i].as_str(), wire, "delivered {i}");
+            assert_eq!(replay[i].as_str(), wire, "replayed {i}");
+        }
     }
 }

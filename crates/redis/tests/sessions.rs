@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use serde_json::json;
-use wsc_core::{MessageType, Timestamp, WebSocketMessage, serialize};
+use wsc_core::{MessageType, Timestamp, WebSocketMessage, WireFrame};
 use wsc_reconnection::{
     BufferLimits, MemorySessionStore, OverflowPolicy, SessionRecord, SessionStore,
 };
@@ -67,8 +67,8 @@ fn limits() -> impl Strategy<Value = BufferLimits> {
         })
 }
 
-fn shown(frames: Vec<std::sync::Arc<WebSocketMessage>>) -> Vec<String> {
-    frames.iter().map(|f| serialize(f)).collect()
+fn shown(frames: Vec<WireFrame>) -> Vec<String> {
+    frames.iter().map(|f| f.as_str().to_owned()).collect()
 }
 
 proptest! {
@@ -107,16 +107,18 @@ proptest! {
                         now = Timestamp::from_unix_micros(now.as_unix_micros() + dt);
                         n += 1;
                         let t = if *critical { MessageType::ToolCompleted } else { MessageType::Pong };
-                        let msg = WebSocketMessage::new(t, json!({"n": n})).with_message_id(format!("m{n}"));
-                        let want = memory.append("s1", msg.clone(), *bytes, now).await.unwrap().unwrap();
-                        let got = remote.append("s1", msg, *bytes, now).await.unwrap().unwrap();
+                        // `bytes` of filler: frames of many sizes meet the byte bound.
+                        let msg = WebSocketMessage::new(t, json!({"n": n, "pad": "x".repeat(*bytes)}))
+                            .with_message_id(format!("m{n}"));
+                        let want = support::append(&memory, "s1", msg.clone(), now).await.unwrap().unwrap();
+                        let got = support::append(&remote, "s1", msg, now).await.unwrap().unwrap();
                         prop_assert_eq!(got.epoch, want.epoch);
                         prop_assert_eq!(got.push.seq, want.push.seq);
                         prop_assert_eq!(got.push.dropped, want.push.dropped, "{:?}", op);
                         prop_assert_eq!(got.push.dropped_critical, want.push.dropped_critical);
                         prop_assert_eq!(
-                            got.push.frame.map(|f| serialize(&f)),
-                            want.push.frame.map(|f| serialize(&f))
+                            got.push.frame.map(|f| f.as_str().to_owned()),
+                            want.push.frame.map(|f| f.as_str().to_owned())
                         );
                     }
                     Op::Ack(back) => {
@@ -142,8 +144,8 @@ proptest! {
                 prop_assert_eq!(remote.get("s1").await.unwrap(), memory.get("s1").await.unwrap());
             }
             prop_assert_eq!(
-                remote.buffered_for_user("ann").await.unwrap().iter().map(serialize).collect::<Vec<_>>(),
-                memory.buffered_for_user("ann").await.unwrap().iter().map(serialize).collect::<Vec<_>>()
+                remote.buffered_for_user("ann").await.unwrap().iter().map(|f| f.as_str().to_owned()).collect::<Vec<_>>(),
+                memory.buffered_for_user("ann").await.unwrap().iter().map(|f| f.as_str().to_owned()).collect::<Vec<_>>()
             );
             prop_assert!(remote.remove("s1").await.unwrap());
             prop_assert_eq!(remote.get("s1").await.unwrap(), None);
@@ -198,16 +200,15 @@ async fn expiry_count_cap_and_unknown_sessions_on(url: &str) {
         "attached again"
     );
     assert!(
-        store
-            .append(
-                "nope",
-                WebSocketMessage::new(MessageType::Pong, json!({})),
-                10,
-                t0
-            )
-            .await
-            .unwrap()
-            .is_none()
+        support::append(
+            &store,
+            "nope",
+            WebSocketMessage::new(MessageType::Pong, json!({})),
+            t0
+        )
+        .await
+        .unwrap()
+        .is_none()
     );
     assert!(store.get("nope").await.unwrap().is_none());
     assert!(store.remove("a").await.unwrap());
@@ -237,21 +238,18 @@ async fn a_retried_append_with_the_same_message_id_is_not_duplicated_on(url: &st
     assert!(store.create(session_s(t0)).await.unwrap());
     let msg =
         |id: &str| WebSocketMessage::new(MessageType::AgentThinking, json!({})).with_message_id(id);
-    let first = store
-        .append("s", msg("run-1-1"), 10, t0)
+    let first = support::append(&store, "s", msg("run-1-1"), t0)
         .await
         .unwrap()
         .unwrap();
     assert!(first.push.frame.is_some());
-    let again = store
-        .append("s", msg("run-1-1"), 10, t0)
+    let again = support::append(&store, "s", msg("run-1-1"), t0)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(again.push.seq, first.push.seq);
     assert!(again.push.frame.is_none(), "nothing new to deliver");
-    let next = store
-        .append("s", msg("run-1-2"), 10, t0)
+    let next = support::append(&store, "s", msg("run-1-2"), t0)
         .await
         .unwrap()
         .unwrap();
@@ -260,8 +258,14 @@ async fn a_retried_append_with_the_same_message_id_is_not_duplicated_on(url: &st
     assert_eq!(frames.len(), 2);
     // Frames without an id are never taken for repeats.
     let plain = || WebSocketMessage::new(MessageType::Pong, json!({}));
-    let a = store.append("s", plain(), 10, t0).await.unwrap().unwrap();
-    let b = store.append("s", plain(), 10, t0).await.unwrap().unwrap();
+    let a = support::append(&store, "s", plain(), t0)
+        .await
+        .unwrap()
+        .unwrap();
+    let b = support::append(&store, "s", plain(), t0)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(b.push.seq, a.push.seq + 1);
 }
 
@@ -298,7 +302,7 @@ async fn message_ids_are_remembered_in_two_bounded_generations_on(url: &str) {
         let msg = WebSocketMessage::new(MessageType::AgentProgress, json!({}))
             .with_message_id(format!("p-{i}"));
         let store = &store;
-        async move { store.append("s", msg, 10, t0).await.unwrap().unwrap() }
+        async move { support::append(store, "s", msg, t0).await.unwrap().unwrap() }
     };
     let known = |i: usize| {
         let store = &store;
@@ -387,19 +391,31 @@ async fn lost_appends_on(url: &str) {
     assert!(store.create(session_s(t0)).await.unwrap());
     let frame = |n: u64| WebSocketMessage::new(MessageType::AgentThinking, json!({"n": n}));
     for n in 1..=3 {
-        store.append("s", frame(n), 10, t0).await.unwrap().unwrap();
+        support::append(&store, "s", frame(n), t0)
+            .await
+            .unwrap()
+            .unwrap();
     }
     // What the replica has when the master dies: the session after seq 3.
     let snapshot = Snapshot::take(&mut redis, &prefix).await;
     // Seqs 4 and 5 are acknowledged (and delivered), then lost.
     for n in 4..=5 {
-        let appended = store.append("s", frame(n), 10, t0).await.unwrap().unwrap();
+        let appended = support::append(&store, "s", frame(n), t0)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(appended.push.seq, n);
     }
     snapshot.restore(&mut redis).await;
     // The run goes on: its next frames are numbered after what was lost.
-    let six = store.append("s", frame(6), 10, t0).await.unwrap().unwrap();
-    let seven = store.append("s", frame(7), 10, t0).await.unwrap().unwrap();
+    let six = support::append(&store, "s", frame(6), t0)
+        .await
+        .unwrap()
+        .unwrap();
+    let seven = support::append(&store, "s", frame(7), t0)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (six.push.seq, seven.push.seq),
         (6, 7),
@@ -408,7 +424,10 @@ async fn lost_appends_on(url: &str) {
     // A client that had 5 resumes with 6 and 7; one that had 3 or 4 lacks a
     // lost frame: refused, told.
     let after_five = store.replay_after("s", 5).await.unwrap().unwrap().unwrap();
-    let payloads: Vec<_> = after_five.iter().map(|f| f.payload["n"].clone()).collect();
+    let payloads: Vec<_> = after_five
+        .iter()
+        .map(|f| f.decode().unwrap().payload["n"].clone())
+        .collect();
     assert_eq!(payloads, [json!(6), json!(7)], "on {url}");
     for lacking in [3, 4] {
         assert!(
@@ -447,19 +466,28 @@ async fn delivered_then_lost_on(url: &str) {
     assert!(a.create(session_s(t0)).await.unwrap());
     let frame = |n: u64| WebSocketMessage::new(MessageType::AgentThinking, json!({"n": n}));
     for n in 1..=3 {
-        a.append("s", frame(n), 10, t0).await.unwrap().unwrap();
+        support::append(&a, "s", frame(n), t0)
+            .await
+            .unwrap()
+            .unwrap();
     }
     let snapshot = Snapshot::take(&mut redis, &prefix).await;
     for n in 4..=5 {
-        a.append("s", frame(n), 10, t0).await.unwrap().unwrap();
+        support::append(&a, "s", frame(n), t0)
+            .await
+            .unwrap()
+            .unwrap();
     }
     // B hands 1..=5 to its client (what its catch-up reads).
     let delivered = b.replay_after("s", 0).await.unwrap().unwrap().unwrap();
-    assert_eq!(delivered.last().and_then(|f| f.seq), Some(5));
+    assert_eq!(delivered.last().and_then(|f| f.seq()), Some(5));
     // The failover loses 4 and 5 (and gateway A with them).
     snapshot.restore(&mut redis).await;
     // The client starts a new run through B: its frames come after 5.
-    let next = b.append("s", frame(6), 10, t0).await.unwrap().unwrap();
+    let next = support::append(&b, "s", frame(6), t0)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         next.push.seq, 6,
         "seqs the client has are not reused on {url}"

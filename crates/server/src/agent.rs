@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use wsc_core::{MessageType, SharedClock, WebSocketMessage};
+use wsc_core::{MessageType, SharedClock, WebSocketMessage, WireFrame};
 use wsc_event_monitor::EventMonitor;
 use wsc_reconnection::{SessionError, SessionRegistry};
 
@@ -229,18 +229,27 @@ impl EventSink {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let now = self.clock.now();
         self.control.record(event, &body, now);
+        let message_id = format!("{}-{n}", self.run_id);
         let mut msg = WebSocketMessage::new(event, body)
-            .with_message_id(format!("{}-{n}", self.run_id))
+            .with_message_id(message_id.clone())
             .with_timestamp(now);
         msg.thread_id = self.thread_id.clone();
-        // The monitor sees the event before the client does.
-        let _ = self.monitor.record_event(&self.run_id, msg.clone());
+        // Serialized once: the outbox, the session's buffer, the store and
+        // every reader share this text.
+        let frame = WireFrame::encode(&msg);
+        // The monitor sees the event before the client does (and keeps the
+        // message: no copy).
+        let _ = self.monitor.record_event(&self.run_id, msg);
         if self.outbox.holds(&self.session_id) {
             // Earlier events wait: this one queues behind them.
-            self.outbox.push(&self.session_id, msg);
+            self.outbox.push(&self.session_id, frame, message_id);
             return true;
         }
-        match self.sessions.publish(&self.session_id, msg.clone()).await {
+        match self
+            .sessions
+            .publish_frame(&self.session_id, &frame, Some(&message_id))
+            .await
+        {
             Ok(_) => true,
             Err(SessionError::UnknownSession(_)) => {
                 // No one can receive the rest: the run ends here.
@@ -252,7 +261,7 @@ impl EventSink {
                 if self.counters.store_failed() {
                     tracing::warn!("session store unreachable until it answers again");
                 }
-                self.outbox.push(&self.session_id, msg);
+                self.outbox.push(&self.session_id, frame, message_id);
                 true
             }
         }

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 use wsc_core::{
     Ack, CloseCode, ConnectionEstablished, ErrorCode, ErrorFrame, Frame, MessageType, StartAgent,
-    StopAgent, WebSocketMessage, parse_client_frame_with_limit, serialize,
+    StopAgent, WebSocketMessage, WireFrame, parse_client_frame_with_limit, serialize,
 };
 use wsc_event_monitor::AgentSession;
 use wsc_perf_monitor::ConnectionInfo;
@@ -23,17 +23,40 @@ use crate::counters::Counters;
 use crate::runs::NewRun;
 use crate::state::{AppState, SessionHome};
 
-/// What the writer task sends.
+/// What the connection task queues for the writer task.
 pub(crate) enum Out {
-    /// An agent event; `live` (not replayed) ones have their delivery
-    /// latency measured.
-    Frame(Arc<WebSocketMessage>, bool),
     /// Boxed, as the close below: the connection's queue allocates room
     /// for 32 of these up front, so every variant stays at a pointer (an
     /// idle connection's memory).
     Control(Box<WebSocketMessage>),
     Ping,
     Close(Box<(CloseCode, &'static str)>),
+}
+
+/// What the writer writes: a session frame (its shared text, never
+/// serialized again) or what the connection task queued.
+enum Write {
+    /// A live frame: its delivery latency is measured.
+    Live(WireFrame),
+    /// A frame of the resume's replay.
+    Replayed(WireFrame),
+    /// A control frame, ping or close.
+    Queued(Out),
+}
+
+/// A write batch keeps at most this many items' room between bursts (a
+/// burst's 64 are freed after it: an idle connection's memory).
+const IDLE_BATCH_ROOM: usize = 4;
+
+/// A frame's text as a WebSocket text message, sharing the frame's
+/// allocation (no copy, no serialization).
+fn text_message(frame: WireFrame) -> Message {
+    let text = bytes::Bytes::from_owner(frame);
+    match axum::extract::ws::Utf8Bytes::try_from(text) {
+        Ok(text) => Message::Text(text),
+        // A frame's text is a `str`: always UTF-8.
+        Err(_) => Message::Text(axum::extract::ws::Utf8Bytes::from_static("")),
+    }
 }
 
 /// The longest user id put in a log line (characters).
@@ -233,8 +256,8 @@ async fn open(state: Arc<AppState>, socket: WebSocket, client: Client) -> Option
     // The writer sends the hello and the replay first, then live frames
     // straight from the session (no hop through this task) and what this
     // task queues (pongs, errors, pings, the close).
-    let first: Vec<Out> = std::iter::once(Out::Control(Box::new(hello)))
-        .chain(start.replay.into_iter().map(|f| Out::Frame(f, false)))
+    let first: Vec<Write> = std::iter::once(Write::Queued(Out::Control(Box::new(hello))))
+        .chain(start.replay.into_iter().map(Write::Replayed))
         .collect();
     let (live, attachment) = (attached.frames, attached.attachment);
     let writer = tokio::spawn(
@@ -417,7 +440,7 @@ struct Writer {
     /// What the connection task queues.
     rx: mpsc::Receiver<Out>,
     /// The session's live frames.
-    live: mpsc::Receiver<Arc<WebSocketMessage>>,
+    live: mpsc::Receiver<WireFrame>,
 }
 
 /// Sends `first` (the hello and the replay), then live frames and what the
@@ -429,7 +452,7 @@ struct Writer {
 async fn write_loop(
     state: Arc<AppState>,
     mut w: Writer,
-    first: Vec<Out>,
+    first: Vec<Write>,
 ) -> Option<(CloseCode, &'static str)> {
     let timeout = state.config.write_timeout;
     let mut batch = first;
@@ -438,12 +461,12 @@ async fn write_loop(
         if batch.is_empty() {
             let next = tokio::select! {
                 biased;
-                out = w.rx.recv() => out,
+                out = w.rx.recv() => out.map(Write::Queued),
                 frame = w.live.recv(), if live_open => match frame {
-                    Some(frame) => Some(Out::Frame(frame, true)),
+                    Some(frame) => Some(Write::Live(frame)),
                     None => {
                         live_open = false;
-                        Some(detached_close(&state, &w).await)
+                        Some(Write::Queued(detached_close(&state, &w).await))
                     }
                 },
             };
@@ -455,9 +478,9 @@ async fn write_loop(
         }
         while batch.len() < WRITE_BATCH {
             if let Ok(out) = w.rx.try_recv() {
-                batch.push(out);
+                batch.push(Write::Queued(out));
             } else if live_open && let Ok(frame) = w.live.try_recv() {
-                batch.push(Out::Frame(frame, true));
+                batch.push(Write::Live(frame));
             } else {
                 break;
             }
@@ -471,20 +494,28 @@ async fn write_loop(
             Box::pin(async {
                 for out in batch.drain(..) {
                     let message = match out {
-                        Out::Frame(frame, live) => {
+                        Write::Live(frame) => {
                             state.counters.frames_sent.fetch_add(1, Ordering::Relaxed);
-                            if live && let Some(emitted) = frame.timestamp {
-                                let latency = state.clock.now().duration_since(emitted);
-                                // The dashboard's delivery latency. (The perf
-                                // monitor measures client frames; outbound
-                                // frames are not "messages processed".)
+                            if let Some(published) = frame.timestamp() {
+                                let latency = state.clock.now().duration_since(published);
+                                // The dashboard's delivery latency, from the
+                                // frame's publish (when the session buffered
+                                // it). (The perf monitor measures client
+                                // frames; outbound frames are not "messages
+                                // processed".)
                                 state.telemetry.record_latency(latency);
                             }
+                            text_message(frame)
+                        }
+                        Write::Replayed(frame) => {
+                            state.counters.frames_sent.fetch_add(1, Ordering::Relaxed);
+                            text_message(frame)
+                        }
+                        Write::Queued(Out::Control(frame)) => {
                             Message::Text(serialize(&frame).into())
                         }
-                        Out::Control(frame) => Message::Text(serialize(&frame).into()),
-                        Out::Ping => Message::Ping(Default::default()),
-                        Out::Close(close) => {
+                        Write::Queued(Out::Ping) => Message::Ping(Default::default()),
+                        Write::Queued(Out::Close(close)) => {
                             let (code, reason) = *close;
                             closing = Some((code, reason));
                             Message::Close(Some(CloseFrame {
@@ -503,6 +534,7 @@ async fn write_loop(
         )
         .await;
         batch.clear();
+        batch.shrink_to(IDLE_BATCH_ROOM);
         match written {
             Ok(Ok(())) if closing.is_none() => {}
             Ok(_) => return closing,

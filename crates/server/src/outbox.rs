@@ -6,16 +6,19 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
-use wsc_core::WebSocketMessage;
+use wsc_core::WireFrame;
 use wsc_reconnection::{SessionError, SessionRegistry};
 
 /// Events held per session at most; past it the oldest are dropped and
 /// counted (an outage that long has outlived any replay buffer anyway).
 const MAX_PER_SESSION: usize = 10_000;
 
+/// A waiting event: its frame (serialized once) and message id.
+type Waiting = (WireFrame, String);
+
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
-    queues: DashMap<String, VecDeque<WebSocketMessage>>,
+    queues: DashMap<String, VecDeque<Waiting>>,
     held: AtomicU64,
     pub(crate) dropped: AtomicU64,
 }
@@ -27,7 +30,7 @@ impl Outbox {
         self.queues.contains_key(session)
     }
 
-    pub(crate) fn push(&self, session: &str, message: WebSocketMessage) {
+    pub(crate) fn push(&self, session: &str, frame: WireFrame, message_id: String) {
         let mut queue = self.queues.entry(session.to_owned()).or_default();
         if queue.len() >= MAX_PER_SESSION {
             queue.pop_front();
@@ -35,7 +38,7 @@ impl Outbox {
         } else {
             self.held.fetch_add(1, Ordering::Relaxed);
         }
-        queue.push_back(message);
+        queue.push_back((frame, message_id));
     }
 
     /// Events waiting now.
@@ -56,7 +59,11 @@ impl Outbox {
                 let Some(next) = self.queues.get(&session).and_then(|q| q.front().cloned()) else {
                     break;
                 };
-                match registry.publish(&session, next).await {
+                let (frame, message_id) = next;
+                match registry
+                    .publish_frame(&session, &frame, Some(&message_id))
+                    .await
+                {
                     Ok(_) => {}
                     Err(SessionError::UnknownSession(_)) => {
                         // The session is gone (expired, or Redis lost it):

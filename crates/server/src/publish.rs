@@ -5,7 +5,7 @@
 use std::str::FromStr;
 
 use serde_json::{Map, Value};
-use wsc_core::{Direction, MessageType, WebSocketMessage};
+use wsc_core::{Direction, MessageType, WebSocketMessage, WireFrame};
 
 use crate::state::AppState;
 
@@ -101,13 +101,20 @@ pub(crate) async fn publish(state: &AppState, request: PublishRequest) -> Result
         .with_timestamp(state.clock.now());
     message.thread_id = request.thread_id;
     message.message_id = request.message_id;
+    // Serialized once, for every session of the user.
+    let frame = WireFrame::encode(&message);
+    let message_id = message.message_id.clone();
     // Validated like an agent's frame: the run's tracker sees it.
     if let Some(run_id) = &request.run_id {
-        let _ = state.monitor.record_event(run_id, message.clone());
+        let _ = state.monitor.record_event(run_id, message);
     }
     let mut delivered = 0;
     for session in sessions {
-        match state.sessions.publish_once(&session, message.clone()).await {
+        match state
+            .sessions
+            .publish_frame_once(&session, &frame, message_id.as_deref())
+            .await
+        {
             Ok(Some(_)) => delivered += 1,
             Ok(None) | Err(wsc_reconnection::SessionError::UnknownSession(_)) => {}
             Err(e) => return Err(unavailable(e)),

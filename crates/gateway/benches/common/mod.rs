@@ -48,7 +48,7 @@ impl Server {
         Self::spawn(command)
     }
 
-    fn spawn(mut command: Command) -> Server {
+    pub fn spawn(mut command: Command) -> Server {
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
