@@ -1,4 +1,4 @@
-//! The `types` and `time` sections of LEGACY_API.md, checked signature by
+//! The legacy `types` and `time` modules, checked signature by
 //! signature through the facade paths: if a name, path or signature drifts,
 //! this file stops compiling.
 

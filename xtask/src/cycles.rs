@@ -3,6 +3,10 @@
 //! (in `use` items or paths) are edges to the top-level module `NAME`; the
 //! crate root (which declares and re-exports the modules) is not a node.
 //! Any cycle fails, printed as `a -> b -> a`.
+//!
+//! It also checks the server's seams: no module of `wsc-server` but its
+//! builder names the Redis crates (`wsc_redis`, `redis`) — what crosses
+//! gateways is behind the broker trait, and the builder alone picks Redis.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -34,10 +38,26 @@ pub(crate) fn cycles() -> ExitCode {
             failed = true;
         }
     }
+    match redis_outside_the_builder(&root().join("crates/server/src")) {
+        Ok(found) if found.is_empty() => {}
+        Ok(found) => {
+            for line in found {
+                eprintln!("xtask cycles: the server names Redis outside its builder: {line}");
+            }
+            failed = true;
+        }
+        Err(e) => {
+            eprintln!("xtask cycles: crates/server/src: {e}");
+            failed = true;
+        }
+    }
     if failed {
         return ExitCode::from(1);
     }
-    println!("xtask cycles: no import cycle in the modules of {checked} crates");
+    println!(
+        "xtask cycles: no import cycle in the modules of {checked} crates; \
+         the server names Redis only in its builder"
+    );
     ExitCode::SUCCESS
 }
 
@@ -205,5 +225,61 @@ mod tests {
             find_cycle(&looped),
             Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
         );
+    }
+}
+
+/// Code lines (not comments) of the server's modules other than
+/// `builder.rs` that name the Redis crates, as `file:line: text`.
+fn redis_outside_the_builder(src: &Path) -> Result<Vec<String>, String> {
+    let mut found = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(src)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .filter(|p| p.file_name().is_some_and(|n| n != "builder.rs"))
+        .collect();
+    files.sort();
+    for file in files {
+        let text = std::fs::read_to_string(&file).map_err(|e| e.to_string())?;
+        for (i, line) in text.lines().enumerate() {
+            if names_redis(line) {
+                found.push(format!("{}:{}: {}", file.display(), i + 1, line.trim()));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Whether a line of code (comments aside) names `wsc_redis` or the
+/// `redis` crate as a path.
+fn names_redis(line: &str) -> bool {
+    let code = line.split("//").next().unwrap_or_default();
+    let is_path_start = |at: usize| {
+        at == 0
+            || !code[..at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_')
+    };
+    ["wsc_redis", "redis::"]
+        .iter()
+        .any(|needle| code.match_indices(needle).any(|(at, _)| is_path_start(at)))
+}
+
+#[cfg(test)]
+mod seam_tests {
+    use super::names_redis;
+
+    #[test]
+    fn redis_paths_are_found_and_look_alikes_are_not() {
+        assert!(names_redis("use wsc_redis::RedisConnection;"));
+        assert!(names_redis("    let c = redis::cmd(\"PING\");"));
+        assert!(names_redis("fn f(x: ::wsc_redis::X) {}"));
+        assert!(!names_redis(
+            "    s.shared_store_failed(); // was redis::cmd"
+        ));
+        assert!(!names_redis("/// see wsc_redis"));
+        assert!(!names_redis("let my_redis = 1; fn a(x: not_redis::X) {}"));
     }
 }

@@ -45,6 +45,24 @@ impl RedisConnection {
         matches!(self, RedisConnection::Cluster(_))
     }
 
+    /// Whether Redis answers: a `PING`, answered within `timeout` (on a
+    /// cluster, by the node the client picks).
+    ///
+    /// # Errors
+    /// The command's failure, or a timeout.
+    pub async fn ping(&self, timeout: Duration) -> Result<(), StoreError> {
+        let mut conn = self.clone();
+        match tokio::time::timeout(timeout, redis::cmd("PING").query_async::<String>(&mut conn))
+            .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(store_error(e)),
+            Err(_) => Err(StoreError::new(format!(
+                "redis did not answer PING within {timeout:?}"
+            ))),
+        }
+    }
+
     /// Which of `keys` may share one script call, as groups of their
     /// indexes: all of them on one Redis; on a cluster, those of one hash
     /// slot (a script's keys must share one).

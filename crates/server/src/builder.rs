@@ -14,12 +14,13 @@ use wsc_rate_limiter::{RateLimitConfig, WebSocketRateLimiter};
 use wsc_reconnection::{BufferLimits, SessionConfig, SessionRegistry};
 
 use crate::agent::{AgentRunner, SimulatedAgent};
+use crate::broker::{Broker, Shared};
 use crate::config::{GatewayConfig, RedisFailurePolicy, RedisSettings};
 use crate::counters::{Counters, GatewayStats};
 use crate::health::HealthCache;
 use crate::metrics::GatewayCollector;
 use crate::outbox::Outbox;
-use crate::state::{AppState, LOCAL_SESSION_MARK, RedisState, UpkeepSlot};
+use crate::state::{AppState, LOCAL_SESSION_MARK, UpkeepSlot};
 use crate::telemetry::{StatsSample, Telemetry};
 use crate::upkeep;
 
@@ -270,21 +271,20 @@ impl Gateway {
                     clock.clone(),
                     Arc::new(session_store),
                 ));
-                let redis = RedisState {
+                let broker = RedisBroker {
                     connections: wsc_redis::RedisConnectionCounter::new(
                         conn.clone(),
                         settings.prefix.clone(),
                     ),
-                    settings,
+                    url: settings.url.clone(),
                     redis: conn,
                     channel,
                     limiter_store,
-                    open: dashmap::DashMap::new(),
                 };
                 (
                     WebSocketRateLimiter::with_store(limits, clock.clone(), store),
                     sessions,
-                    Some(redis),
+                    Some(Shared::new(Arc::new(broker), settings.failure)),
                 )
             }
         };
@@ -319,7 +319,7 @@ impl Gateway {
             clock,
             telemetry: Telemetry::new(),
             node_tag,
-            redis,
+            shared: redis,
             local_sessions,
             local_prefix,
             outbox: Arc::new(Outbox::default()),
@@ -541,5 +541,63 @@ impl Gateway {
             );
         }
         Ok(())
+    }
+}
+
+/// The broker on Redis (or a Redis Cluster): connection counts with
+/// leases, `PING` for health, and the announcement listener that delivers
+/// frames other gateways append. The only place in the server that knows
+/// Redis is behind the broker.
+struct RedisBroker {
+    redis: wsc_redis::RedisConnection,
+    connections: wsc_redis::RedisConnectionCounter,
+    url: String,
+    channel: String,
+    limiter_store: Arc<wsc_rate_limiter::FallbackStore>,
+}
+
+/// How long a health check waits for Redis's answer.
+const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+#[async_trait::async_trait]
+impl Broker for RedisBroker {
+    async fn acquire(
+        &self,
+        user: &str,
+        connection: &str,
+        cap: u32,
+    ) -> Result<bool, wsc_core::StoreError> {
+        self.connections.acquire(user, connection, cap).await
+    }
+
+    async fn release(&self, user: &str, connection: &str) -> Result<(), wsc_core::StoreError> {
+        self.connections.release(user, connection).await
+    }
+
+    async fn refresh(&self, open: &[(String, String)]) -> Result<(), wsc_core::StoreError> {
+        self.connections.refresh(open).await
+    }
+
+    async fn ping(&self) -> Result<(), wsc_core::StoreError> {
+        self.redis.ping(PING_TIMEOUT).await
+    }
+
+    fn deliver_to(&self, sessions: Arc<SessionRegistry>) -> Option<Box<dyn std::any::Any + Send>> {
+        wsc_redis::spawn_announcement_listener(&self.url, self.channel.clone(), sessions)
+            .ok()
+            .map(|listener| Box::new(listener) as Box<dyn std::any::Any + Send>)
+    }
+
+    fn local_decisions(&self) -> u64 {
+        self.limiter_store.fallbacks()
+    }
+
+    fn describe(&self) -> String {
+        // No credentials in logs.
+        let url = self
+            .url
+            .split_once('@')
+            .map_or(self.url.as_str(), |(_, host)| host);
+        format!("redis at {url}")
     }
 }

@@ -782,7 +782,7 @@ pub(crate) async fn start_agent(
             // the run stands in until it is back.
             Err(e) => {
                 tracing::warn!(error = %e, "start keys unavailable: checking this node's runs");
-                state.redis_failed();
+                state.shared_store_failed();
                 state.monitor.is_tracking(&run_id)
             }
         };
@@ -826,7 +826,7 @@ pub(crate) async fn start_agent(
             // key, so only this node's monitor recognises a repeat.
             Err(e) => {
                 tracing::warn!(error = %e, "start key not stored: the store is unreachable");
-                state.redis_failed();
+                state.shared_store_failed();
             }
         }
     }
@@ -901,7 +901,7 @@ async fn start_session(
 ) -> (Arc<SessionRegistry>, Result<SessionStart, SessionError>) {
     // Only ids with this node's local mark can be in its memory registry
     // (with Redis; without, the two registries are one).
-    if let (Some(_), Some(request)) = (&state.redis, resume) {
+    if let (Some(_), Some(request)) = (&state.shared, resume) {
         let here = state.session_home(&request.session_id) == SessionHome::Here;
         if here
             && matches!(
@@ -915,10 +915,10 @@ async fn start_session(
         }
     }
     let started = state.sessions.start(user, resume).await;
-    match (&state.redis, started) {
-        (Some(redis), Err(SessionError::Store(e))) => {
-            state.redis_failed();
-            if resume.is_none() && !redis.fail_closed() {
+    match (&state.shared, started) {
+        (Some(shared), Err(SessionError::Store(e))) => {
+            state.shared_store_failed();
+            if resume.is_none() && !shared.fail_closed() {
                 tracing::warn!(error = %e, "session store unreachable: starting a session in this node's memory");
                 state
                     .counters
@@ -934,8 +934,8 @@ async fn start_session(
     }
 }
 
-/// The connection's place in the user's count across nodes (Redis);
-/// released when dropped.
+/// The connection's place in the user's count across gateways (the
+/// broker's); released when dropped.
 struct SharedSlot {
     state: Arc<AppState>,
     user: String,
@@ -944,10 +944,9 @@ struct SharedSlot {
 
 impl SharedSlot {
     fn hold(state: &Arc<AppState>, user: &str, connection_id: &str) -> Self {
-        let member = state.redis.as_ref().map(|redis| {
-            let member = connection_id.to_owned();
-            redis.open.insert(member.clone(), user.to_owned());
-            member
+        let member = state.shared.as_ref().map(|shared| {
+            shared.hold(user, connection_id);
+            connection_id.to_owned()
         });
         SharedSlot {
             state: state.clone(),
@@ -959,16 +958,9 @@ impl SharedSlot {
 
 impl Drop for SharedSlot {
     fn drop(&mut self) {
-        let (Some(redis), Some(member)) = (&self.state.redis, self.member.take()) else {
-            return;
-        };
-        redis.open.remove(&member);
-        let counter = redis.connections.clone();
-        let user = std::mem::take(&mut self.user);
-        // A failed release expires with its lease.
-        tokio::spawn(async move {
-            let _ = counter.release(&user, &member).await;
-        });
+        if let (Some(shared), Some(member)) = (&self.state.shared, self.member.take()) {
+            shared.close(std::mem::take(&mut self.user), member);
+        }
     }
 }
 

@@ -229,7 +229,7 @@ async fn stats(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     }))
 }
 
-/// `POST /api/publish` (AGENTS.md §3): one server frame into a session, or
+/// `POST /api/publish` (see `docs/agents.md`): one server frame into a session, or
 /// into every live or resumable session of a user; idempotent by
 /// `message_id` per session. 404 without `--api-key`, 401 without the
 /// key, 400 for a body of another shape.

@@ -31,6 +31,7 @@
 #![forbid(unsafe_code)]
 
 mod agent;
+mod broker;
 mod builder;
 mod config;
 mod connection;

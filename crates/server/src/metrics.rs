@@ -172,7 +172,7 @@ impl Collector for GatewayCollector {
             "Approximate bytes of the events the event monitor keeps for its tracked runs.",
             ConstGauge::new(i64::try_from(state.monitor.stored_bytes()).unwrap_or(i64::MAX)),
         )?;
-        if let Some(redis) = &state.redis {
+        if let Some(shared) = &state.shared {
             metric(
                 &mut e,
                 "wsc_gateway_redis_up",
@@ -183,7 +183,7 @@ impl Collector for GatewayCollector {
                 &mut e,
                 "wsc_gateway_limiter_local_decisions",
                 "Rate-limit decisions made in memory while Redis was unreachable.",
-                ConstCounter::new(redis.limiter_store.fallbacks()),
+                ConstCounter::new(shared.broker.local_decisions()),
             )?;
         }
         // From the sampler's cached health (at most a second old).

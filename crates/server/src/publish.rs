@@ -1,4 +1,4 @@
-//! The publish API's request (`POST /api/publish`, AGENTS.md §3) and its
+//! The publish API's request (`POST /api/publish`, see `docs/agents.md`) and its
 //! delivery: one server frame into a session, or into every session of a
 //! user, numbered, buffered, resumable, validated like any agent frame.
 
@@ -82,7 +82,7 @@ impl PublishRequest {
 /// store failed.
 pub(crate) async fn publish(state: &AppState, request: PublishRequest) -> Result<usize, String> {
     let unavailable = |e: wsc_reconnection::SessionError| {
-        state.redis_failed();
+        state.shared_store_failed();
         format!("the session store failed: {e}")
     };
     let sessions = match &request.target {

@@ -13,7 +13,7 @@ use wsc_rate_limiter::WebSocketRateLimiter;
 use wsc_reconnection::SessionRegistry;
 
 use crate::agent::AgentRunner;
-use crate::config::{GatewayConfig, RedisFailurePolicy, RedisSettings};
+use crate::config::GatewayConfig;
 use crate::counters::{Counters, GatewayStats};
 use crate::health::{HealthCache, HealthSnapshot};
 use crate::outbox::Outbox;
@@ -41,8 +41,9 @@ pub(crate) struct AppState {
     pub(crate) telemetry: Telemetry,
     /// Distinguishes this node's ids (runs, connections) from other nodes'.
     pub(crate) node_tag: String,
-    /// Shared state, when the gateway runs on Redis.
-    pub(crate) redis: Option<RedisState>,
+    /// What crosses gateways (the broker) and the policy while it does
+    /// not answer, when the gateway shares its state (Redis).
+    pub(crate) shared: Option<crate::broker::Shared>,
     /// Sessions started while Redis was unreachable (fail-open): kept in
     /// this node's memory, resumable here only.
     pub(crate) local_sessions: Arc<SessionRegistry>,
@@ -67,7 +68,8 @@ pub(crate) struct AppState {
 /// every task.
 pub(crate) struct Upkeep {
     pub(crate) tasks: Vec<wsc_core::BackgroundTask>,
-    pub(crate) listener: Option<wsc_redis::AnnouncementListener>,
+    /// The broker's delivery of other gateways' frames (stops when dropped).
+    pub(crate) listener: Option<Box<dyn std::any::Any + Send>>,
 }
 
 impl std::fmt::Debug for Upkeep {
@@ -89,23 +91,6 @@ pub(crate) enum UpkeepSlot {
         _upkeep: Upkeep,
     },
     Stopped,
-}
-
-/// The Redis side of a gateway.
-pub(crate) struct RedisState {
-    pub(crate) settings: RedisSettings,
-    pub(crate) redis: wsc_redis::RedisConnection,
-    pub(crate) channel: String,
-    pub(crate) connections: wsc_redis::RedisConnectionCounter,
-    pub(crate) limiter_store: Arc<wsc_rate_limiter::FallbackStore>,
-    /// This node's open connections (user, member), for lease renewal.
-    pub(crate) open: dashmap::DashMap<String, String>,
-}
-
-impl RedisState {
-    pub(crate) fn fail_closed(&self) -> bool {
-        self.settings.failure == RedisFailurePolicy::FailClosed
-    }
 }
 
 /// Where a session lives, judged from its id alone (with Redis).
@@ -141,19 +126,20 @@ impl AppState {
     }
 
     /// Whether the gateway runs on Redis and Redis answered last.
-    pub(crate) fn redis_up(&self) -> bool {
-        self.redis.is_some() && self.counters.store_is_up()
+    pub(crate) fn shared_store_up(&self) -> bool {
+        self.shared.is_some() && self.counters.store_is_up()
     }
 
     /// A store call failed: Redis is presumably down until the next health
     /// check says otherwise.
-    pub(crate) fn redis_failed(&self) {
+    pub(crate) fn shared_store_failed(&self) {
         if self.counters.store_failed()
-            && let Some(r) = &self.redis
+            && let Some(shared) = &self.shared
         {
             tracing::warn!(
-                "redis unreachable: {:?} until it is back",
-                r.settings.failure
+                "redis unreachable ({}): {:?} until it is back",
+                shared.broker.describe(),
+                shared.failure
             );
         }
     }

@@ -319,7 +319,7 @@ pub(crate) async fn admit(
         }
     };
     state.limiter.record_handshake_success(ip);
-    if let Some(redis) = &state.redis {
+    if let Some(shared) = &state.shared {
         let unavailable = |message: &str| {
             refuse(
                 &state,
@@ -349,11 +349,11 @@ pub(crate) async fn admit(
         // Down: fail-closed refuses everything; fail-open still serves new
         // sessions and this node's own, but a resume must wait for the
         // store that holds it.
-        if !state.counters.store_is_up() && (redis.fail_closed() || remote_resume) {
+        if !state.counters.store_is_up() && (shared.fail_closed() || remote_resume) {
             return unavailable("shared state (redis) is unreachable; retry shortly");
         }
         let cap = state.config.max_connections_per_user;
-        match redis.connections.acquire(&user, &connection_id, cap).await {
+        match shared.broker.acquire(&user, &connection_id, cap).await {
             Ok(true) => {}
             Ok(false) => {
                 return refuse(
@@ -365,9 +365,9 @@ pub(crate) async fn admit(
                 );
             }
             Err(e) => {
-                state.redis_failed();
+                state.shared_store_failed();
                 tracing::warn!(error = %e, "connection count unavailable");
-                if redis.fail_closed() || remote_resume {
+                if shared.fail_closed() || remote_resume {
                     return unavailable("shared state (redis) is unreachable; retry shortly");
                 }
             }

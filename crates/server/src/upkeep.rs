@@ -64,7 +64,7 @@ pub(crate) fn start(state: &Arc<AppState>) -> Upkeep {
         }),
         every(state, EXPIRE_SESSIONS_EVERY, |s| async move {
             let _ = s.sessions.cleanup_expired().await;
-            if s.redis.is_some() {
+            if s.shared.is_some() {
                 let _ = s.local_sessions.cleanup_expired().await;
             }
             cancel_orphaned_runs(&s).await;
@@ -74,19 +74,14 @@ pub(crate) fn start(state: &Arc<AppState>) -> Upkeep {
         state.limiter.spawn_cleanup(LIMITER_CLEANUP_EVERY),
     ];
     let mut listener = None;
-    if let Some(redis) = &state.redis {
+    if let Some(shared) = &state.shared {
         tasks.push(every(state, REDIS_CHECK_EVERY, |s| async move {
             redis_check(&s).await;
         }));
         tasks.push(every(state, RENEW_LEASES_EVERY, |s| async move {
             renew_leases(&s).await;
         }));
-        listener = wsc_redis::spawn_announcement_listener(
-            &redis.settings.url,
-            redis.channel.clone(),
-            state.sessions.clone(),
-        )
-        .ok();
+        listener = shared.broker.deliver_to(state.sessions.clone());
     }
     Upkeep { tasks, listener }
 }
@@ -104,26 +99,20 @@ async fn cancel_orphaned_runs(s: &AppState) {
     }
 }
 
-/// A health check (PING); when Redis is back, catch every attached session
-/// up and publish what the outbox holds.
+/// A health check (the broker's ping); when the store is back, catch every
+/// attached session up and publish what the outbox holds.
 async fn redis_check(s: &AppState) {
-    let Some(redis) = &s.redis else { return };
-    let mut conn = redis.redis.clone();
-    let ping = tokio::time::timeout(
-        Duration::from_secs(1),
-        redis::cmd("PING").query_async::<String>(&mut conn),
-    )
-    .await;
-    match ping {
-        Ok(Ok(_)) => {
+    let Some(shared) = &s.shared else { return };
+    match shared.broker.ping().await {
+        Ok(()) => {
             if s.counters.store_answered() {
                 tracing::info!("redis reachable again");
                 let _ = s.sessions.catch_up_all().await;
             }
         }
-        _ => s.redis_failed(),
+        _ => s.shared_store_failed(),
     }
-    if s.redis_up() && s.outbox.len() > 0 {
+    if s.shared_store_up() && s.outbox.len() > 0 {
         let published = s.outbox.flush(&s.sessions).await;
         if published > 0 {
             tracing::info!(published, "outbox events published");
@@ -133,16 +122,16 @@ async fn redis_check(s: &AppState) {
 
 /// Renews the leases of this node's open connections in the shared count.
 async fn renew_leases(s: &AppState) {
-    let Some(redis) = &s.redis else { return };
-    if !s.redis_up() {
+    let Some(shared) = &s.shared else { return };
+    if !s.shared_store_up() {
         return;
     }
-    let open: Vec<(String, String)> = redis
-        .open
-        .iter()
-        .map(|e| (e.value().clone(), e.key().clone()))
-        .collect();
-    if redis.connections.refresh(&open).await.is_err() {
-        s.redis_failed();
+    if shared
+        .broker
+        .refresh(&shared.open_connections())
+        .await
+        .is_err()
+    {
+        s.shared_store_failed();
     }
 }

@@ -1,6 +1,6 @@
 //! [`HttpAgent`]: an [`AgentRunner`] that runs each agent run on an
-//! upstream HTTP backend (AG-UI or wsc frames over SSE or NDJSON), per the
-//! project's `AGENTS.md` §1.
+//! upstream HTTP backend (AG-UI or wsc frames over SSE or NDJSON), as the
+//! project's `docs/agents.md` describes.
 
 use std::time::Duration;
 

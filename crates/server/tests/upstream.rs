@@ -1,6 +1,6 @@
 //! Upstream HTTP agents (`HttpAgent`) over real sockets: a scripted backend
 //! on a free port streams AG-UI (SSE) or wsc frames (NDJSON), or fails in
-//! each way AGENTS.md §1 lists; the client sees the mapped run and exactly
+//! each way `docs/agents.md` lists; the client sees the mapped run and exactly
 //! one terminal frame with the right code. Paused tokio time: the idle
 //! timeout passes without real waiting.
 
@@ -53,7 +53,7 @@ async fn ag_ui(headers: HeaderMap, body: String) -> Response {
         return StatusCode::UNAUTHORIZED.into_response();
     }
     let input: Value = serde_json::from_str(&body).unwrap();
-    // What AGENTS.md says the backend gets.
+    // What `docs/agents.md` says the backend gets.
     assert_eq!(input["messages"][0]["role"], "user");
     assert_eq!(input["messages"][0]["content"], "find it");
     // `start_agent` names its agent (the helper: triage); chat gets the

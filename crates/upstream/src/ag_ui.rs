@@ -1,6 +1,6 @@
 //! [`AgUiMapper`]: AG-UI events (one JSON object each, as an AG-UI backend
-//! streams them) turned into wsc lifecycle frames, per the table in the
-//! project's `AGENTS.md`.
+//! streams them) turned into wsc lifecycle frames, per the mapping in
+//! the project's `docs/agents.md`.
 
 use std::collections::HashMap;
 

@@ -4,7 +4,7 @@
 //! lifecycle frames. [`AgUiMapper`] turns one run's AG-UI events (as a
 //! Python, TypeScript or any AG-UI backend streams them over SSE) into the
 //! frames the gateway numbers, buffers, validates and delivers, per the
-//! mapping table of the project's `AGENTS.md`: tool calls assembled from
+//! mapping in the project's `docs/agents.md`: tool calls assembled from
 //! their argument deltas and matched by `tool_call_id` (they may
 //! interleave), text as response chunks, state and custom events as
 //! progress, and exactly one terminal frame per run whatever the backend

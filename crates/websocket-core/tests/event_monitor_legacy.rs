@@ -323,7 +323,7 @@ async fn unknown_session_is_an_error() {
     assert!(matches!(err, Err(EventMonitorError::UnknownSession(id)) if id == "nope"));
 }
 
-/// The contract's signatures, as written in LEGACY_API.md.
+/// The legacy package's signatures, called as legacy code calls them.
 #[allow(dead_code, clippy::type_complexity)]
 fn contract_compiles(m: &ChatEventMonitor) {
     let _: fn(EventMonitorConfig) -> ChatEventMonitor = ChatEventMonitor::new;

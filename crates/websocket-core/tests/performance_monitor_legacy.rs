@@ -203,7 +203,7 @@ async fn system_wide_metrics_find_the_slow_connection() {
     assert!(s.performance_outliers[0].average_latency_ms > 1_900.0);
 }
 
-/// The contract's signatures, as written in LEGACY_API.md.
+/// The legacy package's signatures, called as legacy code calls them.
 #[allow(dead_code)]
 fn contract_compiles(m: &WebSocketPerformanceMonitor, msg: &WebSocketMessage) {
     let _: fn(PerformanceMonitorConfig) -> WebSocketPerformanceMonitor =

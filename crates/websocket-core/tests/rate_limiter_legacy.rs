@@ -194,7 +194,7 @@ fn keyed_limits_per_user_and_endpoint() {
     assert!(l.check_rate_limit("bob", "/api/chat"));
 }
 
-/// The contract's signatures, as written in LEGACY_API.md.
+/// The legacy package's signatures, called as legacy code calls them.
 #[allow(dead_code)]
 fn contract_compiles(l: &WebSocketRateLimiter, m: &WebSocketMessage) {
     let _: fn(RateLimitConfig) -> WebSocketRateLimiter = WebSocketRateLimiter::new;

@@ -354,7 +354,7 @@ async fn expired_sessions_are_cleaned_up() {
     assert!(h.session("new").is_some());
 }
 
-/// The contract's signatures, as written in LEGACY_API.md.
+/// The legacy package's signatures, called as legacy code calls them.
 #[allow(dead_code, clippy::type_complexity)]
 fn contract_compiles(h: &WebSocketReconnectionHandler) {
     let _: fn(

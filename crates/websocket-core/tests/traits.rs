@@ -1,4 +1,4 @@
-//! What LEGACY_API.md asks beyond the signatures: every config implements
+//! What the legacy contract asks beyond the signatures: every config implements
 //! Default, Clone, PartialEq and Debug; reports and snapshots Clone, Debug
 //! and Serialize; monitors, limiters and handlers are Send + Sync.
 
