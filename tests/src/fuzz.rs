@@ -81,6 +81,35 @@ pub fn client_frame(data: &[u8]) {
         }
     }
 
+    // The typed request (what the gateway acts on) is read from the same
+    // frame: refused only for what it asks (a refusal keeps the message's
+    // id), and what it asks is within its bounds.
+    let typed = wsc_core::ClientFrame::parse(text, wsc_core::DEFAULT_MAX_FRAME_BYTES);
+    match (&result, &typed) {
+        (Err(e), Err(t)) => assert_eq!(&t.error, e, "the typed parse refused differently"),
+        (Err(e), Ok(_)) => panic!("the typed parse took a frame the codec refused: {e}"),
+        (Ok(message), Err(t)) => {
+            assert_eq!(t.error.code(), "invalid_message", "{t}");
+            assert_eq!(t.message_id, message.message_id);
+        }
+        (Ok(message), Ok(frame)) => {
+            assert_eq!(&frame.message, message);
+            if let wsc_core::ClientRequest::StartAgent(start) = &frame.request {
+                assert!(
+                    start
+                        .tools
+                        .as_ref()
+                        .is_none_or(|t| t.len() <= wsc_core::MAX_TOOLS)
+                );
+                assert!(
+                    start
+                        .step_delay_ms
+                        .is_none_or(|d| d <= wsc_core::MAX_STEP_DELAY_MS)
+                );
+            }
+        }
+    }
+
     if let Ok(message) = result {
         assert!(message.message_type.client_may_send());
         let again = serialize(&message);
@@ -90,6 +119,22 @@ pub fn client_frame(data: &[u8]) {
             "serialize/parse changed the frame: {again}"
         );
         assert_eq!(parse_client_frame(&again).as_ref(), Ok(&message));
+        // Serialized once and numbered by splicing: the same text a
+        // serialization of the numbered message gives.
+        let mut unnumbered = message.clone();
+        unnumbered.seq = None;
+        let frame = wsc_core::WireFrame::encode(&unnumbered);
+        let numbered = frame.with_seq(7).expect("7 is a seq");
+        assert_eq!(numbered.as_str(), serialize(&unnumbered.with_seq(7)));
+    }
+    // Any text taken as a wire frame is taken or refused, never a panic;
+    // numbering what was taken keeps it one JSON object.
+    if let Ok(frame) = wsc_core::WireFrame::from_wire(text, None)
+        && serde_json::from_str::<Value>(text).is_ok_and(|v| v.is_object())
+    {
+        let numbered = frame.with_seq(1).expect("1 is a seq");
+        let value: Value = serde_json::from_str(numbered.as_str()).expect("still JSON");
+        assert_eq!(value["seq"], 1);
     }
 }
 

@@ -8,7 +8,8 @@
 //! types ([`ConnectionEstablished`], [`ErrorFrame`], [`StartAgent`], [`StopAgent`],
 //! [`Ack`], [`HandshakeRefusal`]; see [`Frame`]), and [`WireFrame`]: a
 //! frame serialized once, whose text the server's buffer, store and every
-//! reader share.
+//! reader share; [`ClientFrame`]: a client's frame parsed once into the
+//! [`ClientRequest`] it makes, with every bound checked.
 //!
 //! It is deliberately small (serde, serde_json, thiserror, and tokio for
 //! [`SystemClock::sleep`] and the clock-driven [`BackgroundTask`] every
@@ -47,6 +48,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod client;
 mod codec;
 mod message;
 mod message_type;
@@ -56,6 +58,7 @@ mod task;
 mod time;
 mod wire;
 
+pub use client::{ClientFrame, ClientFrameError, ClientRequest};
 pub use codec::{
     CloseCode, DEFAULT_MAX_FRAME_BYTES, ErrorCode, FrameError, MAX_CLIENT_ID_BYTES,
     parse_client_frame, parse_client_frame_with_limit, parse_server_frame, serialize,

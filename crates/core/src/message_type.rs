@@ -221,6 +221,24 @@ impl MessageType {
         Self::CRITICAL_AGENT_EVENTS.contains(&self.canonical())
     }
 
+    /// Whether this type ends an agent run: `agent_completed` (or its
+    /// legacy synonym `agent_complete`) or `agent_error`. A run has exactly
+    /// one such frame, its last; the gateway sends nothing of the run after
+    /// it.
+    ///
+    /// ```
+    /// use wsc_core::MessageType;
+    /// assert!(MessageType::AgentComplete.is_terminal());
+    /// assert!(MessageType::AgentError.is_terminal());
+    /// assert!(!MessageType::ToolCompleted.is_terminal());
+    /// ```
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self.canonical(),
+            MessageType::AgentCompleted | MessageType::AgentError
+        )
+    }
+
     /// Whether a client may send this type (false for server-only types).
     pub fn client_may_send(&self) -> bool {
         self.direction() != Direction::ServerToClient

@@ -452,10 +452,7 @@ async fn run_user(
         let deadline = tokio::time::Instant::now() + config.run_timeout;
         let mut gave_up = false;
         let mut told = false;
-        while !matches!(
-            received.last(),
-            Some(MessageType::AgentCompleted | MessageType::AgentError)
-        ) {
+        while !received.last().is_some_and(MessageType::is_terminal) {
             let event = match tokio::time::timeout_at(deadline, client.recv()).await {
                 Ok(Some(event)) => event,
                 Ok(None) | Err(_) => {
@@ -525,10 +522,7 @@ async fn run_user(
             received.push(msg.message_type);
             out.events += 1;
             progress.events.fetch_add(1, Ordering::Relaxed);
-            let ended = matches!(
-                msg.message_type,
-                MessageType::AgentCompleted | MessageType::AgentError
-            );
+            let ended = msg.message_type.is_terminal();
             if drop_after == Some(received.len()) && !ended {
                 client.drop_connection();
                 pending_drop = true;
@@ -542,11 +536,7 @@ async fn run_user(
             received == expected
         };
         let lost = if real {
-            let ended = matches!(
-                received.last(),
-                Some(MessageType::AgentCompleted | MessageType::AgentError)
-            );
-            u64::from(!ended)
+            u64::from(!received.last().is_some_and(MessageType::is_terminal))
         } else {
             (expected.len() as u64).saturating_sub(received.len() as u64)
         };

@@ -71,7 +71,7 @@ fn parse_query(query: &str) -> Result<HashMap<String, String>, String> {
         if params.contains_key(key.as_ref()) {
             return Err(format!(
                 "parameter `{}` appears more than once",
-                crate::connection::log_safe(&key)
+                crate::logging::log_safe(&key)
             ));
         }
         params.insert(key.into_owned(), value.into_owned());

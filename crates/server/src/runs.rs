@@ -12,7 +12,7 @@ use wsc_core::Timestamp;
 use wsc_event_monitor::EventValidationError;
 use wsc_reconnection::SessionRegistry;
 
-use crate::agent::{CancelReason, Progress, RunControl, Terminal};
+use crate::run::{CancelReason, Progress, Run, Terminal};
 
 /// How many ended runs the table remembers (failed or cancelled ones).
 const RECENT_ENDED: usize = 20;
@@ -21,29 +21,11 @@ const SHOWN_IN_FLIGHT: usize = 50;
 /// The longest reason a snapshot shows, in characters.
 const MAX_REASON_CHARS: usize = 200;
 
-/// A run about to start.
-#[derive(Clone, Debug)]
-pub(crate) struct NewRun {
-    pub(crate) user: String,
-    pub(crate) run_id: String,
-    pub(crate) agent_name: String,
-    pub(crate) session_id: String,
-    /// The registry that holds the session.
-    pub(crate) registry: Arc<SessionRegistry>,
-    pub(crate) started_at: Timestamp,
-}
-
-#[derive(Debug)]
-struct Entry {
-    run: NewRun,
-    control: Arc<RunControl>,
-}
-
 /// The runs in flight: who owns each, and how to stop it.
 #[derive(Debug)]
 pub(crate) struct RunTable {
     max_per_user: usize,
-    runs: DashMap<String, Entry>,
+    runs: DashMap<String, Arc<Run>>,
     per_user: DashMap<String, usize>,
     ended: Mutex<VecDeque<EndedRun>>,
 }
@@ -74,19 +56,19 @@ impl RunSlot {
         let Some(entry) = self.table.runs.get(&self.run_id) else {
             return;
         };
-        let progress = entry.control.progress();
-        let ended = outcome(&progress, entry.control.cancel_reason(), validation).map(
-            |(outcome, reason)| EndedRun {
+        let run = entry.value();
+        let progress = run.progress();
+        let ended =
+            outcome(&progress, run.cancel_reason(), validation).map(|(outcome, reason)| EndedRun {
                 run_id: self.run_id.clone(),
-                user_id: entry.run.user.clone(),
-                agent_name: entry.run.agent_name.clone(),
+                user_id: run.user.clone(),
+                agent_name: run.agent_name.clone(),
                 outcome,
                 reason: clip(&reason),
                 events: progress.events,
                 ended_at: now.as_unix_secs_f64(),
-                duration_secs: now.duration_since(entry.run.started_at).as_secs_f64(),
-            },
-        );
+                duration_secs: now.duration_since(run.started_at).as_secs_f64(),
+            });
         drop(entry);
         if let Some(ended) = ended {
             let mut recent = self.table.ended.lock().unwrap_or_else(|p| p.into_inner());
@@ -206,11 +188,7 @@ impl RunTable {
 
     /// Registers a run if its user has fewer than the cap in flight;
     /// `None` at the cap.
-    pub(crate) fn start(
-        self: &Arc<Self>,
-        run: NewRun,
-        control: Arc<RunControl>,
-    ) -> Option<RunSlot> {
+    pub(crate) fn start(self: &Arc<Self>, run: Arc<Run>) -> Option<RunSlot> {
         {
             let mut n = self.per_user.entry(run.user.clone()).or_insert(0);
             if *n >= self.max_per_user {
@@ -223,7 +201,7 @@ impl RunTable {
             user: run.user.clone(),
             run_id: run.run_id.clone(),
         };
-        self.runs.insert(run.run_id.clone(), Entry { run, control });
+        self.runs.insert(run.run_id.clone(), run);
         Some(slot)
     }
 
@@ -231,8 +209,8 @@ impl RunTable {
     /// flight.
     pub(crate) fn stop(&self, user: &str, run_id: &str) -> bool {
         match self.runs.get(run_id) {
-            Some(entry) if entry.run.user == user => {
-                entry.control.cancel(CancelReason::Stopped);
+            Some(run) if run.user == user => {
+                run.cancel(CancelReason::Stopped);
                 true
             }
             _ => false,
@@ -243,10 +221,10 @@ impl RunTable {
     /// holds it.
     pub(crate) fn sessions(&self) -> Vec<(String, Arc<SessionRegistry>)> {
         let mut sessions: HashMap<String, Arc<SessionRegistry>> = HashMap::new();
-        for entry in &self.runs {
+        for run in &self.runs {
             sessions
-                .entry(entry.run.session_id.clone())
-                .or_insert_with(|| entry.run.registry.clone());
+                .entry(run.session_id.clone())
+                .or_insert_with(|| run.registry.clone());
         }
         sessions.into_iter().collect()
     }
@@ -254,9 +232,9 @@ impl RunTable {
     /// Cancels every run of a session that expired; how many.
     pub(crate) fn cancel_session(&self, session_id: &str) -> usize {
         let mut n = 0;
-        for entry in &self.runs {
-            if entry.run.session_id == session_id {
-                entry.control.cancel(CancelReason::SessionExpired);
+        for run in &self.runs {
+            if run.session_id == session_id {
+                run.cancel(CancelReason::SessionExpired);
                 n += 1;
             }
         }
@@ -279,13 +257,14 @@ impl RunTable {
             .runs
             .iter()
             .map(|entry| {
-                let progress = entry.control.progress();
-                let last_at = progress.last.map_or(entry.run.started_at, |(_, at)| at);
+                let run = entry.value();
+                let progress = run.progress();
+                let last_at = progress.last.map_or(run.started_at, |(_, at)| at);
                 RunView {
                     run_id: entry.key().clone(),
-                    user_id: entry.run.user.clone(),
-                    agent_name: entry.run.agent_name.clone(),
-                    age_secs: now.duration_since(entry.run.started_at).as_secs_f64(),
+                    user_id: run.user.clone(),
+                    agent_name: run.agent_name.clone(),
+                    age_secs: now.duration_since(run.started_at).as_secs_f64(),
                     events: progress.events,
                     last_event: progress.last.map(|(t, _)| t.as_str()),
                     idle_secs: now.duration_since(last_at).as_secs_f64(),
@@ -327,19 +306,20 @@ mod tests {
         Timestamp::from_unix_micros(secs * 1_000_000)
     }
 
-    fn new_run(user: &str, run_id: &str, session_id: &str, started: i64) -> NewRun {
-        NewRun {
+    fn new_run(user: &str, run_id: &str, session_id: &str, started: i64) -> Arc<Run> {
+        Arc::new(Run::new(crate::run::RunIdentity {
             user: user.into(),
             run_id: run_id.into(),
             agent_name: "assistant".into(),
             session_id: session_id.into(),
+            thread_id: None,
             registry: Arc::new(SessionRegistry::new(SessionConfig::default())),
             started_at: at(started),
-        }
+        }))
     }
 
     fn start(table: &Arc<RunTable>, user: &str, run_id: &str) -> Option<RunSlot> {
-        table.start(new_run(user, run_id, "s", 0), Arc::new(RunControl::new()))
+        table.start(new_run(user, run_id, "s", 0))
     }
 
     #[test]
@@ -360,28 +340,26 @@ mod tests {
     #[test]
     fn only_the_owner_stops_a_run() {
         let table = Arc::new(RunTable::new(4));
-        let control = Arc::new(RunControl::new());
-        let _slot = table
-            .start(new_run("u", "r1", "s", 0), control.clone())
-            .unwrap();
+        let run = new_run("u", "r1", "s", 0);
+        let _slot = table.start(run.clone()).unwrap();
         assert!(!table.stop("mallory", "r1"));
-        assert!(!control.is_cancelled());
+        assert!(!run.is_cancelled());
         assert!(!table.stop("u", "nope"));
         assert!(table.stop("u", "r1"));
-        assert_eq!(control.cancel_reason(), Some(CancelReason::Stopped));
+        assert_eq!(run.cancel_reason(), Some(CancelReason::Stopped));
     }
 
     #[test]
     fn an_expired_session_cancels_its_runs_only() {
         let table = Arc::new(RunTable::new(4));
         let (a, b, c) = (
-            Arc::new(RunControl::new()),
-            Arc::new(RunControl::new()),
-            Arc::new(RunControl::new()),
+            new_run("u", "r1", "s1", 0),
+            new_run("u", "r2", "s1", 0),
+            new_run("u", "r3", "s2", 0),
         );
-        let _s1 = table.start(new_run("u", "r1", "s1", 0), a.clone()).unwrap();
-        let _s2 = table.start(new_run("u", "r2", "s1", 0), b.clone()).unwrap();
-        let _s3 = table.start(new_run("u", "r3", "s2", 0), c.clone()).unwrap();
+        let _s1 = table.start(a.clone()).unwrap();
+        let _s2 = table.start(b.clone()).unwrap();
+        let _s3 = table.start(c.clone()).unwrap();
         let mut sessions: Vec<String> = table.sessions().into_iter().map(|(s, _)| s).collect();
         sessions.sort();
         assert_eq!(sessions, ["s1", "s2"]);
@@ -398,14 +376,13 @@ mod tests {
     fn the_snapshot_lists_the_oldest_runs_with_their_last_event() {
         let table = Arc::new(RunTable::new(100));
         let mut slots = Vec::new();
-        let mut controls = Vec::new();
+        let mut runs = Vec::new();
         for i in 0..60i64 {
-            let control = Arc::new(RunControl::new());
             let run = new_run(&format!("u{i}"), &format!("r{i:02}"), "s", i);
-            slots.push(table.start(run, control.clone()).unwrap());
-            controls.push(control);
+            slots.push(table.start(run.clone()).unwrap());
+            runs.push(run);
         }
-        controls[3].record(MessageType::ToolExecuting, &json!({}), at(70));
+        runs[3].record(MessageType::ToolExecuting, &json!({}), at(70));
         let snapshot = table.snapshot(at(100));
         assert_eq!(snapshot.in_flight, 60);
         assert_eq!(snapshot.oldest.len(), SHOWN_IN_FLIGHT);
@@ -429,7 +406,7 @@ mod tests {
         assert_eq!(table.snapshot(at(100)).in_flight, 0);
     }
 
-    /// Ends a run whose control saw `events`, with the monitor's verdict.
+    /// Ends a run that saw `events`, with the monitor's verdict.
     fn ended(
         table: &Arc<RunTable>,
         run_id: &str,
@@ -437,15 +414,13 @@ mod tests {
         cancel: Option<CancelReason>,
         validation: Result<bool, EventValidationError>,
     ) {
-        let control = Arc::new(RunControl::new());
-        let slot = table
-            .start(new_run("u", run_id, "s", 1), control.clone())
-            .unwrap();
+        let run = new_run("u", run_id, "s", 1);
+        let slot = table.start(run.clone()).unwrap();
         for (t, payload) in events {
-            control.record(*t, payload, at(2));
+            run.record(*t, payload, at(2));
         }
         if let Some(reason) = cancel {
-            control.cancel(reason);
+            run.cancel(reason);
         }
         slot.finish(validation, at(4));
     }

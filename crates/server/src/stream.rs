@@ -15,11 +15,12 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use wsc_core::{MessageType, WebSocketMessage};
+use wsc_core::WebSocketMessage;
 use wsc_reconnection::ResumeRequest;
 
 use crate::agent::AgentRunner;
-use crate::connection::{OnOpen, Opened, Out, StartOutcome};
+use crate::connection::{OnOpen, Opened, Out};
+use crate::run::StartOutcome;
 use crate::state::{AppState, SessionHome};
 
 /// Resumable, validated agent streams for your own axum WebSocket handler
@@ -195,20 +196,18 @@ impl AgentStream {
         request: &WebSocketMessage,
         runner: Arc<dyn AgentRunner>,
     ) -> RunStart {
-        let start = match request.message_type {
-            MessageType::UserMessage | MessageType::Chat => crate::connection::as_start(request),
-            _ => request.clone(),
-        };
         let o = &self.0;
-        let outcome = crate::connection::start_agent(
-            &o.state,
-            &o.registry,
-            &o.user,
-            &o.session_id,
-            &start,
-            runner,
-        )
-        .await;
+        let outcome = match wsc_core::ClientFrame::from_message(request.clone()) {
+            Ok(frame) => {
+                let origin = crate::run::Origin {
+                    registry: &o.registry,
+                    user: &o.user,
+                    session_id: &o.session_id,
+                };
+                crate::run::start(&o.state, origin, &frame, runner).await
+            }
+            Err(e) => StartOutcome::Refused(e.to_error_frame()),
+        };
         match outcome {
             StartOutcome::Started(run_id) => RunStart::Started { run_id },
             StartOutcome::Repeated => RunStart::Repeated,

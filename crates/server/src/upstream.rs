@@ -212,7 +212,7 @@ impl AgentRunner for HttpAgent {
             Ok(Err(Failure(code, message))) => {
                 tracing::info!(
                     code,
-                    message = %crate::connection::log_safe_text(&message, 300),
+                    message = %crate::logging::log_safe_text(&message, 300),
                     "upstream run failed"
                 );
                 (!mapper.is_ended()).then(|| mapper.fail(code, &message))

@@ -160,7 +160,7 @@ impl UpstreamMapper for WscMapper {
         if self.ended {
             return Err(UpstreamError::AfterEnd(t));
         }
-        self.ended = matches!(t, MessageType::AgentCompleted | MessageType::AgentError);
+        self.ended = t.is_terminal();
         let payload = match frame.payload {
             Value::Object(map) => map,
             _ => Default::default(),
