@@ -11,6 +11,10 @@ use serde_json::Value;
 
 use crate::{cargo, root, target_dir};
 
+/// The heading from which BENCHMARKS.md keeps earlier measurements across
+/// runs of `cargo xtask bench`.
+const HISTORY: &str = "\n## History";
+
 /// KiB per idle connection at 10 000 connections before issue 23
 /// (2026-11-26), the anchor of the idle-connection ratios.
 const BEFORE_IDLE_KIB: f64 = 26.1;
@@ -701,6 +705,15 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
     );
     println!("\n{md}");
     let path: PathBuf = root().join("BENCHMARKS.md");
+    // Earlier dated measurements (from `## History` on) are kept below the
+    // new tables.
+    if let Some(history) = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|old| old.find(HISTORY).map(|at| old[at..].to_owned()))
+    {
+        md.push('\n');
+        md.push_str(&history);
+    }
     if let Err(e) = std::fs::write(&path, &md) {
         eprintln!("xtask bench: cannot write {}: {e}", path.display());
         return ExitCode::from(1);

@@ -170,6 +170,10 @@ async fn publish_over_http(addr: &str, frames: usize) {
             .header("content-type", "application/json")
             .body(Full::new(hyper::body::Bytes::from(body)))
             .unwrap();
+        sender
+            .ready()
+            .await
+            .expect("the connection takes another request");
         let response = sender.send_request(request).await.unwrap();
         let status = response.status();
         let _ = response.into_body().collect().await;
@@ -195,7 +199,11 @@ async fn publish_over_websocket(url: &str, frames: usize) {
         .to_string();
         ws.send(Message::text(text)).await.unwrap();
     }
+    // Close, and read until the server's close: a socket dropped with
+    // unread data (its hello) is reset, and a reset could discard frames
+    // the server has not read yet.
     let _ = ws.close(None).await;
+    while let Some(Ok(_)) = ws.next().await {}
 }
 
 fn start_broadcast() -> common::Server {

@@ -26,10 +26,17 @@ async fn start_gateway() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let gateway = Gateway::new(GatewayConfig {
-        max_messages_per_minute: 0, // disabled: the bench measures the path, not the limit
-        max_messages_per_hour: 0,
-        max_connections_per_user: 1_000,
-        heartbeat_interval: Duration::from_secs(3600),
+        // Message windows disabled: the bench measures the path, not the limit.
+        limits: wsc_server::LimitsConfig {
+            max_messages_per_minute: 0,
+            max_messages_per_hour: 0,
+            max_connections_per_user: 1_000,
+            ..Default::default()
+        },
+        http: wsc_server::HttpConfig {
+            heartbeat_interval: Duration::from_secs(3600),
+            ..Default::default()
+        },
         ..Default::default()
     });
     tokio::spawn(async move { gateway.serve(listener, std::future::pending()).await });

@@ -119,9 +119,16 @@ async fn start_gateway(upstream: SocketAddr) -> SocketAddr {
     let agent = HttpAgent::new(HttpAgentConfig::new(format!("http://{upstream}/run")));
     let gateway = Gateway::with_runner(
         GatewayConfig {
-            max_messages_per_minute: 0, // the bench measures the path, not the limit
-            max_messages_per_hour: 0,
-            heartbeat_interval: Duration::from_secs(3600),
+            // The bench measures the path, not the limit.
+            limits: wsc_server::LimitsConfig {
+                max_messages_per_minute: 0,
+                max_messages_per_hour: 0,
+                ..Default::default()
+            },
+            http: wsc_server::HttpConfig {
+                heartbeat_interval: Duration::from_secs(3600),
+                ..Default::default()
+            },
             ..Default::default()
         },
         Arc::new(agent),

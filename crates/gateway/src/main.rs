@@ -356,26 +356,35 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let config = GatewayConfig {
         auth,
-        max_connections_per_user: args.max_connections_per_user,
-        max_messages_per_minute: args.max_messages_per_minute,
-        max_messages_per_hour: args.max_messages_per_hour,
-        max_handshakes_per_ip: args.max_handshakes_per_ip,
-        max_messages_per_ip_per_minute: args.max_messages_per_ip_per_minute,
-        trusted_proxies: args.trusted_proxies.clone(),
-        max_frame_bytes: args.max_frame_bytes,
-        replay_buffer: args.replay_buffer,
-        replay_buffer_bytes: args.replay_buffer_bytes,
-        session_ttl: Duration::from_secs(args.session_ttl),
-        handshake_timeout: Duration::from_secs(args.handshake_timeout.max(1)),
-        max_header_bytes: args.max_header_bytes as usize,
-        max_tracked_runs: usize::try_from(args.max_tracked_runs).unwrap_or(usize::MAX),
-        max_runs_per_user: usize::try_from(args.max_runs_per_user).unwrap_or(usize::MAX),
-        run_timeout: Duration::from_secs(args.run_timeout),
-        max_sessions_per_user: args.max_sessions_per_user,
-        max_sessions: usize::try_from(args.max_sessions).unwrap_or(usize::MAX),
-        max_replay_bytes_total: args.max_replay_bytes_total,
-        api_key: args.api_key.clone().map(wsc_server::ApiKey::new),
-        ..Default::default()
+        limits: wsc_server::LimitsConfig {
+            max_connections_per_user: args.max_connections_per_user,
+            max_messages_per_minute: args.max_messages_per_minute,
+            max_messages_per_hour: args.max_messages_per_hour,
+            max_handshakes_per_ip: args.max_handshakes_per_ip,
+            max_messages_per_ip_per_minute: args.max_messages_per_ip_per_minute,
+            max_frame_bytes: args.max_frame_bytes,
+        },
+        sessions: wsc_server::SessionsConfig {
+            replay_buffer: args.replay_buffer,
+            replay_buffer_bytes: args.replay_buffer_bytes,
+            session_ttl: Duration::from_secs(args.session_ttl),
+            max_sessions_per_user: args.max_sessions_per_user,
+            max_sessions: usize::try_from(args.max_sessions).unwrap_or(usize::MAX),
+            max_replay_bytes_total: args.max_replay_bytes_total,
+            ..Default::default()
+        },
+        agents: wsc_server::AgentsConfig {
+            max_tracked_runs: usize::try_from(args.max_tracked_runs).unwrap_or(usize::MAX),
+            max_runs_per_user: usize::try_from(args.max_runs_per_user).unwrap_or(usize::MAX),
+            run_timeout: Duration::from_secs(args.run_timeout),
+        },
+        http: wsc_server::HttpConfig {
+            trusted_proxies: args.trusted_proxies.clone(),
+            handshake_timeout: Duration::from_secs(args.handshake_timeout.max(1)),
+            max_header_bytes: args.max_header_bytes as usize,
+            api_key: args.api_key.clone().map(wsc_server::ApiKey::new),
+            ..Default::default()
+        },
     };
     let listener = TcpListener::bind(&args.bind)
         .await
@@ -452,8 +461,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
     }
     let config = GatewayConfig {
         // Every simulated user connects from this machine's one IP.
-        max_handshakes_per_ip: 0,
-        max_messages_per_ip_per_minute: Some(0),
+        limits: wsc_server::LimitsConfig {
+            max_handshakes_per_ip: 0,
+            max_messages_per_ip_per_minute: Some(0),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let mut gateways = Vec::new();

@@ -16,8 +16,11 @@ async fn demo_against(runner: Arc<dyn AgentRunner>, config: DemoConfig) -> DemoR
     let addr = listener.local_addr().unwrap();
     let gateway = Gateway::with_runner(
         GatewayConfig {
-            max_handshakes_per_ip: 0,
-            max_messages_per_ip_per_minute: Some(0),
+            limits: wsc_server::LimitsConfig {
+                max_handshakes_per_ip: 0,
+                max_messages_per_ip_per_minute: Some(0),
+                ..Default::default()
+            },
             ..Default::default()
         },
         runner,

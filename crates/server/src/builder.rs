@@ -178,29 +178,29 @@ impl Gateway {
         redis: Option<(RedisSettings, wsc_redis::RedisConnection, [u8; 32])>,
     ) -> Self {
         let limits = RateLimitConfig {
-            max_connections_per_user: config.max_connections_per_user,
-            max_messages_per_minute: config.max_messages_per_minute,
-            max_messages_per_hour: config.max_messages_per_hour,
-            max_handshakes_per_ip: config.max_handshakes_per_ip,
+            max_connections_per_user: config.limits.max_connections_per_user,
+            max_messages_per_minute: config.limits.max_messages_per_minute,
+            max_messages_per_hour: config.limits.max_messages_per_hour,
+            max_handshakes_per_ip: config.limits.max_handshakes_per_ip,
             max_messages_per_ip_per_minute: config.ip_messages_per_minute(),
             ..Default::default()
         };
         let buffer = BufferLimits {
-            max_frames: config.replay_buffer,
-            max_bytes: config.replay_buffer_bytes,
+            max_frames: config.sessions.replay_buffer,
+            max_bytes: config.sessions.replay_buffer_bytes,
             ..Default::default()
         };
         let session_config = SessionConfig {
             buffer,
-            session_ttl: config.session_ttl,
-            outbound_capacity: config.outbound_queue,
-            max_sessions: config.max_sessions.max(1),
-            max_sessions_per_user: config.max_sessions_per_user.unwrap_or(
-                usize::try_from(config.max_connections_per_user)
+            session_ttl: config.sessions.session_ttl,
+            outbound_capacity: config.sessions.outbound_queue,
+            max_sessions: config.sessions.max_sessions.max(1),
+            max_sessions_per_user: config.sessions.max_sessions_per_user.unwrap_or(
+                usize::try_from(config.limits.max_connections_per_user)
                     .unwrap_or(usize::MAX)
                     .saturating_mul(2),
             ),
-            max_buffered_bytes: config.max_replay_bytes_total,
+            max_buffered_bytes: config.sessions.max_replay_bytes_total,
             ..Default::default()
         };
         // With Redis, sessions started while it is unreachable live only
@@ -257,8 +257,8 @@ impl Gateway {
                     wsc_redis::RedisSessionConfig {
                         prefix: settings.prefix.clone(),
                         limits: buffer,
-                        session_ttl: config.session_ttl,
-                        max_sessions: config.max_sessions.max(1),
+                        session_ttl: config.sessions.session_ttl,
+                        max_sessions: config.sessions.max_sessions.max(1),
                         ..Default::default()
                     },
                 );
@@ -290,12 +290,12 @@ impl Gateway {
         };
         let (shutdown_tx, shutdown) = watch::channel(false);
         let node_tag = wsc_reconnection::new_session_id()[..6].to_owned();
-        let max_runs_per_user = config.max_runs_per_user.max(1);
+        let max_runs_per_user = config.agents.max_runs_per_user.max(1);
         let state = Arc::new(AppState {
             monitor: Arc::new(EventMonitor::with_clock(
                 EventMonitorConfig {
-                    max_tracked_runs: config.max_tracked_runs.max(1),
-                    run_timeout: config.run_timeout,
+                    max_tracked_runs: config.agents.max_tracked_runs.max(1),
+                    run_timeout: config.agents.run_timeout,
                     // Health from what the gateway controls, not the
                     // agents' pacing.
                     health_scope: wsc_event_monitor::HealthScope::Delivery,
@@ -403,7 +403,7 @@ impl Gateway {
     }
 
     /// Agent runs `user` has in flight (at most
-    /// [`GatewayConfig::max_runs_per_user`]).
+    /// [`AgentsConfig::max_runs_per_user`](crate::AgentsConfig::max_runs_per_user)).
     pub fn runs_in_flight(&self, user: &str) -> usize {
         self.state.runs.in_flight(user)
     }
@@ -503,10 +503,10 @@ impl Gateway {
 
     /// Serves on `listener` until `shutdown` completes; then closes every
     /// WebSocket with 1001 (their sessions stay resumable), waits until
-    /// each has closed (at most [`GatewayConfig::drain_timeout`]) and
+    /// each has closed (at most [`HttpConfig::drain_timeout`](crate::HttpConfig::drain_timeout)) and
     /// returns, so a process that exits then has sent every close.
     /// HTTP/1.1 with a deadline and a size cap on each request head
-    /// ([`GatewayConfig::handshake_timeout`], [`GatewayConfig::max_header_bytes`]).
+    /// ([`HttpConfig::handshake_timeout`](crate::HttpConfig::handshake_timeout), [`HttpConfig::max_header_bytes`](crate::HttpConfig::max_header_bytes)).
     pub async fn serve(
         &self,
         listener: TcpListener,
@@ -514,8 +514,8 @@ impl Gateway {
     ) -> std::io::Result<()> {
         let tx = self.state.shutdown_tx.clone();
         let limits = crate::server::HeadLimits {
-            timeout: self.state.config.handshake_timeout,
-            max_bytes: self.state.config.max_header_bytes,
+            timeout: self.state.config.http.handshake_timeout,
+            max_bytes: self.state.config.http.max_header_bytes,
         };
         let counters = self.state.counters.clone();
         let on_error = move |e: &hyper::Error| {
@@ -532,7 +532,7 @@ impl Gateway {
         })
         .await?;
         // Upgraded connections are not HTTP requests: wait for them here.
-        let drain = self.state.config.drain_timeout;
+        let drain = self.state.config.http.drain_timeout;
         let closed = tokio::time::timeout(drain, self.state.open_sockets.closed()).await;
         if closed.is_err() {
             tracing::warn!(

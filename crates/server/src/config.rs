@@ -139,15 +139,17 @@ impl std::fmt::Debug for JwtAuth {
 
 impl GatewayConfig {
     /// The per-IP frame budget in effect (see
-    /// [`max_messages_per_ip_per_minute`](Self::max_messages_per_ip_per_minute)).
+    /// [`LimitsConfig::max_messages_per_ip_per_minute`]).
     pub fn ip_messages_per_minute(&self) -> u32 {
-        self.max_messages_per_ip_per_minute.unwrap_or_else(|| {
-            let factor = match self.auth {
-                AuthMode::Dev => 2,
-                AuthMode::Jwt(_) => 50,
-            };
-            self.max_messages_per_minute.saturating_mul(factor)
-        })
+        self.limits
+            .max_messages_per_ip_per_minute
+            .unwrap_or_else(|| {
+                let factor = match self.auth {
+                    AuthMode::Dev => 2,
+                    AuthMode::Jwt(_) => 50,
+                };
+                self.limits.max_messages_per_minute.saturating_mul(factor)
+            })
     }
 }
 
@@ -245,11 +247,43 @@ impl std::fmt::Debug for ApiKey {
     }
 }
 
-/// Configuration of a [`Gateway`](crate::Gateway).
-#[derive(Clone, Debug, PartialEq)]
+/// Configuration of a [`Gateway`](crate::Gateway), by concern: who may
+/// connect ([`auth`](Self::auth)), how much each user and address may do
+/// ([`limits`](Self::limits)), what sessions keep for resume
+/// ([`sessions`](Self::sessions)), agent runs ([`agents`](Self::agents)),
+/// and the HTTP and WebSocket transport ([`http`](Self::http)). Every
+/// default is in the sections' `Default`; the `wsc-gateway` command line
+/// maps its flags onto these fields one to one.
+///
+/// ```
+/// use std::time::Duration;
+/// use wsc_server::{GatewayConfig, LimitsConfig, SessionsConfig};
+///
+/// let config = GatewayConfig {
+///     limits: LimitsConfig { max_connections_per_user: 10, ..Default::default() },
+///     sessions: SessionsConfig { session_ttl: Duration::from_secs(60), ..Default::default() },
+///     ..Default::default()
+/// };
+/// assert_eq!(config.limits.max_messages_per_minute, 120);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct GatewayConfig {
     /// Authentication (default dev).
     pub auth: AuthMode,
+    /// What each user and each client address may do.
+    pub limits: LimitsConfig,
+    /// What sessions keep for resume, and how many there may be.
+    pub sessions: SessionsConfig,
+    /// Agent runs: how many, how long, how many tracked.
+    pub agents: AgentsConfig,
+    /// The HTTP and WebSocket transport: timeouts, sizes, proxies, the
+    /// publish API's key.
+    pub http: HttpConfig,
+}
+
+/// What each user and each client address may do.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LimitsConfig {
     /// Concurrent connections per user (default 5).
     pub max_connections_per_user: u32,
     /// Client frames per user per minute (default 120).
@@ -259,12 +293,6 @@ pub struct GatewayConfig {
     /// WebSocket handshakes per client IP per minute (default 120; 0
     /// disables the check, e.g. for load tests from one machine).
     pub max_handshakes_per_ip: u32,
-    /// Reverse proxies whose forwarding headers are believed (default
-    /// none): a request from one of these networks is attributed to the
-    /// client it names in `X-Forwarded-For` (else `Forwarded: for=`), the
-    /// rightmost address that is not itself a trusted proxy. Every per-IP
-    /// limit then counts real clients, not the proxy.
-    pub trusted_proxies: Vec<wsc_rate_limiter::IpNet>,
     /// Client frames per IP per minute, all its users together, checked
     /// with the user's windows (`None`, the default: twice
     /// `max_messages_per_minute` in dev auth, where user ids are
@@ -274,24 +302,105 @@ pub struct GatewayConfig {
     /// The largest client frame; larger ones close the connection with 1009
     /// (default 64 KiB).
     pub max_frame_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_connections_per_user: 5,
+            max_messages_per_minute: 120,
+            max_messages_per_hour: 3_600,
+            max_handshakes_per_ip: 120,
+            max_messages_per_ip_per_minute: None,
+            max_frame_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// What sessions keep for resume, and how many there may be.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionsConfig {
     /// Frames kept per session for resume (default 1 000).
     pub replay_buffer: usize,
-    /// Bytes (serialized frames) kept per session for resume (default 1 MiB).
-    /// The heap holds more than the serialized size — each buffered frame
-    /// is a parsed message, about 0.8 KiB more for a small frame — which
+    /// Bytes (serialized frames, seq included) kept per session for resume
+    /// (default 1 MiB). A buffered frame takes its serialized size + at
+    /// most 64 bytes of heap, which
     /// [`max_replay_bytes_total`](Self::max_replay_bytes_total) counts.
     pub replay_buffer_bytes: usize,
     /// How long a lost session stays resumable (default 300 s).
     pub session_ttl: Duration,
+    /// Frames queued per connection before a slow client is dropped (it
+    /// stays resumable; default 256).
+    pub outbound_queue: usize,
+    /// Sessions (attached or resumable) one user may hold (`None`, the
+    /// default: twice `max_connections_per_user`). A new session beyond it
+    /// reclaims that user's session detached longest ago.
+    pub max_sessions_per_user: Option<usize>,
+    /// Sessions held in all (default 100 000). When full, the sessions
+    /// detached longest ago are reclaimed first; a new user is refused only
+    /// when every held session is connected.
+    pub max_sessions: usize,
+    /// Heap bytes the frames of replay buffers may take in all sessions
+    /// together (default 512 MiB; memory sessions): each frame counted as
+    /// it is kept (`BufferedFrame::heap_bytes`: its text + at most 64
+    /// bytes). Past it, the sessions detached longest ago are reclaimed. A
+    /// reclaimed session's resume is answered `expired`.
+    pub max_replay_bytes_total: usize,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        SessionsConfig {
+            replay_buffer: 1_000,
+            replay_buffer_bytes: 1 << 20,
+            session_ttl: Duration::from_secs(300),
+            outbound_queue: 256,
+            max_sessions_per_user: None,
+            max_sessions: 100_000,
+            max_replay_bytes_total: 512 * 1024 * 1024,
+        }
+    }
+}
+
+/// Agent runs: how many, how long, how many tracked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentsConfig {
+    /// Agent runs one user may have in flight at once (default 4); one
+    /// more `start_agent` is answered `rate_limited` and starts nothing.
+    pub max_runs_per_user: usize,
+    /// A run still going this long after it started is stuck: the event
+    /// monitor marks it timed out, and `/health` counts it (default 5 min).
+    /// Pauses inside a run (a model thinking, a slow tool) never affect
+    /// health; only this and what the gateway itself controls do.
+    pub run_timeout: Duration,
+    /// Agent runs the event monitor tracks at once, with their events
+    /// (default 10 000). Ended runs are kept up to 10 minutes for
+    /// inspection and are the first evicted past this bound. A run in
+    /// flight keeps its events whole (about 7 KiB with the simulated
+    /// agent's 7 events); an ended one keeps compact records (about
+    /// 0.8 KiB; see docs/performance.md).
+    pub max_tracked_runs: usize,
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        AgentsConfig {
+            max_runs_per_user: 4,
+            run_timeout: Duration::from_secs(300),
+            max_tracked_runs: 10_000,
+        }
+    }
+}
+
+/// The HTTP and WebSocket transport.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpConfig {
     /// The server pings every connection this often (a WebSocket ping) and
     /// drops one it has heard nothing from (no frame, no pong) for two
     /// intervals; its session stays resumable. Told to clients in
     /// `connection_established` as `heartbeat_interval_ms`. Measured on the
     /// gateway's clock (default 15 s, at least 10 ms).
     pub heartbeat_interval: Duration,
-    /// Frames queued per connection before a slow client is dropped (it
-    /// stays resumable; default 256).
-    pub outbound_queue: usize,
     /// A write to a client taking longer than this drops it (default 10 s).
     pub write_timeout: Duration,
     /// On shutdown, how long [`Gateway::serve`](crate::Gateway::serve)
@@ -307,66 +416,26 @@ pub struct GatewayConfig {
     /// larger one is answered 431 and the connection closed (default
     /// 16 KiB).
     pub max_header_bytes: usize,
-    /// Agent runs the event monitor tracks at once, with their events
-    /// (default 10 000). Ended runs are kept up to 10 minutes for
-    /// inspection and are the first evicted past this bound. A run in
-    /// flight keeps its events whole (about 7 KiB with the simulated
-    /// agent's 7 events); an ended one keeps compact records (about
-    /// 0.8 KiB; see docs/performance.md).
-    pub max_tracked_runs: usize,
-    /// Sessions (attached or resumable) one user may hold (`None`, the
-    /// default: twice `max_connections_per_user`). A new session beyond it
-    /// reclaims that user's session detached longest ago.
-    pub max_sessions_per_user: Option<usize>,
-    /// Sessions held in all (default 100 000). When full, the sessions
-    /// detached longest ago are reclaimed first; a new user is refused only
-    /// when every held session is connected.
-    pub max_sessions: usize,
-    /// Heap bytes the frames of replay buffers may take in all sessions
-    /// together (default 512 MiB; memory sessions): each frame counted as
-    /// the parsed message it is kept as (`BufferedFrame::heap_bytes`), not
-    /// its serialized size. Past it, the sessions detached longest ago are
-    /// reclaimed. A reclaimed session's resume is answered `expired`.
-    pub max_replay_bytes_total: usize,
-    /// Agent runs one user may have in flight at once (default 4); one
-    /// more `start_agent` is answered `rate_limited` and starts nothing.
-    pub max_runs_per_user: usize,
-    /// A run still going this long after it started is stuck: the event
-    /// monitor marks it timed out, and `/health` counts it (default 5 min).
-    /// Pauses inside a run (a model thinking, a slow tool) never affect
-    /// health; only this and what the gateway itself controls do.
-    pub run_timeout: Duration,
+    /// Reverse proxies whose forwarding headers are believed (default
+    /// none): a request from one of these networks is attributed to the
+    /// client it names in `X-Forwarded-For` (else `Forwarded: for=`), the
+    /// rightmost address that is not itself a trusted proxy. Every per-IP
+    /// limit then counts real clients, not the proxy.
+    pub trusted_proxies: Vec<wsc_rate_limiter::IpNet>,
     /// The key backends present (`Authorization: Bearer KEY`) to
     /// `POST /api/publish`; without one the publish API is off (404).
     pub api_key: Option<ApiKey>,
 }
 
-impl Default for GatewayConfig {
+impl Default for HttpConfig {
     fn default() -> Self {
-        GatewayConfig {
-            auth: AuthMode::Dev,
-            max_connections_per_user: 5,
-            max_messages_per_minute: 120,
-            max_messages_per_hour: 3_600,
-            max_handshakes_per_ip: 120,
-            trusted_proxies: Vec::new(),
-            max_messages_per_ip_per_minute: None,
-            max_frame_bytes: 64 * 1024,
-            replay_buffer: 1_000,
-            replay_buffer_bytes: 1 << 20,
-            session_ttl: Duration::from_secs(300),
+        HttpConfig {
             heartbeat_interval: Duration::from_secs(15),
-            outbound_queue: 256,
             write_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,
-            max_tracked_runs: 10_000,
-            run_timeout: Duration::from_secs(300),
-            max_sessions_per_user: None,
-            max_sessions: 100_000,
-            max_replay_bytes_total: 512 * 1024 * 1024,
-            max_runs_per_user: 4,
+            trusted_proxies: Vec::new(),
             api_key: None,
         }
     }

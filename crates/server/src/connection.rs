@@ -218,7 +218,7 @@ async fn open(state: Arc<AppState>, socket: WebSocket, client: Client) -> Option
         epoch: attached.epoch,
         resumed: start.resumed,
         replayed: start.replay.len() as u64,
-        heartbeat_interval_ms: u64::try_from(state.config.heartbeat_interval.as_millis())
+        heartbeat_interval_ms: u64::try_from(state.config.http.heartbeat_interval.as_millis())
             .unwrap_or(u64::MAX),
         reason: start.reason.map(|r| r.as_str().to_owned()),
     };
@@ -300,6 +300,7 @@ impl Serving {
         // two intervals (no frame, no pong) is dead and dropped (resumable).
         let interval = state
             .config
+            .http
             .heartbeat_interval
             .max(Duration::from_millis(10));
         // On the gateway's clock, so tests run heartbeats on paused time.
@@ -327,7 +328,7 @@ impl Serving {
                 incoming = stream.next() => match incoming {
                     Some(Ok(Message::Text(text))) => {
                         last_seen = clock.now();
-                        if text.len() > state.config.max_frame_bytes {
+                        if text.len() > state.config.limits.max_frame_bytes {
                             close = Some((CloseCode::MESSAGE_TOO_BIG, "frame over the size limit"));
                             break;
                         }
@@ -427,7 +428,7 @@ async fn write_loop(
     mut w: Writer,
     first: Vec<Write>,
 ) -> Option<(CloseCode, &'static str)> {
-    let timeout = state.config.write_timeout;
+    let timeout = state.config.http.write_timeout;
     let mut batch = first;
     let mut live_open = true;
     loop {

@@ -54,10 +54,10 @@ pub struct GatewayStats {
     /// Sessions started in this node's memory while Redis was unreachable.
     pub local_fallback_sessions: u64,
     /// Connections closed for not sending a complete request head within
-    /// [`GatewayConfig::handshake_timeout`](crate::GatewayConfig::handshake_timeout) (slow or silent clients).
+    /// [`HttpConfig::handshake_timeout`](crate::HttpConfig::handshake_timeout) (slow or silent clients).
     pub head_timeouts: u64,
     /// Request heads refused with 431 (over
-    /// [`GatewayConfig::max_header_bytes`](crate::GatewayConfig::max_header_bytes) or too many headers).
+    /// [`HttpConfig::max_header_bytes`](crate::HttpConfig::max_header_bytes) or too many headers).
     pub heads_too_large: u64,
     /// `start_agent` frames repeating the `message_id` of a run already
     /// started in the session (a client unsure its start arrived); no

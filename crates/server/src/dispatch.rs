@@ -43,7 +43,7 @@ pub(crate) async fn handle_text(
     conn: &Conn<'_>,
     text: &str,
 ) -> Vec<WebSocketMessage> {
-    let frame = match ClientFrame::parse(text, state.config.max_frame_bytes) {
+    let frame = match ClientFrame::parse(text, state.config.limits.max_frame_bytes) {
         Ok(frame) => frame,
         Err(e) => {
             state.counters.bad_frames.fetch_add(1, Ordering::Relaxed);

@@ -107,7 +107,8 @@ async fn upgrade(
         );
     };
     // Behind a trusted proxy, the client it names; else the peer.
-    let ip = wsc_rate_limiter::client_address(addr.ip(), &headers, &state.config.trusted_proxies);
+    let ip =
+        wsc_rate_limiter::client_address(addr.ip(), &headers, &state.config.http.trusted_proxies);
     if let Some(refused) = crate::stream::gate(&state, ip) {
         return refused;
     }
@@ -245,7 +246,7 @@ async fn publish(
         };
         (status, Json(body)).into_response()
     };
-    let Some(key) = &state.config.api_key else {
+    let Some(key) = &state.config.http.api_key else {
         return plain(
             StatusCode::NOT_FOUND,
             "not_found",

@@ -56,8 +56,9 @@ mod upstream;
 pub use agent::{AgentRequest, AgentRunner, EventSink, SimulatedAgent};
 pub use builder::{Gateway, GatewayBuilder};
 pub use config::{
-    ApiKey, AuthMode, GatewayConfig, JwtAuth, MAX_USER_ID_BYTES, MIN_JWT_SECRET_BYTES,
-    RedisFailurePolicy, RedisSettings, WeakJwtSecret,
+    AgentsConfig, ApiKey, AuthMode, GatewayConfig, HttpConfig, JwtAuth, LimitsConfig,
+    MAX_USER_ID_BYTES, MIN_JWT_SECRET_BYTES, RedisFailurePolicy, RedisSettings, SessionsConfig,
+    WeakJwtSecret,
 };
 pub use counters::GatewayStats;
 pub use stream::{AgentStream, AgentStreams, ResumeQuery, RunStart};
@@ -66,7 +67,7 @@ pub use upstream::{HttpAgent, HttpAgentConfig};
 /// The `prometheus-client` crate of [`Gateway::register_metrics`]'s
 /// registry, re-exported so versions match.
 pub use wsc_perf_monitor::prometheus_client;
-/// CIDR networks, for [`GatewayConfig::trusted_proxies`].
+/// CIDR networks, for [`HttpConfig::trusted_proxies`].
 pub use wsc_rate_limiter::IpNet;
 /// The client address behind trusted proxies (what every per-IP limit counts).
 pub use wsc_rate_limiter::client_address;

@@ -321,7 +321,7 @@ pub(crate) async fn start(
     }));
     let Some(slot) = state.runs.start(run.clone()) else {
         Counters::bump(&state.counters.rate_limited);
-        let max = state.config.max_runs_per_user;
+        let max = state.config.agents.max_runs_per_user;
         let mut refusal = ErrorFrame::new(
             ErrorCode::RateLimited,
             format!("at most {max} runs in flight per user: wait for one to end, or stop one"),

@@ -1,5 +1,5 @@
 //! `RunTable`: the runs in flight, per user, capped
-//! (`GatewayConfig::max_runs_per_user`); how `stop_agent` and session expiry
+//! (`AgentsConfig::max_runs_per_user`); how `stop_agent` and session expiry
 //! reach one; and what the dashboard's runs panel shows (runs in flight,
 //! the most recent failed or cancelled runs with their reason).
 

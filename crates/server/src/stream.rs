@@ -351,7 +351,7 @@ pub(crate) async fn admit(
         if !state.counters.store_is_up() && (shared.fail_closed() || remote_resume) {
             return unavailable("shared state (redis) is unreachable; retry shortly");
         }
-        let cap = state.config.max_connections_per_user;
+        let cap = state.config.limits.max_connections_per_user;
         match shared.broker.acquire(&user, &connection_id, cap).await {
             Ok(true) => {}
             Ok(false) => {
@@ -377,7 +377,12 @@ pub(crate) async fn admit(
     let open = state.open_sockets.subscribe();
     // Frames past max_frame_bytes are closed with 1009 by the connection;
     // the transport limit only guards against absurd sizes.
-    let limit = state.config.max_frame_bytes.saturating_mul(4).max(1024);
+    let limit = state
+        .config
+        .limits
+        .max_frame_bytes
+        .saturating_mul(4)
+        .max(1024);
     // tungstenite allocates (and zero-fills) its read buffer up front, 128
     // KiB by default: most of an idle connection's memory. Client frames
     // are small (pings, requests, chat); 512-byte reads take most in one

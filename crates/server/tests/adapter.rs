@@ -261,7 +261,10 @@ async fn resume_and_replay_through_an_application_handler() {
 #[tokio::test]
 async fn chat_stop_and_the_run_cap_through_an_application_handler() {
     let config = GatewayConfig {
-        max_runs_per_user: 1,
+        agents: wsc_server::AgentsConfig {
+            max_runs_per_user: 1,
+            ..Default::default()
+        },
         ..GatewayConfig::default()
     };
     let mut s = serve(config).await;

@@ -88,8 +88,11 @@ async fn serve(gateway: &Gateway) -> SocketAddr {
 
 fn config() -> GatewayConfig {
     GatewayConfig {
-        max_handshakes_per_ip: 0,
-        max_messages_per_ip_per_minute: Some(0),
+        limits: wsc_server::LimitsConfig {
+            max_handshakes_per_ip: 0,
+            max_messages_per_ip_per_minute: Some(0),
+            ..Default::default()
+        },
         ..Default::default()
     }
 }

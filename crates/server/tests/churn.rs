@@ -56,12 +56,18 @@ async fn settle(r: &Running) {
 #[tokio::test(start_paused = true)]
 async fn a_thousand_connect_disconnect_cycles_leak_nothing() {
     let r = start_on_tokio_time(GatewayConfig {
-        session_ttl: TTL,
-        max_connections_per_user: 5,
-        max_handshakes_per_ip: 0,
-        max_messages_per_ip_per_minute: Some(0),
-        max_messages_per_minute: 100_000,
-        max_messages_per_hour: 100_000,
+        limits: wsc_server::LimitsConfig {
+            max_connections_per_user: 5,
+            max_handshakes_per_ip: 0,
+            max_messages_per_ip_per_minute: Some(0),
+            max_messages_per_minute: 100_000,
+            max_messages_per_hour: 100_000,
+            ..Default::default()
+        },
+        sessions: wsc_server::SessionsConfig {
+            session_ttl: TTL,
+            ..Default::default()
+        },
         ..Default::default()
     })
     .await;

@@ -254,8 +254,11 @@ async fn the_dashboard_shows_live_numbers_and_draws_the_chart_in_chromium() {
     let addr = listener.local_addr().unwrap();
     let gateway = Gateway::with_runner(
         GatewayConfig {
-            max_handshakes_per_ip: 0,
-            max_messages_per_ip_per_minute: Some(0),
+            limits: wsc_server::LimitsConfig {
+                max_handshakes_per_ip: 0,
+                max_messages_per_ip_per_minute: Some(0),
+                ..Default::default()
+            },
             ..Default::default()
         },
         Arc::new(FailOnRequest),

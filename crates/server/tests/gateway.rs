@@ -166,7 +166,10 @@ async fn bad_frames_get_error_codes_and_the_connection_stays_open() {
 #[tokio::test]
 async fn oversize_frames_close_with_1009() {
     let r = start(GatewayConfig {
-        max_frame_bytes: 1024,
+        limits: wsc_server::LimitsConfig {
+            max_frame_bytes: 1024,
+            ..Default::default()
+        },
         ..Default::default()
     })
     .await;
@@ -179,7 +182,10 @@ async fn oversize_frames_close_with_1009() {
 #[tokio::test]
 async fn frames_over_the_limit_are_rate_limited_with_a_retry() {
     let r = start(GatewayConfig {
-        max_messages_per_minute: 3,
+        limits: wsc_server::LimitsConfig {
+            max_messages_per_minute: 3,
+            ..Default::default()
+        },
         ..Default::default()
     })
     .await;
@@ -203,7 +209,10 @@ async fn frames_over_the_limit_are_rate_limited_with_a_retry() {
 #[tokio::test]
 async fn the_connection_cap_refuses_with_429_then_recovers() {
     let r = start(GatewayConfig {
-        max_connections_per_user: 1,
+        limits: wsc_server::LimitsConfig {
+            max_connections_per_user: 1,
+            ..Default::default()
+        },
         ..Default::default()
     })
     .await;
@@ -606,10 +615,16 @@ async fn a_client_that_never_reads_is_dropped_and_resumes_without_loss() {
     let pairs = 2_000; // about 8 MB of frames: more than the socket buffers hold
     let total = 2 + 2 * pairs as u64;
     let config = GatewayConfig {
-        outbound_queue: 8,
-        write_timeout: Duration::from_millis(500),
-        replay_buffer: 10_000,
-        replay_buffer_bytes: 64 << 20,
+        sessions: wsc_server::SessionsConfig {
+            outbound_queue: 8,
+            replay_buffer: 10_000,
+            replay_buffer_bytes: 64 << 20,
+            ..Default::default()
+        },
+        http: wsc_server::HttpConfig {
+            write_timeout: Duration::from_millis(500),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let r = start_gateway(Gateway::with_runner(
@@ -704,7 +719,10 @@ async fn oversized_queries_are_refused_and_others_still_served() {
 #[tokio::test]
 async fn the_event_monitor_tracks_at_most_max_tracked_runs() {
     let r = start(GatewayConfig {
-        max_tracked_runs: 3,
+        agents: wsc_server::AgentsConfig {
+            max_tracked_runs: 3,
+            ..Default::default()
+        },
         ..Default::default()
     })
     .await;
@@ -953,7 +971,10 @@ async fn the_publish_api_reaches_every_session_of_a_user_once() {
     assert_eq!(http_post(&off, "/api/publish", "", frame).await.0, 404);
 
     let r = start(GatewayConfig {
-        api_key: Some(wsc_server::ApiKey::new("k3y")),
+        http: wsc_server::HttpConfig {
+            api_key: Some(wsc_server::ApiKey::new("k3y")),
+            ..Default::default()
+        },
         ..Default::default()
     })
     .await;

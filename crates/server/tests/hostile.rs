@@ -58,8 +58,14 @@ async fn stat_soon(r: &Running, pick: fn(&wsc_server::GatewayStats) -> u64, want
 #[tokio::test]
 async fn slow_and_silent_handshakes_are_closed_while_others_are_served() {
     let r = start(GatewayConfig {
-        handshake_timeout: Duration::from_millis(300),
-        max_handshakes_per_ip: 0,
+        limits: wsc_server::LimitsConfig {
+            max_handshakes_per_ip: 0,
+            ..Default::default()
+        },
+        http: wsc_server::HttpConfig {
+            handshake_timeout: Duration::from_millis(300),
+            ..Default::default()
+        },
         ..Default::default()
     })
     .await;
@@ -110,7 +116,10 @@ async fn slow_and_silent_handshakes_are_closed_while_others_are_served() {
 #[tokio::test]
 async fn oversized_and_overfull_request_heads_are_refused_with_431() {
     let r = start(GatewayConfig {
-        max_header_bytes: 8 * 1024,
+        http: wsc_server::HttpConfig {
+            max_header_bytes: 8 * 1024,
+            ..Default::default()
+        },
         ..Default::default()
     })
     .await;
@@ -140,8 +149,14 @@ async fn oversized_and_overfull_request_heads_are_refused_with_431() {
 #[tokio::test]
 async fn a_ping_flood_is_rate_limited_and_others_stay_served() {
     let r = start(GatewayConfig {
-        max_messages_per_minute: 100,
-        outbound_queue: 4096,
+        limits: wsc_server::LimitsConfig {
+            max_messages_per_minute: 100,
+            ..Default::default()
+        },
+        sessions: wsc_server::SessionsConfig {
+            outbound_queue: 4096,
+            ..Default::default()
+        },
         ..Default::default()
     })
     .await;
@@ -200,8 +215,14 @@ async fn a_ping_flood_is_rate_limited_and_others_stay_served() {
 #[tokio::test]
 async fn a_start_repeated_after_the_monitor_evicted_its_run_starts_nothing() {
     let r = start(GatewayConfig {
-        max_tracked_runs: 3,
-        max_handshakes_per_ip: 0,
+        limits: wsc_server::LimitsConfig {
+            max_handshakes_per_ip: 0,
+            ..Default::default()
+        },
+        agents: wsc_server::AgentsConfig {
+            max_tracked_runs: 3,
+            ..Default::default()
+        },
         ..Default::default()
     })
     .await;
@@ -274,7 +295,10 @@ async fn a_blocked_ip_does_not_extend_its_own_block() {
 #[tokio::test]
 async fn user_ids_with_control_characters_are_refused() {
     let r = start(GatewayConfig {
-        max_handshakes_per_ip: 0,
+        limits: wsc_server::LimitsConfig {
+            max_handshakes_per_ip: 0,
+            ..Default::default()
+        },
         ..Default::default()
     })
     .await;
@@ -434,7 +458,10 @@ async fn close_code_after(r: &Running, user: &str, bytes: &[u8]) -> u16 {
 #[tokio::test]
 async fn protocol_violations_close_with_their_rfc_6455_code() {
     let r = start(GatewayConfig {
-        max_handshakes_per_ip: 0,
+        limits: wsc_server::LimitsConfig {
+            max_handshakes_per_ip: 0,
+            ..Default::default()
+        },
         ..Default::default()
     })
     .await;
@@ -500,7 +527,10 @@ async fn health(r: &Running) -> (u16, serde_json::Value) {
 #[tokio::test(start_paused = true)]
 async fn slow_but_progressing_runs_keep_the_gateway_healthy() {
     let r = start_on_tokio_time(GatewayConfig {
-        run_timeout: Duration::from_secs(300),
+        agents: wsc_server::AgentsConfig {
+            run_timeout: Duration::from_secs(300),
+            ..Default::default()
+        },
         ..Default::default()
     })
     .await;
@@ -564,8 +594,11 @@ async fn ping_answer(ws: &mut Ws) -> Result<(), String> {
 #[tokio::test]
 async fn one_ip_shares_a_frame_budget_across_its_users() {
     let r = start(GatewayConfig {
-        max_messages_per_minute: 10,
-        max_handshakes_per_ip: 0,
+        limits: wsc_server::LimitsConfig {
+            max_messages_per_minute: 10,
+            max_handshakes_per_ip: 0,
+            ..Default::default()
+        },
         ..Default::default()
     })
     .await;
@@ -633,9 +666,15 @@ async fn oversized_ids_cannot_amplify_into_every_event() {
 #[tokio::test]
 async fn abandoned_sessions_cannot_lock_out_an_honest_user() {
     let r = start(GatewayConfig {
-        max_sessions: 30,
-        max_handshakes_per_ip: 0,
-        max_messages_per_ip_per_minute: Some(0),
+        limits: wsc_server::LimitsConfig {
+            max_handshakes_per_ip: 0,
+            max_messages_per_ip_per_minute: Some(0),
+            ..Default::default()
+        },
+        sessions: wsc_server::SessionsConfig {
+            max_sessions: 30,
+            ..Default::default()
+        },
         ..Default::default()
     })
     .await;
@@ -697,12 +736,18 @@ async fn connect_forwarded(r: &Running, forwarded_for: &str, user: &str) -> Ws {
 #[tokio::test]
 async fn behind_a_trusted_proxy_each_client_has_its_own_ip_budget() {
     let config = |trusted: bool| GatewayConfig {
-        max_messages_per_minute: 5,
-        max_handshakes_per_ip: 0,
-        trusted_proxies: if trusted {
-            vec!["127.0.0.0/8".parse().unwrap()]
-        } else {
-            Vec::new()
+        limits: wsc_server::LimitsConfig {
+            max_messages_per_minute: 5,
+            max_handshakes_per_ip: 0,
+            ..Default::default()
+        },
+        http: wsc_server::HttpConfig {
+            trusted_proxies: if trusted {
+                vec!["127.0.0.0/8".parse().unwrap()]
+            } else {
+                Vec::new()
+            },
+            ..Default::default()
         },
         ..Default::default()
     };

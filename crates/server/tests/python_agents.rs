@@ -50,8 +50,11 @@ async fn gateway_for(url: String, protocol: AgentProtocol) -> Running {
         ..HttpAgentConfig::new(url)
     });
     let config = GatewayConfig {
-        max_handshakes_per_ip: 0,
-        max_messages_per_ip_per_minute: Some(0),
+        limits: wsc_server::LimitsConfig {
+            max_handshakes_per_ip: 0,
+            max_messages_per_ip_per_minute: Some(0),
+            ..Default::default()
+        },
         ..Default::default()
     };
     start_with_runner(config, Arc::new(agent), Arc::new(wsc_core::SystemClock)).await

@@ -200,8 +200,11 @@ async fn a_client_dropped_on_one_gateway_resumes_on_the_other_with_exactly_what_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_limits_and_the_connection_cap_hold_across_both_gateways() {
     let config = GatewayConfig {
-        max_messages_per_minute: 10,
-        max_connections_per_user: 2,
+        limits: wsc_server::LimitsConfig {
+            max_messages_per_minute: 10,
+            max_connections_per_user: 2,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let (a, b) = pair(
@@ -262,8 +265,11 @@ async fn redis_killed_and_restarted_under_load_loses_and_duplicates_nothing() {
     let mut server = RedisServer::start_durable();
     let (a, b) = pair(
         GatewayConfig {
-            max_handshakes_per_ip: 0,
-            max_messages_per_ip_per_minute: Some(0),
+            limits: wsc_server::LimitsConfig {
+                max_handshakes_per_ip: 0,
+                max_messages_per_ip_per_minute: Some(0),
+                ..Default::default()
+            },
             ..Default::default()
         },
         settings(&server.url(), RedisFailurePolicy::FailOpen),
@@ -385,7 +391,10 @@ async fn a_frame_published_on_one_gateway_reaches_a_session_on_the_other() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (a, b) = pair(
         GatewayConfig {
-            api_key: Some(wsc_server::ApiKey::new("k")),
+            http: wsc_server::HttpConfig {
+                api_key: Some(wsc_server::ApiKey::new("k")),
+                ..Default::default()
+            },
             ..Default::default()
         },
         settings(&shared_url(), RedisFailurePolicy::FailOpen),
@@ -427,7 +436,10 @@ async fn on_a_cluster_a_client_resumes_on_every_other_gateway_of_three() {
         return;
     };
     let config = GatewayConfig {
-        max_messages_per_minute: 12,
+        limits: wsc_server::LimitsConfig {
+            max_messages_per_minute: 12,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let redis = settings(&url, RedisFailurePolicy::FailOpen);
@@ -496,8 +508,11 @@ async fn cluster_under_load(
         .await
         .unwrap();
     let config = GatewayConfig {
-        max_handshakes_per_ip: 0,
-        max_messages_per_ip_per_minute: Some(0),
+        limits: wsc_server::LimitsConfig {
+            max_handshakes_per_ip: 0,
+            max_messages_per_ip_per_minute: Some(0),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let redis = settings(&cluster.url(), RedisFailurePolicy::FailOpen);

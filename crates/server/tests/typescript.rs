@@ -87,8 +87,11 @@ async fn gateway() -> (Gateway, std::net::SocketAddr) {
     let addr = listener.local_addr().unwrap();
     let gateway = Gateway::new(GatewayConfig {
         // Fifty users from this one address.
-        max_handshakes_per_ip: 0,
-        max_messages_per_ip_per_minute: Some(0),
+        limits: wsc_server::LimitsConfig {
+            max_handshakes_per_ip: 0,
+            max_messages_per_ip_per_minute: Some(0),
+            ..Default::default()
+        },
         ..Default::default()
     });
     let g = gateway.clone();

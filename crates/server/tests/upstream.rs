@@ -346,7 +346,10 @@ async fn a_run_whose_session_expired_is_cancelled() {
         ..HttpAgentConfig::new(format!("{base}/slow/expired"))
     });
     let config = GatewayConfig {
-        session_ttl: Duration::from_secs(20),
+        sessions: wsc_server::SessionsConfig {
+            session_ttl: Duration::from_secs(20),
+            ..Default::default()
+        },
         ..GatewayConfig::default()
     };
     let r = start_with_runner(
