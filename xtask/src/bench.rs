@@ -390,7 +390,7 @@ fn machine() -> String {
 pub(crate) fn bench(args: &[String]) -> ExitCode {
     let quick = args.iter().any(|a| a == "--quick");
     let started = Instant::now();
-    let redis = match crate::find_redis_server() {
+    let redis = match crate::redis::find_redis_server() {
         Ok(p) => p,
         Err(e) => {
             eprintln!("xtask bench: {e}");
@@ -404,7 +404,7 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
     let criterion_dir = target.join("criterion");
     let _ = std::fs::remove_dir_all(&criterion_dir);
     // The cluster rows: a local 3 + 3 cluster while the benches run.
-    let cluster = match crate::start_redis_cluster() {
+    let cluster = match crate::redis::start_redis_cluster() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("xtask bench: {e}");
@@ -654,7 +654,7 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
         Err(e) => failures.push(e),
     }
     // The TypeScript client (built first: npm ci and tsc).
-    let ts = crate::prepare_typescript()
+    let ts = crate::provision::prepare_typescript()
         .map_err(|e| format!("the TypeScript client: {e}"))
         .and_then(|node| {
             run_bench(

@@ -68,17 +68,21 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod alerts;
 mod config;
 mod histogram;
 mod metrics;
 mod monitor;
+mod report;
 mod sampler;
+mod state;
 mod types;
 
+pub use alerts::EvaluatorHandle;
 pub use config::{PerformanceMonitorConfig, PerformanceThresholds};
 pub use histogram::HISTOGRAM_RELATIVE_ERROR;
 pub use metrics::{MonitorCollector, ProcessCollector};
-pub use monitor::{EvaluatorHandle, PerformanceMonitor};
+pub use monitor::PerformanceMonitor;
 /// The `prometheus-client` crate the collectors are written for (its
 /// `Registry`, encoders and metric types), re-exported so versions match.
 pub use prometheus_client;

@@ -12,7 +12,8 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
-use crate::monitor::{PerfSnapshot, PerformanceMonitor};
+use crate::monitor::PerformanceMonitor;
+use crate::report::PerfSnapshot;
 
 /// A counter without labels; OpenMetrics adds `_total` to `name`.
 pub(crate) fn counter(

@@ -13,13 +13,14 @@ use wsc_perf_monitor::{PerformanceMonitor, PerformanceMonitorConfig};
 use wsc_rate_limiter::{RateLimitConfig, WebSocketRateLimiter};
 use wsc_reconnection::{BufferLimits, SessionConfig, SessionRegistry};
 
-use crate::agent::{AgentRunner, SimulatedAgent};
 use crate::broker::{Broker, Shared};
 use crate::config::{GatewayConfig, RedisFailurePolicy, RedisSettings};
 use crate::counters::{Counters, GatewayStats};
 use crate::health::HealthCache;
 use crate::metrics::GatewayCollector;
 use crate::outbox::Outbox;
+use crate::run::{AgentRunner, RunServices};
+use crate::simulated::SimulatedAgent;
 use crate::state::{AppState, LOCAL_SESSION_MARK, UpkeepSlot};
 use crate::telemetry::{StatsSample, Telemetry};
 use crate::upkeep;
@@ -291,18 +292,27 @@ impl Gateway {
         let (shutdown_tx, shutdown) = watch::channel(false);
         let node_tag = wsc_reconnection::new_session_id()[..6].to_owned();
         let max_runs_per_user = config.agents.max_runs_per_user.max(1);
+        let monitor = Arc::new(EventMonitor::with_clock(
+            EventMonitorConfig {
+                max_tracked_runs: config.agents.max_tracked_runs.max(1),
+                run_timeout: config.agents.run_timeout,
+                // Health from what the gateway controls, not the agents'
+                // pacing.
+                health_scope: wsc_event_monitor::HealthScope::Delivery,
+                ..EventMonitorConfig::default()
+            },
+            clock.clone(),
+        ));
+        let counters = Arc::new(Counters::default());
+        let outbox = Arc::new(Outbox::default());
+        let run_services = Arc::new(RunServices {
+            monitor: monitor.clone(),
+            clock: clock.clone(),
+            outbox: outbox.clone(),
+            counters: counters.clone(),
+        });
         let state = Arc::new(AppState {
-            monitor: Arc::new(EventMonitor::with_clock(
-                EventMonitorConfig {
-                    max_tracked_runs: config.agents.max_tracked_runs.max(1),
-                    run_timeout: config.agents.run_timeout,
-                    // Health from what the gateway controls, not the
-                    // agents' pacing.
-                    health_scope: wsc_event_monitor::HealthScope::Delivery,
-                    ..EventMonitorConfig::default()
-                },
-                clock.clone(),
-            )),
+            monitor,
             perf: Arc::new(PerformanceMonitor::with_clock(
                 PerformanceMonitorConfig::default(),
                 clock.clone(),
@@ -310,7 +320,7 @@ impl Gateway {
             sessions,
             limiter,
             runner,
-            counters: Arc::new(Counters::default()),
+            counters,
             shutdown,
             shutdown_tx,
             open_sockets: watch::Sender::new(()),
@@ -318,13 +328,17 @@ impl Gateway {
             config,
             clock,
             telemetry: Telemetry::new(),
-            node_tag,
+            node_tag: node_tag.clone(),
             shared: redis,
             local_sessions,
             local_prefix,
-            outbox: Arc::new(Outbox::default()),
+            outbox,
             health: HealthCache::default(),
-            runs: Arc::new(crate::runs::RunTable::new(max_runs_per_user)),
+            runs: Arc::new(crate::runs::RunTable::new(
+                max_runs_per_user,
+                run_services,
+                node_tag.clone(),
+            )),
             metrics: std::sync::RwLock::default(),
             upkeep: std::sync::Mutex::default(),
         });

@@ -13,7 +13,7 @@ use wsc_core::{
 };
 use wsc_reconnection::SessionRegistry;
 
-use crate::run::{self, Origin};
+use crate::runs::Origin;
 use crate::state::AppState;
 
 /// What [`handle_text`] needs of its connection.
@@ -79,7 +79,9 @@ pub(crate) async fn handle_text(
                 let _ = requests.send(frame.message).await;
                 Vec::new()
             }
-            None => run::start(state, conn.origin(), &frame, state.runner.clone())
+            None => state
+                .runs
+                .start_run(conn.origin(), &frame, state.runner.clone())
                 .await
                 .refusal()
                 .into_iter()
@@ -112,7 +114,9 @@ pub(crate) async fn handle_text(
             }
             // An upstream agent answers chat: the content is the run's
             // input (the message id, if any, keys the run as a start's).
-            let refused = run::start(state, conn.origin(), &frame, state.runner.clone())
+            let refused = state
+                .runs
+                .start_run(conn.origin(), &frame, state.runner.clone())
                 .await
                 .refusal();
             ack.into_iter().chain(refused).collect()

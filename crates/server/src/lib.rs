@@ -30,7 +30,6 @@
 //! ```
 #![forbid(unsafe_code)]
 
-mod agent;
 mod broker;
 mod builder;
 mod config;
@@ -47,13 +46,13 @@ mod run;
 mod runs;
 mod server;
 mod session;
+mod simulated;
 mod state;
 mod stream;
 mod telemetry;
 mod upkeep;
 mod upstream;
 
-pub use agent::{AgentRequest, AgentRunner, EventSink, SimulatedAgent};
 pub use builder::{Gateway, GatewayBuilder};
 pub use config::{
     AgentsConfig, ApiKey, AuthMode, GatewayConfig, HttpConfig, JwtAuth, LimitsConfig,
@@ -61,6 +60,8 @@ pub use config::{
     WeakJwtSecret,
 };
 pub use counters::GatewayStats;
+pub use run::{AgentRequest, AgentRunner, EventSink};
+pub use simulated::SimulatedAgent;
 pub use stream::{AgentStream, AgentStreams, ResumeQuery, RunStart};
 pub use telemetry::StatsSample;
 pub use upstream::{HttpAgent, HttpAgentConfig};

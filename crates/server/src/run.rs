@@ -1,28 +1,61 @@
 //! A run, in one place: [`Run`] holds its identity (user, session, ids),
-//! its progress, its cancellation and its one terminal frame; [`start`]
-//! starts one for a client's request (the simulated agent, an HTTP
-//! upstream or an application's runner alike) — capped per user,
-//! idempotent by message id within its session, tracked by the event
-//! monitor — and spawns its task, which ends it however it ends. The run
-//! table (`runs`) keeps the runs in flight for `stop_agent`, session expiry
-//! and the dashboard; the [`EventSink`] publishes its events.
+//! its progress, its cancellation and its one terminal frame; a runner
+//! ([`AgentRunner`]: the simulated agent, an HTTP upstream, yours) gets an
+//! [`AgentRequest`] and emits through an [`EventSink`], which refuses
+//! anything after the run's end and publishes each event serialized once.
+//! The run table (`runs`) starts runs, keeps those in flight for
+//! `stop_agent`, session expiry and the dashboard, and ends them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde_json::Value;
-use tracing::Instrument;
-use wsc_core::{
-    ClientFrame, ErrorCode, ErrorFrame, Frame, MessageType, Timestamp, WebSocketMessage,
-};
-use wsc_event_monitor::AgentSession;
-use wsc_reconnection::SessionRegistry;
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use wsc_core::{MessageType, SharedClock, Timestamp, WebSocketMessage, WireFrame};
+use wsc_event_monitor::EventMonitor;
+use wsc_reconnection::{SessionError, SessionRegistry};
 
-use crate::agent::{AgentRequest, EventSink};
 use crate::counters::Counters;
-use crate::logging::log_safe;
-use crate::state::AppState;
+use crate::outbox::Outbox;
+
+/// What every run of a gateway uses: the event monitor, the clock, the
+/// outbox (events waiting while the store is unreachable) and the counters.
+#[derive(Debug)]
+pub(crate) struct RunServices {
+    pub(crate) monitor: Arc<EventMonitor>,
+    pub(crate) clock: SharedClock,
+    pub(crate) outbox: Arc<Outbox>,
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl RunServices {
+    /// A store call failed: counted, and logged once until it answers.
+    pub(crate) fn store_failed(&self) {
+        if self.counters.store_failed() {
+            tracing::warn!("session store unreachable until it answers again");
+        }
+    }
+}
+
+/// What a client asked an agent to do (`start_agent`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentRequest {
+    /// The run's id (unique per gateway).
+    pub run_id: String,
+    /// What the user asked (`start_agent {input}`; empty if none).
+    pub input: String,
+    /// The user.
+    pub user_id: String,
+    /// The agent's name (default `"assistant"`).
+    pub agent_name: String,
+    /// The conversation thread.
+    pub thread_id: Option<String>,
+    /// Tools to call (default `["search"]`).
+    pub tools: Vec<String>,
+    /// Delay between events (default 0).
+    pub step_delay: Duration,
+}
 
 /// Why a run was cancelled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -208,190 +241,115 @@ impl Run {
     }
 }
 
-/// `run-` and 24 hex digits of SHA-256 over the session and the start's
-/// message id: the same on every gateway, unguessable across sessions.
-fn idempotent_run_id(session_id: &str, message_id: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let mut hash = Sha256::new();
-    hash.update(session_id.as_bytes());
-    hash.update([0]);
-    hash.update(message_id.as_bytes());
-    format!("run-{}", hex::encode(&hash.finalize()[..12]))
+/// Where an agent sends its events: each one is recorded by the event
+/// monitor and published to the run's session (numbered, buffered,
+/// delivered).
+#[derive(Clone)]
+pub struct EventSink {
+    pub(crate) run: Arc<Run>,
+    pub(crate) services: Arc<RunServices>,
 }
 
-/// What became of a start.
-pub(crate) enum StartOutcome {
-    /// The run started with this id.
-    Started(String),
-    /// The session started this one before (same message id).
-    Repeated,
-    /// Refused; the reply tells the client why.
-    Refused(WebSocketMessage),
-}
-
-impl StartOutcome {
-    /// The reply for the client: only a refusal has one.
-    pub(crate) fn refusal(self) -> Option<WebSocketMessage> {
-        match self {
-            StartOutcome::Refused(reply) => Some(reply),
-            StartOutcome::Started(_) | StartOutcome::Repeated => None,
-        }
+impl std::fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventSink")
+            .field("run_id", &self.run.run_id)
+            .field("session_id", &self.run.session_id)
+            .finish_non_exhaustive()
     }
 }
 
-/// The session a run is started for.
-pub(crate) struct Origin<'a> {
-    pub(crate) registry: &'a Arc<SessionRegistry>,
-    pub(crate) user: &'a str,
-    pub(crate) session_id: &'a str,
-}
-
-/// Starts the run `frame` asks for (a `start_agent`, or a
-/// `user_message`/`chat` whose content is the input) with `runner`:
-/// counted against its user's runs in flight, idempotent by its message
-/// id within the session, tracked by the event monitor, its task spawned.
-pub(crate) async fn start(
-    state: &Arc<AppState>,
-    origin: Origin<'_>,
-    frame: &ClientFrame,
-    runner: Arc<dyn crate::agent::AgentRunner>,
-) -> StartOutcome {
-    let Origin {
-        registry,
-        user,
-        session_id,
-    } = origin;
-    let msg = &frame.message;
-    let Some(start) = frame.start() else {
-        let mut refusal = ErrorFrame::new(
-            ErrorCode::InvalidMessage,
-            format!("a `{}` frame starts no run", msg.message_type),
-        );
-        if let Some(id) = &msg.message_id {
-            refusal = refusal.with_ref_message_id(id.clone());
+impl EventSink {
+    /// Emits one event; `payload` is merged with `run_id` and `agent_name`.
+    /// Returns false if the session is gone, or the run was cancelled or
+    /// already ended (a run has one terminal frame: `agent_completed` or
+    /// `agent_error`; nothing is emitted after it): a runner should stop
+    /// then. While the session store is unreachable, events wait in order in
+    /// the gateway's outbox and are published when it is back (this returns
+    /// true).
+    pub async fn emit(&self, event: MessageType, payload: Value) -> bool {
+        if !self.run.admit(event) {
+            return false;
         }
-        return StartOutcome::Refused(refusal.to_message());
-    };
-    // A `message_id` is the start's idempotency key within the session: a
-    // client that lost its connection right after sending a start cannot
-    // know whether it arrived, so it sends it again with the same id. The
-    // run id is derived from it, so the repeat is recognised here, and on
-    // another gateway (on Redis) its events carry the same message ids,
-    // which the shared store appends once.
-    let run_id = match &msg.message_id {
-        Some(id) => idempotent_run_id(session_id, id),
-        None => state.next_id("run"),
-    };
-    // The session remembers its start keys (bounded, for its life; with
-    // Redis on every gateway): a repeat is recognised however long ago the
-    // first ran, whatever else the monitor has evicted since.
-    let key = format!("start:{run_id}");
-    let repeated = || {
-        state
-            .counters
-            .repeated_starts
-            .fetch_add(1, Ordering::Relaxed);
-    };
-    if msg.message_id.is_some() {
-        let seen = match registry.holds_key(session_id, &key).await {
-            Ok(seen) => seen,
-            // The store is down (fail-open): the event monitor's record of
-            // the run stands in until it is back.
+        self.publish(event, payload).await
+    }
+
+    /// Whether the run was cancelled (`stop_agent`): emitting is refused
+    /// from then on.
+    pub fn is_cancelled(&self) -> bool {
+        self.run.is_cancelled()
+    }
+
+    /// Ends a cancelled run with `agent_error {code: "cancelled"}`, unless it
+    /// already has its terminal frame.
+    pub(crate) async fn end_cancelled(&self) {
+        let reason = self.run.cancel_reason().unwrap_or(CancelReason::Stopped);
+        if self.run.claim_end() {
+            self.publish(
+                MessageType::AgentError,
+                json!({"code": "cancelled", "message": reason.message()}),
+            )
+            .await;
+        }
+    }
+
+    async fn publish(&self, event: MessageType, payload: Value) -> bool {
+        let (run, services) = (&self.run, &self.services);
+        let mut body = json!({"run_id": run.run_id, "agent_name": run.agent_name});
+        if let (Some(map), Value::Object(extra)) = (body.as_object_mut(), payload) {
+            map.extend(extra);
+        }
+        let now = services.clock.now();
+        run.record(event, &body, now);
+        let message_id = run.next_message_id();
+        let mut msg = WebSocketMessage::new(event, body)
+            .with_message_id(message_id.clone())
+            .with_timestamp(now);
+        msg.thread_id = run.thread_id.clone();
+        // Serialized once: the outbox, the session's buffer, the store and
+        // every reader share this text.
+        let frame = WireFrame::encode(&msg);
+        // The monitor sees the event before the client does (and keeps the
+        // message: no copy).
+        let _ = services.monitor.record_event(&run.run_id, msg);
+        let session = run.session_id.as_str();
+        if services.outbox.holds(session) {
+            // Earlier events wait: this one queues behind them.
+            services.outbox.push(session, frame, message_id);
+            return true;
+        }
+        match run
+            .registry
+            .publish_frame(session, &frame, Some(&message_id))
+            .await
+        {
+            Ok(_) => true,
+            Err(SessionError::UnknownSession(_)) => {
+                // No one can receive the rest: the run ends here.
+                run.cancel(CancelReason::SessionExpired);
+                false
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "start keys unavailable: checking this node's runs");
-                state.shared_store_failed();
-                state.monitor.is_tracking(&run_id)
-            }
-        };
-        if seen {
-            repeated();
-            return StartOutcome::Repeated;
-        }
-    }
-    let agent_name = start.agent_name.unwrap_or_else(|| "assistant".to_owned());
-    let thread_id = start.thread_id.or_else(|| msg.thread_id.clone());
-    let run = Arc::new(Run::new(RunIdentity {
-        run_id: run_id.clone(),
-        user: user.to_owned(),
-        agent_name: agent_name.clone(),
-        session_id: session_id.to_owned(),
-        thread_id: thread_id.clone(),
-        registry: registry.clone(),
-        started_at: state.clock.now(),
-    }));
-    let Some(slot) = state.runs.start(run.clone()) else {
-        Counters::bump(&state.counters.rate_limited);
-        let max = state.config.agents.max_runs_per_user;
-        let mut refusal = ErrorFrame::new(
-            ErrorCode::RateLimited,
-            format!("at most {max} runs in flight per user: wait for one to end, or stop one"),
-        );
-        if let Some(id) = &msg.message_id {
-            refusal = refusal.with_ref_message_id(id.clone());
-        }
-        return StartOutcome::Refused(refusal.to_message());
-    };
-    if msg.message_id.is_some() {
-        match registry.claim_key(session_id, &key).await {
-            Ok(true) => {}
-            // Claimed in between (on another gateway): a repeat.
-            Ok(false) => {
-                repeated();
-                return StartOutcome::Repeated;
-            }
-            // Fail-open: the run starts; the store learns nothing of the
-            // key, so only this node's monitor recognises a repeat.
-            Err(e) => {
-                tracing::warn!(error = %e, "start key not stored: the store is unreachable");
-                state.shared_store_failed();
+                tracing::warn!(session_id = %session, error = %e, "publishing failed: event queued until the store is back");
+                services.store_failed();
+                services.outbox.push(session, frame, message_id);
+                true
             }
         }
     }
-    let tools = start.tools.unwrap_or_else(|| vec!["search".to_owned()]);
-    let step_delay = Duration::from_millis(start.step_delay_ms.unwrap_or(0));
-    let mut session = AgentSession::new(user)
-        .with_run_id(run_id.clone())
-        .with_agent_name(agent_name.clone());
-    session.thread_id = thread_id.clone();
-    state.monitor.start_session_tracking(&run_id, session);
-    state.counters.runs.fetch_add(1, Ordering::Relaxed);
-    let sink = EventSink {
-        run: run.clone(),
-        state: state.clone(),
-    };
-    let request = AgentRequest {
-        run_id,
-        input: start.input.unwrap_or_default(),
-        user_id: user.to_owned(),
-        agent_name,
-        thread_id,
-        tools,
-        step_delay,
-    };
-    let (monitor, clock) = (state.monitor.clone(), state.clock.clone());
-    let started = request.run_id.clone();
-    let span = tracing::info_span!("run", run_id = %request.run_id, agent = %log_safe(&request.agent_name));
-    tokio::spawn(
-        async move {
-            tracing::debug!("run started");
-            let run_id = request.run_id.clone();
-            // A stop drops the runner where it waits (an upstream request
-            // is closed, so the backend sees it), then ends the run.
-            tokio::select! {
-                () = runner.run(request, sink.clone()) => {}
-                () = run.cancelled() => {}
-            }
-            if run.is_cancelled() {
-                sink.end_cancelled().await;
-                tracing::debug!("run cancelled");
-            } else {
-                tracing::debug!("run ended");
-            }
-            // Releases the user's count; a failed or cancelled run is
-            // remembered for the dashboard.
-            slot.finish(monitor.validate_session_completion(&run_id), clock.now());
-        }
-        .instrument(span),
-    );
-    StartOutcome::Started(started)
+}
+
+/// Runs an agent for a request, emitting its lifecycle events. A real agent
+/// plugs in here; the gateway ships [`SimulatedAgent`](crate::SimulatedAgent).
+#[async_trait]
+pub trait AgentRunner: Send + Sync {
+    /// Runs to completion (or failure), emitting events through `sink`.
+    async fn run(&self, request: AgentRequest, sink: EventSink);
+
+    /// Whether a client's `user_message`/`chat` starts a run too (its
+    /// `content` the input), as with a real agent behind the gateway.
+    /// Default false: only `start_agent` starts runs.
+    fn runs_on_user_messages(&self) -> bool {
+        false
+    }
 }

@@ -1,10 +1,17 @@
-//! `RunTable`: the runs in flight, per user, capped
+//! `RunTable`: starts runs (capped per user, idempotent by message id),
+//! keeps the runs in flight, per user, capped
 //! (`AgentsConfig::max_runs_per_user`); how `stop_agent` and session expiry
 //! reach one; and what the dashboard's runs panel shows (runs in flight,
 //! the most recent failed or cancelled runs with their reason).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tracing::Instrument;
+use wsc_core::{ClientFrame, ErrorCode, ErrorFrame, Frame, WebSocketMessage};
+use wsc_event_monitor::AgentSession;
 
 use dashmap::DashMap;
 use serde::Serialize;
@@ -12,7 +19,12 @@ use wsc_core::Timestamp;
 use wsc_event_monitor::EventValidationError;
 use wsc_reconnection::SessionRegistry;
 
-use crate::run::{CancelReason, Progress, Run, Terminal};
+use crate::counters::Counters;
+use crate::logging::log_safe;
+use crate::run::{
+    AgentRequest, AgentRunner, CancelReason, EventSink, Progress, Run, RunIdentity, RunServices,
+    Terminal,
+};
 
 /// How many ended runs the table remembers (failed or cancelled ones).
 const RECENT_ENDED: usize = 20;
@@ -25,6 +37,10 @@ const MAX_REASON_CHARS: usize = 200;
 #[derive(Debug)]
 pub(crate) struct RunTable {
     max_per_user: usize,
+    services: Arc<RunServices>,
+    /// This node's tag in the ids of runs started without a message id.
+    node_tag: String,
+    next_run: AtomicU64,
     runs: DashMap<String, Arc<Run>>,
     per_user: DashMap<String, usize>,
     ended: Mutex<VecDeque<EndedRun>>,
@@ -177,9 +193,12 @@ pub(crate) struct RunsSnapshot {
 }
 
 impl RunTable {
-    pub(crate) fn new(max_per_user: usize) -> Self {
+    pub(crate) fn new(max_per_user: usize, services: Arc<RunServices>, node_tag: String) -> Self {
         RunTable {
             max_per_user,
+            services,
+            node_tag,
+            next_run: AtomicU64::new(1),
             runs: DashMap::new(),
             per_user: DashMap::new(),
             ended: Mutex::new(VecDeque::with_capacity(RECENT_ENDED)),
@@ -188,7 +207,7 @@ impl RunTable {
 
     /// Registers a run if its user has fewer than the cap in flight;
     /// `None` at the cap.
-    pub(crate) fn start(self: &Arc<Self>, run: Arc<Run>) -> Option<RunSlot> {
+    pub(crate) fn register(self: &Arc<Self>, run: Arc<Run>) -> Option<RunSlot> {
         {
             let mut n = self.per_user.entry(run.user.clone()).or_insert(0);
             if *n >= self.max_per_user {
@@ -203,6 +222,15 @@ impl RunTable {
         };
         self.runs.insert(run.run_id.clone(), run);
         Some(slot)
+    }
+
+    /// `run-{node}-{n}`: the id of a run started without a message id.
+    fn next_run_id(&self) -> String {
+        format!(
+            "run-{}-{}",
+            self.node_tag,
+            self.next_run.fetch_add(1, Ordering::Relaxed)
+        )
     }
 
     /// Cancels `user`'s run `run_id`; false if no such run of theirs is in
@@ -294,6 +322,197 @@ impl RunTable {
     }
 }
 
+/// `run-` and 24 hex digits of SHA-256 over the session and the start's
+/// message id: the same on every gateway, unguessable across sessions.
+fn idempotent_run_id(session_id: &str, message_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(session_id.as_bytes());
+    hash.update([0]);
+    hash.update(message_id.as_bytes());
+    format!("run-{}", hex::encode(&hash.finalize()[..12]))
+}
+
+/// What became of a start.
+pub(crate) enum StartOutcome {
+    /// The run started with this id.
+    Started(String),
+    /// The session started this one before (same message id).
+    Repeated,
+    /// Refused; the reply tells the client why.
+    Refused(WebSocketMessage),
+}
+
+impl StartOutcome {
+    /// The reply for the client: only a refusal has one.
+    pub(crate) fn refusal(self) -> Option<WebSocketMessage> {
+        match self {
+            StartOutcome::Refused(reply) => Some(reply),
+            StartOutcome::Started(_) | StartOutcome::Repeated => None,
+        }
+    }
+}
+
+/// The session a run is started for.
+pub(crate) struct Origin<'a> {
+    pub(crate) registry: &'a Arc<SessionRegistry>,
+    pub(crate) user: &'a str,
+    pub(crate) session_id: &'a str,
+}
+
+impl RunTable {
+    /// Starts the run `frame` asks for (a `start_agent`, or a
+    /// `user_message`/`chat` whose content is the input) with `runner`:
+    /// counted against its user's runs in flight, idempotent by its message
+    /// id within the session, tracked by the event monitor, its task spawned.
+    pub(crate) async fn start_run(
+        self: &Arc<Self>,
+        origin: Origin<'_>,
+        frame: &ClientFrame,
+        runner: Arc<dyn AgentRunner>,
+    ) -> StartOutcome {
+        let services = &self.services;
+        let Origin {
+            registry,
+            user,
+            session_id,
+        } = origin;
+        let msg = &frame.message;
+        let Some(start) = frame.start() else {
+            let mut refusal = ErrorFrame::new(
+                ErrorCode::InvalidMessage,
+                format!("a `{}` frame starts no run", msg.message_type),
+            );
+            if let Some(id) = &msg.message_id {
+                refusal = refusal.with_ref_message_id(id.clone());
+            }
+            return StartOutcome::Refused(refusal.to_message());
+        };
+        // A `message_id` is the start's idempotency key within the session: a
+        // client that lost its connection right after sending a start cannot
+        // know whether it arrived, so it sends it again with the same id. The
+        // run id is derived from it, so the repeat is recognised here, and on
+        // another gateway (on Redis) its events carry the same message ids,
+        // which the shared store appends once.
+        let run_id = match &msg.message_id {
+            Some(id) => idempotent_run_id(session_id, id),
+            None => self.next_run_id(),
+        };
+        // The session remembers its start keys (bounded, for its life; with
+        // Redis on every gateway): a repeat is recognised however long ago the
+        // first ran, whatever else the monitor has evicted since.
+        let key = format!("start:{run_id}");
+        let repeated = || {
+            services
+                .counters
+                .repeated_starts
+                .fetch_add(1, Ordering::Relaxed);
+        };
+        if msg.message_id.is_some() {
+            let seen = match registry.holds_key(session_id, &key).await {
+                Ok(seen) => seen,
+                // The store is down (fail-open): the event monitor's record of
+                // the run stands in until it is back.
+                Err(e) => {
+                    tracing::warn!(error = %e, "start keys unavailable: checking this node's runs");
+                    services.store_failed();
+                    services.monitor.is_tracking(&run_id)
+                }
+            };
+            if seen {
+                repeated();
+                return StartOutcome::Repeated;
+            }
+        }
+        let agent_name = start.agent_name.unwrap_or_else(|| "assistant".to_owned());
+        let thread_id = start.thread_id.or_else(|| msg.thread_id.clone());
+        let run = Arc::new(Run::new(RunIdentity {
+            run_id: run_id.clone(),
+            user: user.to_owned(),
+            agent_name: agent_name.clone(),
+            session_id: session_id.to_owned(),
+            thread_id: thread_id.clone(),
+            registry: registry.clone(),
+            started_at: services.clock.now(),
+        }));
+        let Some(slot) = self.register(run.clone()) else {
+            Counters::bump(&services.counters.rate_limited);
+            let max = self.max_per_user;
+            let mut refusal = ErrorFrame::new(
+                ErrorCode::RateLimited,
+                format!("at most {max} runs in flight per user: wait for one to end, or stop one"),
+            );
+            if let Some(id) = &msg.message_id {
+                refusal = refusal.with_ref_message_id(id.clone());
+            }
+            return StartOutcome::Refused(refusal.to_message());
+        };
+        if msg.message_id.is_some() {
+            match registry.claim_key(session_id, &key).await {
+                Ok(true) => {}
+                // Claimed in between (on another gateway): a repeat.
+                Ok(false) => {
+                    repeated();
+                    return StartOutcome::Repeated;
+                }
+                // Fail-open: the run starts; the store learns nothing of the
+                // key, so only this node's monitor recognises a repeat.
+                Err(e) => {
+                    tracing::warn!(error = %e, "start key not stored: the store is unreachable");
+                    services.store_failed();
+                }
+            }
+        }
+        let tools = start.tools.unwrap_or_else(|| vec!["search".to_owned()]);
+        let step_delay = Duration::from_millis(start.step_delay_ms.unwrap_or(0));
+        let mut session = AgentSession::new(user)
+            .with_run_id(run_id.clone())
+            .with_agent_name(agent_name.clone());
+        session.thread_id = thread_id.clone();
+        services.monitor.start_session_tracking(&run_id, session);
+        services.counters.runs.fetch_add(1, Ordering::Relaxed);
+        let sink = EventSink {
+            run: run.clone(),
+            services: services.clone(),
+        };
+        let request = AgentRequest {
+            run_id,
+            input: start.input.unwrap_or_default(),
+            user_id: user.to_owned(),
+            agent_name,
+            thread_id,
+            tools,
+            step_delay,
+        };
+        let (monitor, clock) = (services.monitor.clone(), services.clock.clone());
+        let started = request.run_id.clone();
+        let span = tracing::info_span!("run", run_id = %request.run_id, agent = %log_safe(&request.agent_name));
+        tokio::spawn(
+            async move {
+                tracing::debug!("run started");
+                let run_id = request.run_id.clone();
+                // A stop drops the runner where it waits (an upstream request
+                // is closed, so the backend sees it), then ends the run.
+                tokio::select! {
+                    () = runner.run(request, sink.clone()) => {}
+                    () = run.cancelled() => {}
+                }
+                if run.is_cancelled() {
+                    sink.end_cancelled().await;
+                    tracing::debug!("run cancelled");
+                } else {
+                    tracing::debug!("run ended");
+                }
+                // Releases the user's count; a failed or cancelled run is
+                // remembered for the dashboard.
+                slot.finish(monitor.validate_session_completion(&run_id), clock.now());
+            }
+            .instrument(span),
+        );
+        StartOutcome::Started(started)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -301,6 +520,20 @@ mod tests {
     use wsc_reconnection::SessionConfig;
 
     use super::*;
+
+    fn table_of(max_per_user: usize) -> RunTable {
+        let clock = wsc_core::ManualClock::default().shared();
+        let services = Arc::new(RunServices {
+            monitor: Arc::new(wsc_event_monitor::EventMonitor::with_clock(
+                Default::default(),
+                clock.clone(),
+            )),
+            clock,
+            outbox: Arc::new(crate::outbox::Outbox::default()),
+            counters: Arc::new(Counters::default()),
+        });
+        RunTable::new(max_per_user, services, "node".into())
+    }
 
     fn at(secs: i64) -> Timestamp {
         Timestamp::from_unix_micros(secs * 1_000_000)
@@ -319,12 +552,12 @@ mod tests {
     }
 
     fn start(table: &Arc<RunTable>, user: &str, run_id: &str) -> Option<RunSlot> {
-        table.start(new_run(user, run_id, "s", 0))
+        table.register(new_run(user, run_id, "s", 0))
     }
 
     #[test]
     fn the_cap_counts_runs_until_their_slots_drop() {
-        let table = Arc::new(RunTable::new(2));
+        let table = Arc::new(table_of(2));
         let a = start(&table, "u", "r1").unwrap();
         let b = start(&table, "u", "r2").unwrap();
         assert!(start(&table, "u", "r3").is_none());
@@ -339,9 +572,9 @@ mod tests {
 
     #[test]
     fn only_the_owner_stops_a_run() {
-        let table = Arc::new(RunTable::new(4));
+        let table = Arc::new(table_of(4));
         let run = new_run("u", "r1", "s", 0);
-        let _slot = table.start(run.clone()).unwrap();
+        let _slot = table.register(run.clone()).unwrap();
         assert!(!table.stop("mallory", "r1"));
         assert!(!run.is_cancelled());
         assert!(!table.stop("u", "nope"));
@@ -351,15 +584,15 @@ mod tests {
 
     #[test]
     fn an_expired_session_cancels_its_runs_only() {
-        let table = Arc::new(RunTable::new(4));
+        let table = Arc::new(table_of(4));
         let (a, b, c) = (
             new_run("u", "r1", "s1", 0),
             new_run("u", "r2", "s1", 0),
             new_run("u", "r3", "s2", 0),
         );
-        let _s1 = table.start(a.clone()).unwrap();
-        let _s2 = table.start(b.clone()).unwrap();
-        let _s3 = table.start(c.clone()).unwrap();
+        let _s1 = table.register(a.clone()).unwrap();
+        let _s2 = table.register(b.clone()).unwrap();
+        let _s3 = table.register(c.clone()).unwrap();
         let mut sessions: Vec<String> = table.sessions().into_iter().map(|(s, _)| s).collect();
         sessions.sort();
         assert_eq!(sessions, ["s1", "s2"]);
@@ -374,12 +607,12 @@ mod tests {
 
     #[test]
     fn the_snapshot_lists_the_oldest_runs_with_their_last_event() {
-        let table = Arc::new(RunTable::new(100));
+        let table = Arc::new(table_of(100));
         let mut slots = Vec::new();
         let mut runs = Vec::new();
         for i in 0..60i64 {
             let run = new_run(&format!("u{i}"), &format!("r{i:02}"), "s", i);
-            slots.push(table.start(run.clone()).unwrap());
+            slots.push(table.register(run.clone()).unwrap());
             runs.push(run);
         }
         runs[3].record(MessageType::ToolExecuting, &json!({}), at(70));
@@ -415,7 +648,7 @@ mod tests {
         validation: Result<bool, EventValidationError>,
     ) {
         let run = new_run("u", run_id, "s", 1);
-        let slot = table.start(run.clone()).unwrap();
+        let slot = table.register(run.clone()).unwrap();
         for (t, payload) in events {
             run.record(*t, payload, at(2));
         }
@@ -427,7 +660,7 @@ mod tests {
 
     #[test]
     fn failed_and_cancelled_runs_are_remembered_with_their_reason() {
-        let table = Arc::new(RunTable::new(100));
+        let table = Arc::new(table_of(100));
         let started = (MessageType::AgentStarted, json!({}));
         ended(
             &table,
@@ -509,7 +742,7 @@ mod tests {
 
     #[test]
     fn the_recent_list_is_bounded_and_reasons_are_clipped() {
-        let table = Arc::new(RunTable::new(100));
+        let table = Arc::new(table_of(100));
         let long = "x".repeat(10_000);
         for i in 0..(RECENT_ENDED + 5) {
             ended(

@@ -12,11 +12,11 @@ use wsc_perf_monitor::PerformanceMonitor;
 use wsc_rate_limiter::WebSocketRateLimiter;
 use wsc_reconnection::SessionRegistry;
 
-use crate::agent::AgentRunner;
 use crate::config::GatewayConfig;
 use crate::counters::{Counters, GatewayStats};
 use crate::health::{HealthCache, HealthSnapshot};
 use crate::outbox::Outbox;
+use crate::run::AgentRunner;
 use crate::telemetry::Telemetry;
 
 /// How the ids of sessions held in one node's memory start (see

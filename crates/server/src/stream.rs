@@ -18,9 +18,9 @@ use axum::response::{IntoResponse, Response};
 use wsc_core::WebSocketMessage;
 use wsc_reconnection::ResumeRequest;
 
-use crate::agent::AgentRunner;
 use crate::connection::{OnOpen, Opened, Out};
-use crate::run::StartOutcome;
+use crate::run::AgentRunner;
+use crate::runs::StartOutcome;
 use crate::state::{AppState, SessionHome};
 
 /// Resumable, validated agent streams for your own axum WebSocket handler
@@ -199,12 +199,12 @@ impl AgentStream {
         let o = &self.0;
         let outcome = match wsc_core::ClientFrame::from_message(request.clone()) {
             Ok(frame) => {
-                let origin = crate::run::Origin {
+                let origin = crate::runs::Origin {
                     registry: &o.registry,
                     user: &o.user,
                     session_id: &o.session_id,
                 };
-                crate::run::start(&o.state, origin, &frame, runner).await
+                o.state.runs.start_run(origin, &frame, runner).await
             }
             Err(e) => StartOutcome::Refused(e.to_error_frame()),
         };

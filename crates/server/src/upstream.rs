@@ -13,7 +13,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use wsc_upstream::{AgentProtocol, StreamFormat, StreamReader, UpstreamMapper};
 
-use crate::agent::{AgentRequest, AgentRunner, EventSink};
+use crate::run::{AgentRequest, AgentRunner, EventSink};
 
 /// Where and how to reach an upstream agent backend.
 #[derive(Clone, PartialEq, Eq)]
