@@ -42,10 +42,11 @@ const BENCHES: [(&str, &str); 8] = [
 ];
 
 /// The harness-less benches run after the criterion ones.
-const PROCESS_BENCHES: [(&str, &str); 4] = [
+const PROCESS_BENCHES: [(&str, &str); 5] = [
     ("wsc-tests", "scale"),
     ("wsc-gateway", "connections"),
     ("wsc-gateway", "load"),
+    ("wsc-gateway", "fanout"),
     ("wsc-gateway", "ts_client"),
 ];
 
@@ -648,6 +649,38 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
                     human(v["p50_ns"].as_f64().unwrap_or(f64::NAN)),
                     human(v["p99_ns"].as_f64().unwrap_or(f64::NAN)),
                     v["cpu_ms_per_1000"].as_f64().unwrap_or(f64::NAN),
+                );
+            }
+        }
+        Err(e) => failures.push(e),
+    }
+    match run_bench("wsc-gateway", "fanout", &[], quick) {
+        Ok(out) => {
+            let _ = writeln!(
+                md,
+                "\n## One run fanned out to 100 readers\n\n\
+                 A backend publishes a run's frames (`POST /api/publish`) to a user with 100 \
+                 connections open, one request after another; every connection receives every \
+                 frame. The anchor is a bare tokio-tungstenite broadcast server handed the same \
+                 frames over one WebSocket, each sent to every reader unparsed. Each server in its \
+                 own process; ratio = the server's CPU per delivered frame / the anchor's.\n\n\
+                 | server | frames delivered | per second | server CPU per 1 000 delivered | ratio |\n|---|---:|---:|---:|---:|"
+            );
+            let rows = json_lines(&out);
+            let anchor = rows
+                .iter()
+                .find(|v| v["server"].as_str().is_some_and(|s| s.starts_with("bare")))
+                .and_then(|v| v["cpu_ms_per_1000"].as_f64());
+            for v in &rows {
+                let cpu = v["cpu_ms_per_1000"].as_f64().unwrap_or(f64::NAN);
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {:.0} | {:.2} ms | {} |",
+                    v["server"].as_str().unwrap_or("?"),
+                    v["delivered"],
+                    v["per_second"].as_f64().unwrap_or(f64::NAN),
+                    cpu,
+                    anchor.map_or_else(|| "—".to_owned(), |a| format!("{:.1}", cpu / a)),
                 );
             }
         }

@@ -218,31 +218,10 @@ type Readers = Arc<Mutex<Vec<(u64, mpsc::UnboundedSender<Message>)>>>;
 /// When `WSC_BENCH_BROADCAST` is set, serves the broadcast anchor on it
 /// until killed, and never returns.
 fn broadcast_if_asked() {
-    let Ok(bind) = std::env::var(BROADCAST_ENV) else {
-        return;
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&bind).await.expect("binds");
-        println!(
-            "listening on http://{}",
-            listener.local_addr().expect("an address")
-        );
-        let readers: Readers = Arc::default();
-        let mut next = 0u64;
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            next += 1;
-            tokio::spawn(broadcast_connection(stream, next, readers.clone()));
-        }
+    let readers: Readers = Arc::default();
+    common::serve_if_asked(BROADCAST_ENV, move |stream, id| {
+        broadcast_connection(stream, id, readers.clone())
     });
-    std::process::exit(0);
 }
 
 /// One connection of the anchor: a reader of every other connection's

@@ -93,15 +93,8 @@ pub(crate) enum Terminal {
 /// run table (`stop_agent`, session expiry, the dashboard) and its task.
 #[derive(Debug)]
 pub(crate) struct Run {
-    pub(crate) run_id: String,
-    pub(crate) user: String,
-    pub(crate) agent_name: String,
-    pub(crate) session_id: String,
-    pub(crate) thread_id: Option<String>,
-    /// The registry that holds the session (this node's memory for a
-    /// session started while the shared store was unreachable).
-    pub(crate) registry: Arc<SessionRegistry>,
-    pub(crate) started_at: Timestamp,
+    /// Who it belongs to and where its events go.
+    pub(crate) id: RunIdentity,
     cancelled: tokio::sync::watch::Sender<Option<CancelReason>>,
     ended: AtomicBool,
     progress: std::sync::Mutex<Progress>,
@@ -117,6 +110,8 @@ pub(crate) struct RunIdentity {
     pub(crate) agent_name: String,
     pub(crate) session_id: String,
     pub(crate) thread_id: Option<String>,
+    /// The registry that holds the session (this node's memory for a
+    /// session started while the shared store was unreachable).
     pub(crate) registry: Arc<SessionRegistry>,
     pub(crate) started_at: Timestamp,
 }
@@ -133,24 +128,9 @@ pub(crate) struct Progress {
 }
 
 impl Run {
-    pub(crate) fn new(identity: RunIdentity) -> Self {
-        let RunIdentity {
-            run_id,
-            user,
-            agent_name,
-            session_id,
-            thread_id,
-            registry,
-            started_at,
-        } = identity;
+    pub(crate) fn new(id: RunIdentity) -> Self {
         Run {
-            run_id,
-            user,
-            agent_name,
-            session_id,
-            thread_id,
-            registry,
-            started_at,
+            id,
             cancelled: tokio::sync::watch::Sender::new(None),
             ended: AtomicBool::new(false),
             progress: std::sync::Mutex::new(Progress::default()),
@@ -163,7 +143,7 @@ impl Run {
     /// once).
     pub(crate) fn next_message_id(&self) -> String {
         let n = self.next_message.fetch_add(1, Ordering::Relaxed);
-        format!("{}-{n}", self.run_id)
+        format!("{}-{n}", self.id.run_id)
     }
 
     /// Asks the run to stop; the first reason given is the one it ends
@@ -253,8 +233,8 @@ pub struct EventSink {
 impl std::fmt::Debug for EventSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventSink")
-            .field("run_id", &self.run.run_id)
-            .field("session_id", &self.run.session_id)
+            .field("run_id", &self.run.id.run_id)
+            .field("session_id", &self.run.id.session_id)
             .finish_non_exhaustive()
     }
 }
@@ -295,7 +275,7 @@ impl EventSink {
 
     async fn publish(&self, event: MessageType, payload: Value) -> bool {
         let (run, services) = (&self.run, &self.services);
-        let mut body = json!({"run_id": run.run_id, "agent_name": run.agent_name});
+        let mut body = json!({"run_id": run.id.run_id, "agent_name": run.id.agent_name});
         if let (Some(map), Value::Object(extra)) = (body.as_object_mut(), payload) {
             map.extend(extra);
         }
@@ -305,20 +285,21 @@ impl EventSink {
         let mut msg = WebSocketMessage::new(event, body)
             .with_message_id(message_id.clone())
             .with_timestamp(now);
-        msg.thread_id = run.thread_id.clone();
+        msg.thread_id = run.id.thread_id.clone();
         // Serialized once: the outbox, the session's buffer, the store and
         // every reader share this text.
         let frame = WireFrame::encode(&msg);
         // The monitor sees the event before the client does (and keeps the
         // message: no copy).
-        let _ = services.monitor.record_event(&run.run_id, msg);
-        let session = run.session_id.as_str();
+        let _ = services.monitor.record_event(&run.id.run_id, msg);
+        let session = run.id.session_id.as_str();
         if services.outbox.holds(session) {
             // Earlier events wait: this one queues behind them.
             services.outbox.push(session, frame, message_id);
             return true;
         }
         match run
+            .id
             .registry
             .publish_frame(session, &frame, Some(&message_id))
             .await

@@ -77,13 +77,13 @@ impl RunSlot {
         let ended =
             outcome(&progress, run.cancel_reason(), validation).map(|(outcome, reason)| EndedRun {
                 run_id: self.run_id.clone(),
-                user_id: run.user.clone(),
-                agent_name: run.agent_name.clone(),
+                user_id: run.id.user.clone(),
+                agent_name: run.id.agent_name.clone(),
                 outcome,
                 reason: clip(&reason),
                 events: progress.events,
                 ended_at: now.as_unix_secs_f64(),
-                duration_secs: now.duration_since(run.started_at).as_secs_f64(),
+                duration_secs: now.duration_since(run.id.started_at).as_secs_f64(),
             });
         drop(entry);
         if let Some(ended) = ended {
@@ -209,7 +209,7 @@ impl RunTable {
     /// `None` at the cap.
     pub(crate) fn register(self: &Arc<Self>, run: Arc<Run>) -> Option<RunSlot> {
         {
-            let mut n = self.per_user.entry(run.user.clone()).or_insert(0);
+            let mut n = self.per_user.entry(run.id.user.clone()).or_insert(0);
             if *n >= self.max_per_user {
                 return None;
             }
@@ -217,10 +217,10 @@ impl RunTable {
         }
         let slot = RunSlot {
             table: self.clone(),
-            user: run.user.clone(),
-            run_id: run.run_id.clone(),
+            user: run.id.user.clone(),
+            run_id: run.id.run_id.clone(),
         };
-        self.runs.insert(run.run_id.clone(), run);
+        self.runs.insert(run.id.run_id.clone(), run);
         Some(slot)
     }
 
@@ -237,7 +237,7 @@ impl RunTable {
     /// flight.
     pub(crate) fn stop(&self, user: &str, run_id: &str) -> bool {
         match self.runs.get(run_id) {
-            Some(run) if run.user == user => {
+            Some(run) if run.id.user == user => {
                 run.cancel(CancelReason::Stopped);
                 true
             }
@@ -251,8 +251,8 @@ impl RunTable {
         let mut sessions: HashMap<String, Arc<SessionRegistry>> = HashMap::new();
         for run in &self.runs {
             sessions
-                .entry(run.session_id.clone())
-                .or_insert_with(|| run.registry.clone());
+                .entry(run.id.session_id.clone())
+                .or_insert_with(|| run.id.registry.clone());
         }
         sessions.into_iter().collect()
     }
@@ -261,7 +261,7 @@ impl RunTable {
     pub(crate) fn cancel_session(&self, session_id: &str) -> usize {
         let mut n = 0;
         for run in &self.runs {
-            if run.session_id == session_id {
+            if run.id.session_id == session_id {
                 run.cancel(CancelReason::SessionExpired);
                 n += 1;
             }
@@ -287,12 +287,12 @@ impl RunTable {
             .map(|entry| {
                 let run = entry.value();
                 let progress = run.progress();
-                let last_at = progress.last.map_or(run.started_at, |(_, at)| at);
+                let last_at = progress.last.map_or(run.id.started_at, |(_, at)| at);
                 RunView {
                     run_id: entry.key().clone(),
-                    user_id: run.user.clone(),
-                    agent_name: run.agent_name.clone(),
-                    age_secs: now.duration_since(run.started_at).as_secs_f64(),
+                    user_id: run.id.user.clone(),
+                    agent_name: run.id.agent_name.clone(),
+                    age_secs: now.duration_since(run.id.started_at).as_secs_f64(),
                     events: progress.events,
                     last_event: progress.last.map(|(t, _)| t.as_str()),
                     idle_secs: now.duration_since(last_at).as_secs_f64(),

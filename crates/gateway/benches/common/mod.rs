@@ -130,7 +130,20 @@ const ECHO_ENV: &str = "WSC_BENCH_ECHO";
 /// The anchor: accept, upgrade with tokio-tungstenite, send every data
 /// frame back. No parsing, no limits, no bookkeeping.
 pub fn echo_if_asked() {
-    let Ok(bind) = std::env::var(ECHO_ENV) else {
+    serve_if_asked(ECHO_ENV, |stream, _| echo_connection(stream));
+}
+
+/// When the environment variable `env` names an address, serves an anchor
+/// on it — every accepted connection (`TCP_NODELAY`, numbered from 1)
+/// handed to `connection` in a task of its own — until killed, and never
+/// returns; otherwise returns at once. Prints `listening on http://ADDR`
+/// first, which [`Server::spawn`] waits for.
+pub fn serve_if_asked<F, Fut>(env: &str, connection: F)
+where
+    F: Fn(tokio::net::TcpStream, u64) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let Ok(bind) = std::env::var(env) else {
         return;
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -140,19 +153,22 @@ pub fn echo_if_asked() {
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&bind)
             .await
-            .expect("the echo binds");
+            .expect("the anchor binds");
         println!(
             "listening on http://{}",
             listener.local_addr().expect("an address")
         );
+        let mut next = 0u64;
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            tokio::spawn(echo_connection(stream));
+            next += 1;
+            tokio::spawn(connection(stream, next));
         }
     });
+    std::process::exit(0);
 }
 
 /// One echo connection: every text or binary frame sent back.
