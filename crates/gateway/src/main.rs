@@ -174,9 +174,9 @@ struct ServeArgs {
     #[arg(long, env = "WSC_MAX_SESSIONS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     max_sessions: u64,
     /// Heap bytes the replay buffers' frames may take in all sessions
-    /// together (each frame counted as the parsed message it is kept as,
-    /// not its serialized size); past it, the sessions detached longest ago
-    /// are reclaimed.
+    /// together (each frame counted as it is kept: its serialized text + at
+    /// most 64 bytes); past it, the sessions detached longest ago are
+    /// reclaimed.
     #[arg(long, env = "WSC_MAX_REPLAY_BYTES_TOTAL", default_value_t = 512 * 1024 * 1024)]
     max_replay_bytes_total: usize,
     /// Seconds after which a run still going is stuck (timed out; counted

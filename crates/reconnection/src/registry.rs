@@ -384,8 +384,8 @@ impl SessionRegistry {
     }
 
     /// About the heap the frames buffered for replay take in every session
-    /// (each frame's [`heap_bytes`](crate::BufferedFrame::heap_bytes): the
-    /// parsed message, not its serialized size), when the store counts
+    /// (each frame's [`heap_bytes`](crate::BufferedFrame::heap_bytes): its
+    /// serialized text + at most 64 bytes), when the store counts
     /// them (the memory store does; a shared store such as Redis keeps
     /// them elsewhere and says `None`).
     pub fn buffered_bytes(&self) -> Option<usize> {
