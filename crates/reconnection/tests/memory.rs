@@ -149,8 +149,15 @@ fn a_buffered_frame_costs_its_size_and_64_bytes() {
             overhead <= 64.0,
             "{overhead:.1} bytes per frame besides its text"
         );
-        // What the buffer counts is what the allocator saw.
-        assert_eq!(buffer.heap_bytes(), grown);
+        // What the buffer counts is what the allocator saw. The allocator
+        // counts every thread: the test harness's own threads may allocate
+        // a few hundred bytes meanwhile (seen: 144 B of 4.3 MB), so the
+        // two agree within 0.1 %, not to the byte.
+        let counted = buffer.heap_bytes() as f64;
+        assert!(
+            (counted - grown as f64).abs() <= grown as f64 * 0.001,
+            "the buffer counts {counted} bytes, the allocator saw {grown}"
+        );
         drop(buffer);
     }
 }
