@@ -81,12 +81,15 @@ pub enum WireFrameError {
     SeqOutOfRange(u64),
 }
 
-/// The index of `t` in [`MessageType::ALL`].
+/// The index of `t` in [`MessageType::ALL`] (its declaration order: the
+/// enum has no explicit discriminants, so the cast is the index).
 fn type_index(t: MessageType) -> u64 {
-    MessageType::ALL
-        .iter()
-        .position(|x| *x == t)
-        .map_or(0, |i| i as u64)
+    t as u64
+}
+
+/// A time as [`WireFrame`] keeps it.
+fn micros(time: Option<Timestamp>) -> i64 {
+    time.map_or(NO_TIME, |t| t.as_unix_micros())
 }
 
 fn seq_suffix_len(seq: u64) -> usize {
@@ -111,7 +114,7 @@ impl WireFrame {
         WireFrame {
             text: Arc::from(text),
             packed: (type_index(message.message_type) << SEQ_BITS) | seq.unwrap_or(0),
-            time: message.timestamp.map_or(NO_TIME, |t| t.as_unix_micros()),
+            time: micros(message.timestamp),
         }
     }
 
@@ -139,7 +142,7 @@ impl WireFrame {
         Ok(WireFrame {
             text,
             packed: type_index(t) << SEQ_BITS,
-            time: time.map_or(NO_TIME, |t| t.as_unix_micros()),
+            time: micros(time),
         })
     }
 
@@ -190,7 +193,7 @@ impl WireFrame {
             &body[..body.len() - 1],
             type_index(t) << SEQ_BITS,
             seq,
-            time.map_or(NO_TIME, |t| t.as_unix_micros()),
+            micros(time),
         )
     }
 
@@ -445,6 +448,13 @@ mod tests {
             WireFrame::from_wire(r#"{"type":"nope","payload":{}}"#, None),
             Err(WireFrameError::UnknownType("nope".into()))
         );
+    }
+
+    #[test]
+    fn a_type_index_is_its_place_in_all() {
+        for (i, t) in MessageType::ALL.iter().enumerate() {
+            assert_eq!(type_index(*t), i as u64, "{t}");
+        }
     }
 
     #[test]

@@ -47,38 +47,28 @@ fn main() {
         "0",
     ]);
     let url = format!("ws://{}/ws?user_id=fan", gateway.addr);
-    let addr = gateway.addr.clone();
-    let cpu0 = gateway.cpu_seconds();
-    let (elapsed, delivered) = rt.block_on(fan_out(&url, frames, |n| {
-        let addr = addr.clone();
-        async move { publish_over_http(&addr, n).await }
-    }));
-    let cpu = gateway.cpu_seconds() - cpu0;
-    report(
+    rt.block_on(fan_out(
+        &gateway,
         "wsc gateway (POST /api/publish to 100 connections)",
-        delivered,
-        elapsed,
-        cpu,
-    );
+        &url,
+        frames,
+        |n| publish_over_http(&gateway.addr, n),
+    ));
     drop(gateway);
 
     let anchor = start_broadcast();
     let url = format!("ws://{}/", anchor.addr);
-    let cpu0 = anchor.cpu_seconds();
-    let publisher_url = url.clone();
-    let (elapsed, delivered) = rt.block_on(fan_out(&url, frames, |n| {
-        let url = publisher_url.clone();
-        async move { publish_over_websocket(&url, n).await }
-    }));
-    let cpu = anchor.cpu_seconds() - cpu0;
-    report(
+    rt.block_on(fan_out(
+        &anchor,
         "bare tokio-tungstenite broadcast (same frames)",
-        delivered,
-        elapsed,
-        cpu,
-    );
+        &url,
+        frames,
+        |n| publish_over_websocket(&url, n),
+    ));
 }
 
+/// Prints one result line: frames delivered per second and the server's
+/// CPU per 1 000 delivered frames.
 fn report(server: &str, delivered: u64, elapsed: f64, cpu: f64) {
     println!(
         "{}",
@@ -98,14 +88,16 @@ fn payload(n: usize) -> serde_json::Value {
     json!({"n": n, "thought": "comparing the two sources before answering", "step": "search"})
 }
 
-/// Opens the readers, runs `publish(frames)`, and waits until every reader
-/// got every frame. Returns (seconds from the first publish to the last
-/// frame read, frames delivered).
-async fn fan_out<F, Fut>(url: &str, frames: usize, publish: F) -> (f64, u64)
+/// Opens the readers on `server`, runs `publish(frames)`, waits until
+/// every reader got every frame, and reports the time from the first
+/// publish to the last frame read and the server's CPU time meanwhile
+/// (connecting the readers included).
+async fn fan_out<F, Fut>(server: &common::Server, name: &str, url: &str, frames: usize, publish: F)
 where
     F: FnOnce(usize) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    let cpu0 = server.cpu_seconds();
     let mut ready = Vec::new();
     let mut readers = Vec::new();
     for _ in 0..READERS {
@@ -142,7 +134,8 @@ where
     for r in readers {
         delivered += r.await.unwrap();
     }
-    (started.elapsed().as_secs_f64(), delivered)
+    let elapsed = started.elapsed().as_secs_f64();
+    report(name, delivered, elapsed, server.cpu_seconds() - cpu0);
 }
 
 /// Publishes `frames` frames of one run to user `fan` through the gateway's

@@ -421,7 +421,7 @@ impl SessionRegistry {
         message: WebSocketMessage,
     ) -> Result<Option<u64>, SessionError> {
         let frame = WireFrame::encode(&message);
-        self.publish_inner(session_id, &frame, message.message_id.as_deref(), true)
+        self.publish_frame_once(session_id, &frame, message.message_id.as_deref())
             .await
     }
 

@@ -42,9 +42,6 @@ pub(crate) trait Broker: Send + Sync {
 
     /// Rate-limit decisions made in memory while the store did not answer.
     fn local_decisions(&self) -> u64;
-
-    /// The store's address as logs show it (no credentials).
-    fn describe(&self) -> String;
 }
 
 /// The broker, and what the gateway does while it does not answer

@@ -605,13 +605,4 @@ impl Broker for RedisBroker {
     fn local_decisions(&self) -> u64 {
         self.limiter_store.fallbacks()
     }
-
-    fn describe(&self) -> String {
-        // No credentials in logs.
-        let url = self
-            .url
-            .split_once('@')
-            .map_or(self.url.as_str(), |(_, host)| host);
-        format!("redis at {url}")
-    }
 }

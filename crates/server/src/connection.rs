@@ -34,10 +34,9 @@ pub(crate) enum Out {
 /// What the writer writes: a session frame (its shared text, never
 /// serialized again) or what the connection task queued.
 enum Write {
-    /// A live frame: its delivery latency is measured.
-    Live(WireFrame),
-    /// A frame of the resume's replay.
-    Replayed(WireFrame),
+    /// A session frame; `live` (not replayed) ones have their delivery
+    /// latency measured.
+    Frame(WireFrame, bool),
     /// A control frame, ping or close.
     Queued(Out),
 }
@@ -49,12 +48,11 @@ const IDLE_BATCH_ROOM: usize = 4;
 /// A frame's text as a WebSocket text message, sharing the frame's
 /// allocation (no copy, no serialization).
 fn text_message(frame: WireFrame) -> Message {
-    let text = bytes::Bytes::from_owner(frame);
-    match axum::extract::ws::Utf8Bytes::try_from(text) {
-        Ok(text) => Message::Text(text),
-        // A frame's text is a `str`: always UTF-8.
-        Err(_) => Message::Text(axum::extract::ws::Utf8Bytes::from_static("")),
-    }
+    // A frame's text is a `str`, so the check never fails; if it did, the
+    // text would be copied rather than lost.
+    let text = axum::extract::ws::Utf8Bytes::try_from(bytes::Bytes::from_owner(frame.clone()))
+        .unwrap_or_else(|_| frame.as_str().into());
+    Message::Text(text)
 }
 
 /// An admitted client, for [`run`].
@@ -230,7 +228,7 @@ async fn open(state: Arc<AppState>, socket: WebSocket, client: Client) -> Option
     // straight from the session (no hop through this task) and what this
     // task queues (pongs, errors, pings, the close).
     let first: Vec<Write> = std::iter::once(Write::Queued(Out::Control(Box::new(hello))))
-        .chain(start.replay.into_iter().map(Write::Replayed))
+        .chain(start.replay.into_iter().map(|f| Write::Frame(f, false)))
         .collect();
     let (live, attachment) = (attached.frames, attached.attachment);
     let writer = tokio::spawn(
@@ -437,7 +435,7 @@ async fn write_loop(
                 biased;
                 out = w.rx.recv() => out.map(Write::Queued),
                 frame = w.live.recv(), if live_open => match frame {
-                    Some(frame) => Some(Write::Live(frame)),
+                    Some(frame) => Some(Write::Frame(frame, true)),
                     None => {
                         live_open = false;
                         Some(Write::Queued(detached_close(&state, &w).await))
@@ -454,7 +452,7 @@ async fn write_loop(
             if let Ok(out) = w.rx.try_recv() {
                 batch.push(Write::Queued(out));
             } else if live_open && let Ok(frame) = w.live.try_recv() {
-                batch.push(Write::Live(frame));
+                batch.push(Write::Frame(frame, true));
             } else {
                 break;
             }
@@ -468,9 +466,9 @@ async fn write_loop(
             Box::pin(async {
                 for out in batch.drain(..) {
                     let message = match out {
-                        Write::Live(frame) => {
+                        Write::Frame(frame, live) => {
                             state.counters.frames_sent.fetch_add(1, Ordering::Relaxed);
-                            if let Some(published) = frame.timestamp() {
+                            if live && let Some(published) = frame.timestamp() {
                                 let latency = state.clock.now().duration_since(published);
                                 // The dashboard's delivery latency, from the
                                 // frame's publish (when the session buffered
@@ -479,10 +477,6 @@ async fn write_loop(
                                 // processed".)
                                 state.telemetry.record_latency(latency);
                             }
-                            text_message(frame)
-                        }
-                        Write::Replayed(frame) => {
-                            state.counters.frames_sent.fetch_add(1, Ordering::Relaxed);
                             text_message(frame)
                         }
                         Write::Queued(Out::Control(frame)) => {

@@ -136,11 +136,7 @@ impl AppState {
         if self.counters.store_failed()
             && let Some(shared) = &self.shared
         {
-            tracing::warn!(
-                "redis unreachable ({}): {:?} until it is back",
-                shared.broker.describe(),
-                shared.failure
-            );
+            tracing::warn!("redis unreachable: {:?} until it is back", shared.failure);
         }
     }
 
