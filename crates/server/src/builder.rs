@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -306,6 +305,7 @@ impl Gateway {
         let counters = Arc::new(Counters::default());
         let outbox = Arc::new(Outbox::default());
         let run_services = Arc::new(RunServices {
+            ids: crate::counters::Ids::new(node_tag),
             monitor: monitor.clone(),
             clock: clock.clone(),
             outbox: outbox.clone(),
@@ -324,21 +324,15 @@ impl Gateway {
             shutdown,
             shutdown_tx,
             open_sockets: watch::Sender::new(()),
-            next_id: AtomicU64::new(1),
             config,
             clock,
             telemetry: Telemetry::new(),
-            node_tag: node_tag.clone(),
             shared: redis,
             local_sessions,
             local_prefix,
             outbox,
             health: HealthCache::default(),
-            runs: Arc::new(crate::runs::RunTable::new(
-                max_runs_per_user,
-                run_services,
-                node_tag.clone(),
-            )),
+            runs: Arc::new(crate::runs::RunTable::new(max_runs_per_user, run_services)),
             metrics: std::sync::RwLock::default(),
             upkeep: std::sync::Mutex::default(),
         });

@@ -5,6 +5,32 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::Serialize;
 
+/// This gateway's ids of connections and runs: `{prefix}-{node}-{n}`, one
+/// counter for all of them, the node tag telling gateways apart.
+#[derive(Debug)]
+pub(crate) struct Ids {
+    node_tag: String,
+    next: AtomicU64,
+}
+
+impl Ids {
+    pub(crate) fn new(node_tag: String) -> Self {
+        Ids {
+            node_tag,
+            next: AtomicU64::new(1),
+        }
+    }
+
+    /// The next id with `prefix` (`conn`, `run`).
+    pub(crate) fn next(&self, prefix: &str) -> String {
+        format!(
+            "{prefix}-{}-{}",
+            self.node_tag,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}
+
 /// Gateway-level counters (also in `/metrics` and `/api/stats`).
 #[derive(Debug)]
 pub(crate) struct Counters {

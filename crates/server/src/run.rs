@@ -16,13 +16,15 @@ use wsc_core::{MessageType, SharedClock, Timestamp, WebSocketMessage, WireFrame}
 use wsc_event_monitor::EventMonitor;
 use wsc_reconnection::{SessionError, SessionRegistry};
 
-use crate::counters::Counters;
+use crate::counters::{Counters, Ids};
 use crate::outbox::Outbox;
 
 /// What every run of a gateway uses: the event monitor, the clock, the
-/// outbox (events waiting while the store is unreachable) and the counters.
+/// outbox (events waiting while the store is unreachable), the counters and
+/// the gateway's ids.
 #[derive(Debug)]
 pub(crate) struct RunServices {
+    pub(crate) ids: Ids,
     pub(crate) monitor: Arc<EventMonitor>,
     pub(crate) clock: SharedClock,
     pub(crate) outbox: Arc<Outbox>,

@@ -5,7 +5,7 @@
 //! the most recent failed or cancelled runs with their reason).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use wsc_core::Timestamp;
 use wsc_event_monitor::EventValidationError;
 use wsc_reconnection::SessionRegistry;
 
-use crate::counters::Counters;
+use crate::counters::{Counters, Ids};
 use crate::logging::log_safe;
 use crate::run::{
     AgentRequest, AgentRunner, CancelReason, EventSink, Progress, Run, RunIdentity, RunServices,
@@ -38,9 +38,6 @@ const MAX_REASON_CHARS: usize = 200;
 pub(crate) struct RunTable {
     max_per_user: usize,
     services: Arc<RunServices>,
-    /// This node's tag in the ids of runs started without a message id.
-    node_tag: String,
-    next_run: AtomicU64,
     runs: DashMap<String, Arc<Run>>,
     per_user: DashMap<String, usize>,
     ended: Mutex<VecDeque<EndedRun>>,
@@ -193,12 +190,10 @@ pub(crate) struct RunsSnapshot {
 }
 
 impl RunTable {
-    pub(crate) fn new(max_per_user: usize, services: Arc<RunServices>, node_tag: String) -> Self {
+    pub(crate) fn new(max_per_user: usize, services: Arc<RunServices>) -> Self {
         RunTable {
             max_per_user,
             services,
-            node_tag,
-            next_run: AtomicU64::new(1),
             runs: DashMap::new(),
             per_user: DashMap::new(),
             ended: Mutex::new(VecDeque::with_capacity(RECENT_ENDED)),
@@ -224,13 +219,10 @@ impl RunTable {
         Some(slot)
     }
 
-    /// `run-{node}-{n}`: the id of a run started without a message id.
-    fn next_run_id(&self) -> String {
-        format!(
-            "run-{}-{}",
-            self.node_tag,
-            self.next_run.fetch_add(1, Ordering::Relaxed)
-        )
+    /// The gateway's ids (of runs started without a message id, and of
+    /// connections).
+    pub(crate) fn ids(&self) -> &Ids {
+        &self.services.ids
     }
 
     /// Cancels `user`'s run `run_id`; false if no such run of theirs is in
@@ -344,6 +336,16 @@ pub(crate) enum StartOutcome {
 }
 
 impl StartOutcome {
+    /// A refusal of `msg`: an `error` frame with `code` and `text` that
+    /// names the message (`ref_message_id`) when it has an id.
+    fn refused(code: ErrorCode, text: String, msg: &WebSocketMessage) -> Self {
+        let mut refusal = ErrorFrame::new(code, text);
+        if let Some(id) = &msg.message_id {
+            refusal = refusal.with_ref_message_id(id.clone());
+        }
+        StartOutcome::Refused(refusal.to_message())
+    }
+
     /// The reply for the client: only a refusal has one.
     pub(crate) fn refusal(self) -> Option<WebSocketMessage> {
         match self {
@@ -379,14 +381,11 @@ impl RunTable {
         } = origin;
         let msg = &frame.message;
         let Some(start) = frame.start() else {
-            let mut refusal = ErrorFrame::new(
+            return StartOutcome::refused(
                 ErrorCode::InvalidMessage,
                 format!("a `{}` frame starts no run", msg.message_type),
+                msg,
             );
-            if let Some(id) = &msg.message_id {
-                refusal = refusal.with_ref_message_id(id.clone());
-            }
-            return StartOutcome::Refused(refusal.to_message());
         };
         // A `message_id` is the start's idempotency key within the session: a
         // client that lost its connection right after sending a start cannot
@@ -396,7 +395,7 @@ impl RunTable {
         // which the shared store appends once.
         let run_id = match &msg.message_id {
             Some(id) => idempotent_run_id(session_id, id),
-            None => self.next_run_id(),
+            None => self.ids().next("run"),
         };
         // The session remembers its start keys (bounded, for its life; with
         // Redis on every gateway): a repeat is recognised however long ago the
@@ -438,14 +437,11 @@ impl RunTable {
         let Some(slot) = self.register(run.clone()) else {
             Counters::bump(&services.counters.rate_limited);
             let max = self.max_per_user;
-            let mut refusal = ErrorFrame::new(
+            return StartOutcome::refused(
                 ErrorCode::RateLimited,
                 format!("at most {max} runs in flight per user: wait for one to end, or stop one"),
+                msg,
             );
-            if let Some(id) = &msg.message_id {
-                refusal = refusal.with_ref_message_id(id.clone());
-            }
-            return StartOutcome::Refused(refusal.to_message());
         };
         if msg.message_id.is_some() {
             match registry.claim_key(session_id, &key).await {
@@ -524,6 +520,7 @@ mod tests {
     fn table_of(max_per_user: usize) -> RunTable {
         let clock = wsc_core::ManualClock::default().shared();
         let services = Arc::new(RunServices {
+            ids: Ids::new("node".into()),
             monitor: Arc::new(wsc_event_monitor::EventMonitor::with_clock(
                 Default::default(),
                 clock.clone(),
@@ -532,7 +529,7 @@ mod tests {
             outbox: Arc::new(crate::outbox::Outbox::default()),
             counters: Arc::new(Counters::default()),
         });
-        RunTable::new(max_per_user, services, "node".into())
+        RunTable::new(max_per_user, services)
     }
 
     fn at(secs: i64) -> Timestamp {

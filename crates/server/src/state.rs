@@ -3,7 +3,6 @@
 //! upkeep's task handles without knowing what they do.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::watch;
 use wsc_core::SharedClock;
@@ -37,10 +36,7 @@ pub(crate) struct AppState {
     /// Every open WebSocket holds a receiver (taken at the upgrade):
     /// `closed()` completes when the last one has ended.
     pub(crate) open_sockets: watch::Sender<()>,
-    pub(crate) next_id: AtomicU64,
     pub(crate) telemetry: Telemetry,
-    /// Distinguishes this node's ids (runs, connections) from other nodes'.
-    pub(crate) node_tag: String,
     /// What crosses gateways (the broker) and the policy while it does
     /// not answer, when the gateway shares its state (Redis).
     pub(crate) shared: Option<crate::broker::Shared>,
@@ -118,11 +114,7 @@ impl AppState {
     }
 
     pub(crate) fn next_id(&self, prefix: &str) -> String {
-        format!(
-            "{prefix}-{}-{}",
-            self.node_tag,
-            self.next_id.fetch_add(1, Ordering::Relaxed)
-        )
+        self.runs.ids().next(prefix)
     }
 
     /// Whether the gateway runs on Redis and Redis answered last.
