@@ -29,7 +29,7 @@ impl PerformanceMonitor {
         Some(report)
     }
 
-    pub(crate) fn report_of(
+    fn report_of(
         &self,
         c: &Conn,
         id: &str,
