@@ -639,7 +639,8 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
                  each server in its own process; CPU is the server's.\n\n\
                  | server | messages | per second | latency p50 | p99 | server CPU per 1 000 |\n|---|---:|---:|---:|---:|---:|"
             );
-            for v in json_lines(&out) {
+            let rows = json_lines(&out);
+            for v in rows.iter().filter(|v| v["server"] != "ratio") {
                 let _ = writeln!(
                     md,
                     "| {} | {} | {:.0} | {} | {} | {:.2} ms |",
@@ -649,6 +650,23 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
                     human(v["p50_ns"].as_f64().unwrap_or(f64::NAN)),
                     human(v["p99_ns"].as_f64().unwrap_or(f64::NAN)),
                     v["cpu_ms_per_1000"].as_f64().unwrap_or(f64::NAN),
+                );
+            }
+            if let Some(r) = rows.iter().find(|v| v["server"] == "ratio") {
+                let each: Vec<String> = r["cpu_ratios"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_f64)
+                    .map(|x| format!("{x:.2}"))
+                    .collect();
+                let _ = writeln!(
+                    md,
+                    "\nGateway / echo CPU per event: **{:.2}** (median of {} rounds, the two servers \
+                     alternating; each round: {}). Each row above is that server's median round.",
+                    r["cpu_ratio_median"].as_f64().unwrap_or(f64::NAN),
+                    r["rounds"],
+                    each.join(", "),
                 );
             }
         }
