@@ -1,26 +1,28 @@
 //! The broker: what one gateway shares with the others on the same store,
-//! behind one trait, and the gateway's policy for when it does not answer.
+//! behind one trait, with an implementation for a gateway on its own
+//! ([`MemoryBroker`]). The builder makes the Redis one; nothing else in the
+//! server knows which store is behind it. What the gateway does while the
+//! broker does not answer is the `shared` module's policy, around either.
 //!
 //! A session's frames cross gateways through the session registry's store
 //! (append numbers and announces them); the rest is here: each user's
 //! connection count across gateways, the store's health, and the delivery
-//! to this gateway's connections of frames other gateways append. The
-//! builder makes the broker (today: on Redis); nothing else in the server
-//! knows which store is behind it.
+//! to this gateway's connections of frames other gateways append.
 
 use std::any::Any;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use dashmap::DashMap;
 use wsc_core::StoreError;
 use wsc_reconnection::SessionRegistry;
-
-use crate::config::RedisFailurePolicy;
 
 /// What crosses gateways besides the sessions' frames.
 #[async_trait]
 pub(crate) trait Broker: Send + Sync {
+    /// Whether other gateways share this broker's store (false for a
+    /// gateway on its own: nothing is shared, nothing can be unreachable).
+    fn spans_gateways(&self) -> bool;
+
     /// Counts `connection` in `user`'s connections across gateways: false
     /// (nothing counted) if the user holds `cap` already.
     async fn acquire(&self, user: &str, connection: &str, cap: u32) -> Result<bool, StoreError>;
@@ -44,51 +46,61 @@ pub(crate) trait Broker: Send + Sync {
     fn local_decisions(&self) -> u64;
 }
 
-/// The broker, and what the gateway does while it does not answer
-/// (`failure`): fail-open serves new sessions from this gateway's memory
-/// and queues agent events in the outbox; fail-closed refuses.
-pub(crate) struct Shared {
-    pub(crate) broker: Arc<dyn Broker>,
-    pub(crate) failure: RedisFailurePolicy,
-    /// This gateway's open connections (connection -> user), for
-    /// [`Broker::refresh`].
-    pub(crate) open: DashMap<String, String>,
+/// The broker of a gateway on its own: sessions live in its memory, so a
+/// frame appended reaches every reader directly, and the user's
+/// connections are all here, where the rate limiter already caps them.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct MemoryBroker;
+
+#[async_trait]
+impl Broker for MemoryBroker {
+    fn spans_gateways(&self) -> bool {
+        false
+    }
+
+    /// Always admits: the gateway's own per-user cap (the rate limiter's,
+    /// checked first) counts every connection there is.
+    async fn acquire(&self, _user: &str, _connection: &str, _cap: u32) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    async fn release(&self, _user: &str, _connection: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn refresh(&self, _open: &[(String, String)]) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Nothing to deliver: no other gateway appends to this memory.
+    fn deliver_to(&self, _sessions: Arc<SessionRegistry>) -> Option<Box<dyn Any + Send>> {
+        Some(Box::new(()))
+    }
+
+    fn local_decisions(&self) -> u64 {
+        0
+    }
 }
 
-impl Shared {
-    pub(crate) fn new(broker: Arc<dyn Broker>, failure: RedisFailurePolicy) -> Self {
-        Shared {
-            broker,
-            failure,
-            open: DashMap::new(),
-        }
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    pub(crate) fn fail_closed(&self) -> bool {
-        self.failure == RedisFailurePolicy::FailClosed
-    }
-
-    /// Records `connection` of `user` as open here (renewed until
-    /// [`close`](Self::close)).
-    pub(crate) fn hold(&self, user: &str, connection: &str) {
-        self.open.insert(connection.to_owned(), user.to_owned());
-    }
-
-    /// Takes `connection` out of the count, in the background (a failed
-    /// release expires with its lease).
-    pub(crate) fn close(&self, user: String, connection: String) {
-        self.open.remove(&connection);
-        let broker = self.broker.clone();
-        tokio::spawn(async move {
-            let _ = broker.release(&user, &connection).await;
-        });
-    }
-
-    /// The open connections as `(user, connection)`.
-    pub(crate) fn open_connections(&self) -> Vec<(String, String)> {
-        self.open
-            .iter()
-            .map(|e| (e.value().clone(), e.key().clone()))
-            .collect()
+    #[tokio::test]
+    async fn the_memory_broker_always_answers_and_shares_nothing() {
+        let broker = MemoryBroker;
+        assert!(!broker.spans_gateways());
+        assert!(broker.acquire("u", "c1", 1).await.unwrap());
+        assert!(broker.acquire("u", "c2", 1).await.unwrap());
+        broker.release("u", "c1").await.unwrap();
+        broker.refresh(&[("u".into(), "c2".into())]).await.unwrap();
+        broker.ping().await.unwrap();
+        assert_eq!(broker.local_decisions(), 0);
+        let sessions = Arc::new(SessionRegistry::new(Default::default()));
+        assert!(broker.deliver_to(sessions).is_some());
     }
 }

@@ -12,15 +12,15 @@ use wsc_perf_monitor::{PerformanceMonitor, PerformanceMonitorConfig};
 use wsc_rate_limiter::{RateLimitConfig, WebSocketRateLimiter};
 use wsc_reconnection::{BufferLimits, SessionConfig, SessionRegistry};
 
-use crate::broker::{Broker, Shared};
+use crate::broker::{Broker, MemoryBroker};
 use crate::config::{GatewayConfig, RedisFailurePolicy, RedisSettings};
 use crate::counters::{Counters, GatewayStats};
 use crate::health::HealthCache;
 use crate::metrics::GatewayCollector;
-use crate::outbox::Outbox;
 use crate::run::{AgentRunner, RunServices};
+use crate::shared::{LOCAL_SESSION_MARK, Shared};
 use crate::simulated::SimulatedAgent;
-use crate::state::{AppState, LOCAL_SESSION_MARK, UpkeepSlot};
+use crate::state::{AppState, UpkeepSlot};
 use crate::telemetry::{StatsSample, Telemetry};
 use crate::upkeep;
 
@@ -221,11 +221,12 @@ impl Gateway {
             },
             clock.clone(),
         ));
-        let (limiter, sessions, redis) = match redis {
+        let (limiter, sessions, broker, failure): (_, _, Arc<dyn Broker>, _) = match redis {
             None => (
                 WebSocketRateLimiter::with_clock(limits, clock.clone()),
                 local_sessions.clone(),
-                None,
+                Arc::new(MemoryBroker),
+                RedisFailurePolicy::default(),
             ),
             Some((settings, conn, secret)) => {
                 let limiter_store = Arc::new(wsc_rate_limiter::FallbackStore::new(
@@ -284,7 +285,8 @@ impl Gateway {
                 (
                     WebSocketRateLimiter::with_store(limits, clock.clone(), store),
                     sessions,
-                    Some(Shared::new(Arc::new(broker), settings.failure)),
+                    Arc::new(broker),
+                    settings.failure,
                 )
             }
         };
@@ -303,12 +305,19 @@ impl Gateway {
             clock.clone(),
         ));
         let counters = Arc::new(Counters::default());
-        let outbox = Arc::new(Outbox::default());
+        let shared = Arc::new(Shared::new(
+            broker,
+            failure,
+            sessions.clone(),
+            local_sessions,
+            local_prefix,
+            counters.clone(),
+        ));
         let run_services = Arc::new(RunServices {
             ids: crate::counters::Ids::new(node_tag),
             monitor: monitor.clone(),
             clock: clock.clone(),
-            outbox: outbox.clone(),
+            shared: shared.clone(),
             counters: counters.clone(),
         });
         let state = Arc::new(AppState {
@@ -327,10 +336,7 @@ impl Gateway {
             config,
             clock,
             telemetry: Telemetry::new(),
-            shared: redis,
-            local_sessions,
-            local_prefix,
-            outbox,
+            shared,
             health: HealthCache::default(),
             runs: Arc::new(crate::runs::RunTable::new(max_runs_per_user, run_services)),
             metrics: std::sync::RwLock::default(),
@@ -569,6 +575,10 @@ const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[async_trait::async_trait]
 impl Broker for RedisBroker {
+    fn spans_gateways(&self) -> bool {
+        true
+    }
+
     async fn acquire(
         &self,
         user: &str,

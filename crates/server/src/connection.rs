@@ -18,7 +18,7 @@ use wsc_reconnection::{ResumeRequest, SessionError, SessionRegistry};
 
 use crate::dispatch::{Conn, handle_text};
 use crate::logging::log_safe;
-use crate::session::{SharedSlot, start_session};
+use crate::shared::Slot;
 use crate::state::AppState;
 
 /// What the connection task queues for the writer task.
@@ -130,7 +130,7 @@ struct Serving {
     stream: futures_util::stream::SplitStream<WebSocket>,
     attachment: u64,
     _permit: ConnectionPermit,
-    _shared_slot: SharedSlot,
+    _shared_slot: Slot,
 }
 
 /// Opens the session, sends the hello and the replay (through the writer
@@ -146,8 +146,8 @@ async fn open(state: Arc<AppState>, socket: WebSocket, client: Client) -> Option
         on_open,
     } = client;
     state.counters.connections.fetch_add(1, Ordering::Relaxed);
-    let shared_slot = SharedSlot::hold(&state, &user, &connection_id);
-    let (registry, started) = start_session(&state, &user, resume.as_ref()).await;
+    let shared_slot = state.shared.hold(&user, &connection_id);
+    let (registry, started) = state.shared.start_session(&user, resume.as_ref()).await;
     let start = match started {
         Ok(start) => start,
         Err(e) => {

@@ -45,7 +45,7 @@ mod publish;
 mod run;
 mod runs;
 mod server;
-mod session;
+mod shared;
 mod simulated;
 mod state;
 mod stream;

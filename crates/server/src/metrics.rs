@@ -128,22 +128,18 @@ impl Collector for GatewayCollector {
         for (name, help, value) in counters {
             metric(&mut e, name, help, ConstCounter::new(value))?;
         }
+        let (waiting, dropped) = state.shared.outbox_counts();
         metric(
             &mut e,
             "wsc_gateway_outbox_dropped",
             "Agent events dropped from the outbox (session gone or queue full).",
-            ConstCounter::new(
-                state
-                    .outbox
-                    .dropped
-                    .load(std::sync::atomic::Ordering::Relaxed),
-            ),
+            ConstCounter::new(dropped),
         )?;
         metric(
             &mut e,
             "wsc_gateway_outbox_events",
             "Agent events waiting for the session store to come back.",
-            ConstGauge::new(state.outbox.len() as i64),
+            ConstGauge::new(i64::try_from(waiting).unwrap_or(i64::MAX)),
         )?;
         metric(
             &mut e,
@@ -172,7 +168,7 @@ impl Collector for GatewayCollector {
             "Approximate bytes of the events the event monitor keeps for its tracked runs.",
             ConstGauge::new(i64::try_from(state.monitor.stored_bytes()).unwrap_or(i64::MAX)),
         )?;
-        if let Some(shared) = &state.shared {
+        if state.shared.spans_gateways() {
             metric(
                 &mut e,
                 "wsc_gateway_redis_up",
@@ -183,7 +179,7 @@ impl Collector for GatewayCollector {
                 &mut e,
                 "wsc_gateway_limiter_local_decisions",
                 "Rate-limit decisions made in memory while Redis was unreachable.",
-                ConstCounter::new(shared.broker.local_decisions()),
+                ConstCounter::new(state.shared.local_decisions()),
             )?;
         }
         // From the sampler's cached health (at most a second old).

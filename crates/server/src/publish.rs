@@ -82,7 +82,7 @@ impl PublishRequest {
 /// store failed.
 pub(crate) async fn publish(state: &AppState, request: PublishRequest) -> Result<usize, String> {
     let unavailable = |e: wsc_reconnection::SessionError| {
-        state.shared_store_failed();
+        state.shared.store_failed();
         format!("the session store failed: {e}")
     };
     let sessions = match &request.target {

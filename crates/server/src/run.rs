@@ -14,30 +14,21 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use wsc_core::{MessageType, SharedClock, Timestamp, WebSocketMessage, WireFrame};
 use wsc_event_monitor::EventMonitor;
-use wsc_reconnection::{SessionError, SessionRegistry};
+use wsc_reconnection::SessionRegistry;
 
 use crate::counters::{Counters, Ids};
-use crate::outbox::Outbox;
+use crate::shared::{Published, Shared};
 
-/// What every run of a gateway uses: the event monitor, the clock, the
-/// outbox (events waiting while the store is unreachable), the counters and
-/// the gateway's ids.
+/// What every run of a gateway uses: the event monitor, the clock, what
+/// crosses gateways (where events are published, or wait while the store
+/// does not answer), the counters and the gateway's ids.
 #[derive(Debug)]
 pub(crate) struct RunServices {
     pub(crate) ids: Ids,
     pub(crate) monitor: Arc<EventMonitor>,
     pub(crate) clock: SharedClock,
-    pub(crate) outbox: Arc<Outbox>,
+    pub(crate) shared: Arc<Shared>,
     pub(crate) counters: Arc<Counters>,
-}
-
-impl RunServices {
-    /// A store call failed: counted, and logged once until it answers.
-    pub(crate) fn store_failed(&self) {
-        if self.counters.store_failed() {
-            tracing::warn!("session store unreachable until it answers again");
-        }
-    }
 }
 
 /// What a client asked an agent to do (`start_agent`).
@@ -295,28 +286,16 @@ impl EventSink {
         // message: no copy).
         let _ = services.monitor.record_event(&run.id.run_id, msg);
         let session = run.id.session_id.as_str();
-        if services.outbox.holds(session) {
-            // Earlier events wait: this one queues behind them.
-            services.outbox.push(session, frame, message_id);
-            return true;
-        }
-        match run
-            .id
-            .registry
-            .publish_frame(session, &frame, Some(&message_id))
+        match services
+            .shared
+            .publish(&run.id.registry, session, frame, message_id)
             .await
         {
-            Ok(_) => true,
-            Err(SessionError::UnknownSession(_)) => {
+            Published::Appended | Published::Queued => true,
+            Published::SessionGone => {
                 // No one can receive the rest: the run ends here.
                 run.cancel(CancelReason::SessionExpired);
                 false
-            }
-            Err(e) => {
-                tracing::warn!(session_id = %session, error = %e, "publishing failed: event queued until the store is back");
-                services.store_failed();
-                services.outbox.push(session, frame, message_id);
-                true
             }
         }
     }

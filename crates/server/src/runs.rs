@@ -414,7 +414,7 @@ impl RunTable {
                 // the run stands in until it is back.
                 Err(e) => {
                     tracing::warn!(error = %e, "start keys unavailable: checking this node's runs");
-                    services.store_failed();
+                    services.shared.store_failed();
                     services.monitor.is_tracking(&run_id)
                 }
             };
@@ -455,7 +455,7 @@ impl RunTable {
                 // key, so only this node's monitor recognises a repeat.
                 Err(e) => {
                     tracing::warn!(error = %e, "start key not stored: the store is unreachable");
-                    services.store_failed();
+                    services.shared.store_failed();
                 }
             }
         }
@@ -519,6 +519,19 @@ mod tests {
 
     fn table_of(max_per_user: usize) -> RunTable {
         let clock = wsc_core::ManualClock::default().shared();
+        let counters = Arc::new(Counters::default());
+        let sessions = Arc::new(SessionRegistry::with_clock(
+            SessionConfig::default(),
+            clock.clone(),
+        ));
+        let shared = Arc::new(crate::shared::Shared::new(
+            Arc::new(crate::broker::MemoryBroker),
+            Default::default(),
+            sessions.clone(),
+            sessions,
+            String::new(),
+            counters.clone(),
+        ));
         let services = Arc::new(RunServices {
             ids: Ids::new("node".into()),
             monitor: Arc::new(wsc_event_monitor::EventMonitor::with_clock(
@@ -526,8 +539,8 @@ mod tests {
                 clock.clone(),
             )),
             clock,
-            outbox: Arc::new(crate::outbox::Outbox::default()),
-            counters: Arc::new(Counters::default()),
+            shared,
+            counters,
         });
         RunTable::new(max_per_user, services)
     }

@@ -14,13 +14,8 @@ use wsc_reconnection::SessionRegistry;
 use crate::config::GatewayConfig;
 use crate::counters::{Counters, GatewayStats};
 use crate::health::{HealthCache, HealthSnapshot};
-use crate::outbox::Outbox;
 use crate::run::AgentRunner;
 use crate::telemetry::Telemetry;
-
-/// How the ids of sessions held in one node's memory start (see
-/// `AppState::local_prefix`).
-pub(crate) const LOCAL_SESSION_MARK: &str = "local-";
 
 pub(crate) struct AppState {
     pub(crate) config: GatewayConfig,
@@ -37,16 +32,9 @@ pub(crate) struct AppState {
     /// `closed()` completes when the last one has ended.
     pub(crate) open_sockets: watch::Sender<()>,
     pub(crate) telemetry: Telemetry,
-    /// What crosses gateways (the broker) and the policy while it does
-    /// not answer, when the gateway shares its state (Redis).
-    pub(crate) shared: Option<crate::broker::Shared>,
-    /// Sessions started while Redis was unreachable (fail-open): kept in
-    /// this node's memory, resumable here only.
-    pub(crate) local_sessions: Arc<SessionRegistry>,
-    /// The id prefix of sessions this node holds only in its memory (with
-    /// Redis; empty without).
-    pub(crate) local_prefix: String,
-    pub(crate) outbox: Arc<Outbox>,
+    /// What crosses gateways (the broker, Redis or this gateway's memory),
+    /// and the policy while its store does not answer.
+    pub(crate) shared: Arc<crate::shared::Shared>,
     /// Health and system metrics computed by the sampler once a second,
     /// read by `/metrics`, `/health` and `/api/stats`.
     pub(crate) health: HealthCache,
@@ -89,47 +77,9 @@ pub(crate) enum UpkeepSlot {
     Stopped,
 }
 
-/// Where a session lives, judged from its id alone (with Redis).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum SessionHome {
-    /// In Redis, shared by every gateway (or, without Redis, in memory).
-    Shared,
-    /// In this gateway's memory (started while Redis was unreachable).
-    Here,
-    /// In another gateway's memory.
-    Elsewhere,
-}
-
 impl AppState {
-    /// Where `session_id` lives: ids of sessions kept in one gateway's
-    /// memory carry that gateway's local prefix.
-    pub(crate) fn session_home(&self, session_id: &str) -> SessionHome {
-        if !session_id.starts_with(LOCAL_SESSION_MARK) || self.local_prefix.is_empty() {
-            SessionHome::Shared
-        } else if session_id.starts_with(&self.local_prefix) {
-            SessionHome::Here
-        } else {
-            SessionHome::Elsewhere
-        }
-    }
-
     pub(crate) fn next_id(&self, prefix: &str) -> String {
         self.runs.ids().next(prefix)
-    }
-
-    /// Whether the gateway runs on Redis and Redis answered last.
-    pub(crate) fn shared_store_up(&self) -> bool {
-        self.shared.is_some() && self.counters.store_is_up()
-    }
-
-    /// A store call failed: Redis is presumably down until the next health
-    /// check says otherwise.
-    pub(crate) fn shared_store_failed(&self) {
-        if self.counters.store_failed()
-            && let Some(shared) = &self.shared
-        {
-            tracing::warn!("redis unreachable: {:?} until it is back", shared.failure);
-        }
     }
 
     pub(crate) fn stats(&self) -> GatewayStats {

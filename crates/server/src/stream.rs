@@ -21,7 +21,8 @@ use wsc_reconnection::ResumeRequest;
 use crate::connection::{OnOpen, Opened, Out};
 use crate::run::AgentRunner;
 use crate::runs::StartOutcome;
-use crate::state::{AppState, SessionHome};
+use crate::shared::Refusal;
+use crate::state::AppState;
 
 /// Resumable, validated agent streams for your own axum WebSocket handler
 /// (from [`Gateway::streams`](crate::Gateway::streams)).
@@ -318,58 +319,41 @@ pub(crate) async fn admit(
         }
     };
     state.limiter.record_handshake_success(ip);
-    if let Some(shared) = &state.shared {
-        let unavailable = |message: &str| {
-            refuse(
-                &state,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                message.to_owned(),
-                Some(1),
-            )
-        };
-        // A session started while Redis was unreachable lives in one
-        // node's memory: send its resume on (the client's next attempt
-        // goes to another gateway) rather than refuse it and lose frames.
-        let home = resume.as_ref().map(|r| state.session_home(&r.session_id));
-        if let (Some(r), Some(SessionHome::Elsewhere)) = (&resume, home) {
+    let cap = state.config.limits.max_connections_per_user;
+    match state
+        .shared
+        .admit(&user, &connection_id, cap, resume.as_ref())
+        .await
+    {
+        Ok(()) => {}
+        Err(Refusal::Elsewhere(session_id)) => {
             return refuse(
                 &state,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "session_elsewhere",
                 format!(
-                    "session {} is held by another gateway (it started while redis was unreachable); retry there",
-                    r.session_id
+                    "session {session_id} is held by another gateway (it started while redis was unreachable); retry there"
                 ),
                 Some(1),
             );
         }
-        let remote_resume = home.is_some_and(|h| h != SessionHome::Here);
-        // Down: fail-closed refuses everything; fail-open still serves new
-        // sessions and this node's own, but a resume must wait for the
-        // store that holds it.
-        if !state.counters.store_is_up() && (shared.fail_closed() || remote_resume) {
-            return unavailable("shared state (redis) is unreachable; retry shortly");
+        Err(Refusal::Unavailable) => {
+            return refuse(
+                &state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "shared state (redis) is unreachable; retry shortly".to_owned(),
+                Some(1),
+            );
         }
-        let cap = state.config.limits.max_connections_per_user;
-        match shared.broker.acquire(&user, &connection_id, cap).await {
-            Ok(true) => {}
-            Ok(false) => {
-                return refuse(
-                    &state,
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    format!("user {user} is at its limit of {cap} connections (all gateways)"),
-                    Some(1),
-                );
-            }
-            Err(e) => {
-                state.shared_store_failed();
-                tracing::warn!(error = %e, "connection count unavailable");
-                if shared.fail_closed() || remote_resume {
-                    return unavailable("shared state (redis) is unreachable; retry shortly");
-                }
-            }
+        Err(Refusal::AtCap(cap)) => {
+            return refuse(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("user {user} is at its limit of {cap} connections (all gateways)"),
+                Some(1),
+            );
         }
     }
     // Counted open from the answer on (before the upgrade task exists), so

@@ -63,10 +63,7 @@ pub(crate) fn start(state: &Arc<AppState>) -> Upkeep {
             );
         }),
         every(state, EXPIRE_SESSIONS_EVERY, |s| async move {
-            let _ = s.sessions.cleanup_expired().await;
-            if s.shared.is_some() {
-                let _ = s.local_sessions.cleanup_expired().await;
-            }
+            s.shared.cleanup_expired().await;
             cancel_orphaned_runs(&s).await;
         }),
         state.monitor.spawn_sweeper(),
@@ -74,14 +71,16 @@ pub(crate) fn start(state: &Arc<AppState>) -> Upkeep {
         state.limiter.spawn_cleanup(LIMITER_CLEANUP_EVERY),
     ];
     let mut listener = None;
-    if let Some(shared) = &state.shared {
+    // A gateway on its own has no store that can fail and no counts to
+    // renew.
+    if state.shared.spans_gateways() {
         tasks.push(every(state, REDIS_CHECK_EVERY, |s| async move {
-            redis_check(&s).await;
+            s.shared.check().await;
         }));
         tasks.push(every(state, RENEW_LEASES_EVERY, |s| async move {
-            renew_leases(&s).await;
+            s.shared.renew().await;
         }));
-        listener = shared.broker.deliver_to(state.sessions.clone());
+        listener = state.shared.deliver();
     }
     Upkeep { tasks, listener }
 }
@@ -96,42 +95,5 @@ async fn cancel_orphaned_runs(s: &AppState) {
             let cancelled = s.runs.cancel_session(&session_id);
             tracing::info!(%session_id, cancelled, "runs of an expired session cancelled");
         }
-    }
-}
-
-/// A health check (the broker's ping); when the store is back, catch every
-/// attached session up and publish what the outbox holds.
-async fn redis_check(s: &AppState) {
-    let Some(shared) = &s.shared else { return };
-    match shared.broker.ping().await {
-        Ok(()) => {
-            if s.counters.store_answered() {
-                tracing::info!("redis reachable again");
-                let _ = s.sessions.catch_up_all().await;
-            }
-        }
-        _ => s.shared_store_failed(),
-    }
-    if s.shared_store_up() && s.outbox.len() > 0 {
-        let published = s.outbox.flush(&s.sessions).await;
-        if published > 0 {
-            tracing::info!(published, "outbox events published");
-        }
-    }
-}
-
-/// Renews the leases of this node's open connections in the shared count.
-async fn renew_leases(s: &AppState) {
-    let Some(shared) = &s.shared else { return };
-    if !s.shared_store_up() {
-        return;
-    }
-    if shared
-        .broker
-        .refresh(&shared.open_connections())
-        .await
-        .is_err()
-    {
-        s.shared_store_failed();
     }
 }
