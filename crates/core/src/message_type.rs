@@ -239,6 +239,38 @@ impl MessageType {
         )
     }
 
+    /// Whether this type (or the event it is a synonym of) is an event of
+    /// an agent's run: the lifecycle (`agent_started` … `agent_completed`,
+    /// `agent_error`) and the agent's output (`agent_response`,
+    /// `agent_response_chunk`, `agent_response_complete`, `agent_progress`,
+    /// `agent_status_update`, `agent_typing`). Connection, control and
+    /// client types are not.
+    ///
+    /// ```
+    /// use wsc_core::MessageType;
+    /// assert!(MessageType::ToolExecute.is_agent_event());
+    /// assert!(MessageType::AgentResponseChunk.is_agent_event());
+    /// assert!(!MessageType::ConnectionEstablished.is_agent_event());
+    /// assert!(!MessageType::Pong.is_agent_event());
+    /// ```
+    pub fn is_agent_event(&self) -> bool {
+        matches!(
+            self.canonical(),
+            MessageType::AgentStarted
+                | MessageType::AgentThinking
+                | MessageType::ToolExecuting
+                | MessageType::ToolCompleted
+                | MessageType::AgentCompleted
+                | MessageType::AgentError
+                | MessageType::AgentResponse
+                | MessageType::AgentResponseChunk
+                | MessageType::AgentResponseComplete
+                | MessageType::AgentProgress
+                | MessageType::AgentStatusUpdate
+                | MessageType::AgentTyping
+        )
+    }
+
     /// Whether a client may send this type (false for server-only types).
     pub fn client_may_send(&self) -> bool {
         self.direction() != Direction::ServerToClient

@@ -60,7 +60,7 @@ pub use config::{
     WeakJwtSecret,
 };
 pub use counters::GatewayStats;
-pub use run::{AgentRequest, AgentRunner, EventSink};
+pub use run::{AgentRequest, AgentRunner, EventSink, ForwardError};
 pub use simulated::SimulatedAgent;
 pub use stream::{AgentStream, AgentStreams, ResumeQuery, RunStart};
 pub use telemetry::StatsSample;

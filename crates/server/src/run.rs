@@ -50,6 +50,22 @@ pub struct AgentRequest {
     pub step_delay: Duration,
 }
 
+/// Why [`EventSink::forward`] refused a frame (nothing was published).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForwardError {
+    /// The frame carries a `seq`: the session numbers its frames itself.
+    #[error("a forwarded frame must be unnumbered (no `seq`): the session numbers frames")]
+    Numbered,
+    /// The text is not a frame the server sends.
+    #[error("a forwarded frame must be a server frame: {0}")]
+    NotAFrame(wsc_core::FrameError),
+    /// The type is not an agent event (a connection, control or client
+    /// type).
+    #[error("`{0}` is not an agent event: a run forwards only agent events")]
+    NotAnAgentEvent(MessageType),
+}
+
 /// Why a run was cancelled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CancelReason {
@@ -285,8 +301,54 @@ impl EventSink {
         // The monitor sees the event before the client does (and keeps the
         // message: no copy).
         let _ = services.monitor.record_event(&run.id.run_id, msg);
+        self.deliver(frame, message_id).await
+    }
+
+    /// Publishes a frame that is already in its wire form — made by a
+    /// runner that relays complete frames — without re-encoding it: its
+    /// bytes are what the session buffers and what every reader and every
+    /// replay sends. The run's rules apply as for [`emit`](Self::emit)
+    /// (nothing after the run's one terminal frame); the event monitor
+    /// checks the decoded message. Its `message_id`, if any, is its key in
+    /// the session (a repeat is appended once). The text is the runner's:
+    /// it should carry this run's `run_id`, as `emit`'s frames do.
+    ///
+    /// Returns `Ok(false)` when `emit` would return false.
+    ///
+    /// # Errors
+    /// [`ForwardError`], and nothing is published: the frame is numbered
+    /// (the session numbers frames), its text is not a server frame, or
+    /// its type is not an agent event.
+    pub async fn forward(&self, frame: WireFrame) -> Result<bool, ForwardError> {
+        let message = frame.decode().map_err(ForwardError::NotAFrame)?;
+        if frame.seq().is_some() || message.seq.is_some() {
+            return Err(ForwardError::Numbered);
+        }
+        let event = message.message_type.canonical();
+        if !event.is_agent_event() {
+            return Err(ForwardError::NotAnAgentEvent(event));
+        }
+        if !self.run.admit(event) {
+            return Ok(false);
+        }
+        let (run, services) = (&self.run, &self.services);
+        run.record(event, &message.payload, services.clock.now());
+        let message_id = match &message.message_id {
+            Some(id) => id.clone(),
+            None => run.next_message_id(),
+        };
+        let _ = services.monitor.record_event(&run.id.run_id, message);
+        Ok(self.deliver(frame, message_id).await)
+    }
+
+    /// Publishes the run's `frame` into its session (or queues it while
+    /// the store does not answer): false if the session is gone, which ends
+    /// the run.
+    async fn deliver(&self, frame: WireFrame, message_id: String) -> bool {
+        let run = &self.run;
         let session = run.id.session_id.as_str();
-        match services
+        match self
+            .services
             .shared
             .publish(&run.id.registry, session, frame, message_id)
             .await

@@ -1037,3 +1037,108 @@ async fn the_publish_api_reaches_every_session_of_a_user_once() {
     assert_eq!((status, body.as_str()), (200, r#"{"sessions":1}"#));
     assert_eq!(next_frame(&mut b).await.unwrap().seq, Some(2));
 }
+
+/// A runner that relays frames already in their wire form (`forward`),
+/// and reports what each forward answered.
+struct Relay(tokio::sync::mpsc::UnboundedSender<Result<bool, wsc_server::ForwardError>>);
+
+/// The frames the relay forwards, in order, for run `run`: their text is
+/// spaced and ordered as no serializer of ours would write it.
+fn relayed(run: &str) -> Vec<String> {
+    vec![
+        format!(
+            r#"{{"type":"agent_started","payload": {{ "run_id" : "{run}", "z": 1, "a": [ 1 , 2 ] }}}}"#
+        ),
+        format!(
+            r#"{{"type":"agent_thinking","payload":{{"run_id":"{run}","thought":"caf\u00e9 ☕"}}, "message_id" : "relay-1"}}"#
+        ),
+        format!(
+            r#"{{"type":"tool_executing","payload":{{"run_id":"{run}","tool_name":"t","tool_call_id":"c"}}}}"#
+        ),
+        format!(
+            r#"{{"type":"tool_completed","payload":{{"run_id":"{run}","tool_name":"t","tool_call_id":"c"}}}}"#
+        ),
+        format!(r#"{{"type":"agent_completed","payload":{{"run_id":"{run}","result":"done"}}}}"#),
+    ]
+}
+
+#[async_trait::async_trait]
+impl wsc_server::AgentRunner for Relay {
+    async fn run(&self, request: wsc_server::AgentRequest, sink: wsc_server::EventSink) {
+        use wsc_core::WireFrame;
+        let wire = |text: &str| WireFrame::from_wire(text, None).unwrap();
+        // Refused, nothing published: numbered, not a frame, not an agent
+        // event.
+        let numbered = format!(
+            r#"{{"type":"agent_started","payload":{{"run_id":"{}"}},"seq":7}}"#,
+            request.run_id
+        );
+        let _ = self.0.send(sink.forward(wire(&numbered)).await);
+        let _ = self.0.send(
+            sink.forward(wire(r#"{"type":"agent_started","payload":}"#))
+                .await,
+        );
+        let _ = self.0.send(
+            sink.forward(wire(r#"{"type":"connection_established","payload":{}}"#))
+                .await,
+        );
+        for text in relayed(&request.run_id) {
+            let _ = self.0.send(sink.forward(wire(&text)).await);
+        }
+        // After the terminal frame: refused by the run's rules.
+        let late = format!(
+            r#"{{"type":"agent_thinking","payload":{{"run_id":"{}"}}}}"#,
+            request.run_id
+        );
+        let _ = self.0.send(sink.forward(wire(&late)).await);
+    }
+}
+
+#[tokio::test]
+async fn frames_already_in_wire_form_are_relayed_byte_for_byte_and_checked_like_any_other() {
+    let (tx, mut answers) = tokio::sync::mpsc::unbounded_channel();
+    let r = start_with_runner(
+        GatewayConfig::default(),
+        std::sync::Arc::new(Relay(tx)),
+        std::sync::Arc::new(wsc_core::SystemClock),
+    )
+    .await;
+    let (mut ws, _) = connect(&r, "user_id=relay").await;
+    send(&mut ws, &start_agent(&[], 0)).await;
+    let mut texts = Vec::new();
+    while texts.len() < 5 {
+        match ws.next().await.unwrap().unwrap() {
+            Message::Text(t) if !t.contains(r#""type":"ping""#) => texts.push(t.to_string()),
+            _ => {}
+        }
+    }
+    let run_id = parse_server_frame(&texts[0]).unwrap().payload["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Each is the relayed text, byte for byte, numbered by the session.
+    for (i, (got, sent)) in texts.iter().zip(relayed(&run_id)).enumerate() {
+        let expected = format!("{},\"seq\":{}}}", &sent[..sent.len() - 1], i + 1);
+        assert_eq!(got, &expected);
+    }
+    let mut got = Vec::new();
+    for _ in 0..9 {
+        got.push(answers.recv().await.unwrap());
+    }
+    use wsc_server::ForwardError as F;
+    assert_eq!(got[0], Err(F::Numbered));
+    assert!(matches!(got[1], Err(F::NotAFrame(_))), "{:?}", got[1]);
+    assert_eq!(
+        got[2],
+        Err(F::NotAnAgentEvent(MessageType::ConnectionEstablished))
+    );
+    assert!(got[3..8].iter().all(|a| *a == Ok(true)), "{got:?}");
+    assert_eq!(got[8], Ok(false), "nothing after the terminal frame");
+    // The event monitor saw the run, complete and in order.
+    let monitor = r.gateway.event_monitor();
+    assert!(monitor.validate_session_completion(&run_id).unwrap());
+    assert_eq!(
+        monitor.get_session_metrics(&run_id).unwrap().total_events,
+        5
+    );
+}

@@ -128,25 +128,6 @@ impl WscMapper {
     }
 }
 
-/// Whether an agent may send frames of this (canonical) type.
-fn agent_may_send(t: MessageType) -> bool {
-    matches!(
-        t,
-        MessageType::AgentStarted
-            | MessageType::AgentThinking
-            | MessageType::ToolExecuting
-            | MessageType::ToolCompleted
-            | MessageType::AgentCompleted
-            | MessageType::AgentError
-            | MessageType::AgentResponse
-            | MessageType::AgentResponseChunk
-            | MessageType::AgentResponseComplete
-            | MessageType::AgentProgress
-            | MessageType::AgentStatusUpdate
-            | MessageType::AgentTyping
-    )
-}
-
 impl UpstreamMapper for WscMapper {
     fn push_event(&mut self, text: &str) -> Result<Vec<MappedFrame>, UpstreamError> {
         let frame = parse_server_frame(text).map_err(|e| match e {
@@ -154,7 +135,7 @@ impl UpstreamMapper for WscMapper {
             other => UpstreamError::NotAnAgentFrame(other.to_string()),
         })?;
         let t = frame.message_type.canonical();
-        if !agent_may_send(t) {
+        if !t.is_agent_event() {
             return Err(UpstreamError::NotAnAgentFrame(t.as_str().to_owned()));
         }
         if self.ended {
