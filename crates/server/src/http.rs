@@ -271,6 +271,11 @@ async fn publish(
     };
     match crate::publish::publish(&state, request).await {
         Ok(sessions) => (StatusCode::OK, Json(json!({"sessions": sessions}))).into_response(),
-        Err(message) => plain(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message),
+        Err(crate::publish::PublishError::Unavailable(message)) => {
+            plain(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+        }
+        Err(crate::publish::PublishError::Run(message)) => {
+            plain(StatusCode::CONFLICT, "run_conflict", message)
+        }
     }
 }

@@ -77,21 +77,44 @@ impl PublishRequest {
     }
 }
 
+/// Why a publish was not delivered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum PublishError {
+    /// The session store failed (503).
+    Unavailable(String),
+    /// The frame names a run it may not go into (409).
+    Run(String),
+}
+
 /// Delivers the frame; returns how many sessions got it (a session that
-/// already holds its `message_id` does not count). `Err` if the session
-/// store failed.
-pub(crate) async fn publish(state: &AppState, request: PublishRequest) -> Result<usize, String> {
+/// already holds its `message_id` does not count). A frame naming a
+/// `run_id` goes through the run table first: the run's rules apply.
+pub(crate) async fn publish(
+    state: &AppState,
+    request: PublishRequest,
+) -> Result<usize, PublishError> {
     let unavailable = |e: wsc_reconnection::SessionError| {
         state.shared.store_failed();
-        format!("the session store failed: {e}")
+        PublishError::Unavailable(format!("the session store failed: {e}"))
     };
-    let sessions = match &request.target {
-        Target::Session(id) => vec![id.clone()],
-        Target::User(user) => state
-            .sessions
-            .sessions_of_user(user)
-            .await
-            .map_err(unavailable)?,
+    let (sessions, owner) = match &request.target {
+        Target::Session(id) => {
+            let owner = state
+                .sessions
+                .session(id)
+                .await
+                .map_err(unavailable)?
+                .map(|record| record.user_id);
+            (vec![id.clone()], owner)
+        }
+        Target::User(user) => (
+            state
+                .sessions
+                .sessions_of_user(user)
+                .await
+                .map_err(unavailable)?,
+            Some(user.clone()),
+        ),
     };
     let mut payload = request.payload;
     if let Some(run_id) = &request.run_id {
@@ -104,9 +127,11 @@ pub(crate) async fn publish(state: &AppState, request: PublishRequest) -> Result
     // Serialized once, for every session of the user.
     let frame = WireFrame::encode(&message);
     let message_id = message.message_id.clone();
-    // Validated like an agent's frame: the run's tracker sees it.
-    if let Some(run_id) = &request.run_id {
-        let _ = state.monitor.record_event(run_id, message);
+    if let (Some(run_id), Some(owner)) = (&request.run_id, &owner) {
+        state
+            .runs
+            .record_published(owner, run_id, message)
+            .map_err(|refused| PublishError::Run(refused.message(run_id)))?;
     }
     let mut delivered = 0;
     for session in sessions {

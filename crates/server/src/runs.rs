@@ -26,6 +26,30 @@ use crate::run::{
     Terminal,
 };
 
+/// Why a published frame naming a run was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PublishRefused {
+    /// The run belongs to another user than the frame's target.
+    OtherUsersRun,
+    /// The run has ended (its terminal frame was sent, or it was
+    /// cancelled): nothing may follow.
+    RunEnded,
+}
+
+impl PublishRefused {
+    /// What the refusal says.
+    pub(crate) fn message(self, run_id: &str) -> String {
+        match self {
+            PublishRefused::OtherUsersRun => {
+                format!("run {run_id} belongs to another user than the target")
+            }
+            PublishRefused::RunEnded => {
+                format!("run {run_id} has ended: nothing may follow its terminal frame")
+            }
+        }
+    }
+}
+
 /// How many ended runs the table remembers (failed or cancelled ones).
 const RECENT_ENDED: usize = 20;
 /// How many runs in flight a snapshot lists (the oldest first).
@@ -235,6 +259,46 @@ impl RunTable {
             }
             _ => false,
         }
+    }
+
+    /// A frame published by a backend (`POST /api/publish`) into run
+    /// `run_id` for `user`: the run's rules apply to it as to its runner's
+    /// events (the run's user only; nothing after its terminal frame, which
+    /// it may be), its progress and the event monitor record it. A run
+    /// this gateway does not know (or no longer remembers) is not checked.
+    ///
+    /// # Errors
+    /// The run is another user's, or has ended; nothing is recorded.
+    pub(crate) fn record_published(
+        &self,
+        user: &str,
+        run_id: &str,
+        message: WebSocketMessage,
+    ) -> Result<(), PublishRefused> {
+        let services = &self.services;
+        let event = message.message_type.canonical();
+        let now = services.clock.now();
+        if let Some(run) = self.runs.get(run_id).map(|r| r.clone()) {
+            if run.id.user != user {
+                return Err(PublishRefused::OtherUsersRun);
+            }
+            if !run.admit(event) {
+                return Err(PublishRefused::RunEnded);
+            }
+            run.record(event, &message.payload, now);
+        } else if let Some(tracked) = services.monitor.tracker(run_id) {
+            // Ended here (its task is gone), still remembered.
+            if tracked.user_id != user {
+                return Err(PublishRefused::OtherUsersRun);
+            }
+            if tracked.reached_completion || tracked.is_failed || tracked.is_timeout {
+                return Err(PublishRefused::RunEnded);
+            }
+        } else {
+            return Ok(());
+        }
+        let _ = services.monitor.record_event(run_id, message);
+        Ok(())
     }
 
     /// The sessions that have runs in flight, each with the registry that

@@ -1142,3 +1142,66 @@ async fn frames_already_in_wire_form_are_relayed_byte_for_byte_and_checked_like_
         5
     );
 }
+
+/// A frame published with a `run_id` goes through that run: another
+/// user's run is refused (409) and left as it was; the run's own user may
+/// end it, and nothing may follow its end.
+#[tokio::test]
+async fn a_published_frame_obeys_the_rules_of_the_run_it_names() {
+    let r = start(GatewayConfig {
+        http: wsc_server::HttpConfig {
+            api_key: Some(wsc_server::ApiKey::new("k3y")),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let auth = "Authorization: Bearer k3y\r\n";
+    let (mut alice, _) = connect(&r, "user_id=alice").await;
+    let (_bob, _) = connect(&r, "user_id=bob").await;
+    // Alice's run starts, then waits a minute between events.
+    send(&mut alice, &start_agent(&["search"], 60_000)).await;
+    let started = next_frame(&mut alice).await.unwrap();
+    assert_eq!(started.message_type, MessageType::AgentStarted);
+    let run_id = started.payload["run_id"].as_str().unwrap().to_owned();
+    let publish = |user: &str, t: &str| {
+        format!(r#"{{"user_id": "{user}", "type": "{t}", "run_id": "{run_id}", "payload": {{}}}}"#)
+    };
+
+    let (status, body) =
+        http_post(&r, "/api/publish", auth, &publish("bob", "agent_completed")).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"],
+        "run_conflict"
+    );
+    let tracker = r.gateway.event_monitor().tracker(&run_id).unwrap();
+    assert!(
+        !tracker.is_failed && tracker.violations.is_empty(),
+        "{tracker:?}"
+    );
+    assert_eq!(r.gateway.runs_in_flight("alice"), 1);
+
+    // Her backend ends it: delivered, recorded; nothing may follow.
+    let (status, body) =
+        http_post(&r, "/api/publish", auth, &publish("alice", "agent_error")).await;
+    assert_eq!((status, body.as_str()), (200, r#"{"sessions":1}"#));
+    let ended = next_frame(&mut alice).await.unwrap();
+    assert_eq!(ended.message_type, MessageType::AgentError);
+    assert!(
+        r.gateway
+            .event_monitor()
+            .tracker(&run_id)
+            .unwrap()
+            .is_failed
+    );
+    let (status, _) = http_post(
+        &r,
+        "/api/publish",
+        auth,
+        &publish("alice", "agent_progress"),
+    )
+    .await;
+    assert_eq!(status, 409);
+    ping_pong(&mut alice).await;
+}
