@@ -28,12 +28,13 @@ pub type Check = fn(&[u8]);
 
 /// The fuzz targets, by name: what `cargo xtask fuzz` runs and the seed
 /// folders the corpus test replays.
-pub const TARGETS: [(&str, Check); 5] = [
+pub const TARGETS: [(&str, Check); 6] = [
     ("client_frame", client_frame),
     ("resume_query", resume_query),
     ("event_order", event_order),
     ("stream_reader", stream_reader),
     ("forwarded_for", forwarded_for),
+    ("ag_ui_rules", ag_ui_rules),
 ];
 
 /// `parse_client_frame` on arbitrary text: never panics; the size limit is
@@ -520,5 +521,35 @@ pub fn forwarded_for(data: &[u8]) {
             || text.to_ascii_lowercase().contains(&got.to_string())
             || matches!(got, IpAddr::V6(_));
         assert!(written, "{got} is not in the headers: {text:?}");
+    }
+}
+
+/// `ag_ui_rules`: AG-UI's rules (`wsc_event_monitor::AgUiRules`) on
+/// arbitrary events, one per line of the input. Never panics; an event
+/// that breaks a rule changes nothing (the same event is refused the same
+/// way again, and the count of accepted events stays); nothing is accepted
+/// after the run ended; unknown types are among the accepted ones.
+pub fn ag_ui_rules(data: &[u8]) {
+    use wsc_event_monitor::AgUiRules;
+    let text = String::from_utf8_lossy(&data[..data.len().min(8_192)]);
+    let mut rules = AgUiRules::new();
+    for line in text.lines() {
+        let (before, ended) = (rules.events(), rules.is_ended());
+        match rules.check(line) {
+            Ok(checked) => {
+                assert!(!ended, "accepted after the end: {line:?}");
+                assert_eq!(rules.events(), before + 1);
+                assert_eq!(rules.is_ended(), checked.terminal);
+            }
+            Err(violation) => {
+                assert_eq!(rules.events(), before, "{line:?}: {violation}");
+                assert_eq!(rules.is_ended(), ended);
+                assert_eq!(rules.check(line), Err(violation), "{line:?}");
+                if ended {
+                    assert_eq!(rules.check(line).unwrap_err().rule(), "after_end");
+                }
+            }
+        }
+        assert!(rules.unknown_events() <= rules.events());
     }
 }

@@ -10,19 +10,20 @@ use std::time::Instant;
 use crate::{cargo, has_cargo_subcommand, root};
 
 /// The targets, in the order they run (the `[[bin]]`s of `fuzz/Cargo.toml`).
-const TARGETS: [&str; 5] = [
+const TARGETS: [&str; 6] = [
     "client_frame",
     "resume_query",
     "event_order",
     "stream_reader",
     "forwarded_for",
+    "ag_ui_rules",
 ];
 
 pub(crate) const HELP: &str = "\
 cargo xtask fuzz [--seconds N] [--update-seeds] [TARGET ...]
 
 Runs each fuzz target (default: all of client_frame, resume_query,
-event_order, stream_reader, forwarded_for) for N seconds (default 60) with cargo-fuzz on the stable
+event_order, stream_reader, forwarded_for, ag_ui_rules) for N seconds (default 60) with cargo-fuzz on the stable
 toolchain (RUSTC_BOOTSTRAP=1). Inputs start from fuzz/seeds/<target>/ and
 a working corpus in target/fuzz-corpus/<target>/; a crash is saved in
 target/fuzz-artifacts/<target>/ and the task exits 1. --update-seeds

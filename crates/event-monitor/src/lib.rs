@@ -27,6 +27,12 @@
 //! [`check_health`](EventMonitor::check_health) rolls stale runs, stuck
 //! tools, violations and inter-event latency up into a [`HealthStatus`].
 //!
+//! ## AG-UI's rules
+//!
+//! Beside the legacy order rules, [`AgUiRules`] checks an AG-UI run's
+//! events (AG-UI 1.0's 31 types, [`AgUiEventType`]) as `@ag-ui/client`
+//! verifies them; each broken rule is an [`AgUiViolation`].
+//!
 //! ## Bounds
 //!
 //! At most `max_tracked_runs` runs (the run that ended first is evicted,
@@ -70,12 +76,16 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod ag_ui;
 mod config;
 mod error;
 mod monitor;
 mod report;
 mod run;
 
+pub use ag_ui::{
+    AgUiChecked, AgUiEventType, AgUiOpen, AgUiRules, AgUiViolation, MAX_OPEN_PER_KIND,
+};
 pub use config::{AgentSession, EventMonitorConfig, HealthScope};
 pub use error::{
     EventMonitorError, EventValidationError, MissingCriticalEventError, OrderViolation,
