@@ -51,7 +51,13 @@ pub(crate) struct Counters {
     /// Whether the shared store (Redis) answered the last health check or
     /// call; always true without Redis.
     pub(crate) store_up: AtomicBool,
+    /// Runs ended for breaking an AG-UI rule, per rule (in the order of
+    /// `AgUiViolation::RULES`).
+    pub(crate) agui_violations: [AtomicU64; AGUI_RULES],
 }
+
+/// How many AG-UI rules are counted.
+const AGUI_RULES: usize = wsc_event_monitor::AgUiViolation::RULES.len();
 
 /// A snapshot of the gateway's counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -109,11 +115,30 @@ impl Default for Counters {
             heads_too_large: AtomicU64::new(0),
             repeated_starts: AtomicU64::new(0),
             store_up: AtomicBool::new(true),
+            agui_violations: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 }
 
 impl Counters {
+    /// Counts a run ended for breaking AG-UI's rule `rule` (a name of
+    /// `AgUiViolation::RULES`; others are not counted).
+    pub(crate) fn agui_violation(&self, rule: &str) {
+        let rules = wsc_event_monitor::AgUiViolation::RULES;
+        if let Some(i) = rules.iter().position(|r| *r == rule) {
+            self.agui_violations[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Each AG-UI rule with the runs ended for breaking it.
+    pub(crate) fn agui_violations(&self) -> Vec<(&'static str, u64)> {
+        wsc_event_monitor::AgUiViolation::RULES
+            .into_iter()
+            .zip(&self.agui_violations)
+            .map(|(rule, n)| (rule, n.load(Ordering::Relaxed)))
+            .collect()
+    }
+
     /// Adds one to `counter`.
     pub(crate) fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);

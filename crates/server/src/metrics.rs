@@ -128,6 +128,17 @@ impl Collector for GatewayCollector {
         for (name, help, value) in counters {
             metric(&mut e, name, help, ConstCounter::new(value))?;
         }
+        {
+            let mut m = e.encode_descriptor(
+                "wsc_agui_violations",
+                "Runs ended because their backend broke an AG-UI rule, per rule.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (rule, n) in state.counters.agui_violations() {
+                ConstCounter::new(n).encode(m.encode_family(&[("rule", rule)])?)?;
+            }
+        }
         let (waiting, dropped) = state.shared.outbox_counts();
         metric(
             &mut e,

@@ -290,6 +290,12 @@ impl EventSink {
         }
         let now = services.clock.now();
         run.record(event, &body, now);
+        if event == MessageType::AgentError && body["code"] == "upstream_protocol" {
+            // The backend broke an AG-UI rule: counted per rule.
+            if let Some(rule) = body["rule"].as_str() {
+                services.counters.agui_violation(rule);
+            }
+        }
         let message_id = run.next_message_id();
         let mut msg = WebSocketMessage::new(event, body)
             .with_message_id(message_id.clone())

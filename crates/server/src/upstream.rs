@@ -80,8 +80,21 @@ impl HttpAgent {
     }
 }
 
-/// Why a run ended early: the terminal frame's `code` and `message`.
-struct Failure(&'static str, String);
+/// Why a run ended early: the terminal frame's `code` and `message`, and
+/// for `upstream_protocol` the AG-UI rule the backend broke.
+struct Failure(&'static str, String, Option<&'static str>);
+
+impl Failure {
+    fn new(code: &'static str, message: String) -> Self {
+        Failure(code, message, None)
+    }
+}
+
+impl From<wsc_upstream::UpstreamError> for Failure {
+    fn from(e: wsc_upstream::UpstreamError) -> Self {
+        Failure(e.code(), e.to_string(), e.rule())
+    }
+}
 
 impl HttpAgent {
     fn body(&self, request: &AgentRequest) -> Value {
@@ -129,19 +142,19 @@ impl HttpAgent {
         }
         let http = http
             .body(Full::new(Bytes::from(self.body(request).to_string())))
-            .map_err(|e| Failure("upstream_error", format!("bad agent URL or header: {e}")))?;
+            .map_err(|e| Failure::new("upstream_error", format!("bad agent URL or header: {e}")))?;
         let response = tokio::time::timeout(idle, self.client.request(http))
             .await
             .map_err(|_| {
-                Failure(
+                Failure::new(
                     "upstream_timeout",
                     format!("no answer from the agent within {} s", idle.as_secs_f64()),
                 )
             })?
-            .map_err(|e| Failure("upstream_error", format!("cannot reach the agent: {e}")))?;
+            .map_err(|e| Failure::new("upstream_error", format!("cannot reach the agent: {e}")))?;
         let status = response.status();
         if !status.is_success() {
-            return Err(Failure(
+            return Err(Failure::new(
                 "upstream_error",
                 format!("the agent answered HTTP {status}"),
             ));
@@ -157,7 +170,7 @@ impl HttpAgent {
             let frame = tokio::time::timeout(idle, body.frame())
                 .await
                 .map_err(|_| {
-                    Failure(
+                    Failure::new(
                         "upstream_timeout",
                         format!("nothing from the agent for {} s", idle.as_secs_f64()),
                     )
@@ -165,7 +178,7 @@ impl HttpAgent {
             let (events, done) = match frame {
                 None => (reader.finish(), true),
                 Some(Err(e)) => {
-                    return Err(Failure(
+                    return Err(Failure::new(
                         "upstream_error",
                         format!("the agent's stream broke: {e}"),
                     ));
@@ -175,11 +188,9 @@ impl HttpAgent {
                     Err(_) => continue, // trailers
                 },
             };
-            let events = events.map_err(|e| Failure("upstream_error", e.to_string()))?;
+            let events = events.map_err(|e| Failure::new("upstream_error", e.to_string()))?;
             for text in events {
-                let frames = mapper
-                    .push_event(&text)
-                    .map_err(|e| Failure("upstream_error", e.to_string()))?;
+                let frames = mapper.push_event(&text).map_err(Failure::from)?;
                 for f in frames {
                     if !sink.emit(f.message_type, Value::Object(f.payload)).await {
                         // The session is gone: nobody can receive the rest.
@@ -209,13 +220,19 @@ impl AgentRunner for HttpAgent {
         .await;
         let last = match streamed {
             Ok(Ok(())) => mapper.finish(),
-            Ok(Err(Failure(code, message))) => {
+            Ok(Err(Failure(code, message, rule))) => {
                 tracing::info!(
                     code,
                     message = %crate::logging::log_safe_text(&message, 300),
                     "upstream run failed"
                 );
-                (!mapper.is_ended()).then(|| mapper.fail(code, &message))
+                (!mapper.is_ended()).then(|| {
+                    let mut frame = mapper.fail(code, &message);
+                    if let Some(rule) = rule {
+                        frame.payload.insert("rule".into(), Value::from(rule));
+                    }
+                    frame
+                })
             }
             Err(_) => (!mapper.is_ended()).then(|| {
                 mapper.fail(

@@ -40,6 +40,7 @@ fn ag_ui_run(run_id: &str) -> Vec<Value> {
         json!({"type": "TEXT_MESSAGE_START", "messageId": "m", "role": "assistant"}),
         json!({"type": "TEXT_MESSAGE_CONTENT", "messageId": "m", "delta": "Done"}),
         json!({"type": "TEXT_MESSAGE_END", "messageId": "m"}),
+        json!({"type": "STEP_FINISHED", "stepName": "plan"}),
         json!({"type": "RUN_FINISHED", "threadId": "t", "runId": run_id}),
     ]
 }
@@ -86,6 +87,35 @@ async fn wsc(body: String) -> Response {
     .map(|f| format!("{f}\n"))
     .collect();
     ([(header::CONTENT_TYPE, "application/x-ndjson")], lines).into_response()
+}
+
+/// A run that breaks AG-UI's rule `rule` with its last event.
+fn breaking(rule: &str) -> Vec<Value> {
+    let started = json!({"type": "RUN_STARTED", "threadId": "t", "runId": "r"});
+    let text = |t: &str| json!({"type": t, "messageId": "m", "delta": "x"});
+    let mut run = vec![started.clone()];
+    match rule {
+        "malformed" => run.push(json!({"type": "TEXT_MESSAGE_START", "messageId": 7})),
+        "missing_field" => run.push(json!({"type": "TOOL_CALL_START", "toolCallName": "f"})),
+        "first_event" => run = vec![text("TEXT_MESSAGE_CONTENT")],
+        "run_started_twice" => run.push(started),
+        "not_open" => run.push(text("TEXT_MESSAGE_CONTENT")),
+        "reused" => {
+            run.push(json!({"type": "TOOL_CALL_START", "toolCallId": "c", "toolCallName": "f"}));
+            run.push(json!({"type": "TOOL_CALL_START", "toolCallId": "c", "toolCallName": "f"}));
+        }
+        "finished_with_open" => {
+            run.push(json!({"type": "TEXT_MESSAGE_START", "messageId": "m", "role": "assistant"}));
+            run.push(json!({"type": "RUN_FINISHED", "threadId": "t", "runId": "r"}));
+        }
+        "too_many_open" => {
+            for i in 0..=wsc_event_monitor::MAX_OPEN_PER_KIND {
+                run.push(json!({"type": "STEP_STARTED", "stepName": format!("s{i}")}));
+            }
+        }
+        other => panic!("no broken run for {other}"),
+    }
+    run
 }
 
 /// The tags of `/slow/{tag}` requests whose response stream was dropped:
@@ -143,6 +173,15 @@ async fn backend() -> String {
             ]);
             post(move || async move { ([(header::CONTENT_TYPE, "text/event-stream")], body) })
         })
+        .route(
+            "/broken/{rule}",
+            post(|Path(rule): Path<String>| async move {
+                (
+                    [(header::CONTENT_TYPE, "text/event-stream")],
+                    sse(&breaking(&rule)),
+                )
+            }),
+        )
         .route("/slow/{tag}", {
             let first = sse(std::slice::from_ref(&started));
             post(move |Path(tag): Path<String>| async move {
@@ -423,4 +462,52 @@ async fn a_user_message_starts_a_run_on_the_backend() {
         (last.message_type, &last.payload["result"]),
         (M::AgentCompleted, &json!("Done"))
     );
+}
+
+/// A backend that breaks one of AG-UI's rules: the run ends with one
+/// `agent_error {code: "upstream_protocol", rule}`, the offending event
+/// is not passed on, and `/metrics` counts the rule. (`after_end` cannot
+/// reach the rules here: the gateway hangs up at the terminal event.)
+#[tokio::test(start_paused = true)]
+async fn a_backend_breaking_an_ag_ui_rule_ends_its_run_with_upstream_protocol() {
+    let base = backend().await;
+    for rule in [
+        "malformed",
+        "missing_field",
+        "first_event",
+        "run_started_twice",
+        "not_open",
+        "reused",
+        "finished_with_open",
+        "too_many_open",
+    ] {
+        let (r, types, last) =
+            run_against(format!("{base}/broken/{rule}"), AgentProtocol::AgUi).await;
+        assert_eq!(types.last(), Some(&M::AgentError), "{rule}: {types:?}");
+        assert!(
+            !types.contains(&M::AgentCompleted) && !types.contains(&M::AgentResponseChunk),
+            "{rule}: the offending event is not passed on: {types:?}"
+        );
+        assert_eq!(last["code"], "upstream_protocol", "{rule}: {last}");
+        assert_eq!(last["rule"], rule, "{rule}: {last}");
+        assert!(last["message"].as_str().unwrap().contains(rule), "{last}");
+        let metrics = r.gateway.render_metrics();
+        let scrape = prometheus_parse::Scrape::parse(metrics.lines().map(|l| Ok(l.to_owned())))
+            .expect("valid exposition");
+        let counted: Vec<(String, f64)> = scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == "wsc_agui_violations_total")
+            .filter_map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) => Some((s.labels["rule"].to_owned(), v)),
+                _ => None,
+            })
+            .filter(|(_, v)| *v > 0.0)
+            .collect();
+        assert_eq!(
+            counted,
+            [(rule.to_owned(), 1.0)],
+            "{rule}: only this rule, once"
+        );
+    }
 }

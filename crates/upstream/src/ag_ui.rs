@@ -141,6 +141,8 @@ pub struct AgUiMapper {
     ended: bool,
     calls: HashMap<String, Call>,
     text: String,
+    /// AG-UI's rules, checked on the event's text (`push_event`).
+    rules: wsc_event_monitor::AgUiRules,
 }
 
 fn str_field<'a>(event: &'a Value, kind: &str, field: &'static str) -> Result<&'a str, AgUiError> {
@@ -162,6 +164,10 @@ impl AgUiMapper {
     /// Whether the run's terminal frame was produced.
     pub fn is_ended(&self) -> bool {
         self.ended
+    }
+
+    pub(crate) fn rules_mut(&mut self) -> &mut wsc_event_monitor::AgUiRules {
+        &mut self.rules
     }
 
     /// The frames one AG-UI event maps to (often none).

@@ -5,6 +5,7 @@
 
 use serde_json::Value;
 use wsc_core::{MessageType, parse_server_frame};
+use wsc_event_monitor::AgUiViolation;
 
 use crate::ag_ui::{AgUiError, AgUiMapper, MappedFrame};
 
@@ -57,6 +58,29 @@ pub enum UpstreamError {
     /// A wsc frame after the run's terminal frame.
     #[error("the agent sent {0} after the run ended")]
     AfterEnd(MessageType),
+    /// An AG-UI event that breaks one of AG-UI's rules (see
+    /// [`AgUiRules`](wsc_event_monitor::AgUiRules)).
+    #[error("the agent broke AG-UI's rule `{rule}`: {0}", rule = .0.rule())]
+    Protocol(AgUiViolation),
+}
+
+impl UpstreamError {
+    /// The `code` of the run's `agent_error`: `upstream_protocol` for a
+    /// broken AG-UI rule, else `upstream_error`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            UpstreamError::Protocol(_) => "upstream_protocol",
+            _ => "upstream_error",
+        }
+    }
+
+    /// The AG-UI rule broken, for [`Protocol`](Self::Protocol).
+    pub fn rule(&self) -> Option<&'static str> {
+        match self {
+            UpstreamError::Protocol(v) => Some(v.rule()),
+            _ => None,
+        }
+    }
 }
 
 /// One run's upstream events in, wsc frames out; exactly one terminal frame
@@ -82,8 +106,14 @@ fn json(text: &str) -> Result<Value, UpstreamError> {
 }
 
 impl UpstreamMapper for AgUiMapper {
+    /// Checks the event against AG-UI's rules ([`AgUiRules`](wsc_event_monitor::AgUiRules)) first: a
+    /// broken rule is [`UpstreamError::Protocol`].
     fn push_event(&mut self, text: &str) -> Result<Vec<MappedFrame>, UpstreamError> {
-        Ok(self.push(&json(text)?)?)
+        let event = json(text)?;
+        self.rules_mut()
+            .check(text)
+            .map_err(UpstreamError::Protocol)?;
+        Ok(self.push(&event)?)
     }
     fn finish(&mut self) -> Option<MappedFrame> {
         AgUiMapper::finish(self)
