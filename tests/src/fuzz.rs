@@ -528,7 +528,8 @@ pub fn forwarded_for(data: &[u8]) {
 /// arbitrary events, one per line of the input. Never panics; an event
 /// that breaks a rule changes nothing (the same event is refused the same
 /// way again, and the count of accepted events stays); nothing is accepted
-/// after the run ended; unknown types are among the accepted ones.
+/// after the run ended, and nothing but a JSON object; unknown types are
+/// among the accepted ones.
 pub fn ag_ui_rules(data: &[u8]) {
     use wsc_event_monitor::AgUiRules;
     let text = String::from_utf8_lossy(&data[..data.len().min(8_192)]);
@@ -538,6 +539,10 @@ pub fn ag_ui_rules(data: &[u8]) {
         match rules.check(line) {
             Ok(checked) => {
                 assert!(!ended, "accepted after the end: {line:?}");
+                assert!(
+                    line.trim_start().starts_with('{'),
+                    "only a JSON object is an event: {line:?}"
+                );
                 assert_eq!(rules.events(), before + 1);
                 assert_eq!(rules.is_ended(), checked.terminal);
             }

@@ -4,6 +4,7 @@
 
 use websocket_core::time::{ManualClock, Timestamp};
 
+pub mod ag_ui;
 pub mod fuzz;
 
 /// A [`ManualClock`] standing at a fixed, readable instant

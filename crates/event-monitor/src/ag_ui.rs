@@ -6,7 +6,7 @@
 //! (a stable label for metrics).
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde::Deserialize;
 
@@ -206,6 +206,19 @@ pub enum AgUiViolation {
         /// Its id (or step name).
         id: String,
     },
+    /// An event naming a subagent (`subagentRunId`) continues or ends
+    /// what another agent opened.
+    #[error("{event} from subagent {subagent:?} for {kind} {id:?}, which another agent opened")]
+    WrongSubagent {
+        /// The event's type.
+        event: AgUiEventType,
+        /// What it continues.
+        kind: AgUiOpen,
+        /// Its id.
+        id: String,
+        /// The subagent the event names.
+        subagent: String,
+    },
     /// `RUN_FINISHED` while something is still open.
     #[error("RUN_FINISHED while {kind}s are still open: {ids}")]
     FinishedWithOpen {
@@ -225,8 +238,8 @@ pub enum AgUiViolation {
 impl AgUiViolation {
     /// The rule's stable name, for metrics labels and logs:
     /// `malformed`, `missing_field`, `first_event`, `run_started_twice`,
-    /// `after_end`, `not_open`, `reused`, `finished_with_open`,
-    /// `too_many_open`.
+    /// `after_end`, `not_open`, `reused`, `wrong_subagent`,
+    /// `finished_with_open`, `too_many_open`.
     pub fn rule(&self) -> &'static str {
         match self {
             AgUiViolation::Malformed(_) => "malformed",
@@ -236,13 +249,14 @@ impl AgUiViolation {
             AgUiViolation::AfterEnd { .. } => "after_end",
             AgUiViolation::NotOpen { .. } => "not_open",
             AgUiViolation::Reused { .. } => "reused",
+            AgUiViolation::WrongSubagent { .. } => "wrong_subagent",
             AgUiViolation::FinishedWithOpen { .. } => "finished_with_open",
             AgUiViolation::TooManyOpen { .. } => "too_many_open",
         }
     }
 
     /// Every rule name [`rule`](Self::rule) returns.
-    pub const RULES: [&'static str; 9] = [
+    pub const RULES: [&'static str; 10] = [
         "malformed",
         "missing_field",
         "first_event",
@@ -250,6 +264,7 @@ impl AgUiViolation {
         "after_end",
         "not_open",
         "reused",
+        "wrong_subagent",
         "finished_with_open",
         "too_many_open",
     ];
@@ -265,30 +280,71 @@ pub struct AgUiChecked {
     pub terminal: bool,
 }
 
-/// The fields the rules read; everything else is left unparsed.
+/// A field's value as the rules see it: a string, or anything else.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Loose<'a> {
+    Str(#[serde(borrow)] Cow<'a, str>),
+    Other(serde::de::IgnoredAny),
+}
+
+impl Loose<'_> {
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Loose::Str(s) => Some(s),
+            Loose::Other(_) => None,
+        }
+    }
+}
+
+/// The fields the rules read; everything else is left unparsed. Each is
+/// `None` when absent, `Some(None)` when `null`.
 #[derive(Deserialize)]
 struct Fields<'a> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
-    #[serde(rename = "messageId", default, borrow)]
-    message_id: Option<Cow<'a, str>>,
-    #[serde(rename = "toolCallId", default, borrow)]
-    tool_call_id: Option<Cow<'a, str>>,
-    #[serde(rename = "stepName", default, borrow)]
-    step_name: Option<Cow<'a, str>>,
-    /// `Some(None)` when present as `null` (refused), `None` when absent.
+    #[serde(rename = "messageId", default, borrow, deserialize_with = "present")]
+    message_id: Option<Option<Loose<'a>>>,
+    #[serde(rename = "toolCallId", default, borrow, deserialize_with = "present")]
+    tool_call_id: Option<Option<Loose<'a>>>,
+    #[serde(rename = "stepName", default, borrow, deserialize_with = "present")]
+    step_name: Option<Option<Loose<'a>>>,
     #[serde(
         rename = "subagentRunId",
         default,
         borrow,
         deserialize_with = "present"
     )]
-    subagent_run_id: Option<Option<Id<'a>>>,
+    subagent_run_id: Option<Option<Loose<'a>>>,
+    #[serde(
+        rename = "parentSubagentRunId",
+        default,
+        borrow,
+        deserialize_with = "present"
+    )]
+    parent_subagent_run_id: Option<Option<Loose<'a>>>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    name: Option<Option<Loose<'a>>>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    message: Option<Option<Loose<'a>>>,
+    #[serde(default, deserialize_with = "present")]
+    description: Option<Option<serde::de::IgnoredAny>>,
+    #[serde(rename = "parentToolCallId", default, deserialize_with = "present")]
+    parent_tool_call_id: Option<Option<serde::de::IgnoredAny>>,
+    #[serde(rename = "parentMessageId", default, deserialize_with = "present")]
+    parent_message_id: Option<Option<serde::de::IgnoredAny>>,
+    #[serde(default, deserialize_with = "present")]
+    code: Option<Option<serde::de::IgnoredAny>>,
+    #[serde(default, deserialize_with = "present")]
+    outcome: Option<Option<Outcome<'a>>>,
 }
 
-/// A string that borrows from the event's text when it can.
+/// A subagent's `outcome`: only its `type` is read.
 #[derive(Deserialize)]
-struct Id<'a>(#[serde(borrow)] Cow<'a, str>);
+struct Outcome<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<Loose<'a>>,
+}
 
 /// A field that is present (perhaps `null`).
 fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
@@ -299,24 +355,37 @@ where
     T::deserialize(deserializer).map(Some)
 }
 
-/// One AG-UI run's rules, event by event:
+/// A field's string: `None` when absent, `null` or not a string.
+fn text<'f>(field: &'f Option<Option<Loose<'_>>>) -> Option<&'f str> {
+    field.as_ref()?.as_ref()?.as_str()
+}
+
+/// One AG-UI run's rules, event by event, as `@ag-ui/client` 1.0's
+/// `verifyEvents` applies them to a run:
 ///
 /// - the first event is `RUN_STARTED` (or `RUN_ERROR`), and there is one;
 /// - `TEXT_MESSAGE_CONTENT`/`END` only for an open `messageId`;
 ///   `TOOL_CALL_ARGS`/`END` only for an open `toolCallId`; `STEP_FINISHED`
-///   only for a started `stepName`; `REASONING_MESSAGE_CONTENT`/`END` and
-///   `REASONING_END` only for an open reasoning message or span;
-///   `SUBAGENT_FINISHED`/`ERROR`, and any event naming a `subagentRunId`,
-///   only for an active subagent;
-/// - an id is not opened again while it is open (a subagent's never again);
+///   only for a `stepName` started by the same agent (the run's, or the
+///   subagent its `subagentRunId` names); `REASONING_MESSAGE_CONTENT`/`END`
+///   and `REASONING_END` only for an open reasoning message or span;
+///   `SUBAGENT_FINISHED`/`ERROR` only for an active subagent;
+/// - an event naming a `subagentRunId` continues only what that subagent
+///   opened (`wrong_subagent`);
+/// - an id is not opened again while it is open (a subagent's never again;
+///   a subagent's parent must have started);
 /// - nothing after `RUN_FINISHED` or `RUN_ERROR`; `RUN_FINISHED` with
 ///   anything still open is a violation;
 /// - the ids these rules read are strings, present where the type requires
-///   them (`subagentRunId: null` is refused, as AG-UI's verifier does).
+///   them; a `SUBAGENT_STARTED` has a `name`, a `SUBAGENT_ERROR` a
+///   `message`; `subagentRunId` and a subagent event's optional fields are
+///   never `null`, and a subagent's `outcome` is `success` or `suspended`.
 ///
 /// Chunk events (`TEXT_MESSAGE_CHUNK`, `TOOL_CALL_CHUNK`,
 /// `REASONING_MESSAGE_CHUNK`) and types AG-UI 1.0 does not define pass.
-/// An event that breaks a rule changes nothing.
+/// An event that breaks a rule changes nothing. Where AG-UI lets a new run
+/// start on the same stream after `RUN_FINISHED`, a gateway's run is over
+/// (`after_end`).
 ///
 /// ```
 /// use wsc_event_monitor::{AgUiRules, AgUiViolation};
@@ -335,7 +404,9 @@ where
 pub struct AgUiRules {
     started: bool,
     ended: Option<AgUiEventType>,
-    open: [HashSet<String>; 6],
+    /// What is open, by kind: id (for steps, the step's key) -> the
+    /// subagent that opened it (`None`: the run's own agent).
+    open: [HashMap<String, Option<String>>; 6],
     /// Subagents that ended (their ids may not be used again).
     subagents_done: HashSet<String>,
     events: u64,
@@ -369,6 +440,10 @@ impl AgUiRules {
     /// # Errors
     /// The [`AgUiViolation`] it commits; the run's state is unchanged.
     pub fn check(&mut self, event: &str) -> Result<AgUiChecked, AgUiViolation> {
+        // A derived struct would also read a JSON array, by position.
+        if !event.trim_start().starts_with('{') {
+            return Err(AgUiViolation::Malformed("not a JSON object".into()));
+        }
         let fields: Fields<'_> =
             serde_json::from_str(event).map_err(|e| AgUiViolation::Malformed(e.to_string()))?;
         let kind = AgUiEventType::from_name(&fields.kind);
@@ -386,6 +461,16 @@ impl AgUiRules {
         {
             return Err(AgUiViolation::FirstEvent(truncated(&fields.kind)));
         }
+        let lane = match &fields.subagent_run_id {
+            None => None,
+            Some(Some(Loose::Str(id))) => Some(id.as_ref()),
+            Some(_) => {
+                return Err(AgUiViolation::Malformed(format!(
+                    "{} with a `subagentRunId` that is not a string (omit the field)",
+                    truncated(&fields.kind)
+                )));
+            }
+        };
         let Some(kind) = kind else {
             self.events += 1;
             self.unknown += 1;
@@ -394,25 +479,15 @@ impl AgUiRules {
                 terminal: false,
             });
         };
-        let subagent = match &fields.subagent_run_id {
-            None => None,
-            Some(None) => {
-                return Err(AgUiViolation::Malformed(format!(
-                    "{kind} with `subagentRunId: null` (omit the field)"
-                )));
-            }
-            Some(Some(id)) => Some(id.0.as_ref()),
-        };
-        let change = self.judge(kind, &fields, subagent)?;
-        match change {
+        match self.judge(kind, &fields, lane)? {
             Change::None => {}
-            Change::Open(open, id) => {
-                self.open[open.index()].insert(id.to_owned());
+            Change::Open(what, id) => {
+                self.open[what.index()].insert(id, lane.map(str::to_owned));
             }
-            Change::Close(open, id) => {
-                self.open[open.index()].remove(id);
-                if open == AgUiOpen::Subagent {
-                    self.subagents_done.insert(id.to_owned());
+            Change::Close(what, id) => {
+                self.open[what.index()].remove(&id);
+                if what == AgUiOpen::Subagent {
+                    self.subagents_done.insert(id);
                 }
             }
             Change::Start => self.started = true,
@@ -426,30 +501,25 @@ impl AgUiRules {
     }
 
     /// The verdict on one event of a known type, and what it changes.
-    fn judge<'e>(
+    fn judge(
         &self,
         kind: AgUiEventType,
-        fields: &'e Fields<'e>,
-        subagent: Option<&'e str>,
-    ) -> Result<Change<'e>, AgUiViolation> {
+        fields: &Fields<'_>,
+        lane: Option<&str>,
+    ) -> Result<Change, AgUiViolation> {
         use AgUiEventType as T;
-        if let Some(id) = subagent
-            && kind != T::SubagentStarted
-            && !self.open[AgUiOpen::Subagent.index()].contains(id)
-        {
-            return Err(AgUiViolation::NotOpen {
-                event: kind,
-                kind: AgUiOpen::Subagent,
-                id: truncated(id),
-            });
-        }
-        let required = |value: &'e Option<Cow<'e, str>>, field: &'static str| {
-            value
-                .as_deref()
+        let required = |value: &Option<Option<Loose<'_>>>, field: &'static str| {
+            text(value)
+                .map(str::to_owned)
                 .ok_or(AgUiViolation::MissingField { event: kind, field })
         };
-        let open = |what: AgUiOpen, id: &'e str| self.open_one(kind, what, id);
-        let close = |what: AgUiOpen, id: &'e str| self.close_one(kind, what, id);
+        // A step is keyed by its name within the agent that runs it.
+        let step = || {
+            required(&fields.step_name, "stepName").map(|name| match lane {
+                Some(lane) => format!("{name}\u{0}{lane}"),
+                None => name,
+            })
+        };
         match kind {
             T::RunStarted if self.started => Err(AgUiViolation::RunStartedTwice),
             T::RunStarted => Ok(Change::Start),
@@ -458,7 +528,10 @@ impl AgUiRules {
                 for what in AgUiOpen::ALL {
                     let ids = &self.open[what.index()];
                     if !ids.is_empty() {
-                        let mut listed: Vec<&str> = ids.iter().map(String::as_str).collect();
+                        let mut listed: Vec<&str> = ids
+                            .keys()
+                            .map(|id| id.split('\u{0}').next().unwrap_or(id))
+                            .collect();
                         listed.sort_unstable();
                         listed.truncate(10);
                         return Err(AgUiViolation::FinishedWithOpen {
@@ -469,97 +542,207 @@ impl AgUiRules {
                 }
                 Ok(Change::End)
             }
-            T::TextMessageStart => open(
+            T::TextMessageStart => self.open_one(
+                kind,
                 AgUiOpen::TextMessage,
                 required(&fields.message_id, "messageId")?,
             ),
-            T::TextMessageContent | T::TextMessageEnd => {
-                let id = required(&fields.message_id, "messageId")?;
-                let change = close(AgUiOpen::TextMessage, id)?;
-                Ok(if kind == T::TextMessageEnd {
-                    change
-                } else {
-                    Change::None
-                })
-            }
-            T::ToolCallStart => open(
+            T::TextMessageContent => self.continue_one(
+                kind,
+                AgUiOpen::TextMessage,
+                required(&fields.message_id, "messageId")?,
+                lane,
+                false,
+            ),
+            T::TextMessageEnd => self.continue_one(
+                kind,
+                AgUiOpen::TextMessage,
+                required(&fields.message_id, "messageId")?,
+                lane,
+                true,
+            ),
+            T::ToolCallStart => self.open_one(
+                kind,
                 AgUiOpen::ToolCall,
                 required(&fields.tool_call_id, "toolCallId")?,
             ),
-            T::ToolCallArgs | T::ToolCallEnd => {
-                let id = required(&fields.tool_call_id, "toolCallId")?;
-                let change = close(AgUiOpen::ToolCall, id)?;
-                Ok(if kind == T::ToolCallEnd {
-                    change
+            T::ToolCallArgs => self.continue_one(
+                kind,
+                AgUiOpen::ToolCall,
+                required(&fields.tool_call_id, "toolCallId")?,
+                lane,
+                false,
+            ),
+            T::ToolCallEnd => self.continue_one(
+                kind,
+                AgUiOpen::ToolCall,
+                required(&fields.tool_call_id, "toolCallId")?,
+                lane,
+                true,
+            ),
+            T::StepStarted => self.open_one(kind, AgUiOpen::Step, step()?),
+            T::StepFinished => {
+                let key = step()?;
+                if self.open[AgUiOpen::Step.index()].contains_key(&key) {
+                    Ok(Change::Close(AgUiOpen::Step, key))
                 } else {
-                    Change::None
-                })
+                    Err(AgUiViolation::NotOpen {
+                        event: kind,
+                        kind: AgUiOpen::Step,
+                        id: truncated(key.split('\u{0}').next().unwrap_or(&key)),
+                    })
+                }
             }
-            T::StepStarted => open(AgUiOpen::Step, required(&fields.step_name, "stepName")?),
-            T::StepFinished => close(AgUiOpen::Step, required(&fields.step_name, "stepName")?),
-            T::ReasoningStart => open(
+            T::ReasoningStart => self.open_one(
+                kind,
                 AgUiOpen::ReasoningSpan,
                 required(&fields.message_id, "messageId")?,
             ),
-            T::ReasoningEnd => close(
+            T::ReasoningEnd => self.continue_one(
+                kind,
                 AgUiOpen::ReasoningSpan,
                 required(&fields.message_id, "messageId")?,
+                lane,
+                true,
             ),
-            T::ReasoningMessageStart => open(
+            T::ReasoningMessageStart => self.open_one(
+                kind,
                 AgUiOpen::ReasoningMessage,
                 required(&fields.message_id, "messageId")?,
             ),
-            T::ReasoningMessageContent | T::ReasoningMessageEnd => {
-                let id = required(&fields.message_id, "messageId")?;
-                let change = close(AgUiOpen::ReasoningMessage, id)?;
-                Ok(if kind == T::ReasoningMessageEnd {
-                    change
-                } else {
-                    Change::None
-                })
+            T::ReasoningMessageContent => self.continue_one(
+                kind,
+                AgUiOpen::ReasoningMessage,
+                required(&fields.message_id, "messageId")?,
+                lane,
+                false,
+            ),
+            T::ReasoningMessageEnd => self.continue_one(
+                kind,
+                AgUiOpen::ReasoningMessage,
+                required(&fields.message_id, "messageId")?,
+                lane,
+                true,
+            ),
+            T::SubagentStarted | T::SubagentFinished | T::SubagentError => {
+                self.judge_subagent(kind, fields, lane)
             }
+            _ => Ok(Change::None),
+        }
+    }
+
+    /// `SUBAGENT_STARTED`, `SUBAGENT_FINISHED`, `SUBAGENT_ERROR`.
+    fn judge_subagent(
+        &self,
+        kind: AgUiEventType,
+        fields: &Fields<'_>,
+        lane: Option<&str>,
+    ) -> Result<Change, AgUiViolation> {
+        use AgUiEventType as T;
+        let null = |field: &str| {
+            AgUiViolation::Malformed(format!("{kind} with `{field}: null` (omit the field)"))
+        };
+        let nulls: &[(bool, &str)] = match kind {
+            T::SubagentStarted => &[
+                (matches!(fields.description, Some(None)), "description"),
+                (
+                    matches!(fields.parent_subagent_run_id, Some(None)),
+                    "parentSubagentRunId",
+                ),
+                (
+                    matches!(fields.parent_tool_call_id, Some(None)),
+                    "parentToolCallId",
+                ),
+                (
+                    matches!(fields.parent_message_id, Some(None)),
+                    "parentMessageId",
+                ),
+            ],
+            T::SubagentFinished => &[(matches!(fields.outcome, Some(None)), "outcome")],
+            _ => &[(matches!(fields.code, Some(None)), "code")],
+        };
+        if let Some((_, field)) = nulls.iter().find(|(is_null, _)| *is_null) {
+            return Err(null(field));
+        }
+        if let Some(Some(outcome)) = &fields.outcome {
+            let t = outcome.kind.as_ref().and_then(Loose::as_str);
+            if !matches!(t, Some("success" | "suspended")) {
+                return Err(AgUiViolation::Malformed(format!(
+                    "{kind} with an outcome that is neither success nor suspended"
+                )));
+            }
+        }
+        let id = lane.ok_or(AgUiViolation::MissingField {
+            event: kind,
+            field: "subagentRunId",
+        })?;
+        let active = &self.open[AgUiOpen::Subagent.index()];
+        match kind {
             T::SubagentStarted => {
-                let id = subagent.ok_or(AgUiViolation::MissingField {
-                    event: kind,
-                    field: "subagentRunId",
-                })?;
-                if self.subagents_done.contains(id) {
+                if text(&fields.name).is_none() {
+                    return Err(AgUiViolation::MissingField {
+                        event: kind,
+                        field: "name",
+                    });
+                }
+                if active.contains_key(id) || self.subagents_done.contains(id) {
                     return Err(AgUiViolation::Reused {
                         event: kind,
                         kind: AgUiOpen::Subagent,
                         id: truncated(id),
                     });
                 }
-                if self.subagents_done.len() >= MAX_OPEN_PER_KIND {
+                if let Some(parent) = text(&fields.parent_subagent_run_id)
+                    && !active.contains_key(parent)
+                    && !self.subagents_done.contains(parent)
+                {
+                    return Err(AgUiViolation::NotOpen {
+                        event: kind,
+                        kind: AgUiOpen::Subagent,
+                        id: truncated(parent),
+                    });
+                }
+                if active.len() >= MAX_OPEN_PER_KIND
+                    || self.subagents_done.len() >= MAX_OPEN_PER_KIND
+                {
                     return Err(AgUiViolation::TooManyOpen {
                         kind: AgUiOpen::Subagent,
                     });
                 }
-                open(AgUiOpen::Subagent, id)
+                Ok(Change::Open(AgUiOpen::Subagent, id.to_owned()))
             }
-            T::SubagentFinished | T::SubagentError => {
-                let id = subagent.ok_or(AgUiViolation::MissingField {
-                    event: kind,
-                    field: "subagentRunId",
-                })?;
-                close(AgUiOpen::Subagent, id)
+            _ => {
+                if kind == T::SubagentError && text(&fields.message).is_none() {
+                    return Err(AgUiViolation::MissingField {
+                        event: kind,
+                        field: "message",
+                    });
+                }
+                if active.contains_key(id) {
+                    Ok(Change::Close(AgUiOpen::Subagent, id.to_owned()))
+                } else {
+                    Err(AgUiViolation::NotOpen {
+                        event: kind,
+                        kind: AgUiOpen::Subagent,
+                        id: truncated(id),
+                    })
+                }
             }
-            _ => Ok(Change::None),
         }
     }
 
-    fn open_one<'e>(
+    fn open_one(
         &self,
         event: AgUiEventType,
         what: AgUiOpen,
-        id: &'e str,
-    ) -> Result<Change<'e>, AgUiViolation> {
+        id: String,
+    ) -> Result<Change, AgUiViolation> {
         let ids = &self.open[what.index()];
-        if ids.contains(id) {
+        if ids.contains_key(&id) {
             return Err(AgUiViolation::Reused {
                 event,
                 kind: what,
-                id: truncated(id),
+                id: truncated(id.split('\u{0}').next().unwrap_or(&id)),
             });
         }
         if ids.len() >= MAX_OPEN_PER_KIND {
@@ -568,29 +751,47 @@ impl AgUiRules {
         Ok(Change::Open(what, id))
     }
 
-    fn close_one<'e>(
+    /// Content of (or the end of, `closes`) an open message, tool call or
+    /// reasoning span: it must be open, and an event naming a subagent
+    /// continues only what that subagent opened.
+    fn continue_one(
         &self,
         event: AgUiEventType,
         what: AgUiOpen,
-        id: &'e str,
-    ) -> Result<Change<'e>, AgUiViolation> {
-        if self.open[what.index()].contains(id) {
-            Ok(Change::Close(what, id))
-        } else {
-            Err(AgUiViolation::NotOpen {
+        id: String,
+        lane: Option<&str>,
+        closes: bool,
+    ) -> Result<Change, AgUiViolation> {
+        let Some(owner) = self.open[what.index()].get(&id) else {
+            return Err(AgUiViolation::NotOpen {
                 event,
                 kind: what,
-                id: truncated(id),
-            })
+                id: truncated(&id),
+            });
+        };
+        if let Some(lane) = lane
+            && owner.as_deref() != Some(lane)
+        {
+            return Err(AgUiViolation::WrongSubagent {
+                event,
+                kind: what,
+                id: truncated(&id),
+                subagent: truncated(lane),
+            });
         }
+        Ok(if closes {
+            Change::Close(what, id)
+        } else {
+            Change::None
+        })
     }
 }
 
 /// What an event that broke no rule changes.
-enum Change<'e> {
+enum Change {
     None,
-    Open(AgUiOpen, &'e str),
-    Close(AgUiOpen, &'e str),
+    Open(AgUiOpen, String),
+    Close(AgUiOpen, String),
     Start,
     End,
 }
@@ -658,9 +859,13 @@ mod tests {
 
     #[test]
     fn each_rule_has_its_violation() {
-        let cases: [(&[&str], &str); 14] = [
+        let cases: [(&[&str], &str); 15] = [
             (&["[1]"], "malformed"),
-            (&[r#"{"type":"RUN_STARTED","messageId":7}"#], "malformed"),
+            (&[r#"["RUN_STARTED", "m"]"#], "malformed"),
+            (
+                &[START, r#"{"type":"TEXT_MESSAGE_START","messageId":7}"#],
+                "missing_field",
+            ),
             (
                 &[START, r#"{"type":"TEXT_MESSAGE_START","role":"assistant"}"#],
                 "missing_field",
@@ -696,9 +901,10 @@ mod tests {
             (
                 &[
                     START,
-                    r#"{"type":"CUSTOM","name":"n","subagentRunId":"ghost"}"#,
+                    r#"{"type":"TEXT_MESSAGE_START","messageId":"m"}"#,
+                    r#"{"type":"TEXT_MESSAGE_END","messageId":"m","subagentRunId":"s"}"#,
                 ],
-                "not_open",
+                "wrong_subagent",
             ),
             (
                 &[

@@ -95,7 +95,7 @@ fn breaking(rule: &str) -> Vec<Value> {
     let text = |t: &str| json!({"type": t, "messageId": "m", "delta": "x"});
     let mut run = vec![started.clone()];
     match rule {
-        "malformed" => run.push(json!({"type": "TEXT_MESSAGE_START", "messageId": 7})),
+        "malformed" => run.push(json!(["not", "an", "event"])),
         "missing_field" => run.push(json!({"type": "TOOL_CALL_START", "toolCallName": "f"})),
         "first_event" => run = vec![text("TEXT_MESSAGE_CONTENT")],
         "run_started_twice" => run.push(started),
