@@ -2,10 +2,16 @@
 // event sequences: reads a JSON array of sequences (each an array of AG-UI
 // events) on stdin and prints, for each, the index of the first event the
 // verifier refuses (or null when it accepts them all) with its message.
-// `crates/server/tests/ag_ui_conformance.rs` compares these verdicts with
-// the gateway's own rules.
+// With `--schemas`, each event must first parse with `@ag-ui/core`'s
+// `EventSchemas` (the first that does not is the verdict).
+// `tests/tests/ag_ui_conformance.rs` compares these verdicts with the
+// gateway's own rules; `crates/server/tests/python_agents.rs` checks the
+// Python example backend's events.
 import { verifyEvents } from "@ag-ui/client";
+import { EventSchemas } from "@ag-ui/core/schemas";
 import { from, lastValueFrom, tap, toArray } from "rxjs";
+
+const schemas = process.argv.includes("--schemas");
 
 const chunks = [];
 for await (const chunk of process.stdin) chunks.push(chunk);
@@ -13,6 +19,12 @@ const sequences = JSON.parse(Buffer.concat(chunks).toString("utf8"));
 
 const verdicts = [];
 for (const events of sequences) {
+  const invalid = schemas ? events.findIndex((e) => !EventSchemas.safeParse(e).success) : -1;
+  if (invalid >= 0) {
+    const issue = EventSchemas.safeParse(events[invalid]).error;
+    verdicts.push({ at: invalid, message: `schema: ${String(issue)}` });
+    continue;
+  }
   let passed = 0;
   try {
     await lastValueFrom(

@@ -240,3 +240,100 @@ async fn the_demo_load_runs_through_a_real_backend() {
     assert_eq!(report.events, 60 * AG_UI_RUN.len() as u64);
     assert!(report.disconnects > 0 && report.resumes >= report.disconnects);
 }
+
+/// The AG-UI run of `url` (an SSE stream), read directly: its events.
+async fn read_ag_ui_events(url: &str) -> Vec<serde_json::Value> {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let input = json!({"threadId": "t", "runId": "every-type", "messages": [
+        {"id": "q", "role": "user", "content": "all of it"}
+    ], "tools": [], "context": [], "state": {}, "forwardedProps": {}});
+    let request = hyper::Request::post(url)
+        .header("content-type", "application/json")
+        .header("accept", "text/event-stream")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            input.to_string(),
+        )))
+        .unwrap();
+    let response = client.request(request).await.expect("the backend answers");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let mut reader = wsc_upstream::StreamReader::new(wsc_upstream::StreamFormat::Sse);
+    let mut texts = reader.push(&body).unwrap();
+    texts.extend(reader.finish().unwrap());
+    texts
+        .iter()
+        .map(|t| serde_json::from_str(t).unwrap())
+        .collect()
+}
+
+/// The Python backend emitting every one of AG-UI 1.0's 31 event types
+/// (`?all=1`, and `?all=1&fail=1` for `RUN_ERROR`; each event built by the
+/// official package's own model): read directly, every event parses with
+/// `@ag-ui/core`'s schemas and each run passes `@ag-ui/client`'s verifier
+/// (Node) and the gateway's rules; through the gateway, the run completes
+/// and no rule is counted broken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_emitting_all_31_event_types_passes_every_check() {
+    let (_agent, base) = start_agent_process("ag-ui-python").await;
+    let url = format!("{base}?all=1");
+    let runs = [
+        read_ag_ui_events(&url).await,
+        read_ag_ui_events(&format!("{url}&fail=1")).await,
+    ];
+    let types: std::collections::HashSet<&str> = runs
+        .iter()
+        .flatten()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    for t in wsc_event_monitor::AgUiEventType::ALL {
+        assert!(types.contains(t.as_str()), "{t} was not emitted");
+    }
+    for events in &runs {
+        let mut rules = wsc_event_monitor::AgUiRules::new();
+        for e in events {
+            rules
+                .check(&e.to_string())
+                .unwrap_or_else(|v| panic!("{e}: {v}"));
+        }
+        assert!(rules.is_ended());
+        assert_eq!(rules.unknown_events(), 0);
+    }
+
+    // The official packages, in Node.
+    let node = std::env::var_os("WSC_NODE").map_or_else(|| PathBuf::from("node"), PathBuf::from);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../clients/typescript");
+    let mut child = std::process::Command::new(node)
+        .args(["conformance/agui-verify.mjs", "--schemas"])
+        .current_dir(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("node runs (npm ci in clients/typescript first)");
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        &serde_json::to_vec(&runs).unwrap(),
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let verdicts: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(verdicts, json!([{"at": null}, {"at": null}]), "{verdicts}");
+
+    // Through the gateway: the run completes, nothing is counted broken.
+    let r = gateway_for(url, AgentProtocol::AgUi).await;
+    let (mut ws, _) = connect(&r, "user_id=all-types").await;
+    send(&mut ws, &start_agent(&[], 0)).await;
+    let (_, frames) = read_run(&mut ws, &mut 0).await;
+    assert_eq!(
+        frames.last().unwrap().message_type,
+        M::AgentCompleted,
+        "{frames:?}"
+    );
+    let metrics = r.gateway.render_metrics();
+    assert!(
+        !metrics
+            .lines()
+            .any(|l| l.starts_with("wsc_agui_violations_total") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+}
