@@ -434,6 +434,47 @@ impl AgUiRules {
         self.unknown
     }
 
+    /// The events that close everything still open — text messages, tool
+    /// calls, reasoning messages and spans, steps, then subagents — each as
+    /// its JSON text, in an order these rules accept, so that a
+    /// `RUN_FINISHED` may follow (a gateway ending a run early, for
+    /// instance on cancel).
+    pub fn closing_events(&self) -> Vec<String> {
+        let order = [
+            (AgUiOpen::TextMessage, "TEXT_MESSAGE_END", "messageId"),
+            (AgUiOpen::ToolCall, "TOOL_CALL_END", "toolCallId"),
+            (
+                AgUiOpen::ReasoningMessage,
+                "REASONING_MESSAGE_END",
+                "messageId",
+            ),
+            (AgUiOpen::ReasoningSpan, "REASONING_END", "messageId"),
+            (AgUiOpen::Step, "STEP_FINISHED", "stepName"),
+        ];
+        let mut events = Vec::new();
+        for (what, kind, field) in order {
+            let mut open: Vec<(&String, &Option<String>)> =
+                self.open[what.index()].iter().collect();
+            open.sort();
+            for (id, lane) in open {
+                let id = id.split('\u{0}').next().unwrap_or(id);
+                let mut event = serde_json::json!({"type": kind, field: id});
+                if let Some(lane) = lane {
+                    event["subagentRunId"] = serde_json::Value::from(lane.as_str());
+                }
+                events.push(event.to_string());
+            }
+        }
+        let mut subagents: Vec<&String> = self.open[AgUiOpen::Subagent.index()].keys().collect();
+        subagents.sort();
+        for id in subagents {
+            events.push(
+                serde_json::json!({"type": "SUBAGENT_FINISHED", "subagentRunId": id}).to_string(),
+            );
+        }
+        events
+    }
+
     /// Checks one event (its JSON text) against the run so far and, if it
     /// breaks no rule, applies it.
     ///
@@ -964,6 +1005,30 @@ mod tests {
                 kind: AgUiOpen::Step
             }
         );
+    }
+
+    #[test]
+    fn closing_events_close_everything_so_the_run_may_finish() {
+        let mut rules = AgUiRules::new();
+        for e in [
+            START,
+            r#"{"type":"STEP_STARTED","stepName":"plan"}"#,
+            r#"{"type":"SUBAGENT_STARTED","subagentRunId":"s","name":"helper"}"#,
+            r#"{"type":"STEP_STARTED","stepName":"plan","subagentRunId":"s"}"#,
+            r#"{"type":"TEXT_MESSAGE_START","messageId":"m","subagentRunId":"s"}"#,
+            r#"{"type":"TOOL_CALL_START","toolCallId":"c","toolCallName":"f"}"#,
+            r#"{"type":"REASONING_START","messageId":"r"}"#,
+            r#"{"type":"REASONING_MESSAGE_START","messageId":"rm"}"#,
+        ] {
+            rules.check(e).unwrap();
+        }
+        let closing = rules.closing_events();
+        assert_eq!(closing.len(), 7);
+        for e in &closing {
+            rules.check(e).unwrap_or_else(|v| panic!("{e}: {v}"));
+        }
+        rules.check(FINISH).unwrap();
+        assert!(AgUiRules::new().closing_events().is_empty());
     }
 
     #[test]

@@ -190,6 +190,10 @@ struct ServeArgs {
     /// by /health). Pauses inside a run never affect health.
     #[arg(long, env = "WSC_RUN_TIMEOUT", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     run_timeout: u64,
+    /// Seconds an AG-UI run's events stay readable after it ended
+    /// (`GET /ag-ui/runs/{runId}/events`; later: 410).
+    #[arg(long, env = "WSC_RUN_RETENTION", default_value_t = 300)]
+    run_retention: u64,
     /// The key backends send as `Authorization: Bearer KEY` to
     /// `POST /api/publish` (without it, the publish API is off).
     #[arg(long, env = "WSC_API_KEY", hide_env_values = true)]
@@ -384,6 +388,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_tracked_runs: usize::try_from(args.max_tracked_runs).unwrap_or(usize::MAX),
             max_runs_per_user: usize::try_from(args.max_runs_per_user).unwrap_or(usize::MAX),
             run_timeout: Duration::from_secs(args.run_timeout),
+            run_retention: Duration::from_secs(args.run_retention),
+            ..Default::default()
         },
         http: wsc_server::HttpConfig {
             trusted_proxies: args.trusted_proxies.clone(),

@@ -320,6 +320,12 @@ impl Gateway {
             shared: shared.clone(),
             counters: counters.clone(),
         });
+        let ag_ui_runs = crate::agui::AgUiRuns::new(
+            config.agents.run_retention,
+            config.agents.max_ag_ui_runs_per_user,
+            config.agents.max_ag_ui_runs,
+            config.sessions.replay_buffer_bytes,
+        );
         let state = Arc::new(AppState {
             monitor,
             perf: Arc::new(PerformanceMonitor::with_clock(
@@ -339,6 +345,7 @@ impl Gateway {
             shared,
             health: HealthCache::default(),
             runs: Arc::new(crate::runs::RunTable::new(max_runs_per_user, run_services)),
+            ag_ui_runs,
             metrics: std::sync::RwLock::default(),
             upkeep: std::sync::Mutex::default(),
         });

@@ -380,6 +380,15 @@ pub struct AgentsConfig {
     /// agent's 7 events); an ended one keeps compact records (about
     /// 0.8 KiB; see docs/performance.md).
     pub max_tracked_runs: usize,
+    /// How long an AG-UI run's events stay readable after it ended
+    /// (`GET /ag-ui/runs/{runId}/events`; later: 410), default 5 min.
+    pub run_retention: Duration,
+    /// AG-UI runs (in flight or within their retention) one user may hold
+    /// (default 100), and the gateway in all (default 10 000); each keeps
+    /// at most `SessionsConfig::replay_buffer_bytes` of events.
+    pub max_ag_ui_runs_per_user: usize,
+    /// See [`max_ag_ui_runs_per_user`](Self::max_ag_ui_runs_per_user).
+    pub max_ag_ui_runs: usize,
 }
 
 impl Default for AgentsConfig {
@@ -388,6 +397,9 @@ impl Default for AgentsConfig {
             max_runs_per_user: 4,
             run_timeout: Duration::from_secs(300),
             max_tracked_runs: 10_000,
+            run_retention: Duration::from_secs(300),
+            max_ag_ui_runs_per_user: 100,
+            max_ag_ui_runs: 10_000,
         }
     }
 }

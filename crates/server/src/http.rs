@@ -27,11 +27,17 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/stats", get(stats))
         .route("/api/publish", axum::routing::post(publish))
+        .route("/ag-ui", axum::routing::post(crate::agui_http::run))
+        .route("/ag-ui/runs/{run_id}/events", get(crate::agui_http::events))
+        .route(
+            "/ag-ui/runs/{run_id}/cancel",
+            axum::routing::post(crate::agui_http::cancel),
+        )
         .with_state(state)
 }
 
 /// Why a handshake has no user.
-enum AuthError {
+pub(crate) enum AuthError {
     /// No or bad credentials: 401.
     Unauthorized(String),
     /// A `user_id` that is not a valid user id (too long, control
@@ -40,7 +46,10 @@ enum AuthError {
 }
 
 /// The authenticated user, or why not.
-fn authenticate(state: &AppState, query: &HashMap<String, String>) -> Result<String, AuthError> {
+pub(crate) fn authenticate(
+    state: &AppState,
+    query: &HashMap<String, String>,
+) -> Result<String, AuthError> {
     match &state.config.auth {
         AuthMode::Dev => {
             let user = query

@@ -30,6 +30,8 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod agui;
+mod agui_http;
 mod broker;
 mod builder;
 mod config;

@@ -15,7 +15,9 @@ use serde_json::{Value, json};
 use wsc_core::{MessageType, SharedClock, Timestamp, WebSocketMessage, WireFrame};
 use wsc_event_monitor::EventMonitor;
 use wsc_reconnection::SessionRegistry;
+use wsc_upstream::{AgUiMapper, MappedFrame, UpstreamError, UpstreamMapper};
 
+use crate::agui::RunLog;
 use crate::counters::{Counters, Ids};
 use crate::shared::{Published, Shared};
 
@@ -48,6 +50,11 @@ pub struct AgentRequest {
     pub tools: Vec<String>,
     /// Delay between events (default 0).
     pub step_delay: Duration,
+    /// For a run a client started over AG-UI (`POST /ag-ui`): its
+    /// `RunAgentInput` as sent (an AG-UI backend gets it unchanged, and the
+    /// run's events go to AG-UI readers as the agent's own); `None` for a
+    /// run started over the WebSocket protocol.
+    pub ag_ui: Option<Value>,
 }
 
 /// Why [`EventSink::forward`] refused a frame (nothing was published).
@@ -109,6 +116,11 @@ pub(crate) struct Run {
     progress: std::sync::Mutex<Progress>,
     /// The number in the next event's message id (`{run_id}-{n}`).
     next_message: AtomicU64,
+    /// Its AG-UI events, for AG-UI readers (runs started over AG-UI).
+    pub(crate) log: Option<Arc<RunLog>>,
+    /// AG-UI's rules and the mapping to legacy frames, for a runner that
+    /// speaks AG-UI (made on its first event).
+    ag_ui: std::sync::Mutex<Option<AgUiMapper>>,
 }
 
 /// Who a run belongs to and where its events go.
@@ -117,12 +129,20 @@ pub(crate) struct RunIdentity {
     pub(crate) run_id: String,
     pub(crate) user: String,
     pub(crate) agent_name: String,
-    pub(crate) session_id: String,
+    /// The WebSocket session its legacy frames go to (none for a run
+    /// started over HTTP, `POST /ag-ui`).
+    pub(crate) session: Option<RunSession>,
     pub(crate) thread_id: Option<String>,
-    /// The registry that holds the session (this node's memory for a
-    /// session started while the shared store was unreachable).
-    pub(crate) registry: Arc<SessionRegistry>,
     pub(crate) started_at: Timestamp,
+}
+
+/// The session a run's frames go to.
+#[derive(Clone, Debug)]
+pub(crate) struct RunSession {
+    pub(crate) id: String,
+    /// The registry that holds it (this node's memory for a session
+    /// started while the shared store was unreachable).
+    pub(crate) registry: Arc<SessionRegistry>,
 }
 
 /// What a run has emitted so far (for the dashboard's runs panel).
@@ -144,7 +164,31 @@ impl Run {
             ended: AtomicBool::new(false),
             progress: std::sync::Mutex::new(Progress::default()),
             next_message: AtomicU64::new(1),
+            log: None,
+            ag_ui: std::sync::Mutex::new(None),
         }
+    }
+
+    /// This run, its AG-UI events kept in `log` for AG-UI readers.
+    pub(crate) fn with_log(mut self, log: Arc<RunLog>) -> Self {
+        self.log = Some(log);
+        self
+    }
+
+    /// Checks one AG-UI event against AG-UI's rules and maps it to legacy
+    /// frames.
+    fn map_ag_ui(&self, event: &str) -> Result<Vec<MappedFrame>, UpstreamError> {
+        let mut mapper = self.ag_ui.lock().unwrap_or_else(|p| p.into_inner());
+        mapper.get_or_insert_with(AgUiMapper::new).push_event(event)
+    }
+
+    /// The AG-UI events that close what the run holds open.
+    fn closing_events(&self) -> Vec<String> {
+        let mapper = self.ag_ui.lock().unwrap_or_else(|p| p.into_inner());
+        mapper
+            .as_ref()
+            .map(AgUiMapper::closing_events)
+            .unwrap_or_default()
     }
 
     /// The message id of the run's next event: `{run_id}-{n}`, n from 1
@@ -243,7 +287,7 @@ impl std::fmt::Debug for EventSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventSink")
             .field("run_id", &self.run.id.run_id)
-            .field("session_id", &self.run.id.session_id)
+            .field("session_id", &self.run.id.session.as_ref().map(|s| &s.id))
             .finish_non_exhaustive()
     }
 }
@@ -261,6 +305,70 @@ impl EventSink {
             return false;
         }
         self.publish(event, payload).await
+    }
+
+    /// Emits one AG-UI event (its JSON text, as the agent sent it): checked
+    /// against AG-UI's rules, kept as it is for the run's AG-UI readers,
+    /// and mapped to legacy frames for its WebSocket session. Returns
+    /// `Ok(false)` where [`emit`](Self::emit) would return false.
+    ///
+    /// # Errors
+    /// The event breaks an AG-UI rule or cannot be mapped; nothing of it
+    /// was emitted, and the runner should end the run (an `agent_error`
+    /// with the error's `code()`).
+    pub async fn emit_ag_ui(&self, event: &str) -> Result<bool, UpstreamError> {
+        if self.run.is_cancelled() || self.run.ended.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        let frames = self.run.map_ag_ui(event)?;
+        if let Some(log) = &self.run.log {
+            let terminal = frames.iter().any(|f| f.message_type.is_terminal());
+            log.push(Arc::from(event), terminal, self.services.clock.now());
+        }
+        for f in frames {
+            if !self.emit(f.message_type, Value::Object(f.payload)).await {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The run's AG-UI log gets its terminal event from the legacy one,
+    /// when its agent did not send one: `RUN_ERROR {message, code}` for an
+    /// error, else whatever is still open closed and `RUN_FINISHED`
+    /// (`outcome {type: "cancelled"}` for a cancelled run).
+    fn end_log(&self, event: MessageType, body: &Value, now: Timestamp) {
+        let Some(log) = &self.run.log else { return };
+        if log.ended_at().is_some() {
+            return;
+        }
+        let code = body["code"].as_str().unwrap_or_default();
+        if event == MessageType::AgentError && code != "cancelled" {
+            let error = json!({
+                "type": "RUN_ERROR",
+                "message": body["message"].as_str().unwrap_or("the run failed"),
+                "code": code,
+            });
+            log.push(Arc::from(error.to_string()), true, now);
+            return;
+        }
+        for closing in self.run.closing_events() {
+            log.push(Arc::from(closing), false, now);
+        }
+        let mut finished = json!({
+            "type": "RUN_FINISHED",
+            "threadId": log.thread_id,
+            "runId": log.run_id,
+        });
+        if code == "cancelled" {
+            finished["outcome"] = json!({"type": "cancelled"});
+        }
+        log.push(Arc::from(finished.to_string()), true, now);
+    }
+
+    /// Whether the run has its terminal frame (nothing more is emitted).
+    pub fn has_ended(&self) -> bool {
+        self.run.ended.load(Ordering::Acquire)
     }
 
     /// Whether the run was cancelled (`stop_agent`): emitting is refused
@@ -290,6 +398,9 @@ impl EventSink {
         }
         let now = services.clock.now();
         run.record(event, &body, now);
+        if event.is_terminal() {
+            self.end_log(event, &body, now);
+        }
         if event == MessageType::AgentError && body["code"] == "upstream_protocol" {
             // The backend broke an AG-UI rule: counted per rule.
             if let Some(rule) = body["rule"].as_str() {
@@ -352,11 +463,14 @@ impl EventSink {
     /// the run.
     async fn deliver(&self, frame: WireFrame, message_id: String) -> bool {
         let run = &self.run;
-        let session = run.id.session_id.as_str();
+        let Some(session) = &run.id.session else {
+            // A run without a session: its readers read its AG-UI log.
+            return true;
+        };
         match self
             .services
             .shared
-            .publish(&run.id.registry, session, frame, message_id)
+            .publish(&session.registry, &session.id, frame, message_id)
             .await
         {
             Published::Appended | Published::Queued => true,
@@ -380,6 +494,14 @@ pub trait AgentRunner: Send + Sync {
     /// `content` the input), as with a real agent behind the gateway.
     /// Default false: only `start_agent` starts runs.
     fn runs_on_user_messages(&self) -> bool {
+        false
+    }
+
+    /// Whether runs started over AG-UI (`POST /ag-ui`) can run here: the
+    /// runner emits AG-UI events ([`EventSink::emit_ag_ui`]) when its
+    /// request carries [`AgentRequest::ag_ui`]. Default false (`POST
+    /// /ag-ui` then answers 501).
+    fn speaks_ag_ui(&self) -> bool {
         false
     }
 }

@@ -23,7 +23,7 @@ use crate::counters::{Counters, Ids};
 use crate::logging::log_safe;
 use crate::run::{
     AgentRequest, AgentRunner, CancelReason, EventSink, Progress, Run, RunIdentity, RunServices,
-    Terminal,
+    RunSession, Terminal,
 };
 
 /// Why a published frame naming a run was refused.
@@ -306,9 +306,11 @@ impl RunTable {
     pub(crate) fn sessions(&self) -> Vec<(String, Arc<SessionRegistry>)> {
         let mut sessions: HashMap<String, Arc<SessionRegistry>> = HashMap::new();
         for run in &self.runs {
-            sessions
-                .entry(run.id.session_id.clone())
-                .or_insert_with(|| run.id.registry.clone());
+            if let Some(session) = &run.id.session {
+                sessions
+                    .entry(session.id.clone())
+                    .or_insert_with(|| session.registry.clone());
+            }
         }
         sessions.into_iter().collect()
     }
@@ -317,7 +319,7 @@ impl RunTable {
     pub(crate) fn cancel_session(&self, session_id: &str) -> usize {
         let mut n = 0;
         for run in &self.runs {
-            if run.id.session_id == session_id {
+            if run.id.session.as_ref().is_some_and(|s| s.id == session_id) {
                 run.cancel(CancelReason::SessionExpired);
                 n += 1;
             }
@@ -493,9 +495,11 @@ impl RunTable {
             run_id: run_id.clone(),
             user: user.to_owned(),
             agent_name: agent_name.clone(),
-            session_id: session_id.to_owned(),
+            session: Some(RunSession {
+                id: session_id.to_owned(),
+                registry: registry.clone(),
+            }),
             thread_id: thread_id.clone(),
-            registry: registry.clone(),
             started_at: services.clock.now(),
         }));
         let Some(slot) = self.register(run.clone()) else {
@@ -530,11 +534,6 @@ impl RunTable {
             .with_agent_name(agent_name.clone());
         session.thread_id = thread_id.clone();
         services.monitor.start_session_tracking(&run_id, session);
-        services.counters.runs.fetch_add(1, Ordering::Relaxed);
-        let sink = EventSink {
-            run: run.clone(),
-            services: services.clone(),
-        };
         let request = AgentRequest {
             run_id,
             input: start.input.unwrap_or_default(),
@@ -543,6 +542,80 @@ impl RunTable {
             thread_id,
             tools,
             step_delay,
+            ag_ui: None,
+        };
+        StartOutcome::Started(self.launch(run, slot, request, runner))
+    }
+
+    /// Starts `user`'s AG-UI run (`POST /ag-ui`): `input` is the client's
+    /// `RunAgentInput`, `log` where its AG-UI events go; no WebSocket
+    /// session. `None` if the user has as many runs in flight as it may.
+    pub(crate) fn start_ag_ui_run(
+        self: &Arc<Self>,
+        user: &str,
+        input: serde_json::Value,
+        log: Arc<crate::agui::RunLog>,
+        runner: Arc<dyn AgentRunner>,
+    ) -> Option<String> {
+        let services = &self.services;
+        let run_id = log.internal_id.clone();
+        let agent_name = input["forwardedProps"]["agent_name"]
+            .as_str()
+            .filter(|n| !n.is_empty() && n.len() <= 64)
+            .unwrap_or("assistant")
+            .to_owned();
+        let thread_id = Some(log.thread_id.clone());
+        let run = Arc::new(
+            Run::new(RunIdentity {
+                run_id: run_id.clone(),
+                user: user.to_owned(),
+                agent_name: agent_name.clone(),
+                session: None,
+                thread_id: thread_id.clone(),
+                started_at: services.clock.now(),
+            })
+            .with_log(log),
+        );
+        let slot = self.register(run.clone())?;
+        let mut session = AgentSession::new(user)
+            .with_run_id(run_id.clone())
+            .with_agent_name(agent_name.clone());
+        session.thread_id = thread_id.clone();
+        services.monitor.start_session_tracking(&run_id, session);
+        // The last user message is the input (as a start's `input`).
+        let text = input["messages"]
+            .as_array()
+            .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let request = AgentRequest {
+            run_id,
+            input: text,
+            user_id: user.to_owned(),
+            agent_name,
+            thread_id,
+            tools: vec!["search".to_owned()],
+            step_delay: Duration::ZERO,
+            ag_ui: Some(input),
+        };
+        Some(self.launch(run, slot, request, runner))
+    }
+
+    /// Runs `request` on `runner` in a task of its own until it ends or is
+    /// cancelled; returns the run's id.
+    fn launch(
+        self: &Arc<Self>,
+        run: Arc<Run>,
+        slot: RunSlot,
+        request: AgentRequest,
+        runner: Arc<dyn AgentRunner>,
+    ) -> String {
+        let services = &self.services;
+        services.counters.runs.fetch_add(1, Ordering::Relaxed);
+        let sink = EventSink {
+            run: run.clone(),
+            services: services.clone(),
         };
         let (monitor, clock) = (services.monitor.clone(), services.clock.clone());
         let started = request.run_id.clone();
@@ -569,7 +642,7 @@ impl RunTable {
             }
             .instrument(span),
         );
-        StartOutcome::Started(started)
+        started
     }
 }
 
@@ -618,9 +691,11 @@ mod tests {
             user: user.into(),
             run_id: run_id.into(),
             agent_name: "assistant".into(),
-            session_id: session_id.into(),
+            session: Some(RunSession {
+                id: session_id.into(),
+                registry: Arc::new(SessionRegistry::new(SessionConfig::default())),
+            }),
             thread_id: None,
-            registry: Arc::new(SessionRegistry::new(SessionConfig::default())),
             started_at: at(started),
         }))
     }

@@ -40,6 +40,8 @@ pub(crate) struct AppState {
     pub(crate) health: HealthCache,
     /// The runs in flight, per user.
     pub(crate) runs: Arc<crate::runs::RunTable>,
+    /// AG-UI runs' events, for their readers.
+    pub(crate) ag_ui_runs: crate::agui::AgUiRuns,
     /// The background upkeep's tasks: held here, so the gateway and every
     /// router made from it keep them running (the tasks hold the state
     /// weakly: no cycle).

@@ -64,6 +64,7 @@ pub(crate) fn start(state: &Arc<AppState>) -> Upkeep {
         }),
         every(state, EXPIRE_SESSIONS_EVERY, |s| async move {
             s.shared.cleanup_expired().await;
+            s.ag_ui_runs.expire(s.clock.now());
             cancel_orphaned_runs(&s).await;
         }),
         state.monitor.spawn_sweeper(),

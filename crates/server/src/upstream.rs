@@ -103,6 +103,10 @@ impl HttpAgent {
             .clone()
             .unwrap_or_else(|| format!("thread-{}", request.run_id));
         match self.config.protocol {
+            // A client's own RunAgentInput goes to the backend unchanged.
+            AgentProtocol::AgUi if request.ag_ui.is_some() => {
+                request.ag_ui.clone().unwrap_or_default()
+            }
             AgentProtocol::AgUi => json!({
                 "threadId": thread_id,
                 "runId": request.run_id,
@@ -190,15 +194,24 @@ impl HttpAgent {
             };
             let events = events.map_err(|e| Failure::new("upstream_error", e.to_string()))?;
             for text in events {
-                let frames = mapper.push_event(&text).map_err(Failure::from)?;
-                for f in frames {
-                    if !sink.emit(f.message_type, Value::Object(f.payload)).await {
-                        // The session is gone: nobody can receive the rest.
-                        return Ok(());
+                let go_on = match self.config.protocol {
+                    // AG-UI: the run checks, keeps and maps the event.
+                    AgentProtocol::AgUi => sink.emit_ag_ui(&text).await.map_err(Failure::from)?,
+                    AgentProtocol::Wsc => {
+                        let frames = mapper.push_event(&text).map_err(Failure::from)?;
+                        let mut delivered = true;
+                        for f in frames {
+                            if !sink.emit(f.message_type, Value::Object(f.payload)).await {
+                                delivered = false;
+                                break;
+                            }
+                        }
+                        delivered
                     }
-                }
-                if mapper.is_ended() {
-                    // The run has its terminal frame: hang up.
+                };
+                // The session is gone (nobody can receive the rest), or the
+                // run has its terminal frame: hang up.
+                if !go_on || sink.has_ended() {
                     return Ok(());
                 }
             }
@@ -218,6 +231,11 @@ impl AgentRunner for HttpAgent {
             self.stream(&request, mapper.as_mut(), &sink),
         )
         .await;
+        if sink.has_ended() {
+            return;
+        }
+        // The run's terminal frame, since the agent did not send one (the
+        // mapper here only words it: AG-UI events went through the run).
         let last = match streamed {
             Ok(Ok(())) => mapper.finish(),
             Ok(Err(Failure(code, message, rule))) => {
@@ -252,5 +270,10 @@ impl AgentRunner for HttpAgent {
     /// A backend answers chat: `user_message {content}` starts a run.
     fn runs_on_user_messages(&self) -> bool {
         true
+    }
+
+    /// An AG-UI backend: a client's run goes to it as sent.
+    fn speaks_ag_ui(&self) -> bool {
+        self.config.protocol == AgentProtocol::AgUi
     }
 }

@@ -118,3 +118,45 @@ async fn fifty_clients_get_every_frame_once_and_in_order_through_a_cutting_proxy
     assert!(cut >= 10, "the proxy cut {cut} connections");
     assert!(gateway.stats().resumes >= cut / 2, "{:?}", gateway.stats());
 }
+
+/// The official AG-UI client, unchanged but for its URL: `@ag-ui/client`
+/// 1.0's `HttpAgent` in Node against `POST /ag-ui` gets the whole run
+/// through its own verification, and ends with the assistant's answer
+/// among its messages.
+#[tokio::test]
+async fn the_official_ag_ui_http_agent_runs_against_post_ag_ui() {
+    let r = support::start(GatewayConfig::default()).await;
+    let output = tokio::process::Command::new(node())
+        .args([
+            "conformance/http-agent.mjs",
+            &format!("http://{}/ag-ui", r.addr),
+            "node-user",
+            "node-run-1",
+        ])
+        .current_dir(package())
+        .output()
+        .await
+        .expect("node runs");
+    let stdout = check(&output, "HttpAgent");
+    let got: Value = serde_json::from_str(&stdout).unwrap();
+    let events: Vec<&str> = got["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert_eq!(events.first(), Some(&"RUN_STARTED"), "{got}");
+    assert_eq!(events.last(), Some(&"RUN_FINISHED"), "{got}");
+    assert!(
+        events.contains(&"TOOL_CALL_RESULT") && events.contains(&"TEXT_MESSAGE_CONTENT"),
+        "{got}"
+    );
+    let answer = got["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "assistant" && m["content"].is_string())
+        .unwrap_or_else(|| panic!("no assistant answer: {got}"));
+    assert_eq!(answer["content"], "You asked: hello gateway");
+    assert_eq!(r.gateway.stats().runs, 1);
+}

@@ -166,6 +166,13 @@ impl AgUiMapper {
         self.ended
     }
 
+    /// The AG-UI events that close what the run still holds open, so that
+    /// a `RUN_FINISHED` may follow (see
+    /// [`AgUiRules::closing_events`](wsc_event_monitor::AgUiRules::closing_events)).
+    pub fn closing_events(&self) -> Vec<String> {
+        self.rules.closing_events()
+    }
+
     pub(crate) fn rules_mut(&mut self) -> &mut wsc_event_monitor::AgUiRules {
         &mut self.rules
     }

@@ -1,0 +1,398 @@
+//! AG-UI runs as their readers see them: each run's AG-UI events, in
+//! order, numbered 1, 2, 3 … ([`RunLog`]), kept while the run streams and
+//! for a retention time after it ended, so any number of readers can follow
+//! it live, join it late or resume after event N (`Last-Event-ID`). The
+//! events are the agent's own text, never re-serialized. [`AgUiRuns`] holds
+//! one gateway's logs, per user.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use tokio::sync::watch;
+use wsc_core::Timestamp;
+
+/// Why events cannot be read from a run's log.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ReadError {
+    /// The events after `after` are no longer all held (the run's log
+    /// outgrew its byte budget and dropped its oldest).
+    #[error("events after {after} are no longer held: the oldest held is {oldest}")]
+    Gone {
+        /// What the reader asked for.
+        after: u64,
+        /// The oldest event still held.
+        oldest: u64,
+    },
+}
+
+/// A read: the events after the reader's position (each with its number),
+/// and whether the run has ended with the last of them.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Read {
+    pub(crate) events: Vec<(u64, Arc<str>)>,
+    pub(crate) ended: bool,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    /// The events held, the oldest first; the first is number `first`.
+    events: VecDeque<Arc<str>>,
+    first: u64,
+    bytes: usize,
+    ended_at: Option<Timestamp>,
+}
+
+/// One AG-UI run's events. Appending wakes every reader.
+#[derive(Debug)]
+pub(crate) struct RunLog {
+    /// Whose run it is.
+    pub(crate) user: String,
+    /// The run's id as its client chose it (`runId`).
+    pub(crate) run_id: String,
+    /// Its thread (`threadId`).
+    pub(crate) thread_id: String,
+    /// The run table's id for it.
+    pub(crate) internal_id: String,
+    max_bytes: usize,
+    held: Mutex<Held>,
+    /// The number of the last event, and whether the run ended.
+    last: watch::Sender<(u64, bool)>,
+}
+
+impl RunLog {
+    pub(crate) fn new(
+        user: &str,
+        run_id: &str,
+        thread_id: &str,
+        internal_id: &str,
+        max_bytes: usize,
+    ) -> Self {
+        RunLog {
+            user: user.to_owned(),
+            run_id: run_id.to_owned(),
+            thread_id: thread_id.to_owned(),
+            internal_id: internal_id.to_owned(),
+            max_bytes: max_bytes.max(1),
+            held: Mutex::new(Held {
+                first: 1,
+                ..Held::default()
+            }),
+            last: watch::Sender::new((0, false)),
+        }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends one event; `terminal` ends the run (nothing is appended
+    /// after). Returns its number, or `None` after the end. Past the byte
+    /// budget the oldest events are dropped (a reader that needs them gets
+    /// [`ReadError::Gone`]).
+    pub(crate) fn push(&self, event: Arc<str>, terminal: bool, now: Timestamp) -> Option<u64> {
+        let mut held = self.held();
+        if held.ended_at.is_some() {
+            return None;
+        }
+        held.bytes += event.len();
+        held.events.push_back(event);
+        while held.bytes > self.max_bytes && held.events.len() > 1 {
+            if let Some(old) = held.events.pop_front() {
+                held.bytes -= old.len();
+                held.first += 1;
+            }
+        }
+        if terminal {
+            held.ended_at = Some(now);
+        }
+        let number = held.first + held.events.len() as u64 - 1;
+        drop(held);
+        self.last.send_replace((number, terminal));
+        Some(number)
+    }
+
+    /// Whether the run has ended, and when.
+    pub(crate) fn ended_at(&self) -> Option<Timestamp> {
+        self.held().ended_at
+    }
+
+    /// The events after number `after`.
+    ///
+    /// # Errors
+    /// [`ReadError::Gone`] when some of them are no longer held.
+    pub(crate) fn read_after(&self, after: u64) -> Result<Read, ReadError> {
+        let held = self.held();
+        if after + 1 < held.first {
+            return Err(ReadError::Gone {
+                after,
+                oldest: held.first,
+            });
+        }
+        let skip = usize::try_from(after + 1 - held.first).unwrap_or(usize::MAX);
+        let events = held
+            .events
+            .iter()
+            .enumerate()
+            .skip(skip)
+            .map(|(i, e)| (held.first + i as u64, e.clone()))
+            .collect();
+        Ok(Read {
+            events,
+            ended: held.ended_at.is_some(),
+        })
+    }
+
+    /// Completes when an event is appended after number `seen` (or the run
+    /// ends); at once if one already was.
+    pub(crate) async fn changed_after(&self, seen: u64) {
+        let mut rx = self.last.subscribe();
+        let _ = rx.wait_for(|(last, ended)| *last > seen || *ended).await;
+    }
+}
+
+/// Why a run's log could not be made.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum LogRefused {
+    /// The user holds as many runs as it may.
+    #[error("at most {0} AG-UI runs are kept per user: wait for older ones to expire")]
+    PerUser(usize),
+    /// The gateway holds as many runs as it may.
+    #[error("at most {0} AG-UI runs are kept: retry shortly")]
+    Total(usize),
+}
+
+/// The AG-UI runs of one gateway, by user and run id: held while they
+/// stream and for `retention` after they end; at most `max_per_user` per
+/// user and `max_total` in all.
+#[derive(Debug)]
+pub(crate) struct AgUiRuns {
+    runs: DashMap<(String, String), Arc<RunLog>>,
+    per_user: DashMap<String, usize>,
+    retention: Duration,
+    max_per_user: usize,
+    max_total: usize,
+    max_bytes_per_run: usize,
+}
+
+/// What [`AgUiRuns::open`] found or made.
+#[derive(Debug)]
+pub(crate) enum Opened {
+    /// A new log: the caller starts its run.
+    New(Arc<RunLog>),
+    /// The user's run with this id already exists (a repeated request).
+    Existing(Arc<RunLog>),
+}
+
+impl AgUiRuns {
+    pub(crate) fn new(
+        retention: Duration,
+        max_per_user: usize,
+        max_total: usize,
+        max_bytes_per_run: usize,
+    ) -> Self {
+        AgUiRuns {
+            runs: DashMap::new(),
+            per_user: DashMap::new(),
+            retention,
+            max_per_user: max_per_user.max(1),
+            max_total: max_total.max(1),
+            max_bytes_per_run,
+        }
+    }
+
+    /// The user's run `run_id`, if held.
+    pub(crate) fn get(&self, user: &str, run_id: &str) -> Option<Arc<RunLog>> {
+        self.runs
+            .get(&(user.to_owned(), run_id.to_owned()))
+            .map(|r| r.clone())
+    }
+
+    /// The user's run `run_id`: the one held, or a new log for it.
+    ///
+    /// # Errors
+    /// [`LogRefused`] when the user or the gateway holds as many as it may.
+    pub(crate) fn open(
+        &self,
+        user: &str,
+        run_id: &str,
+        thread_id: &str,
+        internal_id: &str,
+    ) -> Result<Opened, LogRefused> {
+        let key = (user.to_owned(), run_id.to_owned());
+        if let Some(log) = self.runs.get(&key) {
+            return Ok(Opened::Existing(log.clone()));
+        }
+        if self.runs.len() >= self.max_total {
+            return Err(LogRefused::Total(self.max_total));
+        }
+        let mut count = self.per_user.entry(user.to_owned()).or_default();
+        if *count >= self.max_per_user {
+            return Err(LogRefused::PerUser(self.max_per_user));
+        }
+        match self.runs.entry(key) {
+            dashmap::Entry::Occupied(e) => Ok(Opened::Existing(e.get().clone())),
+            dashmap::Entry::Vacant(e) => {
+                *count += 1;
+                let log = Arc::new(RunLog::new(
+                    user,
+                    run_id,
+                    thread_id,
+                    internal_id,
+                    self.max_bytes_per_run,
+                ));
+                e.insert(log.clone());
+                Ok(Opened::New(log))
+            }
+        }
+    }
+
+    /// Drops the runs that ended more than the retention time before `now`;
+    /// returns how many.
+    pub(crate) fn expire(&self, now: Timestamp) -> usize {
+        let mut gone = Vec::new();
+        self.runs.retain(|_, log| {
+            let keep = log
+                .ended_at()
+                .is_none_or(|at| now.duration_since(at) < self.retention);
+            if !keep {
+                gone.push(log.user.clone());
+            }
+            keep
+        });
+        for user in &gone {
+            self.per_user.remove_if_mut(user, |_, n| {
+                *n = n.saturating_sub(1);
+                *n == 0
+            });
+        }
+        gone.len()
+    }
+
+    /// Forgets the user's run `run_id` (its run could not start).
+    pub(crate) fn remove(&self, user: &str, run_id: &str) {
+        if self
+            .runs
+            .remove(&(user.to_owned(), run_id.to_owned()))
+            .is_some()
+        {
+            self.per_user.remove_if_mut(user, |_, n| {
+                *n = n.saturating_sub(1);
+                *n == 0
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_unix_micros(secs * 1_000_000)
+    }
+
+    fn text(s: &str) -> Arc<str> {
+        Arc::from(s)
+    }
+
+    #[test]
+    fn events_are_numbered_read_after_any_number_and_end_once() {
+        let log = RunLog::new("u", "r", "t", "run-1", 1 << 20);
+        assert_eq!(log.push(text("a"), false, at(0)), Some(1));
+        assert_eq!(log.push(text("b"), false, at(0)), Some(2));
+        let read = log.read_after(0).unwrap();
+        assert_eq!(read.events.len(), 2);
+        assert!(!read.ended);
+        assert_eq!(log.push(text("c"), true, at(1)), Some(3));
+        assert_eq!(
+            log.push(text("late"), false, at(2)),
+            None,
+            "nothing after the end"
+        );
+        let read = log.read_after(1).unwrap();
+        let got: Vec<(u64, &str)> = read.events.iter().map(|(n, e)| (*n, &**e)).collect();
+        assert_eq!(got, [(2, "b"), (3, "c")]);
+        assert!(read.ended);
+        assert!(log.read_after(3).unwrap().events.is_empty());
+        assert!(log.read_after(99).unwrap().events.is_empty());
+    }
+
+    #[test]
+    fn past_its_byte_budget_a_log_drops_its_oldest_and_says_so() {
+        let log = RunLog::new("u", "r", "t", "run-1", 10);
+        for e in ["aaaa", "bbbb", "cccc"] {
+            log.push(text(e), false, at(0));
+        }
+        assert_eq!(
+            log.read_after(0).unwrap_err(),
+            ReadError::Gone {
+                after: 0,
+                oldest: 2
+            }
+        );
+        let read = log.read_after(1).unwrap();
+        assert_eq!(
+            read.events.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            [2, 3]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reader_wakes_when_an_event_is_appended_or_the_run_ends() {
+        let log = Arc::new(RunLog::new("u", "r", "t", "run-1", 1 << 20));
+        let waiting = tokio::spawn({
+            let log = log.clone();
+            async move { log.changed_after(0).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        log.push(text("a"), false, at(0));
+        waiting.await.unwrap();
+        // Already past: at once.
+        log.changed_after(0).await;
+    }
+
+    #[test]
+    fn runs_are_per_user_bounded_and_expire_after_their_retention() {
+        let runs = AgUiRuns::new(Duration::from_secs(60), 2, 4, 1 << 20);
+        let Opened::New(a) = runs.open("u", "r1", "t", "i1").unwrap() else {
+            panic!("new")
+        };
+        assert!(matches!(
+            runs.open("u", "r1", "t", "i9"),
+            Ok(Opened::Existing(_))
+        ));
+        assert!(
+            matches!(runs.open("v", "r1", "t", "i2"), Ok(Opened::New(_))),
+            "per user"
+        );
+        assert!(matches!(
+            runs.open("u", "r2", "t", "i3"),
+            Ok(Opened::New(_))
+        ));
+        assert_eq!(
+            runs.open("u", "r3", "t", "i4").unwrap_err(),
+            LogRefused::PerUser(2)
+        );
+        assert!(matches!(
+            runs.open("w", "r1", "t", "i5"),
+            Ok(Opened::New(_))
+        ));
+        assert_eq!(
+            runs.open("x", "r1", "t", "i6").unwrap_err(),
+            LogRefused::Total(4)
+        );
+        // In flight: kept however old.
+        assert_eq!(runs.expire(at(1_000)), 0);
+        a.push(text("end"), true, at(1_000));
+        assert_eq!(runs.expire(at(1_059)), 0);
+        assert_eq!(runs.expire(at(1_060)), 1);
+        assert!(runs.get("u", "r1").is_none());
+        assert!(
+            matches!(runs.open("u", "r3", "t", "i7"), Ok(Opened::New(_))),
+            "its place is free"
+        );
+    }
+}

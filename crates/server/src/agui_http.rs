@@ -1,0 +1,298 @@
+//! AG-UI over HTTP: `POST /ag-ui` (a drop-in endpoint for AG-UI's
+//! `HttpAgent`: a `RunAgentInput` in, the run's events out as SSE),
+//! `GET /ag-ui/runs/{runId}/events` (follow or resume a run: after
+//! `Last-Event-ID`, live until its end, any number of readers) and
+//! `POST /ag-ui/runs/{runId}/cancel`. Each SSE message is one AG-UI event
+//! as the agent sent it (`data:`), numbered in its run (`id:`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::agui::{Opened, ReadError, RunLog};
+use crate::state::AppState;
+
+/// The largest `RunAgentInput` accepted.
+const MAX_INPUT_BYTES: usize = 1 << 20;
+/// The longest `runId` / `threadId` accepted.
+const MAX_ID_BYTES: usize = 256;
+
+/// A refusal not yet turned into a response.
+struct Refused(StatusCode, &'static str, String);
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        refusal(self.0, self.1, self.2)
+    }
+}
+
+fn refusal(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    let body = wsc_core::HandshakeRefusal {
+        error: code.to_owned(),
+        message: message.into(),
+    };
+    (status, Json(body)).into_response()
+}
+
+/// The request's user, as `/ws` authenticates: in dev mode
+/// `X-Wsc-User-Id` or `?user_id=`, with JWT `Authorization: Bearer` or
+/// `?token=` (a browser `EventSource` cannot set headers).
+fn user_of(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<String, Refused> {
+    let mut query: HashMap<String, String> = HashMap::new();
+    for (key, value) in form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
+        query
+            .entry(key.into_owned())
+            .or_insert_with(|| value.into_owned());
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(user) = header("x-wsc-user-id") {
+        query.insert("user_id".into(), user.to_owned());
+    }
+    if let Some(token) = header("authorization").and_then(|v| v.strip_prefix("Bearer ")) {
+        query.insert("token".into(), token.to_owned());
+    }
+    crate::http::authenticate(state, &query).map_err(|e| match e {
+        crate::http::AuthError::Unauthorized(m) => {
+            Refused(StatusCode::UNAUTHORIZED, "unauthorized", m)
+        }
+        crate::http::AuthError::InvalidUserId(m) => {
+            Refused(StatusCode::BAD_REQUEST, "invalid_request", m)
+        }
+    })
+}
+
+/// The per-IP gate every request passes first (draining, handshake
+/// backoff), as on `/ws`.
+fn gate(state: &AppState, peer: Option<SocketAddr>, headers: &HeaderMap) -> Option<Response> {
+    let peer = peer?;
+    let ip =
+        wsc_rate_limiter::client_address(peer.ip(), headers, &state.config.http.trusted_proxies);
+    crate::stream::gate(state, ip)
+}
+
+/// A string id field of the input: present, 1 to 256 bytes.
+fn id_field<'a>(input: &'a Value, field: &str) -> Result<&'a str, Refused> {
+    input[field]
+        .as_str()
+        .filter(|s| !s.is_empty() && s.len() <= MAX_ID_BYTES)
+        .ok_or_else(|| {
+            Refused(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("`{field}` must be a string of 1 to {MAX_ID_BYTES} bytes"),
+            )
+        })
+}
+
+/// `POST /ag-ui`: starts the run the `RunAgentInput` names (or, for a
+/// `runId` this user already runs or ran, follows that one: a repeated
+/// request starts nothing) and streams its events from the first.
+pub(crate) async fn run(
+    State(state): State<Arc<AppState>>,
+    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    if let Some(refused) = gate(&state, peer.map(|p| p.0.0), &headers) {
+        return refused;
+    }
+    let user = match user_of(&state, &headers, &uri) {
+        Ok(user) => user,
+        Err(refused) => return refused.into_response(),
+    };
+    if body.len() > MAX_INPUT_BYTES {
+        return refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("a RunAgentInput is at most {MAX_INPUT_BYTES} bytes"),
+        );
+    }
+    let input: Value = match serde_json::from_slice(&body) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            return refusal(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the body must be an AG-UI RunAgentInput (a JSON object)",
+            );
+        }
+    };
+    let (run_id, thread_id) = match (id_field(&input, "runId"), id_field(&input, "threadId")) {
+        (Ok(r), Ok(t)) => (r.to_owned(), t.to_owned()),
+        (Err(refused), _) | (_, Err(refused)) => return refused.into_response(),
+    };
+    if !state.runner.speaks_ag_ui() {
+        return refusal(
+            StatusCode::NOT_IMPLEMENTED,
+            "not_implemented",
+            "the gateway's agent does not speak AG-UI (run it with --agent-protocol ag-ui, or the simulated agent)",
+        );
+    }
+    let internal_id = state.next_id("run");
+    let log = match state
+        .ag_ui_runs
+        .open(&user, &run_id, &thread_id, &internal_id)
+    {
+        Ok(Opened::Existing(log)) => log,
+        Ok(Opened::New(log)) => {
+            let started =
+                state
+                    .runs
+                    .start_ag_ui_run(&user, input, log.clone(), state.runner.clone());
+            if started.is_none() {
+                state.ag_ui_runs.remove(&user, &run_id);
+                let max = state.config.agents.max_runs_per_user;
+                return refusal(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!(
+                        "at most {max} runs in flight per user: wait for one to end, or stop one"
+                    ),
+                );
+            }
+            log
+        }
+        Err(e) => return refusal(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string()),
+    };
+    stream(log, 0)
+}
+
+/// `GET /ag-ui/runs/{runId}/events`: the run's events after
+/// `Last-Event-ID` (from the first without it), live until its end.
+pub(crate) async fn events(
+    State(state): State<Arc<AppState>>,
+    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    Path(run_id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    if let Some(refused) = gate(&state, peer.map(|p| p.0.0), &headers) {
+        return refused;
+    }
+    let user = match user_of(&state, &headers, &uri) {
+        Ok(user) => user,
+        Err(refused) => return refused.into_response(),
+    };
+    let after = match headers.get("last-event-id").map(|v| v.to_str()) {
+        None => 0,
+        Some(Ok(v)) => match v.trim().parse::<u64>() {
+            Ok(n) => n,
+            Err(_) => {
+                return refusal(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "Last-Event-ID must be an event number",
+                );
+            }
+        },
+        Some(Err(_)) => {
+            return refusal(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "Last-Event-ID must be an event number",
+            );
+        }
+    };
+    let Some(log) = state.ag_ui_runs.get(&user, &run_id) else {
+        return refusal(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such run of this user (or it ended longer ago than the run retention)",
+        );
+    };
+    if let Err(ReadError::Gone { after, oldest }) = log.read_after(after) {
+        return refusal(
+            StatusCode::GONE,
+            "gone",
+            format!(
+                "events after {after} are no longer held (the oldest held is {oldest}): \
+                 the run outgrew its byte budget"
+            ),
+        );
+    }
+    stream(log, after)
+}
+
+/// `POST /ag-ui/runs/{runId}/cancel`: stops the run; every reader gets
+/// `RUN_FINISHED {outcome: {type: "cancelled"}}` as its last event.
+pub(crate) async fn cancel(
+    State(state): State<Arc<AppState>>,
+    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    Path(run_id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    if let Some(refused) = gate(&state, peer.map(|p| p.0.0), &headers) {
+        return refused;
+    }
+    let user = match user_of(&state, &headers, &uri) {
+        Ok(user) => user,
+        Err(refused) => return refused.into_response(),
+    };
+    match state.ag_ui_runs.get(&user, &run_id) {
+        Some(log) if log.ended_at().is_none() && state.runs.stop(&user, &log.internal_id) => {
+            (StatusCode::ACCEPTED, Json(json!({"cancelled": run_id}))).into_response()
+        }
+        _ => refusal(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no run of this user in flight with this id",
+        ),
+    }
+}
+
+/// The SSE response: the log's events after `after`, then live until the
+/// run's end. A reader that falls behind the log's byte budget gets a last
+/// `event: error` message saying so, never a silent gap.
+fn stream(log: Arc<RunLog>, after: u64) -> Response {
+    let body = futures_util::stream::unfold(Some((log, after)), |state| async move {
+        let (log, last) = state?;
+        loop {
+            match log.read_after(last) {
+                Err(ReadError::Gone { oldest, .. }) => {
+                    let message = json!({
+                        "error": "gone",
+                        "message": format!("events after {last} are no longer held (the oldest held is {oldest})"),
+                    });
+                    let text = format!("event: error\ndata: {message}\n\n");
+                    return Some((Ok::<_, std::io::Error>(Bytes::from(text)), None));
+                }
+                Ok(read) if !read.events.is_empty() => {
+                    let mut text = String::new();
+                    for (number, event) in &read.events {
+                        text.push_str("id: ");
+                        text.push_str(&number.to_string());
+                        text.push('\n');
+                        for line in event.split('\n') {
+                            text.push_str("data: ");
+                            text.push_str(line.strip_suffix('\r').unwrap_or(line));
+                            text.push('\n');
+                        }
+                        text.push('\n');
+                    }
+                    let next = read.events.last().map_or(last, |(n, _)| *n);
+                    let more = (!read.ended).then_some((log, next));
+                    return Some((Ok(Bytes::from(text)), more));
+                }
+                Ok(read) if read.ended => return None,
+                Ok(_) => log.changed_after(last).await,
+            }
+        }
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response()
+}

@@ -1,0 +1,356 @@
+//! AG-UI out over HTTP, over real sockets: `POST /ag-ui` streams a run's
+//! AG-UI events as SSE (numbered, the agent's own text), a repeated request
+//! follows the same run, `GET /ag-ui/runs/{runId}/events` resumes after
+//! `Last-Event-ID` and lets several readers follow one run, `cancel` ends
+//! it for all of them with `RUN_FINISHED {outcome: cancelled}` after
+//! closing what was open, and a backend breaking AG-UI's rules ends it
+//! with `RUN_ERROR {code: upstream_protocol}`. Every stream a reader gets
+//! passes AG-UI's rules.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::body::Bytes;
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use wsc_event_monitor::AgUiRules;
+use wsc_server::{AgentRequest, AgentRunner, EventSink, GatewayConfig};
+
+mod support;
+use support::*;
+
+/// One SSE message: its `id` (0 if none), its `event` name, its data.
+#[derive(Clone, Debug, PartialEq)]
+struct Message {
+    id: u64,
+    event: Option<String>,
+    data: String,
+}
+
+/// Sends a request and returns the status and the SSE messages as they
+/// arrive (the channel closes at the end of the response).
+async fn sse(
+    r: &Running,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> (u16, mpsc::UnboundedReceiver<Message>, String) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://{}{path}", r.addr))
+        .header("content-type", "application/json")
+        .header("accept", "text/event-stream");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
+    let response = client
+        .request(request.body(Full::new(body)).unwrap())
+        .await
+        .expect("the gateway answers");
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut body = response.into_body();
+    tokio::spawn(async move {
+        let mut buffer = String::new();
+        while let Some(Ok(frame)) = body.frame().await {
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            buffer.push_str(std::str::from_utf8(&data).unwrap());
+            while let Some(end) = buffer.find("\n\n") {
+                let block: String = buffer.drain(..end + 2).collect();
+                let mut message = Message {
+                    id: 0,
+                    event: None,
+                    data: String::new(),
+                };
+                let mut lines = Vec::new();
+                for line in block.lines() {
+                    if let Some(id) = line.strip_prefix("id: ") {
+                        message.id = id.parse().unwrap();
+                    } else if let Some(event) = line.strip_prefix("event: ") {
+                        message.event = Some(event.to_owned());
+                    } else if let Some(data) = line.strip_prefix("data: ") {
+                        lines.push(data);
+                    }
+                }
+                message.data = lines.join("\n");
+                if tx.send(message).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    (status, rx, content_type)
+}
+
+/// Every message until the stream ends (a minute at most).
+async fn all(mut rx: mpsc::UnboundedReceiver<Message>) -> Vec<Message> {
+    let mut out = Vec::new();
+    while let Some(m) = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+        .await
+        .expect("the stream ends")
+    {
+        out.push(m);
+    }
+    out
+}
+
+/// The next `n` messages.
+async fn take(rx: &mut mpsc::UnboundedReceiver<Message>, n: usize) -> Vec<Message> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let m = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .expect("a message in time")
+            .expect("the stream is still open");
+        out.push(m);
+    }
+    out
+}
+
+fn types(messages: &[Message]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| {
+            serde_json::from_str::<Value>(&m.data).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Each reader's stream is a well-formed AG-UI run, numbered 1, 2, 3 …
+/// from where it started.
+fn assert_valid(messages: &[Message], first: u64) {
+    let mut rules = AgUiRules::new();
+    for (i, m) in messages.iter().enumerate() {
+        assert_eq!(m.id, first + i as u64, "numbered in order: {messages:?}");
+        if first == 1 {
+            rules
+                .check(&m.data)
+                .unwrap_or_else(|v| panic!("{}: {v}", m.data));
+        }
+    }
+    if first == 1 {
+        assert!(
+            rules.is_ended(),
+            "ends with its terminal event: {messages:?}"
+        );
+    }
+}
+
+fn input(run_id: &str, text: &str) -> Value {
+    json!({
+        "threadId": "thread-1",
+        "runId": run_id,
+        "messages": [{"id": "m1", "role": "user", "content": text}],
+        "tools": [], "context": [], "state": {}, "forwardedProps": {},
+    })
+}
+
+const ANA: (&str, &str) = ("x-wsc-user-id", "ana");
+
+#[tokio::test]
+async fn a_run_streams_as_sse_resumes_after_last_event_id_and_a_repeat_starts_nothing() {
+    let r = start(GatewayConfig::default()).await;
+    let (status, rx, content_type) =
+        sse(&r, "POST", "/ag-ui", &[ANA], Some(input("run-a", "hello"))).await;
+    assert_eq!(status, 200);
+    assert!(
+        content_type.starts_with("text/event-stream"),
+        "{content_type}"
+    );
+    let run = all(rx).await;
+    assert_eq!(
+        types(&run),
+        [
+            "RUN_STARTED",
+            "TOOL_CALL_START",
+            "TOOL_CALL_ARGS",
+            "TOOL_CALL_END",
+            "TOOL_CALL_RESULT",
+            "TEXT_MESSAGE_START",
+            "TEXT_MESSAGE_CONTENT",
+            "TEXT_MESSAGE_CONTENT",
+            "TEXT_MESSAGE_CONTENT",
+            "TEXT_MESSAGE_END",
+            "RUN_FINISHED"
+        ]
+    );
+    assert_valid(&run, 1);
+    let first: Value = serde_json::from_str(&run[0].data).unwrap();
+    assert_eq!(
+        (first["runId"].as_str(), first["threadId"].as_str()),
+        (Some("run-a"), Some("thread-1"))
+    );
+
+    // Resumed after event 3: exactly the rest, the same text.
+    let (status, rx, _) = sse(
+        &r,
+        "GET",
+        "/ag-ui/runs/run-a/events",
+        &[ANA, ("last-event-id", "3")],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let rest = all(rx).await;
+    assert_eq!(rest, run[3..]);
+    // From the start without it; another user's or an unknown run: 404.
+    let (_, rx, _) = sse(&r, "GET", "/ag-ui/runs/run-a/events", &[ANA], None).await;
+    assert_eq!(all(rx).await, run);
+    for (user, path) in [
+        ("bob", "/ag-ui/runs/run-a/events"),
+        ("ana", "/ag-ui/runs/nope/events"),
+    ] {
+        let (status, _, _) = sse(&r, "GET", path, &[("x-wsc-user-id", user)], None).await;
+        assert_eq!(status, 404, "{user} {path}");
+    }
+    // The same runId again: the same run, not a second one.
+    let (status, rx, _) = sse(&r, "POST", "/ag-ui", &[ANA], Some(input("run-a", "hello"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(all(rx).await, run);
+    assert_eq!(r.gateway.stats().runs, 1);
+    // The event monitor validated it (mapped to the lifecycle).
+    let health = r.gateway.event_monitor().check_health();
+    assert_eq!((health.completed_runs, health.failed_runs), (1, 0));
+
+    // Refused: no user, a body that is not a RunAgentInput, a bad
+    // Last-Event-ID.
+    let (status, _, _) = sse(&r, "POST", "/ag-ui", &[], Some(input("run-b", "x"))).await;
+    assert_eq!(status, 401);
+    let (status, _, _) = sse(&r, "POST", "/ag-ui", &[ANA], Some(json!({"runId": 7}))).await;
+    assert_eq!(status, 400);
+    let (status, _, _) = sse(
+        &r,
+        "GET",
+        "/ag-ui/runs/run-a/events",
+        &[ANA, ("last-event-id", "three")],
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
+}
+
+/// Emits the start of an answer, then waits until the run is cancelled.
+struct Holding;
+
+#[async_trait]
+impl AgentRunner for Holding {
+    async fn run(&self, request: AgentRequest, sink: EventSink) {
+        let input = request.ag_ui.unwrap();
+        for event in [
+            json!({"type": "RUN_STARTED", "threadId": input["threadId"], "runId": input["runId"]}),
+            json!({"type": "TEXT_MESSAGE_START", "messageId": "answer", "role": "assistant"}),
+            json!({"type": "TEXT_MESSAGE_CONTENT", "messageId": "answer", "delta": "Let me"}),
+        ] {
+            assert_eq!(sink.emit_ag_ui(&event.to_string()).await, Ok(true));
+        }
+        std::future::pending::<()>().await;
+    }
+
+    fn speaks_ag_ui(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn cancel_ends_the_run_for_every_reader_with_what_was_open_closed() {
+    let r = start_with_runner(
+        GatewayConfig::default(),
+        Arc::new(Holding),
+        Arc::new(wsc_core::SystemClock),
+    )
+    .await;
+    let (_, mut first, _) = sse(&r, "POST", "/ag-ui", &[ANA], Some(input("run-c", "x"))).await;
+    let started = take(&mut first, 3).await;
+    // A second reader joins the run in flight.
+    let (_, mut second, _) = sse(&r, "GET", "/ag-ui/runs/run-c/events", &[ANA], None).await;
+    assert_eq!(take(&mut second, 3).await, started);
+    // Only its user can cancel it.
+    let (status, _, _) = sse(
+        &r,
+        "POST",
+        "/ag-ui/runs/run-c/cancel",
+        &[("x-wsc-user-id", "bob")],
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _, _) = sse(&r, "POST", "/ag-ui/runs/run-c/cancel", &[ANA], None).await;
+    assert_eq!(status, 202);
+    for reader in [first, second] {
+        let mut run = started.clone();
+        run.extend(all(reader).await);
+        assert_eq!(
+            types(&run),
+            [
+                "RUN_STARTED",
+                "TEXT_MESSAGE_START",
+                "TEXT_MESSAGE_CONTENT",
+                "TEXT_MESSAGE_END",
+                "RUN_FINISHED"
+            ]
+        );
+        assert_valid(&run, 1);
+        let last: Value = serde_json::from_str(&run[4].data).unwrap();
+        assert_eq!(last["outcome"], json!({"type": "cancelled"}));
+        assert_eq!(last["runId"], "run-c");
+    }
+    let (status, _, _) = sse(&r, "POST", "/ag-ui/runs/run-c/cancel", &[ANA], None).await;
+    assert_eq!(status, 404, "it has ended");
+}
+
+/// A backend whose second event breaks an AG-UI rule: the reader gets the
+/// first, then `RUN_ERROR {code: upstream_protocol}`; never the offending
+/// event.
+#[tokio::test]
+async fn a_backend_breaking_a_rule_ends_the_run_with_run_error() {
+    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", backend.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::post(|body: String| async move {
+            let input: Value = serde_json::from_str(&body).unwrap();
+            let events = [
+                json!({"type": "RUN_STARTED", "threadId": input["threadId"], "runId": input["runId"]}),
+                json!({"type": "TEXT_MESSAGE_CONTENT", "messageId": "never-started", "delta": "x"}),
+                json!({"type": "RUN_FINISHED", "threadId": input["threadId"], "runId": input["runId"]}),
+            ];
+            let body: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+            ([("content-type", "text/event-stream")], body)
+        }),
+    );
+    tokio::spawn(async move { axum::serve(backend, app).await.unwrap() });
+    let agent = wsc_server::HttpAgent::new(wsc_server::HttpAgentConfig::new(url));
+    let r = start_with_runner(
+        GatewayConfig::default(),
+        Arc::new(agent),
+        Arc::new(wsc_core::SystemClock),
+    )
+    .await;
+    let (status, rx, _) = sse(&r, "POST", "/ag-ui", &[ANA], Some(input("run-e", "x"))).await;
+    assert_eq!(status, 200);
+    let run = all(rx).await;
+    assert_eq!(types(&run), ["RUN_STARTED", "RUN_ERROR"]);
+    assert_valid(&run, 1);
+    let error: Value = serde_json::from_str(&run[1].data).unwrap();
+    assert_eq!(error["code"], "upstream_protocol");
+    assert!(
+        error["message"].as_str().unwrap().contains("not_open"),
+        "{error}"
+    );
+}
