@@ -35,6 +35,48 @@ pub(crate) struct Read {
     pub(crate) ended: bool,
 }
 
+/// The bytes every run's events take together, and their bound.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    used: std::sync::atomic::AtomicUsize,
+    max: usize,
+}
+
+impl Budget {
+    pub(crate) fn new(max: usize) -> Self {
+        Budget {
+            used: std::sync::atomic::AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// Takes `bytes` if they fit.
+    fn reserve(&self, bytes: usize) -> bool {
+        use std::sync::atomic::Ordering;
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|total| *total <= self.max)
+            })
+            .is_ok()
+    }
+
+    /// Takes `bytes` whether they fit or not.
+    fn force(&self, bytes: usize) {
+        self.used
+            .fetch_add(bytes, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    fn release(&self, bytes: usize) {
+        self.used
+            .fetch_sub(bytes, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Bytes taken now.
+    pub(crate) fn used(&self) -> usize {
+        self.used.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
 #[derive(Debug, Default)]
 struct Held {
     /// The events held, the oldest first; the first is number `first`.
@@ -56,6 +98,7 @@ pub(crate) struct RunLog {
     /// The run table's id for it.
     pub(crate) internal_id: String,
     max_bytes: usize,
+    budget: Arc<Budget>,
     held: Mutex<Held>,
     /// The number of the last event, and whether the run ended.
     last: watch::Sender<(u64, bool)>,
@@ -68,6 +111,7 @@ impl RunLog {
         thread_id: &str,
         internal_id: &str,
         max_bytes: usize,
+        budget: Arc<Budget>,
     ) -> Self {
         RunLog {
             user: user.to_owned(),
@@ -75,6 +119,7 @@ impl RunLog {
             thread_id: thread_id.to_owned(),
             internal_id: internal_id.to_owned(),
             max_bytes: max_bytes.max(1),
+            budget,
             held: Mutex::new(Held {
                 first: 1,
                 ..Held::default()
@@ -88,22 +133,31 @@ impl RunLog {
     }
 
     /// Appends one event; `terminal` ends the run (nothing is appended
-    /// after). Returns its number, or `None` after the end. Past the byte
-    /// budget the oldest events are dropped (a reader that needs them gets
-    /// [`ReadError::Gone`]).
+    /// after). Returns its number, or `None` after the end. Past the run's
+    /// byte budget, or the gateway's for all runs, the run's oldest events
+    /// are dropped (a reader that needs them gets [`ReadError::Gone`]); a
+    /// run always keeps its newest event.
     pub(crate) fn push(&self, event: Arc<str>, terminal: bool, now: Timestamp) -> Option<u64> {
         let mut held = self.held();
         if held.ended_at.is_some() {
             return None;
         }
-        held.bytes += event.len();
-        held.events.push_back(event);
-        while held.bytes > self.max_bytes && held.events.len() > 1 {
-            if let Some(old) = held.events.pop_front() {
-                held.bytes -= old.len();
-                held.first += 1;
+        let size = event.len();
+        loop {
+            let fits_run = held.bytes + size <= self.max_bytes;
+            if fits_run && self.budget.reserve(size) {
+                break;
             }
+            let Some(old) = held.events.pop_front() else {
+                self.budget.force(size);
+                break;
+            };
+            held.bytes -= old.len();
+            held.first += 1;
+            self.budget.release(old.len());
         }
+        held.bytes += size;
+        held.events.push_back(event);
         if terminal {
             held.ended_at = Some(now);
         }
@@ -152,6 +206,13 @@ impl RunLog {
     }
 }
 
+impl Drop for RunLog {
+    fn drop(&mut self) {
+        let held = self.held.get_mut().unwrap_or_else(|p| p.into_inner());
+        self.budget.release(held.bytes);
+    }
+}
+
 /// Why a run's log could not be made.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum LogRefused {
@@ -174,6 +235,7 @@ pub(crate) struct AgUiRuns {
     max_per_user: usize,
     max_total: usize,
     max_bytes_per_run: usize,
+    budget: Arc<Budget>,
 }
 
 /// What [`AgUiRuns::open`] found or made.
@@ -191,6 +253,7 @@ impl AgUiRuns {
         max_per_user: usize,
         max_total: usize,
         max_bytes_per_run: usize,
+        max_bytes: usize,
     ) -> Self {
         AgUiRuns {
             runs: DashMap::new(),
@@ -199,7 +262,18 @@ impl AgUiRuns {
             max_per_user: max_per_user.max(1),
             max_total: max_total.max(1),
             max_bytes_per_run,
+            budget: Arc::new(Budget::new(max_bytes)),
         }
+    }
+
+    /// The bytes every run's events take now.
+    pub(crate) fn bytes(&self) -> usize {
+        self.budget.used()
+    }
+
+    /// Runs held now (in flight or within their retention).
+    pub(crate) fn len(&self) -> usize {
+        self.runs.len()
     }
 
     /// The user's run `run_id`, if held.
@@ -241,6 +315,7 @@ impl AgUiRuns {
                     thread_id,
                     internal_id,
                     self.max_bytes_per_run,
+                    self.budget.clone(),
                 ));
                 e.insert(log.clone());
                 Ok(Opened::New(log))
@@ -299,7 +374,14 @@ mod tests {
 
     #[test]
     fn events_are_numbered_read_after_any_number_and_end_once() {
-        let log = RunLog::new("u", "r", "t", "run-1", 1 << 20);
+        let log = RunLog::new(
+            "u",
+            "r",
+            "t",
+            "run-1",
+            1 << 20,
+            Arc::new(Budget::new(1 << 30)),
+        );
         assert_eq!(log.push(text("a"), false, at(0)), Some(1));
         assert_eq!(log.push(text("b"), false, at(0)), Some(2));
         let read = log.read_after(0).unwrap();
@@ -321,7 +403,7 @@ mod tests {
 
     #[test]
     fn past_its_byte_budget_a_log_drops_its_oldest_and_says_so() {
-        let log = RunLog::new("u", "r", "t", "run-1", 10);
+        let log = RunLog::new("u", "r", "t", "run-1", 10, Arc::new(Budget::new(1 << 30)));
         for e in ["aaaa", "bbbb", "cccc"] {
             log.push(text(e), false, at(0));
         }
@@ -339,9 +421,49 @@ mod tests {
         );
     }
 
+    #[test]
+    fn all_runs_together_stay_within_the_gateways_budget_and_give_it_back() {
+        let runs = AgUiRuns::new(Duration::from_secs(60), 10, 10, 1 << 20, 10);
+        let (Opened::New(a), Opened::New(b)) = (
+            runs.open("u", "a", "t", "i1").unwrap(),
+            runs.open("u", "b", "t", "i2").unwrap(),
+        ) else {
+            panic!("new")
+        };
+        a.push(text("aaaa"), false, at(0));
+        a.push(text("aaaa"), false, at(0));
+        assert_eq!(runs.bytes(), 8);
+        // b's event does not fit beside a's: b has nothing older to drop,
+        // so it keeps its newest over the budget by at most one event...
+        b.push(text("bbbb"), false, at(0));
+        assert_eq!(runs.bytes(), 12);
+        // ...and a's next drops a's oldest until it fits.
+        a.push(text("aa"), false, at(0));
+        assert_eq!(runs.bytes(), 10);
+        assert_eq!(
+            a.read_after(0).unwrap_err(),
+            ReadError::Gone {
+                after: 0,
+                oldest: 2
+            }
+        );
+        a.push(text("end"), true, at(1));
+        b.push(text("end"), true, at(1));
+        drop((a, b));
+        assert_eq!(runs.expire(at(61)), 2);
+        assert_eq!(runs.bytes(), 0, "expired runs give their bytes back");
+    }
+
     #[tokio::test]
     async fn a_reader_wakes_when_an_event_is_appended_or_the_run_ends() {
-        let log = Arc::new(RunLog::new("u", "r", "t", "run-1", 1 << 20));
+        let log = Arc::new(RunLog::new(
+            "u",
+            "r",
+            "t",
+            "run-1",
+            1 << 20,
+            Arc::new(Budget::new(1 << 30)),
+        ));
         let waiting = tokio::spawn({
             let log = log.clone();
             async move { log.changed_after(0).await }
@@ -356,7 +478,7 @@ mod tests {
 
     #[test]
     fn runs_are_per_user_bounded_and_expire_after_their_retention() {
-        let runs = AgUiRuns::new(Duration::from_secs(60), 2, 4, 1 << 20);
+        let runs = AgUiRuns::new(Duration::from_secs(60), 2, 4, 1 << 20, 1 << 30);
         let Opened::New(a) = runs.open("u", "r1", "t", "i1").unwrap() else {
             panic!("new")
         };

@@ -58,11 +58,11 @@ fn user_of(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<String, R
     if let Some(token) = header("authorization").and_then(|v| v.strip_prefix("Bearer ")) {
         query.insert("token".into(), token.to_owned());
     }
-    crate::http::authenticate(state, &query).map_err(|e| match e {
-        crate::http::AuthError::Unauthorized(m) => {
+    crate::auth::authenticate(state, &query).map_err(|e| match e {
+        crate::auth::AuthError::Unauthorized(m) => {
             Refused(StatusCode::UNAUTHORIZED, "unauthorized", m)
         }
-        crate::http::AuthError::InvalidUserId(m) => {
+        crate::auth::AuthError::InvalidUserId(m) => {
             Refused(StatusCode::BAD_REQUEST, "invalid_request", m)
         }
     })

@@ -325,6 +325,7 @@ impl Gateway {
             config.agents.max_ag_ui_runs_per_user,
             config.agents.max_ag_ui_runs,
             config.sessions.replay_buffer_bytes,
+            config.sessions.max_replay_bytes_total,
         );
         let state = Arc::new(AppState {
             monitor,

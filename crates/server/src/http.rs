@@ -15,7 +15,7 @@ use axum::routing::get;
 use serde_json::json;
 use wsc_reconnection::ResumeRequest;
 
-use crate::config::AuthMode;
+use crate::auth::{AuthError, authenticate};
 use crate::state::AppState;
 use crate::stream::refuse;
 
@@ -34,41 +34,6 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             axum::routing::post(crate::agui_http::cancel),
         )
         .with_state(state)
-}
-
-/// Why a handshake has no user.
-pub(crate) enum AuthError {
-    /// No or bad credentials: 401.
-    Unauthorized(String),
-    /// A `user_id` that is not a valid user id (too long, control
-    /// characters): 400.
-    InvalidUserId(String),
-}
-
-/// The authenticated user, or why not.
-pub(crate) fn authenticate(
-    state: &AppState,
-    query: &HashMap<String, String>,
-) -> Result<String, AuthError> {
-    match &state.config.auth {
-        AuthMode::Dev => {
-            let user = query
-                .get("user_id")
-                .ok_or_else(|| {
-                    AuthError::Unauthorized("missing user_id (auth mode dev)".to_owned())
-                })?
-                .trim();
-            crate::config::check_user_id(user)
-                .map_err(|e| AuthError::InvalidUserId(format!("user_id {e}")))?;
-            Ok(user.to_owned())
-        }
-        AuthMode::Jwt(jwt) => {
-            let token = query.get("token").ok_or_else(|| {
-                AuthError::Unauthorized("missing token (auth mode jwt)".to_owned())
-            })?;
-            jwt.verify(token).map_err(AuthError::Unauthorized)
-        }
-    }
 }
 
 /// The query's parameters; a parameter given twice is refused (which one

@@ -139,6 +139,18 @@ impl Collector for GatewayCollector {
                 ConstCounter::new(n).encode(m.encode_family(&[("rule", rule)])?)?;
             }
         }
+        metric(
+            &mut e,
+            "wsc_agui_runs",
+            "AG-UI runs held for their readers (in flight or within their retention).",
+            ConstGauge::new(i64::try_from(state.ag_ui_runs.len()).unwrap_or(i64::MAX)),
+        )?;
+        metric(
+            &mut e,
+            "wsc_agui_run_bytes",
+            "Bytes the held AG-UI runs' events take (bounded by --max-replay-bytes-total).",
+            ConstGauge::new(i64::try_from(state.ag_ui_runs.bytes()).unwrap_or(i64::MAX)),
+        )?;
         let (waiting, dropped) = state.shared.outbox_counts();
         metric(
             &mut e,
