@@ -194,6 +194,10 @@ struct ServeArgs {
     /// (`GET /ag-ui/runs/{runId}/events`; later: 410).
     #[arg(long, env = "WSC_RUN_RETENTION", default_value_t = 300)]
     run_retention: u64,
+    /// Seconds after which an AG-UI run no reader follows is cancelled (0:
+    /// never).
+    #[arg(long, env = "WSC_ORPHAN_RUN_TIMEOUT", default_value_t = 60)]
+    orphan_run_timeout: u64,
     /// The key backends send as `Authorization: Bearer KEY` to
     /// `POST /api/publish` (without it, the publish API is off).
     #[arg(long, env = "WSC_API_KEY", hide_env_values = true)]
@@ -389,6 +393,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_runs_per_user: usize::try_from(args.max_runs_per_user).unwrap_or(usize::MAX),
             run_timeout: Duration::from_secs(args.run_timeout),
             run_retention: Duration::from_secs(args.run_retention),
+            orphan_run_timeout: Duration::from_secs(args.orphan_run_timeout),
             ..Default::default()
         },
         http: wsc_server::HttpConfig {

@@ -102,6 +102,10 @@ pub(crate) struct RunLog {
     held: Mutex<Held>,
     /// The number of the last event, and whether the run ended.
     last: watch::Sender<(u64, bool)>,
+    /// Readers following it now.
+    readers: std::sync::atomic::AtomicUsize,
+    /// When it was made or last lost its last reader.
+    unread_since: Mutex<Timestamp>,
 }
 
 impl RunLog {
@@ -112,6 +116,7 @@ impl RunLog {
         internal_id: &str,
         max_bytes: usize,
         budget: Arc<Budget>,
+        now: Timestamp,
     ) -> Self {
         RunLog {
             user: user.to_owned(),
@@ -125,7 +130,26 @@ impl RunLog {
                 ..Held::default()
             }),
             last: watch::Sender::new((0, false)),
+            readers: std::sync::atomic::AtomicUsize::new(0),
+            unread_since: Mutex::new(now),
         }
+    }
+
+    /// A reader starts following the run; it stops when the guard is
+    /// dropped (`now` is read then from `clock`).
+    pub(crate) fn follow(self: &Arc<Self>, clock: wsc_core::SharedClock) -> Follower {
+        self.readers
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Follower {
+            log: self.clone(),
+            clock,
+        }
+    }
+
+    /// Since when no one has read the run, if no one reads it now.
+    pub(crate) fn unread_since(&self) -> Option<Timestamp> {
+        (self.readers.load(std::sync::atomic::Ordering::Acquire) == 0)
+            .then(|| *self.unread_since.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn held(&self) -> std::sync::MutexGuard<'_, Held> {
@@ -203,6 +227,27 @@ impl RunLog {
     pub(crate) async fn changed_after(&self, seen: u64) {
         let mut rx = self.last.subscribe();
         let _ = rx.wait_for(|(last, ended)| *last > seen || *ended).await;
+    }
+}
+
+/// A reader of a run; counted while it lives.
+#[derive(Debug)]
+pub(crate) struct Follower {
+    log: Arc<RunLog>,
+    clock: wsc_core::SharedClock,
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let log = &self.log;
+        let mut since = log.unread_since.lock().unwrap_or_else(|p| p.into_inner());
+        if log
+            .readers
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            *since = self.clock.now();
+        }
     }
 }
 
@@ -293,6 +338,7 @@ impl AgUiRuns {
         run_id: &str,
         thread_id: &str,
         internal_id: &str,
+        now: Timestamp,
     ) -> Result<Opened, LogRefused> {
         let key = (user.to_owned(), run_id.to_owned());
         if let Some(log) = self.runs.get(&key) {
@@ -316,6 +362,7 @@ impl AgUiRuns {
                     internal_id,
                     self.max_bytes_per_run,
                     self.budget.clone(),
+                    now,
                 ));
                 e.insert(log.clone());
                 Ok(Opened::New(log))
@@ -343,6 +390,20 @@ impl AgUiRuns {
             });
         }
         gone.len()
+    }
+
+    /// The runs in flight that no one has read for `timeout` at `now`.
+    pub(crate) fn orphans(&self, now: Timestamp, timeout: Duration) -> Vec<Arc<RunLog>> {
+        self.runs
+            .iter()
+            .filter(|log| {
+                log.ended_at().is_none()
+                    && log
+                        .unread_since()
+                        .is_some_and(|since| now.duration_since(since) >= timeout)
+            })
+            .map(|log| log.clone())
+            .collect()
     }
 
     /// Forgets the user's run `run_id` (its run could not start).
@@ -381,6 +442,7 @@ mod tests {
             "run-1",
             1 << 20,
             Arc::new(Budget::new(1 << 30)),
+            at(0),
         );
         assert_eq!(log.push(text("a"), false, at(0)), Some(1));
         assert_eq!(log.push(text("b"), false, at(0)), Some(2));
@@ -403,7 +465,15 @@ mod tests {
 
     #[test]
     fn past_its_byte_budget_a_log_drops_its_oldest_and_says_so() {
-        let log = RunLog::new("u", "r", "t", "run-1", 10, Arc::new(Budget::new(1 << 30)));
+        let log = RunLog::new(
+            "u",
+            "r",
+            "t",
+            "run-1",
+            10,
+            Arc::new(Budget::new(1 << 30)),
+            at(0),
+        );
         for e in ["aaaa", "bbbb", "cccc"] {
             log.push(text(e), false, at(0));
         }
@@ -425,8 +495,8 @@ mod tests {
     fn all_runs_together_stay_within_the_gateways_budget_and_give_it_back() {
         let runs = AgUiRuns::new(Duration::from_secs(60), 10, 10, 1 << 20, 10);
         let (Opened::New(a), Opened::New(b)) = (
-            runs.open("u", "a", "t", "i1").unwrap(),
-            runs.open("u", "b", "t", "i2").unwrap(),
+            runs.open("u", "a", "t", "i1", at(0)).unwrap(),
+            runs.open("u", "b", "t", "i2", at(0)).unwrap(),
         ) else {
             panic!("new")
         };
@@ -454,6 +524,33 @@ mod tests {
         assert_eq!(runs.bytes(), 0, "expired runs give their bytes back");
     }
 
+    #[test]
+    fn a_run_no_one_reads_for_the_timeout_is_an_orphan() {
+        let runs = AgUiRuns::new(Duration::from_secs(60), 10, 10, 1 << 20, 1 << 20);
+        let clock = wsc_core::ManualClock::new(at(0));
+        let (Opened::New(read), Opened::New(_unread)) = (
+            runs.open("u", "read", "t", "i1", at(0)).unwrap(),
+            runs.open("u", "unread", "t", "i2", at(0)).unwrap(),
+        ) else {
+            panic!("new")
+        };
+        let follower = read.follow(clock.shared());
+        let orphans = |secs| -> Vec<String> {
+            runs.orphans(at(secs), Duration::from_secs(60))
+                .iter()
+                .map(|l| l.run_id.clone())
+                .collect()
+        };
+        assert!(orphans(59).is_empty());
+        assert_eq!(orphans(60), ["unread"], "read while followed");
+        clock.set(at(100));
+        drop(follower);
+        assert_eq!(orphans(159), ["unread"], "unread from when its reader left");
+        assert_eq!(orphans(160).len(), 2);
+        read.push(text("end"), true, at(200));
+        assert_eq!(orphans(1_000), ["unread"], "an ended run is no orphan");
+    }
+
     #[tokio::test]
     async fn a_reader_wakes_when_an_event_is_appended_or_the_run_ends() {
         let log = Arc::new(RunLog::new(
@@ -463,6 +560,7 @@ mod tests {
             "run-1",
             1 << 20,
             Arc::new(Budget::new(1 << 30)),
+            at(0),
         ));
         let waiting = tokio::spawn({
             let log = log.clone();
@@ -479,31 +577,31 @@ mod tests {
     #[test]
     fn runs_are_per_user_bounded_and_expire_after_their_retention() {
         let runs = AgUiRuns::new(Duration::from_secs(60), 2, 4, 1 << 20, 1 << 30);
-        let Opened::New(a) = runs.open("u", "r1", "t", "i1").unwrap() else {
+        let Opened::New(a) = runs.open("u", "r1", "t", "i1", at(0)).unwrap() else {
             panic!("new")
         };
         assert!(matches!(
-            runs.open("u", "r1", "t", "i9"),
+            runs.open("u", "r1", "t", "i9", at(0)),
             Ok(Opened::Existing(_))
         ));
         assert!(
-            matches!(runs.open("v", "r1", "t", "i2"), Ok(Opened::New(_))),
+            matches!(runs.open("v", "r1", "t", "i2", at(0)), Ok(Opened::New(_))),
             "per user"
         );
         assert!(matches!(
-            runs.open("u", "r2", "t", "i3"),
+            runs.open("u", "r2", "t", "i3", at(0)),
             Ok(Opened::New(_))
         ));
         assert_eq!(
-            runs.open("u", "r3", "t", "i4").unwrap_err(),
+            runs.open("u", "r3", "t", "i4", at(0)).unwrap_err(),
             LogRefused::PerUser(2)
         );
         assert!(matches!(
-            runs.open("w", "r1", "t", "i5"),
+            runs.open("w", "r1", "t", "i5", at(0)),
             Ok(Opened::New(_))
         ));
         assert_eq!(
-            runs.open("x", "r1", "t", "i6").unwrap_err(),
+            runs.open("x", "r1", "t", "i6", at(0)).unwrap_err(),
             LogRefused::Total(4)
         );
         // In flight: kept however old.
@@ -513,7 +611,7 @@ mod tests {
         assert_eq!(runs.expire(at(1_060)), 1);
         assert!(runs.get("u", "r1").is_none());
         assert!(
-            matches!(runs.open("u", "r3", "t", "i7"), Ok(Opened::New(_))),
+            matches!(runs.open("u", "r3", "t", "i7", at(0)), Ok(Opened::New(_))),
             "its place is free"
         );
     }

@@ -137,10 +137,13 @@ pub(crate) async fn run(
         );
     }
     let internal_id = state.next_id("run");
-    let log = match state
-        .ag_ui_runs
-        .open(&user, &run_id, &thread_id, &internal_id)
-    {
+    let log = match state.ag_ui_runs.open(
+        &user,
+        &run_id,
+        &thread_id,
+        &internal_id,
+        state.clock.now(),
+    ) {
         Ok(Opened::Existing(log)) => log,
         Ok(Opened::New(log)) => {
             let started =
@@ -162,7 +165,7 @@ pub(crate) async fn run(
         }
         Err(e) => return refusal(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string()),
     };
-    stream(log, 0)
+    stream(&state, log, 0)
 }
 
 /// `GET /ag-ui/runs/{runId}/events`: the run's events after
@@ -218,7 +221,7 @@ pub(crate) async fn events(
             ),
         );
     }
-    stream(log, after)
+    stream(&state, log, after)
 }
 
 /// `POST /ag-ui/runs/{runId}/cancel`: stops the run; every reader gets
@@ -249,12 +252,19 @@ pub(crate) async fn cancel(
     }
 }
 
+/// How often a stream with nothing to send writes an SSE comment: keeps
+/// proxies from closing it, and lets the gateway notice a reader that has
+/// gone (the run's orphan timeout counts from then).
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// The SSE response: the log's events after `after`, then live until the
 /// run's end. A reader that falls behind the log's byte budget gets a last
-/// `event: error` message saying so, never a silent gap.
-fn stream(log: Arc<RunLog>, after: u64) -> Response {
-    let body = futures_util::stream::unfold(Some((log, after)), |state| async move {
-        let (log, last) = state?;
+/// `event: error` message saying so, never a silent gap. The reader counts
+/// as following the run while the response lives.
+fn stream(state: &AppState, log: Arc<RunLog>, after: u64) -> Response {
+    let follower = log.follow(state.clock.clone());
+    let body = futures_util::stream::unfold(Some((log, after, follower)), |state| async move {
+        let (log, last, follower) = state?;
         loop {
             match log.read_after(last) {
                 Err(ReadError::Gone { oldest, .. }) => {
@@ -279,11 +289,19 @@ fn stream(log: Arc<RunLog>, after: u64) -> Response {
                         text.push('\n');
                     }
                     let next = read.events.last().map_or(last, |(n, _)| *n);
-                    let more = (!read.ended).then_some((log, next));
+                    let more = (!read.ended).then_some((log, next, follower));
                     return Some((Ok(Bytes::from(text)), more));
                 }
                 Ok(read) if read.ended => return None,
-                Ok(_) => log.changed_after(last).await,
+                Ok(_) => {
+                    tokio::select! {
+                        () = log.changed_after(last) => {}
+                        () = tokio::time::sleep(KEEP_ALIVE) => {
+                            let comment = Bytes::from_static(b": keep-alive\n\n");
+                            return Some((Ok(comment), Some((log, last, follower))));
+                        }
+                    }
+                }
             }
         }
     });

@@ -389,6 +389,11 @@ pub struct AgentsConfig {
     pub max_ag_ui_runs_per_user: usize,
     /// See [`max_ag_ui_runs_per_user`](Self::max_ag_ui_runs_per_user).
     pub max_ag_ui_runs: usize,
+    /// An AG-UI run no reader has followed for this long is cancelled, so
+    /// an abandoned tab does not burn agent tokens (default 60 s; zero:
+    /// never). Readers leave when their stream closes (noticed within
+    /// 15 s, the keep-alive's interval).
+    pub orphan_run_timeout: Duration,
 }
 
 impl Default for AgentsConfig {
@@ -400,6 +405,7 @@ impl Default for AgentsConfig {
             run_retention: Duration::from_secs(300),
             max_ag_ui_runs_per_user: 100,
             max_ag_ui_runs: 10_000,
+            orphan_run_timeout: Duration::from_secs(60),
         }
     }
 }

@@ -81,6 +81,8 @@ pub(crate) enum CancelReason {
     /// Its session expired (detached past its TTL): no one can receive
     /// the rest.
     SessionExpired,
+    /// An AG-UI run no one read for the orphan timeout.
+    Orphaned,
 }
 
 impl CancelReason {
@@ -89,6 +91,7 @@ impl CancelReason {
         match self {
             CancelReason::Stopped => "the run was stopped by its user",
             CancelReason::SessionExpired => "the run's session expired before the run ended",
+            CancelReason::Orphaned => "no one read the run for the orphan-run timeout",
         }
     }
 }

@@ -315,6 +315,18 @@ impl RunTable {
         sessions.into_iter().collect()
     }
 
+    /// Cancels the run `run_id` (its table id) because no one reads it;
+    /// false if it is not in flight.
+    pub(crate) fn cancel_orphan(&self, run_id: &str) -> bool {
+        match self.runs.get(run_id) {
+            Some(run) => {
+                run.cancel(CancelReason::Orphaned);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Cancels every run of a session that expired; how many.
     pub(crate) fn cancel_session(&self, session_id: &str) -> usize {
         let mut n = 0;

@@ -65,6 +65,7 @@ pub(crate) fn start(state: &Arc<AppState>) -> Upkeep {
         every(state, EXPIRE_SESSIONS_EVERY, |s| async move {
             s.shared.cleanup_expired().await;
             s.ag_ui_runs.expire(s.clock.now());
+            cancel_unread_runs(&s);
             cancel_orphaned_runs(&s).await;
         }),
         state.monitor.spawn_sweeper(),
@@ -95,6 +96,19 @@ async fn cancel_orphaned_runs(s: &AppState) {
         if let Ok(None) = registry.session(&session_id).await {
             let cancelled = s.runs.cancel_session(&session_id);
             tracing::info!(%session_id, cancelled, "runs of an expired session cancelled");
+        }
+    }
+}
+
+/// Cancels the AG-UI runs no one has read for the orphan timeout.
+fn cancel_unread_runs(s: &AppState) {
+    let timeout = s.config.agents.orphan_run_timeout;
+    if timeout.is_zero() {
+        return;
+    }
+    for log in s.ag_ui_runs.orphans(s.clock.now(), timeout) {
+        if s.runs.cancel_orphan(&log.internal_id) {
+            tracing::info!(run_id = %crate::logging::log_safe(&log.run_id), "an AG-UI run no one read was cancelled");
         }
     }
 }

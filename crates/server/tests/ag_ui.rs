@@ -64,6 +64,10 @@ async fn sse(
     tokio::spawn(async move {
         let mut buffer = String::new();
         while let Some(Ok(frame)) = body.frame().await {
+            if tx.is_closed() {
+                // The reader has gone: so does the connection.
+                return;
+            }
             let Ok(data) = frame.into_data() else {
                 continue;
             };
@@ -84,6 +88,10 @@ async fn sse(
                     } else if let Some(data) = line.strip_prefix("data: ") {
                         lines.push(data);
                     }
+                }
+                if lines.is_empty() {
+                    // A comment (the keep-alive).
+                    continue;
                 }
                 message.data = lines.join("\n");
                 if tx.send(message).is_err() {
@@ -353,4 +361,56 @@ async fn a_backend_breaking_a_rule_ends_the_run_with_run_error() {
         error["message"].as_str().unwrap().contains("not_open"),
         "{error}"
     );
+}
+
+/// A run no reader follows is cancelled after the orphan timeout (its
+/// readers get the cancelled end when they come back); a run someone
+/// follows is not. On paused time: the keep-alive notices the reader that
+/// left, the upkeep cancels.
+#[tokio::test(start_paused = true)]
+async fn a_run_no_one_reads_is_cancelled_after_the_orphan_timeout() {
+    let config = GatewayConfig {
+        agents: wsc_server::AgentsConfig {
+            orphan_run_timeout: Duration::from_secs(60),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let gateway = wsc_server::Gateway::builder(config)
+        .runner(Arc::new(Holding))
+        .clock(wsc_core::TokioClock::new().shared())
+        .build()
+        .await
+        .unwrap();
+    let r = start_gateway(gateway).await;
+    let (_, mut kept, _) = sse(&r, "POST", "/ag-ui", &[ANA], Some(input("run-kept", "x"))).await;
+    take(&mut kept, 3).await;
+    let (_, mut left, _) = sse(&r, "POST", "/ag-ui", &[ANA], Some(input("run-left", "x"))).await;
+    take(&mut left, 3).await;
+    drop(left);
+    tokio::time::sleep(Duration::from_secs(150)).await;
+
+    assert_eq!(
+        r.gateway.runs_in_flight("ana"),
+        1,
+        "only the followed run goes on"
+    );
+    let (_, rx, _) = sse(&r, "GET", "/ag-ui/runs/run-left/events", &[ANA], None).await;
+    let run = all(rx).await;
+    assert_eq!(
+        types(&run),
+        [
+            "RUN_STARTED",
+            "TEXT_MESSAGE_START",
+            "TEXT_MESSAGE_CONTENT",
+            "TEXT_MESSAGE_END",
+            "RUN_FINISHED"
+        ]
+    );
+    assert_valid(&run, 1);
+    let last: Value = serde_json::from_str(&run[4].data).unwrap();
+    assert_eq!(last["outcome"], json!({"type": "cancelled"}));
+    // The followed run's reader is still open, and got nothing but
+    // keep-alives meanwhile.
+    assert!(kept.try_recv().is_err());
 }
