@@ -433,17 +433,22 @@ mod tests {
         Arc::from(s)
     }
 
-    #[test]
-    fn events_are_numbered_read_after_any_number_and_end_once() {
-        let log = RunLog::new(
+    /// A run's log keeping at most `max_bytes`, in an ample gateway budget.
+    fn log_of(max_bytes: usize) -> RunLog {
+        RunLog::new(
             "u",
             "r",
             "t",
             "run-1",
-            1 << 20,
+            max_bytes,
             Arc::new(Budget::new(1 << 30)),
             at(0),
-        );
+        )
+    }
+
+    #[test]
+    fn events_are_numbered_read_after_any_number_and_end_once() {
+        let log = log_of(1 << 20);
         assert_eq!(log.push(text("a"), false, at(0)), Some(1));
         assert_eq!(log.push(text("b"), false, at(0)), Some(2));
         let read = log.read_after(0).unwrap();
@@ -465,15 +470,7 @@ mod tests {
 
     #[test]
     fn past_its_byte_budget_a_log_drops_its_oldest_and_says_so() {
-        let log = RunLog::new(
-            "u",
-            "r",
-            "t",
-            "run-1",
-            10,
-            Arc::new(Budget::new(1 << 30)),
-            at(0),
-        );
+        let log = log_of(10);
         for e in ["aaaa", "bbbb", "cccc"] {
             log.push(text(e), false, at(0));
         }
@@ -553,15 +550,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_reader_wakes_when_an_event_is_appended_or_the_run_ends() {
-        let log = Arc::new(RunLog::new(
-            "u",
-            "r",
-            "t",
-            "run-1",
-            1 << 20,
-            Arc::new(Budget::new(1 << 30)),
-            at(0),
-        ));
+        let log = Arc::new(log_of(1 << 20));
         let waiting = tokio::spawn({
             let log = log.clone();
             async move { log.changed_after(0).await }

@@ -33,13 +33,7 @@ impl IntoResponse for Refused {
     }
 }
 
-fn refusal(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    let body = wsc_core::HandshakeRefusal {
-        error: code.to_owned(),
-        message: message.into(),
-    };
-    (status, Json(body)).into_response()
-}
+use crate::stream::json_refusal as refusal;
 
 /// The request's user, as `/ws` authenticates: in dev mode
 /// `X-Wsc-User-Id` or `?user_id=`, with JWT `Authorization: Bearer` or
@@ -68,13 +62,25 @@ fn user_of(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<String, R
     })
 }
 
-/// The per-IP gate every request passes first (draining, handshake
-/// backoff), as on `/ws`.
-fn gate(state: &AppState, peer: Option<SocketAddr>, headers: &HeaderMap) -> Option<Response> {
-    let peer = peer?;
-    let ip =
-        wsc_rate_limiter::client_address(peer.ip(), headers, &state.config.http.trusted_proxies);
-    crate::stream::gate(state, ip)
+/// Who sends the request, after the per-IP gate every request passes
+/// first (draining, handshake backoff, as on `/ws`); else the refusal.
+fn who(
+    state: &AppState,
+    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<String, Box<Response>> {
+    if let Some(axum::Extension(ConnectInfo(peer))) = peer {
+        let ip = wsc_rate_limiter::client_address(
+            peer.ip(),
+            headers,
+            &state.config.http.trusted_proxies,
+        );
+        if let Some(refused) = crate::stream::gate(state, ip) {
+            return Err(Box::new(refused));
+        }
+    }
+    user_of(state, headers, uri).map_err(|r| Box::new(r.into_response()))
 }
 
 /// A string id field of the input: present, 1 to 256 bytes.
@@ -101,12 +107,9 @@ pub(crate) async fn run(
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    if let Some(refused) = gate(&state, peer.map(|p| p.0.0), &headers) {
-        return refused;
-    }
-    let user = match user_of(&state, &headers, &uri) {
+    let user = match who(&state, peer, &headers, &uri) {
         Ok(user) => user,
-        Err(refused) => return refused.into_response(),
+        Err(refused) => return *refused,
     };
     if body.len() > MAX_INPUT_BYTES {
         return refusal(
@@ -177,12 +180,9 @@ pub(crate) async fn events(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    if let Some(refused) = gate(&state, peer.map(|p| p.0.0), &headers) {
-        return refused;
-    }
-    let user = match user_of(&state, &headers, &uri) {
+    let user = match who(&state, peer, &headers, &uri) {
         Ok(user) => user,
-        Err(refused) => return refused.into_response(),
+        Err(refused) => return *refused,
     };
     let after = match headers.get("last-event-id").map(|v| v.to_str()) {
         None => 0,
@@ -233,12 +233,9 @@ pub(crate) async fn cancel(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    if let Some(refused) = gate(&state, peer.map(|p| p.0.0), &headers) {
-        return refused;
-    }
-    let user = match user_of(&state, &headers, &uri) {
+    let user = match who(&state, peer, &headers, &uri) {
         Ok(user) => user,
-        Err(refused) => return refused.into_response(),
+        Err(refused) => return *refused,
     };
     match state.ag_ui_runs.get(&user, &run_id) {
         Some(log) if log.ended_at().is_none() && state.runs.stop(&user, &log.internal_id) => {

@@ -213,13 +213,7 @@ async fn publish(
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let plain = |status: StatusCode, code: &str, message: String| {
-        let body = wsc_core::HandshakeRefusal {
-            error: code.to_owned(),
-            message,
-        };
-        (status, Json(body)).into_response()
-    };
+    let plain = crate::stream::json_refusal;
     let Some(key) = &state.config.http.api_key else {
         return plain(
             StatusCode::NOT_FOUND,

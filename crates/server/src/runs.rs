@@ -541,11 +541,6 @@ impl RunTable {
         }
         let tools = start.tools.unwrap_or_else(|| vec!["search".to_owned()]);
         let step_delay = Duration::from_millis(start.step_delay_ms.unwrap_or(0));
-        let mut session = AgentSession::new(user)
-            .with_run_id(run_id.clone())
-            .with_agent_name(agent_name.clone());
-        session.thread_id = thread_id.clone();
-        services.monitor.start_session_tracking(&run_id, session);
         let request = AgentRequest {
             run_id,
             input: start.input.unwrap_or_default(),
@@ -589,11 +584,6 @@ impl RunTable {
             .with_log(log),
         );
         let slot = self.register(run.clone())?;
-        let mut session = AgentSession::new(user)
-            .with_run_id(run_id.clone())
-            .with_agent_name(agent_name.clone());
-        session.thread_id = thread_id.clone();
-        services.monitor.start_session_tracking(&run_id, session);
         // The last user message is the input (as a start's `input`).
         let text = input["messages"]
             .as_array()
@@ -624,6 +614,13 @@ impl RunTable {
         runner: Arc<dyn AgentRunner>,
     ) -> String {
         let services = &self.services;
+        // The event monitor tracks it from before its first event.
+        let id = &run.id;
+        let mut session = AgentSession::new(&id.user)
+            .with_run_id(id.run_id.clone())
+            .with_agent_name(id.agent_name.clone());
+        session.thread_id = id.thread_id.clone();
+        services.monitor.start_session_tracking(&id.run_id, session);
         services.counters.runs.fetch_add(1, Ordering::Relaxed);
         let sink = EventSink {
             run: run.clone(),

@@ -267,6 +267,16 @@ pub(crate) fn refuse(
     response
 }
 
+/// A JSON refusal `{error, message}` of an HTTP endpoint (not counted
+/// as a refused handshake).
+pub(crate) fn json_refusal(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    let body = wsc_core::HandshakeRefusal {
+        error: code.to_owned(),
+        message: message.into(),
+    };
+    (status, Json(body)).into_response()
+}
+
 /// The first checks of any handshake, before anything is parsed (the
 /// refusal, if any): the
 /// drain, then the IP's window and backoff (a blocked IP is answered 429

@@ -275,6 +275,25 @@ impl AgentRunner for Holding {
     }
 }
 
+/// A [`Holding`] run `run_id` as a reader got it once cancelled: its
+/// message closed, then `RUN_FINISHED {outcome: cancelled}`.
+fn assert_cancelled_holding(run: &[Message], run_id: &str) {
+    assert_eq!(
+        types(run),
+        [
+            "RUN_STARTED",
+            "TEXT_MESSAGE_START",
+            "TEXT_MESSAGE_CONTENT",
+            "TEXT_MESSAGE_END",
+            "RUN_FINISHED"
+        ]
+    );
+    assert_valid(run, 1);
+    let last: Value = serde_json::from_str(&run[4].data).unwrap();
+    assert_eq!(last["outcome"], json!({"type": "cancelled"}));
+    assert_eq!(last["runId"], run_id);
+}
+
 #[tokio::test]
 async fn cancel_ends_the_run_for_every_reader_with_what_was_open_closed() {
     let r = start_with_runner(
@@ -303,20 +322,7 @@ async fn cancel_ends_the_run_for_every_reader_with_what_was_open_closed() {
     for reader in [first, second] {
         let mut run = started.clone();
         run.extend(all(reader).await);
-        assert_eq!(
-            types(&run),
-            [
-                "RUN_STARTED",
-                "TEXT_MESSAGE_START",
-                "TEXT_MESSAGE_CONTENT",
-                "TEXT_MESSAGE_END",
-                "RUN_FINISHED"
-            ]
-        );
-        assert_valid(&run, 1);
-        let last: Value = serde_json::from_str(&run[4].data).unwrap();
-        assert_eq!(last["outcome"], json!({"type": "cancelled"}));
-        assert_eq!(last["runId"], "run-c");
+        assert_cancelled_holding(&run, "run-c");
     }
     let (status, _, _) = sse(&r, "POST", "/ag-ui/runs/run-c/cancel", &[ANA], None).await;
     assert_eq!(status, 404, "it has ended");
@@ -396,20 +402,7 @@ async fn a_run_no_one_reads_is_cancelled_after_the_orphan_timeout() {
         "only the followed run goes on"
     );
     let (_, rx, _) = sse(&r, "GET", "/ag-ui/runs/run-left/events", &[ANA], None).await;
-    let run = all(rx).await;
-    assert_eq!(
-        types(&run),
-        [
-            "RUN_STARTED",
-            "TEXT_MESSAGE_START",
-            "TEXT_MESSAGE_CONTENT",
-            "TEXT_MESSAGE_END",
-            "RUN_FINISHED"
-        ]
-    );
-    assert_valid(&run, 1);
-    let last: Value = serde_json::from_str(&run[4].data).unwrap();
-    assert_eq!(last["outcome"], json!({"type": "cancelled"}));
+    assert_cancelled_holding(&all(rx).await, "run-left");
     // The followed run's reader is still open, and got nothing but
     // keep-alives meanwhile.
     assert!(kept.try_recv().is_err());

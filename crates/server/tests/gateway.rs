@@ -960,6 +960,17 @@ async fn stop_agent_cancels_and_runs_in_flight_are_capped() {
     ));
 }
 
+/// A gateway configuration with the publish API on, under `key`.
+fn with_api_key(key: &str) -> GatewayConfig {
+    GatewayConfig {
+        http: wsc_server::HttpConfig {
+            api_key: Some(wsc_server::ApiKey::new(key)),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
 /// `POST /api/publish`: off without a key (404), 401 without the right
 /// key, 400 for each wrong shape; a frame to a user reaches every session
 /// of theirs (a detached one on its resume), numbered like agent frames,
@@ -970,14 +981,7 @@ async fn the_publish_api_reaches_every_session_of_a_user_once() {
     let frame = r#"{"user_id": "pia", "type": "agent_progress", "payload": {"step": 1}, "message_id": "p1"}"#;
     assert_eq!(http_post(&off, "/api/publish", "", frame).await.0, 404);
 
-    let r = start(GatewayConfig {
-        http: wsc_server::HttpConfig {
-            api_key: Some(wsc_server::ApiKey::new("k3y")),
-            ..Default::default()
-        },
-        ..Default::default()
-    })
-    .await;
+    let r = start(with_api_key("k3y")).await;
     let auth = "Authorization: Bearer k3y\r\n";
     assert_eq!(http_post(&r, "/api/publish", "", frame).await.0, 401);
     let wrong = "Authorization: Bearer k3y-not\r\n";
@@ -1148,14 +1152,7 @@ async fn frames_already_in_wire_form_are_relayed_byte_for_byte_and_checked_like_
 /// end it, and nothing may follow its end.
 #[tokio::test]
 async fn a_published_frame_obeys_the_rules_of_the_run_it_names() {
-    let r = start(GatewayConfig {
-        http: wsc_server::HttpConfig {
-            api_key: Some(wsc_server::ApiKey::new("k3y")),
-            ..Default::default()
-        },
-        ..Default::default()
-    })
-    .await;
+    let r = start(with_api_key("k3y")).await;
     let auth = "Authorization: Bearer k3y\r\n";
     let (mut alice, _) = connect(&r, "user_id=alice").await;
     let (_bob, _) = connect(&r, "user_id=bob").await;
