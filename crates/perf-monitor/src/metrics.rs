@@ -14,6 +14,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 
 use crate::monitor::PerformanceMonitor;
 use crate::report::PerfSnapshot;
+use crate::state::PROMETHEUS_BUCKETS;
 
 /// A counter without labels; OpenMetrics adds `_total` to `name`.
 pub(crate) fn counter(
@@ -84,34 +85,32 @@ pub(crate) fn histogram(
 
 impl Collector for PerfSnapshot {
     fn encode(&self, mut e: DescriptorEncoder<'_>) -> fmt::Result {
+        let t = &self.totals;
         counter(
             &mut e,
             "wsc_messages_processed",
             "Messages processed by tracked connections.",
-            self.messages,
+            t.messages,
         )?;
         counter_by(
             &mut e,
             "wsc_bytes",
             "Bytes on tracked connections, by direction.",
             "direction",
-            &[("sent", self.bytes_sent), ("received", self.bytes_received)],
+            &[("sent", t.bytes_sent), ("received", t.bytes_received)],
         )?;
         counter(
             &mut e,
             "wsc_connection_errors",
             "Errors recorded on tracked connections.",
-            self.errors,
+            t.errors,
         )?;
         counter_by(
             &mut e,
             "wsc_latency_unmeasured",
             "Messages without a latency sample, by reason.",
             "reason",
-            &[
-                ("missing", self.latency_missing),
-                ("skewed", self.latency_skewed),
-            ],
+            &[("missing", t.latency_missing), ("skewed", t.latency_skewed)],
         )?;
         counter(
             &mut e,
@@ -158,8 +157,13 @@ impl Collector for PerfSnapshot {
             &mut e,
             "wsc_message_latency_seconds",
             "Message latency (now minus the message's timestamp).",
-            &self.latency_buckets,
-            self.latency_sum_seconds,
+            &PROMETHEUS_BUCKETS
+                .iter()
+                .copied()
+                .chain(std::iter::once(f64::INFINITY))
+                .zip(t.latency_buckets.iter().copied())
+                .collect::<Vec<_>>(),
+            t.latency_sum_us as f64 / 1e6,
         )
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use wsc_core::Timestamp;
 
 use crate::monitor::PerformanceMonitor;
-use crate::state::{ActiveAlert, Conn, Counters, PROMETHEUS_BUCKETS, entry_bytes, lock, ms};
+use crate::state::{ActiveAlert, Conn, Counters, entry_bytes, lock, ms};
 use crate::types::{
     AlertSeverity, AlertType, PerformanceOutlier, PerformanceRating, PerformanceReport,
     SystemMetrics, ThroughputMetrics,
@@ -197,19 +197,8 @@ impl PerformanceMonitor {
             }
             totals
         };
-        let latency_buckets = PROMETHEUS_BUCKETS
-            .iter()
-            .copied()
-            .chain(std::iter::once(f64::INFINITY))
-            .zip(totals.latency_buckets.iter().copied())
-            .collect();
         PerfSnapshot {
-            messages: totals.messages,
-            bytes_sent: totals.bytes_sent,
-            bytes_received: totals.bytes_received,
-            errors: totals.errors,
-            latency_missing: totals.latency_missing,
-            latency_skewed: totals.latency_skewed,
+            totals,
             untracked: get(&t.untracked),
             alerts_raised: AlertType::ALL
                 .iter()
@@ -221,8 +210,6 @@ impl PerformanceMonitor {
             state_bytes,
             alerts_warning: by_severity[0],
             alerts_critical: by_severity[1],
-            latency_buckets,
-            latency_sum_seconds: totals.latency_sum_us as f64 / 1e6,
         }
     }
 }
@@ -230,12 +217,8 @@ impl PerformanceMonitor {
 /// What a monitor exports, taken at one moment.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct PerfSnapshot {
-    pub(crate) messages: u64,
-    pub(crate) bytes_sent: u64,
-    pub(crate) bytes_received: u64,
-    pub(crate) errors: u64,
-    pub(crate) latency_missing: u64,
-    pub(crate) latency_skewed: u64,
+    /// Every connection's counters, the retired ones included.
+    pub(crate) totals: Counters,
     pub(crate) untracked: u64,
     pub(crate) alerts_raised: Vec<(&'static str, u64)>,
     pub(crate) tracked: usize,
@@ -243,7 +226,4 @@ pub(crate) struct PerfSnapshot {
     pub(crate) state_bytes: usize,
     pub(crate) alerts_warning: usize,
     pub(crate) alerts_critical: usize,
-    /// Per-bucket counts with their upper bounds (seconds), `+Inf` last.
-    pub(crate) latency_buckets: Vec<(f64, u64)>,
-    pub(crate) latency_sum_seconds: f64,
 }
