@@ -122,8 +122,9 @@ pub(crate) struct Run {
     /// Its AG-UI events, for AG-UI readers (runs started over AG-UI).
     pub(crate) log: Option<Arc<RunLog>>,
     /// AG-UI's rules and the mapping to legacy frames, for a runner that
-    /// speaks AG-UI (made on its first event).
-    ag_ui: std::sync::Mutex<Option<AgUiMapper>>,
+    /// speaks AG-UI (made on its first event; boxed, so a run that never
+    /// speaks AG-UI pays a pointer).
+    ag_ui: std::sync::Mutex<Option<Box<AgUiMapper>>>,
 }
 
 /// Who a run belongs to and where its events go.
@@ -182,7 +183,9 @@ impl Run {
     /// frames.
     fn map_ag_ui(&self, event: &str) -> Result<Vec<MappedFrame>, UpstreamError> {
         let mut mapper = self.ag_ui.lock().unwrap_or_else(|p| p.into_inner());
-        mapper.get_or_insert_with(AgUiMapper::new).push_event(event)
+        mapper
+            .get_or_insert_with(|| Box::new(AgUiMapper::new()))
+            .push_event(event)
     }
 
     /// The AG-UI events that close what the run holds open.
@@ -190,7 +193,7 @@ impl Run {
         let mapper = self.ag_ui.lock().unwrap_or_else(|p| p.into_inner());
         mapper
             .as_ref()
-            .map(AgUiMapper::closing_events)
+            .map(|m| m.closing_events())
             .unwrap_or_default()
     }
 
