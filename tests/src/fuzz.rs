@@ -111,6 +111,32 @@ pub fn client_frame(data: &[u8]) {
         }
     }
 
+    // The AG-UI dialect reads the same text: its own two requests within
+    // their bounds, every other frame exactly as the wsc protocol does.
+    let dialect = wsc_core::AgUiClientFrame::parse(text, wsc_core::DEFAULT_MAX_FRAME_BYTES);
+    let own = serde_json::from_str::<Value>(text).ok().is_some_and(|v| {
+        matches!(
+            v.get("type").and_then(Value::as_str),
+            Some("run_agent" | "join_run")
+        )
+    });
+    match (&dialect, own) {
+        (Ok(wsc_core::AgUiClientFrame::RunAgent(run)), true) => {
+            assert!((1..=256).contains(&run.run_id.len()));
+            assert!((1..=256).contains(&run.thread_id.len()));
+            assert_eq!(run.input["runId"], run.run_id.as_str());
+        }
+        (Ok(wsc_core::AgUiClientFrame::JoinRun(join)), true) => {
+            assert!((1..=256).contains(&join.run_id.len()));
+        }
+        (Ok(wsc_core::AgUiClientFrame::Wsc(frame)), false) => {
+            assert_eq!(Ok(frame), typed.as_ref());
+        }
+        (Err(e), false) => assert_eq!(Err(e), typed.as_ref().map(|_| ())),
+        (Err(e), true) => assert_ne!(e.error.code(), "unknown_type"),
+        (other, own) => panic!("the AG-UI dialect read {text:?} as {other:?} (own: {own})"),
+    }
+
     if let Ok(message) = result {
         assert!(message.message_type.client_may_send());
         let again = serialize(&message);

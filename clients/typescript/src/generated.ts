@@ -67,7 +67,9 @@ export type ErrorCode =
   | "rate_limited"
   | "message_too_large"
   | "unauthorized"
-  | "internal";
+  | "internal"
+  | "not_found"
+  | "gone";
 
 export type ConnectionEstablished = { 
 /**

@@ -31,11 +31,17 @@ pub enum ErrorCode {
     Unauthorized,
     /// The server failed; not the client's fault.
     Internal,
+    /// What the frame names does not exist for this user (an AG-UI
+    /// `join_run` of a run that is not the user's, or expired).
+    NotFound,
+    /// What the frame asks for is no longer held (the events after a
+    /// `join_run`'s `after` outgrew the run's byte budget).
+    Gone,
 }
 
 impl ErrorCode {
     /// Every error code.
-    pub const ALL: [ErrorCode; 8] = [
+    pub const ALL: [ErrorCode; 10] = [
         ErrorCode::InvalidJson,
         ErrorCode::InvalidMessage,
         ErrorCode::UnknownType,
@@ -44,6 +50,8 @@ impl ErrorCode {
         ErrorCode::MessageTooLarge,
         ErrorCode::Unauthorized,
         ErrorCode::Internal,
+        ErrorCode::NotFound,
+        ErrorCode::Gone,
     ];
 
     /// The wire value, e.g. `"invalid_json"`.
@@ -57,6 +65,8 @@ impl ErrorCode {
             ErrorCode::MessageTooLarge => "message_too_large",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Internal => "internal",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Gone => "gone",
         }
     }
 }
@@ -147,7 +157,7 @@ impl FrameError {
         }
     }
 
-    fn invalid(reason: impl Into<String>) -> Self {
+    pub(crate) fn invalid(reason: impl Into<String>) -> Self {
         FrameError::InvalidMessage {
             reason: reason.into(),
         }
@@ -189,7 +199,13 @@ pub fn parse_client_frame_with_limit(
             limit: max_bytes,
         });
     }
-    let value = strict_value(text)?;
+    client_message(strict_value(text)?)
+}
+
+/// A client frame's message from its JSON value (as
+/// [`strict_value`] gave it): every rule of [`parse_client_frame`] but
+/// the size.
+pub(crate) fn client_message(value: Value) -> Result<WebSocketMessage, FrameError> {
     let msg = decode_value(value)?;
     for (field, value) in [
         ("message_id", &msg.message_id),
@@ -223,7 +239,7 @@ pub const MAX_CLIENT_ID_BYTES: usize = 256;
 /// any depth) is refused, as is an integer beyond 64 bits (it would come
 /// back as a float, not the number sent). Serde's parser decides the JSON
 /// itself; this only adds the two checks.
-fn strict_value(text: &str) -> Result<Value, FrameError> {
+pub(crate) fn strict_value(text: &str) -> Result<Value, FrameError> {
     use serde::de::DeserializeSeed;
     let mut de = serde_json::Deserializer::from_str(text);
     let value = StrictValue

@@ -48,6 +48,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod ag_ui;
 mod client;
 mod codec;
 mod message;
@@ -58,6 +59,7 @@ mod task;
 mod time;
 mod wire;
 
+pub use ag_ui::{AgUiClientFrame, JoinRun, RunAgent, RunInputError};
 pub use client::{ClientFrame, ClientFrameError, ClientRequest};
 pub use codec::{
     CloseCode, DEFAULT_MAX_FRAME_BYTES, ErrorCode, FrameError, MAX_CLIENT_ID_BYTES,

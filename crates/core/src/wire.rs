@@ -92,6 +92,27 @@ fn micros(time: Option<Timestamp>) -> i64 {
     time.map_or(NO_TIME, |t| t.as_unix_micros())
 }
 
+/// How an AG-UI dialect frame opens, and the key before its event.
+const AG_UI_OPENING: &str = "{\"run_id\":";
+const AG_UI_EVENT: &str = ",\"event\":";
+
+/// The legacy event an AG-UI event's type stands for (see
+/// [`WireFrame::ag_ui`]).
+fn ag_ui_kind(event: &str) -> MessageType {
+    let name = event
+        .strip_prefix("{\"type\":\"")
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default();
+    match name {
+        "RUN_STARTED" => MessageType::AgentStarted,
+        "RUN_FINISHED" => MessageType::AgentCompleted,
+        "RUN_ERROR" => MessageType::AgentError,
+        "TOOL_CALL_START" => MessageType::ToolExecuting,
+        "TOOL_CALL_END" | "TOOL_CALL_RESULT" => MessageType::ToolCompleted,
+        _ => MessageType::AgentThinking,
+    }
+}
+
 fn seq_suffix_len(seq: u64) -> usize {
     // `,"seq":` and the digits.
     7 + seq.checked_ilog10().map_or(1, |d| d as usize + 1)
@@ -120,7 +141,8 @@ impl WireFrame {
 
     /// Takes text that is already a frame's wire form (an unnumbered one:
     /// no `seq` key), without parsing or re-encoding it: only its opening
-    /// `{"type":"..."` and closing `}` are checked. `time` is what
+    /// `{"type":"..."` (or an AG-UI dialect frame's `{"run_id":…,"event":`,
+    /// see [`ag_ui`](Self::ag_ui)) and closing `}` are checked. `time` is what
     /// [`timestamp`](Self::timestamp) answers (when the frame was made or
     /// stored; the text's own `timestamp` is not read).
     ///
@@ -146,8 +168,57 @@ impl WireFrame {
         })
     }
 
+    /// The AG-UI dialect's frame for one event of the run `run_id`:
+    /// `{"run_id":"R","event":E}`, `E` the agent's own event text verbatim
+    /// (not parsed, not re-serialized: the caller has checked it is a JSON
+    /// object). Numbered like every frame (`,"seq":N` appended), so a
+    /// session buffers, replays and resumes it as any other.
+    ///
+    /// Its [`message_type`](Self::message_type) is the legacy event its
+    /// AG-UI type stands for, read from the event's opening
+    /// `{"type":"…"`: `agent_started` for `RUN_STARTED`, `agent_completed`
+    /// for `RUN_FINISHED`, `agent_error` for `RUN_ERROR`, `tool_executing`
+    /// for `TOOL_CALL_START`, `tool_completed` for `TOOL_CALL_END` and
+    /// `TOOL_CALL_RESULT`, `agent_thinking` for every other event — each
+    /// critical, so a buffer that overflows never drops one silently (a
+    /// resumed AG-UI reader needs every event).
+    ///
+    /// ```
+    /// use wsc_core::{MessageType, WireFrame};
+    /// let frame = WireFrame::ag_ui("r1", r#"{"type":"RUN_STARTED","threadId":"t","runId":"r1"}"#, None);
+    /// assert_eq!(frame.message_type(), MessageType::AgentStarted);
+    /// let numbered = frame.with_seq(4).unwrap();
+    /// assert_eq!(
+    ///     numbered.as_str(),
+    ///     r#"{"run_id":"r1","event":{"type":"RUN_STARTED","threadId":"t","runId":"r1"},"seq":4}"#
+    /// );
+    /// // What a store that keeps bodies gives back is the same frame.
+    /// let back = WireFrame::from_body(&numbered.body(), 4, None).unwrap();
+    /// assert_eq!((back.as_str(), back.message_type()), (numbered.as_str(), MessageType::AgentStarted));
+    /// ```
+    pub fn ag_ui(run_id: &str, event: &str, time: Option<Timestamp>) -> WireFrame {
+        let id = serde_json::Value::from(run_id).to_string();
+        let mut text = String::with_capacity(AG_UI_OPENING.len() + id.len() + 10 + event.len() + 1);
+        text.push_str(AG_UI_OPENING);
+        text.push_str(&id);
+        text.push_str(AG_UI_EVENT);
+        text.push_str(event);
+        text.push('}');
+        WireFrame {
+            text: Arc::from(text),
+            packed: type_index(ag_ui_kind(event)) << SEQ_BITS,
+            time: micros(time),
+        }
+    }
+
     fn type_of(text: &str) -> Result<MessageType, WireFrameError> {
         const OPENING: &str = "{\"type\":\"";
+        if text.starts_with(AG_UI_OPENING) && text.ends_with('}') {
+            // A JSON string holds no unescaped quote, so the first
+            // `,"event":` is the key's.
+            let at = text.find(AG_UI_EVENT).ok_or(WireFrameError::NotAFrame)?;
+            return Ok(ag_ui_kind(&text[at + AG_UI_EVENT.len()..]));
+        }
         let rest = text
             .strip_prefix(OPENING)
             .filter(|_| text.ends_with('}'))
@@ -279,7 +350,8 @@ impl WireFrame {
     }
 
     /// Parses the text back into a message (what a reader that needs the
-    /// payload does; the server never does it on the way out).
+    /// payload does; the server never does it on the way out). An AG-UI
+    /// dialect frame is no message: it does not decode.
     ///
     /// # Errors
     /// A [`FrameError`] if the text does not parse (only for text taken
@@ -406,11 +478,61 @@ mod tests {
             prop_assert_eq!(taken.as_str(), numbered.as_str());
         }
 
+        /// An AG-UI dialect frame is the envelope and the event verbatim,
+        /// whatever the run id (quotes, escapes) and the event's keys; its
+        /// body read back (what a store keeps) is the same frame, kind
+        /// and all.
+        #[test]
+        fn an_ag_ui_frame_wraps_the_event_verbatim(
+            run_id in ".{0,16}",
+            event in arb_payload(),
+            seq in 1..=MAX_WIRE_SEQ,
+        ) {
+            let text = event.to_string();
+            let frame = WireFrame::ag_ui(&run_id, &text, None);
+            let numbered = frame.with_seq(seq).unwrap();
+            let parsed: Value = serde_json::from_str(numbered.as_str()).unwrap();
+            prop_assert_eq!(&parsed, &json!({"run_id": run_id, "event": event, "seq": seq}));
+            prop_assert!(numbered.as_str().contains(&text), "verbatim");
+            prop_assert_eq!(
+                numbered.len(),
+                text.len() + serde_json::Value::from(run_id.as_str()).to_string().len() + 20
+                    + seq_suffix_len(seq)
+            );
+            let back = WireFrame::from_body(&numbered.body(), seq, None).unwrap();
+            prop_assert_eq!(back.as_str(), numbered.as_str());
+            prop_assert_eq!(back.message_type(), frame.message_type());
+        }
+
         /// Any text is taken or refused with a typed error, never a panic.
         #[test]
         fn any_text_is_taken_or_refused(text in ".{0,80}") {
             let _ = WireFrame::from_wire(text.as_str(), None).map(|f| f.with_seq(1));
         }
+    }
+
+    #[test]
+    fn an_ag_ui_frame_is_kept_as_the_legacy_event_its_type_stands_for() {
+        for (kind, want) in [
+            ("RUN_STARTED", MessageType::AgentStarted),
+            ("RUN_FINISHED", MessageType::AgentCompleted),
+            ("RUN_ERROR", MessageType::AgentError),
+            ("TOOL_CALL_START", MessageType::ToolExecuting),
+            ("TOOL_CALL_END", MessageType::ToolCompleted),
+            ("TOOL_CALL_RESULT", MessageType::ToolCompleted),
+            ("TEXT_MESSAGE_CONTENT", MessageType::AgentThinking),
+            ("SOMETHING_NEW", MessageType::AgentThinking),
+        ] {
+            let event = format!(r#"{{"type":"{kind}","x":1}}"#);
+            let frame = WireFrame::ag_ui("r", &event, None);
+            assert_eq!(frame.message_type(), want, "{kind}");
+            assert!(frame.message_type().is_critical() || want == MessageType::AgentError);
+            let taken = WireFrame::from_wire(frame.as_str(), None).unwrap();
+            assert_eq!(taken.message_type(), want, "{kind}");
+        }
+        // Another key order: still an event, still critical.
+        let frame = WireFrame::ag_ui("r", r#"{"delta":"x","type":"RUN_FINISHED"}"#, None);
+        assert_eq!(frame.message_type(), MessageType::AgentThinking);
     }
 
     #[test]

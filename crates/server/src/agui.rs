@@ -281,6 +281,21 @@ pub(crate) struct AgUiRuns {
     max_total: usize,
     max_bytes_per_run: usize,
     budget: Arc<Budget>,
+    /// The (session, run id) pairs a WebSocket session follows now.
+    joined: Arc<DashMap<(String, String), ()>>,
+}
+
+/// A WebSocket session following a run; it stops when this is dropped.
+#[derive(Debug)]
+pub(crate) struct Joined {
+    joined: Arc<DashMap<(String, String), ()>>,
+    key: (String, String),
+}
+
+impl Drop for Joined {
+    fn drop(&mut self) {
+        self.joined.remove(&self.key);
+    }
 }
 
 /// What [`AgUiRuns::open`] found or made.
@@ -308,6 +323,24 @@ impl AgUiRuns {
             max_total: max_total.max(1),
             max_bytes_per_run,
             budget: Arc::new(Budget::new(max_bytes)),
+            joined: Arc::default(),
+        }
+    }
+
+    /// The session `session` starts following the run `run_id`: `None`
+    /// if it already does (a repeated `run_agent` or `join_run` adds no
+    /// second copy of the events).
+    pub(crate) fn join(&self, session: &str, run_id: &str) -> Option<Joined> {
+        let key = (session.to_owned(), run_id.to_owned());
+        match self.joined.entry(key.clone()) {
+            dashmap::Entry::Occupied(_) => None,
+            dashmap::Entry::Vacant(e) => {
+                e.insert(());
+                Some(Joined {
+                    joined: self.joined.clone(),
+                    key,
+                })
+            }
         }
     }
 

@@ -16,16 +16,13 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::agui::{Opened, ReadError, RunLog};
+use crate::agui::{ReadError, RunLog};
+use crate::agui_ws::{Refused, open_run};
 use crate::state::AppState;
+use wsc_core::RunAgent;
 
 /// The largest `RunAgentInput` accepted.
 const MAX_INPUT_BYTES: usize = 1 << 20;
-/// The longest `runId` / `threadId` accepted.
-const MAX_ID_BYTES: usize = 256;
-
-/// A refusal not yet turned into a response.
-struct Refused(StatusCode, &'static str, String);
 
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
@@ -83,20 +80,6 @@ fn who(
     user_of(state, headers, uri).map_err(|r| Box::new(r.into_response()))
 }
 
-/// A string id field of the input: present, 1 to 256 bytes.
-fn id_field<'a>(input: &'a Value, field: &str) -> Result<&'a str, Refused> {
-    input[field]
-        .as_str()
-        .filter(|s| !s.is_empty() && s.len() <= MAX_ID_BYTES)
-        .ok_or_else(|| {
-            Refused(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                format!("`{field}` must be a string of 1 to {MAX_ID_BYTES} bytes"),
-            )
-        })
-}
-
 /// `POST /ag-ui`: starts the run the `RunAgentInput` names (or, for a
 /// `runId` this user already runs or ran, follows that one: a repeated
 /// request starts nothing) and streams its events from the first.
@@ -119,8 +102,8 @@ pub(crate) async fn run(
         );
     }
     let input: Value = match serde_json::from_slice(&body) {
-        Ok(v @ Value::Object(_)) => v,
-        _ => {
+        Ok(v) => v,
+        Err(_) => {
             return refusal(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
@@ -128,45 +111,13 @@ pub(crate) async fn run(
             );
         }
     };
-    let (run_id, thread_id) = match (id_field(&input, "runId"), id_field(&input, "threadId")) {
-        (Ok(r), Ok(t)) => (r.to_owned(), t.to_owned()),
-        (Err(refused), _) | (_, Err(refused)) => return refused.into_response(),
+    let run = match RunAgent::from_input(input) {
+        Ok(run) => run,
+        Err(e) => return refusal(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()),
     };
-    if !state.runner.speaks_ag_ui() {
-        return refusal(
-            StatusCode::NOT_IMPLEMENTED,
-            "not_implemented",
-            "the gateway's agent does not speak AG-UI (run it with --agent-protocol ag-ui, or the simulated agent)",
-        );
-    }
-    let internal_id = state.next_id("run");
-    let log = match state.ag_ui_runs.open(
-        &user,
-        &run_id,
-        &thread_id,
-        &internal_id,
-        state.clock.now(),
-    ) {
-        Ok(Opened::Existing(log)) => log,
-        Ok(Opened::New(log)) => {
-            let started =
-                state
-                    .runs
-                    .start_ag_ui_run(&user, input, log.clone(), state.runner.clone());
-            if started.is_none() {
-                state.ag_ui_runs.remove(&user, &run_id);
-                let max = state.config.agents.max_runs_per_user;
-                return refusal(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    format!(
-                        "at most {max} runs in flight per user: wait for one to end, or stop one"
-                    ),
-                );
-            }
-            log
-        }
-        Err(e) => return refusal(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string()),
+    let log = match open_run(&state, &user, run) {
+        Ok(log) => log,
+        Err(refused) => return refused.into_response(),
     };
     stream(&state, log, 0)
 }

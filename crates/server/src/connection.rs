@@ -16,6 +16,7 @@ use wsc_perf_monitor::ConnectionInfo;
 use wsc_rate_limiter::ConnectionPermit;
 use wsc_reconnection::{ResumeRequest, SessionError, SessionRegistry};
 
+use crate::agui_ws::Dialect;
 use crate::dispatch::{Conn, handle_text};
 use crate::logging::log_safe;
 use crate::shared::Slot;
@@ -67,6 +68,8 @@ pub(crate) struct Client {
     /// client's requests. Without one (the gateway's `/ws`), requests
     /// start runs with the gateway's runner.
     pub(crate) on_open: Option<OnOpen>,
+    /// The protocol it speaks.
+    pub(crate) dialect: Dialect,
 }
 
 /// What the connection calls once the session exists.
@@ -129,6 +132,7 @@ struct Serving {
     writer: tokio::task::JoinHandle<Option<(CloseCode, &'static str)>>,
     stream: futures_util::stream::SplitStream<WebSocket>,
     attachment: u64,
+    dialect: Dialect,
     _permit: ConnectionPermit,
     _shared_slot: Slot,
 }
@@ -144,6 +148,7 @@ async fn open(state: Arc<AppState>, socket: WebSocket, client: Client) -> Option
         resume,
         permit,
         on_open,
+        dialect,
     } = client;
     state.counters.connections.fetch_add(1, Ordering::Relaxed);
     let shared_slot = state.shared.hold(&user, &connection_id);
@@ -257,6 +262,7 @@ async fn open(state: Arc<AppState>, socket: WebSocket, client: Client) -> Option
         writer,
         stream,
         attachment,
+        dialect,
         _permit: permit,
         _shared_slot: shared_slot,
     }))
@@ -279,6 +285,7 @@ impl Serving {
             mut writer,
             mut stream,
             attachment,
+            dialect,
             _permit,
             _shared_slot,
         } = *self;
@@ -330,7 +337,7 @@ impl Serving {
                             close = Some((CloseCode::MESSAGE_TOO_BIG, "frame over the size limit"));
                             break;
                         }
-                        let conn = Conn { registry: &registry, user: &user, ip, session_id: &session_id, connection_id: &connection_id, requests: requests.as_ref() };
+                        let conn = Conn { registry: &registry, user: &user, ip, session_id: &session_id, connection_id: &connection_id, requests: requests.as_ref(), dialect };
                         // Boxed: its state lives only while a frame is
                         // handled, not for the connection's life.
                         let replies: Vec<Out> = Box::pin(handle_text(&state, &conn, text.as_str()))

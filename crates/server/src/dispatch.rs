@@ -9,10 +9,12 @@ use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
 use wsc_core::{
-    Ack, ClientFrame, ClientRequest, ErrorCode, ErrorFrame, Frame, MessageType, WebSocketMessage,
+    Ack, AgUiClientFrame, ClientFrame, ClientRequest, ErrorCode, ErrorFrame, Frame, MessageType,
+    WebSocketMessage,
 };
 use wsc_reconnection::SessionRegistry;
 
+use crate::agui_ws::{Dialect, Session};
 use crate::runs::Origin;
 use crate::state::AppState;
 
@@ -25,6 +27,8 @@ pub(crate) struct Conn<'a> {
     pub(crate) connection_id: &'a str,
     /// An application's handler's queue (the axum adapter).
     pub(crate) requests: Option<&'a mpsc::Sender<WebSocketMessage>>,
+    /// The protocol the connection speaks.
+    pub(crate) dialect: Dialect,
 }
 
 impl Conn<'_> {
@@ -35,6 +39,14 @@ impl Conn<'_> {
             session_id: self.session_id,
         }
     }
+
+    fn session(&self) -> Session<'_> {
+        Session {
+            registry: self.registry,
+            user: self.user,
+            id: self.session_id,
+        }
+    }
 }
 
 /// Handles one client text frame; returns its replies (often none).
@@ -43,15 +55,33 @@ pub(crate) async fn handle_text(
     conn: &Conn<'_>,
     text: &str,
 ) -> Vec<WebSocketMessage> {
-    let frame = match ClientFrame::parse(text, state.config.limits.max_frame_bytes) {
-        Ok(frame) => frame,
+    let max = state.config.limits.max_frame_bytes;
+    let parsed = match conn.dialect {
+        Dialect::Wsc => ClientFrame::parse(text, max).map(AgUiClientFrame::Wsc),
+        Dialect::AgUi => AgUiClientFrame::parse(text, max),
+    };
+    let frame = match parsed {
+        Ok(AgUiClientFrame::Wsc(frame)) => frame,
+        Ok(request) => return handle_ag_ui(state, conn, request).await,
         Err(e) => {
             state.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
             state.perf.record_error(conn.connection_id);
             return vec![e.to_error_frame()];
         }
     };
-    let msg = &frame.message;
+    if let Some(refused) = admit(state, conn, &frame.message).await {
+        return vec![refused];
+    }
+    handle_frame(state, conn, frame).await
+}
+
+/// Counts a client's frame in its rate limits (the refusal when over one)
+/// and in its connection's measurements.
+async fn admit(
+    state: &AppState,
+    conn: &Conn<'_>,
+    msg: &WebSocketMessage,
+) -> Option<WebSocketMessage> {
     if let Err(e) = state
         .limiter
         .record_message_from(conn.user, conn.ip, msg)
@@ -65,14 +95,75 @@ pub(crate) async fn handle_text(
         if let Some(id) = &msg.message_id {
             reply = reply.with_ref_message_id(id.clone());
         }
-        return vec![reply.to_message()];
+        return Some(reply.to_message());
     }
     state.perf.record_message_processed(conn.connection_id, msg);
+    None
+}
+
+/// The AG-UI dialect's own requests: `run_agent` (counted as the
+/// `start_agent` it stands for) and `join_run`.
+async fn handle_ag_ui(
+    state: &Arc<AppState>,
+    conn: &Conn<'_>,
+    request: AgUiClientFrame,
+) -> Vec<WebSocketMessage> {
+    let message_id = match &request {
+        AgUiClientFrame::RunAgent(run) => run.message_id.clone(),
+        AgUiClientFrame::JoinRun(join) => join.message_id.clone(),
+        AgUiClientFrame::Wsc(frame) => frame.message.message_id.clone(),
+        _ => None,
+    };
+    let mut counted = WebSocketMessage::new(MessageType::StartAgent, serde_json::json!({}));
+    counted.message_id = message_id;
+    if let Some(refused) = admit(state, conn, &counted).await {
+        return vec![refused];
+    }
+    let session = conn.session();
+    let reply = match request {
+        AgUiClientFrame::RunAgent(run) => crate::agui_ws::run_agent(state, &session, run),
+        AgUiClientFrame::JoinRun(join) => crate::agui_ws::join_run(state, &session, join),
+        _ => None,
+    };
+    reply.into_iter().collect()
+}
+
+/// A frame of the wsc protocol (in either dialect), admitted.
+async fn handle_frame(
+    state: &Arc<AppState>,
+    conn: &Conn<'_>,
+    frame: ClientFrame,
+) -> Vec<WebSocketMessage> {
+    let msg = &frame.message;
+    let ag_ui = conn.dialect == Dialect::AgUi;
     match &frame.request {
         ClientRequest::Ping => vec![WebSocketMessage::new(
             MessageType::Pong,
             frame.message.payload,
         )],
+        ClientRequest::StartAgent(_) if ag_ui => vec![
+            ErrorFrame::new(
+                ErrorCode::InvalidMessage,
+                "in the AG-UI dialect a run starts with run_agent {input: RunAgentInput}",
+            )
+            .to_message(),
+        ],
+        ClientRequest::StopAgent(stop) if ag_ui => {
+            if crate::agui_ws::stop(state, conn.user, &stop.run_id) {
+                Vec::new()
+            } else {
+                vec![
+                    ErrorFrame::new(
+                        ErrorCode::NotFound,
+                        format!(
+                            "no run {:?} of yours is in flight",
+                            crate::logging::log_safe(&stop.run_id)
+                        ),
+                    )
+                    .to_message(),
+                ]
+            }
+        }
         ClientRequest::StartAgent(_) => match conn.requests {
             Some(requests) => {
                 // A handler that is gone takes no more requests.
@@ -109,7 +200,7 @@ pub(crate) async fn handle_text(
                 let _ = requests.send(frame.message).await;
                 return ack.into_iter().collect();
             }
-            if !state.runner.runs_on_user_messages() {
+            if ag_ui || !state.runner.runs_on_user_messages() {
                 return ack.into_iter().collect();
             }
             // An upstream agent answers chat: the content is the run's

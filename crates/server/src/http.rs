@@ -15,6 +15,7 @@ use axum::routing::get;
 use serde_json::json;
 use wsc_reconnection::ResumeRequest;
 
+use crate::agui_ws::Dialect;
 use crate::auth::{AuthError, authenticate};
 use crate::state::AppState;
 use crate::stream::refuse;
@@ -126,6 +127,19 @@ async fn upgrade(
             );
         }
     };
+    let dialect = match Dialect::from_query(query.get("protocol").map(String::as_str)) {
+        Ok(dialect) => dialect,
+        Err(message) => {
+            state.limiter.record_handshake_failure(ip);
+            return refuse(
+                &state,
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                message,
+                None,
+            );
+        }
+    };
     let user = match authenticate(&state, &query) {
         Ok(user) => user,
         Err(e) => {
@@ -137,7 +151,7 @@ async fn upgrade(
             return refuse(&state, status, code, message, None);
         }
     };
-    crate::stream::admit(state, ws, user, ip, resume, None).await
+    crate::stream::admit(state, ws, user, ip, resume, None, dialect).await
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {

@@ -123,6 +123,7 @@ impl AgentStreams {
             peer,
             resume,
             Some(Box::new(move |opened| on_open(AgentStream(opened)))),
+            crate::agui_ws::Dialect::Wsc,
         )
         .await
     }
@@ -314,6 +315,7 @@ pub(crate) async fn admit(
     ip: IpAddr,
     resume: Option<ResumeRequest>,
     on_open: Option<OnOpen>,
+    dialect: crate::agui_ws::Dialect,
 ) -> Response {
     let connection_id = state.next_id("conn");
     let permit = match state.limiter.acquire_connection(&user, &connection_id) {
@@ -394,6 +396,7 @@ pub(crate) async fn admit(
                 resume,
                 permit,
                 on_open,
+                dialect,
             };
             crate::connection::run(state, socket, client).await;
         })

@@ -407,3 +407,318 @@ async fn a_run_no_one_reads_is_cancelled_after_the_orphan_timeout() {
     // keep-alives meanwhile.
     assert!(kept.try_recv().is_err());
 }
+
+// ---- The WebSocket dialect (`/ws?protocol=ag-ui`) ----
+
+/// The next text frame as JSON, and its text.
+async fn next_json(ws: &mut Ws) -> (Value, String) {
+    use futures_util::StreamExt;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("the socket is open")
+            .expect("no socket error")
+        {
+            tokio_tungstenite::tungstenite::Message::Text(t) => {
+                return (serde_json::from_str(&t).unwrap(), t.to_string());
+            }
+            tokio_tungstenite::tungstenite::Message::Close(c) => panic!("closed: {c:?}"),
+            _ => {}
+        }
+    }
+}
+
+async fn send_json(ws: &mut Ws, frame: Value) {
+    use futures_util::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::text(
+        frame.to_string(),
+    ))
+    .await
+    .unwrap();
+}
+
+/// One AG-UI dialect event frame: its seq, run id, and the event's text
+/// as it stands in the frame.
+#[derive(Clone, Debug, PartialEq)]
+struct EventFrame {
+    seq: u64,
+    run_id: String,
+    event: String,
+}
+
+/// Reads event frames (checking each is exactly the envelope around the
+/// event, seqs consecutive from `*last_seq`) until `n` or the run's
+/// terminal event.
+async fn read_events(ws: &mut Ws, last_seq: &mut u64, n: usize) -> Vec<EventFrame> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let (value, text) = next_json(ws).await;
+        let Some(seq) = value["seq"].as_u64() else {
+            panic!("not an event frame: {text}")
+        };
+        assert_eq!(seq, *last_seq + 1, "no gap, no duplicate: {text}");
+        *last_seq = seq;
+        let run_id = value["run_id"].as_str().unwrap().to_owned();
+        // The envelope and nothing more: the event's own text in it.
+        let prefix = format!("{{\"run_id\":{},\"event\":", json!(run_id));
+        let suffix = format!(",\"seq\":{seq}}}");
+        let event = text
+            .strip_prefix(&prefix)
+            .and_then(|t| t.strip_suffix(&suffix))
+            .unwrap_or_else(|| panic!("{text}"))
+            .to_owned();
+        let end = matches!(
+            value["event"]["type"].as_str(),
+            Some("RUN_FINISHED" | "RUN_ERROR")
+        );
+        out.push(EventFrame { seq, run_id, event });
+        if end {
+            break;
+        }
+    }
+    out
+}
+
+fn event_types(frames: &[EventFrame]) -> Vec<String> {
+    frames
+        .iter()
+        .map(|f| {
+            serde_json::from_str::<Value>(&f.event).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+fn run_agent(run_id: &str) -> Value {
+    json!({"type": "run_agent", "message_id": format!("start-{run_id}"), "payload": {"input": input(run_id, "hello")}})
+}
+
+/// The same run read over SSE, as event texts.
+async fn sse_events(r: &Running, run_id: &str) -> Vec<String> {
+    let (status, rx, _) = sse(
+        r,
+        "GET",
+        &format!("/ag-ui/runs/{run_id}/events"),
+        &[ANA],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    all(rx).await.into_iter().map(|m| m.data).collect()
+}
+
+#[tokio::test]
+async fn the_websocket_dialect_streams_runs_verbatim_joins_and_refuses_clearly() {
+    let r = start(GatewayConfig::default()).await;
+    let (mut ws, hello) = connect(&r, "user_id=ana&protocol=ag-ui").await;
+    assert!(hello["session_id"].is_string());
+    send_json(&mut ws, run_agent("run-w")).await;
+    let mut seq = 0;
+    let run = read_events(&mut ws, &mut seq, usize::MAX).await;
+    assert_eq!(
+        event_types(&run),
+        types(
+            &sse_events(&r, "run-w")
+                .await
+                .into_iter()
+                .map(|data| Message {
+                    id: 0,
+                    event: None,
+                    data
+                })
+                .collect::<Vec<_>>()
+        )
+    );
+    // The events are the run's own text, byte for byte, as SSE gives them.
+    let texts: Vec<String> = run.iter().map(|f| f.event.clone()).collect();
+    assert_eq!(texts, sse_events(&r, "run-w").await);
+    assert!(run.iter().all(|f| f.run_id == "run-w"));
+    let mut rules = AgUiRules::new();
+    for f in &run {
+        rules.check(&f.event).unwrap();
+    }
+    assert!(rules.is_ended());
+
+    // A repeated run_agent starts nothing and adds no second copy.
+    send_json(&mut ws, run_agent("run-w")).await;
+    send_json(&mut ws, json!({"type": "ping", "payload": {"n": 1}})).await;
+    let (pong, _) = next_json(&mut ws).await;
+    assert_eq!(pong["type"], "pong", "{pong}");
+    assert_eq!(r.gateway.stats().runs, 1);
+
+    // Another tab: join after event 3, exactly the rest.
+    let (mut tab, _) = connect(&r, "user_id=ana&protocol=ag-ui").await;
+    send_json(
+        &mut tab,
+        json!({"type": "join_run", "payload": {"run_id": "run-w", "after": 3}}),
+    )
+    .await;
+    let mut tab_seq = 0;
+    let rest = read_events(&mut tab, &mut tab_seq, usize::MAX).await;
+    let rest: Vec<String> = rest.into_iter().map(|f| f.event).collect();
+    assert_eq!(rest, texts[3..]);
+
+    // Refused, each with its code: another user's run, a start of the
+    // wsc protocol, a stop of no run, a malformed join.
+    let (mut bob, _) = connect(&r, "user_id=bob&protocol=ag-ui").await;
+    for (frame, code) in [
+        (
+            json!({"type": "join_run", "message_id": "j", "payload": {"run_id": "run-w"}}),
+            "not_found",
+        ),
+        (
+            json!({"type": "start_agent", "payload": {}}),
+            "invalid_message",
+        ),
+        (
+            json!({"type": "stop_agent", "payload": {"run_id": "run-w"}}),
+            "not_found",
+        ),
+        (
+            json!({"type": "join_run", "payload": {"after": 1}}),
+            "invalid_message",
+        ),
+    ] {
+        send_json(&mut bob, frame.clone()).await;
+        let (error, _) = next_json(&mut bob).await;
+        assert_eq!(
+            (error["type"].as_str(), error["payload"]["code"].as_str()),
+            (Some("error"), Some(code)),
+            "{frame}: {error}"
+        );
+    }
+    // An unknown protocol is refused at the handshake.
+    assert_eq!(handshake(&r, "user_id=ana&protocol=sse").await.0, 400);
+
+    // The wsc protocol is unchanged without `protocol`: run_agent is the
+    // alias of start_agent it always was, its frames the legacy ones.
+    let (mut legacy, _) = connect(&r, "user_id=ana").await;
+    send(&mut legacy, &start_agent(&["search"], 0)).await;
+    let mut legacy_seq = 0;
+    let (_, frames) = read_run(&mut legacy, &mut legacy_seq).await;
+    assert_eq!(frames[0].message_type, wsc_core::MessageType::AgentStarted);
+    assert_eq!(
+        frames.last().unwrap().message_type,
+        wsc_core::MessageType::AgentCompleted
+    );
+}
+
+/// Emits RUN_STARTED and a message's start, then one content event per
+/// permit of its gate, then the end of the message and RUN_FINISHED.
+struct Gated {
+    gate: Arc<tokio::sync::Semaphore>,
+    deltas: usize,
+}
+
+#[async_trait]
+impl AgentRunner for Gated {
+    async fn run(&self, request: AgentRequest, sink: EventSink) {
+        let input = request.ag_ui.unwrap();
+        let emit = |event: Value| {
+            let sink = sink.clone();
+            async move { sink.emit_ag_ui(&event.to_string()).await == Ok(true) }
+        };
+        emit(
+            json!({"type": "RUN_STARTED", "threadId": input["threadId"], "runId": input["runId"]}),
+        )
+        .await;
+        emit(json!({"type": "TEXT_MESSAGE_START", "messageId": "m", "role": "assistant"})).await;
+        for i in 0..self.deltas {
+            self.gate.acquire().await.unwrap().forget();
+            if !emit(json!({"type": "TEXT_MESSAGE_CONTENT", "messageId": "m", "delta": format!("d{i} ")})).await {
+                return;
+            }
+        }
+        emit(json!({"type": "TEXT_MESSAGE_END", "messageId": "m"})).await;
+        emit(
+            json!({"type": "RUN_FINISHED", "threadId": input["threadId"], "runId": input["runId"]}),
+        )
+        .await;
+    }
+
+    fn speaks_ag_ui(&self) -> bool {
+        true
+    }
+}
+
+/// A reader cut mid-run resumes its session (`last_seq`) and gets exactly
+/// the rest; a second session joined in flight gets everything; a stop
+/// from that other session ends the run for both with the cancelled
+/// RUN_FINISHED.
+#[tokio::test]
+async fn a_cut_reader_resumes_exactly_and_a_stop_from_another_session_ends_the_run_for_all() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let r = start_with_runner(
+        GatewayConfig::default(),
+        Arc::new(Gated {
+            gate: gate.clone(),
+            deltas: 10,
+        }),
+        Arc::new(wsc_core::SystemClock),
+    )
+    .await;
+    let (mut ws, hello) = connect(&r, "user_id=ana&protocol=ag-ui").await;
+    send_json(&mut ws, run_agent("run-r")).await;
+    gate.add_permits(3);
+    let mut seq = 0;
+    let mut got = read_events(&mut ws, &mut seq, 5).await;
+    drop(ws);
+    gate.add_permits(7);
+    // The run goes on while no one reads; the session keeps its events.
+    let query = format!(
+        "user_id=ana&protocol=ag-ui&session_id={}&resume_token={}&last_seq={seq}",
+        hello["session_id"].as_str().unwrap(),
+        hello["resume_token"].as_str().unwrap()
+    );
+    let (mut ws, resumed) = connect(&r, &query).await;
+    assert_eq!(resumed["resumed"], true, "{resumed}");
+    got.extend(read_events(&mut ws, &mut seq, usize::MAX).await);
+    let texts: Vec<String> = got.iter().map(|f| f.event.clone()).collect();
+    assert_eq!(
+        texts,
+        sse_events(&r, "run-r").await,
+        "exactly the run, once"
+    );
+    assert_eq!(event_types(&got).len(), 2 + 10 + 2);
+
+    // A second run: one session runs it, another joins and stops it.
+    send_json(&mut ws, run_agent("run-s")).await;
+    gate.add_permits(1);
+    let first = read_events(&mut ws, &mut seq, 3).await;
+    let (mut other, _) = connect(&r, "user_id=ana&protocol=ag-ui").await;
+    send_json(
+        &mut other,
+        json!({"type": "join_run", "payload": {"run_id": "run-s"}}),
+    )
+    .await;
+    let mut other_seq = 0;
+    let joined = read_events(&mut other, &mut other_seq, 3).await;
+    assert_eq!(
+        joined.iter().map(|f| &f.event).collect::<Vec<_>>(),
+        first.iter().map(|f| &f.event).collect::<Vec<_>>()
+    );
+    send_json(
+        &mut other,
+        json!({"type": "stop_agent", "payload": {"run_id": "run-s"}}),
+    )
+    .await;
+    for (mut reader, mut seq, mut run) in [(ws, seq, first), (other, other_seq, joined)] {
+        run.extend(read_events(&mut reader, &mut seq, usize::MAX).await);
+        assert_eq!(
+            event_types(&run),
+            [
+                "RUN_STARTED",
+                "TEXT_MESSAGE_START",
+                "TEXT_MESSAGE_CONTENT",
+                "TEXT_MESSAGE_END",
+                "RUN_FINISHED"
+            ]
+        );
+        let last: Value = serde_json::from_str(&run.last().unwrap().event).unwrap();
+        assert_eq!(last["outcome"], json!({"type": "cancelled"}));
+    }
+    assert_eq!(r.gateway.runs_in_flight("ana"), 0);
+}
