@@ -35,12 +35,20 @@ export const TERMINAL_TYPES: ReadonlySet<string> = new Set(["agent_completed", "
 
 /** Parses a text frame; `undefined` for anything that is not a frame. */
 export function parseFrame(text: string): Frame | undefined {
-  let value: unknown;
+  return frameOf(parseJson(text));
+}
+
+/** JSON text as a value; `undefined` if it does not parse. */
+export function parseJson(text: string): unknown {
   try {
-    value = JSON.parse(text);
+    return JSON.parse(text);
   } catch {
     return undefined;
   }
+}
+
+/** A parsed value as a frame; `undefined` for anything that is not one. */
+export function frameOf(value: unknown): Frame | undefined {
   if (typeof value !== "object" || value === null) return undefined;
   const v = value as Record<string, unknown>;
   if (typeof v.type !== "string") return undefined;
@@ -61,4 +69,19 @@ export function parseFrame(text: string): Frame | undefined {
 export function runIdOf(frame: Frame): string | undefined {
   const id = frame.payload.run_id;
   return typeof id === "string" ? id : undefined;
+}
+
+/**
+ * A parsed value as a frame of the AG-UI dialect, `{"run_id", "event",
+ * "seq"}`; `undefined` for anything else.
+ */
+export function agUiFrameOf(
+  value: unknown,
+): { runId: string; event: Record<string, unknown>; seq: number } | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  const v = value as Record<string, unknown>;
+  const event = v.event;
+  if (typeof v.run_id !== "string" || typeof v.seq !== "number") return undefined;
+  if (typeof event !== "object" || event === null || Array.isArray(event)) return undefined;
+  return { runId: v.run_id, event: event as Record<string, unknown>, seq: v.seq };
 }

@@ -20,7 +20,9 @@ import {
   type ErrorPayload,
   type Frame,
   TERMINAL_TYPES,
-  parseFrame,
+  agUiFrameOf,
+  frameOf,
+  parseJson,
   runIdOf,
 } from "./frames.js";
 
@@ -37,6 +39,7 @@ export {
   type StopAgent,
   parseFrame,
 } from "./frames.js";
+export { WscAgent, type WscAgentOptions } from "./agent.js";
 
 /** The part of the WHATWG `WebSocket` the client uses. */
 export interface SocketLike {
@@ -87,6 +90,22 @@ export interface ClientOptions {
   random?: () => number;
   /** Timers (default the global ones). */
   timers?: Timers;
+  /**
+   * The protocol to speak: `"wsc"` (default: the gateway's own frames) or
+   * `"ag-ui"` (runs' events are AG-UI events, one `{run_id, event, seq}`
+   * frame each, reported as `agUiEvent`; `WscAgent` uses it).
+   */
+  protocol?: "wsc" | "ag-ui";
+}
+
+/** One AG-UI event of a run (the AG-UI dialect). */
+export interface AgUiEventFrame {
+  /** The run's `runId`. */
+  runId: string;
+  /** The event, as the agent sent it. */
+  event: Record<string, unknown>;
+  /** The session's sequence number. */
+  seq: number;
 }
 
 /** Where the connection stands. */
@@ -102,6 +121,8 @@ export interface ClientEvents {
   resumeRefused: { reason: string };
   /** Connected (first time or resumed). */
   connected: ConnectionEstablished;
+  /** An AG-UI event of a run, once, in order (the `"ag-ui"` protocol). */
+  agUiEvent: AgUiEventFrame;
 }
 
 /** What a run was asked to do. */
@@ -448,6 +469,7 @@ export class WscClient {
     if (token !== undefined) {
       params.set("token", typeof token === "function" ? await token() : token);
     }
+    if (this.options.protocol === "ag-ui") params.set("protocol", "ag-ui");
     if (this.session) {
       params.set("session_id", this.session.sessionId);
       params.set("resume_token", this.session.resumeToken);
@@ -470,8 +492,15 @@ export class WscClient {
     this.socket = socket;
     socket.onmessage = (event) => {
       const text = typeof event.data === "string" ? event.data : decode(event.data);
-      const frame = text === undefined ? undefined : parseFrame(text);
+      if (text === undefined) return;
+      // Parsed once: a wsc frame, or in the AG-UI dialect an event frame.
+      const value = parseJson(text);
+      const frame = frameOf(value);
       if (frame) this.receive(frame);
+      else if (this.options.protocol === "ag-ui") {
+        const agUi = agUiFrameOf(value);
+        if (agUi) this.receiveAgUi(agUi);
+      }
     };
     socket.onclose = () => {
       if (this.socket === socket) {
@@ -522,28 +551,52 @@ export class WscClient {
     }, this.heartbeatMs);
   }
 
+  /**
+   * Whether the frame numbered `seq` is the next one (then it counts as
+   * delivered); a copy of one delivered before is not, and a gap drops the
+   * connection to resume from the last one delivered.
+   */
+  private next(seq: number): boolean {
+    if (!this.session) return true;
+    const last = this.session.lastSeq;
+    if (seq <= last) return false; // a copy of one delivered before
+    if (seq > last + 1) {
+      this.dropConnection();
+      return false;
+    }
+    this.session.lastSeq = seq;
+    this.saveSession();
+    this.sinceAck += 1;
+    if (this.sinceAck >= ACK_EVERY) {
+      this.sinceAck = 0;
+      this.send({ type: "ack", payload: { seq } });
+    }
+    return true;
+  }
+
+  private receiveAgUi(frame: AgUiEventFrame): void {
+    this.lastFrameAt = this.timers.now();
+    if (this.next(frame.seq)) this.emit("agUiEvent", frame);
+  }
+
+  /**
+   * @internal Sends a frame as it is, if the connection is open (the
+   * AG-UI dialect's requests, from `WscAgent`); false if it is not.
+   */
+  sendFrame(frame: Record<string, unknown>): boolean {
+    const socket = this.socket;
+    if (!socket || socket.readyState !== 1 || this.currentState !== "open") return false;
+    socket.send(JSON.stringify(frame));
+    return true;
+  }
+
   private receive(frame: Frame): void {
     this.lastFrameAt = this.timers.now();
     if (frame.type === "connection_established") {
       this.established(frame.payload as unknown as ConnectionEstablished);
       return;
     }
-    if (frame.seq !== undefined && this.session) {
-      const last = this.session.lastSeq;
-      if (frame.seq <= last) return; // a copy of one delivered before
-      if (frame.seq > last + 1) {
-        // A frame is missing: resume from the last one delivered.
-        this.dropConnection();
-        return;
-      }
-      this.session.lastSeq = frame.seq;
-      this.saveSession();
-      this.sinceAck += 1;
-      if (this.sinceAck >= ACK_EVERY) {
-        this.sinceAck = 0;
-        this.send({ type: "ack", payload: { seq: frame.seq } });
-      }
-    }
+    if (frame.seq !== undefined && !this.next(frame.seq)) return;
     this.emit("frame", frame);
     if (frame.type === "error") {
       this.errorFrame(frame.payload as unknown as ErrorPayload);

@@ -598,7 +598,14 @@ impl RunTable {
             agent_name,
             thread_id,
             tools: vec!["search".to_owned()],
-            step_delay: Duration::ZERO,
+            // The simulated agent's pause between events (demos, tests):
+            // `forwardedProps.step_delay_ms`, bounded as a start's.
+            step_delay: Duration::from_millis(
+                input["forwardedProps"]["step_delay_ms"]
+                    .as_u64()
+                    .unwrap_or(0)
+                    .min(wsc_core::MAX_STEP_DELAY_MS),
+            ),
             ag_ui: Some(input),
         };
         Some(self.launch(run, slot, request, runner))

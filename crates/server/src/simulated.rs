@@ -10,7 +10,9 @@ use crate::run::{AgentRequest, AgentRunner, EventSink};
 /// `tool_completed` for each tool, then `agent_completed`. A run started
 /// over AG-UI gets AG-UI events instead: `RUN_STARTED`, for each tool
 /// `TOOL_CALL_START`/`ARGS`/`END`/`RESULT`, the answer as
-/// `TEXT_MESSAGE_START`/`CONTENT`/`END`, `RUN_FINISHED`.
+/// `TEXT_MESSAGE_START`/`CONTENT`/`END`, `RUN_FINISHED` (pausing
+/// `forwardedProps.step_delay_ms` between them, as `step_delay_ms` does for
+/// a start).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SimulatedAgent;
 

@@ -160,3 +160,87 @@ async fn the_official_ag_ui_http_agent_runs_against_post_ag_ui() {
     assert_eq!(answer["content"], "You asked: hello gateway");
     assert_eq!(r.gateway.stats().runs, 1);
 }
+
+/// A run's events as the gateway holds them (`GET /ag-ui/runs/{runId}/events`
+/// straight from the gateway): the reference a reader's events must equal.
+async fn run_log(addr: std::net::SocketAddr, user: &str, run_id: &str) -> Vec<Value> {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<axum::body::Bytes>>();
+    let request = hyper::Request::get(format!("http://{addr}/ag-ui/runs/{run_id}/events"))
+        .header("x-wsc-user-id", user)
+        .body(http_body_util::Full::default())
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.status(), 200, "{user} {run_id}");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    std::str::from_utf8(&body)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+/// `WscAgent` (an `@ag-ui/client` `AbstractAgent` over `/ws?protocol=ag-ui`)
+/// in Node, through a proxy that resets about 30 % of connections at a
+/// random byte: 10 users × 4 runs with `runAgent()`, every other run joined
+/// by a second agent with `connectAgent()` — each reader gets exactly the
+/// run's events (as the gateway holds them), accepted by AG-UI's own
+/// verification, and nothing is ever an unhandled rejection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wsc_agent_runs_and_joins_every_run_whole_through_a_cutting_proxy() {
+    let (gateway, addr) = gateway().await;
+    let (proxy, stats) = chaos_proxy(addr, 0.3, 21, true).await;
+    let output = tokio::process::Command::new(node())
+        .args([
+            "dist/integration/agent.js",
+            &format!("ws://{proxy}/ws"),
+            "10",
+            "4",
+            "5",
+        ])
+        .current_dir(package())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(180), output)
+        .await
+        .expect("the Node agents end (their own watchdog reports a run stuck at 90 s)")
+        .expect("node runs");
+    let stdout = check(&output, "WscAgent");
+    let got: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(got["unhandled"], 0, "no unhandled rejection");
+    let runs = got["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 40);
+    let mut joined = 0;
+    for run in runs {
+        assert!(run["error"].is_null(), "{run}");
+        let (user, run_id) = (
+            run["user"].as_str().unwrap(),
+            run["runId"].as_str().unwrap(),
+        );
+        let log = run_log(addr, user, run_id).await;
+        assert_eq!(log.len(), 11, "{run_id}: the simulated run, whole");
+        assert_eq!(
+            run["got"].as_array().unwrap(),
+            &log,
+            "{run_id}: exactly the run"
+        );
+        if let Some(readers) = run["joined"].as_array() {
+            assert_eq!(
+                readers, &log,
+                "{run_id}: the second reader, exactly the run"
+            );
+            joined += 1;
+        }
+        let mut rules = wsc_event_monitor::AgUiRules::new();
+        for event in &log {
+            rules.check(&event.to_string()).unwrap();
+        }
+    }
+    assert_eq!(joined, 20);
+    let cut = stats.cut.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(cut >= 5, "the proxy cut {cut} connections");
+    assert!(gateway.stats().resumes >= 1, "{:?}", gateway.stats());
+}

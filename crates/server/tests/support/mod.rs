@@ -433,7 +433,10 @@ async fn relay(client: TcpStream, server: TcpStream, plan: Option<Cut>, stats: A
         while let Some(len) = frame_len(&buf) {
             let frame: Vec<u8> = buf.drain(..len).collect();
             let text = String::from_utf8_lossy(&frame);
-            if text.contains(r#""type":"agent_started""#) {
+            // The wsc protocol's run frames, or the AG-UI dialect's.
+            if text.contains(r#""type":"agent_started""#)
+                || text.contains(r#""type":"RUN_STARTED""#)
+            {
                 if !saw_run {
                     saw_run = true;
                     stats.with_runs.fetch_add(1, Ordering::Relaxed);
@@ -449,7 +452,8 @@ async fn relay(client: TcpStream, server: TcpStream, plan: Option<Cut>, stats: A
                     break 'relay true;
                 }
             }
-            let completed = text.contains(r#""type":"agent_completed""#);
+            let completed = text.contains(r#""type":"agent_completed""#)
+                || text.contains(r#""type":"RUN_FINISHED""#);
             if completed {
                 in_run_frames = None;
                 runs_seen += 1;
