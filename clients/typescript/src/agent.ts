@@ -34,8 +34,13 @@ export interface WscAgentOptions extends AgentConfig {
   agentName?: string;
   /** The `WebSocket` constructor (default: `globalThis.WebSocket`; pass `ws`'s in Node). */
   WebSocket?: SocketConstructor;
-  /** Everything else `WscClient` takes (backoff, storage, timers …). */
-  client?: Omit<ClientOptions, "url" | "userId" | "token" | "WebSocket" | "protocol">;
+  /**
+   * Everything else `WscClient` takes (backoff, timers …) but `storage`: a
+   * page that reloads has lost its runs' state, so it joins each run again
+   * from its first event (`connectAgent`) in a new session rather than
+   * resuming the old one from where the last page left it.
+   */
+  client?: Omit<ClientOptions, "url" | "userId" | "token" | "WebSocket" | "protocol" | "storage" | "storageKey">;
 }
 
 /** What a terminal event of a run is. */

@@ -202,6 +202,11 @@ struct ServeArgs {
     /// `POST /api/publish` (without it, the publish API is off).
     #[arg(long, env = "WSC_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// A web origin (`https://app.example.com`; repeat for more, `*` for
+    /// any) whose pages may call the AG-UI endpoints from the browser
+    /// (CORS). Without one, only same-origin pages and non-browser clients.
+    #[arg(long = "cors-origin", env = "WSC_CORS_ORIGINS", value_delimiter = ',')]
+    cors_origins: Vec<String>,
     /// Shared state in Redis (`redis://host:port/db`, or a Redis Cluster's
     /// seed list `redis+cluster://h1:p1,h2:p2`): rate limits, sessions and
     /// connection counts shared by every gateway on it.
@@ -401,6 +406,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             handshake_timeout: Duration::from_secs(args.handshake_timeout.max(1)),
             max_header_bytes: args.max_header_bytes as usize,
             api_key: args.api_key.clone().map(wsc_server::ApiKey::new),
+            cors_origins: args.cors_origins.clone(),
             ..Default::default()
         },
     };

@@ -162,6 +162,14 @@ pub(crate) async fn events(
             "no such run of this user (or it ended longer ago than the run retention)",
         );
     };
+    match log.read_after(after) {
+        // A reader that has the run's last event: nothing more will come.
+        // 204 is what stops a browser's EventSource from reconnecting.
+        Ok(read) if read.ended && read.events.is_empty() => {
+            return StatusCode::NO_CONTENT.into_response();
+        }
+        _ => {}
+    }
     if let Err(ReadError::Gone { after, oldest }) = log.read_after(after) {
         return refusal(
             StatusCode::GONE,

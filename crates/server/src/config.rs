@@ -443,6 +443,12 @@ pub struct HttpConfig {
     /// The key backends present (`Authorization: Bearer KEY`) to
     /// `POST /api/publish`; without one the publish API is off (404).
     pub api_key: Option<ApiKey>,
+    /// The web origins (`https://app.example.com`) whose pages may call the
+    /// AG-UI endpoints (`POST /ag-ui`, `GET …/events`, `POST …/cancel`)
+    /// from the browser: CORS answers for them, and only them (default
+    /// none: same-origin pages and non-browser clients only). `*` allows
+    /// every origin.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -455,6 +461,7 @@ impl Default for HttpConfig {
             max_header_bytes: 16 * 1024,
             trusted_proxies: Vec::new(),
             api_key: None,
+            cors_origins: Vec::new(),
         }
     }
 }

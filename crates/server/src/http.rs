@@ -28,13 +28,46 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/stats", get(stats))
         .route("/api/publish", axum::routing::post(publish))
+        .merge(ag_ui_routes(&state))
+        .with_state(state)
+}
+
+/// The AG-UI endpoints, with CORS for the configured origins (a browser
+/// app on another origin: `HttpAgent`'s `POST`, an `EventSource`'s `GET`).
+fn ag_ui_routes(state: &AppState) -> Router<Arc<AppState>> {
+    let routes = Router::new()
         .route("/ag-ui", axum::routing::post(crate::agui_http::run))
         .route("/ag-ui/runs/{run_id}/events", get(crate::agui_http::events))
         .route(
             "/ag-ui/runs/{run_id}/cancel",
             axum::routing::post(crate::agui_http::cancel),
+        );
+    let origins = &state.config.http.cors_origins;
+    if origins.is_empty() {
+        return routes;
+    }
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| axum::http::HeaderValue::from_str(o).ok()),
         )
-        .with_state(state)
+    };
+    let cors = CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            header::ACCEPT,
+            header::HeaderName::from_static("last-event-id"),
+            header::HeaderName::from_static("x-wsc-user-id"),
+        ])
+        .max_age(std::time::Duration::from_secs(600));
+    routes.layer(cors)
 }
 
 /// The query's parameters; a parameter given twice is refused (which one

@@ -8,7 +8,8 @@ use crate::run::{AgentRequest, AgentRunner, EventSink};
 
 /// Emits `agent_started`, `agent_thinking`, then `tool_executing` and
 /// `tool_completed` for each tool, then `agent_completed`. A run started
-/// over AG-UI gets AG-UI events instead: `RUN_STARTED`, for each tool
+/// over AG-UI gets AG-UI events instead: `RUN_STARTED`, its reasoning
+/// (`REASONING_START`, one reasoning message, `REASONING_END`), for each tool
 /// `TOOL_CALL_START`/`ARGS`/`END`/`RESULT`, the answer as
 /// `TEXT_MESSAGE_START`/`CONTENT`/`END`, `RUN_FINISHED` (pausing
 /// `forwardedProps.step_delay_ms` between them, as `step_delay_ms` does for
@@ -20,7 +21,15 @@ pub struct SimulatedAgent;
 fn ag_ui_run(request: &AgentRequest, input: &serde_json::Value) -> Vec<serde_json::Value> {
     let thread = input["threadId"].as_str().unwrap_or_default();
     let run = input["runId"].as_str().unwrap_or_default();
-    let mut events = vec![json!({"type": "RUN_STARTED", "threadId": thread, "runId": run})];
+    let (reasoning, thought) = (format!("{run}-reasoning"), format!("{run}-thought"));
+    let mut events = vec![
+        json!({"type": "RUN_STARTED", "threadId": thread, "runId": run}),
+        json!({"type": "REASONING_START", "messageId": reasoning}),
+        json!({"type": "REASONING_MESSAGE_START", "messageId": thought, "role": "reasoning"}),
+        json!({"type": "REASONING_MESSAGE_CONTENT", "messageId": thought, "delta": "planning the answer"}),
+        json!({"type": "REASONING_MESSAGE_END", "messageId": thought}),
+        json!({"type": "REASONING_END", "messageId": reasoning}),
+    ];
     for (i, tool) in request.tools.iter().enumerate() {
         let call = format!("{run}-call-{i}");
         events.push(json!({"type": "TOOL_CALL_START", "toolCallId": call, "toolCallName": tool}));

@@ -186,6 +186,11 @@ async fn a_run_streams_as_sse_resumes_after_last_event_id_and_a_repeat_starts_no
         types(&run),
         [
             "RUN_STARTED",
+            "REASONING_START",
+            "REASONING_MESSAGE_START",
+            "REASONING_MESSAGE_CONTENT",
+            "REASONING_MESSAGE_END",
+            "REASONING_END",
             "TOOL_CALL_START",
             "TOOL_CALL_ARGS",
             "TOOL_CALL_END",

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use wsc_server::{Gateway, GatewayConfig};
 
 mod support;
-use support::chaos_proxy;
+use support::{byte_cutting_proxy, chaos_proxy};
 
 fn node() -> PathBuf {
     std::env::var_os("WSC_NODE").map_or_else(|| PathBuf::from("node"), PathBuf::from)
@@ -221,7 +221,7 @@ async fn wsc_agent_runs_and_joins_every_run_whole_through_a_cutting_proxy() {
             run["runId"].as_str().unwrap(),
         );
         let log = run_log(addr, user, run_id).await;
-        assert_eq!(log.len(), 11, "{run_id}: the simulated run, whole");
+        assert_eq!(log.len(), 16, "{run_id}: the simulated run, whole");
         assert_eq!(
             run["got"].as_array().unwrap(),
             &log,
@@ -243,4 +243,63 @@ async fn wsc_agent_runs_and_joins_every_run_whole_through_a_cutting_proxy() {
     let cut = stats.cut.load(std::sync::atomic::Ordering::Relaxed);
     assert!(cut >= 5, "the proxy cut {cut} connections");
     assert!(gateway.stats().resumes >= 1, "{:?}", gateway.stats());
+}
+
+/// A `Last-Event-ID` client in Node (fetch and its own SSE parser) through
+/// a proxy that resets every connection at a random byte of its first 8 KB
+/// (fetch keeps connections alive, so each carries several runs): 5 users
+/// × 4 runs started with `POST /ag-ui`, each cut stream resumed with
+/// `GET …/events` after the last id received — every run's events exactly
+/// as the gateway holds them, ids 1, 2, 3 … with no gap or repeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_last_event_id_client_gets_every_run_exactly_through_a_cutting_proxy() {
+    let (_gateway, addr) = gateway().await;
+    let (proxy, stats) = byte_cutting_proxy(addr, 1.0, 22).await;
+    let output = tokio::process::Command::new(node())
+        .args([
+            "conformance/sse-resume.mjs",
+            &format!("http://{proxy}"),
+            "5",
+            "4",
+            "5",
+        ])
+        .current_dir(package())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(180), output)
+        .await
+        .expect("the Node readers end")
+        .expect("node runs");
+    let stdout = check(&output, "the Last-Event-ID client");
+    let got: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let runs = got["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 20);
+    let mut reconnects = 0;
+    for run in runs {
+        assert!(run.get("error").is_none(), "{run}");
+        assert_eq!(
+            run["badIds"],
+            serde_json::json!([]),
+            "no gap, no repeat: {run}"
+        );
+        let (user, run_id) = (
+            run["user"].as_str().unwrap(),
+            run["runId"].as_str().unwrap(),
+        );
+        let log = run_log(addr, user, run_id).await;
+        let events: Vec<Value> = run["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| serde_json::from_str(t.as_str().unwrap()).unwrap())
+            .collect();
+        assert_eq!(events, log, "{run_id}: exactly the run");
+        reconnects += run["reconnects"].as_u64().unwrap();
+    }
+    let cut = stats.cut.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        cut >= 5 && reconnects >= 5,
+        "the proxy cut {cut} connections, {reconnects} resumes"
+    );
 }

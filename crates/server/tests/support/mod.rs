@@ -329,6 +329,27 @@ pub(crate) async fn chaos_proxy(
     seed: u64,
     anywhere: bool,
 ) -> (SocketAddr, Arc<ProxyStats>) {
+    proxy(upstream, cut_rate, seed, anywhere, false).await
+}
+
+/// A proxy for any protocol over HTTP (SSE, not only WebSocket): each
+/// connection is marked for a cut with probability `cut_rate`, at a
+/// random byte of what the server sends past its first response head.
+pub(crate) async fn byte_cutting_proxy(
+    upstream: SocketAddr,
+    cut_rate: f64,
+    seed: u64,
+) -> (SocketAddr, Arc<ProxyStats>) {
+    proxy(upstream, cut_rate, seed, true, true).await
+}
+
+async fn proxy(
+    upstream: SocketAddr,
+    cut_rate: f64,
+    seed: u64,
+    anywhere: bool,
+    only_bytes: bool,
+) -> (SocketAddr, Arc<ProxyStats>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stats = Arc::new(ProxyStats::default());
@@ -344,7 +365,7 @@ pub(crate) async fn chaos_proxy(
             };
             s.connections.fetch_add(1, Ordering::Relaxed);
             let plan = rng.random_bool(cut_rate).then(|| {
-                if anywhere && rng.random_bool(0.7) {
+                if only_bytes || (anywhere && rng.random_bool(0.7)) {
                     // A run is about 2 KB on the wire; a connection carries
                     // up to ten.
                     Cut::Anywhere(rng.random_range(1..=8_000))
@@ -354,6 +375,9 @@ pub(crate) async fn chaos_proxy(
                     Cut::MidRun(rng.random_range(1..=5u32), rng.random_range(0.0..1.0f64))
                 }
             });
+            // Bytes only: a connection not marked is relayed as bytes too
+            // (a cut point it never reaches), not parsed as WebSocket.
+            let plan = plan.or(only_bytes.then_some(Cut::Anywhere(usize::MAX)));
             tokio::spawn(relay(client, server, plan, s.clone()));
         }
     });
