@@ -34,11 +34,11 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve the gateway until SIGINT or SIGTERM.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run a gateway in-process under simulated users that drop and resume
     /// their connections; print a report; exit 1 if any event was lost or
     /// duplicated or any run failed validation.
-    Demo(DemoArgs),
+    Demo(Box<DemoArgs>),
 }
 
 #[derive(clap::Args, Debug)]
@@ -466,8 +466,8 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
         LogFormat::Json => logs.json().flatten_event(true).init(),
     }
     match cli.command {
-        Command::Serve(args) => serve(args).await.map(|()| std::process::ExitCode::SUCCESS),
-        Command::Demo(args) => demo(args).await,
+        Command::Serve(args) => serve(*args).await.map(|()| std::process::ExitCode::SUCCESS),
+        Command::Demo(args) => demo(*args).await,
     }
 }
 

@@ -123,7 +123,8 @@ pub(crate) async fn run(
 }
 
 /// `GET /ag-ui/runs/{runId}/events`: the run's events after
-/// `Last-Event-ID` (from the first without it), live until its end.
+/// `Last-Event-ID` (or `?last_event_id=`; from the first without either),
+/// live until its end.
 pub(crate) async fn events(
     State(state): State<Arc<AppState>>,
     peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
@@ -135,23 +136,22 @@ pub(crate) async fn events(
         Ok(user) => user,
         Err(refused) => return *refused,
     };
-    let after = match headers.get("last-event-id").map(|v| v.to_str()) {
+    // The header an EventSource sends when it reconnects; else
+    // `?last_event_id=` (what an app re-creating one can set).
+    let given = match headers.get("last-event-id") {
+        Some(v) => Some(v.to_str().map(str::to_owned).unwrap_or_default()),
+        None => form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .find(|(k, _)| k == "last_event_id")
+            .map(|(_, v)| v.into_owned()),
+    };
+    let after = match given.map(|v| v.trim().parse::<u64>()) {
         None => 0,
-        Some(Ok(v)) => match v.trim().parse::<u64>() {
-            Ok(n) => n,
-            Err(_) => {
-                return refusal(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "Last-Event-ID must be an event number",
-                );
-            }
-        },
+        Some(Ok(n)) => n,
         Some(Err(_)) => {
             return refusal(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
-                "Last-Event-ID must be an event number",
+                "Last-Event-ID (or last_event_id) must be an event number",
             );
         }
     };

@@ -222,6 +222,27 @@ async fn a_run_streams_as_sse_resumes_after_last_event_id_and_a_repeat_starts_no
     assert_eq!(status, 200);
     let rest = all(rx).await;
     assert_eq!(rest, run[3..]);
+    // `?last_event_id=` does what the header does; past the end: 204.
+    let (status, rx, _) = sse(
+        &r,
+        "GET",
+        "/ag-ui/runs/run-a/events?last_event_id=3",
+        &[ANA],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(all(rx).await, run[3..]);
+    let end = run.len().to_string();
+    let (status, _, _) = sse(
+        &r,
+        "GET",
+        "/ag-ui/runs/run-a/events",
+        &[ANA, ("last-event-id", &end)],
+        None,
+    )
+    .await;
+    assert_eq!(status, 204, "nothing after the end");
     // From the start without it; another user's or an unknown run: 404.
     let (_, rx, _) = sse(&r, "GET", "/ag-ui/runs/run-a/events", &[ANA], None).await;
     assert_eq!(all(rx).await, run);

@@ -27,6 +27,8 @@ use wsc_core::{MessageType, WebSocketMessage};
 use wsc_loadgen::{DemoConfig, DemoProgress, run_demo};
 use wsc_server::{AgentRequest, AgentRunner, EventSink, Gateway, GatewayConfig, SimulatedAgent};
 
+mod support;
+
 /// The simulated agent, except that a run asked to `fail` fails the way an
 /// upstream would.
 struct FailOnRequest;
@@ -579,4 +581,312 @@ async fn the_typescript_client_resumes_across_cuts_and_a_reload_in_chromium() {
     assert!(gateway.stats().resumes >= 3, "{:?}", gateway.stats());
     let _ = browser.kill().await;
     let _ = std::fs::remove_dir_all(&profile);
+}
+
+// ---- AG-UI in the browser ----
+
+/// Serves the files of `dir` (flat: `/` is `index.html`) on a free port.
+async fn serve_dir(dir: PathBuf) -> std::net::SocketAddr {
+    use axum::extract::Path;
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let file = move |name: String| {
+        let dir = dir.clone();
+        async move {
+            let kind = if name.ends_with(".js") {
+                "text/javascript"
+            } else {
+                "text/html"
+            };
+            match std::fs::read(dir.join(&name)) {
+                Ok(body) if !name.contains('/') => {
+                    ([(header::CONTENT_TYPE, kind)], body).into_response()
+                }
+                _ => axum::http::StatusCode::NOT_FOUND.into_response(),
+            }
+        }
+    };
+    let index = file.clone();
+    let app = axum::Router::new()
+        .route("/", axum::routing::get(move || index("index.html".into())))
+        .route(
+            "/{file}",
+            axum::routing::get(move |Path(name): Path<String>| file(name)),
+        );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// `examples/ag-ui-web` bundled as its README says (esbuild, from the
+/// TypeScript client's dependencies) into a fresh directory.
+fn build_ag_ui_example() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let client = root.join("clients/typescript");
+    let esbuild = client.join("node_modules/.bin/esbuild");
+    assert!(
+        esbuild.exists(),
+        "the TypeScript client's dependencies are not installed: run `npm ci` in clients/typescript \
+         (cargo xtask ci does)"
+    );
+    let out = std::env::temp_dir().join(format!("wsc-ag-ui-web-{}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    let example = root.join("examples/ag-ui-web");
+    std::fs::copy(example.join("index.html"), out.join("index.html")).unwrap();
+    let status = std::process::Command::new(&esbuild)
+        .arg(example.join("app.ts"))
+        .args(["--bundle", "--format=esm", "--log-level=warning"])
+        .arg(format!(
+            "--alias:@wsc/client={}",
+            client.join("src/index.ts").display()
+        ))
+        .arg(format!("--outfile={}", out.join("app.js").display()))
+        .env("NODE_PATH", client.join("node_modules"))
+        .status()
+        .expect("esbuild runs");
+    assert!(status.success(), "the example page builds");
+    out
+}
+
+/// The example AG-UI page (`@ag-ui/client` + `WscAgent`) in Chromium
+/// against the gateway's simulated agent: it asks, its connection is cut
+/// at the 5th event, the page reloads at the 9th, the reloaded page joins
+/// the run again (`connectAgent`) and is cut at its 5th: it ends with the
+/// whole run, once, in order, and shows the reasoning, the tool call and
+/// the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ag_ui_example_page_survives_a_cut_and_a_reload_in_chromium() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway_addr = listener.local_addr().unwrap();
+    let gateway = Gateway::new(GatewayConfig::default());
+    let g = gateway.clone();
+    tokio::spawn(async move { g.serve(listener, std::future::pending()).await });
+    let dir = build_ag_ui_example();
+    let site = serve_dir(dir.clone()).await;
+
+    let (mut browser, browser_ws, profile) = launch_chromium().await;
+    let mut page = Page::open(
+        &browser_ws,
+        &format!("http://{site}/?gw=ws://{gateway_addr}/ws&user=web&demo"),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let result = loop {
+        let r = page
+            .eval(
+                r#"window.__example ? {...window.__example,
+                    reasoning: [...document.querySelectorAll(".message.reasoning")].map(e => e.textContent),
+                    tools: [...document.querySelectorAll(".message.tool")].map(e => e.textContent),
+                    answers: [...document.querySelectorAll(".message.assistant")].map(e => e.textContent)} : null"#,
+            )
+            .await;
+        if r["finished"] == true {
+            break r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the run did not finish in the page: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        result["phase"], "rejoined",
+        "the page reloaded mid-run: {result}"
+    );
+    assert!(result["error"].is_null(), "{result}");
+    let events: Vec<&str> = result["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "RUN_STARTED",
+            "REASONING_START",
+            "REASONING_MESSAGE_START",
+            "REASONING_MESSAGE_CONTENT",
+            "REASONING_MESSAGE_END",
+            "REASONING_END",
+            "TOOL_CALL_START",
+            "TOOL_CALL_ARGS",
+            "TOOL_CALL_END",
+            "TOOL_CALL_RESULT",
+            "TEXT_MESSAGE_START",
+            "TEXT_MESSAGE_CONTENT",
+            "TEXT_MESSAGE_CONTENT",
+            "TEXT_MESSAGE_CONTENT",
+            "TEXT_MESSAGE_END",
+            "RUN_FINISHED"
+        ],
+        "the whole run once, in order, after the reload: {result}"
+    );
+    assert_eq!(result["cuts"], 1, "cut once after the reload: {result}");
+    let shown = |key: &str, text: &str| {
+        result[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t.as_str().unwrap().contains(text))
+    };
+    assert!(shown("reasoning", "planning the answer"), "{result}");
+    assert!(shown("tools", "search("), "{result}");
+    assert!(
+        shown("answers", "You asked: find flights to Lisbon"),
+        "{result}"
+    );
+    assert!(gateway.stats().resumes >= 2, "{:?}", gateway.stats());
+    let _ = browser.kill().await;
+    let _ = std::fs::remove_dir_all(&profile);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An AG-UI agent with a long answer: 80 text deltas, 20 ms apart.
+struct Chatty;
+
+#[async_trait::async_trait]
+impl AgentRunner for Chatty {
+    async fn run(&self, request: AgentRequest, sink: EventSink) {
+        let input = request.ag_ui.unwrap_or_default();
+        let mut events = vec![
+            json!({"type": "RUN_STARTED", "threadId": input["threadId"], "runId": input["runId"]}),
+            json!({"type": "TEXT_MESSAGE_START", "messageId": "m", "role": "assistant"}),
+        ];
+        for i in 0..80 {
+            events.push(json!({"type": "TEXT_MESSAGE_CONTENT", "messageId": "m", "delta": format!("word {i} of a long answer, ")}));
+        }
+        events.push(json!({"type": "TEXT_MESSAGE_END", "messageId": "m"}));
+        events.push(
+            json!({"type": "RUN_FINISHED", "threadId": input["threadId"], "runId": input["runId"]}),
+        );
+        for event in events {
+            if sink.emit_ag_ui(&event.to_string()).await != Ok(true) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn speaks_ag_ui(&self) -> bool {
+        true
+    }
+}
+
+const EVENT_SOURCE_PAGE: &str = r#"<!doctype html>
+<script>
+const params = new URLSearchParams(location.search);
+const log = {}, ended = {}, states = [], t0 = Date.now();
+let errors = 0;
+for (const run of params.get("runs").split(",")) {
+  log[run] = [];
+  const source = new EventSource(`${params.get("base")}/ag-ui/runs/${run}/events?user_id=web`);
+  source.onmessage = (e) => {
+    log[run].push([Number(e.lastEventId), e.data]);
+    const type = JSON.parse(e.data).type;
+    if (type === "RUN_FINISHED" || type === "RUN_ERROR") { ended[run] = true; source.close(); }
+  };
+  source.onerror = () => { errors += 1; states.push([run, source.readyState, log[run].length, Date.now() - t0]); };
+}
+window.__sse = () => ({ log, ended: Object.keys(ended).length, errors, states });
+</script>"#;
+
+/// A browser's own `EventSource` in Chromium, on another origin (the
+/// gateway lists it with `--cors-origin`), reading three AG-UI runs
+/// through a proxy that resets every connection at a random byte of its
+/// first 8 KB: it reconnects by itself with `Last-Event-ID`, and gets every
+/// event of each run exactly once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_source_in_chromium_resumes_ag_ui_runs_exactly_through_a_cutting_proxy() {
+    let config = GatewayConfig {
+        http: wsc_server::HttpConfig {
+            cors_origins: vec!["*".into()],
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let gateway = Gateway::builder(config)
+        .runner(Arc::new(Chatty))
+        .build()
+        .await
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway_addr = listener.local_addr().unwrap();
+    let g = gateway.clone();
+    tokio::spawn(async move { g.serve(listener, std::future::pending()).await });
+    let (proxy, stats) = support::byte_cutting_proxy(gateway_addr, 1.0, 23).await;
+    // Three runs in flight, started straight at the gateway.
+    let runs = ["es-1", "es-2", "es-3"];
+    for run in runs {
+        let body = json!({"threadId": "t", "runId": run, "messages": [], "tools": [], "context": [], "state": {}, "forwardedProps": {}});
+        let mut tcp = tokio::net::TcpStream::connect(gateway_addr).await.unwrap();
+        let body = body.to_string();
+        let request = format!(
+            "POST /ag-ui HTTP/1.1\r\nhost: x\r\nx-wsc-user-id: web\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        tokio::io::AsyncWriteExt::write_all(&mut tcp, request.as_bytes())
+            .await
+            .unwrap();
+        // The answer streams on; the run goes on without it.
+        let mut head = [0u8; 12];
+        tokio::io::AsyncReadExt::read_exact(&mut tcp, &mut head)
+            .await
+            .unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+    }
+    let page_dir = std::env::temp_dir().join(format!("wsc-event-source-{}", std::process::id()));
+    std::fs::create_dir_all(&page_dir).unwrap();
+    std::fs::write(page_dir.join("index.html"), EVENT_SOURCE_PAGE).unwrap();
+    let site = serve_dir(page_dir.clone()).await;
+
+    let (mut browser, browser_ws, profile) = launch_chromium().await;
+    let mut page = Page::open(
+        &browser_ws,
+        &format!("http://{site}/?base=http://{proxy}&runs={}", runs.join(",")),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let result = loop {
+        let r = page.eval("window.__sse ? window.__sse() : null").await;
+        if r["ended"] == 3 {
+            break r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the EventSources did not get the runs' ends: {} ended, {} errors, {}",
+            r["ended"],
+            r["errors"],
+            r["states"]
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    for run in runs {
+        let got = result["log"][run].as_array().unwrap();
+        let ids: Vec<u64> = got.iter().map(|e| e[0].as_u64().unwrap()).collect();
+        assert_eq!(
+            ids,
+            (1..=84).collect::<Vec<u64>>(),
+            "{run}: every event once, in order"
+        );
+        let data: Vec<Value> = got
+            .iter()
+            .map(|e| serde_json::from_str(e[1].as_str().unwrap()).unwrap())
+            .collect();
+        assert_eq!(
+            data,
+            support::ag_ui_run_log(gateway_addr, "web", run).await,
+            "{run}"
+        );
+    }
+    let cut = stats.cut.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        cut >= 3 && result["errors"].as_u64() >= Some(3),
+        "cut {cut}: {}",
+        result["errors"]
+    );
+    let _ = browser.kill().await;
+    let _ = std::fs::remove_dir_all(&profile);
+    let _ = std::fs::remove_dir_all(&page_dir);
 }

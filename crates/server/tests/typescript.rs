@@ -161,27 +161,6 @@ async fn the_official_ag_ui_http_agent_runs_against_post_ag_ui() {
     assert_eq!(r.gateway.stats().runs, 1);
 }
 
-/// A run's events as the gateway holds them (`GET /ag-ui/runs/{runId}/events`
-/// straight from the gateway): the reference a reader's events must equal.
-async fn run_log(addr: std::net::SocketAddr, user: &str, run_id: &str) -> Vec<Value> {
-    use http_body_util::BodyExt;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Full<axum::body::Bytes>>();
-    let request = hyper::Request::get(format!("http://{addr}/ag-ui/runs/{run_id}/events"))
-        .header("x-wsc-user-id", user)
-        .body(http_body_util::Full::default())
-        .unwrap();
-    let response = client.request(request).await.unwrap();
-    assert_eq!(response.status(), 200, "{user} {run_id}");
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    std::str::from_utf8(&body)
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect()
-}
-
 /// `WscAgent` (an `@ag-ui/client` `AbstractAgent` over `/ws?protocol=ag-ui`)
 /// in Node, through a proxy that resets about 30 % of connections at a
 /// random byte: 10 users × 4 runs with `runAgent()`, every other run joined
@@ -220,7 +199,7 @@ async fn wsc_agent_runs_and_joins_every_run_whole_through_a_cutting_proxy() {
             run["user"].as_str().unwrap(),
             run["runId"].as_str().unwrap(),
         );
-        let log = run_log(addr, user, run_id).await;
+        let log = support::ag_ui_run_log(addr, user, run_id).await;
         assert_eq!(log.len(), 16, "{run_id}: the simulated run, whole");
         assert_eq!(
             run["got"].as_array().unwrap(),
@@ -287,7 +266,7 @@ async fn a_last_event_id_client_gets_every_run_exactly_through_a_cutting_proxy()
             run["user"].as_str().unwrap(),
             run["runId"].as_str().unwrap(),
         );
-        let log = run_log(addr, user, run_id).await;
+        let log = support::ag_ui_run_log(addr, user, run_id).await;
         let events: Vec<Value> = run["events"]
             .as_array()
             .unwrap()

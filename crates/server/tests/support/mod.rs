@@ -292,6 +292,31 @@ pub(crate) async fn read_run(ws: &mut Ws, last_seq: &mut u64) -> (String, Vec<We
     }
 }
 
+/// A run's events as the gateway holds them (`GET /ag-ui/runs/{runId}/events`
+/// straight from the gateway): the reference a reader's events must equal.
+pub(crate) async fn ag_ui_run_log(
+    addr: std::net::SocketAddr,
+    user: &str,
+    run_id: &str,
+) -> Vec<Value> {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<axum::body::Bytes>>();
+    let request = hyper::Request::get(format!("http://{addr}/ag-ui/runs/{run_id}/events"))
+        .header("x-wsc-user-id", user)
+        .body(http_body_util::Full::default())
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.status(), 200, "{user} {run_id}");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    std::str::from_utf8(&body)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
 // ---- A loopback proxy that cuts connections (chaos.rs, typescript.rs) ----
 
 /// What the proxy did.
@@ -437,7 +462,17 @@ async fn relay(client: TcpStream, server: TcpStream, plan: Option<Cut>, stats: A
         }
         if let Some(Cut::Anywhere(at)) = plan {
             // Forward what fits before the cut point, then cut.
-            let room = at.saturating_sub(forwarded);
+            let mut room = at.saturating_sub(forwarded);
+            // Never inside a later response's head on a kept-alive
+            // connection (a browser reads a torn head as a failed CORS
+            // check, not a cut): after it.
+            if let Some(start) = find(&buf[..room.min(buf.len())], b"HTTP/1.1 ") {
+                match find(&buf[start..], b"\r\n\r\n") {
+                    Some(end) if start + end + 4 > room => room = start + end + 4,
+                    None => room = usize::MAX,
+                    _ => {}
+                }
+            }
             if buf.len() >= room {
                 // The client gets the bytes before the cut and may answer
                 // them (a `start_agent` after `agent_completed`): its
@@ -500,6 +535,11 @@ async fn relay(client: TcpStream, server: TcpStream, plan: Option<Cut>, stats: A
     }
     upstream.abort();
     // The halves close when dropped here and in the aborted copy task.
+}
+
+/// Where `needle` first occurs in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// The length of the first complete WebSocket frame in `buf`, if any.
