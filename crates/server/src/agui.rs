@@ -581,6 +581,54 @@ mod tests {
         assert_eq!(orphans(1_000), ["unread"], "an ended run is no orphan");
     }
 
+    proptest::proptest! {
+        /// For any run (its events, appended while a reader reads) and any
+        /// cut points (each read's batch cut after any prefix, the reader
+        /// resuming after the last event it kept): the reader ends with
+        /// exactly the run's events, in order, numbered 1, 2, 3 …, and sees
+        /// the end once it has the last.
+        #[test]
+        fn a_reader_cut_anywhere_resumes_to_exactly_the_run(
+            events in proptest::collection::vec(".{0,12}", 1..40),
+            steps in proptest::collection::vec((0usize..5, 0usize..8), 1..60),
+        ) {
+            let log = log_of(1 << 20);
+            let (mut appended, mut got, mut last) = (0usize, Vec::<(u64, String)>::new(), 0u64);
+            // The generated steps, then whole reads until the end.
+            let mut steps = steps.into_iter().chain(std::iter::repeat((1, usize::MAX)));
+            loop {
+                let (append, keep) = steps.next().unwrap_or((1, usize::MAX));
+                // The agent appends a few (the last one ends the run).
+                for _ in 0..append.max(usize::from(appended == 0)) {
+                    if appended < events.len() {
+                        let terminal = appended + 1 == events.len();
+                        log.push(text(&events[appended]), terminal, at(0));
+                        appended += 1;
+                    }
+                }
+                // The reader reads; the cut keeps a prefix of the batch.
+                let read = log.read_after(last).unwrap();
+                let kept = keep.min(read.events.len());
+                for (n, e) in &read.events[..kept] {
+                    got.push((*n, e.to_string()));
+                    last = *n;
+                }
+                if read.ended && kept == read.events.len() {
+                    break;
+                }
+                if appended == events.len() && read.events.is_empty() {
+                    proptest::prop_assert!(read.ended, "all appended: the run has ended");
+                }
+            }
+            let want: Vec<(u64, String)> = events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (i as u64 + 1, e.clone()))
+                .collect();
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
+
     #[tokio::test]
     async fn a_reader_wakes_when_an_event_is_appended_or_the_run_ends() {
         let log = Arc::new(log_of(1 << 20));
