@@ -41,6 +41,16 @@ enum Command {
     Demo(Box<DemoArgs>),
 }
 
+/// `demo --protocol`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum DemoProtocolArg {
+    /// The wsc protocol.
+    Wsc,
+    /// The AG-UI dialect.
+    #[value(name = "ag-ui")]
+    AgUi,
+}
+
 #[derive(clap::Args, Debug)]
 struct DemoArgs {
     /// Simulated users, each with its own WebSocket connection.
@@ -61,6 +71,16 @@ struct DemoArgs {
     /// Seed for the random drops (default: random).
     #[arg(long)]
     seed: Option<u64>,
+    /// The protocol the users speak: `wsc` (start_agent, lifecycle frames)
+    /// or `ag-ui` (/ws?protocol=ag-ui: run_agent, the runs' AG-UI events,
+    /// each run checked against AG-UI's rules, some joined by a second
+    /// reader).
+    #[arg(long, value_enum, default_value_t = DemoProtocolArg::Wsc)]
+    protocol: DemoProtocolArg,
+    /// With `--protocol ag-ui`: the share of runs a second connection of
+    /// the user joins (join_run) and must get whole too.
+    #[arg(long, default_value_t = 0.2)]
+    join_rate: f64,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -549,6 +569,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
         seed: args.seed,
         flood_pings: args.flood_pings,
         agent: args.agent.agent_url.clone(),
+        protocol: match args.protocol {
+            DemoProtocolArg::Wsc => wsc_loadgen::DemoProtocol::Wsc,
+            DemoProtocolArg::AgUi => wsc_loadgen::DemoProtocol::AgUi,
+        },
+        join_rate: args.join_rate,
         ..Default::default()
     };
     let progress = Arc::new(DemoProgress::default());

@@ -62,6 +62,75 @@ async fn random_drops_and_resumes_lose_and_duplicate_nothing() {
     assert!(report.p99_latency_ms >= report.p50_latency_ms);
 }
 
+/// The demo in the AG-UI dialect: runs asked for with `run_agent`, their
+/// AG-UI events through random drops and resumes, every run checked
+/// against AG-UI's rules, and a second reader joining some runs mid-way
+/// gets each of them whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ag_ui_demo_loses_and_duplicates_nothing_and_second_readers_get_whole_runs() {
+    let config = DemoConfig {
+        users: 30,
+        runs: 3,
+        disconnect_rate: 0.6,
+        join_rate: 0.5,
+        step_delay: Duration::from_millis(5),
+        seed: Some(11),
+        flood_pings: 0,
+        protocol: wsc_loadgen::DemoProtocol::AgUi,
+        ..Default::default()
+    };
+    let report = demo_against(Arc::new(SimulatedAgent), config.clone()).await;
+    assert!(report.passed(), "{}", report.to_table());
+    assert_eq!(report.runs_completed, 90);
+    assert_eq!(report.events, 90 * config.events_per_run());
+    assert!(report.disconnects > 20, "{report:?}");
+    assert!(report.resumes >= report.disconnects, "{report:?}");
+    assert!(report.joins > 20, "{report:?}");
+    assert_eq!(report.joins_complete, report.joins);
+}
+
+/// An AG-UI agent that drops one word of its answer (no rule broken, the
+/// run is short): every run fails the AG-UI demo.
+struct Terse;
+
+#[async_trait::async_trait]
+impl AgentRunner for Terse {
+    async fn run(&self, request: AgentRequest, sink: EventSink) {
+        let input = request.ag_ui.unwrap_or_default();
+        let (thread, run) = (&input["threadId"], &input["runId"]);
+        for event in [
+            json!({"type": "RUN_STARTED", "threadId": thread, "runId": run}),
+            json!({"type": "TEXT_MESSAGE_START", "messageId": "m", "role": "assistant"}),
+            json!({"type": "TEXT_MESSAGE_CONTENT", "messageId": "m", "delta": "hi"}),
+            json!({"type": "TEXT_MESSAGE_END", "messageId": "m"}),
+            json!({"type": "RUN_FINISHED", "threadId": thread, "runId": run}),
+        ] {
+            let _ = sink.emit_ag_ui(&event.to_string()).await;
+        }
+    }
+
+    fn speaks_ag_ui(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_ag_ui_agent_fails_the_ag_ui_demo() {
+    let config = DemoConfig {
+        users: 4,
+        runs: 2,
+        disconnect_rate: 0.0,
+        step_delay: Duration::ZERO,
+        flood_pings: 0,
+        protocol: wsc_loadgen::DemoProtocol::AgUi,
+        ..Default::default()
+    };
+    let report = demo_against(Arc::new(Terse), config).await;
+    assert!(!report.passed());
+    assert_eq!(report.runs_completed, 0, "{}", report.to_table());
+    assert_eq!(report.runs_failed_validation, 8);
+}
+
 /// Skips `agent_thinking`: every run arrives incomplete.
 struct ForgetfulAgent;
 

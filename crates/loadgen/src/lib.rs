@@ -74,6 +74,25 @@ pub struct DemoConfig {
     /// when it starts with `agent_started` and ends with `agent_completed`
     /// (the gateway's event monitor checks its order and completeness).
     pub agent: Option<String>,
+    /// The protocol the users speak (default the wsc protocol).
+    pub protocol: DemoProtocol,
+    /// With [`DemoProtocol::AgUi`]: the chance that a second connection of
+    /// the user joins a run (`join_run`, from its first event) once the
+    /// run's first event arrived, and must get the whole run too (default
+    /// 0.2).
+    pub join_rate: f64,
+}
+
+/// The protocol of the demo's users.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DemoProtocol {
+    /// The wsc protocol: `start_agent`, lifecycle frames.
+    #[default]
+    Wsc,
+    /// The AG-UI dialect (`/ws?protocol=ag-ui`): `run_agent`, each run's
+    /// AG-UI events; every run checked against AG-UI's rules on arrival.
+    AgUi,
 }
 
 impl Default for DemoConfig {
@@ -88,14 +107,22 @@ impl Default for DemoConfig {
             seed: None,
             flood_pings: 200,
             agent: None,
+            protocol: DemoProtocol::Wsc,
+            join_rate: 0.2,
         }
     }
 }
 
 impl DemoConfig {
-    /// Events one run emits: started, thinking, two per tool, completed.
+    /// Events one run of the simulated agent emits: in the wsc protocol
+    /// started, thinking, two per tool, completed; in the AG-UI dialect
+    /// `RUN_STARTED`, five of reasoning, four per tool, five of the answer
+    /// (to the demo's "hello") and `RUN_FINISHED`.
     pub fn events_per_run(&self) -> u64 {
-        3 + 2 * self.tools.len() as u64
+        match self.protocol {
+            DemoProtocol::Wsc => 3 + 2 * self.tools.len() as u64,
+            DemoProtocol::AgUi => 12 + 4 * self.tools.len() as u64,
+        }
     }
 }
 
@@ -189,6 +216,13 @@ pub struct DemoReport {
     pub events_per_second: f64,
     /// How long the demo took, s.
     pub elapsed_seconds: f64,
+    /// The protocol the users spoke.
+    pub protocol: DemoProtocol,
+    /// Runs a second connection joined (the AG-UI dialect's `join_run`).
+    pub joins: u64,
+    /// Of those, runs the second reader got whole: exactly the events the
+    /// first got.
+    pub joins_complete: u64,
 }
 
 impl DemoReport {
@@ -200,12 +234,27 @@ impl DemoReport {
             && self.events_duplicated == 0
             && self.runs_failed_validation == 0
             && self.runs_completed == self.runs
+            && self.joins_complete == self.joins
+    }
+
+    /// A latency as the table shows it (AG-UI events carry no time: none
+    /// is measured for them).
+    fn latency(&self, ms: f64) -> String {
+        match self.protocol {
+            DemoProtocol::Wsc => format!("{ms:.2} ms"),
+            DemoProtocol::AgUi => "n/a".to_owned(),
+        }
     }
 
     /// The report as an aligned two-column table.
     pub fn to_table(&self) -> String {
-        let rows: [(&str, String); 19] = [
+        let protocol = match self.protocol {
+            DemoProtocol::Wsc => "wsc",
+            DemoProtocol::AgUi => "ag-ui",
+        };
+        let rows: [(&str, String); 21] = [
             ("agent", self.agent.clone()),
+            ("protocol", protocol.to_owned()),
             ("gateways", self.gateways.to_string()),
             ("users", self.users.to_string()),
             (
@@ -230,19 +279,17 @@ impl DemoReport {
                 "wire copies dropped by seq",
                 self.wire_duplicates_dropped.to_string(),
             ),
+            (
+                "second readers complete",
+                format!("{} / {}", self.joins_complete, self.joins),
+            ),
             ("rate-limited frames", self.rate_limited.to_string()),
             (
                 "runs failing validation",
                 self.runs_failed_validation.to_string(),
             ),
-            (
-                "event latency p50",
-                format!("{:.2} ms", self.p50_latency_ms),
-            ),
-            (
-                "event latency p99",
-                format!("{:.2} ms", self.p99_latency_ms),
-            ),
+            ("event latency p50", self.latency(self.p50_latency_ms)),
+            ("event latency p99", self.latency(self.p99_latency_ms)),
             (
                 "events per second",
                 format!("{:.0}", self.events_per_second),
@@ -263,6 +310,8 @@ impl DemoReport {
     }
 }
 
+mod ag_ui;
+
 /// What one user saw.
 #[derive(Default)]
 struct UserOutcome {
@@ -279,6 +328,8 @@ struct UserOutcome {
     told: u64,
     wire_duplicates: u64,
     resumes_elsewhere: u64,
+    joins: u64,
+    joins_complete: u64,
 }
 
 /// Runs the demo load against the gateways served at `ws_urls` (e.g.
@@ -316,7 +367,12 @@ pub async fn run_demo(
         let progress = progress.clone();
         let seed = base_seed ^ (user as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         tasks.push(tokio::spawn(async move {
-            run_user(user, &urls, &config, seed, &progress).await
+            match config.protocol {
+                DemoProtocol::Wsc => run_user(user, &urls, &config, seed, &progress).await,
+                DemoProtocol::AgUi => {
+                    crate::ag_ui::run_user(user, &urls, &config, seed, &progress).await
+                }
+            }
         }));
     }
     let flood = (config.flood_pings > 0).then(|| {
@@ -330,6 +386,7 @@ pub async fn run_demo(
             .clone()
             .unwrap_or_else(|| "simulated".to_owned()),
         gateways: ws_urls.len() as u64,
+        protocol: config.protocol,
         users: config.users as u64,
         runs: (config.users * config.runs) as u64,
         ..Default::default()
@@ -356,6 +413,8 @@ pub async fn run_demo(
         report.runs_told += outcome.told;
         report.wire_duplicates_dropped += outcome.wire_duplicates;
         report.resumes_on_other_gateway += outcome.resumes_elsewhere;
+        report.joins += outcome.joins;
+        report.joins_complete += outcome.joins_complete;
         for us in outcome.latency_us {
             latency.saturating_record(us.max(1));
         }
@@ -368,7 +427,10 @@ pub async fn run_demo(
     // also validate in the event monitor (all events, in order). A run that
     // fails both checks counts once. Gateways in other processes (none
     // given) are checked by the clients only.
-    for run_id in run_ids.iter().filter(|_| !monitors.is_empty()) {
+    // (AG-UI runs are checked by the clients against AG-UI's rules; the
+    // monitor knows them by the gateway's own run ids.)
+    let monitored = !monitors.is_empty() && config.protocol == DemoProtocol::Wsc;
+    for run_id in run_ids.iter().filter(|_| monitored) {
         // The run is known to the gateway it ran on.
         let mut valid = false;
         for monitor in monitors {
@@ -482,7 +544,7 @@ async fn run_user(
                     }
                     continue;
                 }
-                ClientEvent::Disconnected { .. } => continue,
+                ClientEvent::Disconnected { .. } | ClientEvent::AgUi { .. } => continue,
             };
             if let Ok(error) = ErrorFrame::from_message(&msg) {
                 if error.code == ErrorCode::RateLimited {

@@ -98,6 +98,17 @@ pub enum ClientEvent {
         /// What happened.
         reason: String,
     },
+    /// An event frame of the AG-UI dialect (`/ws?protocol=ag-ui`):
+    /// `{"run_id", "event", "seq"}`, exactly once and in order as numbered
+    /// frames are.
+    AgUi {
+        /// The session's seq.
+        seq: u64,
+        /// The run's `runId`.
+        run_id: String,
+        /// The AG-UI event.
+        event: serde_json::Value,
+    },
     /// The client gave up after `max_retries` failed tries; the stream ends.
     GaveUp {
         /// The last failure.
@@ -124,7 +135,7 @@ pub struct ClientStats {
 }
 
 enum Command {
-    Send(WebSocketMessage),
+    Send(String),
     Drop,
     Close,
 }
@@ -159,7 +170,14 @@ impl ResilientClient {
     /// Sends a frame (queued while reconnecting; a frame whose send fails is
     /// retried once on the next connection).
     pub fn send(&self, message: WebSocketMessage) -> bool {
-        self.commands.send(Command::Send(message)).is_ok()
+        self.send_text(serialize(&message))
+    }
+
+    /// Sends a frame's text as it is (a frame of another dialect, e.g. the
+    /// AG-UI dialect's `run_agent`), with the same guarantees as
+    /// [`send`](Self::send).
+    pub fn send_text(&self, text: impl Into<String>) -> bool {
+        self.commands.send(Command::Send(text.into())).is_ok()
     }
 
     /// Drops the transport without a close handshake, as a network failure
@@ -252,7 +270,7 @@ async fn drive(
 ) {
     let mut stats = ClientStats::default();
     let mut session: Option<(String, String)> = None;
-    let mut pending: Option<WebSocketMessage> = None;
+    let mut pending: Option<String> = None;
     let mut backoff = Backoff::new(
         config.initial_retry_delay,
         config.backoff_multiplier,
@@ -325,18 +343,25 @@ async fn drive(
         if events.send(ClientEvent::Connected(outcome)).is_err() {
             return; // nobody listens
         }
-        if let Some(msg) = pending.take()
-            && ws.send(Message::text(serialize(&msg))).await.is_err()
+        if let Some(text) = pending.take()
+            && ws.send(Message::text(text.clone())).await.is_err()
         {
-            pending = Some(msg);
+            pending = Some(text);
         }
         let mut since_ack = 0u64;
         let reason = loop {
             tokio::select! {
                 incoming = ws.next() => match incoming {
                     Some(Ok(Message::Text(text))) => {
-                        let Ok(msg) = parse_server_frame(&text) else { continue };
-                        match msg.seq {
+                        // A wsc frame, or the AG-UI dialect's event frame.
+                        let (seq, event) = match parse_server_frame(&text) {
+                            Ok(msg) => (msg.seq, ClientEvent::Frame(msg)),
+                            Err(_) => match ag_ui_frame(&text) {
+                                Some(event) => event,
+                                None => continue,
+                            },
+                        };
+                        match seq {
                             Some(seq) if seq <= stats.last_seq => {
                                 stats.duplicates_dropped += 1;
                                 let _ = stats_tx.send(stats);
@@ -354,7 +379,7 @@ async fn drive(
                             }
                             None => {}
                         }
-                        if events.send(ClientEvent::Frame(msg)).is_err() {
+                        if events.send(event).is_err() {
                             return;
                         }
                         if config.ack_every > 0 && since_ack >= config.ack_every {
@@ -371,9 +396,9 @@ async fn drive(
                     None => break "connection ended".to_owned(),
                 },
                 command = commands.recv() => match command {
-                    Some(Command::Send(msg)) => {
-                        if let Err(e) = ws.send(Message::text(serialize(&msg))).await {
-                            pending = Some(msg);
+                    Some(Command::Send(text)) => {
+                        if let Err(e) = ws.send(Message::text(text.clone())).await {
+                            pending = Some(text);
                             break e.to_string();
                         }
                     }
@@ -391,6 +416,17 @@ async fn drive(
             return;
         }
     }
+}
+
+/// An AG-UI dialect event frame, `{"run_id", "event", "seq"}`, with its seq.
+fn ag_ui_frame(text: &str) -> Option<(Option<u64>, ClientEvent)> {
+    let serde_json::Value::Object(mut map) = serde_json::from_str(text).ok()? else {
+        return None;
+    };
+    let seq = map.get("seq")?.as_u64()?;
+    let run_id = map.get("run_id")?.as_str()?.to_owned();
+    let event = map.remove("event").filter(serde_json::Value::is_object)?;
+    Some((Some(seq), ClientEvent::AgUi { seq, run_id, event }))
 }
 
 #[cfg(test)]

@@ -597,9 +597,21 @@ impl RunTable {
             user_id: user.to_owned(),
             agent_name,
             thread_id,
-            tools: vec!["search".to_owned()],
-            // The simulated agent's pause between events (demos, tests):
-            // `forwardedProps.step_delay_ms`, bounded as a start's.
+            // The simulated agent's tools and pause between events (demos,
+            // tests): `forwardedProps.tools` and `.step_delay_ms`, bounded
+            // as a start's.
+            tools: input["forwardedProps"]["tools"]
+                .as_array()
+                .map(|tools| {
+                    tools
+                        .iter()
+                        .filter_map(serde_json::Value::as_str)
+                        .filter(|t| !t.is_empty() && t.len() <= 64)
+                        .take(wsc_core::MAX_TOOLS)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_else(|| vec!["search".to_owned()]),
             step_delay: Duration::from_millis(
                 input["forwardedProps"]["step_delay_ms"]
                     .as_u64()
