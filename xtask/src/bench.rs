@@ -213,6 +213,24 @@ const ROWS: &[Row] = &[
         Goal::ThroughputAtLeast(0.8),
     ),
     row(
+        "the same run through the gateway's AG-UI WebSocket dialect (events passed through), per event",
+        "gateway/upstream_run/ag_ui_websocket",
+        Some((
+            "the client reading the upstream directly",
+            "gateway/upstream_run/direct",
+        )),
+        Goal::ThroughputAtLeast(0.8),
+    ),
+    row(
+        "the same run through the gateway's AG-UI SSE (`POST /ag-ui`), per event",
+        "gateway/upstream_run/ag_ui_sse",
+        Some((
+            "the client reading the upstream directly",
+            "gateway/upstream_run/direct",
+        )),
+        Goal::ThroughputAtLeast(0.8),
+    ),
+    row(
         "Redis rate limit decision, one client",
         "redis_one_client/wsc decide, two windows",
         Some(("INCR", "redis_one_client/INCR (anchor)")),
@@ -429,13 +447,13 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
         eprintln!("xtask bench: building the benchmarks failed");
         return ExitCode::from(1);
     }
-    let mut upstream_latency = None;
+    let (mut upstream_latency, mut ag_ui_costs) = (None, None);
     for (package, bench) in BENCHES {
         match run_bench(package, bench, &env, quick) {
             Ok(out) if bench == "upstream" => {
-                upstream_latency = json_lines(&out)
-                    .into_iter()
-                    .find(|v| v["upstream_latency"] == true);
+                let lines = json_lines(&out);
+                upstream_latency = lines.iter().find(|v| v["upstream_latency"] == true).cloned();
+                ag_ui_costs = lines.into_iter().find(|v| v["ag_ui"] == true);
             }
             Ok(_) => {}
             Err(e) => failures.push(e),
@@ -537,6 +555,32 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
             ns("gateway_p99_ns"),
             ns("added_p50_ns"),
             ns("added_p99_ns"),
+        );
+    }
+
+    if let Some(v) = &ag_ui_costs {
+        let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        let allowed = f("sse_bytes_per_delta") + 24.0 + f("run_id_len");
+        let _ = writeln!(
+            md,
+            "\n## AG-UI out: what an event costs the gateway\n\n\
+             The release gateway in its own process in front of the upstream above, its CPU \
+             time read from `/proc` over {} events (20 runs of 1 001).\n\n\
+             | measure | value | goal | met |\n|---|---:|---|---|\n\
+             | gateway CPU per event, AG-UI dialect (passed through) | {:.2} µs | ≤ 6 µs | {} |\n\
+             | gateway CPU per event, wsc protocol (mapped to lifecycle frames) | {:.2} µs | — | |\n\
+             | gateway CPU per delivered event, 10 readers of each run | {:.2} µs | — | |\n\
+             | WebSocket bytes per text delta | {:.1} | ≤ upstream SSE {:.1} + 24 + run id {:.1} = {:.1} | {} |",
+            v["events"],
+            f("cpu_us_per_event_ag_ui"),
+            if f("cpu_us_per_event_ag_ui") <= 6.0 { "yes" } else { "**no**" },
+            f("cpu_us_per_event_wsc"),
+            f("cpu_us_per_delivered_event_10_readers"),
+            f("ws_bytes_per_delta"),
+            f("sse_bytes_per_delta"),
+            f("run_id_len"),
+            allowed,
+            if f("ws_bytes_per_delta") <= allowed { "yes" } else { "**no**" },
         );
     }
 

@@ -129,6 +129,13 @@ async fn start_gateway(upstream: SocketAddr) -> SocketAddr {
                 heartbeat_interval: Duration::from_secs(3600),
                 ..Default::default()
             },
+            // Thousands of AG-UI runs of one user, each kept a second.
+            agents: wsc_server::AgentsConfig {
+                run_retention: Duration::from_secs(1),
+                max_ag_ui_runs_per_user: 1_000_000,
+                max_ag_ui_runs: 1_000_000,
+                ..Default::default()
+            },
             ..Default::default()
         },
         Arc::new(agent),
@@ -217,8 +224,109 @@ async fn gateway_run(
     }
 }
 
+/// A `RunAgentInput` for run `run_id`.
+fn run_input(run_id: &str, input: &str) -> Value {
+    json!({"threadId": "t", "runId": run_id, "messages": [{"id": "q", "role": "user", "content": input}],
+           "tools": [], "context": [], "state": {}, "forwardedProps": {}})
+}
+
+/// Starts run `run_id` over the AG-UI dialect and reads its event frames
+/// (each parsed as JSON) to `RUN_FINISHED`; with `bytes`, adds each text
+/// delta's frame length and counts the deltas. Returns the events read.
+async fn ag_ui_ws_run(ws: &mut Ws, run_id: &str, mut bytes: Option<&mut (u64, u64)>) -> u64 {
+    let start = json!({"type": "run_agent", "payload": {"input": run_input(run_id, "go")}});
+    ws.send(Message::text(start.to_string()))
+        .await
+        .expect("send");
+    read_ag_ui_frames(ws, run_id, bytes.as_deref_mut()).await
+}
+
+/// Reads run `run_id`'s AG-UI event frames to its end.
+async fn read_ag_ui_frames(ws: &mut Ws, run_id: &str, mut bytes: Option<&mut (u64, u64)>) -> u64 {
+    let mut events = 0;
+    loop {
+        let text = match ws.next().await {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(_)) => continue,
+            other => panic!("the gateway closed the connection after {events} events: {other:?}"),
+        };
+        let frame: Value = serde_json::from_str(&text).expect("JSON");
+        if frame["run_id"] != run_id {
+            panic!("not an event of {run_id}: {frame}");
+        }
+        events += 1;
+        if let Some((total, deltas)) = bytes.as_deref_mut()
+            && frame["event"]["type"] == "TEXT_MESSAGE_CONTENT"
+        {
+            *total += text.len() as u64;
+            *deltas += 1;
+        }
+        match frame["event"]["type"].as_str() {
+            Some("RUN_FINISHED") => return events,
+            Some("RUN_ERROR") => panic!("the run failed: {frame}"),
+            _ => {}
+        }
+    }
+}
+
+/// Starts run `run_id` with `POST /ag-ui` and reads its SSE events (each
+/// parsed as JSON, as the direct client does) to `RUN_FINISHED`.
+async fn ag_ui_sse_run(client: &Client<HttpConnector, Full<Bytes>>, gateway: SocketAddr, run_id: &str) -> u64 {
+    let request = hyper::Request::post(format!("http://{gateway}/ag-ui"))
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header("x-wsc-user-id", "bench-sse")
+        .body(Full::new(Bytes::from(run_input(run_id, "go").to_string())))
+        .expect("a request");
+    let response = client.request(request).await.expect("the gateway answers");
+    let mut body = response.into_body();
+    let mut reader = StreamReader::new(StreamFormat::Sse);
+    let mut events = 0;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.expect("the stream").into_data() else {
+            continue;
+        };
+        for text in reader.push(&data).expect("SSE") {
+            let event: Value = serde_json::from_str(&text).expect("JSON");
+            events += 1;
+            if event["type"] == "RUN_FINISHED" {
+                return events;
+            }
+        }
+    }
+    events
+}
+
+/// The SSE bytes the upstream writes per text delta (`data: E` and the
+/// blank line), from one run read directly.
+async fn sse_bytes_per_delta(client: &Client<HttpConnector, Full<Bytes>>, url: &str) -> f64 {
+    let body = json!({"runId": "bytes", "messages": [{"role": "user", "content": "go"}]});
+    let request = hyper::Request::post(url)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("a request");
+    let mut body = client.request(request).await.expect("answers").into_body();
+    let mut reader = StreamReader::new(StreamFormat::Sse);
+    let (mut total, mut deltas) = (0u64, 0u64);
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.expect("the stream").into_data() else {
+            continue;
+        };
+        for text in reader.push(&data).expect("SSE") {
+            if text.contains("\"TEXT_MESSAGE_CONTENT\"") {
+                total += text.len() as u64 + "data: \n\n".len() as u64;
+                deltas += 1;
+            }
+        }
+    }
+    total as f64 / deltas.max(1) as f64
+}
+
 async fn connect(gateway: SocketAddr) -> Ws {
-    let (mut ws, _) = connect_async(format!("ws://{gateway}/ws?user_id=bench"))
+    connect_with(gateway, "user_id=bench").await
+}
+
+async fn connect_with(gateway: SocketAddr, query: &str) -> Ws {
+    let (mut ws, _) = connect_async(format!("ws://{gateway}/ws?{query}"))
         .await
         .expect("connect");
     let _hello = ws.next().await; // connection_established
@@ -253,6 +361,17 @@ fn bench(c: &mut Criterion) {
     runs += 1;
     assert_eq!(rt.block_on(gateway_run(&mut ws, runs, "go", None)), FRAMES);
 
+    let mut agui_ws = rt.block_on(connect_with(gateway, "user_id=bench-ag-ui&protocol=ag-ui"));
+    let mut agui_runs = 0u64;
+    assert_eq!(
+        rt.block_on(ag_ui_ws_run(&mut agui_ws, "warm-ws", None)),
+        DELTAS as u64 + 4
+    );
+    assert_eq!(
+        rt.block_on(ag_ui_sse_run(&client, gateway, "warm-sse")),
+        DELTAS as u64 + 4
+    );
+
     let mut group = c.benchmark_group("gateway/upstream_run");
     group.throughput(Throughput::Elements(FRAMES));
     group.sample_size(20);
@@ -279,7 +398,33 @@ fn bench(c: &mut Criterion) {
             })
         })
     });
+    group.bench_function("ag_ui_websocket", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    agui_runs += 1;
+                    ag_ui_ws_run(&mut agui_ws, &format!("ws-{agui_runs}"), None).await;
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.bench_function("ag_ui_sse", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    agui_runs += 1;
+                    ag_ui_sse_run(&client, gateway, &format!("sse-{agui_runs}")).await;
+                }
+                start.elapsed()
+            })
+        })
+    });
     group.finish();
+
+    ag_ui_costs(&rt, &client, upstream, &url);
 
     // Per-event latency, upstream write to client read, on paced runs (one
     // delta a millisecond: what the gateway adds, not a queue's length).
@@ -314,6 +459,102 @@ fn bench(c: &mut Criterion) {
             "gateway_p50_ns": g50, "gateway_p99_ns": g99,
             "added_p50_ns": g50.saturating_sub(d50),
             "added_p99_ns": g99.saturating_sub(d99),
+        })
+    );
+}
+
+/// What an AG-UI event costs the gateway, measured on the release
+/// gateway in its own process (its CPU time from `/proc`) in front of this
+/// process's upstream: CPU per passed-through event over the AG-UI dialect
+/// and over the wsc protocol (the same runs, mapped to lifecycle frames),
+/// CPU per delivered event with ten readers of each run, and the wire
+/// bytes per text delta beside the upstream's SSE bytes. One JSON line
+/// (`"ag_ui": true`) for `cargo xtask bench`.
+fn ag_ui_costs(rt: &Runtime, client: &Client<HttpConnector, Full<Bytes>>, upstream: SocketAddr, url: &str) {
+    const RUNS: u64 = 20;
+    let events = RUNS * (DELTAS as u64 + 4);
+    let server = common::Server::start_gateway(&[
+        "--agent-url",
+        url,
+        "--max-messages-per-minute",
+        "0",
+        "--max-messages-per-hour",
+        "0",
+        "--run-retention",
+        "1",
+    ]);
+    let _ = upstream;
+    let addr: SocketAddr = server.addr.parse().expect("the gateway's address");
+    let (ws_cpu, legacy_cpu, fanout_cpu, ws_bytes) = rt.block_on(async {
+        let mut ws = connect_with(addr, "user_id=cost&protocol=ag-ui").await;
+        ag_ui_ws_run(&mut ws, "cost-warm", None).await;
+        let before = server.cpu_seconds();
+        let mut bytes = (0u64, 0u64);
+        for n in 0..RUNS {
+            ag_ui_ws_run(&mut ws, &format!("cost-{n}"), Some(&mut bytes)).await;
+        }
+        let ws_cpu = server.cpu_seconds() - before;
+        // The same runs in the wsc protocol.
+        let mut legacy = connect(addr).await;
+        gateway_run(&mut legacy, 0, "go", None).await;
+        let before = server.cpu_seconds();
+        for n in 1..=RUNS {
+            gateway_run(&mut legacy, n, "go", None).await;
+        }
+        let legacy_cpu = server.cpu_seconds() - before;
+        // Ten readers of each run: one runs it, nine join it.
+        let mut readers = Vec::new();
+        for _ in 0..10 {
+            readers.push(connect_with(addr, "user_id=fan&protocol=ag-ui").await);
+        }
+        let before = server.cpu_seconds();
+        for n in 0..RUNS / 4 {
+            let run_id = format!("fan-{n}");
+            let start = json!({"type": "run_agent", "payload": {"input": run_input(&run_id, "go")}});
+            readers[0].send(Message::text(start.to_string())).await.expect("send");
+            // The run exists once its first event is out: then they join.
+            let first = readers[0].next().await;
+            assert!(matches!(first, Some(Ok(Message::Text(_)))), "{first:?}");
+            for reader in &mut readers[1..] {
+                let join = json!({"type": "join_run", "payload": {"run_id": run_id}});
+                reader.send(Message::text(join.to_string())).await.expect("send");
+            }
+            let mut reads = Vec::new();
+            for (i, reader) in readers.iter_mut().enumerate() {
+                let run_id = run_id.clone();
+                reads.push(async move {
+                    let got = read_ag_ui_frames(reader, &run_id, None).await;
+                    if i == 0 { got + 1 } else { got }
+                });
+            }
+            for got in futures_util::future::join_all(reads).await {
+                assert_eq!(got, DELTAS as u64 + 4);
+            }
+        }
+        let fanout_cpu = server.cpu_seconds() - before;
+        (ws_cpu, legacy_cpu, fanout_cpu, bytes.0 as f64 / bytes.1.max(1) as f64)
+    });
+    let sse_bytes = rt.block_on(sse_bytes_per_delta(client, url));
+    let us = |cpu: f64, n: u64| cpu * 1e6 / n as f64;
+    let (ws_us, legacy_us) = (us(ws_cpu, events), us(legacy_cpu, events));
+    let fanout_us = us(fanout_cpu, (RUNS / 4) * 10 * (DELTAS as u64 + 4));
+    // The mean length of the run ids above ("cost-0" … "cost-19").
+    let run_id_len = (0..RUNS).map(|n| format!("cost-{n}").len() as f64).sum::<f64>() / RUNS as f64;
+    eprintln!(
+        "AG-UI out: gateway CPU per event {ws_us:.2} µs (wsc protocol {legacy_us:.2} µs),          per delivered event with 10 readers {fanout_us:.2} µs; bytes per text delta {ws_bytes:.1}          (upstream SSE {sse_bytes:.1}, allowed {:.1})",
+        sse_bytes + 24.0 + run_id_len
+    );
+    println!(
+        "{}",
+        json!({
+            "ag_ui": true,
+            "events": events,
+            "cpu_us_per_event_ag_ui": ws_us,
+            "cpu_us_per_event_wsc": legacy_us,
+            "cpu_us_per_delivered_event_10_readers": fanout_us,
+            "ws_bytes_per_delta": ws_bytes,
+            "sse_bytes_per_delta": sse_bytes,
+            "run_id_len": run_id_len,
         })
     );
 }
