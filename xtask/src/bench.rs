@@ -452,7 +452,10 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
         match run_bench(package, bench, &env, quick) {
             Ok(out) if bench == "upstream" => {
                 let lines = json_lines(&out);
-                upstream_latency = lines.iter().find(|v| v["upstream_latency"] == true).cloned();
+                upstream_latency = lines
+                    .iter()
+                    .find(|v| v["upstream_latency"] == true)
+                    .cloned();
                 ag_ui_costs = lines.into_iter().find(|v| v["ag_ui"] == true);
             }
             Ok(_) => {}
@@ -573,14 +576,22 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
              | WebSocket bytes per text delta | {:.1} | ≤ upstream SSE {:.1} + 24 + run id {:.1} = {:.1} | {} |",
             v["events"],
             f("cpu_us_per_event_ag_ui"),
-            if f("cpu_us_per_event_ag_ui") <= 6.0 { "yes" } else { "**no**" },
+            if f("cpu_us_per_event_ag_ui") <= 6.0 {
+                "yes"
+            } else {
+                "**no**"
+            },
             f("cpu_us_per_event_wsc"),
             f("cpu_us_per_delivered_event_10_readers"),
             f("ws_bytes_per_delta"),
             f("sse_bytes_per_delta"),
             f("run_id_len"),
             allowed,
-            if f("ws_bytes_per_delta") <= allowed { "yes" } else { "**no**" },
+            if f("ws_bytes_per_delta") <= allowed {
+                "yes"
+            } else {
+                "**no**"
+            },
         );
     }
 

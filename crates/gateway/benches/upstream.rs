@@ -271,7 +271,11 @@ async fn read_ag_ui_frames(ws: &mut Ws, run_id: &str, mut bytes: Option<&mut (u6
 
 /// Starts run `run_id` with `POST /ag-ui` and reads its SSE events (each
 /// parsed as JSON, as the direct client does) to `RUN_FINISHED`.
-async fn ag_ui_sse_run(client: &Client<HttpConnector, Full<Bytes>>, gateway: SocketAddr, run_id: &str) -> u64 {
+async fn ag_ui_sse_run(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    gateway: SocketAddr,
+    run_id: &str,
+) -> u64 {
     let request = hyper::Request::post(format!("http://{gateway}/ag-ui"))
         .header(hyper::header::CONTENT_TYPE, "application/json")
         .header("x-wsc-user-id", "bench-sse")
@@ -470,7 +474,12 @@ fn bench(c: &mut Criterion) {
 /// CPU per delivered event with ten readers of each run, and the wire
 /// bytes per text delta beside the upstream's SSE bytes. One JSON line
 /// (`"ag_ui": true`) for `cargo xtask bench`.
-fn ag_ui_costs(rt: &Runtime, client: &Client<HttpConnector, Full<Bytes>>, upstream: SocketAddr, url: &str) {
+fn ag_ui_costs(
+    rt: &Runtime,
+    client: &Client<HttpConnector, Full<Bytes>>,
+    upstream: SocketAddr,
+    url: &str,
+) {
     const RUNS: u64 = 20;
     let events = RUNS * (DELTAS as u64 + 4);
     let server = common::Server::start_gateway(&[
@@ -510,14 +519,21 @@ fn ag_ui_costs(rt: &Runtime, client: &Client<HttpConnector, Full<Bytes>>, upstre
         let before = server.cpu_seconds();
         for n in 0..RUNS / 4 {
             let run_id = format!("fan-{n}");
-            let start = json!({"type": "run_agent", "payload": {"input": run_input(&run_id, "go")}});
-            readers[0].send(Message::text(start.to_string())).await.expect("send");
+            let start =
+                json!({"type": "run_agent", "payload": {"input": run_input(&run_id, "go")}});
+            readers[0]
+                .send(Message::text(start.to_string()))
+                .await
+                .expect("send");
             // The run exists once its first event is out: then they join.
             let first = readers[0].next().await;
             assert!(matches!(first, Some(Ok(Message::Text(_)))), "{first:?}");
             for reader in &mut readers[1..] {
                 let join = json!({"type": "join_run", "payload": {"run_id": run_id}});
-                reader.send(Message::text(join.to_string())).await.expect("send");
+                reader
+                    .send(Message::text(join.to_string()))
+                    .await
+                    .expect("send");
             }
             let mut reads = Vec::new();
             for (i, reader) in readers.iter_mut().enumerate() {
@@ -532,14 +548,22 @@ fn ag_ui_costs(rt: &Runtime, client: &Client<HttpConnector, Full<Bytes>>, upstre
             }
         }
         let fanout_cpu = server.cpu_seconds() - before;
-        (ws_cpu, legacy_cpu, fanout_cpu, bytes.0 as f64 / bytes.1.max(1) as f64)
+        (
+            ws_cpu,
+            legacy_cpu,
+            fanout_cpu,
+            bytes.0 as f64 / bytes.1.max(1) as f64,
+        )
     });
     let sse_bytes = rt.block_on(sse_bytes_per_delta(client, url));
     let us = |cpu: f64, n: u64| cpu * 1e6 / n as f64;
     let (ws_us, legacy_us) = (us(ws_cpu, events), us(legacy_cpu, events));
     let fanout_us = us(fanout_cpu, (RUNS / 4) * 10 * (DELTAS as u64 + 4));
     // The mean length of the run ids above ("cost-0" … "cost-19").
-    let run_id_len = (0..RUNS).map(|n| format!("cost-{n}").len() as f64).sum::<f64>() / RUNS as f64;
+    let run_id_len = (0..RUNS)
+        .map(|n| format!("cost-{n}").len() as f64)
+        .sum::<f64>()
+        / RUNS as f64;
     eprintln!(
         "AG-UI out: gateway CPU per event {ws_us:.2} µs (wsc protocol {legacy_us:.2} µs),          per delivered event with 10 readers {fanout_us:.2} µs; bytes per text delta {ws_bytes:.1}          (upstream SSE {sse_bytes:.1}, allowed {:.1})",
         sse_bytes + 24.0 + run_id_len

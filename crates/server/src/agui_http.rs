@@ -159,7 +159,7 @@ pub(crate) async fn events(
         return refusal(
             StatusCode::NOT_FOUND,
             "not_found",
-            "no such run of this user (or it ended longer ago than the run retention)",
+            crate::agui_ws::not_found_message(&state, &run_id),
         );
     };
     match log.read_after(after) {
@@ -203,7 +203,10 @@ pub(crate) async fn cancel(
         _ => refusal(
             StatusCode::NOT_FOUND,
             "not_found",
-            "no run of this user in flight with this id",
+            format!(
+                "{} (or it has ended)",
+                crate::agui_ws::not_found_message(&state, &run_id)
+            ),
         ),
     }
 }

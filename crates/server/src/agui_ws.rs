@@ -130,6 +130,24 @@ pub(crate) fn open_run(
     }
 }
 
+/// Why a run of the user's is not found here: the message of the 404 (or
+/// `not_found` frame). Gateways sharing a store do not share AG-UI runs
+/// yet: a run is readable on the gateway that runs it, and the message
+/// says so rather than leaving the client to guess.
+pub(crate) fn not_found_message(state: &AppState, run_id: &str) -> String {
+    let mut message = format!(
+        "no run {:?} of yours (or it ended longer ago than the run retention)",
+        crate::logging::log_safe(run_id)
+    );
+    if state.shared.spans_gateways() {
+        message.push_str(
+            "; AG-UI runs are read on the gateway that runs them: \
+             send a user's AG-UI requests to one gateway (sticky routing)",
+        );
+    }
+    message
+}
+
 /// A connection's session, as the AG-UI requests need it.
 pub(crate) struct Session<'a> {
     pub(crate) registry: &'a Arc<SessionRegistry>,
@@ -166,13 +184,7 @@ pub(crate) fn join_run(
 ) -> Option<WebSocketMessage> {
     let refuse = |code, message: String| Some(refusal(code, message, join.message_id.as_ref()));
     let Some(log) = state.ag_ui_runs.get(session.user, &join.run_id) else {
-        return refuse(
-            ErrorCode::NotFound,
-            format!(
-                "no run {:?} of yours (or it ended longer ago than the run retention)",
-                crate::logging::log_safe(&join.run_id)
-            ),
-        );
+        return refuse(ErrorCode::NotFound, not_found_message(state, &join.run_id));
     };
     if let Err(ReadError::Gone { after, oldest }) = log.read_after(join.after) {
         return refuse(
