@@ -11,7 +11,7 @@
 // mid-run: what the browser test does).
 
 import type { AgentSubscriber, Message } from "@ag-ui/client";
-import { WscAgent } from "@wsc/client";
+import { WscAgent } from "@wsc/client/ag-ui";
 
 const params = new URLSearchParams(location.search);
 const gateway = params.get("gw") ?? `ws://${location.hostname}:8765/ws`;

@@ -42,12 +42,13 @@ const BENCHES: [(&str, &str); 8] = [
 ];
 
 /// The harness-less benches run after the criterion ones.
-const PROCESS_BENCHES: [(&str, &str); 5] = [
+const PROCESS_BENCHES: [(&str, &str); 6] = [
     ("wsc-tests", "scale"),
     ("wsc-gateway", "connections"),
     ("wsc-gateway", "load"),
     ("wsc-gateway", "fanout"),
     ("wsc-gateway", "ts_client"),
+    ("wsc-gateway", "ag_ui_clients"),
 ];
 
 /// What a row must reach.
@@ -760,16 +761,19 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
         Err(e) => failures.push(e),
     }
     // The TypeScript client (built first: npm ci and tsc).
-    let ts = crate::provision::prepare_typescript()
-        .map_err(|e| format!("the TypeScript client: {e}"))
-        .and_then(|node| {
+    let node =
+        crate::provision::prepare_typescript().map_err(|e| format!("the TypeScript client: {e}"));
+    let in_node = |bench: &str| {
+        node.clone().and_then(|node| {
             run_bench(
                 "wsc-gateway",
-                "ts_client",
+                bench,
                 &[("WSC_NODE", node.display().to_string())],
                 quick,
             )
-        });
+        })
+    };
+    let ts = in_node("ts_client");
     match ts {
         Ok(out) => {
             if let Some(v) = json_lines(&out)
@@ -788,6 +792,49 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
                     v["client_fps"].as_f64().unwrap_or(f64::NAN),
                     v["bare_ws_fps"].as_f64().unwrap_or(f64::NAN),
                     if ratio >= 0.8 { "met" } else { "**not met**" },
+                );
+            }
+        }
+        Err(e) => failures.push(e),
+    }
+    match in_node("ag_ui_clients") {
+        Ok(out) => {
+            if let Some(v) = json_lines(&out)
+                .into_iter()
+                .find(|v| v["ag_ui_clients"] == true)
+            {
+                let d = &v["deltas_per_second"];
+                let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+                let met = |x: f64, goal: f64| if x >= goal { "yes" } else { "**no**" };
+                let _ = writeln!(
+                    md,
+                    "\n## AG-UI clients: direct and through the gateway\n\n\
+                     A fast local AG-UI backend (a tool call and 200 text deltas per run), {} users \
+                     at once × {} runs each, in one Node process; the release gateway in its own; \
+                     median of {} rounds taking turns. Text deltas per second:\n\n\
+                     | client | direct | through the gateway | ratio | goal | met |\n|---|---:|---:|---:|---|---|\n\
+                     | lean (fetch, split SSE, JSON.parse), `POST /ag-ui` | {} | {} | {:.2} | ≥ 0.8 | {} |\n\
+                     | lean WebSocket (`ws`, JSON.parse), AG-UI dialect | {} | {} | {:.2} | ≥ 0.8 | {} |\n\
+                     | `@ag-ui/client` `HttpAgent` | {} | {} | {:.2} | ≥ 0.9 | {} |\n\
+                     | `WscAgent` (against `HttpAgent` direct) | {} | {} | {:.2} | — | |",
+                    v["users"],
+                    v["runs"],
+                    v["rounds"],
+                    d["lean_direct"],
+                    d["lean_sse_gateway"],
+                    f("lean_sse_vs_direct"),
+                    met(f("lean_sse_vs_direct"), 0.8),
+                    d["lean_direct"],
+                    d["lean_ws_gateway"],
+                    f("lean_ws_vs_direct"),
+                    met(f("lean_ws_vs_direct"), 0.8),
+                    d["http_agent_direct"],
+                    d["http_agent_gateway"],
+                    f("http_agent_vs_direct"),
+                    met(f("http_agent_vs_direct"), 0.9),
+                    d["http_agent_direct"],
+                    d["wsc_agent_gateway"],
+                    f("wsc_agent_vs_http_agent_direct"),
                 );
             }
         }

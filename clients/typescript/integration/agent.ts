@@ -9,7 +9,8 @@
 import WebSocket from "ws";
 import type { BaseEvent } from "@ag-ui/client";
 
-import { type SocketConstructor, WscAgent } from "../src/index.js";
+import type { SocketConstructor } from "../src/index.js";
+import { WscAgent } from "../src/ag-ui.js";
 
 const url = process.argv[2];
 const clients = Number(process.argv[3] ?? 10);

@@ -39,7 +39,6 @@ export {
   type StopAgent,
   parseFrame,
 } from "./frames.js";
-export { WscAgent, type WscAgentOptions } from "./agent.js";
 
 /** The part of the WHATWG `WebSocket` the client uses. */
 export interface SocketLike {

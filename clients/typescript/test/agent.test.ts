@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import type { BaseEvent } from "@ag-ui/client";
 
 import { FakeSocket, FakeTimers, settle } from "./fakes.js";
-import { WscAgent } from "../src/index.js";
+import { WscAgent } from "../src/ag-ui.js";
 
 let unhandled = 0;
 process.on("unhandledRejection", () => {

@@ -491,6 +491,9 @@ fn ag_ui_costs(
         "0",
         "--run-retention",
         "1",
+        // Ten readers of one user.
+        "--max-connections-per-user",
+        "20",
     ]);
     let _ = upstream;
     let addr: SocketAddr = server.addr.parse().expect("the gateway's address");

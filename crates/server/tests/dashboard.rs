@@ -639,7 +639,7 @@ fn build_ag_ui_example() -> PathBuf {
         .args(["--bundle", "--format=esm", "--log-level=warning"])
         .arg(format!(
             "--alias:@wsc/client={}",
-            client.join("src/index.ts").display()
+            client.join("src").display()
         ))
         .arg(format!("--outfile={}", out.join("app.js").display()))
         .env("NODE_PATH", client.join("node_modules"))

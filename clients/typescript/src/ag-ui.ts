@@ -1,14 +1,16 @@
 /**
- * `WscAgent`: an AG-UI agent (`@ag-ui/client`'s `AbstractAgent`) whose runs
+ * `@wsc/client/ag-ui`: `WscAgent`, an AG-UI agent (`@ag-ui/client`'s `AbstractAgent`) whose runs
  * go through the wsc gateway's AG-UI dialect (`/ws?protocol=ag-ui`). Each
  * run's events arrive once and in order through cuts and gateway restarts
  * that keep the session; `connectAgent()` joins a run already under way
  * (another tab's, or this page's before a reload); `abortRun()` cancels it.
  * No failure ever surfaces as an unhandled rejection: it becomes a
- * `RUN_ERROR` event in AG-UI's own pipeline.
+ * `RUN_ERROR` event in AG-UI's own pipeline. A module of its own, so the
+ * main entry (`WscClient`) keeps no dependency: this one needs
+ * `@ag-ui/client` and `rxjs` (peer dependencies).
  *
  * ```ts
- * import { WscAgent } from "@wsc/client";
+ * import { WscAgent } from "@wsc/client/ag-ui";
  * const agent = new WscAgent({ url: "ws://127.0.0.1:8765/ws", userId: "alice" });
  * agent.messages = [{ id: "q1", role: "user", content: "hello" }];
  * await agent.runAgent({ runId: "run-1" });
