@@ -281,20 +281,41 @@ pub(crate) struct AgUiRuns {
     max_total: usize,
     max_bytes_per_run: usize,
     budget: Arc<Budget>,
-    /// The (session, run id) pairs a WebSocket session follows now.
-    joined: Arc<DashMap<(String, String), ()>>,
+    /// What each WebSocket session got of each run, by (user, run id,
+    /// session): whether a follower copies it now, and the number of the
+    /// last event it published into the session. Kept while the run is.
+    joined: Arc<DashMap<(String, String, String), Arc<JoinState>>>,
+}
+
+/// What a session got of a run.
+#[derive(Debug, Default)]
+pub(crate) struct JoinState {
+    following: std::sync::atomic::AtomicBool,
+    published: std::sync::atomic::AtomicU64,
 }
 
 /// A WebSocket session following a run; it stops when this is dropped.
 #[derive(Debug)]
 pub(crate) struct Joined {
-    joined: Arc<DashMap<(String, String), ()>>,
-    key: (String, String),
+    state: Arc<JoinState>,
+    /// Where the follower starts: after this event.
+    pub(crate) from: u64,
+}
+
+impl Joined {
+    /// The session now holds the run's events through `number`.
+    pub(crate) fn published(&self, number: u64) {
+        self.state
+            .published
+            .fetch_max(number, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl Drop for Joined {
     fn drop(&mut self) {
-        self.joined.remove(&self.key);
+        self.state
+            .following
+            .store(false, std::sync::atomic::Ordering::Release);
     }
 }
 
@@ -327,21 +348,19 @@ impl AgUiRuns {
         }
     }
 
-    /// The session `session` starts following the run `run_id`: `None`
-    /// if it already does (a repeated `run_agent` or `join_run` adds no
-    /// second copy of the events).
-    pub(crate) fn join(&self, session: &str, run_id: &str) -> Option<Joined> {
-        let key = (session.to_owned(), run_id.to_owned());
-        match self.joined.entry(key.clone()) {
-            dashmap::Entry::Occupied(_) => None,
-            dashmap::Entry::Vacant(e) => {
-                e.insert(());
-                Some(Joined {
-                    joined: self.joined.clone(),
-                    key,
-                })
-            }
+    /// The session `session` starts following `log` after event `after`:
+    /// `None` if a follower copies it into the session already. A session
+    /// that got some of the run before starts after the last it got, so
+    /// however often it asks for a run, each event is in it once.
+    pub(crate) fn join(&self, session: &str, log: &RunLog, after: u64) -> Option<Joined> {
+        use std::sync::atomic::Ordering;
+        let key = (log.user.clone(), log.run_id.clone(), session.to_owned());
+        let state = self.joined.entry(key).or_default().clone();
+        if state.following.swap(true, Ordering::AcqRel) {
+            return None;
         }
+        let from = after.max(state.published.load(Ordering::Acquire));
+        Some(Joined { state, from })
     }
 
     /// The bytes every run's events take now.
@@ -416,6 +435,11 @@ impl AgUiRuns {
             }
             keep
         });
+        if !gone.is_empty() {
+            // What sessions got of runs no longer held.
+            self.joined
+                .retain(|(user, run, _), _| self.runs.contains_key(&(user.clone(), run.clone())));
+        }
         for user in &gone {
             self.per_user.remove_if_mut(user, |_, n| {
                 *n = n.saturating_sub(1);

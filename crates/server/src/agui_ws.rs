@@ -208,14 +208,14 @@ pub(crate) fn stop(state: &AppState, user: &str, run_id: &str) -> bool {
         .is_some_and(|log| log.ended_at().is_none() && state.runs.stop(user, &log.internal_id))
 }
 
-/// Follows `log` into the session from after event `after`: each event
-/// becomes one frame of the session, its message id `ag-ui:N:RUN` (so a
-/// repeat is appended once), until the run's end or the session's. The
-/// session counts as the run's reader meanwhile (an orphan is a run no
-/// one follows). A session already following the run gets no second
-/// copy.
+/// Follows `log` into the session from after event `after` (or after the
+/// last event the session got of it before): each event becomes one frame
+/// of the session, its message id `ag-ui:N:RUN`, until the run's end or
+/// the session's. The session counts as the run's reader meanwhile (an
+/// orphan is a run no one follows). A session already following the run
+/// gets no second copy.
 fn follow(state: &Arc<AppState>, session: &Session<'_>, log: Arc<RunLog>, after: u64) {
-    let Some(joined) = state.ag_ui_runs.join(session.id, &log.run_id) else {
+    let Some(joined) = state.ag_ui_runs.join(session.id, &log, after) else {
         return;
     };
     let reader = log.follow(state.clock.clone());
@@ -225,8 +225,8 @@ fn follow(state: &Arc<AppState>, session: &Session<'_>, log: Arc<RunLog>, after:
         session.id.to_owned(),
     );
     tokio::spawn(async move {
-        let (_joined, _reader) = (joined, reader);
-        let mut last = after;
+        let mut last = joined.from;
+        let _reader = reader;
         loop {
             let read = match log.read_after(last) {
                 Ok(read) => read,
@@ -253,13 +253,14 @@ fn follow(state: &Arc<AppState>, session: &Session<'_>, log: Arc<RunLog>, after:
             for (number, event) in &read.events {
                 let frame = WireFrame::ag_ui(&log.run_id, event, Some(state.clock.now()));
                 let id = format!("ag-ui:{number}:{}", log.run_id);
-                // Once per session: a repeated run_agent or join_run, here
-                // or on another gateway, appends nothing twice.
-                match registry
-                    .publish_frame_once(&session_id, &frame, Some(&id))
-                    .await
-                {
-                    Ok(_) => last = *number,
+                // Once per session: the join starts after what the session
+                // got before (a repeated run_agent or join_run appends
+                // nothing twice), so no look-up of the id is needed.
+                match registry.publish_frame(&session_id, &frame, Some(&id)).await {
+                    Ok(_) => {
+                        last = *number;
+                        joined.published(last);
+                    }
                     Err(SessionError::UnknownSession(_)) => return,
                     Err(e) => {
                         // The store does not answer: the same event again

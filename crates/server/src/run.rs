@@ -419,12 +419,16 @@ impl EventSink {
             .with_timestamp(now);
         msg.thread_id = run.id.thread_id.clone();
         // Serialized once: the outbox, the session's buffer, the store and
-        // every reader share this text.
-        let frame = WireFrame::encode(&msg);
+        // every reader share this text. A run without a session (started
+        // over AG-UI) has no reader of legacy frames: nothing to serialize.
+        let frame = run.id.session.is_some().then(|| WireFrame::encode(&msg));
         // The monitor sees the event before the client does (and keeps the
         // message: no copy).
         let _ = services.monitor.record_event(&run.id.run_id, msg);
-        self.deliver(frame, message_id).await
+        match frame {
+            Some(frame) => self.deliver(frame, message_id).await,
+            None => true,
+        }
     }
 
     /// Publishes a frame that is already in its wire form — made by a
