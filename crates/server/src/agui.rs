@@ -222,11 +222,10 @@ impl RunLog {
         })
     }
 
-    /// Completes when an event is appended after number `seen` (or the run
-    /// ends); at once if one already was.
-    pub(crate) async fn changed_after(&self, seen: u64) {
-        let mut rx = self.last.subscribe();
-        let _ = rx.wait_for(|(last, ended)| *last > seen || *ended).await;
+    /// The number of the run's last event and whether it ended, as they
+    /// change (what a reader that waits many times keeps).
+    pub(crate) fn changes(&self) -> watch::Receiver<(u64, bool)> {
+        self.last.subscribe()
     }
 }
 
@@ -656,16 +655,25 @@ mod tests {
     #[tokio::test]
     async fn a_reader_wakes_when_an_event_is_appended_or_the_run_ends() {
         let log = Arc::new(log_of(1 << 20));
-        let waiting = tokio::spawn({
-            let log = log.clone();
-            async move { log.changed_after(0).await }
+        let mut changes = log.changes();
+        let waiting = tokio::spawn(async move {
+            let _ = changes.wait_for(|(n, ended)| *n > 0 || *ended).await;
         });
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
         log.push(text("a"), false, at(0));
         waiting.await.unwrap();
         // Already past: at once.
-        log.changed_after(0).await;
+        let _ = log.changes().wait_for(|(n, _)| *n > 0).await;
+        // The end wakes a reader that has every event.
+        let mut changes = log.changes();
+        let ending = tokio::spawn(async move {
+            let _ = changes.wait_for(|(n, ended)| *n > 1 || *ended).await;
+        });
+        tokio::task::yield_now().await;
+        assert!(!ending.is_finished());
+        log.push(text("end"), true, at(1));
+        ending.await.unwrap();
     }
 
     #[test]

@@ -211,6 +211,16 @@ pub(crate) async fn cancel(
     }
 }
 
+/// A reader of a run, for its SSE response: where it is, and the run's
+/// changes it waits on. Counted as the run's reader while it lives.
+struct Reader {
+    log: Arc<RunLog>,
+    last: u64,
+    changes: tokio::sync::watch::Receiver<(u64, bool)>,
+    #[allow(dead_code)] // held for its drop
+    follower: crate::agui::Follower,
+}
+
 /// How often a stream with nothing to send writes an SSE comment: keeps
 /// proxies from closing it, and lets the gateway notice a reader that has
 /// gone (the run's orphan timeout counts from then).
@@ -221,11 +231,17 @@ const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 /// `event: error` message saying so, never a silent gap. The reader counts
 /// as following the run while the response lives.
 fn stream(state: &AppState, log: Arc<RunLog>, after: u64) -> Response {
-    let follower = log.follow(state.clock.clone());
-    let body = futures_util::stream::unfold(Some((log, after, follower)), |state| async move {
-        let (log, last, follower) = state?;
+    let reader = Reader {
+        follower: log.follow(state.clock.clone()),
+        changes: log.changes(),
+        log,
+        last: after,
+    };
+    let body = futures_util::stream::unfold(Some(reader), |reader| async move {
+        let mut reader = reader?;
+        let last = reader.last;
         loop {
-            match log.read_after(last) {
+            match reader.log.read_after(last) {
                 Err(ReadError::Gone { oldest, .. }) => {
                     let message = json!({
                         "error": "gone",
@@ -235,7 +251,8 @@ fn stream(state: &AppState, log: Arc<RunLog>, after: u64) -> Response {
                     return Some((Ok::<_, std::io::Error>(Bytes::from(text)), None));
                 }
                 Ok(read) if !read.events.is_empty() => {
-                    let mut text = String::new();
+                    let mut text =
+                        String::with_capacity(read.events.iter().map(|(_, e)| e.len() + 32).sum());
                     for (number, event) in &read.events {
                         text.push_str("id: ");
                         text.push_str(&number.to_string());
@@ -247,17 +264,23 @@ fn stream(state: &AppState, log: Arc<RunLog>, after: u64) -> Response {
                         }
                         text.push('\n');
                     }
-                    let next = read.events.last().map_or(last, |(n, _)| *n);
-                    let more = (!read.ended).then_some((log, next, follower));
+                    reader.last = read.events.last().map_or(last, |(n, _)| *n);
+                    let more = (!read.ended).then_some(reader);
                     return Some((Ok(Bytes::from(text)), more));
                 }
                 Ok(read) if read.ended => return None,
                 Ok(_) => {
                     tokio::select! {
-                        () = log.changed_after(last) => {}
+                        _ = async {
+                            reader.changes.wait_for(|(n, ended)| *n > last || *ended).await.is_ok()
+                        } => {
+                            // Let the run append what it has at hand: one
+                            // write for several events.
+                            tokio::task::yield_now().await;
+                        }
                         () = tokio::time::sleep(KEEP_ALIVE) => {
                             let comment = Bytes::from_static(b": keep-alive\n\n");
-                            return Some((Ok(comment), Some((log, last, follower))));
+                            return Some((Ok(comment), Some(reader)));
                         }
                     }
                 }

@@ -227,6 +227,7 @@ fn follow(state: &Arc<AppState>, session: &Session<'_>, log: Arc<RunLog>, after:
     tokio::spawn(async move {
         let mut last = joined.from;
         let _reader = reader;
+        let mut changes = log.changes();
         loop {
             let read = match log.read_after(last) {
                 Ok(read) => read,
@@ -276,7 +277,7 @@ fn follow(state: &Arc<AppState>, session: &Session<'_>, log: Arc<RunLog>, after:
                 return;
             }
             if caught_up {
-                log.changed_after(last).await;
+                let _ = changes.wait_for(|(n, ended)| *n > last || *ended).await;
             }
         }
     });
