@@ -233,12 +233,12 @@ fn run_input(run_id: &str, input: &str) -> Value {
 /// Starts run `run_id` over the AG-UI dialect and reads its event frames
 /// (each parsed as JSON) to `RUN_FINISHED`; with `bytes`, adds each text
 /// delta's frame length and counts the deltas. Returns the events read.
-async fn ag_ui_ws_run(ws: &mut Ws, run_id: &str, mut bytes: Option<&mut (u64, u64)>) -> u64 {
+async fn ag_ui_ws_run(ws: &mut Ws, run_id: &str, bytes: Option<&mut (u64, u64)>) -> u64 {
     let start = json!({"type": "run_agent", "payload": {"input": run_input(run_id, "go")}});
     ws.send(Message::text(start.to_string()))
         .await
         .expect("send");
-    read_ag_ui_frames(ws, run_id, bytes.as_deref_mut()).await
+    read_ag_ui_frames(ws, run_id, bytes).await
 }
 
 /// Reads run `run_id`'s AG-UI event frames to its end.
