@@ -11,7 +11,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use axum::body::Body;
 use axum::http::header;
@@ -76,12 +75,6 @@ fn start_backend() -> SocketAddr {
 fn main() {
     common::echo_if_asked();
     let quick = std::env::args().any(|a| a == "--quick");
-    let package = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../clients/typescript");
-    let script = package.join("dist/bench/ag-ui.js");
-    assert!(
-        script.exists(),
-        "the TypeScript client is not built: run `npm ci && npm run build` in clients/typescript"
-    );
     let backend = start_backend();
     let gateway = common::Server::start_gateway(&[
         "--agent-url",
@@ -95,28 +88,21 @@ fn main() {
         "--run-retention",
         "2",
     ]);
-    let node = std::env::var_os("WSC_NODE").map_or_else(|| PathBuf::from("node"), PathBuf::from);
     let (users, runs, rounds) = if quick {
         ("20", "5", "1")
     } else {
         ("50", "10", "3")
     };
-    let output = std::process::Command::new(node)
-        .arg(&script)
-        .arg(format!("http://{backend}/"))
-        .arg(format!("http://{}", gateway.addr))
-        .arg(format!("ws://{}/ws", gateway.addr))
-        .args([users, runs, rounds])
-        .current_dir(&package)
-        .output()
-        .expect("node runs");
-    assert!(
-        output.status.success(),
-        "the Node benchmark failed: {}",
-        String::from_utf8_lossy(&output.stderr)
+    common::node_bench(
+        "dist/bench/ag-ui.js",
+        &[
+            format!("http://{backend}/"),
+            format!("http://{}", gateway.addr),
+            format!("ws://{}/ws", gateway.addr),
+            users.to_owned(),
+            runs.to_owned(),
+            rounds.to_owned(),
+        ],
+        "AG-UI clients",
     );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout.lines().last().unwrap_or_default();
-    eprintln!("AG-UI clients: {line}");
-    println!("{line}");
 }

@@ -162,29 +162,42 @@ async fn direct_run(
         .header(hyper::header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(body.to_string())))
         .expect("a request");
-    let response = client.request(request).await.expect("the upstream answers");
+    let mut events = 0;
+    read_sse(client, request, |text| {
+        let event: Value = serde_json::from_str(text).expect("JSON");
+        events += 1;
+        if let (Some(l), Some(t)) = (
+            latencies.as_deref_mut(),
+            event["delta"].as_str().and_then(sent_at),
+        ) {
+            l.push(now_ns().saturating_sub(t));
+        }
+        event["type"] == "RUN_FINISHED"
+    })
+    .await;
+    events
+}
+
+/// Sends `request` and hands the text of each SSE event of the answer to
+/// `on_event`, until it returns true (the run's end) or the stream ends.
+async fn read_sse(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    request: hyper::Request<Full<Bytes>>,
+    mut on_event: impl FnMut(&str) -> bool,
+) {
+    let response = client.request(request).await.expect("an answer");
     let mut body = response.into_body();
     let mut reader = StreamReader::new(StreamFormat::Sse);
-    let mut events = 0;
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame.expect("the stream").into_data() else {
             continue;
         };
         for text in reader.push(&data).expect("SSE") {
-            let event: Value = serde_json::from_str(&text).expect("JSON");
-            events += 1;
-            if let (Some(l), Some(t)) = (
-                latencies.as_deref_mut(),
-                event["delta"].as_str().and_then(sent_at),
-            ) {
-                l.push(now_ns().saturating_sub(t));
-            }
-            if event["type"] == "RUN_FINISHED" {
-                return events;
+            if on_event(&text) {
+                return;
             }
         }
     }
-    events
 }
 
 /// Starts one run through the gateway and reads its frames to
@@ -281,22 +294,13 @@ async fn ag_ui_sse_run(
         .header("x-wsc-user-id", "bench-sse")
         .body(Full::new(Bytes::from(run_input(run_id, "go").to_string())))
         .expect("a request");
-    let response = client.request(request).await.expect("the gateway answers");
-    let mut body = response.into_body();
-    let mut reader = StreamReader::new(StreamFormat::Sse);
     let mut events = 0;
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame.expect("the stream").into_data() else {
-            continue;
-        };
-        for text in reader.push(&data).expect("SSE") {
-            let event: Value = serde_json::from_str(&text).expect("JSON");
-            events += 1;
-            if event["type"] == "RUN_FINISHED" {
-                return events;
-            }
-        }
-    }
+    read_sse(client, request, |text| {
+        let event: Value = serde_json::from_str(text).expect("JSON");
+        events += 1;
+        event["type"] == "RUN_FINISHED"
+    })
+    .await;
     events
 }
 
@@ -308,20 +312,15 @@ async fn sse_bytes_per_delta(client: &Client<HttpConnector, Full<Bytes>>, url: &
         .header(hyper::header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(body.to_string())))
         .expect("a request");
-    let mut body = client.request(request).await.expect("answers").into_body();
-    let mut reader = StreamReader::new(StreamFormat::Sse);
     let (mut total, mut deltas) = (0u64, 0u64);
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame.expect("the stream").into_data() else {
-            continue;
-        };
-        for text in reader.push(&data).expect("SSE") {
-            if text.contains("\"TEXT_MESSAGE_CONTENT\"") {
-                total += text.len() as u64 + "data: \n\n".len() as u64;
-                deltas += 1;
-            }
+    read_sse(client, request, |text| {
+        if text.contains("\"TEXT_MESSAGE_CONTENT\"") {
+            total += text.len() as u64 + "data: \n\n".len() as u64;
+            deltas += 1;
         }
-    }
+        text.contains("\"RUN_FINISHED\"")
+    })
+    .await;
     total as f64 / deltas.max(1) as f64
 }
 

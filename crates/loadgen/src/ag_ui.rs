@@ -206,23 +206,8 @@ pub(crate) async fn run_user(
             .fetch_add(stats.resumes.saturating_sub(out.resumes), Relaxed);
         out.resumes = stats.resumes;
     }
-    // The last drop's reconnection, so every drop shows in the report.
-    let deadline = tokio::time::Instant::now() + config.run_timeout;
-    while pending_drop {
-        match tokio::time::timeout_at(deadline, client.recv()).await {
-            Ok(Some(ClientEvent::Connected(outcome))) => {
-                out.connected(outcome, &mut current_url);
-                pending_drop = false;
-            }
-            Ok(Some(ClientEvent::GaveUp { .. })) | Ok(None) | Err(_) => break,
-            Ok(Some(_)) => {}
-        }
-    }
-    let stats = client.stats();
-    out.resumes = stats.resumes;
-    out.resumes_refused = stats.resumes_refused;
-    out.wire_duplicates = stats.duplicates_dropped;
-    client.close();
+    out.finish(client, pending_drop, &mut current_url, config.run_timeout)
+        .await;
     if let Some(second) = joiner {
         second.close();
     }

@@ -628,25 +628,8 @@ async fn run_user(
             break;
         }
     }
-    // The last drop may be taken after the run's last event arrived: wait
-    // for its reconnection, so every drop is followed by a resume (or a
-    // refusal) in the report.
-    let deadline = tokio::time::Instant::now() + config.run_timeout;
-    while pending_drop {
-        match tokio::time::timeout_at(deadline, client.recv()).await {
-            Ok(Some(ClientEvent::Connected(outcome))) => {
-                out.connected(outcome, &mut current_url);
-                pending_drop = false;
-            }
-            Ok(Some(ClientEvent::GaveUp { .. })) | Ok(None) | Err(_) => break,
-            Ok(Some(_)) => {}
-        }
-    }
-    let stats = client.stats();
-    out.resumes = stats.resumes;
-    out.resumes_refused = stats.resumes_refused;
-    out.wire_duplicates = stats.duplicates_dropped;
-    client.close();
+    out.finish(client, pending_drop, &mut current_url, config.run_timeout)
+        .await;
     out
 }
 
@@ -683,6 +666,35 @@ async fn flood(url: &str, n: u32) -> u64 {
 }
 
 impl UserOutcome {
+    /// The end of a user's runs: the last drop may be taken after the
+    /// run's last event arrived, so its reconnection is waited for (every
+    /// drop is followed by a resume, or a refusal, in the report); then
+    /// the client's counts, and its close.
+    async fn finish(
+        &mut self,
+        mut client: ResilientClient,
+        mut pending_drop: bool,
+        current_url: &mut String,
+        timeout: Duration,
+    ) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while pending_drop {
+            match tokio::time::timeout_at(deadline, client.recv()).await {
+                Ok(Some(ClientEvent::Connected(outcome))) => {
+                    self.connected(outcome, current_url);
+                    pending_drop = false;
+                }
+                Ok(Some(ClientEvent::GaveUp { .. })) | Ok(None) | Err(_) => break,
+                Ok(Some(_)) => {}
+            }
+        }
+        let stats = client.stats();
+        self.resumes = stats.resumes;
+        self.resumes_refused = stats.resumes_refused;
+        self.wire_duplicates = stats.duplicates_dropped;
+        client.close();
+    }
+
     /// Counts a (re)connection: a resume on another gateway than the
     /// last one is counted as such.
     fn connected(

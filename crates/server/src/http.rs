@@ -132,46 +132,31 @@ async fn upgrade(
             None,
         );
     }
+    // A bad query counts against the IP's handshakes, and says what is
+    // wrong with it.
+    let bad_query = |message: String| {
+        state.limiter.record_handshake_failure(ip);
+        refuse(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            message,
+            None,
+        )
+    };
     let query = match parse_query(uri.query().unwrap_or("")) {
         Ok(q) => q,
-        Err(message) => {
-            state.limiter.record_handshake_failure(ip);
-            return refuse(
-                &state,
-                StatusCode::BAD_REQUEST,
-                "invalid_query",
-                message,
-                None,
-            );
-        }
+        Err(message) => return bad_query(message),
     };
     // A malformed resume is refused rather than read as "from seq 0",
     // which would deliver frames the client already has.
     let resume = match ResumeRequest::from_query(uri.query().unwrap_or("")) {
         Ok(resume) => resume,
-        Err(e) => {
-            state.limiter.record_handshake_failure(ip);
-            return refuse(
-                &state,
-                StatusCode::BAD_REQUEST,
-                "invalid_query",
-                e.to_string(),
-                None,
-            );
-        }
+        Err(e) => return bad_query(e.to_string()),
     };
     let dialect = match Dialect::from_query(query.get("protocol").map(String::as_str)) {
         Ok(dialect) => dialect,
-        Err(message) => {
-            state.limiter.record_handshake_failure(ip);
-            return refuse(
-                &state,
-                StatusCode::BAD_REQUEST,
-                "invalid_query",
-                message,
-                None,
-            );
-        }
+        Err(message) => return bad_query(message),
     };
     let user = match authenticate(&state, &query) {
         Ok(user) => user,

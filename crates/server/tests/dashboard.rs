@@ -703,24 +703,7 @@ async fn the_ag_ui_example_page_survives_a_cut_and_a_reload_in_chromium() {
         .collect();
     assert_eq!(
         events,
-        [
-            "RUN_STARTED",
-            "REASONING_START",
-            "REASONING_MESSAGE_START",
-            "REASONING_MESSAGE_CONTENT",
-            "REASONING_MESSAGE_END",
-            "REASONING_END",
-            "TOOL_CALL_START",
-            "TOOL_CALL_ARGS",
-            "TOOL_CALL_END",
-            "TOOL_CALL_RESULT",
-            "TEXT_MESSAGE_START",
-            "TEXT_MESSAGE_CONTENT",
-            "TEXT_MESSAGE_CONTENT",
-            "TEXT_MESSAGE_CONTENT",
-            "TEXT_MESSAGE_END",
-            "RUN_FINISHED"
-        ],
+        support::SIMULATED_AG_UI_RUN,
         "the whole run once, in order, after the reload: {result}"
     );
     assert_eq!(result["cuts"], 1, "cut once after the reload: {result}");

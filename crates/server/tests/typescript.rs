@@ -54,6 +54,23 @@ async fn the_clients_unit_tests_pass() {
     assert!(stdout.contains("# fail 0"), "{stdout}");
 }
 
+/// Runs a Node script of the package with `args` (at most 3 minutes);
+/// the JSON of its last line.
+async fn node_json(args: &[&str], what: &str) -> Value {
+    let output = tokio::process::Command::new(node())
+        .args(args)
+        .current_dir(package())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(180), output)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not end in 3 minutes"))
+        .expect("node runs");
+    let stdout = check(&output, what);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{what}: {e}: {stdout}"))
+}
+
 /// Runs the Node clients against `url`; their totals.
 async fn node_clients(url: String, cut_every: &str) -> Value {
     let output = tokio::process::Command::new(node())
@@ -171,24 +188,17 @@ async fn the_official_ag_ui_http_agent_runs_against_post_ag_ui() {
 async fn wsc_agent_runs_and_joins_every_run_whole_through_a_cutting_proxy() {
     let (gateway, addr) = gateway().await;
     let (proxy, stats) = chaos_proxy(addr, 0.3, 21, true).await;
-    let output = tokio::process::Command::new(node())
-        .args([
+    let got = node_json(
+        &[
             "dist/integration/agent.js",
             &format!("ws://{proxy}/ws"),
             "10",
             "4",
             "5",
-        ])
-        .current_dir(package())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(std::time::Duration::from_secs(180), output)
-        .await
-        .expect("the Node agents end (their own watchdog reports a run stuck at 90 s)")
-        .expect("node runs");
-    let stdout = check(&output, "WscAgent");
-    let got: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}: {stdout}"));
+        ],
+        "WscAgent (its own watchdog reports a run stuck at 90 s)",
+    )
+    .await;
     assert_eq!(got["unhandled"], 0, "no unhandled rejection");
     let runs = got["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 40);
@@ -234,24 +244,17 @@ async fn wsc_agent_runs_and_joins_every_run_whole_through_a_cutting_proxy() {
 async fn a_last_event_id_client_gets_every_run_exactly_through_a_cutting_proxy() {
     let (_gateway, addr) = gateway().await;
     let (proxy, stats) = byte_cutting_proxy(addr, 1.0, 22).await;
-    let output = tokio::process::Command::new(node())
-        .args([
+    let got = node_json(
+        &[
             "conformance/sse-resume.mjs",
             &format!("http://{proxy}"),
             "5",
             "4",
             "5",
-        ])
-        .current_dir(package())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(std::time::Duration::from_secs(180), output)
-        .await
-        .expect("the Node readers end")
-        .expect("node runs");
-    let stdout = check(&output, "the Last-Event-ID client");
-    let got: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}: {stdout}"));
+        ],
+        "the Last-Event-ID client",
+    )
+    .await;
     let runs = got["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 20);
     let mut reconnects = 0;

@@ -183,3 +183,38 @@ pub async fn echo_connection(stream: tokio::net::TcpStream) {
         }
     }
 }
+
+/// Runs `script` of the built TypeScript package (`clients/typescript`,
+/// e.g. `dist/bench/ag-ui.js`) in Node (`WSC_NODE`, else `node`) with
+/// `args`, and prints the JSON line it ends with (on stdout, for `cargo
+/// xtask bench`, and on stderr after `label`).
+///
+/// # Panics
+/// If the package is not built or the script fails.
+pub fn node_bench(script: &str, args: &[String], label: &str) {
+    let package =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../clients/typescript");
+    assert!(
+        package.join(script).exists(),
+        "the TypeScript client is not built: run `npm ci && npm run build` in clients/typescript"
+    );
+    let node = std::env::var_os("WSC_NODE").map_or_else(
+        || std::path::PathBuf::from("node"),
+        std::path::PathBuf::from,
+    );
+    let output = Command::new(node)
+        .arg(script)
+        .args(args)
+        .current_dir(&package)
+        .output()
+        .expect("node runs");
+    assert!(
+        output.status.success(),
+        "the Node benchmark failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    eprintln!("{label}: {line}");
+    println!("{line}");
+}

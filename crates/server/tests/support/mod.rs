@@ -317,6 +317,27 @@ pub(crate) async fn ag_ui_run_log(
         .collect()
 }
 
+/// The AG-UI event types of a run of the simulated agent (one tool, the
+/// answer in three parts).
+pub(crate) const SIMULATED_AG_UI_RUN: [&str; 16] = [
+    "RUN_STARTED",
+    "REASONING_START",
+    "REASONING_MESSAGE_START",
+    "REASONING_MESSAGE_CONTENT",
+    "REASONING_MESSAGE_END",
+    "REASONING_END",
+    "TOOL_CALL_START",
+    "TOOL_CALL_ARGS",
+    "TOOL_CALL_END",
+    "TOOL_CALL_RESULT",
+    "TEXT_MESSAGE_START",
+    "TEXT_MESSAGE_CONTENT",
+    "TEXT_MESSAGE_CONTENT",
+    "TEXT_MESSAGE_CONTENT",
+    "TEXT_MESSAGE_END",
+    "RUN_FINISHED",
+];
+
 // ---- A loopback proxy that cuts connections (chaos.rs, typescript.rs) ----
 
 /// What the proxy did.
