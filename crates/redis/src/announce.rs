@@ -51,16 +51,7 @@ pub fn spawn_announcement_listener(
     channel: String,
     registry: Arc<SessionRegistry>,
 ) -> Result<AnnouncementListener, StoreError> {
-    let clients = match crate::connection::cluster_seeds(url) {
-        Some(seeds) => seeds
-            .iter()
-            .map(|node| redis::Client::open(format!("redis://{node}")).map_err(store_error))
-            .collect::<Result<Vec<_>, _>>()?,
-        None => vec![redis::Client::open(url).map_err(store_error)?],
-    };
-    if clients.is_empty() {
-        return Err(StoreError::new(format!("redis: `{url}` names no node")));
-    }
+    let clients = clients(url)?;
     let task = tokio::spawn(async move {
         let mut next = 0;
         loop {
@@ -72,6 +63,60 @@ pub fn spawn_announcement_listener(
                     tracing::warn!("announcement subscription lost; resubscribing");
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot subscribe to announcements"),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    Ok(AnnouncementListener { task })
+}
+
+/// Clients of `url`'s node, or of each seed of a cluster URL.
+fn clients(url: &str) -> Result<Vec<redis::Client>, StoreError> {
+    let clients = match crate::connection::cluster_seeds(url) {
+        Some(seeds) => seeds
+            .iter()
+            .map(|node| redis::Client::open(format!("redis://{node}")).map_err(store_error))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => vec![redis::Client::open(url).map_err(store_error)?],
+    };
+    if clients.is_empty() {
+        return Err(StoreError::new(format!("redis: `{url}` names no node")));
+    }
+    Ok(clients)
+}
+
+/// Subscribes to `channel` on `url` (one node of a cluster, as
+/// [`spawn_announcement_listener`] does) and calls `on_message` with each
+/// message's text, and `on_subscribed` each time the subscription is
+/// (re)established (messages may have been missed before it: pub/sub
+/// delivers at most once). Reconnects by itself; stops when dropped.
+/// Must be called within a tokio runtime.
+///
+/// # Errors
+/// An invalid URL.
+pub fn spawn_channel_listener(
+    url: &str,
+    channel: String,
+    on_message: impl Fn(&str) + Send + Sync + 'static,
+    on_subscribed: impl Fn() + Send + Sync + 'static,
+) -> Result<AnnouncementListener, StoreError> {
+    let clients = clients(url)?;
+    let task = tokio::spawn(async move {
+        let mut next = 0;
+        loop {
+            let client = &clients[next % clients.len()];
+            next += 1;
+            match subscribe(client, &channel).await {
+                Ok(mut pubsub) => {
+                    on_subscribed();
+                    let mut messages = pubsub.on_message();
+                    while let Some(message) = messages.next().await {
+                        let text: String = message.get_payload().unwrap_or_default();
+                        on_message(&text);
+                    }
+                    tracing::warn!(%channel, "subscription lost; resubscribing");
+                }
+                Err(e) => tracing::warn!(error = %e, %channel, "cannot subscribe"),
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

@@ -8,7 +8,9 @@
 //! gateway), live delivery across gateways
 //! ([`spawn_announcement_listener`]), per-user connection counts that heal
 //! when a gateway dies ([`RedisConnectionCounter`]) and the shared
-//! resume-token secret ([`shared_token_secret`]). [`connect`] opens one
+//! resume-token secret ([`shared_token_secret`]), and AG-UI runs' event
+//! logs ([`RedisRunLogs`]: a run started on one gateway is read, resumed
+//! and cancelled from any). [`connect`] opens one
 //! Redis or a Redis Cluster (`redis+cluster://h1:p1,h2:p2`; everything here
 //! runs on either).
 //! [`testing`] starts a throwaway `redis-server` for tests.
@@ -41,13 +43,15 @@ mod announce;
 mod connection;
 mod connections;
 mod limiter;
+mod runs;
 mod sessions;
 pub mod testing;
 
-pub use announce::{AnnouncementListener, spawn_announcement_listener};
+pub use announce::{AnnouncementListener, spawn_announcement_listener, spawn_channel_listener};
 pub use connection::{CLUSTER_SCHEME, RedisConnection, connect, hash_slot};
 pub use connections::{RedisConnectionCounter, shared_token_secret};
 pub use limiter::{BatchStats, RedisRateLimitStore};
+pub use runs::{Appended, CancelAsked, RedisRunLogs, RemoteRead, RunClaim, RunWakeup};
 pub use sessions::{RedisSessionConfig, RedisSessionStore};
 
 pub(crate) fn store_error(e: redis::RedisError) -> StoreError {
