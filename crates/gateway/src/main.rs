@@ -218,6 +218,11 @@ struct ServeArgs {
     /// never).
     #[arg(long, env = "WSC_ORPHAN_RUN_TIMEOUT", default_value_t = 60)]
     orphan_run_timeout: u64,
+    /// With --redis: seconds after which an AG-UI run whose gateway wrote
+    /// nothing to Redis is ended by its readers on other gateways
+    /// (`RUN_ERROR gateway_lost`). Keep it above Redis's failover time.
+    #[arg(long, env = "WSC_RUN_OWNER_LEASE", default_value_t = 30, value_parser = clap::value_parser!(u64).range(10..))]
+    run_owner_lease: u64,
     /// The key backends send as `Authorization: Bearer KEY` to
     /// `POST /api/publish` (without it, the publish API is off).
     #[arg(long, env = "WSC_API_KEY", hide_env_values = true)]
@@ -419,6 +424,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             run_timeout: Duration::from_secs(args.run_timeout),
             run_retention: Duration::from_secs(args.run_retention),
             orphan_run_timeout: Duration::from_secs(args.orphan_run_timeout),
+            run_owner_lease: Duration::from_secs(args.run_owner_lease),
             ..Default::default()
         },
         http: wsc_server::HttpConfig {

@@ -24,14 +24,25 @@ return ''
 
 /// KEYS: the run's hash. ARGV: owner, first held, ended (0/1), ttl ms,
 /// channel, wake-up, then (number, event) pairs in order. Returns
-/// {cancel requested (0/1), ms since a remote reader last read}, or -1 if
-/// the run is not this owner's (gone, or ended by a reader).
+/// {cancel requested (0/1), ms since a remote reader last read}; -1 if
+/// the run is not this owner's (ended, or ended by a reader); {-2, last} if
+/// the first event does not follow the last held (writes the store lost in
+/// a failover: the owner writes again from there).
 const APPEND: &str = r#"
-local owner = redis.call('HGET', KEYS[1], 'owner')
-if owner ~= ARGV[1] or redis.call('HEXISTS', KEYS[1], 'ended') == 1 then return -1 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if not owner then
+  -- Lost with its claim in a failover: the owner holds it again.
+  local first = tonumber(ARGV[2])
+  redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'first', first, 'last', first - 1, 'at', now, 'rd', now)
+  owner = ARGV[1]
+end
+if owner ~= ARGV[1] or redis.call('HEXISTS', KEYS[1], 'ended') == 1 then return -1 end
 local last = tonumber(redis.call('HGET', KEYS[1], 'last'))
+if #ARGV > 6 and tonumber(ARGV[7]) > last + 1 and tonumber(ARGV[2]) <= last + 1 then
+  return {-2, last}
+end
 for i = 7, #ARGV, 2 do
   local n = tonumber(ARGV[i])
   if n > last then
@@ -99,6 +110,15 @@ redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
 "#;
 
+/// KEYS: the run's hash. ARGV: owner. Deletes a run its owner claimed
+/// but never started (nothing written); returns 1 if it did.
+const RELEASE: &str = r#"
+if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] and redis.call('HGET', KEYS[1], 'last') == '0' then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"#;
+
 /// What [`RedisRunLogs::claim`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RunClaim {
@@ -120,9 +140,17 @@ pub enum Appended {
         /// Since a remote reader last read it (since the claim if never).
         unread_for: Duration,
     },
-    /// The run is no longer this owner's (it expired, or readers ended it
-    /// when the owner stopped writing): nothing was written.
+    /// The run is no longer this owner's (it has ended, or readers ended
+    /// it when the owner stopped writing): nothing was written. (A run
+    /// whose record the store lost is written again from the owner's
+    /// oldest event: [`Appended::Behind`].)
     Lost,
+    /// The store holds the run only through event `last` (it lost writes
+    /// in a failover): nothing was written; write again after `last`.
+    Behind {
+        /// The last event the store holds.
+        last: u64,
+    },
 }
 
 /// A read of a run's log in Redis.
@@ -176,6 +204,7 @@ pub struct RedisRunLogs {
     read: redis::Script,
     cancel: redis::Script,
     abandon: redis::Script,
+    release: redis::Script,
 }
 
 impl fmt::Debug for RedisRunLogs {
@@ -210,6 +239,7 @@ impl RedisRunLogs {
             read: redis::Script::new(READ),
             cancel: redis::Script::new(CANCEL),
             abandon: redis::Script::new(ABANDON),
+            release: redis::Script::new(RELEASE),
         }
     }
 
@@ -278,6 +308,23 @@ impl RedisRunLogs {
         })
     }
 
+    /// Gives up `owner`'s claim of a run it could not start (nothing
+    /// written yet): a retry may claim it again. Whether it did.
+    ///
+    /// # Errors
+    /// Redis unreachable (the claim then expires with its ttl).
+    pub async fn release(&self, user: &str, run_id: &str, owner: &str) -> Result<bool, StoreError> {
+        let mut redis = self.redis.clone();
+        let released: i64 = self
+            .release
+            .key(self.key(user, run_id))
+            .arg(owner)
+            .invoke_async(&mut redis)
+            .await
+            .map_err(store_error)?;
+        Ok(released == 1)
+    }
+
     /// The owner writes `events` (each with its number, in order; numbers
     /// already written are skipped), holds only the events from `first`
     /// on, and ends the run if `ended`. The record lives `ttl` from now (a
@@ -312,17 +359,20 @@ impl RedisRunLogs {
             .invoke_async(&mut redis)
             .await
             .map_err(store_error)?;
+        let int = |v: &redis::Value| match v {
+            redis::Value::Int(i) => *i,
+            _ => 0,
+        };
         match answer {
-            redis::Value::Array(values) if values.len() == 2 => {
-                let int = |v: &redis::Value| match v {
-                    redis::Value::Int(i) => *i,
-                    _ => 0,
-                };
-                Ok(Appended::Written {
-                    cancel: int(&values[0]) == 1,
-                    unread_for: Duration::from_millis(int(&values[1]).max(0) as u64),
+            redis::Value::Array(values) if values.len() == 2 && int(&values[0]) == -2 => {
+                Ok(Appended::Behind {
+                    last: int(&values[1]).max(0) as u64,
                 })
             }
+            redis::Value::Array(values) if values.len() == 2 => Ok(Appended::Written {
+                cancel: int(&values[0]) == 1,
+                unread_for: Duration::from_millis(int(&values[1]).max(0) as u64),
+            }),
             _ => Ok(Appended::Lost),
         }
     }

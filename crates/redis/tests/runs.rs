@@ -69,6 +69,14 @@ async fn shared_log_on(url: &str) {
         Appended::Lost,
         "only the owner writes"
     );
+    // Events the store does not have before them (a failover lost them)
+    // are refused with what it holds: the owner writes again from there.
+    assert_eq!(
+        a.append("ann", "r1", "gw-a", 1, &[(5, "x")], false, TTL)
+            .await
+            .unwrap(),
+        Appended::Behind { last: 3 }
+    );
     let read = b.read("ann", "r1", 1, 10, true).await.unwrap().unwrap();
     assert_eq!(read.events, ["{\"n\":2}", "{\"n\":3}"]);
     assert_eq!((read.first, read.last, read.ended), (1, 3, false));
@@ -91,6 +99,19 @@ async fn shared_log_on(url: &str) {
         "nothing after the end"
     );
     assert_eq!(b.cancel("ann", "r1").await.unwrap(), CancelAsked::Ended);
+    // A run whose record the store lost (a failover right after the
+    // claim) is its owner's again, written from the owner's oldest event.
+    assert_eq!(
+        a.append("ann", "lost", "gw-a", 1, &[(7, "x")], false, TTL)
+            .await
+            .unwrap(),
+        Appended::Behind { last: 0 }
+    );
+    a.append("ann", "lost", "gw-a", 1, &[(1, "a"), (2, "b")], false, TTL)
+        .await
+        .unwrap();
+    let read = b.read("ann", "lost", 0, 10, true).await.unwrap().unwrap();
+    assert_eq!(read.events, ["a", "b"]);
     assert_eq!(
         b.cancel("ann", "nope").await.unwrap(),
         CancelAsked::NotFound

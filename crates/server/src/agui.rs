@@ -191,6 +191,21 @@ impl RunLog {
         Some(number)
     }
 
+    /// The number of the oldest event held.
+    pub(crate) fn first_held(&self) -> u64 {
+        self.held().first
+    }
+
+    /// Readers on other gateways read the run `unread_for` before `now`:
+    /// it is no orphan from then (as if a reader here had left then).
+    pub(crate) fn read_elsewhere(&self, now: Timestamp, unread_for: Duration) {
+        let at = now - unread_for;
+        let mut since = self.unread_since.lock().unwrap_or_else(|p| p.into_inner());
+        if at > *since {
+            *since = at;
+        }
+    }
+
     /// Whether the run has ended, and when.
     pub(crate) fn ended_at(&self) -> Option<Timestamp> {
         self.held().ended_at
@@ -284,6 +299,8 @@ pub(crate) struct AgUiRuns {
     /// session): whether a follower copies it now, and the number of the
     /// last event it published into the session. Kept while the run is.
     joined: Arc<DashMap<(String, String, String), Arc<JoinState>>>,
+    /// Readers here of runs other gateways hold, waiting for wake-ups.
+    wakeups: crate::agui_shared::Wakeups,
 }
 
 /// What a session got of a run.
@@ -291,6 +308,10 @@ pub(crate) struct AgUiRuns {
 pub(crate) struct JoinState {
     following: std::sync::atomic::AtomicBool,
     published: std::sync::atomic::AtomicU64,
+    /// When a follower last stopped (microseconds since the epoch): what
+    /// a session got of another gateway's run is kept for the retention
+    /// from then (this gateway does not know when that run ends).
+    left_at: std::sync::atomic::AtomicI64,
 }
 
 /// A WebSocket session following a run; it stops when this is dropped.
@@ -299,6 +320,7 @@ pub(crate) struct Joined {
     state: Arc<JoinState>,
     /// Where the follower starts: after this event.
     pub(crate) from: u64,
+    clock: wsc_core::SharedClock,
 }
 
 impl Joined {
@@ -312,9 +334,10 @@ impl Joined {
 
 impl Drop for Joined {
     fn drop(&mut self) {
-        self.state
-            .following
-            .store(false, std::sync::atomic::Ordering::Release);
+        use std::sync::atomic::Ordering;
+        let now = self.clock.now().as_unix_micros();
+        self.state.left_at.store(now, Ordering::Release);
+        self.state.following.store(false, Ordering::Release);
     }
 }
 
@@ -344,22 +367,40 @@ impl AgUiRuns {
             max_bytes_per_run,
             budget: Arc::new(Budget::new(max_bytes)),
             joined: Arc::default(),
+            wakeups: crate::agui_shared::Wakeups::default(),
         }
     }
 
-    /// The session `session` starts following `log` after event `after`:
-    /// `None` if a follower copies it into the session already. A session
-    /// that got some of the run before starts after the last it got, so
-    /// however often it asks for a run, each event is in it once.
-    pub(crate) fn join(&self, session: &str, log: &RunLog, after: u64) -> Option<Joined> {
+    /// The readers here of other gateways' runs, by run.
+    pub(crate) fn wakeups(&self) -> &crate::agui_shared::Wakeups {
+        &self.wakeups
+    }
+
+    /// The session `session` starts following `user`'s run `run_id` after
+    /// event `after`: `None` if a follower copies it into the session
+    /// already. A session that got some of the run before starts after the
+    /// last it got, so however often it asks for a run, each event is in
+    /// it once.
+    pub(crate) fn join(
+        &self,
+        session: &str,
+        user: &str,
+        run_id: &str,
+        after: u64,
+        clock: &wsc_core::SharedClock,
+    ) -> Option<Joined> {
         use std::sync::atomic::Ordering;
-        let key = (log.user.clone(), log.run_id.clone(), session.to_owned());
+        let key = (user.to_owned(), run_id.to_owned(), session.to_owned());
         let state = self.joined.entry(key).or_default().clone();
         if state.following.swap(true, Ordering::AcqRel) {
             return None;
         }
         let from = after.max(state.published.load(Ordering::Acquire));
-        Some(Joined { state, from })
+        Some(Joined {
+            state,
+            from,
+            clock: clock.clone(),
+        })
     }
 
     /// The bytes every run's events take now.
@@ -434,11 +475,17 @@ impl AgUiRuns {
             }
             keep
         });
-        if !gone.is_empty() {
-            // What sessions got of runs no longer held.
-            self.joined
-                .retain(|(user, run, _), _| self.runs.contains_key(&(user.clone(), run.clone())));
-        }
+        // What sessions got of runs no longer held here (another gateway's
+        // runs: for the retention after the session's follower stopped).
+        let now_micros = now.as_unix_micros();
+        let retention = i64::try_from(self.retention.as_micros()).unwrap_or(i64::MAX);
+        self.joined.retain(|(user, run, _), state| {
+            use std::sync::atomic::Ordering;
+            self.runs.contains_key(&(user.clone(), run.clone()))
+                || state.following.load(Ordering::Acquire)
+                || now_micros.saturating_sub(state.left_at.load(Ordering::Acquire)) < retention
+        });
+        self.wakeups.forget_unwatched();
         for user in &gone {
             self.per_user.remove_if_mut(user, |_, n| {
                 *n = n.saturating_sub(1);

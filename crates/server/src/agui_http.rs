@@ -16,8 +16,9 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::agui::{ReadError, RunLog};
-use crate::agui_ws::{Refused, open_run};
+use crate::agui::ReadError;
+use crate::agui_shared::{RunSource, SourceError};
+use crate::agui_ws::{Refused, gone_message, not_found_message, open_run, unavailable_message};
 use crate::state::AppState;
 use wsc_core::RunAgent;
 
@@ -115,11 +116,10 @@ pub(crate) async fn run(
         Ok(run) => run,
         Err(e) => return refusal(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()),
     };
-    let log = match open_run(&state, &user, run) {
-        Ok(log) => log,
-        Err(refused) => return refused.into_response(),
-    };
-    stream(&state, log, 0)
+    match open_run(&state, &user, run).await {
+        Ok(source) => stream(source, 0),
+        Err(refused) => refused.into_response(),
+    }
 }
 
 /// `GET /ag-ui/runs/{runId}/events`: the run's events after
@@ -155,32 +155,45 @@ pub(crate) async fn events(
             );
         }
     };
-    let Some(log) = state.ag_ui_runs.get(&user, &run_id) else {
-        return refusal(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            crate::agui_ws::not_found_message(&state, &run_id),
-        );
+    let mut source = match RunSource::find(&state, &user, &run_id).await {
+        Ok(Some(source)) => source,
+        Ok(None) => {
+            return refusal(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                not_found_message(&run_id),
+            );
+        }
+        Err(e) => return unavailable(&e),
     };
-    match log.read_after(after) {
+    match source.read_after(after).await {
         // A reader that has the run's last event: nothing more will come.
         // 204 is what stops a browser's EventSource from reconnecting.
-        Ok(read) if read.ended && read.events.is_empty() => {
-            return StatusCode::NO_CONTENT.into_response();
+        Ok(read) if read.ended && read.events.is_empty() => StatusCode::NO_CONTENT.into_response(),
+        Ok(_) => stream(source, after),
+        Err(SourceError::Gone(ReadError::Gone { after, oldest })) => {
+            refusal(StatusCode::GONE, "gone", gone_message(after, oldest))
         }
-        _ => {}
+        Err(SourceError::NotFound) => refusal(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            not_found_message(&run_id),
+        ),
+        Err(SourceError::Unavailable(e)) => unavailable(&e),
     }
-    if let Err(ReadError::Gone { after, oldest }) = log.read_after(after) {
-        return refusal(
-            StatusCode::GONE,
-            "gone",
-            format!(
-                "events after {after} are no longer held (the oldest held is {oldest}): \
-                 the run outgrew its byte budget"
-            ),
-        );
-    }
-    stream(&state, log, after)
+}
+
+/// 503: the store holding the run does not answer.
+fn unavailable(e: &wsc_core::StoreError) -> Response {
+    let mut response = refusal(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        unavailable_message(e),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    response
 }
 
 /// `POST /ag-ui/runs/{runId}/cancel`: stops the run; every reader gets
@@ -196,61 +209,83 @@ pub(crate) async fn cancel(
         Ok(user) => user,
         Err(refused) => return *refused,
     };
-    match state.ag_ui_runs.get(&user, &run_id) {
-        Some(log) if log.ended_at().is_none() && state.runs.stop(&user, &log.internal_id) => {
-            (StatusCode::ACCEPTED, Json(json!({"cancelled": run_id}))).into_response()
-        }
-        _ => refusal(
+    match crate::agui_ws::stop(&state, &user, &run_id).await {
+        Ok(true) => (StatusCode::ACCEPTED, Json(json!({"cancelled": run_id}))).into_response(),
+        Ok(false) => refusal(
             StatusCode::NOT_FOUND,
             "not_found",
-            format!(
-                "{} (or it has ended)",
-                crate::agui_ws::not_found_message(&state, &run_id)
-            ),
+            format!("{} (or it has ended)", not_found_message(&run_id)),
         ),
+        Err(e) => unavailable(&e),
     }
-}
-
-/// A reader of a run, for its SSE response: where it is, and the run's
-/// changes it waits on. Counted as the run's reader while it lives.
-struct Reader {
-    log: Arc<RunLog>,
-    last: u64,
-    changes: tokio::sync::watch::Receiver<(u64, bool)>,
-    #[allow(dead_code)] // held for its drop
-    follower: crate::agui::Follower,
 }
 
 /// How often a stream with nothing to send writes an SSE comment: keeps
 /// proxies from closing it, and lets the gateway notice a reader that has
 /// gone (the run's orphan timeout counts from then).
 const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+/// How long a reader of another gateway's run keeps reading a store that
+/// does not answer before its stream ends with an `error` message.
+const STORE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long it waits between those reads.
+const STORE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The SSE response: the log's events after `after`, then live until the
-/// run's end. A reader that falls behind the log's byte budget gets a last
-/// `event: error` message saying so, never a silent gap. The reader counts
-/// as following the run while the response lives.
-fn stream(state: &AppState, log: Arc<RunLog>, after: u64) -> Response {
+/// A reader of a run, for its SSE response: where it is, and where it
+/// reads (counted as the run's reader while it lives).
+struct Reader {
+    source: RunSource,
+    last: u64,
+    /// Since when the store has not answered, if it does not now.
+    failing_since: Option<tokio::time::Instant>,
+}
+
+/// The last message of a stream that cannot go on: an SSE `error` event,
+/// never a silent end.
+fn error_event(code: &str, message: String) -> Bytes {
+    let data = json!({"error": code, "message": message});
+    Bytes::from(format!("event: error\ndata: {data}\n\n"))
+}
+
+/// The SSE response: the run's events after `after`, then live until the
+/// run's end. A reader that falls behind the log's byte budget (or whose
+/// store stays unreachable) gets a last `event: error` message saying so,
+/// never a silent gap. The reader counts as following the run while the
+/// response lives.
+fn stream(source: RunSource, after: u64) -> Response {
     let reader = Reader {
-        follower: log.follow(state.clock.clone()),
-        changes: log.changes(),
-        log,
+        source,
         last: after,
+        failing_since: None,
     };
     let body = futures_util::stream::unfold(Some(reader), |reader| async move {
         let mut reader = reader?;
         let last = reader.last;
         loop {
-            match reader.log.read_after(last) {
-                Err(ReadError::Gone { oldest, .. }) => {
-                    let message = json!({
-                        "error": "gone",
-                        "message": format!("events after {last} are no longer held (the oldest held is {oldest})"),
-                    });
-                    let text = format!("event: error\ndata: {message}\n\n");
-                    return Some((Ok::<_, std::io::Error>(Bytes::from(text)), None));
+            match reader.source.read_after(last).await {
+                Err(SourceError::Gone(ReadError::Gone { oldest, .. })) => {
+                    let message = format!(
+                        "events after {last} are no longer held (the oldest held is {oldest})"
+                    );
+                    return Some((Ok::<_, std::io::Error>(error_event("gone", message)), None));
+                }
+                Err(SourceError::NotFound) => {
+                    let message = "the run is no longer held (expired)".to_owned();
+                    return Some((Ok(error_event("not_found", message)), None));
+                }
+                Err(SourceError::Unavailable(e)) => {
+                    let since = *reader
+                        .failing_since
+                        .get_or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() >= STORE_PATIENCE {
+                        return Some((
+                            Ok(error_event("unavailable", unavailable_message(&e))),
+                            None,
+                        ));
+                    }
+                    tokio::time::sleep(STORE_RETRY).await;
                 }
                 Ok(read) if !read.events.is_empty() => {
+                    reader.failing_since = None;
                     let mut text =
                         String::with_capacity(read.events.iter().map(|(_, e)| e.len() + 32).sum());
                     for (number, event) in &read.events {
@@ -270,10 +305,9 @@ fn stream(state: &AppState, log: Arc<RunLog>, after: u64) -> Response {
                 }
                 Ok(read) if read.ended => return None,
                 Ok(_) => {
+                    reader.failing_since = None;
                     tokio::select! {
-                        _ = async {
-                            reader.changes.wait_for(|(n, ended)| *n > last || *ended).await.is_ok()
-                        } => {
+                        () = reader.source.wait(last) => {
                             // Let the run append what it has at hand: one
                             // write for several events.
                             tokio::task::yield_now().await;

@@ -13,12 +13,17 @@ use axum::http::StatusCode;
 use wsc_core::{ErrorCode, ErrorFrame, Frame, JoinRun, RunAgent, WebSocketMessage, WireFrame};
 use wsc_reconnection::{SessionError, SessionRegistry};
 
-use crate::agui::{Opened, ReadError, RunLog};
+use crate::agui::{Opened, ReadError};
+use crate::agui_shared::{RunSource, SourceError};
+use crate::broker::{CancelAsked, RunClaim};
 use crate::state::AppState;
 
 /// How long a follower waits before publishing again into a store that
 /// did not answer.
 const STORE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a follower of another gateway's run keeps reading a store
+/// that does not answer before it tells the session and stops.
+const STORE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The protocol a WebSocket connection speaks (`/ws?protocol=`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -59,10 +64,10 @@ pub(crate) struct Refused(
 impl Refused {
     /// The refusal as an `error` frame of the WebSocket protocol.
     fn to_error_frame(&self, message_id: Option<&String>) -> WebSocketMessage {
-        let code = if self.0 == StatusCode::TOO_MANY_REQUESTS {
-            ErrorCode::RateLimited
-        } else {
-            ErrorCode::InvalidMessage
+        let code = match self.0 {
+            StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimited,
+            s if s.is_server_error() && s != StatusCode::NOT_IMPLEMENTED => ErrorCode::Internal,
+            _ => ErrorCode::InvalidMessage,
         };
         refusal(code, self.2.clone(), message_id)
     }
@@ -76,17 +81,20 @@ fn refusal(code: ErrorCode, message: String, message_id: Option<&String>) -> Web
     frame.to_message()
 }
 
-/// The user's run `run.run_id`: the one held (a repeated request starts
-/// nothing), or a new one started on the gateway's runner.
+/// The user's run `run.run_id`: the one held here or, with gateways
+/// sharing a store, by another gateway (a repeated request starts
+/// nothing), or a new one started on this gateway's runner (claimed in the
+/// store first, and copied there while it runs, so any gateway reads it).
 ///
 /// # Errors
-/// The refusal: the runner does not speak AG-UI (501), or the user or the
-/// gateway holds as many runs as it may (429).
-pub(crate) fn open_run(
-    state: &AppState,
+/// The refusal: the runner does not speak AG-UI (501), the user or the
+/// gateway holds as many runs as it may (429), the store does not answer
+/// and the gateway fails closed (503).
+pub(crate) async fn open_run(
+    state: &Arc<AppState>,
     user: &str,
     run: RunAgent,
-) -> Result<Arc<RunLog>, Refused> {
+) -> Result<RunSource, Refused> {
     if !state.runner.speaks_ag_ui() {
         return Err(Refused(
             StatusCode::NOT_IMPLEMENTED,
@@ -102,50 +110,101 @@ pub(crate) fn open_run(
         &internal_id,
         state.clock.now(),
     );
-    match opened {
-        Ok(Opened::Existing(log)) => Ok(log),
-        Ok(Opened::New(log)) => {
-            let started =
-                state
-                    .runs
-                    .start_ag_ui_run(user, run.input, log.clone(), state.runner.clone());
-            if started.is_none() {
+    let log = match opened {
+        Ok(Opened::Existing(log)) => return Ok(RunSource::local(state, log)),
+        Ok(Opened::New(log)) => log,
+        Err(e) => {
+            return Err(Refused(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                e.to_string(),
+            ));
+        }
+    };
+    let max = state.config.agents.max_runs_per_user;
+    if state.runs.in_flight(user) >= max {
+        state.ag_ui_runs.remove(user, &run.run_id);
+        return Err(capped(max));
+    }
+    let mut shared = false;
+    if state.shared.spans_gateways() {
+        let broker = state.shared.broker();
+        let ttl = state.config.agents.run_retention + 2 * state.config.agents.run_owner_lease;
+        match broker
+            .claim_run(user, &run.run_id, &log.internal_id, ttl)
+            .await
+        {
+            Ok(RunClaim::New) => shared = true,
+            // Another gateway runs (or ran) it: read it from the store.
+            Ok(RunClaim::Held(_)) => {
                 state.ag_ui_runs.remove(user, &run.run_id);
-                let max = state.config.agents.max_runs_per_user;
+                return Ok(RunSource::remote(state, user, &run.run_id));
+            }
+            Err(e) if state.shared.fail_closed() => {
+                state.shared.store_failed();
+                state.ag_ui_runs.remove(user, &run.run_id);
                 return Err(Refused(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    format!(
-                        "at most {max} runs in flight per user: wait for one to end, or stop one"
-                    ),
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    format!("the gateways' shared store does not answer ({e}): retry shortly"),
                 ));
             }
-            Ok(log)
+            Err(e) => {
+                // Fail open: the run is read here only.
+                state.shared.store_failed();
+                tracing::warn!(error = %e, "claiming an AG-UI run in the store failed: it is read on this gateway only");
+            }
         }
-        Err(e) => Err(Refused(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            e.to_string(),
-        )),
     }
+    let started = state
+        .runs
+        .start_ag_ui_run(user, run.input, log.clone(), state.runner.clone());
+    if started.is_none() {
+        state.ag_ui_runs.remove(user, &run.run_id);
+        if shared {
+            // Unclaim it: a retry may start it, here or elsewhere.
+            let _ = state
+                .shared
+                .broker()
+                .release_run(user, &run.run_id, &log.internal_id)
+                .await;
+        }
+        return Err(capped(max));
+    }
+    if shared {
+        crate::agui_shared::mirror(state, log.clone());
+    }
+    Ok(RunSource::local(state, log))
 }
 
-/// Why a run of the user's is not found here: the message of the 404 (or
-/// `not_found` frame). Gateways sharing a store do not share AG-UI runs
-/// yet: a run is readable on the gateway that runs it, and the message
-/// says so rather than leaving the client to guess.
-pub(crate) fn not_found_message(state: &AppState, run_id: &str) -> String {
-    let mut message = format!(
+/// The refusal of a run over the user's runs in flight.
+fn capped(max: usize) -> Refused {
+    Refused(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("at most {max} runs in flight per user: wait for one to end, or stop one"),
+    )
+}
+
+/// The message of the 404 (or `not_found` frame) for a run of the user's
+/// that no gateway holds.
+pub(crate) fn not_found_message(run_id: &str) -> String {
+    format!(
         "no run {:?} of yours (or it ended longer ago than the run retention)",
         crate::logging::log_safe(run_id)
-    );
-    if state.shared.spans_gateways() {
-        message.push_str(
-            "; AG-UI runs are read on the gateway that runs them: \
-             send a user's AG-UI requests to one gateway (sticky routing)",
-        );
-    }
-    message
+    )
+}
+
+/// The message of a refusal because the store does not answer.
+pub(crate) fn unavailable_message(e: &wsc_core::StoreError) -> String {
+    format!("the gateways' shared store does not answer ({e}): retry shortly")
+}
+
+/// The message of a refusal of events no longer held.
+pub(crate) fn gone_message(after: u64, oldest: u64) -> String {
+    format!(
+        "events after {after} are no longer held (the oldest held is {oldest}): the run outgrew its byte budget"
+    )
 }
 
 /// A connection's session, as the AG-UI requests need it.
@@ -156,69 +215,95 @@ pub(crate) struct Session<'a> {
 }
 
 /// `run_agent {input}`: starts the run (or finds the user's run with that
-/// `runId`) and streams its events into the session from the first.
-/// Returns the refusal, if any.
-pub(crate) fn run_agent(
+/// `runId`, on any gateway) and streams its events into the session from
+/// the first. Returns the refusal, if any.
+pub(crate) async fn run_agent(
     state: &Arc<AppState>,
     session: &Session<'_>,
     run: RunAgent,
 ) -> Option<WebSocketMessage> {
     let message_id = run.message_id.clone();
-    match open_run(state, session.user, run) {
-        Ok(log) => {
-            follow(state, session, log, 0);
+    match open_run(state, session.user, run).await {
+        Ok(source) => {
+            follow(state, session, source, 0);
             None
         }
         Err(refused) => Some(refused.to_error_frame(message_id.as_ref())),
     }
 }
 
-/// `join_run {run_id, after}`: streams the user's run into the session
-/// from after event number `after`, then live. Returns the refusal, if
-/// any: `not_found` for a run that is not the user's (or expired), `gone`
-/// when the events after `after` are no longer held.
-pub(crate) fn join_run(
+/// `join_run {run_id, after}`: streams the user's run (held by any
+/// gateway) into the session from after event number `after`, then live.
+/// Returns the refusal, if any: `not_found` for a run that is not the
+/// user's (or expired), `gone` when the events after `after` are no longer
+/// held, `internal` when the shared store does not answer.
+pub(crate) async fn join_run(
     state: &Arc<AppState>,
     session: &Session<'_>,
     join: JoinRun,
 ) -> Option<WebSocketMessage> {
     let refuse = |code, message: String| Some(refusal(code, message, join.message_id.as_ref()));
-    let Some(log) = state.ag_ui_runs.get(session.user, &join.run_id) else {
-        return refuse(ErrorCode::NotFound, not_found_message(state, &join.run_id));
+    let mut source = match RunSource::find(state, session.user, &join.run_id).await {
+        Ok(Some(source)) => source,
+        Ok(None) => return refuse(ErrorCode::NotFound, not_found_message(&join.run_id)),
+        Err(e) => return refuse(ErrorCode::Internal, unavailable_message(&e)),
     };
-    if let Err(ReadError::Gone { after, oldest }) = log.read_after(join.after) {
-        return refuse(
-            ErrorCode::Gone,
-            format!(
-                "events after {after} are no longer held (the oldest held is {oldest}): the run outgrew its byte budget"
-            ),
-        );
+    match source.read_after(join.after).await {
+        Err(SourceError::Gone(ReadError::Gone { after, oldest })) => {
+            return refuse(ErrorCode::Gone, gone_message(after, oldest));
+        }
+        Err(SourceError::NotFound) => {
+            return refuse(ErrorCode::NotFound, not_found_message(&join.run_id));
+        }
+        Err(SourceError::Unavailable(e)) => {
+            return refuse(ErrorCode::Internal, unavailable_message(&e));
+        }
+        Ok(_) => {}
     }
-    follow(state, session, log, join.after);
+    follow(state, session, source, join.after);
     None
 }
 
-/// `stop_agent {run_id}` of the AG-UI dialect (`run_id` the run's
-/// `runId`): whether a run of the user's was in flight and is now
-/// cancelled (every reader gets `RUN_FINISHED {outcome: cancelled}`).
-pub(crate) fn stop(state: &AppState, user: &str, run_id: &str) -> bool {
-    state
-        .ag_ui_runs
-        .get(user, run_id)
-        .is_some_and(|log| log.ended_at().is_none() && state.runs.stop(user, &log.internal_id))
+/// Cancels the user's run `run_id` (its `runId`) wherever it runs: here
+/// at once, on another gateway through the store. Every reader gets
+/// `RUN_FINISHED {outcome: cancelled}`.
+///
+/// # Errors
+/// The run is not the user's or has ended (`Ok(false)`), or the store
+/// does not answer.
+pub(crate) async fn stop(
+    state: &AppState,
+    user: &str,
+    run_id: &str,
+) -> Result<bool, wsc_core::StoreError> {
+    if let Some(log) = state.ag_ui_runs.get(user, run_id) {
+        return Ok(log.ended_at().is_none() && state.runs.stop(user, &log.internal_id));
+    }
+    if !state.shared.spans_gateways() {
+        return Ok(false);
+    }
+    let asked = state.shared.broker().cancel_run(user, run_id).await?;
+    Ok(asked == CancelAsked::Asked)
 }
 
-/// Follows `log` into the session from after event `after` (or after the
-/// last event the session got of it before): each event becomes one frame
-/// of the session, its message id `ag-ui:N:RUN`, until the run's end or
-/// the session's. The session counts as the run's reader meanwhile (an
-/// orphan is a run no one follows). A session already following the run
-/// gets no second copy.
-fn follow(state: &Arc<AppState>, session: &Session<'_>, log: Arc<RunLog>, after: u64) {
-    let Some(joined) = state.ag_ui_runs.join(session.id, &log, after) else {
+/// Follows the run into the session from after event `after` (or after
+/// the last event the session got of it before): each event becomes one
+/// frame of the session, its message id `ag-ui:N:RUN`, until the run's
+/// end or the session's. The session counts as the run's reader meanwhile
+/// (an orphan is a run no one follows). A session already following the
+/// run gets no second copy. Whatever stops it early (events no longer
+/// held, a store that stays unreachable) is told to the session as an
+/// `error` frame naming the run, never a silent stop.
+fn follow(state: &Arc<AppState>, session: &Session<'_>, mut source: RunSource, after: u64) {
+    let Some(joined) = state.ag_ui_runs.join(
+        session.id,
+        session.user,
+        source.run_id(),
+        after,
+        &state.clock,
+    ) else {
         return;
     };
-    let reader = log.follow(state.clock.clone());
     let (state, registry, session_id) = (
         state.clone(),
         session.registry.clone(),
@@ -226,25 +311,48 @@ fn follow(state: &Arc<AppState>, session: &Session<'_>, log: Arc<RunLog>, after:
     );
     tokio::spawn(async move {
         let mut last = joined.from;
-        let _reader = reader;
-        let mut changes = log.changes();
+        let run_id = source.run_id().to_owned();
+        let mut failing_since: Option<wsc_core::Timestamp> = None;
         loop {
-            let read = match log.read_after(last) {
-                Ok(read) => read,
-                Err(ReadError::Gone { oldest, .. }) => {
+            let read = match source.read_after(last).await {
+                Ok(read) => {
+                    failing_since = None;
+                    read
+                }
+                Err(SourceError::Unavailable(e))
+                    if failing_since.is_none_or(|since| {
+                        state.clock.now().duration_since(since) < STORE_PATIENCE
+                    }) =>
+                {
+                    // The store does not answer: again shortly.
+                    tracing::warn!(error = %e, "following an AG-UI run: the store did not answer, retrying");
+                    failing_since.get_or_insert(state.clock.now());
+                    state.clock.sleep(STORE_RETRY).await;
+                    continue;
+                }
+                Err(e) => {
                     // Never a silent gap: the session is told, and the
-                    // client can join again from what is held.
-                    let mut error = ErrorFrame::new(
-                        ErrorCode::Gone,
-                        format!(
-                            "run {}: events after {last} are no longer held (the oldest held is {oldest})",
-                            log.run_id
+                    // client can join again.
+                    let (code, message) = match e {
+                        SourceError::Gone(ReadError::Gone { oldest, .. }) => (
+                            ErrorCode::Gone,
+                            format!(
+                                "run {run_id}: events after {last} are no longer held (the oldest held is {oldest})"
+                            ),
                         ),
-                    )
-                    .to_message();
-                    error.payload["run_id"] = log.run_id.as_str().into();
+                        SourceError::NotFound => (
+                            ErrorCode::NotFound,
+                            format!("run {run_id}: no longer held (expired)"),
+                        ),
+                        SourceError::Unavailable(e) => (
+                            ErrorCode::Internal,
+                            format!("run {run_id}: {}", unavailable_message(&e)),
+                        ),
+                    };
+                    let mut error = ErrorFrame::new(code, message).to_message();
+                    error.payload["run_id"] = run_id.as_str().into();
                     let frame = WireFrame::encode(&error.with_timestamp(state.clock.now()));
-                    let id = format!("ag-ui:gone:{last}:{}", log.run_id);
+                    let id = format!("ag-ui:{}:{last}:{run_id}", code.as_str());
                     let _ = registry
                         .publish_frame_once(&session_id, &frame, Some(&id))
                         .await;
@@ -252,8 +360,8 @@ fn follow(state: &Arc<AppState>, session: &Session<'_>, log: Arc<RunLog>, after:
                 }
             };
             for (number, event) in &read.events {
-                let frame = WireFrame::ag_ui(&log.run_id, event, Some(state.clock.now()));
-                let id = format!("ag-ui:{number}:{}", log.run_id);
+                let frame = WireFrame::ag_ui(&run_id, event, Some(state.clock.now()));
+                let id = format!("ag-ui:{number}:{run_id}");
                 // Once per session: the join starts after what the session
                 // got before (a repeated run_agent or join_run appends
                 // nothing twice), so no look-up of the id is needed.
@@ -276,8 +384,8 @@ fn follow(state: &Arc<AppState>, session: &Session<'_>, log: Arc<RunLog>, after:
             if caught_up && read.ended {
                 return;
             }
-            if caught_up {
-                let _ = changes.wait_for(|(n, ended)| *n > last || *ended).await;
+            if caught_up && read.events.is_empty() {
+                source.wait(last).await;
             }
         }
     });

@@ -6,15 +6,23 @@
 //!
 //! A session's frames cross gateways through the session registry's store
 //! (append numbers and announces them); the rest is here: each user's
-//! connection count across gateways, the store's health, and the delivery
-//! to this gateway's connections of frames other gateways append.
+//! connection count across gateways, the store's health, the delivery
+//! to this gateway's connections of frames other gateways append, and
+//! AG-UI runs' logs (a run one gateway runs, read, resumed and cancelled
+//! from any).
 
 use std::any::Any;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use wsc_core::StoreError;
 use wsc_reconnection::SessionRegistry;
+pub(crate) use wsc_redis::{Appended, CancelAsked, RemoteRead, RunClaim, RunWakeup};
+
+/// What a gateway does when a run's log changes elsewhere: called with
+/// the change, the user and the run id.
+pub(crate) type OnRunWakeup = Arc<dyn Fn(RunWakeup, &str, &str) + Send + Sync>;
 
 /// What crosses gateways besides the sessions' frames.
 #[async_trait]
@@ -44,6 +52,83 @@ pub(crate) trait Broker: Send + Sync {
 
     /// Rate-limit decisions made in memory while the store did not answer.
     fn local_decisions(&self) -> u64;
+
+    /// Makes `user`'s AG-UI run `run_id` this gateway's (`owner`) unless a
+    /// gateway has it already. On its own, every run is new.
+    async fn claim_run(
+        &self,
+        _user: &str,
+        _run_id: &str,
+        _owner: &str,
+        _ttl: Duration,
+    ) -> Result<RunClaim, StoreError> {
+        Ok(RunClaim::New)
+    }
+
+    /// Gives up the claim of a run this gateway could not start.
+    async fn release_run(
+        &self,
+        _user: &str,
+        _run_id: &str,
+        _owner: &str,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// The owner writes its run's events (numbered, in order), keeps only
+    /// those from `first` on, ends it if `ended`, renews it for `ttl`.
+    #[allow(clippy::too_many_arguments)]
+    async fn append_run(
+        &self,
+        _user: &str,
+        _run_id: &str,
+        _owner: &str,
+        _first: u64,
+        _events: &[(u64, &str)],
+        _ended: bool,
+        _ttl: Duration,
+    ) -> Result<Appended, StoreError> {
+        Ok(Appended::Written {
+            cancel: false,
+            unread_for: Duration::MAX,
+        })
+    }
+
+    /// Up to `max` events of another gateway's run after `after`; `None`
+    /// if no gateway has it.
+    async fn read_run(
+        &self,
+        _user: &str,
+        _run_id: &str,
+        _after: u64,
+        _max: usize,
+    ) -> Result<Option<RemoteRead>, StoreError> {
+        Ok(None)
+    }
+
+    /// Asks the gateway running the run to cancel it.
+    async fn cancel_run(&self, _user: &str, _run_id: &str) -> Result<CancelAsked, StoreError> {
+        Ok(CancelAsked::NotFound)
+    }
+
+    /// Ends a run whose gateway has not written for `lease` with `event`.
+    async fn end_abandoned_run(
+        &self,
+        _user: &str,
+        _run_id: &str,
+        _lease: Duration,
+        _event: &str,
+        _ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    /// Starts calling `on_wakeup` for changes of runs' logs made by any
+    /// gateway; stops when the guard is dropped. `None` if it could not
+    /// start (or nothing is shared).
+    fn watch_runs(&self, _on_wakeup: OnRunWakeup) -> Option<Box<dyn Any + Send>> {
+        None
+    }
 }
 
 /// The broker of a gateway on its own: sessions live in its memory, so a

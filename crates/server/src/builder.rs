@@ -277,6 +277,7 @@ impl Gateway {
                         conn.clone(),
                         settings.prefix.clone(),
                     ),
+                    runs: wsc_redis::RedisRunLogs::new(conn.clone(), settings.prefix.clone()),
                     url: settings.url.clone(),
                     redis: conn,
                     channel,
@@ -573,6 +574,7 @@ impl Gateway {
 struct RedisBroker {
     redis: wsc_redis::RedisConnection,
     connections: wsc_redis::RedisConnectionCounter,
+    runs: wsc_redis::RedisRunLogs,
     url: String,
     channel: String,
     limiter_store: Arc<wsc_rate_limiter::FallbackStore>,
@@ -616,5 +618,94 @@ impl Broker for RedisBroker {
 
     fn local_decisions(&self) -> u64 {
         self.limiter_store.fallbacks()
+    }
+
+    async fn claim_run(
+        &self,
+        user: &str,
+        run_id: &str,
+        owner: &str,
+        ttl: std::time::Duration,
+    ) -> Result<wsc_redis::RunClaim, wsc_core::StoreError> {
+        self.runs.claim(user, run_id, owner, ttl).await
+    }
+
+    async fn release_run(
+        &self,
+        user: &str,
+        run_id: &str,
+        owner: &str,
+    ) -> Result<(), wsc_core::StoreError> {
+        self.runs.release(user, run_id, owner).await.map(|_| ())
+    }
+
+    async fn append_run(
+        &self,
+        user: &str,
+        run_id: &str,
+        owner: &str,
+        first: u64,
+        events: &[(u64, &str)],
+        ended: bool,
+        ttl: std::time::Duration,
+    ) -> Result<wsc_redis::Appended, wsc_core::StoreError> {
+        self.runs
+            .append(user, run_id, owner, first, events, ended, ttl)
+            .await
+    }
+
+    async fn read_run(
+        &self,
+        user: &str,
+        run_id: &str,
+        after: u64,
+        max: usize,
+    ) -> Result<Option<wsc_redis::RemoteRead>, wsc_core::StoreError> {
+        self.runs.read(user, run_id, after, max, true).await
+    }
+
+    async fn cancel_run(
+        &self,
+        user: &str,
+        run_id: &str,
+    ) -> Result<wsc_redis::CancelAsked, wsc_core::StoreError> {
+        self.runs.cancel(user, run_id).await
+    }
+
+    async fn end_abandoned_run(
+        &self,
+        user: &str,
+        run_id: &str,
+        lease: std::time::Duration,
+        event: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, wsc_core::StoreError> {
+        self.runs
+            .end_abandoned(user, run_id, lease, event, ttl)
+            .await
+    }
+
+    fn watch_runs(
+        &self,
+        on_wakeup: crate::broker::OnRunWakeup,
+    ) -> Option<Box<dyn std::any::Any + Send>> {
+        let on_subscribed = {
+            let on_wakeup = on_wakeup.clone();
+            // Wake-ups may have been missed while unsubscribed: every
+            // waiting reader reads again.
+            move || on_wakeup(wsc_redis::RunWakeup::Events, "", "")
+        };
+        wsc_redis::spawn_channel_listener(
+            &self.url,
+            self.runs.channel(),
+            move |message| {
+                if let Some((kind, user, run_id)) = wsc_redis::RedisRunLogs::parse_wakeup(message) {
+                    on_wakeup(kind, &user, &run_id);
+                }
+            },
+            on_subscribed,
+        )
+        .ok()
+        .map(|listener| Box::new(listener) as Box<dyn std::any::Any + Send>)
     }
 }

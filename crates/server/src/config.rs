@@ -394,6 +394,14 @@ pub struct AgentsConfig {
     /// never). Readers leave when their stream closes (noticed within
     /// 15 s, the keep-alive's interval).
     pub orphan_run_timeout: Duration,
+    /// With gateways sharing Redis: an AG-UI run whose gateway has written
+    /// nothing to Redis for this long (its gateway died, or could not
+    /// reach Redis) is ended by its readers on other gateways with
+    /// `RUN_ERROR {code: "gateway_lost"}`, so none waits forever (default
+    /// 30 s; the gateway renews its runs every 5 s). Keep it above your
+    /// Redis failover time (a Redis Cluster's `cluster-node-timeout`, 15 s
+    /// by default, plus the election): a run is not ended by a failover.
+    pub run_owner_lease: Duration,
 }
 
 impl Default for AgentsConfig {
@@ -406,6 +414,7 @@ impl Default for AgentsConfig {
             max_ag_ui_runs_per_user: 100,
             max_ag_ui_runs: 10_000,
             orphan_run_timeout: Duration::from_secs(60),
+            run_owner_lease: Duration::from_secs(30),
         }
     }
 }

@@ -121,8 +121,8 @@ async fn handle_ag_ui(
     }
     let session = conn.session();
     let reply = match request {
-        AgUiClientFrame::RunAgent(run) => crate::agui_ws::run_agent(state, &session, run),
-        AgUiClientFrame::JoinRun(join) => crate::agui_ws::join_run(state, &session, join),
+        AgUiClientFrame::RunAgent(run) => crate::agui_ws::run_agent(state, &session, run).await,
+        AgUiClientFrame::JoinRun(join) => crate::agui_ws::join_run(state, &session, join).await,
         _ => None,
     };
     reply.into_iter().collect()
@@ -149,10 +149,9 @@ async fn handle_frame(
             .to_message(),
         ],
         ClientRequest::StopAgent(stop) if ag_ui => {
-            if crate::agui_ws::stop(state, conn.user, &stop.run_id) {
-                Vec::new()
-            } else {
-                vec![
+            match crate::agui_ws::stop(state, conn.user, &stop.run_id).await {
+                Ok(true) => Vec::new(),
+                Ok(false) => vec![
                     ErrorFrame::new(
                         ErrorCode::NotFound,
                         format!(
@@ -161,7 +160,11 @@ async fn handle_frame(
                         ),
                     )
                     .to_message(),
-                ]
+                ],
+                Err(e) => vec![
+                    ErrorFrame::new(ErrorCode::Internal, crate::agui_ws::unavailable_message(&e))
+                        .to_message(),
+                ],
             }
         }
         ClientRequest::StartAgent(_) => match conn.requests {

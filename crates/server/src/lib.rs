@@ -32,6 +32,7 @@
 
 mod agui;
 mod agui_http;
+mod agui_shared;
 mod agui_ws;
 mod auth;
 mod broker;

@@ -117,7 +117,15 @@ impl Shared {
         self.broker.spans_gateways()
     }
 
-    fn fail_closed(&self) -> bool {
+    /// The broker itself (what the policies here do not wrap: AG-UI runs'
+    /// logs).
+    pub(crate) fn broker(&self) -> &Arc<dyn Broker> {
+        &self.broker
+    }
+
+    /// Whether the gateway refuses what needs the store while it does not
+    /// answer.
+    pub(crate) fn fail_closed(&self) -> bool {
         self.failure == RedisFailurePolicy::FailClosed
     }
 

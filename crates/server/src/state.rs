@@ -56,6 +56,9 @@ pub(crate) struct Upkeep {
     pub(crate) tasks: Vec<wsc_core::BackgroundTask>,
     /// The broker's delivery of other gateways' frames (stops when dropped).
     pub(crate) listener: Option<Box<dyn std::any::Any + Send>>,
+    /// The broker's wake-ups of AG-UI runs other gateways hold (stops
+    /// when dropped).
+    pub(crate) run_listener: Option<Box<dyn std::any::Any + Send>>,
 }
 
 impl std::fmt::Debug for Upkeep {
@@ -63,6 +66,7 @@ impl std::fmt::Debug for Upkeep {
         f.debug_struct("Upkeep")
             .field("tasks", &self.tasks.len())
             .field("listener", &self.listener.is_some())
+            .field("run_listener", &self.run_listener.is_some())
             .finish()
     }
 }

@@ -3,8 +3,8 @@
 //! health), expiry of detached sessions (and of the runs still streaming
 //! into them), the event monitor's sweeper, the
 //! performance monitor's alert evaluator, the rate limiter's cleanup, and
-//! with Redis its health check, outbox flushing, lease renewal and the
-//! announcement listener. The tasks hold a weak reference to the state:
+//! with Redis its health check, outbox flushing, lease renewal, the
+//! announcement listener and the listener of AG-UI runs' wake-ups. The tasks hold a weak reference to the state:
 //! they end when the gateway is gone, or when the `Upkeep` is dropped.
 
 use std::sync::{Arc, Weak};
@@ -73,6 +73,7 @@ pub(crate) fn start(state: &Arc<AppState>) -> Upkeep {
         state.limiter.spawn_cleanup(LIMITER_CLEANUP_EVERY),
     ];
     let mut listener = None;
+    let mut run_listener = None;
     // A gateway on its own has no store that can fail and no counts to
     // renew.
     if state.shared.spans_gateways() {
@@ -83,8 +84,21 @@ pub(crate) fn start(state: &Arc<AppState>) -> Upkeep {
             s.shared.renew().await;
         }));
         listener = state.shared.deliver();
+        let weak = Arc::downgrade(state);
+        run_listener = state
+            .shared
+            .broker()
+            .watch_runs(Arc::new(move |kind, user, run_id| {
+                if let Some(state) = weak.upgrade() {
+                    crate::agui_shared::on_wakeup(&state, kind, user, run_id);
+                }
+            }));
     }
-    Upkeep { tasks, listener }
+    Upkeep {
+        tasks,
+        listener,
+        run_listener,
+    }
 }
 
 /// Cancels the runs whose session is gone (expired here, or on another

@@ -11,8 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::body::Bytes;
-use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use wsc_event_monitor::AgUiRules;
@@ -20,17 +18,9 @@ use wsc_server::{AgentRequest, AgentRunner, EventSink, GatewayConfig};
 
 mod support;
 use support::*;
+use support::{SseMessage as Message, sse_all as all, sse_take as take, sse_types as types};
 
-/// One SSE message: its `id` (0 if none), its `event` name, its data.
-#[derive(Clone, Debug, PartialEq)]
-struct Message {
-    id: u64,
-    event: Option<String>,
-    data: String,
-}
-
-/// Sends a request and returns the status and the SSE messages as they
-/// arrive (the channel closes at the end of the response).
+/// `support::sse` on this gateway.
 async fn sse(
     r: &Running,
     method: &str,
@@ -38,106 +28,7 @@ async fn sse(
     headers: &[(&str, &str)],
     body: Option<Value>,
 ) -> (u16, mpsc::UnboundedReceiver<Message>, String) {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Full<Bytes>>();
-    let mut request = hyper::Request::builder()
-        .method(method)
-        .uri(format!("http://{}{path}", r.addr))
-        .header("content-type", "application/json")
-        .header("accept", "text/event-stream");
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
-    let response = client
-        .request(request.body(Full::new(body)).unwrap())
-        .await
-        .expect("the gateway answers");
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let mut body = response.into_body();
-    tokio::spawn(async move {
-        let mut buffer = String::new();
-        while let Some(Ok(frame)) = body.frame().await {
-            if tx.is_closed() {
-                // The reader has gone: so does the connection.
-                return;
-            }
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            buffer.push_str(std::str::from_utf8(&data).unwrap());
-            while let Some(end) = buffer.find("\n\n") {
-                let block: String = buffer.drain(..end + 2).collect();
-                let mut message = Message {
-                    id: 0,
-                    event: None,
-                    data: String::new(),
-                };
-                let mut lines = Vec::new();
-                for line in block.lines() {
-                    if let Some(id) = line.strip_prefix("id: ") {
-                        message.id = id.parse().unwrap();
-                    } else if let Some(event) = line.strip_prefix("event: ") {
-                        message.event = Some(event.to_owned());
-                    } else if let Some(data) = line.strip_prefix("data: ") {
-                        lines.push(data);
-                    }
-                }
-                if lines.is_empty() {
-                    // A comment (the keep-alive).
-                    continue;
-                }
-                message.data = lines.join("\n");
-                if tx.send(message).is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    (status, rx, content_type)
-}
-
-/// Every message until the stream ends (a minute at most).
-async fn all(mut rx: mpsc::UnboundedReceiver<Message>) -> Vec<Message> {
-    let mut out = Vec::new();
-    while let Some(m) = tokio::time::timeout(Duration::from_secs(60), rx.recv())
-        .await
-        .expect("the stream ends")
-    {
-        out.push(m);
-    }
-    out
-}
-
-/// The next `n` messages.
-async fn take(rx: &mut mpsc::UnboundedReceiver<Message>, n: usize) -> Vec<Message> {
-    let mut out = Vec::new();
-    while out.len() < n {
-        let m = tokio::time::timeout(Duration::from_secs(30), rx.recv())
-            .await
-            .expect("a message in time")
-            .expect("the stream is still open");
-        out.push(m);
-    }
-    out
-}
-
-fn types(messages: &[Message]) -> Vec<String> {
-    messages
-        .iter()
-        .map(|m| {
-            serde_json::from_str::<Value>(&m.data).unwrap()["type"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect()
+    support::sse(r.addr, method, path, headers, body).await
 }
 
 /// Each reader's stream is a well-formed AG-UI run, numbered 1, 2, 3 …

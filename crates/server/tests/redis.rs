@@ -18,6 +18,8 @@ use wsc_loadgen::{DemoConfig, DemoProgress, run_demo};
 use wsc_redis::testing::{RedisCluster, RedisServer, shared_url, unique_prefix};
 use wsc_server::{Gateway, GatewayConfig, RedisFailurePolicy, RedisSettings, SimulatedAgent};
 
+mod support;
+
 /// The event monitors of in-process gateways, for `run_demo`'s second check.
 fn monitors(gateways: &[Gateway]) -> Vec<Arc<wsc_event_monitor::EventMonitor>> {
     gateways.iter().map(|g| g.event_monitor().clone()).collect()
@@ -598,4 +600,226 @@ async fn a_resharding_under_load_loses_nothing() {
     assert_eq!(report.runs_completed, report.runs, "{}", report.to_table());
     assert_eq!(report.resumes_refused, 0, "{}", report.to_table());
     drop(cluster);
+}
+
+/// An AG-UI run's input for the simulated agent: `tools` called,
+/// `delay_ms` between events.
+fn ag_ui_input(run_id: &str, tools: &[&str], delay_ms: u64) -> Value {
+    json!({
+        "threadId": "t", "runId": run_id,
+        "messages": [{"id": "m1", "role": "user", "content": "hi"}],
+        "tools": [], "context": [], "state": {},
+        "forwardedProps": {"tools": tools, "step_delay_ms": delay_ms},
+    })
+}
+
+const ANA: (&str, &str) = ("x-wsc-user-id", "ana");
+
+/// The events' texts; asserts they are numbered `first`, `first + 1` …
+fn numbered(messages: &[support::SseMessage], first: u64) -> Vec<String> {
+    for (i, m) in messages.iter().enumerate() {
+        assert_eq!(m.id, first + i as u64, "numbered in order: {messages:?}");
+    }
+    messages.iter().map(|m| m.data.clone()).collect()
+}
+
+/// A whole AG-UI run: it passes AG-UI's rules and has ended.
+fn assert_whole(events: &[String]) {
+    let mut rules = wsc_event_monitor::AgUiRules::new();
+    for e in events {
+        rules.check(e).unwrap_or_else(|v| panic!("{e}: {v}"));
+    }
+    assert!(rules.is_ended(), "ended: {events:?}");
+}
+
+/// The AG-UI events a `/ws?protocol=ag-ui` connection gets of `run_id`
+/// until its terminal one.
+async fn ws_run_events(ws: &mut Ws, run_id: &str) -> Vec<String> {
+    let mut events = Vec::new();
+    loop {
+        let text = match tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("open")
+            .unwrap()
+        {
+            Message::Text(t) => t,
+            _ => continue,
+        };
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        assert_ne!(frame["type"], "error", "{frame}");
+        if frame["run_id"] != run_id {
+            continue;
+        }
+        let event = frame["event"].to_string();
+        let end = ["RUN_FINISHED", "RUN_ERROR"].contains(&frame["event"]["type"].as_str().unwrap());
+        events.push(event);
+        if end {
+            return events;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ag_ui_run_on_one_gateway_is_read_resumed_joined_and_cancelled_from_another() {
+    for url in wsc_redis::testing::urls() {
+        ag_ui_across_gateways(&url).await;
+    }
+}
+
+async fn ag_ui_across_gateways(url: &str) {
+    let (a, b) = pair(
+        GatewayConfig::default(),
+        settings(url, RedisFailurePolicy::FailOpen),
+    )
+    .await;
+    let input = ag_ui_input("r1", &["search", "fetch", "read"], 20);
+    // Started on A, cut after 3 events…
+    let (status, mut rx, _) =
+        support::sse(a.addr, "POST", "/ag-ui", &[ANA], Some(input.clone())).await;
+    assert_eq!(status, 200);
+    let head = support::sse_take(&mut rx, 3).await;
+    drop(rx);
+    // …resumed on B after the third: exactly the rest.
+    let resume = [ANA, ("last-event-id", "3")];
+    let (status, rx, _) = support::sse(b.addr, "GET", "/ag-ui/runs/r1/events", &resume, None).await;
+    assert_eq!(status, 200);
+    let rest = support::sse_all(rx).await;
+    let mut run = numbered(&head, 1);
+    run.extend(numbered(&rest, 4));
+    assert_whole(&run);
+    // Read whole on B, and a repeated start on B streams the same run:
+    // B starts nothing.
+    let (_, rx, _) = support::sse(b.addr, "GET", "/ag-ui/runs/r1/events", &[ANA], None).await;
+    assert_eq!(numbered(&support::sse_all(rx).await, 1), run);
+    let (status, rx, _) = support::sse(b.addr, "POST", "/ag-ui", &[ANA], Some(input)).await;
+    assert_eq!(status, 200);
+    assert_eq!(numbered(&support::sse_all(rx).await, 1), run);
+    assert_eq!(b.gateway.event_monitor().session_count(), 0, "no run on B");
+    // Another user's run is not found anywhere; a reader with it all gets
+    // 204.
+    let bob = [("x-wsc-user-id", "bob")];
+    let (status, _, _) = support::sse(b.addr, "GET", "/ag-ui/runs/r1/events", &bob, None).await;
+    assert_eq!(status, 404);
+    let last = run.len().to_string();
+    let done = [ANA, ("last-event-id", last.as_str())];
+    let (status, _, _) = support::sse(b.addr, "GET", "/ag-ui/runs/r1/events", &done, None).await;
+    assert_eq!(status, 204);
+    // The WebSocket dialect on B joins it too.
+    let (mut ws, _) = connect(&b, "user_id=ana&protocol=ag-ui").await;
+    let join = json!({"type": "join_run", "payload": {"run_id": "r1"}});
+    ws.send(Message::text(join.to_string())).await.unwrap();
+    let joined = ws_run_events(&mut ws, "r1").await;
+    let as_values = |events: &[String]| -> Vec<Value> {
+        events
+            .iter()
+            .map(|e| serde_json::from_str(e).unwrap())
+            .collect()
+    };
+    assert_eq!(as_values(&joined), as_values(&run));
+
+    // A long run on A, cancelled from B: every reader ends with the
+    // cancelled RUN_FINISHED, on both gateways.
+    let long = ag_ui_input("r2", &["a", "b", "c", "d", "e", "f"], 300);
+    let (_, mut on_a, _) = support::sse(a.addr, "POST", "/ag-ui", &[ANA], Some(long)).await;
+    let started = support::sse_take(&mut on_a, 2).await;
+    let (_, on_b, _) = support::sse(b.addr, "GET", "/ag-ui/runs/r2/events", &[ANA], None).await;
+    let (status, _, _) = support::sse(b.addr, "POST", "/ag-ui/runs/r2/cancel", &[ANA], None).await;
+    assert_eq!(status, 202);
+    let mut seen_on_a = numbered(&started, 1);
+    seen_on_a.extend(numbered(&support::sse_all(on_a).await, 3));
+    let seen_on_b = numbered(&support::sse_all(on_b).await, 1);
+    assert_eq!(seen_on_a, seen_on_b, "one run, read on both");
+    assert_whole(&seen_on_b);
+    let end: Value = serde_json::from_str(seen_on_b.last().unwrap()).unwrap();
+    assert_eq!(end["type"], "RUN_FINISHED");
+    assert_eq!(end["outcome"]["type"], "cancelled", "{end}");
+    assert!(seen_on_b.len() < 20, "cancelled early: {seen_on_b:?}");
+    let (status, _, _) = support::sse(b.addr, "POST", "/ag-ui/runs/r2/cancel", &[ANA], None).await;
+    assert_eq!(status, 404, "ended");
+    // A stop_agent on B's WebSocket reaches A's run as well.
+    let third = ag_ui_input("r3", &["a", "b", "c", "d", "e", "f"], 300);
+    let (_, mut on_a, _) = support::sse(a.addr, "POST", "/ag-ui", &[ANA], Some(third)).await;
+    support::sse_take(&mut on_a, 1).await;
+    let stop = json!({"type": "stop_agent", "payload": {"run_id": "r3"}});
+    ws.send(Message::text(stop.to_string())).await.unwrap();
+    let rest = support::sse_all(on_a).await;
+    let end: Value = serde_json::from_str(&rest.last().unwrap().data).unwrap();
+    assert_eq!(end["outcome"]["type"], "cancelled", "{end}");
+}
+
+/// A gateway in a runtime of its own, so it can die at once as a killed
+/// process does (its tasks stop mid-run, nothing is written on the way
+/// out).
+struct Doomed {
+    addr: std::net::SocketAddr,
+    kill: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Doomed {
+    fn start(config: GatewayConfig, redis: RedisSettings) -> Doomed {
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (kill, killed) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let node = node(config, redis).await;
+                addr_tx.send(node.addr).unwrap();
+                let _ = killed.await;
+            });
+            // Every task of the gateway stops where it is.
+            runtime.shutdown_background();
+        });
+        Doomed {
+            addr: addr_rx.recv().unwrap(),
+            kill: Some(kill),
+            thread: Some(thread),
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.kill.take().unwrap().send(());
+        self.thread.take().unwrap().join().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_read_only_elsewhere_is_no_orphan_and_its_gateway_dying_ends_it_for_every_reader() {
+    let redis = settings(&shared_url(), RedisFailurePolicy::FailOpen);
+    let mut config = GatewayConfig::default();
+    config.agents.run_owner_lease = Duration::from_secs(2);
+    config.agents.orphan_run_timeout = Duration::from_secs(1);
+    let mut a = Doomed::start(config.clone(), redis.clone());
+    let b = node(config, redis).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let long = ag_ui_input("r9", &["a", "b", "c", "d", "e", "f", "g", "h"], 700);
+    let (_, mut on_a, _) = support::sse(a.addr, "POST", "/ag-ui", &[ANA], Some(long)).await;
+    support::sse_take(&mut on_a, 1).await;
+    // Read on B only: A's orphan sweep (every 10 s, 1 s timeout) must see
+    // B's reader.
+    drop(on_a);
+    let (_, mut on_b, _) = support::sse(b.addr, "GET", "/ag-ui/runs/r9/events", &[ANA], None).await;
+    let mut got = support::sse_take(&mut on_b, 18).await;
+    let types = support::sse_types(&got);
+    assert!(
+        !types.contains(&"RUN_FINISHED".to_owned()),
+        "not cancelled as unread while B reads it: {types:?}"
+    );
+    // A dies mid-run: within its lease, B's reader gets the run's end.
+    a.kill();
+    let started = std::time::Instant::now();
+    got.extend(support::sse_all(on_b).await);
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let events = numbered(&got, 1);
+    let end: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(end["type"], "RUN_ERROR", "{end}");
+    assert_eq!(end["code"], "gateway_lost", "{end}");
+    // Every later reader gets the same end.
+    let (_, rx, _) = support::sse(b.addr, "GET", "/ag-ui/runs/r9/events", &[ANA], None).await;
+    assert_eq!(numbered(&support::sse_all(rx).await, 1), events);
 }

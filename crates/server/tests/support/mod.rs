@@ -1,6 +1,6 @@
 //! Helpers shared by the gateway's socket-level test binaries: an
 //! in-process gateway on a free loopback port, a tokio-tungstenite client,
-//! raw HTTP, and a proxy that cuts connections at random.
+//! raw HTTP, an SSE reader, and a proxy that cuts connections at random.
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::net::SocketAddr;
@@ -577,4 +577,134 @@ fn frame_len(buf: &[u8]) -> Option<usize> {
     };
     let total = header + if masked { 4 } else { 0 } + usize::try_from(len).ok()?;
     (buf.len() >= total).then_some(total)
+}
+
+/// One SSE message: its `id` (0 if none), its `event` name, its data.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct SseMessage {
+    pub(crate) id: u64,
+    pub(crate) event: Option<String>,
+    pub(crate) data: String,
+}
+
+/// Sends a request and returns the status and the SSE messages as they
+/// arrive (the channel closes at the end of the response).
+pub(crate) async fn sse(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> (
+    u16,
+    tokio::sync::mpsc::UnboundedReceiver<SseMessage>,
+    String,
+) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<axum::body::Bytes>>();
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+        .header("content-type", "application/json")
+        .header("accept", "text/event-stream");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let body = body.map_or_else(axum::body::Bytes::new, |b| {
+        axum::body::Bytes::from(b.to_string())
+    });
+    let response = client
+        .request(request.body(http_body_util::Full::new(body)).unwrap())
+        .await
+        .expect("the gateway answers");
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut body = response.into_body();
+    tokio::spawn(async move {
+        let mut buffer = String::new();
+        while let Some(Ok(frame)) = http_body_util::BodyExt::frame(&mut body).await {
+            if tx.is_closed() {
+                // The reader has gone: so does the connection.
+                return;
+            }
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            buffer.push_str(std::str::from_utf8(&data).unwrap());
+            while let Some(end) = buffer.find("\n\n") {
+                let block: String = buffer.drain(..end + 2).collect();
+                let mut message = SseMessage {
+                    id: 0,
+                    event: None,
+                    data: String::new(),
+                };
+                let mut lines = Vec::new();
+                for line in block.lines() {
+                    if let Some(id) = line.strip_prefix("id: ") {
+                        message.id = id.parse().unwrap();
+                    } else if let Some(event) = line.strip_prefix("event: ") {
+                        message.event = Some(event.to_owned());
+                    } else if let Some(data) = line.strip_prefix("data: ") {
+                        lines.push(data);
+                    }
+                }
+                if lines.is_empty() {
+                    // A comment (the keep-alive).
+                    continue;
+                }
+                message.data = lines.join("\n");
+                if tx.send(message).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    (status, rx, content_type)
+}
+
+/// Every message until the stream ends (a minute at most).
+pub(crate) async fn sse_all(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<SseMessage>,
+) -> Vec<SseMessage> {
+    let mut out = Vec::new();
+    while let Some(m) = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+        .await
+        .expect("the stream ends")
+    {
+        out.push(m);
+    }
+    out
+}
+
+/// The next `n` messages.
+pub(crate) async fn sse_take(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<SseMessage>,
+    n: usize,
+) -> Vec<SseMessage> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let m = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .expect("a message in time")
+            .expect("the stream is still open");
+        out.push(m);
+    }
+    out
+}
+
+pub(crate) fn sse_types(messages: &[SseMessage]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| {
+            serde_json::from_str::<Value>(&m.data).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
 }
