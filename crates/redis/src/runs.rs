@@ -254,7 +254,8 @@ impl RedisRunLogs {
         format!("{}:{user}:{run_id}", user.len())
     }
 
-    fn key(&self, user: &str, run_id: &str) -> String {
+    /// The key of `user`'s run `run_id` (one hash: its state and events).
+    pub fn key(&self, user: &str, run_id: &str) -> String {
         format!("{}agui:{}", self.prefix, Self::name(user, run_id))
     }
 

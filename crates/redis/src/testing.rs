@@ -48,7 +48,8 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     durable: bool,
-    cluster: bool,
+    /// In a cluster: its `cluster-node-timeout` (ms).
+    cluster: Option<u64>,
 }
 
 impl RedisServer {
@@ -57,7 +58,7 @@ impl RedisServer {
     /// # Panics
     /// If `redis-server` is missing or does not start within 10 s.
     pub fn start() -> RedisServer {
-        Self::launch(false, false)
+        Self::launch(false, None)
     }
 
     /// Starts a server that logs every write to an append-only file synced
@@ -66,10 +67,10 @@ impl RedisServer {
     /// # Panics
     /// As [`start`](Self::start).
     pub fn start_durable() -> RedisServer {
-        Self::launch(true, false)
+        Self::launch(true, None)
     }
 
-    fn launch(durable: bool, cluster: bool) -> RedisServer {
+    fn launch(durable: bool, cluster: Option<u64>) -> RedisServer {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -126,8 +127,14 @@ impl RedisServer {
         } else {
             command.args(["--appendonly", "no"]);
         }
-        if self.cluster {
-            command.args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]);
+        if let Some(timeout) = self.cluster {
+            let timeout = timeout.to_string();
+            command.args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-node-timeout",
+                &timeout,
+            ]);
         }
         let child = command
             .stdout(Stdio::null())
@@ -186,9 +193,24 @@ impl RedisCluster {
     ///
     /// # Panics
     /// If a node does not start, `redis-cli` is missing or the cluster is
-    /// not ready within 30 s.
+    /// not ready within 60 s.
     pub fn start() -> RedisCluster {
-        let nodes: Vec<RedisServer> = (0..6).map(|_| RedisServer::launch(false, true)).collect();
+        Self::start_with_node_timeout(Duration::from_secs(2))
+    }
+
+    /// The same with another `cluster-node-timeout` (how long a master is
+    /// unreachable before its replica takes over; Redis's default is 15 s,
+    /// [`start`](Self::start)'s 2 s).
+    ///
+    /// # Panics
+    /// As [`start`](Self::start).
+    pub fn start_with_node_timeout(timeout: Duration) -> RedisCluster {
+        let ms = u64::try_from(timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let nodes: Vec<RedisServer> = (0..6)
+            .map(|_| RedisServer::launch(false, Some(ms)))
+            .collect();
         let status = Command::new(redis_cli_binary())
             .arg("--cluster")
             .arg("create")
@@ -237,6 +259,25 @@ impl RedisCluster {
             .collect()
     }
 
+    /// The port of the live master serving `key`'s hash slot, if any.
+    pub fn master_of(&self, key: &str) -> Option<u16> {
+        let alive = self.nodes.iter().find(|n| n.child.is_some())?;
+        let slot = crate::hash_slot(key.as_bytes());
+        self.cli(alive.port, &["cluster", "nodes"])
+            .lines()
+            .filter(|l| l.contains("master") && !l.contains("fail"))
+            .find_map(|l| {
+                let fields: Vec<&str> = l.split(' ').collect();
+                let serves = fields.iter().skip(8).any(|range| {
+                    let (from, to) = range.split_once('-').unwrap_or((range, range));
+                    matches!((from.parse::<u16>(), to.parse::<u16>()), (Ok(f), Ok(t)) if (f..=t).contains(&slot))
+                });
+                serves
+                    .then(|| fields.get(1)?.split([':', '@']).nth(1)?.parse().ok())
+                    .flatten()
+            })
+    }
+
     /// Moves `slots` hash slots, with their keys, from the master on `from`
     /// to the master on `to` (`redis-cli --cluster reshard`), while the
     /// cluster serves.
@@ -269,9 +310,9 @@ impl RedisCluster {
     /// over).
     ///
     /// # Panics
-    /// If that takes more than 30 s.
+    /// If that takes more than 60 s.
     pub fn wait_ok(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
         for node in self.nodes.iter().filter(|n| n.child.is_some()) {
             loop {
                 let info = self.cli(node.port, &["info", "replication"]);
@@ -283,7 +324,7 @@ impl RedisCluster {
                 }
                 assert!(
                     Instant::now() < deadline,
-                    "the cluster did not recover in 30 s"
+                    "the cluster did not recover in 60 s"
                 );
                 std::thread::sleep(Duration::from_millis(100));
             }

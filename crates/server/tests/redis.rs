@@ -823,3 +823,47 @@ async fn a_run_read_only_elsewhere_is_no_orphan_and_its_gateway_dying_ends_it_fo
     let (_, rx, _) = support::sse(b.addr, "GET", "/ag-ui/runs/r9/events", &[ANA], None).await;
     assert_eq!(numbered(&support::sse_all(rx).await, 1), events);
 }
+
+/// With Redis Cluster's default `cluster-node-timeout` (15 s), the master
+/// holding an AG-UI run's log is killed mid-run: the run goes on on its
+/// gateway, and a reader on the other gateway gets exactly the same
+/// events — the owner writes again what the failover lost, the reader
+/// waits out the failover (well within the owner lease).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ag_ui_run_read_elsewhere_survives_a_failover_at_redis_default_node_timeout() {
+    let mut cluster = tokio::task::spawn_blocking(|| {
+        RedisCluster::start_with_node_timeout(Duration::from_secs(15))
+    })
+    .await
+    .unwrap();
+    let redis = settings(&cluster.url(), RedisFailurePolicy::FailOpen);
+    let key = format!("{}agui:3:ana:rf", redis.prefix);
+    let (a, b) = pair(GatewayConfig::default(), redis).await;
+    let tools: Vec<String> = (0..12).map(|i| format!("t{i}")).collect();
+    let tools: Vec<&str> = tools.iter().map(String::as_str).collect();
+    let input = ag_ui_input("rf", &tools, 600);
+    let (status, mut on_a, _) = support::sse(a.addr, "POST", "/ag-ui", &[ANA], Some(input)).await;
+    assert_eq!(status, 200);
+    let mut seen_on_a = support::sse_take(&mut on_a, 2).await;
+    let (status, on_b, _) =
+        support::sse(b.addr, "GET", "/ag-ui/runs/rf/events", &[ANA], None).await;
+    assert_eq!(status, 200);
+    let reader_b = tokio::spawn(support::sse_all(on_b));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let master = cluster.master_of(&key).expect("a master serves the run");
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.kill(master);
+        cluster.wait_ok();
+        cluster
+    });
+    seen_on_a.extend(support::sse_all(on_a).await);
+    let seen_on_b = reader_b.await.unwrap();
+    let run = numbered(&seen_on_a, 1);
+    assert_whole(&run);
+    assert!(
+        seen_on_b.iter().all(|m| m.event.is_none()),
+        "no error: {seen_on_b:?}"
+    );
+    assert_eq!(numbered(&seen_on_b, 1), run, "the same run, exactly");
+    drop(cluster.await.unwrap());
+}
