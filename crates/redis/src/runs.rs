@@ -129,6 +129,19 @@ pub enum RunClaim {
     Held(String),
 }
 
+/// One write of a run's owner ([`RedisRunLogs::append`]).
+#[derive(Clone, Copy, Debug)]
+pub struct RunWrite<'a> {
+    /// The oldest event the owner holds: the store drops those before it.
+    pub first: u64,
+    /// Events with their numbers, in order.
+    pub events: &'a [(u64, &'a str)],
+    /// The last of them ends the run.
+    pub ended: bool,
+    /// How long the record lives from now unless written again.
+    pub ttl: Duration,
+}
+
 /// What [`RedisRunLogs::append`] learned about the run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Appended {
@@ -326,10 +339,11 @@ impl RedisRunLogs {
         Ok(released == 1)
     }
 
-    /// The owner writes `events` (each with its number, in order; numbers
-    /// already written are skipped), holds only the events from `first`
-    /// on, and ends the run if `ended`. The record lives `ttl` from now (a
-    /// write with no events renews it). Readers are woken.
+    /// The owner writes what `write` says: its events (each with its
+    /// number, in order; numbers already written are skipped), that only
+    /// the events from `write.first` on are held, and the end if
+    /// `write.ended`. The record lives `write.ttl` from now (a write with
+    /// no events renews it). Readers are woken.
     ///
     /// # Errors
     /// Redis unreachable.
@@ -338,11 +352,14 @@ impl RedisRunLogs {
         user: &str,
         run_id: &str,
         owner: &str,
-        first: u64,
-        events: &[(u64, &str)],
-        ended: bool,
-        ttl: Duration,
+        write: &RunWrite<'_>,
     ) -> Result<Appended, StoreError> {
+        let RunWrite {
+            first,
+            events,
+            ended,
+            ttl,
+        } = *write;
         let mut invocation = self.append.prepare_invoke();
         invocation
             .key(self.key(user, run_id))

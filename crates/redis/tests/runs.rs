@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use wsc_redis::{Appended, CancelAsked, RedisRunLogs, RunClaim, RunWakeup, connect};
+use wsc_redis::{Appended, CancelAsked, RedisRunLogs, RunClaim, RunWakeup, RunWrite, connect};
 
 #[tokio::test]
 async fn one_owner_writes_readers_anywhere_read_after_any_number() {
@@ -18,6 +18,16 @@ async fn one_owner_writes_readers_anywhere_read_after_any_number() {
 }
 
 const TTL: Duration = Duration::from_secs(60);
+
+/// The owner's write of `events`, holding from `first`.
+fn write<'a>(first: u64, events: &'a [(u64, &'a str)], ended: bool) -> RunWrite<'a> {
+    RunWrite {
+        first,
+        events,
+        ended,
+        ttl: TTL,
+    }
+}
 
 async fn shared_log_on(url: &str) {
     let prefix = support::unique_prefix("runs");
@@ -42,10 +52,7 @@ async fn shared_log_on(url: &str) {
             "ann",
             "r1",
             "gw-a",
-            1,
-            &[(1, "{\"n\":1}"), (2, "{\"n\":2}")],
-            false,
-            TTL,
+            &write(1, &[(1, "{\"n\":1}"), (2, "{\"n\":2}")], false),
         )
         .await
         .unwrap();
@@ -55,15 +62,12 @@ async fn shared_log_on(url: &str) {
         "ann",
         "r1",
         "gw-a",
-        1,
-        &[(2, "{\"n\":2}"), (3, "{\"n\":3}")],
-        false,
-        TTL,
+        &write(1, &[(2, "{\"n\":2}"), (3, "{\"n\":3}")], false),
     )
     .await
     .unwrap();
     assert_eq!(
-        b.append("ann", "r1", "gw-b", 1, &[(4, "x")], false, TTL)
+        b.append("ann", "r1", "gw-b", &write(1, &[(4, "x")], false))
             .await
             .unwrap(),
         Appended::Lost,
@@ -72,7 +76,7 @@ async fn shared_log_on(url: &str) {
     // Events the store does not have before them (a failover lost them)
     // are refused with what it holds: the owner writes again from there.
     assert_eq!(
-        a.append("ann", "r1", "gw-a", 1, &[(5, "x")], false, TTL)
+        a.append("ann", "r1", "gw-a", &write(1, &[(5, "x")], false))
             .await
             .unwrap(),
         Appended::Behind { last: 3 }
@@ -83,7 +87,7 @@ async fn shared_log_on(url: &str) {
     let read = b.read("ann", "r1", 0, 2, false).await.unwrap().unwrap();
     assert_eq!(read.events.len(), 2, "at most what was asked");
     // Trimmed past its budget: events before `first` are gone.
-    a.append("ann", "r1", "gw-a", 3, &[(4, "{\"n\":4}")], true, TTL)
+    a.append("ann", "r1", "gw-a", &write(3, &[(4, "{\"n\":4}")], true))
         .await
         .unwrap();
     let read = b.read("ann", "r1", 0, 10, true).await.unwrap().unwrap();
@@ -92,7 +96,7 @@ async fn shared_log_on(url: &str) {
     let read = b.read("ann", "r1", 2, 10, true).await.unwrap().unwrap();
     assert_eq!(read.events, ["{\"n\":3}", "{\"n\":4}"]);
     assert_eq!(
-        a.append("ann", "r1", "gw-a", 3, &[(5, "late")], false, TTL)
+        a.append("ann", "r1", "gw-a", &write(3, &[(5, "late")], false))
             .await
             .unwrap(),
         Appended::Lost,
@@ -102,14 +106,19 @@ async fn shared_log_on(url: &str) {
     // A run whose record the store lost (a failover right after the
     // claim) is its owner's again, written from the owner's oldest event.
     assert_eq!(
-        a.append("ann", "lost", "gw-a", 1, &[(7, "x")], false, TTL)
+        a.append("ann", "lost", "gw-a", &write(1, &[(7, "x")], false))
             .await
             .unwrap(),
         Appended::Behind { last: 0 }
     );
-    a.append("ann", "lost", "gw-a", 1, &[(1, "a"), (2, "b")], false, TTL)
-        .await
-        .unwrap();
+    a.append(
+        "ann",
+        "lost",
+        "gw-a",
+        &write(1, &[(1, "a"), (2, "b")], false),
+    )
+    .await
+    .unwrap();
     let read = b.read("ann", "lost", 0, 10, true).await.unwrap().unwrap();
     assert_eq!(read.events, ["a", "b"]);
     assert_eq!(
@@ -131,7 +140,7 @@ async fn cancel_and_abandon_on(url: &str) {
     logs.claim("ann", "r", "gw-a", TTL).await.unwrap();
     assert_eq!(logs.cancel("ann", "r").await.unwrap(), CancelAsked::Asked);
     let Appended::Written { cancel, .. } = logs
-        .append("ann", "r", "gw-a", 1, &[], false, TTL)
+        .append("ann", "r", "gw-a", &write(1, &[], false))
         .await
         .unwrap()
     else {
@@ -140,7 +149,7 @@ async fn cancel_and_abandon_on(url: &str) {
     assert!(cancel, "the owner learns it at its next write");
 
     logs.claim("ann", "s", "gw-a", TTL).await.unwrap();
-    logs.append("ann", "s", "gw-a", 1, &[(1, "one")], false, TTL)
+    logs.append("ann", "s", "gw-a", &write(1, &[(1, "one")], false))
         .await
         .unwrap();
     let lease = Duration::from_millis(300);
@@ -170,7 +179,7 @@ async fn cancel_and_abandon_on(url: &str) {
     assert_eq!(read.events, ["one", "end"]);
     assert!(read.ended);
     assert_eq!(
-        logs.append("ann", "s", "gw-a", 1, &[(2, "two")], false, TTL)
+        logs.append("ann", "s", "gw-a", &write(1, &[(2, "two")], false))
             .await
             .unwrap(),
         Appended::Lost,
@@ -203,7 +212,7 @@ async fn each_write_wakes_the_channel() {
     .unwrap();
     subscribed.recv().await.unwrap();
     logs.claim("a:b", "r", "gw", TTL).await.unwrap();
-    logs.append("a:b", "r", "gw", 1, &[(1, "x")], false, TTL)
+    logs.append("a:b", "r", "gw", &write(1, &[(1, "x")], false))
         .await
         .unwrap();
     logs.cancel("a:b", "r").await.unwrap();

@@ -15,7 +15,7 @@ use dashmap::DashMap;
 use tokio::sync::watch;
 
 use crate::agui::{Read, ReadError, RunLog};
-use crate::broker::{Appended, RemoteRead, RunWakeup};
+use crate::broker::{Appended, RemoteRead, RunWakeup, RunWrite};
 use crate::state::AppState;
 
 /// How often an owner renews a run in flight in the store (and learns of
@@ -267,10 +267,12 @@ pub(crate) fn mirror(state: &Arc<AppState>, log: Arc<RunLog>) {
                     &log.user,
                     &log.run_id,
                     &log.internal_id,
-                    first,
-                    &events,
-                    ends,
-                    ttl,
+                    &RunWrite {
+                        first,
+                        events: &events,
+                        ended: ends,
+                        ttl,
+                    },
                 )
                 .await
             {

@@ -18,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use wsc_core::StoreError;
 use wsc_reconnection::SessionRegistry;
-pub(crate) use wsc_redis::{Appended, CancelAsked, RemoteRead, RunClaim, RunWakeup};
+pub(crate) use wsc_redis::{Appended, CancelAsked, RemoteRead, RunClaim, RunWakeup, RunWrite};
 
 /// What a gateway does when a run's log changes elsewhere: called with
 /// the change, the user and the run id.
@@ -76,17 +76,13 @@ pub(crate) trait Broker: Send + Sync {
     }
 
     /// The owner writes its run's events (numbered, in order), keeps only
-    /// those from `first` on, ends it if `ended`, renews it for `ttl`.
-    #[allow(clippy::too_many_arguments)]
+    /// those from `write.first` on, ends it if `write.ended`, renews it.
     async fn append_run(
         &self,
         _user: &str,
         _run_id: &str,
         _owner: &str,
-        _first: u64,
-        _events: &[(u64, &str)],
-        _ended: bool,
-        _ttl: Duration,
+        _write: &RunWrite<'_>,
     ) -> Result<Appended, StoreError> {
         Ok(Appended::Written {
             cancel: false,

@@ -644,14 +644,9 @@ impl Broker for RedisBroker {
         user: &str,
         run_id: &str,
         owner: &str,
-        first: u64,
-        events: &[(u64, &str)],
-        ended: bool,
-        ttl: std::time::Duration,
+        write: &wsc_redis::RunWrite<'_>,
     ) -> Result<wsc_redis::Appended, wsc_core::StoreError> {
-        self.runs
-            .append(user, run_id, owner, first, events, ended, ttl)
-            .await
+        self.runs.append(user, run_id, owner, write).await
     }
 
     async fn read_run(
