@@ -93,16 +93,14 @@ export class WscAgent extends AbstractAgent {
           }
         }
       }),
-      this.client.on("connected", (hello) => {
-        // A new session (the first, or a resume refused) has none of the
-        // runs: ask again, each from the event after the last one
-        // received. A resumed session follows them still — but a request
-        // may have died with the last connection before the gateway read
-        // it, so one that has had no event yet goes again (the gateway
-        // adds nothing twice to a session).
-        for (const run of this.following.values()) {
-          if (!hello.resumed || run.received === 0) this.request(run);
-        }
+      this.client.on("connected", () => {
+        // Every run is asked for again, each from the event after the last
+        // one received. A new session (the first, or a resume refused) has
+        // none of them; a resumed one may have lost a request that died
+        // with the last connection, or the gateway that copied a run into
+        // it (the session resumed on another one). The gateway adds
+        // nothing twice to a session: it skips what the session holds.
+        for (const run of this.following.values()) this.request(run);
       }),
     );
   }

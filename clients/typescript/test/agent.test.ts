@@ -1,7 +1,7 @@
 // Unit tests of WscAgent (an @ag-ui/client AbstractAgent) against a fake
 // socket and fake timers: each run's events once through AG-UI's own
-// pipeline, a start lost with its connection sent again, a refused resume
-// joining the run again after the last event received, refusals and
+// pipeline, a start lost with its connection sent again, a resume (refused
+// or not) joining the run again after the last event received, refusals and
 // close() ending runs with RUN_ERROR (never an unhandled rejection),
 // abortRun() sending stop_agent.
 
@@ -101,6 +101,32 @@ test("a refused resume joins the run again after the last event received", async
   assert.deepEqual(join?.payload, { run_id: "r2", after: 2 });
   // The new session numbers from 1: events 3 … of the run.
   for (const f of events("r2", RUN.slice(2), 1)) s2.raw(f);
+  await done;
+  assert.deepEqual(seen, RUN);
+  a.close();
+});
+
+test("an accepted resume asks again for runs that had events, after the last received", async () => {
+  // The gateway that copied the run into the session may be gone (the
+  // session resumed on another): the run is asked for again; the gateway
+  // skips what the session holds.
+  const { a, timers } = agent();
+  await settle();
+  const s1 = FakeSocket.last();
+  s1.hello();
+  const { seen, done } = run(a, "r5");
+  await settle();
+  const frames = events("r5", RUN, 1);
+  s1.raw(frames[0]);
+  s1.raw(frames[1]);
+  s1.drop();
+  timers.advance(1_000);
+  await settle();
+  const s2 = FakeSocket.last();
+  s2.hello({ resumed: true });
+  const join = s2.sent.find((f) => f.type === "join_run");
+  assert.deepEqual(join?.payload, { run_id: "r5", after: 2 });
+  for (const f of frames.slice(2)) s2.raw(f);
   await done;
   assert.deepEqual(seen, RUN);
   a.close();

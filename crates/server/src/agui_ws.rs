@@ -310,8 +310,8 @@ fn follow(state: &Arc<AppState>, session: &Session<'_>, mut source: RunSource, a
         session.id.to_owned(),
     );
     tokio::spawn(async move {
-        let mut last = joined.from;
         let run_id = source.run_id().to_owned();
+        let mut last = joined.from;
         let mut failing_since: Option<wsc_core::Timestamp> = None;
         loop {
             let read = match source.read_after(last).await {
@@ -364,7 +364,10 @@ fn follow(state: &Arc<AppState>, session: &Session<'_>, mut source: RunSource, a
                 let id = format!("ag-ui:{number}:{run_id}");
                 // Once per session: the join starts after what the session
                 // got before (a repeated run_agent or join_run appends
-                // nothing twice), so no look-up of the id is needed.
+                // nothing twice), so no look-up of the id is needed. (A
+                // session that got events through another gateway's
+                // follower, one that died, gets them again here only as
+                // repeats: a shared store appends a message id once.)
                 match registry.publish_frame(&session_id, &frame, Some(&id)).await {
                     Ok(_) => {
                         last = *number;

@@ -867,3 +867,91 @@ async fn an_ag_ui_run_read_elsewhere_survives_a_failover_at_redis_default_node_t
     assert_eq!(numbered(&seen_on_b, 1), run, "the same run, exactly");
     drop(cluster.await.unwrap());
 }
+
+/// The next AG-UI frame of a `/ws?protocol=ag-ui` connection (control
+/// frames skipped): its seq and its event.
+async fn next_ag_ui(ws: &mut Ws) -> (u64, Value) {
+    loop {
+        let text = match tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("open")
+            .unwrap()
+        {
+            Message::Text(t) => t,
+            _ => continue,
+        };
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        assert_ne!(frame["type"], "error", "{frame}");
+        if frame.get("event").is_some() {
+            return (frame["seq"].as_u64().unwrap(), frame["event"].clone());
+        }
+    }
+}
+
+/// A session follows a run through a gateway that dies: resumed on
+/// another gateway, it gets the frames the dead one had published into it
+/// (the replay), and its `join_run` again goes on after them — each event
+/// exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_whose_gateway_died_resumes_elsewhere_and_its_run_goes_on_exactly_once() {
+    let redis = settings(&shared_url(), RedisFailurePolicy::FailOpen);
+    let a = node(GatewayConfig::default(), redis.clone()).await;
+    let mut doomed = Doomed::start(GatewayConfig::default(), redis);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let input = ag_ui_input("rw", &["a", "b", "c", "d", "e", "f"], 250);
+    let (_, whole, _) = support::sse(a.addr, "POST", "/ag-ui", &[ANA], Some(input)).await;
+    let whole = tokio::spawn(support::sse_all(whole));
+    // A session on the doomed gateway follows the run.
+    let (mut ws, _) = connect_async(format!(
+        "ws://{}/ws?user_id=ana&protocol=ag-ui",
+        doomed.addr
+    ))
+    .await
+    .unwrap();
+    let hello: Value = loop {
+        if let Message::Text(t) = ws.next().await.unwrap().unwrap() {
+            break serde_json::from_str(&t).unwrap();
+        }
+    };
+    let join = json!({"type": "join_run", "payload": {"run_id": "rw"}});
+    ws.send(Message::text(join.to_string())).await.unwrap();
+    let mut got = Vec::new();
+    let mut last_seq = 0;
+    for _ in 0..4 {
+        let (seq, event) = next_ag_ui(&mut ws).await;
+        got.push(event);
+        last_seq = seq;
+    }
+    // The client stops reading; the gateway copies more of the run into
+    // the session, then dies.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    doomed.kill();
+    drop(ws);
+    let (mut ws, resumed) = connect(
+        &a,
+        &format!(
+            "{}&protocol=ag-ui",
+            resume_query("ana", &hello["payload"], last_seq)
+        ),
+    )
+    .await;
+    assert_eq!(resumed["resumed"], true, "{resumed}");
+    let join = json!({"type": "join_run", "payload": {"run_id": "rw", "after": got.len()}});
+    ws.send(Message::text(join.to_string())).await.unwrap();
+    loop {
+        let (seq, event) = next_ag_ui(&mut ws).await;
+        assert_eq!(seq, last_seq + 1, "the session's frames, each once");
+        last_seq = seq;
+        let end = ["RUN_FINISHED", "RUN_ERROR"].contains(&event["type"].as_str().unwrap());
+        got.push(event);
+        if end {
+            break;
+        }
+    }
+    let whole: Vec<Value> = numbered(&whole.await.unwrap(), 1)
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert_eq!(got, whole, "the run, each event once");
+}
