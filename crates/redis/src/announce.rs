@@ -51,7 +51,25 @@ pub fn spawn_announcement_listener(
     channel: String,
     registry: Arc<SessionRegistry>,
 ) -> Result<AnnouncementListener, StoreError> {
-    let clients = clients(url)?;
+    let serve = move |pubsub| {
+        let registry = registry.clone();
+        async move { listen(pubsub, &registry).await }
+    };
+    Ok(resubscribing(clients(url)?, channel, serve))
+}
+
+/// Subscribes to `channel` on one of `clients` (the next one after a
+/// failure) and hands each subscription to `serve` until it ends, again
+/// and again, until the returned listener is dropped.
+fn resubscribing<F, Fut>(
+    clients: Vec<redis::Client>,
+    channel: String,
+    serve: F,
+) -> AnnouncementListener
+where
+    F: Fn(redis::aio::PubSub) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let task = tokio::spawn(async move {
         let mut next = 0;
         loop {
@@ -59,15 +77,15 @@ pub fn spawn_announcement_listener(
             next += 1;
             match subscribe(client, &channel).await {
                 Ok(pubsub) => {
-                    listen(pubsub, &registry).await;
-                    tracing::warn!("announcement subscription lost; resubscribing");
+                    serve(pubsub).await;
+                    tracing::warn!(%channel, "subscription lost; resubscribing");
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot subscribe to announcements"),
+                Err(e) => tracing::warn!(error = %e, %channel, "cannot subscribe"),
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });
-    Ok(AnnouncementListener { task })
+    AnnouncementListener { task }
 }
 
 /// Clients of `url`'s node, or of each seed of a cluster URL.
@@ -100,28 +118,19 @@ pub fn spawn_channel_listener(
     on_message: impl Fn(&str) + Send + Sync + 'static,
     on_subscribed: impl Fn() + Send + Sync + 'static,
 ) -> Result<AnnouncementListener, StoreError> {
-    let clients = clients(url)?;
-    let task = tokio::spawn(async move {
-        let mut next = 0;
-        loop {
-            let client = &clients[next % clients.len()];
-            next += 1;
-            match subscribe(client, &channel).await {
-                Ok(mut pubsub) => {
-                    on_subscribed();
-                    let mut messages = pubsub.on_message();
-                    while let Some(message) = messages.next().await {
-                        let text: String = message.get_payload().unwrap_or_default();
-                        on_message(&text);
-                    }
-                    tracing::warn!(%channel, "subscription lost; resubscribing");
-                }
-                Err(e) => tracing::warn!(error = %e, %channel, "cannot subscribe"),
+    let on_message = Arc::new(on_message);
+    let serve = move |mut pubsub: redis::aio::PubSub| {
+        on_subscribed();
+        let on_message = on_message.clone();
+        async move {
+            let mut messages = pubsub.on_message();
+            while let Some(message) = messages.next().await {
+                let text: String = message.get_payload().unwrap_or_default();
+                on_message(&text);
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-    });
-    Ok(AnnouncementListener { task })
+    };
+    Ok(resubscribing(clients(url)?, channel, serve))
 }
 
 /// Hands every announced frame to the connection attached here until the

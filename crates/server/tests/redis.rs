@@ -637,23 +637,12 @@ fn assert_whole(events: &[String]) {
 async fn ws_run_events(ws: &mut Ws, run_id: &str) -> Vec<String> {
     let mut events = Vec::new();
     loop {
-        let text = match tokio::time::timeout(Duration::from_secs(30), ws.next())
-            .await
-            .expect("a frame in time")
-            .expect("open")
-            .unwrap()
-        {
-            Message::Text(t) => t,
-            _ => continue,
-        };
-        let frame: Value = serde_json::from_str(&text).unwrap();
-        assert_ne!(frame["type"], "error", "{frame}");
-        if frame["run_id"] != run_id {
+        let (_, run, event) = next_ag_ui(ws).await;
+        if run != run_id {
             continue;
         }
-        let event = frame["event"].to_string();
-        let end = ["RUN_FINISHED", "RUN_ERROR"].contains(&frame["event"]["type"].as_str().unwrap());
-        events.push(event);
+        let end = ["RUN_FINISHED", "RUN_ERROR"].contains(&event["type"].as_str().unwrap());
+        events.push(event.to_string());
         if end {
             return events;
         }
@@ -869,8 +858,8 @@ async fn an_ag_ui_run_read_elsewhere_survives_a_failover_at_redis_default_node_t
 }
 
 /// The next AG-UI frame of a `/ws?protocol=ag-ui` connection (control
-/// frames skipped): its seq and its event.
-async fn next_ag_ui(ws: &mut Ws) -> (u64, Value) {
+/// frames skipped): its seq, its run and its event.
+async fn next_ag_ui(ws: &mut Ws) -> (u64, String, Value) {
     loop {
         let text = match tokio::time::timeout(Duration::from_secs(30), ws.next())
             .await
@@ -884,7 +873,8 @@ async fn next_ag_ui(ws: &mut Ws) -> (u64, Value) {
         let frame: Value = serde_json::from_str(&text).unwrap();
         assert_ne!(frame["type"], "error", "{frame}");
         if frame.get("event").is_some() {
-            return (frame["seq"].as_u64().unwrap(), frame["event"].clone());
+            let run = frame["run_id"].as_str().unwrap().to_owned();
+            return (frame["seq"].as_u64().unwrap(), run, frame["event"].clone());
         }
     }
 }
@@ -919,7 +909,7 @@ async fn a_session_whose_gateway_died_resumes_elsewhere_and_its_run_goes_on_exac
     let mut got = Vec::new();
     let mut last_seq = 0;
     for _ in 0..4 {
-        let (seq, event) = next_ag_ui(&mut ws).await;
+        let (seq, _, event) = next_ag_ui(&mut ws).await;
         got.push(event);
         last_seq = seq;
     }
@@ -940,7 +930,7 @@ async fn a_session_whose_gateway_died_resumes_elsewhere_and_its_run_goes_on_exac
     let join = json!({"type": "join_run", "payload": {"run_id": "rw", "after": got.len()}});
     ws.send(Message::text(join.to_string())).await.unwrap();
     loop {
-        let (seq, event) = next_ag_ui(&mut ws).await;
+        let (seq, _, event) = next_ag_ui(&mut ws).await;
         assert_eq!(seq, last_seq + 1, "the session's frames, each once");
         last_seq = seq;
         let end = ["RUN_FINISHED", "RUN_ERROR"].contains(&event["type"].as_str().unwrap());
