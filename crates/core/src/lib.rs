@@ -9,7 +9,10 @@
 //! [`Ack`], [`HandshakeRefusal`]; see [`Frame`]), and [`WireFrame`]: a
 //! frame serialized once, whose text the server's buffer, store and every
 //! reader share; [`ClientFrame`]: a client's frame parsed once into the
-//! [`ClientRequest`] it makes, with every bound checked.
+//! [`ClientRequest`] it makes, with every bound checked. [`StoreError`] is
+//! any shared store's failure; [`RunClaim`], [`RunWrite`], [`RunAppended`],
+//! [`RunRead`], [`CancelAsked`] and [`RunWakeup`] are what a store shared
+//! for AG-UI runs' logs answers.
 //!
 //! It is deliberately small (serde, serde_json, thiserror, and tokio for
 //! [`SystemClock::sleep`] and the clock-driven [`BackgroundTask`] every
@@ -54,6 +57,7 @@ mod codec;
 mod message;
 mod message_type;
 mod protocol;
+mod run_log;
 mod store;
 mod task;
 mod time;
@@ -71,6 +75,7 @@ pub use protocol::{
     Ack, ConnectionEstablished, ErrorFrame, Frame, HandshakeRefusal, MAX_NAME_CHARS,
     MAX_STEP_DELAY_MS, MAX_TOOLS, ProtocolError, StartAgent, StopAgent,
 };
+pub use run_log::{CancelAsked, RunAppended, RunClaim, RunRead, RunWakeup, RunWrite};
 pub use store::StoreError;
 pub use task::BackgroundTask;
 pub use time::{Clock, ManualClock, SharedClock, SystemClock, Timestamp, TokioClock};

@@ -51,7 +51,7 @@ pub use announce::{AnnouncementListener, spawn_announcement_listener, spawn_chan
 pub use connection::{CLUSTER_SCHEME, RedisConnection, connect, hash_slot};
 pub use connections::{RedisConnectionCounter, shared_token_secret};
 pub use limiter::{BatchStats, RedisRateLimitStore};
-pub use runs::{Appended, CancelAsked, RedisRunLogs, RemoteRead, RunClaim, RunWakeup, RunWrite};
+pub use runs::RedisRunLogs;
 pub use sessions::{RedisSessionConfig, RedisSessionStore};
 
 pub(crate) fn store_error(e: redis::RedisError) -> StoreError {

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use wsc_core::StoreError;
 
+use wsc_core::{CancelAsked, RunAppended, RunClaim, RunRead, RunWakeup, RunWrite};
+
 use crate::{RedisConnection, store_error};
 
 /// KEYS: the run's hash. ARGV: owner, ttl ms. Creates the run held by
@@ -119,82 +121,6 @@ end
 return 0
 "#;
 
-/// What [`RedisRunLogs::claim`] found.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RunClaim {
-    /// The run was not held: it is now this owner's to run.
-    New,
-    /// The run exists (held by the owner named, empty once abandoned):
-    /// read it, do not start it again.
-    Held(String),
-}
-
-/// One write of a run's owner ([`RedisRunLogs::append`]).
-#[derive(Clone, Copy, Debug)]
-pub struct RunWrite<'a> {
-    /// The oldest event the owner holds: the store drops those before it.
-    pub first: u64,
-    /// Events with their numbers, in order.
-    pub events: &'a [(u64, &'a str)],
-    /// The last of them ends the run.
-    pub ended: bool,
-    /// How long the record lives from now unless written again.
-    pub ttl: Duration,
-}
-
-/// What [`RedisRunLogs::append`] learned about the run.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Appended {
-    /// Written. `cancel`: a reader on some gateway asked to cancel it;
-    /// `unread_for`: how long since a reader on another gateway last read.
-    Written {
-        /// A cancel was asked for.
-        cancel: bool,
-        /// Since a remote reader last read it (since the claim if never).
-        unread_for: Duration,
-    },
-    /// The run is no longer this owner's (it has ended, or readers ended
-    /// it when the owner stopped writing): nothing was written. (A run
-    /// whose record the store lost is written again from the owner's
-    /// oldest event: [`Appended::Behind`].)
-    Lost,
-    /// The store holds the run only through event `last` (it lost writes
-    /// in a failover): nothing was written; write again after `last`.
-    Behind {
-        /// The last event the store holds.
-        last: u64,
-    },
-}
-
-/// A read of a run's log in Redis.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RemoteRead {
-    /// The oldest event still held (events before it outgrew the run's
-    /// byte budget).
-    pub first: u64,
-    /// The number of the run's last event so far.
-    pub last: u64,
-    /// Whether the run has ended with its last event.
-    pub ended: bool,
-    /// Since the run's owner last wrote (appended or renewed).
-    pub owner_silent_for: Duration,
-    /// The events after the position read from, numbered from it + 1
-    /// (empty when they are no longer all held: `after + 1 < first`).
-    pub events: Vec<String>,
-}
-
-/// What [`RedisRunLogs::cancel`] did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CancelAsked {
-    /// No such run (never, or expired).
-    NotFound,
-    /// The run has ended already.
-    Ended,
-    /// The owner is told (at once through the channel, or at its next
-    /// write or renewal).
-    Asked,
-}
-
 /// AG-UI runs' event logs in Redis, one hash per run (`{prefix}agui:…`),
 /// so any gateway on the same Redis (or Redis Cluster: every call touches
 /// one key) reads, resumes and cancels a run another gateway runs.
@@ -230,15 +156,6 @@ impl fmt::Debug for RedisRunLogs {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
-}
-
-/// What a wake-up says happened to a run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RunWakeup {
-    /// Events were appended, or it ended.
-    Events,
-    /// A reader asked to cancel it.
-    Cancel,
 }
 
 impl RedisRunLogs {
@@ -353,7 +270,7 @@ impl RedisRunLogs {
         run_id: &str,
         owner: &str,
         write: &RunWrite<'_>,
-    ) -> Result<Appended, StoreError> {
+    ) -> Result<RunAppended, StoreError> {
         let RunWrite {
             first,
             events,
@@ -383,15 +300,15 @@ impl RedisRunLogs {
         };
         match answer {
             redis::Value::Array(values) if values.len() == 2 && int(&values[0]) == -2 => {
-                Ok(Appended::Behind {
+                Ok(RunAppended::Behind {
                     last: int(&values[1]).max(0) as u64,
                 })
             }
-            redis::Value::Array(values) if values.len() == 2 => Ok(Appended::Written {
+            redis::Value::Array(values) if values.len() == 2 => Ok(RunAppended::Written {
                 cancel: int(&values[0]) == 1,
                 unread_for: Duration::from_millis(int(&values[1]).max(0) as u64),
             }),
-            _ => Ok(Appended::Lost),
+            _ => Ok(RunAppended::Lost),
         }
     }
 
@@ -409,7 +326,7 @@ impl RedisRunLogs {
         after: u64,
         max: usize,
         as_reader: bool,
-    ) -> Result<Option<RemoteRead>, StoreError> {
+    ) -> Result<Option<RunRead>, StoreError> {
         let mut redis = self.redis.clone();
         let answer: Option<Vec<redis::Value>> = self
             .read
@@ -438,7 +355,7 @@ impl RedisRunLogs {
                 _ => Err(bad()),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(RemoteRead {
+        Ok(Some(RunRead {
             first: first.max(0) as u64,
             last: last.max(0) as u64,
             ended: ended == 1,

@@ -8,7 +8,8 @@ mod support;
 
 use std::time::Duration;
 
-use wsc_redis::{Appended, CancelAsked, RedisRunLogs, RunClaim, RunWakeup, RunWrite, connect};
+use wsc_core::{CancelAsked, RunAppended, RunClaim, RunWakeup, RunWrite};
+use wsc_redis::{RedisRunLogs, connect};
 
 #[tokio::test]
 async fn one_owner_writes_readers_anywhere_read_after_any_number() {
@@ -56,7 +57,10 @@ async fn shared_log_on(url: &str) {
         )
         .await
         .unwrap();
-    assert!(matches!(written, Appended::Written { cancel: false, .. }));
+    assert!(matches!(
+        written,
+        RunAppended::Written { cancel: false, .. }
+    ));
     // A repeated write of what is there changes nothing.
     a.append(
         "ann",
@@ -70,7 +74,7 @@ async fn shared_log_on(url: &str) {
         b.append("ann", "r1", "gw-b", &write(1, &[(4, "x")], false))
             .await
             .unwrap(),
-        Appended::Lost,
+        RunAppended::Lost,
         "only the owner writes"
     );
     // Events the store does not have before them (a failover lost them)
@@ -79,7 +83,7 @@ async fn shared_log_on(url: &str) {
         a.append("ann", "r1", "gw-a", &write(1, &[(5, "x")], false))
             .await
             .unwrap(),
-        Appended::Behind { last: 3 }
+        RunAppended::Behind { last: 3 }
     );
     let read = b.read("ann", "r1", 1, 10, true).await.unwrap().unwrap();
     assert_eq!(read.events, ["{\"n\":2}", "{\"n\":3}"]);
@@ -99,7 +103,7 @@ async fn shared_log_on(url: &str) {
         a.append("ann", "r1", "gw-a", &write(3, &[(5, "late")], false))
             .await
             .unwrap(),
-        Appended::Lost,
+        RunAppended::Lost,
         "nothing after the end"
     );
     assert_eq!(b.cancel("ann", "r1").await.unwrap(), CancelAsked::Ended);
@@ -109,7 +113,7 @@ async fn shared_log_on(url: &str) {
         a.append("ann", "lost", "gw-a", &write(1, &[(7, "x")], false))
             .await
             .unwrap(),
-        Appended::Behind { last: 0 }
+        RunAppended::Behind { last: 0 }
     );
     a.append(
         "ann",
@@ -139,7 +143,7 @@ async fn cancel_and_abandon_on(url: &str) {
     let logs = RedisRunLogs::new(connect(url).await.unwrap(), &prefix);
     logs.claim("ann", "r", "gw-a", TTL).await.unwrap();
     assert_eq!(logs.cancel("ann", "r").await.unwrap(), CancelAsked::Asked);
-    let Appended::Written { cancel, .. } = logs
+    let RunAppended::Written { cancel, .. } = logs
         .append("ann", "r", "gw-a", &write(1, &[], false))
         .await
         .unwrap()
@@ -182,7 +186,7 @@ async fn cancel_and_abandon_on(url: &str) {
         logs.append("ann", "s", "gw-a", &write(1, &[(2, "two")], false))
             .await
             .unwrap(),
-        Appended::Lost,
+        RunAppended::Lost,
         "the owner that comes back writes nothing more"
     );
     assert_eq!(

@@ -272,6 +272,40 @@ impl Drop for RunLog {
     }
 }
 
+/// Readers of other gateways' runs waiting here, by (user, run id): each
+/// wake-up for a run bumps its version.
+#[derive(Debug, Default)]
+pub(crate) struct Wakeups {
+    waiting: DashMap<(String, String), watch::Sender<u64>>,
+}
+
+impl Wakeups {
+    /// A receiver of the run's wake-ups (dropped with its last reader).
+    pub(crate) fn watch(&self, user: &str, run_id: &str) -> watch::Receiver<u64> {
+        self.waiting
+            .entry((user.to_owned(), run_id.to_owned()))
+            .or_insert_with(|| watch::Sender::new(0))
+            .subscribe()
+    }
+
+    /// The run changed (every run, for an empty user: wake-ups may have
+    /// been missed).
+    pub(crate) fn wake(&self, user: &str, run_id: &str) {
+        if user.is_empty() {
+            for entry in &self.waiting {
+                entry.send_modify(|v| *v += 1);
+            }
+        } else if let Some(entry) = self.waiting.get(&(user.to_owned(), run_id.to_owned())) {
+            entry.send_modify(|v| *v += 1);
+        }
+    }
+
+    /// Forgets the runs no reader waits on any more.
+    pub(crate) fn forget_unwatched(&self) {
+        self.waiting.retain(|_, sender| sender.receiver_count() > 0);
+    }
+}
+
 /// Why a run's log could not be made.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum LogRefused {
@@ -300,7 +334,7 @@ pub(crate) struct AgUiRuns {
     /// last event it published into the session. Kept while the run is.
     joined: Arc<DashMap<(String, String, String), Arc<JoinState>>>,
     /// Readers here of runs other gateways hold, waiting for wake-ups.
-    wakeups: crate::agui_shared::Wakeups,
+    wakeups: Wakeups,
 }
 
 /// What a session got of a run.
@@ -367,12 +401,12 @@ impl AgUiRuns {
             max_bytes_per_run,
             budget: Arc::new(Budget::new(max_bytes)),
             joined: Arc::default(),
-            wakeups: crate::agui_shared::Wakeups::default(),
+            wakeups: Wakeups::default(),
         }
     }
 
     /// The readers here of other gateways' runs, by run.
-    pub(crate) fn wakeups(&self) -> &crate::agui_shared::Wakeups {
+    pub(crate) fn wakeups(&self) -> &Wakeups {
         &self.wakeups
     }
 

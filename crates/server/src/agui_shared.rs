@@ -11,11 +11,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashmap::DashMap;
 use tokio::sync::watch;
 
 use crate::agui::{Read, ReadError, RunLog};
-use crate::broker::{Appended, RemoteRead, RunWakeup, RunWrite};
+use crate::broker::{RunAppended, RunRead, RunWakeup, RunWrite};
 use crate::state::AppState;
 
 /// How often an owner renews a run in flight in the store (and learns of
@@ -47,40 +46,6 @@ pub(crate) enum SourceError {
     NotFound,
     /// The store holding another gateway's run does not answer.
     Unavailable(wsc_core::StoreError),
-}
-
-/// Readers of other gateways' runs waiting here, by (user, run id): each
-/// wake-up for a run bumps its version.
-#[derive(Debug, Default)]
-pub(crate) struct Wakeups {
-    waiting: DashMap<(String, String), watch::Sender<u64>>,
-}
-
-impl Wakeups {
-    /// A receiver of the run's wake-ups (dropped with its last reader).
-    fn watch(&self, user: &str, run_id: &str) -> watch::Receiver<u64> {
-        self.waiting
-            .entry((user.to_owned(), run_id.to_owned()))
-            .or_insert_with(|| watch::Sender::new(0))
-            .subscribe()
-    }
-
-    /// The run changed (every run, for an empty user: wake-ups may have
-    /// been missed).
-    pub(crate) fn wake(&self, user: &str, run_id: &str) {
-        if user.is_empty() {
-            for entry in &self.waiting {
-                entry.send_modify(|v| *v += 1);
-            }
-        } else if let Some(entry) = self.waiting.get(&(user.to_owned(), run_id.to_owned())) {
-            entry.send_modify(|v| *v += 1);
-        }
-    }
-
-    /// Forgets the runs no reader waits on any more.
-    pub(crate) fn forget_unwatched(&self) {
-        self.waiting.retain(|_, sender| sender.receiver_count() > 0);
-    }
 }
 
 /// Where a reader reads a run: this gateway's log of it, or the store's
@@ -172,7 +137,7 @@ impl RunSource {
                     .ok_or(SourceError::NotFound)?;
                 let read = match read {
                     // The owner stopped: end the run for every reader.
-                    RemoteRead {
+                    RunRead {
                         ended: false,
                         owner_silent_for,
                         ..
@@ -276,7 +241,7 @@ pub(crate) fn mirror(state: &Arc<AppState>, log: Arc<RunLog>) {
                 )
                 .await
             {
-                Ok(Appended::Written { cancel, unread_for }) => {
+                Ok(RunAppended::Written { cancel, unread_for }) => {
                     written = events.last().map_or(written, |(n, _)| *n);
                     if ends {
                         return;
@@ -286,14 +251,14 @@ pub(crate) fn mirror(state: &Arc<AppState>, log: Arc<RunLog>) {
                     }
                     log.read_elsewhere(state.clock.now(), unread_for);
                 }
-                Ok(Appended::Behind { last }) => {
+                Ok(RunAppended::Behind { last }) => {
                     // The store lost writes (a failover): again from what
                     // it holds.
                     tracing::warn!(run_id = %crate::logging::log_safe(&log.run_id), last, written, "the store lost events of an AG-UI run: writing them again");
                     written = last;
                     continue;
                 }
-                Ok(Appended::Lost) => {
+                Ok(RunAppended::Lost) => {
                     // Its readers elsewhere ended it (this gateway did not
                     // write for the lease), or it expired: it stops here too.
                     tracing::warn!(run_id = %crate::logging::log_safe(&log.run_id), "an AG-UI run was ended elsewhere (this gateway did not write it in time): stopping it");

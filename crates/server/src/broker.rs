@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use wsc_core::StoreError;
+pub(crate) use wsc_core::{CancelAsked, RunAppended, RunClaim, RunRead, RunWakeup, RunWrite};
 use wsc_reconnection::SessionRegistry;
-pub(crate) use wsc_redis::{Appended, CancelAsked, RemoteRead, RunClaim, RunWakeup, RunWrite};
 
 /// What a gateway does when a run's log changes elsewhere: called with
 /// the change, the user and the run id.
@@ -83,8 +83,8 @@ pub(crate) trait Broker: Send + Sync {
         _run_id: &str,
         _owner: &str,
         _write: &RunWrite<'_>,
-    ) -> Result<Appended, StoreError> {
-        Ok(Appended::Written {
+    ) -> Result<RunAppended, StoreError> {
+        Ok(RunAppended::Written {
             cancel: false,
             unread_for: Duration::MAX,
         })
@@ -98,7 +98,7 @@ pub(crate) trait Broker: Send + Sync {
         _run_id: &str,
         _after: u64,
         _max: usize,
-    ) -> Result<Option<RemoteRead>, StoreError> {
+    ) -> Result<Option<RunRead>, StoreError> {
         Ok(None)
     }
 

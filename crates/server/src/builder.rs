@@ -626,7 +626,7 @@ impl Broker for RedisBroker {
         run_id: &str,
         owner: &str,
         ttl: std::time::Duration,
-    ) -> Result<wsc_redis::RunClaim, wsc_core::StoreError> {
+    ) -> Result<wsc_core::RunClaim, wsc_core::StoreError> {
         self.runs.claim(user, run_id, owner, ttl).await
     }
 
@@ -644,8 +644,8 @@ impl Broker for RedisBroker {
         user: &str,
         run_id: &str,
         owner: &str,
-        write: &wsc_redis::RunWrite<'_>,
-    ) -> Result<wsc_redis::Appended, wsc_core::StoreError> {
+        write: &wsc_core::RunWrite<'_>,
+    ) -> Result<wsc_core::RunAppended, wsc_core::StoreError> {
         self.runs.append(user, run_id, owner, write).await
     }
 
@@ -655,7 +655,7 @@ impl Broker for RedisBroker {
         run_id: &str,
         after: u64,
         max: usize,
-    ) -> Result<Option<wsc_redis::RemoteRead>, wsc_core::StoreError> {
+    ) -> Result<Option<wsc_core::RunRead>, wsc_core::StoreError> {
         self.runs.read(user, run_id, after, max, true).await
     }
 
@@ -663,7 +663,7 @@ impl Broker for RedisBroker {
         &self,
         user: &str,
         run_id: &str,
-    ) -> Result<wsc_redis::CancelAsked, wsc_core::StoreError> {
+    ) -> Result<wsc_core::CancelAsked, wsc_core::StoreError> {
         self.runs.cancel(user, run_id).await
     }
 
@@ -688,7 +688,7 @@ impl Broker for RedisBroker {
             let on_wakeup = on_wakeup.clone();
             // Wake-ups may have been missed while unsubscribed: every
             // waiting reader reads again.
-            move || on_wakeup(wsc_redis::RunWakeup::Events, "", "")
+            move || on_wakeup(wsc_core::RunWakeup::Events, "", "")
         };
         wsc_redis::spawn_channel_listener(
             &self.url,
