@@ -102,51 +102,36 @@ pub(crate) async fn open_run(
             "the gateway's agent does not speak AG-UI (run it with --agent-protocol ag-ui, or the simulated agent)".into(),
         ));
     }
-    let internal_id = state.next_id("run");
-    let opened = state.ag_ui_runs.open(
-        user,
-        &run.run_id,
-        &run.thread_id,
-        &internal_id,
-        state.clock.now(),
-    );
-    let log = match opened {
-        Ok(Opened::Existing(log)) => return Ok(RunSource::local(state, log)),
-        Ok(Opened::New(log)) => log,
-        Err(e) => {
-            return Err(Refused(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                e.to_string(),
-            ));
-        }
-    };
+    let RunAgent {
+        run_id,
+        thread_id,
+        input,
+        ..
+    } = run;
+    if let Some(log) = state.ag_ui_runs.get(user, &run_id) {
+        return Ok(RunSource::local(state, log));
+    }
     let max = state.config.agents.max_runs_per_user;
     if state.runs.in_flight(user) >= max {
-        state.ag_ui_runs.remove(user, &run.run_id);
         return Err(capped(max));
     }
+    let internal_id = state.next_id("run");
+    // Claimed in the store before anything is made here: of two requests
+    // for one runId, on any gateways, one starts it, the other reads it.
     let mut shared = false;
     if state.shared.spans_gateways() {
         let broker = state.shared.broker();
         let ttl = state.config.agents.run_retention + 2 * state.config.agents.run_owner_lease;
-        match broker
-            .claim_run(user, &run.run_id, &log.internal_id, ttl)
-            .await
-        {
+        match broker.claim_run(user, &run_id, &internal_id, ttl).await {
             Ok(RunClaim::New) => shared = true,
-            // Another gateway runs (or ran) it: read it from the store.
-            Ok(RunClaim::Held(_)) => {
-                state.ag_ui_runs.remove(user, &run.run_id);
-                return Ok(RunSource::remote(state, user, &run.run_id));
-            }
+            // A gateway runs (or ran) it: read it from the store.
+            Ok(RunClaim::Held(_)) => return Ok(RunSource::remote(state, user, &run_id)),
             Err(e) if state.shared.fail_closed() => {
                 state.shared.store_failed();
-                state.ag_ui_runs.remove(user, &run.run_id);
                 return Err(Refused(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
-                    format!("the gateways' shared store does not answer ({e}): retry shortly"),
+                    unavailable_message(&e),
                 ));
             }
             Err(e) => {
@@ -156,19 +141,42 @@ pub(crate) async fn open_run(
             }
         }
     }
-    let started = state
-        .runs
-        .start_ag_ui_run(user, run.input, log.clone(), state.runner.clone());
-    if started.is_none() {
-        state.ag_ui_runs.remove(user, &run.run_id);
+    // Gives the claim up when the run does not start here after all: a
+    // retry may start it, here or elsewhere.
+    let unclaim = async |state: &Arc<AppState>| {
         if shared {
-            // Unclaim it: a retry may start it, here or elsewhere.
             let _ = state
                 .shared
                 .broker()
-                .release_run(user, &run.run_id, &log.internal_id)
+                .release_run(user, &run_id, &internal_id)
                 .await;
         }
+    };
+    let opened = state
+        .ag_ui_runs
+        .open(user, &run_id, &thread_id, &internal_id, state.clock.now());
+    let log = match opened {
+        Ok(Opened::New(log)) => log,
+        // A request for it here got there first (without the store).
+        Ok(Opened::Existing(log)) => {
+            unclaim(state).await;
+            return Ok(RunSource::local(state, log));
+        }
+        Err(e) => {
+            unclaim(state).await;
+            return Err(Refused(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                e.to_string(),
+            ));
+        }
+    };
+    let started = state
+        .runs
+        .start_ag_ui_run(user, input, log.clone(), state.runner.clone());
+    if started.is_none() {
+        state.ag_ui_runs.remove(user, &run_id);
+        unclaim(state).await;
         return Err(capped(max));
     }
     if shared {

@@ -735,6 +735,21 @@ async fn ag_ui_across_gateways(url: &str) {
     let rest = support::sse_all(on_a).await;
     let end: Value = serde_json::from_str(&rest.last().unwrap().data).unwrap();
     assert_eq!(end["outcome"]["type"], "cancelled", "{end}");
+    // The same start sent to both gateways at once: one run, both streams
+    // the same.
+    let runs_before =
+        a.gateway.event_monitor().session_count() + b.gateway.event_monitor().session_count();
+    let twice = ag_ui_input("r4", &["a"], 10);
+    let (on_a, on_b) = tokio::join!(
+        support::sse(a.addr, "POST", "/ag-ui", &[ANA], Some(twice.clone())),
+        support::sse(b.addr, "POST", "/ag-ui", &[ANA], Some(twice)),
+    );
+    let (on_a, on_b) = tokio::join!(support::sse_all(on_a.1), support::sse_all(on_b.1));
+    assert_eq!(numbered(&on_a, 1), numbered(&on_b, 1));
+    assert_whole(&numbered(&on_a, 1));
+    let runs_after =
+        a.gateway.event_monitor().session_count() + b.gateway.event_monitor().session_count();
+    assert_eq!(runs_after, runs_before + 1, "one run started");
 }
 
 /// A gateway in a runtime of its own, so it can die at once as a killed
