@@ -569,7 +569,7 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
             md,
             "\n## AG-UI out: what an event costs the gateway\n\n\
              The release gateway in its own process in front of the upstream above, its CPU \
-             time read from `/proc` over {} events (20 runs of 1 001).\n\n\
+             time read from `/proc`: the median of 5 rounds of {} events (20 runs of 1 001).\n\n\
              | measure | value | goal | met |\n|---|---:|---|---|\n\
              | gateway CPU per event, AG-UI dialect (passed through) | {:.2} µs | ≤ 6 µs | {} |\n\
              | gateway CPU per event, wsc protocol (mapped to lifecycle frames) | {:.2} µs | — | |\n\

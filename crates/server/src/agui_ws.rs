@@ -397,6 +397,9 @@ fn follow(state: &Arc<AppState>, session: &Session<'_>, mut source: RunSource, a
             }
             if caught_up && read.events.is_empty() {
                 source.wait(last).await;
+                // Let the run append what it has at hand: one read (and one
+                // write to the socket) for several events.
+                tokio::task::yield_now().await;
             }
         }
     });

@@ -454,6 +454,9 @@ async fn write_loop(
                 // The connection ended without a close (its socket failed).
                 None => break,
             }
+            // Let whoever woke the writer queue what it has at hand: one
+            // write to the socket for several frames.
+            tokio::task::yield_now().await;
         }
         while batch.len() < WRITE_BATCH {
             if let Ok(out) = w.rx.try_recv() {
