@@ -122,7 +122,13 @@ retry_after_ms?: number,
 /**
  * The `message_id` of the refused frame, when it had one.
  */
-ref_message_id?: string | null, };
+ref_message_id?: string | null, 
+/**
+ * For `rate_limited`: which limit refused. [`LIMIT_RUNS_IN_FLIGHT`]
+ * for a start over the user's runs in flight (waiting for a run to
+ * end admits it; retrying sooner does not).
+ */
+limit?: string | null, };
 
 export type Ack = { 
 /**

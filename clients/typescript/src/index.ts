@@ -14,7 +14,7 @@
  * ```
  */
 
-import { type BackoffOptions, backoffDelay } from "./backoff.js";
+import { type BackoffOptions, backoffCeiling, backoffDelay } from "./backoff.js";
 import {
   type ConnectionEstablished,
   type ErrorPayload,
@@ -39,6 +39,42 @@ export {
   type StopAgent,
   parseFrame,
 } from "./frames.js";
+
+/**
+ * Why a run, or the client, ended without what it was asked for. Every
+ * run ends exactly once: with its terminal frame, or with one of these
+ * (a `for await` over the run throws it; `run.error` holds it).
+ *
+ * - `session_lost`: the gateway refused to resume the session while the
+ *   run was in flight (its frames since the cut are gone).
+ * - `closed`: `client.close()` was called.
+ * - `gave_up`: the client was not connected for `giveUpAfterMs`, or the
+ *   gateway refused the handshake in a way retrying cannot fix.
+ * - `cancelled`: `run.cancel()` before the run started.
+ * - `invalid_url`: the constructor's URL (thrown by the constructor).
+ * - `unauthorized`, `not_found`, `forbidden`, `invalid_query`: the
+ *   gateway refused the handshake (the client is `failed`).
+ * - any code of the gateway's `error` frame that refused the start
+ *   (`rate_limited` — `limit` says which —, `invalid_message`, …).
+ *
+ * Messages never carry the URL's query (its token, its user id).
+ */
+export class WscError extends Error {
+  /** What went wrong (see above). */
+  readonly code: string;
+  /** For `rate_limited`: the server's hint, ms. */
+  readonly retryAfterMs: number | undefined;
+  /** For `rate_limited`: which limit (`runs_in_flight`, or a message window). */
+  readonly limit: string | undefined;
+
+  constructor(code: string, message: string, extra: { retryAfterMs?: number; limit?: string } = {}) {
+    super(message);
+    this.name = "WscError";
+    this.code = code;
+    this.retryAfterMs = extra.retryAfterMs;
+    this.limit = extra.limit;
+  }
+}
 
 /** The part of the WHATWG `WebSocket` the client uses. */
 export interface SocketLike {
@@ -95,6 +131,26 @@ export interface ClientOptions {
    * frame each, reported as `agUiEvent`; `WscAgent` uses it).
    */
   protocol?: "wsc" | "ag-ui";
+  /**
+   * Give up after this long without a connection (ms; default 300 000):
+   * the client ends in state `failed` (event `failed`), every run in
+   * flight with `gave_up`. 0: never.
+   */
+  giveUpAfterMs?: number;
+  /**
+   * In browsers (where a refused handshake looks like any failed open):
+   * give up after this many opens in a row that never connected (default
+   * 20; 0: never). In Node, a handshake refused with 401, 403 or 404 fails
+   * the client at once.
+   */
+  maxFailedOpens?: number;
+  /**
+   * A start refused because the user has as many runs in flight as the
+   * gateway allows: by default its run fails with `rate_limited` (`limit:
+   * "runs_in_flight"`); with this, it waits and is sent again at the
+   * server's pace (its `retry_after_ms`, never sooner).
+   */
+  queueWhenCapped?: boolean;
 }
 
 /** One AG-UI event of a run (the AG-UI dialect). */
@@ -108,7 +164,7 @@ export interface AgUiEventFrame {
 }
 
 /** Where the connection stands. */
-export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed";
+export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed" | "failed";
 
 /** What the client reports besides frames. */
 export interface ClientEvents {
@@ -122,6 +178,8 @@ export interface ClientEvents {
   connected: ConnectionEstablished;
   /** An AG-UI event of a run, once, in order (the `"ag-ui"` protocol). */
   agUiEvent: AgUiEventFrame;
+  /** The client gave up (state `failed`): why. Runs in flight ended with it. */
+  failed: WscError;
 }
 
 /** What a run was asked to do. */
@@ -178,9 +236,13 @@ export class RunHandle implements AsyncIterable<Frame> {
   /** Set once any frame of the run arrived: a start is not sent again after that. */
   seen = false;
   runId: string | undefined;
+  /** Whether its start went to a socket (it may run on the gateway). */
+  sent = false;
+  /** Rate-limit refusals of its start in a row. */
+  refusals = 0;
   private readonly queue: Frame[] = [];
-  private waiting: ((r: IteratorResult<Frame>) => void) | undefined;
-  private failure: Error | undefined;
+  private waiting: { resolve: (r: IteratorResult<Frame>) => void; reject: (e: Error) => void } | undefined;
+  private failure: WscError | undefined;
   private readonly client: WscClient;
   /** The frame to send (again, after a cut, until the run is seen). */
   readonly start: Frame;
@@ -191,7 +253,16 @@ export class RunHandle implements AsyncIterable<Frame> {
     this.messageId = messageId;
   }
 
-  /** Stops the run (`stop_agent`); it ends with `agent_error {code: "cancelled"}`. */
+  /** Why the run failed, once it did (it ended without its terminal frame). */
+  get error(): WscError | undefined {
+    return this.failure;
+  }
+
+  /**
+   * Stops the run: one that started ends with `agent_error {code:
+   * "cancelled"}`; one not started yet (still connecting, or queued
+   * behind the run cap) never starts and fails with `cancelled`.
+   */
   cancel(): void {
     if (this.ended) return;
     this.client.stopRun(this);
@@ -206,15 +277,15 @@ export class RunHandle implements AsyncIterable<Frame> {
     if (this.ended) this.deliver({ value: undefined, done: true });
   }
 
-  /** @internal */
-  fail(error: Error): void {
+  /** @internal Ends the run with `error` (a consumer waiting gets it thrown). */
+  fail(error: WscError): void {
     if (this.ended) return;
     this.ended = true;
     this.failure = error;
-    if (this.waiting) {
+    if (this.waiting && this.queue.length === 0) {
       const w = this.waiting;
       this.waiting = undefined;
-      w({ value: undefined, done: true });
+      w.reject(error);
     }
   }
 
@@ -222,7 +293,7 @@ export class RunHandle implements AsyncIterable<Frame> {
     if (this.waiting && this.queue.length === 0) {
       const w = this.waiting;
       this.waiting = undefined;
-      w(r);
+      w.resolve(r);
     } else if (!r.done) {
       this.queue.push(r.value);
     }
@@ -235,8 +306,8 @@ export class RunHandle implements AsyncIterable<Frame> {
         if (frame) return Promise.resolve({ value: frame, done: false });
         if (this.failure) return Promise.reject(this.failure);
         if (this.ended) return Promise.resolve({ value: undefined, done: true });
-        return new Promise((resolve) => {
-          this.waiting = resolve;
+        return new Promise((resolve, reject) => {
+          this.waiting = { resolve, reject };
         });
       },
     };
@@ -273,8 +344,22 @@ export class WscClient {
   /** Frames of runs whose id is still being worked out, by run id. */
   private readonly early = new Map<string, Frame[]>();
   private earlyCount = 0;
+  /** Runs to stop once the connection is open. */
+  private readonly pendingStops = new Set<RunHandle>();
+  /** Opens in a row that never got `connection_established`. */
+  private failedOpens = 0;
+  /** Whether the current socket got `connection_established`. */
+  private connected = false;
+  private giveUpTimer: unknown;
 
+  /**
+   * Connects at once (and reconnects by itself).
+   *
+   * @throws {WscError} `invalid_url` for a URL that is not `ws://` or
+   * `wss://` (the message never repeats the URL's query).
+   */
   constructor(options: ClientOptions) {
+    checkUrl(options.url);
     this.options = options;
     this.timers = options.timers ?? {
       setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
@@ -290,6 +375,7 @@ export class WscClient {
     }
     this.Socket = Socket;
     this.session = this.loadSession();
+    this.armGiveUp();
     void this.open();
   }
 
@@ -353,20 +439,47 @@ export class WscClient {
     return this.begin("user_message", { content });
   }
 
-  /** Closes the connection for good (runs in flight end for this client). */
+  /** Closes the connection for good: runs in flight fail with `closed`. */
   close(): void {
-    if (this.currentState === "closed") return;
-    this.setState("closed");
+    this.end("closed", new WscError("closed", "the client was closed"));
+  }
+
+  /** Ends the client in `state`, every run in flight with `error`. */
+  private end(state: "closed" | "failed", error: WscError): void {
+    if (this.currentState === "closed" || this.currentState === "failed") return;
+    this.setState(state);
     this.clearTimers();
+    if (this.giveUpTimer !== undefined) this.timers.clearTimeout(this.giveUpTimer);
+    this.giveUpTimer = undefined;
     const socket = this.socket;
     this.socket = undefined;
     if (socket) {
       socket.onclose = null;
+      socket.onmessage = null;
+      socket.onerror = null;
       socket.close(1000, "client closed");
     }
-    for (const run of this.runs.values()) run.fail(new Error("the client was closed"));
+    const runs = [...this.runs.values()];
     this.runs.clear();
     this.runsById.clear();
+    this.pendingStops.clear();
+    for (const run of runs) run.fail(error);
+    if (state === "failed") this.emit("failed", error);
+  }
+
+  /** Gives up for good: state `failed`, runs in flight fail with `error`. */
+  private giveUp(error: WscError): void {
+    this.end("failed", error);
+  }
+
+  /** While not connected: gives up once `giveUpAfterMs` has passed. */
+  private armGiveUp(): void {
+    const after = this.options.giveUpAfterMs ?? 300_000;
+    if (after <= 0 || this.giveUpTimer !== undefined) return;
+    this.giveUpTimer = this.timers.setTimeout(() => {
+      this.giveUpTimer = undefined;
+      this.giveUp(new WscError("gave_up", `not connected to the gateway for ${after} ms: gave up`));
+    }, after);
   }
 
   /**
@@ -385,11 +498,29 @@ export class WscClient {
 
   /** @internal `RunHandle.cancel`. */
   stopRun(run: RunHandle): void {
-    const send = () => {
-      if (run.runId) this.send({ type: "stop_agent", payload: { run_id: run.runId } });
-    };
-    if (run.runId) send();
-    else this.track(this.idFor(run).then(send));
+    if (!run.seen) {
+      // Not started as far as this client knows: it never will be (a
+      // start not sent stays unsent; one sent is stopped once its id is
+      // known), and the handle ends now.
+      this.runs.delete(run.messageId);
+      run.fail(new WscError("cancelled", "the run was cancelled before it started"));
+      if (!run.sent) return;
+    }
+    this.pendingStops.add(run);
+    this.sendStops();
+  }
+
+  /** Sends `stop_agent` for each run waiting for one, if connected. */
+  private sendStops(): void {
+    if (this.currentState !== "open") return;
+    for (const run of this.pendingStops) {
+      this.pendingStops.delete(run);
+      const send = () => {
+        if (run.runId) this.send({ type: "stop_agent", payload: { run_id: run.runId } });
+      };
+      if (run.runId) send();
+      else this.track(this.idFor(run).then(send));
+    }
   }
 
   private begin(type: string, payload: Record<string, unknown>): RunHandle {
@@ -407,6 +538,7 @@ export class WscClient {
    */
   private async sendStart(run: RunHandle): Promise<void> {
     if (run.ended || run.seen || this.currentState !== "open") return;
+    run.sent = true;
     this.send(run.start);
     await this.idFor(run);
   }
@@ -486,9 +618,18 @@ export class WscClient {
       this.connectionLost();
       return;
     }
-    if (this.currentState === "closed") return;
-    const socket = new this.Socket(url);
+    if (this.currentState === "closed" || this.currentState === "failed") return;
+    let socket: SocketLike;
+    try {
+      socket = new this.Socket(url);
+    } catch {
+      // The URL was checked: a platform that refuses it anyway is a
+      // failed open (never the URL in a message: it holds the token).
+      this.openFailed();
+      return;
+    }
     this.socket = socket;
+    this.connected = false;
     socket.onmessage = (event) => {
       const text = typeof event.data === "string" ? event.data : decode(event.data);
       if (text === undefined) return;
@@ -504,17 +645,42 @@ export class WscClient {
     socket.onclose = () => {
       if (this.socket === socket) {
         this.socket = undefined;
-        this.connectionLost();
+        if (this.connected) this.connectionLost();
+        else this.openFailed();
       }
     };
-    socket.onerror = () => {
-      // onclose follows.
+    socket.onerror = (event) => {
+      // onclose follows; a refusal retrying cannot fix ends the client
+      // (Node's `ws` says the handshake's status; a browser does not).
+      const refusal = refusalOf(event);
+      if (refusal && this.socket === socket) {
+        this.socket = undefined;
+        socket.onclose = null;
+        this.giveUp(refusal);
+      }
     };
+  }
+
+  /** A socket closed before `connection_established`. */
+  private openFailed(): void {
+    this.failedOpens += 1;
+    const max = this.options.maxFailedOpens ?? 20;
+    if (max > 0 && this.failedOpens >= max) {
+      this.giveUp(
+        new WscError(
+          "gave_up",
+          `${this.failedOpens} connection attempts in a row failed before the gateway answered: gave up`,
+        ),
+      );
+      return;
+    }
+    this.connectionLost();
   }
 
   private connectionLost(): void {
     this.clearTimers();
-    if (this.currentState === "closed") return;
+    if (this.currentState === "closed" || this.currentState === "failed") return;
+    this.armGiveUp();
     this.setState("reconnecting");
     const delay = backoffDelay(this.attempt, this.options.backoff, this.random);
     this.attempt += 1;
@@ -616,12 +782,19 @@ export class WscClient {
   }
 
   private established(hello: ConnectionEstablished): void {
+    this.connected = true;
+    this.failedOpens = 0;
+    if (this.giveUpTimer !== undefined) this.timers.clearTimeout(this.giveUpTimer);
+    this.giveUpTimer = undefined;
     const asked = this.session;
     if (asked && !hello.resumed) {
       // The frames after last_seq are gone, and with them the runs in
       // flight; runs never seen are started again in the new session.
+      const reason = hello.reason ?? "unknown";
       for (const run of this.runs.values()) {
-        if (run.seen) run.fail(new Error(`resume refused: ${hello.reason ?? "unknown"}`));
+        if (run.seen) {
+          run.fail(new WscError("session_lost", `the gateway could not resume the session (${reason}): the run's frames since the cut are lost`));
+        }
       }
       for (const [id, run] of this.runs) if (run.ended) this.runs.delete(id);
       this.runsById.clear();
@@ -645,18 +818,30 @@ export class WscClient {
       if (!run.seen && !run.ended) this.track(this.sendStart(run));
       else if (!run.ended) this.track(this.idFor(run));
     }
+    this.sendStops();
   }
 
   private errorFrame(error: ErrorPayload): void {
     const run = error.ref_message_id == null ? undefined : this.runs.get(error.ref_message_id);
     if (!run || run.seen) return;
-    if (error.code === "rate_limited") {
-      const wait = error.retry_after_ms ?? backoffDelay(this.attempt, this.options.backoff, this.random);
-      this.timers.setTimeout(() => this.track(this.sendStart(run)), Math.max(wait, 1));
+    const limit = typeof error.limit === "string" ? error.limit : undefined;
+    const capped = limit === "runs_in_flight";
+    if (error.code === "rate_limited" && (!capped || this.options.queueWhenCapped)) {
+      // Again at the server's pace: never sooner than its hint, later
+      // with each refusal in a row.
+      run.refusals += 1;
+      const hint = error.retry_after_ms ?? backoffCeiling(0, this.options.backoff);
+      const wait = Math.max(hint, backoffDelay(run.refusals, this.options.backoff, this.random), 1);
+      this.timers.setTimeout(() => this.track(this.sendStart(run)), wait);
       return;
     }
-    run.fail(new Error(`${error.code}: ${error.message}`));
     this.runs.delete(run.messageId);
+    run.fail(
+      new WscError(String(error.code), String(error.message), {
+        retryAfterMs: error.retry_after_ms ?? undefined,
+        limit,
+      }),
+    );
   }
 
   private send(frame: Frame): void {
@@ -685,6 +870,45 @@ export class WscClient {
     if (!storage || !this.session) return;
     storage.setItem(this.options.storageKey ?? "wsc-session", JSON.stringify(this.session));
   }
+}
+
+/**
+ * Throws `invalid_url` unless `url` is a `ws://` or `wss://` URL. The
+ * message names what is wrong, never the URL (its query may hold a token).
+ */
+function checkUrl(url: unknown): void {
+  let parsed: URL;
+  try {
+    parsed = new URL(String(url));
+  } catch {
+    throw new WscError("invalid_url", "the gateway URL is not a URL (expected ws://host:port/ws or wss://…)");
+  }
+  if (parsed.protocol !== "ws:" && parsed.protocol !== "wss:") {
+    throw new WscError(
+      "invalid_url",
+      `the gateway URL's scheme is ${JSON.stringify(parsed.protocol)}: expected ws: or wss:`,
+    );
+  }
+}
+
+/**
+ * A refused handshake retrying cannot fix, from a socket's error event:
+ * Node's `ws` reports "Unexpected server response: STATUS" (a browser
+ * reports nothing: its opens are counted instead).
+ */
+function refusalOf(event: unknown): WscError | undefined {
+  const e = event as { message?: unknown; error?: { message?: unknown } } | null;
+  const text = String(e?.message ?? e?.error?.message ?? "");
+  const status = /Unexpected server response: (\d{3})/.exec(text)?.[1];
+  const codes: Record<string, string> = {
+    "400": "invalid_query",
+    "401": "unauthorized",
+    "403": "forbidden",
+    "404": "not_found",
+  };
+  const code = status === undefined ? undefined : codes[status];
+  if (code === undefined) return undefined;
+  return new WscError(code, `the gateway refused the connection (HTTP ${status}): retrying cannot fix it`);
 }
 
 /** Text from a binary-typed message event (`ws` in Node hands Buffers). */

@@ -72,8 +72,8 @@ pub use codec::{
 pub use message::WebSocketMessage;
 pub use message_type::{Direction, MessageType, UnknownMessageType};
 pub use protocol::{
-    Ack, ConnectionEstablished, ErrorFrame, Frame, HandshakeRefusal, MAX_NAME_CHARS,
-    MAX_STEP_DELAY_MS, MAX_TOOLS, ProtocolError, StartAgent, StopAgent,
+    Ack, ConnectionEstablished, ErrorFrame, Frame, HandshakeRefusal, LIMIT_RUNS_IN_FLIGHT,
+    MAX_NAME_CHARS, MAX_STEP_DELAY_MS, MAX_TOOLS, ProtocolError, StartAgent, StopAgent,
 };
 pub use run_log::{CancelAsked, RunAppended, RunClaim, RunRead, RunWakeup, RunWrite};
 pub use store::StoreError;

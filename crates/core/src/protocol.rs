@@ -144,7 +144,16 @@ pub struct ErrorFrame {
     /// The `message_id` of the refused frame, when it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ref_message_id: Option<String>,
+    /// For `rate_limited`: which limit refused. [`LIMIT_RUNS_IN_FLIGHT`]
+    /// for a start over the user's runs in flight (waiting for a run to
+    /// end admits it; retrying sooner does not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
 }
+
+/// [`ErrorFrame::limit`] of a start refused because the user has as many
+/// runs in flight as the gateway allows.
+pub const LIMIT_RUNS_IN_FLIGHT: &str = "runs_in_flight";
 
 impl ErrorFrame {
     /// An error frame with `code` and `message`.
@@ -154,7 +163,14 @@ impl ErrorFrame {
             message: message.into(),
             retry_after_ms: None,
             ref_message_id: None,
+            limit: None,
         }
+    }
+
+    /// Sets `limit`.
+    pub fn with_limit(mut self, limit: impl Into<String>) -> Self {
+        self.limit = Some(limit.into());
+        self
     }
 
     /// Sets `retry_after_ms`.

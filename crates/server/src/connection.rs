@@ -291,6 +291,7 @@ impl Serving {
         } = *self;
         let mut writer_ended = false;
         let mut open = true;
+        let control = crate::dispatch::ControlBudget::default();
 
         let mut shutdown = state.shutdown.clone();
         let mut close = None;
@@ -337,7 +338,7 @@ impl Serving {
                             close = Some((CloseCode::MESSAGE_TOO_BIG, "frame over the size limit"));
                             break;
                         }
-                        let conn = Conn { registry: &registry, user: &user, ip, session_id: &session_id, connection_id: &connection_id, requests: requests.as_ref(), dialect };
+                        let conn = Conn { registry: &registry, user: &user, ip, session_id: &session_id, connection_id: &connection_id, requests: requests.as_ref(), dialect, control: &control };
                         // Boxed: its state lives only while a frame is
                         // handled, not for the connection's life.
                         let replies: Vec<Out> = Box::pin(handle_text(&state, &conn, text.as_str()))

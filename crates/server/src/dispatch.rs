@@ -29,6 +29,41 @@ pub(crate) struct Conn<'a> {
     pub(crate) requests: Option<&'a mpsc::Sender<WebSocketMessage>>,
     /// The protocol the connection speaks.
     pub(crate) dialect: Dialect,
+    /// Its control frames' own budget.
+    pub(crate) control: &'a ControlBudget,
+}
+
+/// `stop_agent` and `ack` frames a connection may send per second. They
+/// only lower the load (a run stops, a buffer shrinks), so the user's and
+/// the IP's message windows never refuse them — a user over its message
+/// limit can still cancel its runs — and this small budget of their own
+/// bounds a client that floods them.
+pub(crate) const CONTROL_FRAMES_PER_SECOND: u32 = 20;
+
+/// A connection's budget of control frames: a one-second window.
+#[derive(Debug, Default)]
+pub(crate) struct ControlBudget {
+    window: std::sync::Mutex<(i64, u32)>,
+}
+
+impl ControlBudget {
+    /// Takes one control frame at `now`: `Err(ms)` until the window
+    /// admits again when it is spent.
+    fn take(&self, now: wsc_core::Timestamp) -> Result<(), u64> {
+        let second = now.as_unix_micros().div_euclid(1_000_000);
+        let mut window = self.window.lock().unwrap_or_else(|p| p.into_inner());
+        if window.0 != second {
+            *window = (second, 0);
+        }
+        if window.1 >= CONTROL_FRAMES_PER_SECOND {
+            let into = now.as_unix_micros().rem_euclid(1_000_000);
+            return Err(u64::try_from((1_000_000 - into) / 1_000)
+                .unwrap_or(1)
+                .max(1));
+        }
+        window.1 += 1;
+        Ok(())
+    }
 }
 
 impl Conn<'_> {
@@ -69,10 +104,42 @@ pub(crate) async fn handle_text(
             return vec![e.to_error_frame()];
         }
     };
-    if let Some(refused) = admit(state, conn, &frame.message).await {
+    let control = matches!(
+        frame.request,
+        ClientRequest::StopAgent(_) | ClientRequest::AckSeq(_)
+    );
+    let refused = if control {
+        admit_control(state, conn, &frame.message)
+    } else {
+        admit(state, conn, &frame.message).await
+    };
+    if let Some(refused) = refused {
         return vec![refused];
     }
     handle_frame(state, conn, frame).await
+}
+
+/// Counts a control frame (`stop_agent`, `ack`) in its connection's own
+/// budget, outside the message windows (the refusal when it is spent).
+fn admit_control(
+    state: &AppState,
+    conn: &Conn<'_>,
+    msg: &WebSocketMessage,
+) -> Option<WebSocketMessage> {
+    if let Err(retry_ms) = conn.control.take(state.clock.now()) {
+        state.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+        let mut reply = ErrorFrame::new(
+            ErrorCode::RateLimited,
+            format!("at most {CONTROL_FRAMES_PER_SECOND} stop_agent and ack frames a second per connection"),
+        )
+        .with_retry_after_ms(retry_ms);
+        if let Some(id) = &msg.message_id {
+            reply = reply.with_ref_message_id(id.clone());
+        }
+        return Some(reply.to_message());
+    }
+    state.perf.record_message_processed(conn.connection_id, msg);
+    None
 }
 
 /// Counts a client's frame in its rate limits (the refusal when over one)

@@ -433,6 +433,10 @@ impl StartOutcome {
     }
 }
 
+/// The pace a start refused over the runs-in-flight cap is told to retry
+/// at (`retry_after_ms`): a run rarely ends sooner.
+const CAPPED_RETRY_MS: u64 = 1_000;
+
 /// The session a run is started for.
 pub(crate) struct Origin<'a> {
     pub(crate) registry: &'a Arc<SessionRegistry>,
@@ -517,11 +521,16 @@ impl RunTable {
         let Some(slot) = self.register(run.clone()) else {
             Counters::bump(&services.counters.rate_limited);
             let max = self.max_per_user;
-            return StartOutcome::refused(
+            let mut refusal = ErrorFrame::new(
                 ErrorCode::RateLimited,
                 format!("at most {max} runs in flight per user: wait for one to end, or stop one"),
-                msg,
-            );
+            )
+            .with_limit(wsc_core::LIMIT_RUNS_IN_FLIGHT)
+            .with_retry_after_ms(CAPPED_RETRY_MS);
+            if let Some(id) = &msg.message_id {
+                refusal = refusal.with_ref_message_id(id.clone());
+            }
+            return StartOutcome::Refused(refusal.to_message());
         };
         if msg.message_id.is_some() {
             match registry.claim_key(session_id, &key).await {
