@@ -206,6 +206,85 @@ async fn frames_over_the_limit_are_rate_limited_with_a_retry() {
     assert_eq!(r.gateway.stats().rate_limited, 1);
 }
 
+/// A user over its message limit can still cancel its run and ack: the
+/// message windows never refuse `stop_agent` or `ack`; their own budget
+/// per connection does, past 20 a second.
+#[tokio::test(start_paused = true)]
+async fn a_user_over_its_message_limit_can_still_stop_its_runs() {
+    let r = start_on_tokio_time(GatewayConfig {
+        limits: wsc_server::LimitsConfig {
+            max_messages_per_minute: 2,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let (mut ws, _) = connect(&r, "user_id=olga").await;
+    send(
+        &mut ws,
+        &start_agent(&["search"], 5_000).with_message_id("s1"),
+    )
+    .await;
+    let started = loop {
+        let f = next_frame(&mut ws).await.unwrap();
+        if f.message_type == MessageType::AgentStarted {
+            break f;
+        }
+    };
+    let run_id = started.payload["run_id"].as_str().unwrap().to_owned();
+    // The minute's budget is spent: a ping is refused.
+    ping_pong(&mut ws).await;
+    send(
+        &mut ws,
+        &WebSocketMessage::new(MessageType::Ping, json!({})),
+    )
+    .await;
+    let refused = loop {
+        let f = next_frame(&mut ws).await.unwrap();
+        if f.message_type == MessageType::Error {
+            break f;
+        }
+    };
+    assert_eq!(refused.payload["code"], "rate_limited");
+    // An ack still goes, and the stop ends the run.
+    send(
+        &mut ws,
+        &WebSocketMessage::new(MessageType::Ack, json!({"seq": 1})),
+    )
+    .await;
+    send(
+        &mut ws,
+        &WebSocketMessage::new(MessageType::StopAgent, json!({"run_id": run_id})),
+    )
+    .await;
+    let end = loop {
+        let f = next_frame(&mut ws).await.unwrap();
+        assert_ne!(f.message_type, MessageType::Error, "{f:?}");
+        if f.message_type == MessageType::AgentError {
+            break f;
+        }
+    };
+    assert_eq!(end.payload["code"], "cancelled", "{end:?}");
+}
+
+/// Control frames have a budget of their own per connection: 20 a second
+/// (60 sent at once span at most two windows: 21 in one of them).
+#[tokio::test]
+async fn a_flood_of_control_frames_is_refused_past_its_own_budget() {
+    let r = start(GatewayConfig::default()).await;
+    let (mut ws, _) = connect(&r, "user_id=flo").await;
+    for _ in 0..60 {
+        send(
+            &mut ws,
+            &WebSocketMessage::new(MessageType::Ack, json!({"seq": 1})),
+        )
+        .await;
+    }
+    let flood = next_frame(&mut ws).await.unwrap();
+    assert_eq!(flood.payload["code"], "rate_limited", "{flood:?}");
+    assert!(flood.payload["retry_after_ms"].as_u64().unwrap() <= 1_000);
+}
+
 #[tokio::test]
 async fn the_connection_cap_refuses_with_429_then_recovers() {
     let r = start(GatewayConfig {
@@ -892,6 +971,9 @@ async fn stop_agent_cancels_and_runs_in_flight_are_capped() {
     let refusal = next_frame(&mut ws).await.unwrap();
     assert_eq!(refusal.payload["code"], "rate_limited", "{refusal:?}");
     assert_eq!(refusal.payload["ref_message_id"], "s4");
+    // It says which limit, and when to try again.
+    assert_eq!(refusal.payload["limit"], "runs_in_flight", "{refusal:?}");
+    assert!(refusal.payload["retry_after_ms"].as_u64().unwrap() >= 1_000);
     // Another user cannot stop sam's run.
     let (mut eve, _) = connect(&r, "user_id=eve").await;
     send(
