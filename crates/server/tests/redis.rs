@@ -615,6 +615,15 @@ fn ag_ui_input(run_id: &str, tools: &[&str], delay_ms: u64) -> Value {
 
 const ANA: (&str, &str) = ("x-wsc-user-id", "ana");
 
+/// A gateway on Redis in a runtime of its own (see `support::Doomed`).
+fn doomed(config: GatewayConfig, redis: RedisSettings) -> support::Doomed {
+    support::Doomed::start("127.0.0.1:0".parse().unwrap(), move || async move {
+        Gateway::with_redis(config, Arc::new(SimulatedAgent), redis)
+            .await
+            .unwrap()
+    })
+}
+
 /// The events' texts; asserts they are numbered `first`, `first + 1` …
 fn numbered(messages: &[support::SseMessage], first: u64) -> Vec<String> {
     for (i, m) in messages.iter().enumerate() {
@@ -752,53 +761,13 @@ async fn ag_ui_across_gateways(url: &str) {
     assert_eq!(runs_after, runs_before + 1, "one run started");
 }
 
-/// A gateway in a runtime of its own, so it can die at once as a killed
-/// process does (its tasks stop mid-run, nothing is written on the way
-/// out).
-struct Doomed {
-    addr: std::net::SocketAddr,
-    kill: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Doomed {
-    fn start(config: GatewayConfig, redis: RedisSettings) -> Doomed {
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (kill, killed) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let node = node(config, redis).await;
-                addr_tx.send(node.addr).unwrap();
-                let _ = killed.await;
-            });
-            // Every task of the gateway stops where it is.
-            runtime.shutdown_background();
-        });
-        Doomed {
-            addr: addr_rx.recv().unwrap(),
-            kill: Some(kill),
-            thread: Some(thread),
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.kill.take().unwrap().send(());
-        self.thread.take().unwrap().join().unwrap();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_read_only_elsewhere_is_no_orphan_and_its_gateway_dying_ends_it_for_every_reader() {
     let redis = settings(&shared_url(), RedisFailurePolicy::FailOpen);
     let mut config = GatewayConfig::default();
     config.agents.run_owner_lease = Duration::from_secs(2);
     config.agents.orphan_run_timeout = Duration::from_secs(1);
-    let mut a = Doomed::start(config.clone(), redis.clone());
+    let mut a = doomed(config.clone(), redis.clone());
     let b = node(config, redis).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let long = ag_ui_input("r9", &["a", "b", "c", "d", "e", "f", "g", "h"], 700);
@@ -902,7 +871,7 @@ async fn next_ag_ui(ws: &mut Ws) -> (u64, String, Value) {
 async fn a_session_whose_gateway_died_resumes_elsewhere_and_its_run_goes_on_exactly_once() {
     let redis = settings(&shared_url(), RedisFailurePolicy::FailOpen);
     let a = node(GatewayConfig::default(), redis.clone()).await;
-    let mut doomed = Doomed::start(GatewayConfig::default(), redis);
+    let mut doomed = doomed(GatewayConfig::default(), redis);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let input = ag_ui_input("rw", &["a", "b", "c", "d", "e", "f"], 250);
     let (_, whole, _) = support::sse(a.addr, "POST", "/ag-ui", &[ANA], Some(input)).await;

@@ -4,7 +4,11 @@
 //! connection every few frames and once through a proxy that resets about
 //! 30 % of connections at a random byte (mid-frame, mid-run, between runs
 //! with a start in flight): every frame exactly once, in order, every run
-//! whole.
+//! whole. Its failure paths, each in a Node process of its own: an invalid
+//! URL, a 404 path, a 401, nothing listening, the run cap (failed by
+//! default, queued on request, a queued cancel never started), a gateway
+//! restarted under a run in flight — each run ends once, typed, with no
+//! unhandled rejection and no token in any message.
 //! `cargo xtask ci` installs its npm dependencies (`npm ci`), builds it and
 //! passes `node` in `WSC_NODE`.
 
@@ -284,4 +288,138 @@ async fn a_last_event_id_client_gets_every_run_exactly_through_a_cutting_proxy()
         cut >= 5 && reconnects >= 5,
         "the proxy cut {cut} connections, {reconnects} resumes"
     );
+}
+
+/// `failures.js MODE URL` in a process of its own: its JSON line. Every
+/// mode must end with no unhandled rejection and no message holding the
+/// URL's token.
+async fn failure_mode(mode: &str, url: &str) -> Value {
+    let out = node_json(&["dist/integration/failures.js", mode, url], mode).await;
+    assert_eq!(out["unhandled"], 0, "{mode}: {out}");
+    assert_eq!(out["leaked"], false, "{mode}: {out}");
+    out
+}
+
+/// Where retrying cannot help, the client says so at once, typed: an
+/// invalid URL throws from the constructor; a handshake refused with 404
+/// or 401 fails the client and its run at once; nothing listening fails
+/// them within the give-up bound — never a run pending forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_fails_fast_and_typed_where_retrying_cannot_help() {
+    for url in ["not a url?token=s3cret", "localhost:8765/ws?token=s3cret"] {
+        let out = failure_mode("invalid", url).await;
+        assert_eq!(
+            (out["threw"].clone(), out["code"].clone()),
+            (true.into(), "invalid_url".into()),
+            "{out}"
+        );
+    }
+    let (_, addr) = gateway().await;
+    let out = failure_mode("refused", &format!("ws://{addr}/nowhere")).await;
+    assert_eq!(out["run"], "not_found", "{out}");
+    assert_eq!(out["failed"], serde_json::json!(["not_found"]), "{out}");
+    assert!(out["ms"].as_u64() < Some(2_000), "at once: {out}");
+    let jwt = Gateway::new(GatewayConfig {
+        auth: wsc_server::AuthMode::Jwt(
+            wsc_server::JwtAuth::new("test-secret-of-thirty-two-bytes!").unwrap(),
+        ),
+        ..Default::default()
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwt_addr = listener.local_addr().unwrap();
+    let g = jwt.clone();
+    tokio::spawn(async move { g.serve(listener, std::future::pending()).await });
+    let out = failure_mode("refused", &format!("ws://{jwt_addr}/ws")).await;
+    assert_eq!(out["run"], "unauthorized", "{out}");
+    assert_eq!(out["state"], "failed", "{out}");
+    // Nothing listens there.
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let nobody = closed.local_addr().unwrap();
+    drop(closed);
+    let out = failure_mode("nothing", &format!("ws://{nobody}/ws")).await;
+    assert_eq!(out["run"], "gave_up", "{out}");
+    assert_eq!(out["failed"], serde_json::json!(["gave_up"]), "{out}");
+    assert!(out["ms"].as_u64() < Some(10_000), "{out}");
+}
+
+/// A fifth run of a user with four slow ones in flight: by default it
+/// fails `rate_limited` (limit `runs_in_flight`) and the others complete;
+/// with `queueWhenCapped` it waits (sent again no faster than the
+/// gateway's hint) and completes, and a sixth cancelled while it waits
+/// never starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capped_start_fails_typed_or_waits_and_a_queued_cancel_never_starts() {
+    let (gateway, addr) = gateway().await;
+    let url = format!("ws://{addr}/ws");
+    let out = failure_mode("cap", &url).await;
+    let runs: Vec<&str> = out["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(runs[..4], ["done:agent_completed"; 4], "{out}");
+    assert_eq!(runs[4], "rate_limited", "{out}");
+    assert_eq!(out["limit"], "runs_in_flight", "{out}");
+    let before = gateway.event_monitor().session_count();
+    let out = failure_mode("queued", &url).await;
+    let runs: Vec<&str> = out["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(runs, ["done:agent_completed"; 5], "{out}");
+    assert_eq!(out["cancelled"], "cancelled", "{out}");
+    assert_eq!(
+        gateway.event_monitor().session_count() - before,
+        5,
+        "the cancelled sixth never started: {out}"
+    );
+    // Five first sends, then at most one per second of waiting (the
+    // gateway's hint) for the fifth.
+    let (starts, ms) = (out["starts"].as_u64().unwrap(), out["ms"].as_u64().unwrap());
+    assert!(starts <= 5 + ms / 1_000 + 1, "{out}");
+}
+
+/// The gateway restarted (its sessions gone) while a run is in flight:
+/// the run ends with `session_lost` — not as if complete — and the next
+/// run completes on the new session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_restart_ends_the_run_in_flight_with_session_lost() {
+    use tokio::io::AsyncBufReadExt;
+    let mut first = support::Doomed::start("127.0.0.1:0".parse().unwrap(), || async {
+        Gateway::new(GatewayConfig::default())
+    });
+    let addr = first.addr;
+    let mut child = tokio::process::Command::new(node())
+        .args([
+            "dist/integration/failures.js",
+            "restart",
+            &format!("ws://{addr}/ws"),
+        ])
+        .current_dir(package())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the run starts")
+        .unwrap();
+    assert_eq!(line.as_deref(), Some("in-flight"));
+    // The gateway dies (its connections with it) and a new one, knowing
+    // no session, takes its port.
+    first.kill();
+    let _second = support::Doomed::start(addr, || async { Gateway::new(GatewayConfig::default()) });
+    let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("the script ends")
+        .unwrap()
+        .unwrap();
+    let out: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(out["first"], "session_lost", "{out}");
+    assert_eq!(out["second"], "done:agent_completed", "{out}");
+    assert_eq!(out["unhandled"], 0, "{out}");
 }

@@ -708,3 +708,61 @@ pub(crate) fn sse_types(messages: &[SseMessage]) -> Vec<String> {
         })
         .collect()
 }
+
+/// A gateway in a runtime of its own, so it can die at once as a killed
+/// process does (its tasks stop mid-run, its sockets close, nothing is
+/// written on the way out).
+pub(crate) struct Doomed {
+    pub(crate) addr: SocketAddr,
+    kill: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Doomed {
+    /// Makes the gateway with `make` and serves it on `bind` (port 0: any).
+    pub(crate) fn start<F, Fut>(bind: SocketAddr, make: F) -> Doomed
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Gateway>,
+    {
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (kill, killed) = oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let gateway = make().await;
+                let listener = TcpListener::bind(bind).await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                tokio::spawn(async move { gateway.serve(listener, std::future::pending()).await });
+                let _ = killed.await;
+            });
+            // Every task of the gateway stops where it is.
+            runtime.shutdown_background();
+        });
+        Doomed {
+            addr: addr_rx.recv().unwrap(),
+            kill: Some(kill),
+            thread: Some(thread),
+        }
+    }
+
+    /// Kills it.
+    pub(crate) fn kill(&mut self) {
+        if let Some(kill) = self.kill.take() {
+            let _ = kill.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Doomed {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
