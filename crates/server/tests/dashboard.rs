@@ -479,6 +479,40 @@ if (phase === "1") {
 window.__result = () => ({ phase, log });
 </script>"#;
 
+/// The page of the browser failure test: an invalid URL (its query holds a
+/// token), then a gateway path that refuses the handshake (a browser says
+/// no status: the client counts its failed opens) with a run started.
+const FAILING_PAGE: &str = r#"<!doctype html>
+<meta charset="utf-8">
+<script type="module">
+import { WscClient, WscError } from "/client/index.js";
+const gateway = new URLSearchParams(location.search).get("gw");
+const result = { unhandled: 0, run: null, failed: null, state: null };
+window.addEventListener("unhandledrejection", () => (result.unhandled += 1));
+try {
+  new WscClient({ url: "not a url?token=s3cret", userId: "b" });
+  result.invalid = "no error";
+} catch (e) {
+  result.invalid = e instanceof WscError ? e.code : String(e);
+  result.leaked = e.message.includes("s3cret");
+}
+const client = new WscClient({
+  url: gateway, userId: "browser", backoff: { initialMs: 20, maxMs: 100 }, maxFailedOpens: 3,
+});
+client.on("failed", (e) => (result.failed = e.code));
+const run = client.startAgent({ input: "x" });
+(async () => {
+  try {
+    for await (const _ of run) {}
+    result.run = "done";
+  } catch (e) {
+    result.run = e instanceof WscError ? e.code : String(e);
+  }
+  result.state = client.state;
+})();
+window.__result = () => result;
+</script>"#;
+
 /// Serves the page and the built client's modules on a free port.
 async fn serve_client_page() -> std::net::SocketAddr {
     use axum::extract::Path;
@@ -494,6 +528,10 @@ async fn serve_client_page() -> std::net::SocketAddr {
         .route(
             "/",
             axum::routing::get(|| async { ([(header::CONTENT_TYPE, "text/html")], CLIENT_PAGE) }),
+        )
+        .route(
+            "/failing",
+            axum::routing::get(|| async { ([(header::CONTENT_TYPE, "text/html")], FAILING_PAGE) }),
         )
         .route(
             "/client/{file}",
@@ -579,6 +617,48 @@ async fn the_typescript_client_resumes_across_cuts_and_a_reload_in_chromium() {
         );
     }
     assert!(gateway.stats().resumes >= 3, "{:?}", gateway.stats());
+    let _ = browser.kill().await;
+    let _ = std::fs::remove_dir_all(&profile);
+}
+
+/// In Chromium, where a refused handshake gives no status: an invalid URL
+/// throws `invalid_url` (its token in no message), and a gateway path that
+/// refuses every handshake ends the run and the client with `gave_up`
+/// after `maxFailedOpens` — never a run pending forever, no unhandled
+/// rejection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_typescript_client_gives_up_typed_in_chromium() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway_addr = listener.local_addr().unwrap();
+    let gateway = Gateway::new(GatewayConfig::default());
+    tokio::spawn(async move { gateway.serve(listener, std::future::pending()).await });
+    let site = serve_client_page().await;
+    let (mut browser, browser_ws, profile) = launch_chromium().await;
+    let mut page = Page::open(
+        &browser_ws,
+        &format!("http://{site}/failing?gw=ws://{gateway_addr}/nowhere"),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let result = loop {
+        let r = page
+            .eval("window.__result ? window.__result() : null")
+            .await;
+        if !r["state"].is_null() {
+            break r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the run did not end in the browser: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(result["invalid"], "invalid_url", "{result}");
+    assert_eq!(result["leaked"], false, "{result}");
+    assert_eq!(result["run"], "gave_up", "{result}");
+    assert_eq!(result["failed"], "gave_up", "{result}");
+    assert_eq!(result["state"], "failed", "{result}");
+    assert_eq!(result["unhandled"], 0, "{result}");
     let _ = browser.kill().await;
     let _ = std::fs::remove_dir_all(&profile);
 }
