@@ -9,7 +9,7 @@
 // listens), `invalid` (URL is not a ws:// URL), `cap` (five slow runs of
 // one user: the fifth over the cap), `queued` (the same with
 // queueWhenCapped: the fifth waits, and a sixth is cancelled while it
-// waits), `restart` (a slow run, then the gateway is restarted without
+// waits), `close` (close() with two runs in flight), `restart` (a slow run, then the gateway is restarted without
 // its sessions: reads "restarted" on stdin before a second run).
 
 import WebSocket from "ws";
@@ -93,6 +93,18 @@ async function main(): Promise<Record<string, unknown>> {
       const result = { runs: ended, limit, cancelled: cancelled ? await cancelled : undefined, starts, ms: Date.now() - started };
       client.close();
       return result;
+    }
+    case "close": {
+      const client = new WscClient({ url: url ?? "", userId: "closer", WebSocket: Socket });
+      const inFlight = new Promise<void>((resolve) => {
+        client.on("frame", (frame) => {
+          if (frame.type === "agent_started") resolve();
+        });
+      });
+      const runs = [0, 1].map(() => outcome(client.startAgent({ input: "slow", tools: ["a", "b"], stepDelayMs: 500 })));
+      await inFlight;
+      client.close();
+      return { runs: await Promise.all(runs), state: client.state };
     }
     case "restart": {
       const client = new WscClient({ url: url ?? "", userId: "phoenix", WebSocket: Socket, backoff: { initialMs: 20, maxMs: 200 } });

@@ -346,7 +346,7 @@ async fn the_client_fails_fast_and_typed_where_retrying_cannot_help() {
 /// fails `rate_limited` (limit `runs_in_flight`) and the others complete;
 /// with `queueWhenCapped` it waits (sent again no faster than the
 /// gateway's hint) and completes, and a sixth cancelled while it waits
-/// never starts.
+/// never starts. `close()` with runs in flight ends them `closed`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_capped_start_fails_typed_or_waits_and_a_queued_cancel_never_starts() {
     let (gateway, addr) = gateway().await;
@@ -361,6 +361,14 @@ async fn a_capped_start_fails_typed_or_waits_and_a_queued_cancel_never_starts() 
     assert_eq!(runs[..4], ["done:agent_completed"; 4], "{out}");
     assert_eq!(runs[4], "rate_limited", "{out}");
     assert_eq!(out["limit"], "runs_in_flight", "{out}");
+    // close() with two runs in flight ends both `closed`.
+    let out = failure_mode("close", &url).await;
+    assert_eq!(
+        out["runs"],
+        serde_json::json!(["closed", "closed"]),
+        "{out}"
+    );
+    assert_eq!(out["state"], "closed", "{out}");
     let before = gateway.event_monitor().session_count();
     let out = failure_mode("queued", &url).await;
     let runs: Vec<&str> = out["runs"]
