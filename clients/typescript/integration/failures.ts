@@ -9,7 +9,8 @@
 // listens), `invalid` (URL is not a ws:// URL), `cap` (five slow runs of
 // one user: the fifth over the cap), `queued` (the same with
 // queueWhenCapped: the fifth waits, and a sixth is cancelled while it
-// waits), `close` (close() with two runs in flight), `restart` (a slow run, then the gateway is restarted without
+// waits), `close` (a run cancelled before the socket opens, then close()
+// with two runs in flight), `restart` (a slow run, then the gateway is restarted without
 // its sessions: reads "restarted" on stdin before a second run).
 
 import WebSocket from "ws";
@@ -101,10 +102,13 @@ async function main(): Promise<Record<string, unknown>> {
           if (frame.type === "agent_started") resolve();
         });
       });
+      // Cancelled before the socket opens: never sent.
+      const early = client.startAgent({ input: "never" });
+      early.cancel();
       const runs = [0, 1].map(() => outcome(client.startAgent({ input: "slow", tools: ["a", "b"], stepDelayMs: 500 })));
       await inFlight;
       client.close();
-      return { runs: await Promise.all(runs), state: client.state };
+      return { runs: await Promise.all(runs), early: await outcome(early), state: client.state };
     }
     case "restart": {
       const client = new WscClient({ url: url ?? "", userId: "phoenix", WebSocket: Socket, backoff: { initialMs: 20, maxMs: 200 } });

@@ -496,6 +496,18 @@ try {
   result.invalid = e instanceof WscError ? e.code : String(e);
   result.leaked = e.message.includes("s3cret");
 }
+// A real gateway: close() with a run in flight ends it `closed`.
+const good = new WscClient({ url: gateway.replace("/nowhere", "/ws"), userId: "closer" });
+const slow = good.startAgent({ input: "slow", tools: ["a", "b"], stepDelayMs: 500 });
+good.on("frame", (f) => { if (f.type === "agent_started") good.close(); });
+(async () => {
+  try {
+    for await (const _ of slow) {}
+    result.closed = "done";
+  } catch (e) {
+    result.closed = e instanceof WscError ? e.code : String(e);
+  }
+})();
 const client = new WscClient({
   url: gateway, userId: "browser", backoff: { initialMs: 20, maxMs: 100 }, maxFailedOpens: 3,
 });
@@ -625,7 +637,7 @@ async fn the_typescript_client_resumes_across_cuts_and_a_reload_in_chromium() {
 /// throws `invalid_url` (its token in no message), and a gateway path that
 /// refuses every handshake ends the run and the client with `gave_up`
 /// after `maxFailedOpens` — never a run pending forever, no unhandled
-/// rejection.
+/// rejection; `close()` with a run in flight ends it `closed`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_typescript_client_gives_up_typed_in_chromium() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -644,7 +656,7 @@ async fn the_typescript_client_gives_up_typed_in_chromium() {
         let r = page
             .eval("window.__result ? window.__result() : null")
             .await;
-        if !r["state"].is_null() {
+        if !r["state"].is_null() && !r["closed"].is_null() {
             break r;
         }
         assert!(
@@ -658,6 +670,7 @@ async fn the_typescript_client_gives_up_typed_in_chromium() {
     assert_eq!(result["run"], "gave_up", "{result}");
     assert_eq!(result["failed"], "gave_up", "{result}");
     assert_eq!(result["state"], "failed", "{result}");
+    assert_eq!(result["closed"], "closed", "{result}");
     assert_eq!(result["unhandled"], 0, "{result}");
     let _ = browser.kill().await;
     let _ = std::fs::remove_dir_all(&profile);

@@ -346,7 +346,8 @@ async fn the_client_fails_fast_and_typed_where_retrying_cannot_help() {
 /// fails `rate_limited` (limit `runs_in_flight`) and the others complete;
 /// with `queueWhenCapped` it waits (sent again no faster than the
 /// gateway's hint) and completes, and a sixth cancelled while it waits
-/// never starts. `close()` with runs in flight ends them `closed`.
+/// never starts. A run cancelled before the socket opens never starts;
+/// `close()` with runs in flight ends them `closed`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_capped_start_fails_typed_or_waits_and_a_queued_cancel_never_starts() {
     let (gateway, addr) = gateway().await;
