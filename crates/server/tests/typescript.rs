@@ -352,32 +352,30 @@ async fn the_client_fails_fast_and_typed_where_retrying_cannot_help() {
 async fn a_capped_start_fails_typed_or_waits_and_a_queued_cancel_never_starts() {
     let (gateway, addr) = gateway().await;
     let url = format!("ws://{addr}/ws");
+    let runs_of = |out: &Value| -> Vec<String> {
+        let runs = out["runs"].as_array().unwrap().iter();
+        runs.map(|r| r.as_str().unwrap().to_owned()).collect()
+    };
     let out = failure_mode("cap", &url).await;
-    let runs: Vec<&str> = out["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_str().unwrap())
-        .collect();
+    let runs = runs_of(&out);
     assert_eq!(runs[..4], ["done:agent_completed"; 4], "{out}");
     assert_eq!(runs[4], "rate_limited", "{out}");
     assert_eq!(out["limit"], "runs_in_flight", "{out}");
-    // close() with two runs in flight ends both `closed`.
+    // A run cancelled before the socket opens never starts; close() with
+    // two runs in flight ends both `closed`.
+    let before = gateway.event_monitor().session_count();
     let out = failure_mode("close", &url).await;
+    assert_eq!(out["early"], "cancelled", "{out}");
     assert_eq!(
         out["runs"],
         serde_json::json!(["closed", "closed"]),
         "{out}"
     );
     assert_eq!(out["state"], "closed", "{out}");
+    assert_eq!(gateway.event_monitor().session_count() - before, 2, "{out}");
     let before = gateway.event_monitor().session_count();
     let out = failure_mode("queued", &url).await;
-    let runs: Vec<&str> = out["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_str().unwrap())
-        .collect();
+    let runs = runs_of(&out);
     assert_eq!(runs, ["done:agent_completed"; 5], "{out}");
     assert_eq!(out["cancelled"], "cancelled", "{out}");
     assert_eq!(
