@@ -1,6 +1,8 @@
 //! In a real browser, headless Chromium: the TypeScript client
 //! (`clients/typescript`, built) resuming across cuts and a page reload,
-//! and the dashboard. Chromium is driven over the
+//! and failing typed where it cannot deliver (an invalid URL, refused
+//! handshakes, nothing listening, `close()`, a gateway restarted under a
+//! run), and the dashboard. Chromium is driven over the
 //! Chrome DevTools Protocol (a WebSocket, so tokio-tungstenite is the whole
 //! driver), loads `GET /` while demo load runs, checks that the numbers move,
 //! the latency chart draws and the runs panel lists a run in flight and the
@@ -508,6 +510,18 @@ good.on("frame", (f) => { if (f.type === "agent_started") good.close(); });
     result.closed = e instanceof WscError ? e.code : String(e);
   }
 })();
+// Nothing listens there: the same bound.
+const nobody = new WscClient({
+  url: new URLSearchParams(location.search).get("nobody"), userId: "b", backoff: { initialMs: 20, maxMs: 100 }, maxFailedOpens: 3,
+});
+(async () => {
+  try {
+    for await (const _ of nobody.startAgent({ input: "x" })) {}
+    result.nobody = "done";
+  } catch (e) {
+    result.nobody = e instanceof WscError ? e.code : String(e);
+  }
+})();
 const client = new WscClient({
   url: gateway, userId: "browser", backoff: { initialMs: 20, maxMs: 100 }, maxFailedOpens: 3,
 });
@@ -521,6 +535,33 @@ const run = client.startAgent({ input: "x" });
     result.run = e instanceof WscError ? e.code : String(e);
   }
   result.state = client.state;
+})();
+window.__result = () => result;
+</script>"#;
+
+/// The page of the browser restart test: a slow run in flight when the
+/// gateway is replaced by one that knows no session, then a second run.
+const RESTART_PAGE: &str = r#"<!doctype html>
+<meta charset="utf-8">
+<script type="module">
+import { WscClient, WscError } from "/client/index.js";
+const gateway = new URLSearchParams(location.search).get("gw");
+const result = { unhandled: 0, inFlight: false, first: null, second: null };
+window.addEventListener("unhandledrejection", () => (result.unhandled += 1));
+const outcome = async (run) => {
+  let last = "";
+  try {
+    for await (const f of run) last = f.type;
+    return `done:${last}`;
+  } catch (e) {
+    return e instanceof WscError ? e.code : String(e);
+  }
+};
+const client = new WscClient({ url: gateway, userId: "phoenix", backoff: { initialMs: 20, maxMs: 200 } });
+client.on("frame", (f) => { if (f.type === "agent_started") result.inFlight = true; });
+(async () => {
+  result.first = await outcome(client.startAgent({ input: "slow", tools: ["a", "b", "c", "d"], stepDelayMs: 500 }));
+  result.second = await outcome(client.startAgent({ input: "after", tools: ["a"] }));
 })();
 window.__result = () => result;
 </script>"#;
@@ -540,6 +581,10 @@ async fn serve_client_page() -> std::net::SocketAddr {
         .route(
             "/",
             axum::routing::get(|| async { ([(header::CONTENT_TYPE, "text/html")], CLIENT_PAGE) }),
+        )
+        .route(
+            "/restart",
+            axum::routing::get(|| async { ([(header::CONTENT_TYPE, "text/html")], RESTART_PAGE) }),
         )
         .route(
             "/failing",
@@ -637,7 +682,8 @@ async fn the_typescript_client_resumes_across_cuts_and_a_reload_in_chromium() {
 /// throws `invalid_url` (its token in no message), and a gateway path that
 /// refuses every handshake ends the run and the client with `gave_up`
 /// after `maxFailedOpens` — never a run pending forever, no unhandled
-/// rejection; `close()` with a run in flight ends it `closed`.
+/// rejection (and the same where nothing listens); `close()` with a run in
+/// flight ends it `closed`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_typescript_client_gives_up_typed_in_chromium() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -646,9 +692,12 @@ async fn the_typescript_client_gives_up_typed_in_chromium() {
     tokio::spawn(async move { gateway.serve(listener, std::future::pending()).await });
     let site = serve_client_page().await;
     let (mut browser, browser_ws, profile) = launch_chromium().await;
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let nobody = closed.local_addr().unwrap();
+    drop(closed);
     let mut page = Page::open(
         &browser_ws,
-        &format!("http://{site}/failing?gw=ws://{gateway_addr}/nowhere"),
+        &format!("http://{site}/failing?gw=ws://{gateway_addr}/nowhere&nobody=ws://{nobody}/ws"),
     )
     .await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -656,7 +705,7 @@ async fn the_typescript_client_gives_up_typed_in_chromium() {
         let r = page
             .eval("window.__result ? window.__result() : null")
             .await;
-        if !r["state"].is_null() && !r["closed"].is_null() {
+        if !r["state"].is_null() && !r["closed"].is_null() && !r["nobody"].is_null() {
             break r;
         }
         assert!(
@@ -671,6 +720,50 @@ async fn the_typescript_client_gives_up_typed_in_chromium() {
     assert_eq!(result["failed"], "gave_up", "{result}");
     assert_eq!(result["state"], "failed", "{result}");
     assert_eq!(result["closed"], "closed", "{result}");
+    assert_eq!(result["nobody"], "gave_up", "{result}");
+    assert_eq!(result["unhandled"], 0, "{result}");
+    let _ = browser.kill().await;
+    let _ = std::fs::remove_dir_all(&profile);
+}
+
+/// In Chromium: the gateway killed and replaced (its sessions gone) under
+/// a run in flight — the run ends `session_lost`, not as if complete, and
+/// the next run completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_restart_ends_the_browsers_run_with_session_lost() {
+    let mut first = support::Doomed::start("127.0.0.1:0".parse().unwrap(), || async {
+        Gateway::new(GatewayConfig::default())
+    });
+    let addr = first.addr;
+    let site = serve_client_page().await;
+    let (mut browser, browser_ws, profile) = launch_chromium().await;
+    let mut page = Page::open(
+        &browser_ws,
+        &format!("http://{site}/restart?gw=ws://{addr}/ws"),
+    )
+    .await;
+    let result_of = async |page: &mut Page, done: &str| {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = page
+                .eval("window.__result ? window.__result() : null")
+                .await;
+            if r[done] != Value::Null && r[done] != false {
+                return r;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "waiting for {done}: {r}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    result_of(&mut page, "inFlight").await;
+    first.kill();
+    let _second = support::Doomed::start(addr, || async { Gateway::new(GatewayConfig::default()) });
+    let result = result_of(&mut page, "second").await;
+    assert_eq!(result["first"], "session_lost", "{result}");
+    assert_eq!(result["second"], "done:agent_completed", "{result}");
     assert_eq!(result["unhandled"], 0, "{result}");
     let _ = browser.kill().await;
     let _ = std::fs::remove_dir_all(&profile);
