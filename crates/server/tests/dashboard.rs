@@ -491,13 +491,30 @@ import { WscClient, WscError } from "/client/index.js";
 const gateway = new URLSearchParams(location.search).get("gw");
 const result = { unhandled: 0, run: null, failed: null, state: null };
 window.addEventListener("unhandledrejection", () => (result.unhandled += 1));
-try {
-  new WscClient({ url: "not a url?token=s3cret", userId: "b" });
-  result.invalid = "no error";
-} catch (e) {
-  result.invalid = e instanceof WscError ? e.code : String(e);
-  result.leaked = e.message.includes("s3cret");
+result.invalid = [];
+result.leaked = false;
+for (const url of ["not a url?token=s3cret", "localhost:8765/ws?token=s3cret"]) {
+  try {
+    new WscClient({ url, userId: "b" });
+    result.invalid.push("no error");
+  } catch (e) {
+    result.invalid.push(e instanceof WscError ? e.code : String(e));
+    result.leaked ||= e.message.includes("s3cret");
+  }
 }
+// A gateway that refuses the token (401): the same bound.
+const refused = new WscClient({
+  url: new URLSearchParams(location.search).get("jwt"), token: "s3cret", backoff: { initialMs: 20, maxMs: 100 }, maxFailedOpens: 3,
+});
+refused.on("failed", (e) => (result.leaked ||= e.message.includes("s3cret")));
+(async () => {
+  try {
+    for await (const _ of refused.startAgent({ input: "x" })) {}
+    result.unauthorized = "done";
+  } catch (e) {
+    result.unauthorized = e instanceof WscError ? e.code : String(e);
+  }
+})();
 // A real gateway: close() with a run in flight ends it `closed`.
 const good = new WscClient({ url: gateway.replace("/nowhere", "/ws"), userId: "closer" });
 const slow = good.startAgent({ input: "slow", tools: ["a", "b"], stepDelayMs: 500 });
@@ -682,8 +699,8 @@ async fn the_typescript_client_resumes_across_cuts_and_a_reload_in_chromium() {
 /// throws `invalid_url` (its token in no message), and a gateway path that
 /// refuses every handshake ends the run and the client with `gave_up`
 /// after `maxFailedOpens` — never a run pending forever, no unhandled
-/// rejection (and the same where nothing listens); `close()` with a run in
-/// flight ends it `closed`.
+/// rejection (and the same where nothing listens, and for a 401); `close()`
+/// with a run in flight ends it `closed`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_typescript_client_gives_up_typed_in_chromium() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -695,9 +712,20 @@ async fn the_typescript_client_gives_up_typed_in_chromium() {
     let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let nobody = closed.local_addr().unwrap();
     drop(closed);
+    let jwt = Gateway::new(GatewayConfig {
+        auth: wsc_server::AuthMode::Jwt(
+            wsc_server::JwtAuth::new("test-secret-of-thirty-two-bytes!").unwrap(),
+        ),
+        ..Default::default()
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwt_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { jwt.serve(listener, std::future::pending()).await });
     let mut page = Page::open(
         &browser_ws,
-        &format!("http://{site}/failing?gw=ws://{gateway_addr}/nowhere&nobody=ws://{nobody}/ws"),
+        &format!(
+            "http://{site}/failing?gw=ws://{gateway_addr}/nowhere&nobody=ws://{nobody}/ws&jwt=ws://{jwt_addr}/ws"
+        ),
     )
     .await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -705,7 +733,8 @@ async fn the_typescript_client_gives_up_typed_in_chromium() {
         let r = page
             .eval("window.__result ? window.__result() : null")
             .await;
-        if !r["state"].is_null() && !r["closed"].is_null() && !r["nobody"].is_null() {
+        let ended = ["state", "closed", "nobody", "unauthorized"];
+        if ended.iter().all(|k| !r[*k].is_null()) {
             break r;
         }
         assert!(
@@ -714,7 +743,12 @@ async fn the_typescript_client_gives_up_typed_in_chromium() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(result["invalid"], "invalid_url", "{result}");
+    assert_eq!(
+        result["invalid"],
+        json!(["invalid_url", "invalid_url"]),
+        "{result}"
+    );
+    assert_eq!(result["unauthorized"], "gave_up", "{result}");
     assert_eq!(result["leaked"], false, "{result}");
     assert_eq!(result["run"], "gave_up", "{result}");
     assert_eq!(result["failed"], "gave_up", "{result}");
