@@ -224,9 +224,18 @@ struct ServeArgs {
     #[arg(long, env = "WSC_RUN_OWNER_LEASE", default_value_t = 30, value_parser = clap::value_parser!(u64).range(10..))]
     run_owner_lease: u64,
     /// The key backends send as `Authorization: Bearer KEY` to
-    /// `POST /api/publish` (without it, the publish API is off).
+    /// `POST /api/publish` (without it, the publish API is off): at least
+    /// 32 bytes (`openssl rand -hex 32`); a shorter or empty one refuses to
+    /// start.
     #[arg(long, env = "WSC_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// The largest `POST /api/publish` body, bytes (413 beyond, after the
+    /// key is checked).
+    #[arg(long, env = "WSC_MAX_PUBLISH_BYTES", default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    max_publish_bytes: u64,
+    /// Seconds a request body may take to arrive (408 beyond), every route.
+    #[arg(long, env = "WSC_BODY_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    body_timeout: u64,
     /// A web origin (`https://app.example.com`; repeat for more, `*` for
     /// any) whose pages may call the AG-UI endpoints from the browser
     /// (CORS). Without one, only same-origin pages and non-browser clients.
@@ -431,8 +440,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             trusted_proxies: args.trusted_proxies.clone(),
             handshake_timeout: Duration::from_secs(args.handshake_timeout.max(1)),
             max_header_bytes: args.max_header_bytes as usize,
-            api_key: args.api_key.clone().map(wsc_server::ApiKey::new),
+            api_key: args
+                .api_key
+                .clone()
+                .map(wsc_server::ApiKey::new)
+                .transpose()
+                .context("--api-key")?,
             cors_origins: args.cors_origins.clone(),
+            max_publish_bytes: usize::try_from(args.max_publish_bytes).unwrap_or(usize::MAX),
+            body_timeout: Duration::from_secs(args.body_timeout),
             ..Default::default()
         },
     };

@@ -1,6 +1,7 @@
 //! `serve --auth dev` (the default, which trusts any `user_id`) serves
 //! loopback addresses only: on any other address it refuses to start
-//! unless `--insecure-dev` is given, and then warns.
+//! unless `--insecure-dev` is given, and then warns. A weak `--api-key`
+//! refuses to start too.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -69,4 +70,22 @@ async fn dev_auth_on_a_non_loopback_address_needs_insecure_dev() {
     ])
     .await;
     assert!(line.is_some());
+}
+
+/// An empty or short `--api-key` (or `WSC_API_KEY=`) refuses to start: it
+/// must never open the publish API to requests without a key.
+#[tokio::test]
+async fn an_empty_or_short_api_key_refuses_to_start() {
+    for key in ["", "short"] {
+        let (line, exit) = serve(&["--bind", "127.0.0.1:0", "--api-key", key]).await;
+        assert_eq!(line, None, "{key:?}: it must not start");
+        let (code, err) = exit.expect("it exits");
+        assert_ne!(code, 0);
+        assert!(
+            err.contains("--api-key") && err.contains("at least 32"),
+            "{err}"
+        );
+    }
+    let (line, _) = serve(&["--bind", "127.0.0.1:0", "--api-key", &"k".repeat(32)]).await;
+    assert!(line.is_some_and(|l| l.starts_with("listening on http://127.0.0.1:")));
 }

@@ -89,19 +89,18 @@ pub(crate) async fn run(
     peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let user = match who(&state, peer, &headers, &uri) {
         Ok(user) => user,
         Err(refused) => return *refused,
     };
-    if body.len() > MAX_INPUT_BYTES {
-        return refusal(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("a RunAgentInput is at most {MAX_INPUT_BYTES} bytes"),
-        );
-    }
+    // Read only now, the user known: at most MAX_INPUT_BYTES, within the
+    // body timeout.
+    let body = match crate::http::read_body(&state, body, MAX_INPUT_BYTES).await {
+        Ok(body) => body,
+        Err(refused) => return *refused,
+    };
     let input: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(_) => {

@@ -210,22 +210,41 @@ impl RedisSettings {
     }
 }
 
-/// The publish API's key: compared in constant time, never shown (its
-/// `Debug` is redacted).
+/// The publish API's key: at least [`MIN_API_KEY_BYTES`] bytes, compared
+/// in constant time, never shown (its `Debug` is redacted).
 ///
 /// ```
 /// use wsc_server::ApiKey;
-/// let key = ApiKey::new("s3cret");
-/// assert!(key.matches("s3cret") && !key.matches("s3cre"));
+/// assert!(ApiKey::new("").is_err() && ApiKey::new("s3cret").is_err());
+/// let key = ApiKey::new("0123456789abcdef0123456789abcdef").unwrap();
+/// assert!(key.matches("0123456789abcdef0123456789abcdef") && !key.matches("0123"));
 /// assert_eq!(format!("{key:?}"), "ApiKey(<redacted>)");
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKey(String);
 
+/// The shortest publish API key accepted, in bytes.
+pub const MIN_API_KEY_BYTES: usize = 32;
+
+/// A publish API key too short to use (an empty one included).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the API key is {0} bytes; at least {MIN_API_KEY_BYTES} are needed (e.g. `openssl rand -hex 32`)"
+)]
+pub struct WeakApiKey(pub usize);
+
 impl ApiKey {
-    /// A key.
-    pub fn new(key: impl Into<String>) -> Self {
-        ApiKey(key.into())
+    /// A key of at least [`MIN_API_KEY_BYTES`] bytes.
+    ///
+    /// # Errors
+    /// [`WeakApiKey`] for a shorter one: an empty `--api-key` (or
+    /// `WSC_API_KEY=`) must never open the publish API.
+    pub fn new(key: impl Into<String>) -> Result<Self, WeakApiKey> {
+        let key = key.into();
+        if key.len() < MIN_API_KEY_BYTES {
+            return Err(WeakApiKey(key.len()));
+        }
+        Ok(ApiKey(key))
     }
 
     /// Whether `presented` is the key. Both are hashed first, so the
@@ -458,6 +477,14 @@ pub struct HttpConfig {
     /// none: same-origin pages and non-browser clients only). `*` allows
     /// every origin.
     pub cors_origins: Vec<String>,
+    /// The largest request body of `POST /api/publish` (default 1 MiB):
+    /// larger is `413`, answered after the key is checked and without
+    /// reading the rest. (`POST /ag-ui` takes at most 1 MiB too.)
+    pub max_publish_bytes: usize,
+    /// How long a request body may take to arrive, on every route that
+    /// reads one (default 10 s): slower is `408` and the connection's
+    /// request ends.
+    pub body_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -471,6 +498,8 @@ impl Default for HttpConfig {
             trusted_proxies: Vec::new(),
             api_key: None,
             cors_origins: Vec::new(),
+            max_publish_bytes: 1024 * 1024,
+            body_timeout: Duration::from_secs(10),
         }
     }
 }

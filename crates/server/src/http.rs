@@ -242,8 +242,9 @@ async fn stats(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 /// key, 400 for a body of another shape.
 async fn publish(
     State(state): State<Arc<AppState>>,
+    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Response {
     let plain = crate::stream::json_refusal;
     let Some(key) = &state.config.http.api_key else {
@@ -253,18 +254,35 @@ async fn publish(
             "the publish API is off: start the gateway with --api-key".into(),
         );
     };
+    // Who asks, before anything of the body is read: an address that keeps
+    // presenting wrong keys backs off as after failed handshakes.
+    let ip = peer.map(|axum::Extension(ConnectInfo(peer))| {
+        wsc_rate_limiter::client_address(peer.ip(), &headers, &state.config.http.trusted_proxies)
+    });
+    if let Some(ip) = ip
+        && let Some(refused) = crate::stream::gate(&state, ip)
+    {
+        return refused;
+    }
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if !key.matches(presented) {
+        if let Some(ip) = ip {
+            state.limiter.record_handshake_failure(ip);
+        }
         return plain(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "missing or wrong API key (Authorization: Bearer KEY)".into(),
         );
     }
+    let body = match read_body(&state, body, state.config.http.max_publish_bytes).await {
+        Ok(body) => body,
+        Err(refused) => return *refused,
+    };
     let request = match crate::publish::PublishRequest::parse(&body) {
         Ok(request) => request,
         Err(message) => return plain(StatusCode::BAD_REQUEST, "invalid_request", message),
@@ -277,5 +295,39 @@ async fn publish(
         Err(crate::publish::PublishError::Run(message)) => {
             plain(StatusCode::CONFLICT, "run_conflict", message)
         }
+    }
+}
+
+/// A request's body, read only now (after the request was authenticated):
+/// at most `max` bytes (`413` beyond, the rest never read) within
+/// `HttpConfig::body_timeout` (`408` beyond).
+pub(crate) async fn read_body(
+    state: &AppState,
+    body: axum::body::Body,
+    max: usize,
+) -> Result<axum::body::Bytes, Box<Response>> {
+    use http_body_util::BodyExt;
+    let plain = crate::stream::json_refusal;
+    let limited = http_body_util::Limited::new(body, max);
+    match tokio::time::timeout(state.config.http.body_timeout, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Box::new(plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the body is over {max} bytes"),
+        ))),
+        Ok(Err(_)) => Err(Box::new(plain(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the body could not be read".into(),
+        ))),
+        Err(_) => Err(Box::new(plain(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format!(
+                "the body did not arrive within {:?}",
+                state.config.http.body_timeout
+            ),
+        ))),
     }
 }

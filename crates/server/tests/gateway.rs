@@ -1042,15 +1042,80 @@ async fn stop_agent_cancels_and_runs_in_flight_are_capped() {
     ));
 }
 
+/// The publish API key of the tests.
+const KEY: &str = "k3y-0123456789abcdef0123456789abcdef";
+
 /// A gateway configuration with the publish API on, under `key`.
 fn with_api_key(key: &str) -> GatewayConfig {
     GatewayConfig {
         http: wsc_server::HttpConfig {
-            api_key: Some(wsc_server::ApiKey::new(key)),
+            api_key: Some(wsc_server::ApiKey::new(key).unwrap()),
             ..Default::default()
         },
         ..Default::default()
     }
+}
+
+/// `POST /api/publish` checks the key before it reads a byte of the body:
+/// a wrong key is `401` at once even for a huge declared body; with the
+/// right key a body over `max_publish_bytes` is `413` and one that does
+/// not arrive within `body_timeout` is `408`; an address presenting wrong
+/// keys backs off as after failed handshakes (`429`, even with the right
+/// key then). The same deadline holds for `POST /ag-ui`.
+#[tokio::test]
+async fn the_publish_api_authenticates_before_reading_and_bounds_bodies() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let r = start(GatewayConfig {
+        http: wsc_server::HttpConfig {
+            api_key: Some(wsc_server::ApiKey::new(KEY).unwrap()),
+            max_publish_bytes: 1_000,
+            body_timeout: Duration::from_millis(300),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    // The head only: what the gateway answers before any body comes.
+    let head_only = |path: &str, auth: &str, length: usize| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let status_of = async |request: String, body: &[u8]| -> u16 {
+        let mut s = tokio::net::TcpStream::connect(r.addr).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        s.write_all(body).await.unwrap();
+        let mut buf = vec![0u8; 12];
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut buf))
+            .await
+            .expect("an answer without the rest of the body")
+            .unwrap();
+        String::from_utf8_lossy(&buf[9..12]).parse().unwrap()
+    };
+    let wrong = "Authorization: Bearer wrong-key\r\n";
+    assert_eq!(
+        status_of(head_only("/api/publish", wrong, 10_000_000), b"").await,
+        401
+    );
+    let auth = &format!("Authorization: Bearer {KEY}\r\n");
+    assert_eq!(
+        status_of(head_only("/api/publish", auth, 5_000), &[b' '; 1_500]).await,
+        413
+    );
+    assert_eq!(
+        status_of(head_only("/api/publish", auth, 100), b"{").await,
+        408
+    );
+    let dev = "X-Wsc-User-Id: ana\r\n";
+    assert_eq!(status_of(head_only("/ag-ui", dev, 100), b"{").await, 408);
+    // Wrong keys from one address: it backs off.
+    for _ in 0..6 {
+        status_of(head_only("/api/publish", wrong, 2), b"{}").await;
+    }
+    assert_eq!(
+        status_of(head_only("/api/publish", auth, 2), b"{}").await,
+        429
+    );
 }
 
 /// `POST /api/publish`: off without a key (404), 401 without the right
@@ -1063,8 +1128,8 @@ async fn the_publish_api_reaches_every_session_of_a_user_once() {
     let frame = r#"{"user_id": "pia", "type": "agent_progress", "payload": {"step": 1}, "message_id": "p1"}"#;
     assert_eq!(http_post(&off, "/api/publish", "", frame).await.0, 404);
 
-    let r = start(with_api_key("k3y")).await;
-    let auth = "Authorization: Bearer k3y\r\n";
+    let r = start(with_api_key(KEY)).await;
+    let auth = &format!("Authorization: Bearer {KEY}\r\n");
     assert_eq!(http_post(&r, "/api/publish", "", frame).await.0, 401);
     let wrong = "Authorization: Bearer k3y-not\r\n";
     assert_eq!(http_post(&r, "/api/publish", wrong, frame).await.0, 401);
@@ -1234,8 +1299,8 @@ async fn frames_already_in_wire_form_are_relayed_byte_for_byte_and_checked_like_
 /// end it, and nothing may follow its end.
 #[tokio::test]
 async fn a_published_frame_obeys_the_rules_of_the_run_it_names() {
-    let r = start(with_api_key("k3y")).await;
-    let auth = "Authorization: Bearer k3y\r\n";
+    let r = start(with_api_key(KEY)).await;
+    let auth = &format!("Authorization: Bearer {KEY}\r\n");
     let (mut alice, _) = connect(&r, "user_id=alice").await;
     let (_bob, _) = connect(&r, "user_id=bob").await;
     // Alice's run starts, then waits a minute between events.

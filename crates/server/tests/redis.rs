@@ -394,7 +394,7 @@ async fn a_frame_published_on_one_gateway_reaches_a_session_on_the_other() {
     let (a, b) = pair(
         GatewayConfig {
             http: wsc_server::HttpConfig {
-                api_key: Some(wsc_server::ApiKey::new("k")),
+                api_key: Some(wsc_server::ApiKey::new("k".repeat(32)).unwrap()),
                 ..Default::default()
             },
             ..Default::default()
@@ -406,7 +406,7 @@ async fn a_frame_published_on_one_gateway_reaches_a_session_on_the_other() {
     let post = |body: &'static str| async move {
         let mut s = TcpStream::connect(a.addr).await.unwrap();
         let request = format!(
-            "POST /api/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "POST /api/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
         s.write_all(request.as_bytes()).await.unwrap();
