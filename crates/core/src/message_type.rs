@@ -271,6 +271,33 @@ impl MessageType {
         )
     }
 
+    /// Whether this type belongs to the connection itself rather than to
+    /// the data it carries: the handshake (`connection_established`,
+    /// `connection`, `connect`, `disconnect`), liveness (`ping`, `pong`,
+    /// `heartbeat`, `heartbeat_ack`), `ack` and `error`. Only the server
+    /// makes these for a connection: a backend cannot publish them.
+    ///
+    /// ```
+    /// use wsc_core::MessageType;
+    /// assert!(MessageType::Pong.is_control() && MessageType::Error.is_control());
+    /// assert!(!MessageType::AgentProgress.is_control());
+    /// ```
+    pub fn is_control(&self) -> bool {
+        matches!(
+            self.canonical(),
+            MessageType::ConnectionEstablished
+                | MessageType::Connection
+                | MessageType::Connect
+                | MessageType::Disconnect
+                | MessageType::Ping
+                | MessageType::Pong
+                | MessageType::Heartbeat
+                | MessageType::HeartbeatAck
+                | MessageType::Ack
+                | MessageType::Error
+        )
+    }
+
     /// Whether a client may send this type (false for server-only types).
     pub fn client_may_send(&self) -> bool {
         self.direction() != Direction::ServerToClient

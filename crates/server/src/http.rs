@@ -295,6 +295,9 @@ async fn publish(
         Err(crate::publish::PublishError::Run(message)) => {
             plain(StatusCode::CONFLICT, "run_conflict", message)
         }
+        Err(crate::publish::PublishError::Invalid(message)) => {
+            plain(StatusCode::BAD_REQUEST, "invalid_request", message)
+        }
     }
 }
 

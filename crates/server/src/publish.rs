@@ -27,6 +27,9 @@ pub(crate) struct PublishRequest {
     pub(crate) thread_id: Option<String>,
     pub(crate) run_id: Option<String>,
     pub(crate) message_id: Option<String>,
+    /// The `user_id` given beside a `session_id`: the session must be
+    /// that user's.
+    pub(crate) session_user: Option<String>,
 }
 
 /// An optional string field; `Err` if present and not a string.
@@ -46,19 +49,23 @@ impl PublishRequest {
         let Value::Object(body) = value else {
             return Err("the body must be a JSON object".into());
         };
-        let target = match (opt_str(&body, "session_id")?, opt_str(&body, "user_id")?) {
-            (Some(session), _) => Target::Session(session),
-            (None, Some(user)) => Target::User(user),
-            (None, None) => return Err("name a target: `user_id` or `session_id`".into()),
-        };
+        let (target, session_user) =
+            match (opt_str(&body, "session_id")?, opt_str(&body, "user_id")?) {
+                (Some(session), user) => (Target::Session(session), user),
+                (None, Some(user)) => (Target::User(user), None),
+                (None, None) => return Err("name a target: `user_id` or `session_id`".into()),
+            };
         let type_name = opt_str(&body, "type")?.ok_or("`type` is missing")?;
         let message_type = MessageType::from_str(&type_name)
             .map_err(|_| format!("`type` {type_name:?} is not a message type"))?;
-        if message_type.direction() == Direction::ClientToServer
-            || message_type == MessageType::ConnectionEstablished
-        {
+        if message_type.direction() == Direction::ClientToServer {
             return Err(format!(
                 "`type` {type_name:?} is not a frame the server sends to clients"
+            ));
+        }
+        if message_type.is_control() {
+            return Err(format!(
+                "`type` {type_name:?} belongs to the connection (only the gateway sends it): publish data"
             ));
         }
         let payload = match body.get("payload") {
@@ -73,6 +80,7 @@ impl PublishRequest {
             thread_id: opt_str(&body, "thread_id")?,
             run_id: opt_str(&body, "run_id")?,
             message_id: opt_str(&body, "message_id")?,
+            session_user,
         })
     }
 }
@@ -84,6 +92,9 @@ pub(crate) enum PublishError {
     Unavailable(String),
     /// The frame names a run it may not go into (409).
     Run(String),
+    /// The request contradicts itself: a `session_id` and the `user_id` of
+    /// another user (400).
+    Invalid(String),
 }
 
 /// Delivers the frame; returns how many sessions got it (a session that
@@ -105,6 +116,13 @@ pub(crate) async fn publish(
                 .await
                 .map_err(unavailable)?
                 .map(|record| record.user_id);
+            if let (Some(user), Some(owner)) = (&request.session_user, &owner)
+                && user != owner
+            {
+                return Err(PublishError::Invalid(
+                    "`session_id` names a session of another user than `user_id`: name one, or both of the same user".into(),
+                ));
+            }
             (vec![id.clone()], owner)
         }
         Target::User(user) => (
@@ -166,7 +184,12 @@ mod tests {
         assert_eq!(r.message_type, MessageType::AgentProgress);
         assert_eq!(r.message_id.as_deref(), Some("m"));
         let r = parse(r#"{"session_id": "s", "user_id": "u", "type": "agent_complete"}"#).unwrap();
-        assert_eq!(r.target, Target::Session("s".into()), "the session wins");
+        assert_eq!(r.target, Target::Session("s".into()));
+        assert_eq!(
+            r.session_user.as_deref(),
+            Some("u"),
+            "checked against the session's owner"
+        );
         assert_eq!(
             r.message_type,
             MessageType::AgentCompleted,
@@ -189,7 +212,23 @@ mod tests {
             ),
             (
                 r#"{"user_id": "u", "type": "connection_established"}"#,
-                "not a frame the server sends",
+                "belongs to the connection",
+            ),
+            (
+                r#"{"user_id": "u", "type": "pong"}"#,
+                "belongs to the connection",
+            ),
+            (
+                r#"{"user_id": "u", "type": "ping"}"#,
+                "belongs to the connection",
+            ),
+            (
+                r#"{"user_id": "u", "type": "error"}"#,
+                "belongs to the connection",
+            ),
+            (
+                r#"{"user_id": "u", "type": "ack"}"#,
+                "belongs to the connection",
             ),
             (
                 r#"{"user_id": "u", "type": "agent_progress", "payload": [1]}"#,

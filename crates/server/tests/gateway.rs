@@ -1119,7 +1119,8 @@ async fn the_publish_api_authenticates_before_reading_and_bounds_bodies() {
 }
 
 /// `POST /api/publish`: off without a key (404), 401 without the right
-/// key, 400 for each wrong shape; a frame to a user reaches every session
+/// key, 400 for each wrong shape (a session named with another user's id,
+/// a control type among them); a frame to a user reaches every session
 /// of theirs (a detached one on its resume), numbered like agent frames,
 /// and a repeated `message_id` is delivered once.
 #[tokio::test]
@@ -1157,6 +1158,17 @@ async fn the_publish_api_reaches_every_session_of_a_user_once() {
     );
     drop(b);
     assert!(detached_soon(&r, &session_b).await);
+    // A session of pia's named with another user's id: refused, and
+    // control types are never publishable.
+    let both =
+        format!(r#"{{"session_id": "{session_b}", "user_id": "olaf", "type": "agent_progress"}}"#);
+    let (status, body) = http_post(&r, "/api/publish", auth, &both).await;
+    assert_eq!(status, 400, "{body}");
+    for control in ["ping", "pong", "error", "ack", "heartbeat"] {
+        let frame = format!(r#"{{"user_id": "pia", "type": "{control}"}}"#);
+        let (status, body) = http_post(&r, "/api/publish", auth, &frame).await;
+        assert_eq!(status, 400, "{control}: {body}");
+    }
     let (status, body) = http_post(&r, "/api/publish", auth, frame).await;
     assert_eq!((status, body.as_str()), (200, r#"{"sessions":2}"#));
     let got = next_frame(&mut a).await.unwrap();
