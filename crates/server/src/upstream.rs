@@ -215,6 +215,10 @@ impl HttpAgent {
                     return Ok(());
                 }
             }
+            // A bad line ended the stream after the events before it.
+            if let Some(e) = reader.error() {
+                return Err(Failure::new("upstream_error", e.to_string()));
+            }
             if done {
                 return Ok(());
             }

@@ -199,6 +199,16 @@ async fn backend() -> String {
                 )
             })
         })
+        .route("/bad-utf8", {
+            // Events, then a line that is not UTF-8, all in one chunk.
+            let mut body = sse(&[
+                started.clone(),
+                json!({"type": "STEP_STARTED", "stepName": "think"}),
+            ])
+            .into_bytes();
+            body.extend_from_slice(b"data: \xff\n\n");
+            post(move || async move { ([(header::CONTENT_TYPE, "text/event-stream")], body) })
+        })
         .route("/stall", {
             let first = sse(std::slice::from_ref(&started));
             post(move || async move {
@@ -315,6 +325,7 @@ async fn every_failure_ends_the_run_with_one_agent_error() {
             "nothing from the agent",
         ),
         (format!("{base}/error"), "agent_error", "model overloaded"),
+        (format!("{base}/bad-utf8"), "upstream_error", "UTF-8"),
     ] {
         let (r, types, last) = run_against(url.clone(), AgentProtocol::AgUi).await;
         assert_eq!(types.last(), Some(&M::AgentError), "{url}: {types:?}");
@@ -324,6 +335,14 @@ async fn every_failure_ends_the_run_with_one_agent_error() {
         assert!(!message.contains(TOKEN), "the token is never shown");
         let health = r.gateway.event_monitor().check_health();
         assert_eq!(health.failed_runs, 1, "{url}: counted as failed");
+        if url.ends_with("/bad-utf8") {
+            // The events before the bad line, in the same chunk, are kept.
+            assert_eq!(
+                types,
+                [M::AgentStarted, M::AgentThinking, M::AgentError],
+                "{url}"
+            );
+        }
     }
 }
 

@@ -78,6 +78,8 @@ pub struct StreamReader {
     has_data: bool,
     /// The stream's first line has been read (a leading BOM is dropped).
     started: bool,
+    /// The error that ended the stream (every later call returns it).
+    failed: Option<StreamError>,
 }
 
 impl StreamReader {
@@ -96,24 +98,50 @@ impl StreamReader {
             data: String::new(),
             has_data: false,
             started: false,
+            failed: None,
         }
+    }
+
+    /// The error that ended the stream, once one did: check it after
+    /// handling the events of each [`push`](Self::push).
+    pub fn error(&self) -> Option<&StreamError> {
+        self.failed.as_ref()
     }
 
     /// The events completed by `chunk`, in order.
     ///
+    /// A line or event over the limit, or a line that is not UTF-8, ends
+    /// the stream there. The events completed before it are never lost,
+    /// however the bytes were chunked: if `chunk` completed some, they are
+    /// returned and the error is kept ([`error`](Self::error)) for every
+    /// later call.
+    ///
     /// # Errors
-    /// [`StreamError`] for a line or event over the limit, or a line that is
-    /// not UTF-8; the reader should not be used after an error.
+    /// [`StreamError`] when the stream has ended with one and `chunk`
+    /// completed no event before it (or an earlier call found it).
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<String>, StreamError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
         let mut out = Vec::new();
+        if let Err(e) = self.read(chunk, &mut out) {
+            self.failed = Some(e.clone());
+            if out.is_empty() {
+                return Err(e);
+            }
+        }
+        Ok(out)
+    }
+
+    fn read(&mut self, chunk: &[u8], out: &mut Vec<String>) -> Result<(), StreamError> {
         for &b in chunk {
             let after_cr = std::mem::replace(&mut self.after_cr, false);
             match b {
                 b'\n' if after_cr => {} // the LF of a CRLF
-                b'\n' => self.end_line(&mut out)?,
+                b'\n' => self.end_line(out)?,
                 b'\r' => {
                     self.after_cr = true;
-                    self.end_line(&mut out)?;
+                    self.end_line(out)?;
                 }
                 _ => {
                     if self.line.len() >= self.limit {
@@ -123,7 +151,7 @@ impl StreamReader {
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The events still pending when the stream ends: NDJSON's last line
@@ -133,6 +161,9 @@ impl StreamReader {
     /// # Errors
     /// As [`push`](Self::push).
     pub fn finish(&mut self) -> Result<Vec<String>, StreamError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
         let mut out = Vec::new();
         if self.format == StreamFormat::Ndjson && !self.line.is_empty() {
             self.end_line(&mut out)?;
@@ -251,6 +282,75 @@ mod tests {
         );
         let mut r = StreamReader::new(StreamFormat::Ndjson);
         assert_eq!(r.push(b"\xff\n"), Err(StreamError::NotUtf8));
+    }
+
+    #[test]
+    fn events_before_an_error_are_kept_whatever_the_chunking() {
+        let input = b"data: 1\n\ndata: 2\n\n\xff\n\ndata: 3\n\n";
+        let mut r = StreamReader::new(StreamFormat::Sse);
+        assert_eq!(r.push(input).unwrap(), ["1", "2"]);
+        assert_eq!(r.error(), Some(&StreamError::NotUtf8));
+        assert_eq!(r.push(b"data: 4\n\n"), Err(StreamError::NotUtf8));
+        assert_eq!(r.finish(), Err(StreamError::NotUtf8));
+    }
+
+    proptest::proptest! {
+        /// For any bytes (valid events, invalid UTF-8, over-long lines) and
+        /// any chunking, a reader gives the same events, then the same
+        /// error (or none), as reading them in one piece.
+        #[test]
+        fn the_events_do_not_depend_on_the_chunking(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    "data: [a-z]{0,6}\n\n",
+                    "[{]\"n\":[0-9]{1,3}[}]\n",
+                    ": [a-z]{0,4}\r\n",
+                    proptest::strategy::Just("\n".to_owned()),
+                    proptest::strategy::Just("\u{0}".to_owned()),
+                    proptest::strategy::Just("data: xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n\n".to_owned()),
+                ],
+                0..12,
+            ),
+            bad_at in proptest::option::of(0usize..200),
+            cuts in proptest::collection::vec(0usize..200, 0..8),
+            sse in proptest::bool::ANY,
+        ) {
+            let mut bytes: Vec<u8> = parts.concat().into_bytes();
+            if let Some(at) = bad_at {
+                let at = at.min(bytes.len());
+                bytes.insert(at, 0xff);
+            }
+            let format = if sse { StreamFormat::Sse } else { StreamFormat::Ndjson };
+            let read = |chunks: Vec<&[u8]>| {
+                let mut r = StreamReader::with_limit(format, 24);
+                let mut events = Vec::new();
+                for chunk in chunks {
+                    match r.push(chunk) {
+                        Ok(got) => events.extend(got),
+                        Err(e) => return (events, Some(e)),
+                    }
+                    if let Some(e) = r.error() {
+                        return (events, Some(e.clone()));
+                    }
+                }
+                match r.finish() {
+                    Ok(got) => events.extend(got),
+                    Err(e) => return (events, Some(e)),
+                }
+                (events, None)
+            };
+            let whole = read(vec![&bytes]);
+            let mut points: Vec<usize> = cuts.into_iter().map(|c| c.min(bytes.len())).collect();
+            points.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut from = 0;
+            for p in points {
+                chunks.push(&bytes[from..p]);
+                from = p;
+            }
+            chunks.push(&bytes[from..]);
+            proptest::prop_assert_eq!(read(chunks), whole);
+        }
     }
 
     #[test]
