@@ -446,16 +446,17 @@ impl SessionRegistry {
     /// # Errors
     /// [`SessionError::Store`] if the store fails.
     pub async fn holds_key(&self, session_id: &str, key: &str) -> Result<bool, SessionError> {
-        Ok(self.store.holds_message(session_id, key).await?)
+        Ok(self.store.holds_claimed(session_id, key).await?)
     }
 
     /// Claims an idempotency key for the session (the gateway keys each
     /// `start_agent` by its message id this way): true the first time,
-    /// false for a repeat. The key is remembered with the ids of frames
-    /// published once, for as long as the session lives and within the
-    /// same bound ([`RECENT_MESSAGE_IDS`](crate::RECENT_MESSAGE_IDS) in
-    /// memory) — not by anything outside the session, so other users' load
-    /// cannot make it forget.
+    /// false for a repeat. The key is remembered apart from the ids of
+    /// frames published once (so a backend's publishes cannot make the
+    /// session forget it), for as long as the session lives, the last
+    /// [`RECENT_MESSAGE_IDS`](crate::RECENT_MESSAGE_IDS) keys in memory —
+    /// not by anything outside the session, so other users' load cannot
+    /// make it forget.
     ///
     /// # Errors
     /// [`SessionError::Store`] if the store fails.

@@ -166,24 +166,34 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
     }
 
     /// Claims an idempotency key (a client's `start_agent` message id) in
-    /// the session's memory of recent ids: true the first time, false if
-    /// it is remembered. The default checks [`holds_message`](Self::holds_message)
-    /// then calls [`remember_message`](Self::remember_message), which is
-    /// atomic per session under the registry's session lock; stores shared
-    /// by several nodes claim atomically in the store (the Redis store
-    /// does).
+    /// the session's memory of claimed keys: true the first time, false if
+    /// it is remembered. Claimed keys should be kept apart from the ids of
+    /// published frames (the memory and Redis stores keep them apart, each
+    /// bounded), so a backend's publishes can never make a session forget
+    /// a start and run a client's retry twice. The default checks
+    /// [`holds_claimed`](Self::holds_claimed) then calls
+    /// [`remember_message`](Self::remember_message) (one space for both),
+    /// atomic per session under the registry's session lock.
     async fn claim_key(&self, session_id: &str, key: &str) -> Result<bool, StoreError> {
-        if self.holds_message(session_id, key).await? {
+        if self.holds_claimed(session_id, key).await? {
             return Ok(false);
         }
         self.remember_message(session_id, key).await?;
         Ok(true)
     }
+
+    /// Whether the session remembers `key` as claimed by
+    /// [`claim_key`](Self::claim_key). The default is
+    /// [`holds_message`](Self::holds_message).
+    async fn holds_claimed(&self, session_id: &str, key: &str) -> Result<bool, StoreError> {
+        self.holds_message(session_id, key).await
+    }
 }
 
 /// How many message ids of frames published once a session of the memory
 /// store remembers (as 64-bit fingerprints: 8 KiB at most, and only for
-/// sessions that receive such frames).
+/// sessions that receive such frames) — and, apart, how many claimed start
+/// keys.
 pub const RECENT_MESSAGE_IDS: usize = 1024;
 
 #[derive(Debug)]
@@ -193,6 +203,10 @@ struct Stored {
     /// Fingerprints of the last [`RECENT_MESSAGE_IDS`] ids published once,
     /// oldest first.
     recent_ids: std::collections::VecDeque<u64>,
+    /// Fingerprints of the last [`RECENT_MESSAGE_IDS`] keys claimed (start
+    /// keys), oldest first: apart from `recent_ids`, so publishes never
+    /// evict them.
+    claimed: std::collections::VecDeque<u64>,
 }
 
 /// The in-memory store: a `DashMap` of sessions, each with its
@@ -268,6 +282,7 @@ impl SessionStore for MemorySessionStore {
                 record,
                 buffer,
                 recent_ids: std::collections::VecDeque::new(),
+                claimed: std::collections::VecDeque::new(),
             }),
         );
         Ok(true)
@@ -397,5 +412,28 @@ impl SessionStore for MemorySessionStore {
             s.recent_ids.push_back(fingerprint);
         });
         Ok(())
+    }
+
+    async fn claim_key(&self, session_id: &str, key: &str) -> Result<bool, StoreError> {
+        let fingerprint = self.fingerprint(key);
+        Ok(self
+            .with(session_id, |s| {
+                if s.claimed.contains(&fingerprint) {
+                    return false;
+                }
+                if s.claimed.len() == RECENT_MESSAGE_IDS {
+                    s.claimed.pop_front();
+                }
+                s.claimed.push_back(fingerprint);
+                true
+            })
+            .unwrap_or(false))
+    }
+
+    async fn holds_claimed(&self, session_id: &str, key: &str) -> Result<bool, StoreError> {
+        let fingerprint = self.fingerprint(key);
+        Ok(self
+            .with(session_id, |s| s.claimed.contains(&fingerprint))
+            .unwrap_or(false))
     }
 }

@@ -257,15 +257,22 @@ end
 return existed
 "#;
 
-/// KEYS: hash, frames, noncrit, message ids, the previous generation.
+/// KEYS: hash, frames, noncrit, claimed keys, their previous generation
+/// (apart from the ids of published frames: publishes never evict them).
 /// ARGV: key. Returns 1 if the key was new (now remembered), 0 if it was
-/// remembered, or for an unknown session.
+/// remembered, or for an unknown session. Generations of up to 4 096, as
+/// for message ids.
 const CLAIM: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('HEXISTS', KEYS[5], ARGV[1]) == 1 then return 0 end
-if redis.call('HSETNX', KEYS[4], ARGV[1], 0) == 0 then return 0 end
+if redis.call('HEXISTS', KEYS[4], ARGV[1]) == 1 then return 0 end
+if redis.call('HLEN', KEYS[4]) >= 4096 then redis.call('RENAME', KEYS[4], KEYS[5]) end
+redis.call('HSET', KEYS[4], ARGV[1], 0)
 local pttl = redis.call('PTTL', KEYS[1])
-if pttl > 0 then redis.call('PEXPIRE', KEYS[4], pttl) end
+if pttl > 0 then
+  redis.call('PEXPIRE', KEYS[4], pttl)
+  if redis.call('EXISTS', KEYS[5]) == 1 then redis.call('PEXPIRE', KEYS[5], pttl) end
+end
 return 1
 "#;
 
@@ -841,6 +848,13 @@ impl SessionStore for RedisSessionStore {
             .invoke_async(&mut redis)
             .await
             .map_err(store_error)?;
+        // Its claimed keys (the same slot: the session id is their tag).
+        redis::cmd("DEL")
+            .arg(self.k("c", session_id))
+            .arg(self.k("c2", session_id))
+            .query_async::<()>(&mut redis)
+            .await
+            .map_err(store_error)?;
         if self.apart() {
             for (command, key) in [
                 ("ZREM", self.index("sessions")),
@@ -959,12 +973,27 @@ impl SessionStore for RedisSessionStore {
         let mut redis = self.redis.clone();
         let claimed: i64 = self
             .on_session(&self.claim, session_id)
-            .key(self.k("m", session_id))
-            .key(self.k("m2", session_id))
+            .key(self.k("c", session_id))
+            .key(self.k("c2", session_id))
             .arg(key)
             .invoke_async(&mut redis)
             .await
             .map_err(store_error)?;
         Ok(claimed == 1)
+    }
+
+    async fn holds_claimed(&self, session_id: &str, key: &str) -> Result<bool, StoreError> {
+        let mut redis = self.redis.clone();
+        let (now, before): (bool, bool) = redis::pipe()
+            .cmd("HEXISTS")
+            .arg(self.k("c", session_id))
+            .arg(key)
+            .cmd("HEXISTS")
+            .arg(self.k("c2", session_id))
+            .arg(key)
+            .query_async(&mut redis)
+            .await
+            .map_err(store_error)?;
+        Ok(now || before)
     }
 }

@@ -496,3 +496,56 @@ async fn delivered_then_lost_on(url: &str) {
     assert_eq!(after_five.len(), 1);
     assert!(b.replay_after("s", 3).await.unwrap().unwrap().is_err());
 }
+
+/// Start keys and the ids of published frames live apart: a backend
+/// publishing 10 000 frames with message ids into a session never makes
+/// it forget a client's start key (a retried start would run twice) — in
+/// memory and in Redis (one Redis and a cluster).
+#[tokio::test]
+async fn publishes_never_evict_start_keys() {
+    let memory = MemorySessionStore::new(Default::default(), 10);
+    start_keys_survive_publishes(&memory).await;
+    for url in support::urls() {
+        let store = RedisSessionStore::new(
+            connect(&url).await.unwrap(),
+            RedisSessionConfig {
+                prefix: support::unique_prefix("claims"),
+                ..Default::default()
+            },
+        );
+        start_keys_survive_publishes(&store).await;
+    }
+}
+
+async fn start_keys_survive_publishes(store: &dyn SessionStore) {
+    let t0 = Timestamp::from_unix_micros(1_764_000_000_000_000);
+    let record = SessionRecord {
+        session_id: "s".into(),
+        user_id: "di".into(),
+        epoch: 1,
+        created_at: t0,
+        detached_at: None,
+        last_seq: 0,
+    };
+    assert!(store.create(record).await.unwrap());
+    assert!(store.claim_key("s", "start:r1").await.unwrap());
+    for i in 0..10_000 {
+        let id = format!("p-{i}");
+        let msg = WebSocketMessage::new(MessageType::AgentProgress, json!({}))
+            .with_message_id(id.clone());
+        support::append(store, "s", msg, t0).await.unwrap();
+        store.remember_message("s", &id).await.unwrap();
+    }
+    assert!(
+        store.holds_claimed("s", "start:r1").await.unwrap(),
+        "still known"
+    );
+    assert!(
+        !store.claim_key("s", "start:r1").await.unwrap(),
+        "a retried start is a repeat"
+    );
+    assert!(
+        !store.holds_claimed("s", "p-9999").await.unwrap(),
+        "publish ids are not start keys"
+    );
+}
