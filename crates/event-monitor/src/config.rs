@@ -46,6 +46,14 @@ pub struct EventMonitorConfig {
     /// This many recent violations make health critical (default 10; one
     /// makes it a warning).
     pub critical_violation_count: usize,
+    /// Under [`HealthScope::Delivery`]: timed-out runs make the status
+    /// worse only as a share of the ended runs, once at least this many
+    /// runs have ended (default 50) …
+    pub health_min_runs: usize,
+    /// … and the timed-out ones come from at least this many users
+    /// (default 5): one client's slow runs never page the on-call. Then 5 %
+    /// is a warning, 25 % critical.
+    pub health_min_users: usize,
     /// At most this many runs are tracked (default 10 000). Starting one more
     /// evicts the ended run that ended first; if no run has ended, the least
     /// recently active run.
@@ -122,6 +130,8 @@ impl Default for EventMonitorConfig {
             sweep_interval: Duration::from_secs(5),
             health_window: Duration::from_secs(300),
             critical_violation_count: 10,
+            health_min_runs: 50,
+            health_min_users: 5,
             max_tracked_runs: 10_000,
             max_events_per_run: 1_000,
             max_silent_failures: 1_000,

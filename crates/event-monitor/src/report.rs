@@ -165,6 +165,8 @@ pub struct HealthReport {
     pub cancelled_runs: usize,
     /// Runs marked timed out.
     pub timed_out_runs: usize,
+    /// The users the timed-out runs belong to (how many distinct).
+    pub timed_out_users: usize,
     /// Active runs with no event for `stale_after`.
     pub stale_runs: usize,
     /// Tools open longer than `tool_timeout`.

@@ -359,6 +359,63 @@ fn a_cancelled_run_is_counted_apart_and_keeps_the_monitor_healthy() {
     assert!(!m.tracker("f").unwrap().is_cancelled);
 }
 
+/// One user's runs timing out (however many) leave a Delivery-scoped
+/// monitor healthy; the same share over many runs of many users degrades
+/// it: 5 % a warning, 25 % critical.
+#[test]
+fn only_a_share_of_many_users_runs_timing_out_degrades_health() {
+    let (m, clock) = monitor(EventMonitorConfig {
+        health_scope: wsc_event_monitor::HealthScope::Delivery,
+        run_timeout: Duration::from_secs(300),
+        completed_max_age: Duration::from_secs(3_600),
+        ..EventMonitorConfig::default()
+    });
+    let start = |id: &str, user: &str| {
+        m.start_session_tracking(id, AgentSession::new(user));
+        m.record_event(id, msg(M::AgentStarted)).unwrap();
+    };
+    let complete = |id: &str| {
+        for t in [
+            M::AgentThinking,
+            M::ToolExecuting,
+            M::ToolCompleted,
+            M::AgentCompleted,
+        ] {
+            m.record_event(id, msg(t)).unwrap();
+        }
+    };
+    // One user's four slow runs, among 60 completed runs of others.
+    for i in 0..4 {
+        start(&format!("slow-{i}"), "one-user");
+    }
+    for i in 0..60 {
+        start(&format!("ok-{i}"), &format!("u{}", i % 12));
+        complete(&format!("ok-{i}"));
+    }
+    clock.advance(Duration::from_secs(301));
+    m.sweep();
+    let h = m.check_health();
+    assert_eq!((h.timed_out_runs, h.timed_out_users), (4, 1), "{h:?}");
+    assert_eq!(h.status, HealthStatus::Healthy, "one user: {h:?}");
+    // Five more users' runs time out: 9 of 69 ended (13 %), a warning.
+    for i in 0..5 {
+        start(&format!("late-{i}"), &format!("late-user-{i}"));
+    }
+    clock.advance(Duration::from_secs(301));
+    m.sweep();
+    let h = m.check_health();
+    assert_eq!((h.timed_out_runs, h.timed_out_users), (9, 6), "{h:?}");
+    assert_eq!(h.status, HealthStatus::Warning, "{h:?}");
+    // A quarter of the ended runs: critical.
+    for i in 0..15 {
+        start(&format!("later-{i}"), &format!("later-user-{i}"));
+    }
+    clock.advance(Duration::from_secs(301));
+    m.sweep();
+    let h = m.check_health();
+    assert_eq!(h.status, HealthStatus::Critical, "{h:?}");
+}
+
 /// `HealthScope::Delivery`: pacing (stale runs, stuck tools, long gaps,
 /// nothing progressing) and agent errors are counted but do not change the
 /// status; order violations and runs past `run_timeout` do.
@@ -367,6 +424,9 @@ fn the_delivery_scope_judges_violations_and_timeouts_only() {
     let (m, clock) = monitor(EventMonitorConfig {
         health_scope: wsc_event_monitor::HealthScope::Delivery,
         run_timeout: Duration::from_secs(600),
+        // The share rule on a handful of runs (see the test before).
+        health_min_runs: 2,
+        health_min_users: 1,
         ..EventMonitorConfig::default()
     });
     // Every pacing rule broken at once, and an agent error.
