@@ -28,7 +28,8 @@ pub struct HttpAgentConfig {
     /// The longest a run may take in all (default 600 s).
     pub timeout: Duration,
     /// The longest the backend may stay silent: no response head, or no
-    /// byte of the stream (default 60 s).
+    /// complete event of the stream — bytes that complete no event do not
+    /// count (default 60 s).
     pub idle_timeout: Duration,
 }
 
@@ -170,13 +171,16 @@ impl HttpAgent {
             .map_or(StreamFormat::Ndjson, StreamFormat::from_content_type);
         let mut reader = StreamReader::new(format);
         let mut body = response.into_body();
+        // The idle timeout counts events, not bytes: a backend dripping a
+        // byte now and then without completing an event is idle.
+        let mut deadline = tokio::time::Instant::now() + idle;
         loop {
-            let frame = tokio::time::timeout(idle, body.frame())
+            let frame = tokio::time::timeout_at(deadline, body.frame())
                 .await
                 .map_err(|_| {
                     Failure::new(
                         "upstream_timeout",
-                        format!("nothing from the agent for {} s", idle.as_secs_f64()),
+                        format!("no event from the agent for {} s", idle.as_secs_f64()),
                     )
                 })?;
             let (events, done) = match frame {
@@ -193,6 +197,9 @@ impl HttpAgent {
                 },
             };
             let events = events.map_err(|e| Failure::new("upstream_error", e.to_string()))?;
+            if !events.is_empty() {
+                deadline = tokio::time::Instant::now() + idle;
+            }
             for text in events {
                 let go_on = match self.config.protocol {
                     // AG-UI: the run checks, keeps and maps the event.

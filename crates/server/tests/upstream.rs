@@ -209,6 +209,23 @@ async fn backend() -> String {
             body.extend_from_slice(b"data: \xff\n\n");
             post(move || async move { ([(header::CONTENT_TYPE, "text/event-stream")], body) })
         })
+        .route("/drip", {
+            // A byte every 100 ms that never completes an event.
+            let first = sse(std::slice::from_ref(&started));
+            post(move || async move {
+                let drip = futures_util::stream::unfold((), |()| async {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Some((Ok::<_, std::io::Error>(":".to_owned()), ()))
+                });
+                let stream =
+                    futures_util::stream::once(async move { Ok::<_, std::io::Error>(first) })
+                        .chain(drip);
+                (
+                    [(header::CONTENT_TYPE, "text/event-stream")],
+                    Body::from_stream(stream),
+                )
+            })
+        })
         .route("/stall", {
             let first = sse(std::slice::from_ref(&started));
             post(move || async move {
@@ -322,7 +339,12 @@ async fn every_failure_ends_the_run_with_one_agent_error() {
         (
             format!("{base}/stall"),
             "upstream_timeout",
-            "nothing from the agent",
+            "no event from the agent",
+        ),
+        (
+            format!("{base}/drip"),
+            "upstream_timeout",
+            "no event from the agent",
         ),
         (format!("{base}/error"), "agent_error", "model overloaded"),
         (format!("{base}/bad-utf8"), "upstream_error", "UTF-8"),
