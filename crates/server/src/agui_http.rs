@@ -97,7 +97,7 @@ pub(crate) async fn run(
     };
     // Read only now, the user known: at most MAX_INPUT_BYTES, within the
     // body timeout.
-    let body = match crate::http::read_body(&state, body, MAX_INPUT_BYTES).await {
+    let body = match crate::stream::read_body(&state, body, MAX_INPUT_BYTES).await {
         Ok(body) => body,
         Err(refused) => return *refused,
     };

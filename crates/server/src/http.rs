@@ -279,10 +279,11 @@ async fn publish(
             "missing or wrong API key (Authorization: Bearer KEY)".into(),
         );
     }
-    let body = match read_body(&state, body, state.config.http.max_publish_bytes).await {
-        Ok(body) => body,
-        Err(refused) => return *refused,
-    };
+    let body =
+        match crate::stream::read_body(&state, body, state.config.http.max_publish_bytes).await {
+            Ok(body) => body,
+            Err(refused) => return *refused,
+        };
     let request = match crate::publish::PublishRequest::parse(&body) {
         Ok(request) => request,
         Err(message) => return plain(StatusCode::BAD_REQUEST, "invalid_request", message),
@@ -298,39 +299,5 @@ async fn publish(
         Err(crate::publish::PublishError::Invalid(message)) => {
             plain(StatusCode::BAD_REQUEST, "invalid_request", message)
         }
-    }
-}
-
-/// A request's body, read only now (after the request was authenticated):
-/// at most `max` bytes (`413` beyond, the rest never read) within
-/// `HttpConfig::body_timeout` (`408` beyond).
-pub(crate) async fn read_body(
-    state: &AppState,
-    body: axum::body::Body,
-    max: usize,
-) -> Result<axum::body::Bytes, Box<Response>> {
-    use http_body_util::BodyExt;
-    let plain = crate::stream::json_refusal;
-    let limited = http_body_util::Limited::new(body, max);
-    match tokio::time::timeout(state.config.http.body_timeout, limited.collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Box::new(plain(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("the body is over {max} bytes"),
-        ))),
-        Ok(Err(_)) => Err(Box::new(plain(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "the body could not be read".into(),
-        ))),
-        Err(_) => Err(Box::new(plain(
-            StatusCode::REQUEST_TIMEOUT,
-            "timeout",
-            format!(
-                "the body did not arrive within {:?}",
-                state.config.http.body_timeout
-            ),
-        ))),
     }
 }

@@ -401,3 +401,37 @@ pub(crate) async fn admit(
             crate::connection::run(state, socket, client).await;
         })
 }
+
+/// A request's body, read only now (after the request was authenticated):
+/// at most `max` bytes (`413` beyond, the rest never read) within
+/// `HttpConfig::body_timeout` (`408` beyond).
+pub(crate) async fn read_body(
+    state: &AppState,
+    body: axum::body::Body,
+    max: usize,
+) -> Result<axum::body::Bytes, Box<Response>> {
+    use http_body_util::BodyExt;
+    let plain = crate::stream::json_refusal;
+    let limited = http_body_util::Limited::new(body, max);
+    match tokio::time::timeout(state.config.http.body_timeout, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Box::new(plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the body is over {max} bytes"),
+        ))),
+        Ok(Err(_)) => Err(Box::new(plain(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the body could not be read".into(),
+        ))),
+        Err(_) => Err(Box::new(plain(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format!(
+                "the body did not arrive within {:?}",
+                state.config.http.body_timeout
+            ),
+        ))),
+    }
+}
