@@ -156,7 +156,7 @@ impl HttpAgent {
                     format!("no answer from the agent within {} s", idle.as_secs_f64()),
                 )
             })?
-            .map_err(|e| Failure::new("upstream_error", format!("cannot reach the agent: {e}")))?;
+            .map_err(|e| Failure::new("upstream_error", unreachable_message(&e)))?;
         let status = response.status();
         if !status.is_success() {
             return Err(Failure::new(
@@ -287,4 +287,23 @@ impl AgentRunner for HttpAgent {
     fn speaks_ag_ui(&self) -> bool {
         self.config.protocol == AgentProtocol::AgUi
     }
+}
+
+/// What a failed request to the agent says: an answer too large or not
+/// HTTP is named as such (the agent was reached), anything else is "cannot
+/// reach the agent".
+fn unreachable_message(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut source = Some(e);
+    while let Some(err) = source {
+        if let Some(hyper) = err.downcast_ref::<hyper::Error>() {
+            if hyper.is_parse_too_large() {
+                return format!("the agent's response head is over the size limit: {e}");
+            }
+            if hyper.is_parse() {
+                return format!("the agent's answer is not HTTP: {e}");
+            }
+        }
+        source = err.source();
+    }
+    format!("cannot reach the agent: {e}")
 }

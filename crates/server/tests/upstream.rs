@@ -209,6 +209,16 @@ async fn backend() -> String {
             body.extend_from_slice(b"data: \xff\n\n");
             post(move || async move { ([(header::CONTENT_TYPE, "text/event-stream")], body) })
         })
+        .route(
+            "/bighead",
+            post(|| async {
+                (
+                    [("x-padding", "x".repeat(1 << 20))],
+                    [(header::CONTENT_TYPE, "text/event-stream")],
+                    "data: {}\n\n",
+                )
+            }),
+        )
         .route("/drip", {
             // A byte every 100 ms that never completes an event.
             let first = sse(std::slice::from_ref(&started));
@@ -348,6 +358,11 @@ async fn every_failure_ends_the_run_with_one_agent_error() {
         ),
         (format!("{base}/error"), "agent_error", "model overloaded"),
         (format!("{base}/bad-utf8"), "upstream_error", "UTF-8"),
+        (
+            format!("{base}/bighead"),
+            "upstream_error",
+            "response head is over the size limit",
+        ),
     ] {
         let (r, types, last) = run_against(url.clone(), AgentProtocol::AgUi).await;
         assert_eq!(types.last(), Some(&M::AgentError), "{url}: {types:?}");
