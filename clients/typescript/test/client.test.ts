@@ -6,26 +6,15 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { FakeSocket, FakeTimers, settle } from "./fakes.js";
+import { FakeSocket, fakeClient, settle } from "./fakes.js";
 import {
   type Frame,
-  WscClient,
   backoffCeiling,
   backoffDelay,
   runIdFor,
 } from "../src/index.js";
 
-function client(timers = new FakeTimers()) {
-  FakeSocket.all = [];
-  const c = new WscClient({
-    url: "ws://gw/ws",
-    userId: "alice",
-    WebSocket: FakeSocket,
-    timers,
-    random: () => 0.5,
-  });
-  return { c, timers };
-}
+const client = fakeClient;
 
 function event(type: string, runId: string, seq: number): Frame {
   return { type, payload: { run_id: runId }, seq, message_id: `${runId}-${seq}` };

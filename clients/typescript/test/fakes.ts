@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 
-import type { Frame, SocketLike, Timers } from "../src/index.js";
+import { type ClientOptions, type Frame, type SocketLike, type Timers, WscClient } from "../src/index.js";
 
 /** A socket the test drives from the server's side. */
 export class FakeSocket implements SocketLike {
@@ -110,3 +110,18 @@ export class FakeTimers implements Timers {
 /** Lets promises (the URL, run id digests) settle. */
 export const settle = () => new Promise((resolve) => setImmediate(resolve));
 
+/** A client of user `alice` on a fake socket and fake timers (the sockets of
+ * earlier tests forgotten), with `options` over the defaults. */
+export function fakeClient(options: Partial<ClientOptions> = {}): { c: WscClient; timers: FakeTimers } {
+  FakeSocket.all = [];
+  const timers = new FakeTimers();
+  const c = new WscClient({
+    url: "ws://gw/ws",
+    userId: "alice",
+    WebSocket: FakeSocket,
+    timers,
+    random: () => 0.5,
+    ...options,
+  });
+  return { c, timers };
+}

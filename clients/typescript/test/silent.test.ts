@@ -8,27 +8,15 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { FakeSocket, FakeTimers, settle } from "./fakes.js";
-import { type ClientOptions, type RunHandle, WscClient, WscError, runIdFor } from "../src/index.js";
+import { FakeSocket, fakeClient, settle } from "./fakes.js";
+import { type RunHandle, WscClient, WscError, runIdFor } from "../src/index.js";
 
 let unhandled = 0;
 process.on("unhandledRejection", () => {
   unhandled += 1;
 });
 
-function client(options: Partial<ClientOptions> = {}) {
-  FakeSocket.all = [];
-  const timers = new FakeTimers();
-  const c = new WscClient({
-    url: "ws://gw/ws",
-    userId: "alice",
-    WebSocket: FakeSocket,
-    timers,
-    random: () => 0.5,
-    ...options,
-  });
-  return { c, timers };
-}
+const client = fakeClient;
 
 /** How a run ended for a `for await` consumer: "done" or the error's code. */
 async function outcome(run: RunHandle): Promise<string> {

@@ -289,15 +289,7 @@ async fn message_ids_are_remembered_in_two_bounded_generations_on(url: &str) {
         },
     );
     let t0 = Timestamp::from_unix_micros(1_764_000_000_000_000);
-    let record = SessionRecord {
-        session_id: "s".into(),
-        user_id: "di".into(),
-        epoch: 1,
-        created_at: t0,
-        detached_at: None,
-        last_seq: 0,
-    };
-    assert!(store.create(record).await.unwrap());
+    assert!(store.create(session_s(t0)).await.unwrap());
     let append = |i: usize| {
         let msg = WebSocketMessage::new(MessageType::AgentProgress, json!({}))
             .with_message_id(format!("p-{i}"));
@@ -519,15 +511,7 @@ async fn publishes_never_evict_start_keys() {
 
 async fn start_keys_survive_publishes(store: &dyn SessionStore) {
     let t0 = Timestamp::from_unix_micros(1_764_000_000_000_000);
-    let record = SessionRecord {
-        session_id: "s".into(),
-        user_id: "di".into(),
-        epoch: 1,
-        created_at: t0,
-        detached_at: None,
-        last_seq: 0,
-    };
-    assert!(store.create(record).await.unwrap());
+    assert!(store.create(session_s(t0)).await.unwrap());
     assert!(store.claim_key("s", "start:r1").await.unwrap());
     for i in 0..10_000 {
         let id = format!("p-{i}");

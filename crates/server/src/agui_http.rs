@@ -154,16 +154,12 @@ pub(crate) async fn events(
             );
         }
     };
-    let mut source = match RunSource::find(&state, &user, &run_id).await {
-        Ok(Some(source)) => source,
-        Ok(None) => {
-            return refusal(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                not_found_message(&run_id),
-            );
-        }
-        Err(e) => return unavailable(&e),
+    let Some(mut source) = RunSource::find(&state, &user, &run_id) else {
+        return refusal(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            not_found_message(&run_id),
+        );
     };
     match source.read_after(after).await {
         // A reader that has the run's last event: nothing more will come.
@@ -223,19 +219,12 @@ pub(crate) async fn cancel(
 /// proxies from closing it, and lets the gateway notice a reader that has
 /// gone (the run's orphan timeout counts from then).
 const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
-/// How long a reader of another gateway's run keeps reading a store that
-/// does not answer before its stream ends with an `error` message.
-const STORE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
-/// How long it waits between those reads.
-const STORE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A reader of a run, for its SSE response: where it is, and where it
 /// reads (counted as the run's reader while it lives).
 struct Reader {
     source: RunSource,
     last: u64,
-    /// Since when the store has not answered, if it does not now.
-    failing_since: Option<tokio::time::Instant>,
 }
 
 /// The last message of a stream that cannot go on: an SSE `error` event,
@@ -254,13 +243,12 @@ fn stream(source: RunSource, after: u64) -> Response {
     let reader = Reader {
         source,
         last: after,
-        failing_since: None,
     };
     let body = futures_util::stream::unfold(Some(reader), |reader| async move {
         let mut reader = reader?;
         let last = reader.last;
         loop {
-            match reader.source.read_after(last).await {
+            match reader.source.read_patiently(last).await {
                 Err(SourceError::Gone(ReadError::Gone { oldest, .. })) => {
                     let message = format!(
                         "events after {last} are no longer held (the oldest held is {oldest})"
@@ -272,19 +260,10 @@ fn stream(source: RunSource, after: u64) -> Response {
                     return Some((Ok(error_event("not_found", message)), None));
                 }
                 Err(SourceError::Unavailable(e)) => {
-                    let since = *reader
-                        .failing_since
-                        .get_or_insert_with(tokio::time::Instant::now);
-                    if since.elapsed() >= STORE_PATIENCE {
-                        return Some((
-                            Ok(error_event("unavailable", unavailable_message(&e))),
-                            None,
-                        ));
-                    }
-                    tokio::time::sleep(STORE_RETRY).await;
+                    let message = unavailable_message(&e);
+                    return Some((Ok(error_event("unavailable", message)), None));
                 }
                 Ok(read) if !read.events.is_empty() => {
-                    reader.failing_since = None;
                     let mut text =
                         String::with_capacity(read.events.iter().map(|(_, e)| e.len() + 32).sum());
                     for (number, event) in &read.events {
@@ -304,7 +283,6 @@ fn stream(source: RunSource, after: u64) -> Response {
                 }
                 Ok(read) if read.ended => return None,
                 Ok(_) => {
-                    reader.failing_since = None;
                     tokio::select! {
                         () = reader.source.wait(last) => {
                             // Let the run append what it has at hand: one

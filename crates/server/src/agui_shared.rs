@@ -26,9 +26,12 @@ pub(crate) fn owner_renew(lease: Duration) -> Duration {
 /// How often a reader of another gateway's run reads again with no
 /// wake-up (the wake-ups are a hint: at most once).
 const REMOTE_POLL: Duration = Duration::from_secs(2);
-/// How long an owner waits before writing again to a store that did not
-/// answer.
-const STORE_RETRY: Duration = Duration::from_secs(1);
+/// How long an owner, or a reader, waits before trying a store that did
+/// not answer again.
+pub(crate) const STORE_RETRY: Duration = Duration::from_secs(1);
+/// How long a reader of another gateway's run keeps reading a store that
+/// does not answer before it gives up (and tells its client).
+const STORE_PATIENCE: Duration = Duration::from_secs(30);
 /// At most this many events per write or read of the store.
 const BATCH_EVENTS: usize = 256;
 /// At most about this many bytes per write to the store.
@@ -87,24 +90,18 @@ impl RunSource {
         }
     }
 
-    /// The user's run `run_id` wherever a gateway holds it: `None` if none
-    /// does (or the store, asked, does not answer: the error).
-    ///
-    /// # Errors
-    /// The store does not answer.
-    pub(crate) async fn find(
-        state: &Arc<AppState>,
-        user: &str,
-        run_id: &str,
-    ) -> Result<Option<Self>, wsc_core::StoreError> {
+    /// The user's run `run_id` wherever a gateway may hold it: this
+    /// gateway's log, else (gateways sharing a store) the store's copy —
+    /// whose first read says [`SourceError::NotFound`] if no gateway holds
+    /// it. `None` on a gateway on its own that does not hold it.
+    pub(crate) fn find(state: &Arc<AppState>, user: &str, run_id: &str) -> Option<Self> {
         if let Some(log) = state.ag_ui_runs.get(user, run_id) {
-            return Ok(Some(RunSource::local(state, log)));
+            return Some(RunSource::local(state, log));
         }
-        if !state.shared.spans_gateways() {
-            return Ok(None);
-        }
-        let found = state.shared.broker().read_run(user, run_id, 0, 1).await?;
-        Ok(found.map(|_| RunSource::remote(state, user, run_id)))
+        state
+            .shared
+            .spans_gateways()
+            .then(|| RunSource::remote(state, user, run_id))
     }
 
     /// The run's id (`runId`).
@@ -169,6 +166,33 @@ impl RunSource {
                         .collect(),
                     ended: read.ended && after + got >= read.last,
                 })
+            }
+        }
+    }
+
+    /// [`read_after`](Self::read_after), reading again every
+    /// [`STORE_RETRY`] while the store does not answer, for at most
+    /// [`STORE_PATIENCE`] (what a follower does: a failover is waited out).
+    ///
+    /// # Errors
+    /// As `read_after`; `Unavailable` once the patience is spent.
+    pub(crate) async fn read_patiently(&mut self, after: u64) -> Result<Read, SourceError> {
+        let mut failing_since = None;
+        loop {
+            match self.read_after(after).await {
+                Err(SourceError::Unavailable(e)) => {
+                    let RunSource::Remote { state, .. } = &*self else {
+                        return Err(SourceError::Unavailable(e));
+                    };
+                    let (clock, now) = (state.clock.clone(), state.clock.now());
+                    let since = *failing_since.get_or_insert(now);
+                    if now.duration_since(since) >= STORE_PATIENCE {
+                        return Err(SourceError::Unavailable(e));
+                    }
+                    tracing::warn!(error = %e, "reading an AG-UI run from the store failed: retrying");
+                    clock.sleep(STORE_RETRY).await;
+                }
+                other => return other,
             }
         }
     }

@@ -14,16 +14,9 @@ use wsc_core::{ErrorCode, ErrorFrame, Frame, JoinRun, RunAgent, WebSocketMessage
 use wsc_reconnection::{SessionError, SessionRegistry};
 
 use crate::agui::{Opened, ReadError};
-use crate::agui_shared::{RunSource, SourceError};
+use crate::agui_shared::{RunSource, STORE_RETRY, SourceError};
 use crate::broker::{CancelAsked, RunClaim};
 use crate::state::AppState;
-
-/// How long a follower waits before publishing again into a store that
-/// did not answer.
-const STORE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
-/// How long a follower of another gateway's run keeps reading a store
-/// that does not answer before it tells the session and stops.
-const STORE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The protocol a WebSocket connection speaks (`/ws?protocol=`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -251,10 +244,8 @@ pub(crate) async fn join_run(
     join: JoinRun,
 ) -> Option<WebSocketMessage> {
     let refuse = |code, message: String| Some(refusal(code, message, join.message_id.as_ref()));
-    let mut source = match RunSource::find(state, session.user, &join.run_id).await {
-        Ok(Some(source)) => source,
-        Ok(None) => return refuse(ErrorCode::NotFound, not_found_message(&join.run_id)),
-        Err(e) => return refuse(ErrorCode::Internal, unavailable_message(&e)),
+    let Some(mut source) = RunSource::find(state, session.user, &join.run_id) else {
+        return refuse(ErrorCode::NotFound, not_found_message(&join.run_id));
     };
     match source.read_after(join.after).await {
         Err(SourceError::Gone(ReadError::Gone { after, oldest })) => {
@@ -320,24 +311,9 @@ fn follow(state: &Arc<AppState>, session: &Session<'_>, mut source: RunSource, a
     tokio::spawn(async move {
         let run_id = source.run_id().to_owned();
         let mut last = joined.from;
-        let mut failing_since: Option<wsc_core::Timestamp> = None;
         loop {
-            let read = match source.read_after(last).await {
-                Ok(read) => {
-                    failing_since = None;
-                    read
-                }
-                Err(SourceError::Unavailable(e))
-                    if failing_since.is_none_or(|since| {
-                        state.clock.now().duration_since(since) < STORE_PATIENCE
-                    }) =>
-                {
-                    // The store does not answer: again shortly.
-                    tracing::warn!(error = %e, "following an AG-UI run: the store did not answer, retrying");
-                    failing_since.get_or_insert(state.clock.now());
-                    state.clock.sleep(STORE_RETRY).await;
-                    continue;
-                }
+            let read = match source.read_patiently(last).await {
+                Ok(read) => read,
                 Err(e) => {
                     // Never a silent gap: the session is told, and the
                     // client can join again.

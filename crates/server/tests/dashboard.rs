@@ -712,15 +712,8 @@ async fn the_typescript_client_gives_up_typed_in_chromium() {
     let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let nobody = closed.local_addr().unwrap();
     drop(closed);
-    let jwt = Gateway::new(GatewayConfig {
-        auth: wsc_server::AuthMode::Jwt(
-            wsc_server::JwtAuth::new("test-secret-of-thirty-two-bytes!").unwrap(),
-        ),
-        ..Default::default()
-    });
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let jwt_addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { jwt.serve(listener, std::future::pending()).await });
+    let jwt = support::start_jwt().await;
+    let jwt_addr = jwt.addr;
     let mut page = Page::open(
         &browser_ws,
         &format!(

@@ -319,16 +319,8 @@ async fn the_client_fails_fast_and_typed_where_retrying_cannot_help() {
     assert_eq!(out["run"], "not_found", "{out}");
     assert_eq!(out["failed"], serde_json::json!(["not_found"]), "{out}");
     assert!(out["ms"].as_u64() < Some(2_000), "at once: {out}");
-    let jwt = Gateway::new(GatewayConfig {
-        auth: wsc_server::AuthMode::Jwt(
-            wsc_server::JwtAuth::new("test-secret-of-thirty-two-bytes!").unwrap(),
-        ),
-        ..Default::default()
-    });
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let jwt_addr = listener.local_addr().unwrap();
-    let g = jwt.clone();
-    tokio::spawn(async move { g.serve(listener, std::future::pending()).await });
+    let jwt = support::start_jwt().await;
+    let jwt_addr = jwt.addr;
     let out = failure_mode("refused", &format!("ws://{jwt_addr}/ws")).await;
     assert_eq!(out["run"], "unauthorized", "{out}");
     assert_eq!(out["state"], "failed", "{out}");

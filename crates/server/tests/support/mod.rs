@@ -36,6 +36,18 @@ pub(crate) async fn start(config: GatewayConfig) -> Running {
     start_gateway(Gateway::new(config)).await
 }
 
+/// A gateway in `--auth jwt` (its secret the tests' own): any token a
+/// client makes up is refused with 401.
+pub(crate) async fn start_jwt() -> Running {
+    start(GatewayConfig {
+        auth: wsc_server::AuthMode::Jwt(
+            wsc_server::JwtAuth::new("test-secret-of-thirty-two-bytes!").unwrap(),
+        ),
+        ..Default::default()
+    })
+    .await
+}
+
 /// A gateway on tokio's clock, for tests under paused time
 /// (`#[tokio::test(start_paused = true)]`): heartbeats, TTLs and upkeep
 /// follow the simulated time, sockets stay real.
