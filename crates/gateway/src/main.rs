@@ -172,6 +172,11 @@ struct ServeArgs {
     /// Bytes (serialized frames) kept per session for resume.
     #[arg(long, env = "WSC_REPLAY_BUFFER_BYTES", default_value_t = 1 << 20)]
     replay_buffer_bytes: usize,
+    /// Bytes of frames queued per connection: a client that falls this
+    /// far behind for a second is dropped as too slow (close 1008; it stays
+    /// resumable).
+    #[arg(long, env = "WSC_MAX_SEND_QUEUE_BYTES", default_value_t = 4 << 20, value_parser = clap::value_parser!(u64).range(65536..))]
+    max_send_queue_bytes: u64,
     /// Seconds a lost session stays resumable.
     #[arg(long, env = "WSC_SESSION_TTL", default_value_t = 300)]
     session_ttl: u64,
@@ -421,6 +426,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         sessions: wsc_server::SessionsConfig {
             replay_buffer: args.replay_buffer,
             replay_buffer_bytes: args.replay_buffer_bytes,
+            max_send_queue_bytes: usize::try_from(args.max_send_queue_bytes).unwrap_or(usize::MAX),
             session_ttl: Duration::from_secs(args.session_ttl),
             max_sessions_per_user: args.max_sessions_per_user,
             max_sessions: usize::try_from(args.max_sessions).unwrap_or(usize::MAX),

@@ -65,6 +65,7 @@ mod buffer;
 mod client;
 mod error;
 mod handler;
+mod live;
 mod query;
 mod registry;
 mod store;
@@ -81,6 +82,7 @@ pub use handler::{
     ReconnectionError, ReconnectionMetrics, ReconnectionPhase, ReconnectionSession,
     ReconnectionState, SessionRegistration, TransportError, WebSocketReconnectionHandler,
 };
+pub use live::LiveFrames;
 pub use query::{MAX_RESUME_TOKEN_BYTES, MAX_SESSION_ID_BYTES, ResumeQueryError};
 pub use registry::{
     Attached, CATCH_UP_CONCURRENCY, NotResumedReason, ResumeOutcome, ResumeRequest, SessionConfig,

@@ -8,12 +8,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use dashmap::DashMap;
 use foldhash::fast::RandomState;
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::Mutex;
 use wsc_core::{SharedClock, SystemClock, WebSocketMessage, WireFrame};
 
 use crate::buffer::{BufferLimits, ReplayGap};
 use crate::error::SessionError;
 use crate::handler::MessageBuffer;
+use crate::live::{self, LiveFrames, Outlet};
 use crate::store::{MemorySessionStore, SessionRecord, SessionStore};
 use crate::token::{TokenSecret, new_session_id};
 
@@ -34,6 +35,11 @@ pub struct SessionConfig {
     /// falls this far behind, and stays there for `slow_client_grace`, is
     /// detached (its receiver ends) and stays resumable.
     pub outbound_capacity: usize,
+    /// Bytes of live frames queued per connection (default 4 MiB; 0: no
+    /// byte bound). Counted as the frames' serialized size; a client that
+    /// falls this far behind is treated as one past `outbound_capacity`.
+    /// A frame larger than the bound waits for an empty queue.
+    pub outbound_bytes: usize,
     /// How long a publish waits for room in a full connection queue before
     /// the connection is detached (default 1 s). The wait is backpressure:
     /// a burst from a fast agent slows the agent to the client's pace
@@ -70,6 +76,7 @@ impl Default for SessionConfig {
             session_ttl: Duration::from_secs(300),
             max_sessions: 100_000,
             outbound_capacity: 256,
+            outbound_bytes: 4 << 20,
             slow_client_grace: Duration::from_secs(1),
             secret: TokenSecret::random(),
             id_prefix: String::new(),
@@ -131,7 +138,7 @@ pub struct Attached {
     pub attachment: u64,
     /// Live frames published after the attach, in seq order. It ends when
     /// another connection takes the session over or this one falls behind.
-    pub frames: mpsc::Receiver<WireFrame>,
+    pub frames: LiveFrames,
 }
 
 /// The answer to a resume.
@@ -180,7 +187,7 @@ pub struct ResumeRequest {
 
 #[derive(Debug, Default)]
 struct Live {
-    attachment: Option<(u64, mpsc::Sender<WireFrame>)>,
+    attachment: Option<(u64, Outlet)>,
     /// The last seq handed to the current attachment (in its replay or its
     /// channel). Frames after it that this node did not publish (another
     /// node shares the store) are fetched from the store in order.
@@ -486,7 +493,7 @@ impl SessionRegistry {
         record: &SessionRecord,
         delivered: u64,
     ) -> Result<Attached, SessionError> {
-        let (tx, rx) = mpsc::channel(self.config.outbound_capacity.max(1));
+        let (tx, rx) = live::channel(self.config.outbound_capacity, self.config.outbound_bytes);
         let attachment = self.next_attachment.fetch_add(1, Ordering::Relaxed);
         self.store
             .attach_owner(&record.session_id, &self.owner(attachment))
@@ -710,9 +717,10 @@ impl SessionRegistry {
         Ok(Some(seq))
     }
 
-    /// Hands one frame to the attachment; a channel closed, or full for
-    /// `slow_client_grace`, detaches it (a slow client), and the frame
-    /// stays buffered for its resume.
+    /// Hands one frame to the attachment; a queue closed, or full (in
+    /// frames or bytes) for `slow_client_grace`, detaches it (a slow
+    /// client), and the frame stays buffered for its resume. The wait
+    /// holds the session's lock, so its frames stay in order.
     async fn send_or_detach(
         &self,
         session_id: &str,
@@ -723,22 +731,7 @@ impl SessionRegistry {
             return Ok(());
         };
         let seq = frame.seq().unwrap_or(live.delivered + 1);
-        let sent = match tx.try_send(frame) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(frame))
-                if !self.config.slow_client_grace.is_zero() =>
-            {
-                // Full: wait for the client to make room (the session's
-                // lock is held, so its frames stay in order).
-                let tx = tx.clone();
-                matches!(
-                    tokio::time::timeout(self.config.slow_client_grace, tx.send(frame)).await,
-                    Ok(Ok(()))
-                )
-            }
-            Err(_) => false,
-        };
-        if sent {
+        if tx.send(frame, self.config.slow_client_grace).await {
             live.delivered = seq;
             return Ok(());
         }

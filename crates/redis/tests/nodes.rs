@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::sync::mpsc;
 use wsc_core::{MessageType, WebSocketMessage};
 use wsc_reconnection::{
     BufferLimits, ResumeOutcome, ResumeRequest, SessionConfig, SessionRegistry, TokenSecret,
@@ -115,7 +114,7 @@ fn frame(n: u64) -> WebSocketMessage {
 
 /// Reads frames from `rx` until `want` seqs after `last` arrived (or the
 /// channel ends), checking each is exactly the next.
-async fn read(rx: &mut mpsc::Receiver<wsc_core::WireFrame>, last: &mut u64, want: u64) {
+async fn read(rx: &mut wsc_reconnection::LiveFrames, last: &mut u64, want: u64) {
     let target = *last + want;
     while *last < target {
         let f = tokio::time::timeout(Duration::from_secs(10), rx.recv())

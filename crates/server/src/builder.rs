@@ -194,6 +194,7 @@ impl Gateway {
             buffer,
             session_ttl: config.sessions.session_ttl,
             outbound_capacity: config.sessions.outbound_queue,
+            outbound_bytes: config.sessions.max_send_queue_bytes,
             max_sessions: config.sessions.max_sessions.max(1),
             max_sessions_per_user: config.sessions.max_sessions_per_user.unwrap_or(
                 usize::try_from(config.limits.max_connections_per_user)

@@ -351,6 +351,12 @@ pub struct SessionsConfig {
     /// Frames queued per connection before a slow client is dropped (it
     /// stays resumable; default 256).
     pub outbound_queue: usize,
+    /// Bytes of frames queued per connection (serialized size; default
+    /// 4 MiB): a client that falls this far behind for a second is dropped
+    /// as too slow as well (close 1008 "client too slow"; it stays
+    /// resumable). What a slow reader pins is this plus one write batch
+    /// (256 KiB) and its socket buffer.
+    pub max_send_queue_bytes: usize,
     /// Sessions (attached or resumable) one user may hold (`None`, the
     /// default: twice `max_connections_per_user`). A new session beyond it
     /// reclaims that user's session detached longest ago.
@@ -374,6 +380,7 @@ impl Default for SessionsConfig {
             replay_buffer_bytes: 1 << 20,
             session_ttl: Duration::from_secs(300),
             outbound_queue: 256,
+            max_send_queue_bytes: 4 << 20,
             max_sessions_per_user: None,
             max_sessions: 100_000,
             max_replay_bytes_total: 512 * 1024 * 1024,

@@ -412,6 +412,9 @@ fn transport_close(e: axum::Error) -> Option<(CloseCode, &'static str)> {
 /// At most this many queued frames are written before one flush.
 const WRITE_BATCH: usize = 64;
 
+/// Live frames stop joining a batch once it holds this many bytes of them.
+const WRITE_BATCH_BYTES: usize = 256 * 1024;
+
 /// What the writer task owns.
 struct Writer {
     registry: Arc<SessionRegistry>,
@@ -419,8 +422,8 @@ struct Writer {
     sink: futures_util::stream::SplitSink<WebSocket, Message>,
     /// What the connection task queues.
     rx: mpsc::Receiver<Out>,
-    /// The session's live frames.
-    live: mpsc::Receiver<WireFrame>,
+    /// The session's live frames (bounded in frames and bytes).
+    live: wsc_reconnection::LiveFrames,
 }
 
 /// Sends `first` (the hello and the replay), then live frames and what the
@@ -459,10 +462,18 @@ async fn write_loop(
             // write to the socket for several frames.
             tokio::task::yield_now().await;
         }
+        // Live frames taken out of the session's queue free its room, so
+        // the batch is bounded in bytes too: what a slow client pins is
+        // the queue's bytes plus one batch.
+        let mut live_bytes = 0;
         while batch.len() < WRITE_BATCH {
             if let Ok(out) = w.rx.try_recv() {
                 batch.push(Write::Queued(out));
-            } else if live_open && let Ok(frame) = w.live.try_recv() {
+            } else if live_open
+                && live_bytes < WRITE_BATCH_BYTES
+                && let Ok(frame) = w.live.try_recv()
+            {
+                live_bytes += frame.len();
                 batch.push(Write::Frame(frame, true));
             } else {
                 break;
