@@ -228,6 +228,14 @@ struct ServeArgs {
     /// (`RUN_ERROR gateway_lost`). Keep it above Redis's failover time.
     #[arg(long, env = "WSC_RUN_OWNER_LEASE", default_value_t = 30, value_parser = clap::value_parser!(u64).range(10..))]
     run_owner_lease: u64,
+    /// Events one agent run may emit; the next ends it with `agent_error
+    /// run_too_large` (AG-UI: `RUN_ERROR`).
+    #[arg(long, env = "WSC_MAX_RUN_EVENTS", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_run_events: u64,
+    /// Bytes one agent run may emit (AG-UI events as the agent sent them,
+    /// legacy frames serialized); past it, as --max-run-events.
+    #[arg(long, env = "WSC_MAX_RUN_BYTES", default_value_t = 256 << 20, value_parser = clap::value_parser!(u64).range(1..))]
+    max_run_bytes: u64,
     /// The key backends send as `Authorization: Bearer KEY` to
     /// `POST /api/publish` (without it, the publish API is off): at least
     /// 32 bytes (`openssl rand -hex 32`); a shorter or empty one refuses to
@@ -344,6 +352,11 @@ struct AgentOptions {
     /// Seconds the backend may stay silent (no answer, no event).
     #[arg(long, env = "WSC_AGENT_IDLE_TIMEOUT", default_value_t = 60)]
     agent_idle_timeout: u64,
+    /// Requests open to the backend at once (each holds a socket); a run
+    /// beyond waits up to --agent-idle-timeout, then ends with
+    /// `upstream_busy`.
+    #[arg(long, env = "WSC_MAX_UPSTREAM_REQUESTS", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    max_upstream_requests: u64,
 }
 
 impl AgentOptions {
@@ -357,6 +370,7 @@ impl AgentOptions {
             token: self.agent_token.clone(),
             timeout: Duration::from_secs(self.agent_timeout.max(1)),
             idle_timeout: Duration::from_secs(self.agent_idle_timeout.max(1)),
+            max_requests: usize::try_from(self.max_upstream_requests).unwrap_or(usize::MAX),
             ..HttpAgentConfig::new(url)
         })
     }
@@ -440,6 +454,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             run_retention: Duration::from_secs(args.run_retention),
             orphan_run_timeout: Duration::from_secs(args.orphan_run_timeout),
             run_owner_lease: Duration::from_secs(args.run_owner_lease),
+            max_run_events: args.max_run_events,
+            max_run_bytes: args.max_run_bytes,
             ..Default::default()
         },
         http: wsc_server::HttpConfig {

@@ -109,8 +109,7 @@ impl Outlet {
             let taken = match room.permits.try_acquire_many(cost) {
                 Ok(permit) => Some(permit),
                 Err(tokio::sync::TryAcquireError::NoPermits) if !grace.is_zero() => {
-                    match tokio::time::timeout_at(deadline, room.permits.acquire_many(cost)).await
-                    {
+                    match tokio::time::timeout_at(deadline, room.permits.acquire_many(cost)).await {
                         Ok(Ok(permit)) => Some(permit),
                         _ => None,
                     }

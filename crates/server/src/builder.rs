@@ -321,6 +321,10 @@ impl Gateway {
             clock: clock.clone(),
             shared: shared.clone(),
             counters: counters.clone(),
+            limits: crate::run::RunLimits {
+                max_events: config.agents.max_run_events,
+                max_bytes: config.agents.max_run_bytes,
+            },
         });
         let ag_ui_runs = crate::agui::AgUiRuns::new(
             config.agents.run_retention,

@@ -428,6 +428,15 @@ pub struct AgentsConfig {
     /// Redis failover time (a Redis Cluster's `cluster-node-timeout`, 15 s
     /// by default, plus the election): a run is not ended by a failover.
     pub run_owner_lease: Duration,
+    /// Events one run may emit (default 1 000 000; its terminal frame not
+    /// counted): the next one ends it with `agent_error {code:
+    /// "run_too_large"}` (over AG-UI, `RUN_ERROR` with that code), and its
+    /// agent is hung up on.
+    pub max_run_events: u64,
+    /// Bytes one run may emit (default 256 MiB): an AG-UI event counts its
+    /// text as the agent sent it, a legacy frame its serialized size.
+    /// Past it, as [`max_run_events`](Self::max_run_events).
+    pub max_run_bytes: u64,
 }
 
 impl Default for AgentsConfig {
@@ -441,6 +450,8 @@ impl Default for AgentsConfig {
             max_ag_ui_runs: 10_000,
             orphan_run_timeout: Duration::from_secs(60),
             run_owner_lease: Duration::from_secs(30),
+            max_run_events: 1_000_000,
+            max_run_bytes: 256 << 20,
         }
     }
 }

@@ -31,6 +31,14 @@ pub(crate) struct RunServices {
     pub(crate) clock: SharedClock,
     pub(crate) shared: Arc<Shared>,
     pub(crate) counters: Arc<Counters>,
+    pub(crate) limits: RunLimits,
+}
+
+/// What one run may emit (its terminal frame not counted).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RunLimits {
+    pub(crate) max_events: u64,
+    pub(crate) max_bytes: u64,
 }
 
 /// What a client asked an agent to do (`start_agent`).
@@ -119,6 +127,9 @@ pub(crate) struct Run {
     progress: std::sync::Mutex<Progress>,
     /// The number in the next event's message id (`{run_id}-{n}`).
     next_message: AtomicU64,
+    /// Events and bytes emitted, against [`RunLimits`].
+    spent_events: AtomicU64,
+    spent_bytes: AtomicU64,
     /// Its AG-UI events, for AG-UI readers (runs started over AG-UI).
     pub(crate) log: Option<Arc<RunLog>>,
     /// AG-UI's rules and the mapping to legacy frames, for a runner that
@@ -168,6 +179,8 @@ impl Run {
             ended: AtomicBool::new(false),
             progress: std::sync::Mutex::new(Progress::default()),
             next_message: AtomicU64::new(1),
+            spent_events: AtomicU64::new(0),
+            spent_bytes: AtomicU64::new(0),
             log: None,
             ag_ui: std::sync::Mutex::new(None),
         }
@@ -274,6 +287,27 @@ impl Run {
         !event.is_terminal() || self.claim_end()
     }
 
+    /// Counts one event of `bytes` against `limits`: `Err` with the
+    /// reason once the run is over either.
+    fn charge(&self, bytes: usize, limits: RunLimits) -> Result<(), String> {
+        let bytes = bytes as u64;
+        let events = self.spent_events.fetch_add(1, Ordering::Relaxed) + 1;
+        let total = self.spent_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if events > limits.max_events {
+            return Err(format!(
+                "the run emitted more than {} events (the gateway's --max-run-events)",
+                limits.max_events
+            ));
+        }
+        if total > limits.max_bytes {
+            return Err(format!(
+                "the run emitted more than {} bytes (the gateway's --max-run-bytes)",
+                limits.max_bytes
+            ));
+        }
+        Ok(())
+    }
+
     /// Claims the run's one terminal frame; false if it was claimed.
     pub(crate) fn claim_end(&self) -> bool {
         !self.ended.swap(true, Ordering::AcqRel)
@@ -306,11 +340,14 @@ impl EventSink {
     /// then. While the session store is unreachable, events wait in order in
     /// the gateway's outbox and are published when it is back (this returns
     /// true).
+    /// A run over the gateway's caps (`--max-run-events`,
+    /// `--max-run-bytes`) ends with `agent_error {code: "run_too_large"}`
+    /// instead of the event (false).
     pub async fn emit(&self, event: MessageType, payload: Value) -> bool {
         if !self.run.admit(event) {
             return false;
         }
-        self.publish(event, payload).await
+        self.publish(event, payload, true).await
     }
 
     /// Emits one AG-UI event (its JSON text, as the agent sent it): checked
@@ -326,17 +363,42 @@ impl EventSink {
         if self.run.is_cancelled() || self.run.ended.load(Ordering::Acquire) {
             return Ok(false);
         }
+        if let Err(reason) = self.run.charge(event.len(), self.services.limits) {
+            return Ok(self.end_too_large(reason).await);
+        }
         let frames = self.run.map_ag_ui(event)?;
         if let Some(log) = &self.run.log {
             let terminal = frames.iter().any(|f| f.message_type.is_terminal());
             log.push(Arc::from(event), terminal, self.services.clock.now());
         }
+        // Charged above, as the agent sent it.
         for f in frames {
-            if !self.emit(f.message_type, Value::Object(f.payload)).await {
+            if !self.run.admit(f.message_type)
+                || !self
+                    .publish(f.message_type, Value::Object(f.payload), false)
+                    .await
+            {
                 return Ok(false);
             }
         }
         Ok(true)
+    }
+
+    /// Ends a run over its caps with `agent_error {code:
+    /// "run_too_large"}` (unless it has its terminal frame); false, for
+    /// the emit that found it over.
+    async fn end_too_large(&self, reason: String) -> bool {
+        if self.run.claim_end() {
+            tracing::info!(%reason, "run too large: ended");
+            // Boxed: publish may end here itself.
+            Box::pin(self.publish(
+                MessageType::AgentError,
+                json!({"code": "run_too_large", "message": reason}),
+                false,
+            ))
+            .await;
+        }
+        false
     }
 
     /// The run's AG-UI log gets its terminal event from the legacy one,
@@ -391,28 +453,21 @@ impl EventSink {
             self.publish(
                 MessageType::AgentError,
                 json!({"code": "cancelled", "message": reason.message()}),
+                false,
             )
             .await;
         }
     }
 
-    async fn publish(&self, event: MessageType, payload: Value) -> bool {
+    /// Records, numbers and delivers one event the run admitted; `charge`:
+    /// counted against the run's caps (its serialized size) first.
+    async fn publish(&self, event: MessageType, payload: Value, charge: bool) -> bool {
         let (run, services) = (&self.run, &self.services);
         let mut body = json!({"run_id": run.id.run_id, "agent_name": run.id.agent_name});
         if let (Some(map), Value::Object(extra)) = (body.as_object_mut(), payload) {
             map.extend(extra);
         }
         let now = services.clock.now();
-        run.record(event, &body, now);
-        if event.is_terminal() {
-            self.end_log(event, &body, now);
-        }
-        if event == MessageType::AgentError && body["code"] == "upstream_protocol" {
-            // The backend broke an AG-UI rule: counted per rule.
-            if let Some(rule) = body["rule"].as_str() {
-                services.counters.agui_violation(rule);
-            }
-        }
         let message_id = run.next_message_id();
         let mut msg = WebSocketMessage::new(event, body)
             .with_message_id(message_id.clone())
@@ -422,6 +477,24 @@ impl EventSink {
         // every reader share this text. A run without a session (started
         // over AG-UI) has no reader of legacy frames: nothing to serialize.
         let frame = run.id.session.is_some().then(|| WireFrame::encode(&msg));
+        if charge
+            && !event.is_terminal()
+            && let Err(reason) =
+                run.charge(frame.as_ref().map_or(0, WireFrame::len), services.limits)
+        {
+            return self.end_too_large(reason).await;
+        }
+        let body = &msg.payload;
+        run.record(event, body, now);
+        if event.is_terminal() {
+            self.end_log(event, body, now);
+        }
+        if event == MessageType::AgentError && body["code"] == "upstream_protocol" {
+            // The backend broke an AG-UI rule: counted per rule.
+            if let Some(rule) = body["rule"].as_str() {
+                services.counters.agui_violation(rule);
+            }
+        }
         // The monitor sees the event before the client does (and keeps the
         // message: no copy).
         let _ = services.monitor.record_event(&run.id.run_id, msg);
@@ -454,6 +527,11 @@ impl EventSink {
         let event = message.message_type.canonical();
         if !event.is_agent_event() {
             return Err(ForwardError::NotAnAgentEvent(event));
+        }
+        if !event.is_terminal()
+            && let Err(reason) = self.run.charge(frame.len(), self.services.limits)
+        {
+            return Ok(self.end_too_large(reason).await);
         }
         if !self.run.admit(event) {
             return Ok(false);

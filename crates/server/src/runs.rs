@@ -715,6 +715,10 @@ mod tests {
             clock,
             shared,
             counters,
+            limits: crate::run::RunLimits {
+                max_events: 1_000,
+                max_bytes: 1 << 20,
+            },
         });
         RunTable::new(max_per_user, services)
     }

@@ -31,6 +31,11 @@ pub struct HttpAgentConfig {
     /// complete event of the stream — bytes that complete no event do not
     /// count (default 60 s).
     pub idle_timeout: Duration,
+    /// Requests to the backend open at once, all users together (default
+    /// 512): each holds a socket. A run beyond it waits for one to end, at
+    /// most `idle_timeout`, then ends with `agent_error {code:
+    /// "upstream_busy"}`.
+    pub max_requests: usize,
 }
 
 impl std::fmt::Debug for HttpAgentConfig {
@@ -41,6 +46,7 @@ impl std::fmt::Debug for HttpAgentConfig {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("timeout", &self.timeout)
             .field("idle_timeout", &self.idle_timeout)
+            .field("max_requests", &self.max_requests)
             .finish()
     }
 }
@@ -54,6 +60,7 @@ impl HttpAgentConfig {
             token: None,
             timeout: Duration::from_secs(600),
             idle_timeout: Duration::from_secs(60),
+            max_requests: 512,
         }
     }
 }
@@ -65,19 +72,27 @@ impl HttpAgentConfig {
 /// with exactly one terminal frame: `agent_completed`, or `agent_error`
 /// with `code` `agent_error` (the backend said so), `upstream_error`
 /// (unreachable, a non-2xx answer, a body that is not the protocol, a
-/// stream that ends early) or `upstream_timeout` (silent for
-/// `idle_timeout`, or longer than `timeout` in all).
+/// stream that ends early), `upstream_timeout` (silent for
+/// `idle_timeout`, or longer than `timeout` in all) or `upstream_busy`
+/// (`max_requests` were open for all of `idle_timeout`).
 #[derive(Debug)]
 pub struct HttpAgent {
     config: HttpAgentConfig,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// One permit per request that may be open.
+    requests: tokio::sync::Semaphore,
 }
 
 impl HttpAgent {
     /// A runner for `config` (call inside a tokio runtime).
     pub fn new(config: HttpAgentConfig) -> Self {
         let client = Client::builder(TokioExecutor::new()).build_http();
-        HttpAgent { config, client }
+        let requests = tokio::sync::Semaphore::new(config.max_requests.max(1));
+        HttpAgent {
+            config,
+            client,
+            requests,
+        }
     }
 }
 
@@ -135,6 +150,22 @@ impl HttpAgent {
         sink: &EventSink,
     ) -> Result<(), Failure> {
         let idle = self.config.idle_timeout;
+        // Held while the request is open (dropped with this future, also
+        // when the run is stopped).
+        let _request = tokio::time::timeout(idle, self.requests.acquire())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(|| {
+                Failure::new(
+                    "upstream_busy",
+                    format!(
+                        "the gateway had {} requests open to the agent (its --max-upstream-requests) for {} s; try again later",
+                        self.config.max_requests,
+                        idle.as_secs_f64()
+                    ),
+                )
+            })?;
         let mut http = hyper::Request::post(&self.config.url)
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .header(

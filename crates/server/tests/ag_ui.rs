@@ -619,3 +619,58 @@ async fn a_cut_reader_resumes_exactly_and_a_stop_from_another_session_ends_the_r
     }
     assert_eq!(r.gateway.runs_in_flight("ana"), 0);
 }
+
+/// A backend that streams text deltas forever: the run ends at
+/// `--max-run-events` with `RUN_ERROR {code: run_too_large}`, still a
+/// well-formed AG-UI run, and the gateway hangs up on the backend.
+#[tokio::test]
+async fn an_endless_backend_is_ended_at_the_run_cap() {
+    use futures_util::StreamExt;
+    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", backend.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::post(|body: String| async move {
+            let input: Value = serde_json::from_str(&body).unwrap();
+            let start = [
+                json!({"type": "RUN_STARTED", "threadId": input["threadId"], "runId": input["runId"]}),
+                json!({"type": "TEXT_MESSAGE_START", "messageId": "m", "role": "assistant"}),
+            ];
+            let delta = json!({"type": "TEXT_MESSAGE_CONTENT", "messageId": "m", "delta": "more "});
+            let events = futures_util::stream::iter(start)
+                .chain(futures_util::stream::repeat(delta))
+                .map(|e| Ok::<_, std::convert::Infallible>(format!("data: {e}\n\n")));
+            (
+                [("content-type", "text/event-stream")],
+                axum::body::Body::from_stream(events),
+            )
+        }),
+    );
+    tokio::spawn(async move { axum::serve(backend, app).await.unwrap() });
+    let agent = wsc_server::HttpAgent::new(wsc_server::HttpAgentConfig::new(url));
+    let config = GatewayConfig {
+        agents: wsc_server::AgentsConfig {
+            max_run_events: 40,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let r = start_with_runner(config, Arc::new(agent), Arc::new(wsc_core::SystemClock)).await;
+    let (status, rx, _) = sse(&r, "POST", "/ag-ui", &[ANA], Some(input("run-big", "x"))).await;
+    assert_eq!(status, 200);
+    let run = tokio::time::timeout(Duration::from_secs(20), all(rx))
+        .await
+        .expect("the run ends at its cap");
+    assert_valid(&run, 1);
+    assert_eq!(run.len(), 41, "40 events, then the error");
+    let error: Value = serde_json::from_str(&run[40].data).unwrap();
+    assert_eq!(error["type"], "RUN_ERROR");
+    assert_eq!(error["code"], "run_too_large");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-run-events"),
+        "{error}"
+    );
+}

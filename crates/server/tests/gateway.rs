@@ -1361,3 +1361,94 @@ async fn a_published_frame_obeys_the_rules_of_the_run_it_names() {
     assert_eq!(status, 409);
     ping_pong(&mut alice).await;
 }
+
+/// Emits `agent_thinking` events of `pad` bytes until the sink refuses
+/// one; counts those it accepted.
+struct Endless {
+    pad: usize,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+#[async_trait::async_trait]
+impl wsc_server::AgentRunner for Endless {
+    async fn run(&self, _request: wsc_server::AgentRequest, sink: wsc_server::EventSink) {
+        let pad = "x".repeat(self.pad);
+        while sink
+            .emit(MessageType::AgentThinking, json!({"thought": pad}))
+            .await
+        {
+            self.accepted
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// A run over `--max-run-events` or `--max-run-bytes` ends with one
+/// `agent_error run_too_large` naming the cap, after exactly what fitted;
+/// its agent is told to stop (its emit is refused).
+#[tokio::test]
+async fn a_run_over_its_caps_ends_with_run_too_large() {
+    for (max_run_events, max_run_bytes, pad, flag) in [
+        (25, 1 << 30, 10, "--max-run-events"),
+        (1_000_000, 20_000, 1_000, "--max-run-bytes"),
+    ] {
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let config = GatewayConfig {
+            agents: wsc_server::AgentsConfig {
+                max_run_events,
+                max_run_bytes,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let r = start_gateway(Gateway::with_runner(
+            config,
+            std::sync::Arc::new(Endless {
+                pad,
+                accepted: accepted.clone(),
+            }),
+        ))
+        .await;
+        let (mut ws, _) = connect(&r, "user_id=flood").await;
+        send(&mut ws, &start_agent(&[], 0)).await;
+        let mut frames = Vec::new();
+        loop {
+            let frame = next_frame(&mut ws).await.expect("the run ends");
+            let end = frame.message_type == MessageType::AgentError;
+            frames.push(frame);
+            assert!(
+                frames.len() <= 1_000,
+                "{flag}: the run went on past its cap"
+            );
+            if end {
+                break;
+            }
+        }
+        let (last, events) = frames.split_last().unwrap();
+        let bytes: usize = events
+            .iter()
+            .map(|f| {
+                wsc_core::WireFrame::encode(&WebSocketMessage {
+                    seq: None,
+                    ..f.clone()
+                })
+                .len()
+            })
+            .sum();
+        assert!(events.len() as u64 <= max_run_events, "{flag}");
+        assert!(bytes as u64 <= max_run_bytes, "{flag}: {bytes} bytes");
+        assert_eq!(
+            accepted.load(std::sync::atomic::Ordering::Relaxed),
+            events.len() as u64,
+            "{flag}: the agent was refused the event over the cap"
+        );
+        assert_eq!(last.payload["code"], "run_too_large", "{flag}");
+        assert!(
+            last.payload["message"].as_str().unwrap().contains(flag),
+            "{}",
+            last.payload
+        );
+        // Nothing after the terminal frame.
+        ping_pong(&mut ws).await;
+    }
+}

@@ -236,6 +236,24 @@ async fn backend() -> String {
                 )
             })
         })
+        .route("/ticking", {
+            // An event a second, forever: never idle.
+            let first = sse(std::slice::from_ref(&started));
+            post(move || async move {
+                let tick = sse(&[json!({"type": "CUSTOM", "name": "tick", "value": 1})]);
+                let ticks = futures_util::stream::unfold(tick, |tick| async {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    Some((Ok::<_, std::io::Error>(tick.clone()), tick))
+                });
+                let stream =
+                    futures_util::stream::once(async move { Ok::<_, std::io::Error>(first) })
+                        .chain(ticks);
+                (
+                    [(header::CONTENT_TYPE, "text/event-stream")],
+                    Body::from_stream(stream),
+                )
+            })
+        })
         .route("/stall", {
             let first = sse(std::slice::from_ref(&started));
             post(move || async move {
@@ -566,4 +584,66 @@ async fn a_backend_breaking_an_ag_ui_rule_ends_its_run_with_upstream_protocol() 
             "{rule}: only this rule, once"
         );
     }
+}
+
+/// `max_requests` bounds the requests open to the backend, all users
+/// together: a run beyond it waits for one to end (it starts when one
+/// does), and one that waits the whole idle timeout ends with
+/// `upstream_busy` instead of opening another socket.
+#[tokio::test(start_paused = true)]
+async fn upstream_requests_are_capped_and_a_run_beyond_waits_or_is_told() {
+    let base = backend().await;
+    let agent = HttpAgent::new(HttpAgentConfig {
+        token: Some(TOKEN.into()),
+        idle_timeout: Duration::from_secs(5),
+        max_requests: 2,
+        ..HttpAgentConfig::new(format!("{base}/ticking"))
+    });
+    let r = start_with_runner(
+        GatewayConfig::default(),
+        std::sync::Arc::new(agent),
+        wsc_core::TokioClock::new().shared(),
+    )
+    .await;
+    // Two users' runs hold both requests (the backend sends an event a
+    // second, forever).
+    let mut holders = Vec::new();
+    for user in ["ana", "bob"] {
+        let (mut ws, _) = connect(&r, &format!("user_id={user}")).await;
+        send(&mut ws, &start_agent(&[], 0)).await;
+        let started = next_frame(&mut ws).await.unwrap();
+        assert_eq!(started.message_type, M::AgentStarted);
+        holders.push((ws, started.payload["run_id"].clone()));
+    }
+    // A third user's run waits; when ana stops hers, it gets her request.
+    let (mut cy, _) = connect(&r, "user_id=cy").await;
+    send(&mut cy, &start_agent(&[], 0)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (ana, ana_run) = &mut holders[0];
+    let stop = wsc_core::WebSocketMessage::new(M::StopAgent, json!({"run_id": ana_run}));
+    send(ana, &stop).await;
+    let end = loop {
+        let frame = next_frame(ana).await.unwrap();
+        if frame.message_type == M::AgentError {
+            break frame;
+        }
+    };
+    assert_eq!(end.payload["code"], "cancelled");
+    let started = next_frame(&mut cy).await.unwrap();
+    assert_eq!(started.message_type, M::AgentStarted, "{started:?}");
+    // Now bob and cy hold both: dee's run waits the idle timeout, then is
+    // told why, and never reached the backend.
+    let (mut dee, _) = connect(&r, "user_id=dee").await;
+    send(&mut dee, &start_agent(&[], 0)).await;
+    let end = next_frame(&mut dee).await.unwrap();
+    assert_eq!(end.message_type, M::AgentError);
+    assert_eq!(end.payload["code"], "upstream_busy");
+    assert!(
+        end.payload["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-upstream-requests"),
+        "{}",
+        end.payload
+    );
 }
