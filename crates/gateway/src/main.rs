@@ -246,6 +246,11 @@ struct ServeArgs {
     /// key is checked).
     #[arg(long, env = "WSC_MAX_PUBLISH_BYTES", default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
     max_publish_bytes: u64,
+    /// Bytes one publish may add to replay buffers: its frame's size times
+    /// the sessions it reaches (default: an eighth of
+    /// --max-replay-bytes-total); larger is 413 and nothing is delivered.
+    #[arg(long, env = "WSC_MAX_PUBLISH_FANOUT_BYTES")]
+    max_publish_fanout_bytes: Option<usize>,
     /// Seconds a request body may take to arrive (408 beyond), every route.
     #[arg(long, env = "WSC_BODY_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     body_timeout: u64,
@@ -470,6 +475,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .context("--api-key")?,
             cors_origins: args.cors_origins.clone(),
             max_publish_bytes: usize::try_from(args.max_publish_bytes).unwrap_or(usize::MAX),
+            max_publish_fanout_bytes: args.max_publish_fanout_bytes,
             body_timeout: Duration::from_secs(args.body_timeout),
             ..Default::default()
         },

@@ -499,6 +499,12 @@ pub struct HttpConfig {
     /// larger is `413`, answered after the key is checked and without
     /// reading the rest. (`POST /ag-ui` takes at most 1 MiB too.)
     pub max_publish_bytes: usize,
+    /// The bytes one publish may add to replay buffers in all: its frame's
+    /// size times the sessions it goes to (`None`, the default: an eighth
+    /// of [`SessionsConfig::max_replay_bytes_total`], 64 MiB). Larger is
+    /// `413 fanout_too_large` and nothing is delivered, so one publish to a
+    /// user with many sessions cannot reclaim other users' sessions.
+    pub max_publish_fanout_bytes: Option<usize>,
     /// How long a request body may take to arrive, on every route that
     /// reads one (default 10 s): slower is `408` and the connection's
     /// request ends.
@@ -517,6 +523,7 @@ impl Default for HttpConfig {
             api_key: None,
             cors_origins: Vec::new(),
             max_publish_bytes: 1024 * 1024,
+            max_publish_fanout_bytes: None,
             body_timeout: Duration::from_secs(10),
         }
     }

@@ -294,10 +294,13 @@ async fn publish(
             plain(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
         }
         Err(crate::publish::PublishError::Run(message)) => {
-            plain(StatusCode::CONFLICT, "run_conflict", message)
+            plain(StatusCode::BAD_REQUEST, "run_conflict", message)
         }
         Err(crate::publish::PublishError::Invalid(message)) => {
             plain(StatusCode::BAD_REQUEST, "invalid_request", message)
+        }
+        Err(crate::publish::PublishError::FanOut(message)) => {
+            plain(StatusCode::PAYLOAD_TOO_LARGE, "fanout_too_large", message)
         }
     }
 }

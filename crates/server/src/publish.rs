@@ -90,16 +90,19 @@ impl PublishRequest {
 pub(crate) enum PublishError {
     /// The session store failed (503).
     Unavailable(String),
-    /// The frame names a run it may not go into (409).
+    /// The frame names a run the gateway's agents run (400).
     Run(String),
     /// The request contradicts itself: a `session_id` and the `user_id` of
     /// another user (400).
     Invalid(String),
+    /// The frame times its sessions is over the fan-out cap (413).
+    FanOut(String),
 }
 
 /// Delivers the frame; returns how many sessions got it (a session that
-/// already holds its `message_id` does not count). A frame naming a
-/// `run_id` goes through the run table first: the run's rules apply.
+/// already holds its `message_id` does not count). A frame naming the
+/// `run_id` of a run the gateway's agents run is refused: a publish never
+/// becomes an event of a run it did not start.
 pub(crate) async fn publish(
     state: &AppState,
     request: PublishRequest,
@@ -108,7 +111,13 @@ pub(crate) async fn publish(
         state.shared.store_failed();
         PublishError::Unavailable(format!("the session store failed: {e}"))
     };
-    let (sessions, owner) = match &request.target {
+    if let Some(run_id) = &request.run_id {
+        state
+            .runs
+            .check_published(run_id)
+            .map_err(PublishError::Run)?;
+    }
+    let sessions = match &request.target {
         Target::Session(id) => {
             let owner = state
                 .sessions
@@ -123,16 +132,13 @@ pub(crate) async fn publish(
                     "`session_id` names a session of another user than `user_id`: name one, or both of the same user".into(),
                 ));
             }
-            (vec![id.clone()], owner)
+            vec![id.clone()]
         }
-        Target::User(user) => (
-            state
-                .sessions
-                .sessions_of_user(user)
-                .await
-                .map_err(unavailable)?,
-            Some(user.clone()),
-        ),
+        Target::User(user) => state
+            .sessions
+            .sessions_of_user(user)
+            .await
+            .map_err(unavailable)?,
     };
     let mut payload = request.payload;
     if let Some(run_id) = &request.run_id {
@@ -144,13 +150,20 @@ pub(crate) async fn publish(
     message.message_id = request.message_id;
     // Serialized once, for every session of the user.
     let frame = WireFrame::encode(&message);
-    let message_id = message.message_id.clone();
-    if let (Some(run_id), Some(owner)) = (&request.run_id, &owner) {
-        state
-            .runs
-            .record_published(owner, run_id, message)
-            .map_err(|refused| PublishError::Run(refused.message(run_id)))?;
+    let config = &state.config;
+    let cap = config
+        .http
+        .max_publish_fanout_bytes
+        .unwrap_or(config.sessions.max_replay_bytes_total / 8);
+    let fan_out = frame.heap_bytes().saturating_mul(sessions.len());
+    if fan_out > cap {
+        return Err(PublishError::FanOut(format!(
+            "{} sessions × {} bytes would buffer {fan_out} bytes, over the gateway's cap of {cap} per publish (--max-publish-fanout-bytes): nothing was delivered",
+            sessions.len(),
+            frame.heap_bytes()
+        )));
     }
+    let message_id = message.message_id.clone();
     let mut delivered = 0;
     for session in sessions {
         match state

@@ -26,30 +26,6 @@ use crate::run::{
     RunSession, Terminal,
 };
 
-/// Why a published frame naming a run was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum PublishRefused {
-    /// The run belongs to another user than the frame's target.
-    OtherUsersRun,
-    /// The run has ended (its terminal frame was sent, or it was
-    /// cancelled): nothing may follow.
-    RunEnded,
-}
-
-impl PublishRefused {
-    /// What the refusal says.
-    pub(crate) fn message(self, run_id: &str) -> String {
-        match self {
-            PublishRefused::OtherUsersRun => {
-                format!("run {run_id} belongs to another user than the target")
-            }
-            PublishRefused::RunEnded => {
-                format!("run {run_id} has ended: nothing may follow its terminal frame")
-            }
-        }
-    }
-}
-
 /// How many ended runs the table remembers (failed or cancelled ones).
 const RECENT_ENDED: usize = 20;
 /// How many runs in flight a snapshot lists (the oldest first).
@@ -261,43 +237,21 @@ impl RunTable {
         }
     }
 
-    /// A frame published by a backend (`POST /api/publish`) into run
-    /// `run_id` for `user`: the run's rules apply to it as to its runner's
-    /// events (the run's user only; nothing after its terminal frame, which
-    /// it may be), its progress and the event monitor record it. A run
-    /// this gateway does not know (or no longer remembers) is not checked.
+    /// Whether a frame published by a backend (`POST /api/publish`) may
+    /// carry `run_id`: not if it names a run this gateway's agents run or
+    /// remember (any user's) — only a run's agent emits its events, so a
+    /// publish can neither end nor break a run it did not start. A run id
+    /// of the backend's own (runs it drives through the publish API) is
+    /// free.
     ///
     /// # Errors
-    /// The run is another user's, or has ended; nothing is recorded.
-    pub(crate) fn record_published(
-        &self,
-        user: &str,
-        run_id: &str,
-        message: WebSocketMessage,
-    ) -> Result<(), PublishRefused> {
-        let services = &self.services;
-        let event = message.message_type.canonical();
-        let now = services.clock.now();
-        if let Some(run) = self.runs.get(run_id).map(|r| r.clone()) {
-            if run.id.user != user {
-                return Err(PublishRefused::OtherUsersRun);
-            }
-            if !run.admit(event) {
-                return Err(PublishRefused::RunEnded);
-            }
-            run.record(event, &message.payload, now);
-        } else if let Some(tracked) = services.monitor.tracker(run_id) {
-            // Ended here (its task is gone), still remembered.
-            if tracked.user_id != user {
-                return Err(PublishRefused::OtherUsersRun);
-            }
-            if tracked.reached_completion || tracked.is_failed || tracked.is_timeout {
-                return Err(PublishRefused::RunEnded);
-            }
-        } else {
-            return Ok(());
+    /// Why the run id is refused.
+    pub(crate) fn check_published(&self, run_id: &str) -> Result<(), String> {
+        if self.runs.contains_key(run_id) || self.services.monitor.tracker(run_id).is_some() {
+            return Err(format!(
+                "run {run_id} is run by the gateway's agent: only its agent emits its events (publish under a run_id of your own)"
+            ));
         }
-        let _ = services.monitor.record_event(run_id, message);
         Ok(())
     }
 

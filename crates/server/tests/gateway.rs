@@ -1201,6 +1201,59 @@ async fn the_publish_api_reaches_every_session_of_a_user_once() {
     assert_eq!(next_frame(&mut b).await.unwrap().seq, Some(2));
 }
 
+/// One publish's fan-out is bounded in bytes: a large frame to a user
+/// with many sessions is `413 fanout_too_large` and delivers nothing, so
+/// it cannot fill the replay budget and reclaim a bystander's resumable
+/// session; a smaller one goes to every session.
+#[tokio::test]
+async fn one_publish_cannot_reclaim_other_users_sessions() {
+    let mut config = with_api_key(KEY);
+    config.limits.max_connections_per_user = 20;
+    config.sessions.max_sessions_per_user = Some(20);
+    // 4 MiB of replay buffers in all: one publish may add 512 KiB.
+    config.sessions.max_replay_bytes_total = 4 << 20;
+    let r = start(config).await;
+    let auth = &format!("Authorization: Bearer {KEY}\r\n");
+    // A bystander with a resumable session.
+    let (bea, hello) = connect(&r, "user_id=bea").await;
+    let resume = format!(
+        "user_id=bea&session_id={}&resume_token={}&last_seq=0",
+        hello["session_id"].as_str().unwrap(),
+        hello["resume_token"].as_str().unwrap()
+    );
+    drop(bea);
+    assert!(detached_soon(&r, hello["session_id"].as_str().unwrap()).await);
+    // A user with 20 connected sessions.
+    let mut many = Vec::new();
+    for _ in 0..20 {
+        many.push(connect(&r, "user_id=many").await.0);
+    }
+    let publish = |bytes: usize| {
+        format!(
+            r#"{{"user_id": "many", "type": "agent_progress", "payload": {{"pad": "{}"}}}}"#,
+            "x".repeat(bytes)
+        )
+    };
+    // 20 × 300 KB = 6 MB: over the cap, delivered to no one.
+    let (status, body) = http_post(&r, "/api/publish", auth, &publish(300_000)).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("fanout_too_large"), "{body}");
+    assert!(body.contains("--max-publish-fanout-bytes"), "{body}");
+    // 20 × 10 KB fits.
+    let (status, body) = http_post(&r, "/api/publish", auth, &publish(10_000)).await;
+    assert_eq!((status, body.as_str()), (200, r#"{"sessions":20}"#));
+    for ws in &mut many {
+        let got = next_frame(ws).await.unwrap();
+        assert_eq!(
+            (got.seq, got.payload["pad"].as_str().map(str::len)),
+            (Some(1), Some(10_000))
+        );
+    }
+    // The bystander still resumes.
+    let (_bea, again) = connect(&r, &resume).await;
+    assert_eq!(again["resumed"], true, "{again}");
+}
+
 /// A runner that relays frames already in their wire form (`forward`),
 /// and reports what each forward answered.
 struct Relay(tokio::sync::mpsc::UnboundedSender<Result<bool, wsc_server::ForwardError>>);
@@ -1306,11 +1359,13 @@ async fn frames_already_in_wire_form_are_relayed_byte_for_byte_and_checked_like_
     );
 }
 
-/// A frame published with a `run_id` goes through that run: another
-/// user's run is refused (409) and left as it was; the run's own user may
-/// end it, and nothing may follow its end.
+/// A publish is a frame into its target's sessions, never an event of a
+/// run it did not start: a `run_id` naming a run the gateway's agent runs
+/// (another user's, or the target's own) is refused (400 `run_conflict`)
+/// and neither the run, its event monitor record nor its client sees it;
+/// a run id of the backend's own goes through.
 #[tokio::test]
-async fn a_published_frame_obeys_the_rules_of_the_run_it_names() {
+async fn a_publish_never_becomes_an_event_of_a_run_it_did_not_start() {
     let r = start(with_api_key(KEY)).await;
     let auth = &format!("Authorization: Bearer {KEY}\r\n");
     let (mut alice, _) = connect(&r, "user_id=alice").await;
@@ -1320,46 +1375,45 @@ async fn a_published_frame_obeys_the_rules_of_the_run_it_names() {
     let started = next_frame(&mut alice).await.unwrap();
     assert_eq!(started.message_type, MessageType::AgentStarted);
     let run_id = started.payload["run_id"].as_str().unwrap().to_owned();
-    let publish = |user: &str, t: &str| {
-        format!(r#"{{"user_id": "{user}", "type": "{t}", "run_id": "{run_id}", "payload": {{}}}}"#)
+    let publish = |user: &str, t: &str, run: &str| {
+        format!(r#"{{"user_id": "{user}", "type": "{t}", "run_id": "{run}", "payload": {{}}}}"#)
     };
-
-    let (status, body) =
-        http_post(&r, "/api/publish", auth, &publish("bob", "agent_completed")).await;
-    assert_eq!(status, 409, "{body}");
-    assert_eq!(
-        serde_json::from_str::<Value>(&body).unwrap()["error"],
-        "run_conflict"
-    );
+    for user in ["bob", "alice"] {
+        for t in ["agent_completed", "agent_error", "agent_thinking"] {
+            let (status, body) =
+                http_post(&r, "/api/publish", auth, &publish(user, t, &run_id)).await;
+            assert_eq!(status, 400, "{user} {t}: {body}");
+            let body: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(body["error"], "run_conflict");
+            assert!(
+                body["message"].as_str().unwrap().contains(&run_id),
+                "{body}"
+            );
+        }
+    }
     let tracker = r.gateway.event_monitor().tracker(&run_id).unwrap();
     assert!(
-        !tracker.is_failed && tracker.violations.is_empty(),
+        !tracker.is_failed && tracker.violations.is_empty() && !tracker.reached_completion,
         "{tracker:?}"
     );
-    assert_eq!(r.gateway.runs_in_flight("alice"), 1);
-
-    // Her backend ends it: delivered, recorded; nothing may follow.
-    let (status, body) =
-        http_post(&r, "/api/publish", auth, &publish("alice", "agent_error")).await;
-    assert_eq!((status, body.as_str()), (200, r#"{"sessions":1}"#));
-    let ended = next_frame(&mut alice).await.unwrap();
-    assert_eq!(ended.message_type, MessageType::AgentError);
-    assert!(
-        r.gateway
-            .event_monitor()
-            .tracker(&run_id)
-            .unwrap()
-            .is_failed
+    assert_eq!(
+        tracker.events_received.len(),
+        1,
+        "only the agent's agent_started"
     );
-    let (status, _) = http_post(
+    assert_eq!(r.gateway.runs_in_flight("alice"), 1);
+    // Nothing reached alice; a run id of the backend's own does.
+    ping_pong(&mut alice).await;
+    let (status, body) = http_post(
         &r,
         "/api/publish",
         auth,
-        &publish("alice", "agent_progress"),
+        &publish("alice", "agent_progress", "backend-run-1"),
     )
     .await;
-    assert_eq!(status, 409);
-    ping_pong(&mut alice).await;
+    assert_eq!((status, body.as_str()), (200, r#"{"sessions":1}"#));
+    let got = next_frame(&mut alice).await.unwrap();
+    assert_eq!(got.payload["run_id"], "backend-run-1");
 }
 
 /// Emits `agent_thinking` events of `pad` bytes until the sink refuses
