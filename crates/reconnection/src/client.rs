@@ -32,6 +32,13 @@ pub struct ClientConfig {
     pub jitter: Jitter,
     /// Consecutive failed connection tries before giving up (default 10).
     pub max_retries: u32,
+    /// After a connection is lost, keep retrying at least this long
+    /// whatever `max_retries` says (default 60 s), so an outage of the
+    /// gateways' store — a Redis Cluster failover takes up to ~20 s at
+    /// Redis's default `cluster-node-timeout`, answered `503` meanwhile —
+    /// is waited out, not given up on. Not applied before the first
+    /// connection (a wrong URL fails after `max_retries`).
+    pub retry_for_at_least: Duration,
     /// Longest wait for a connection and its `connection_established` (default 10 s).
     pub connect_timeout: Duration,
     /// Acknowledge received frames every this many (default 64; 0: never).
@@ -53,6 +60,7 @@ impl ClientConfig {
             backoff_multiplier: 2.0,
             jitter: Jitter::Full,
             max_retries: 10,
+            retry_for_at_least: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
             ack_every: 64,
             alternate_urls: Vec::new(),
@@ -262,6 +270,9 @@ fn outcome_of(
     ))
 }
 
+/// The longest `Retry-After` a client honours, in seconds.
+const MAX_RETRY_AFTER_SECS: u64 = 60;
+
 async fn drive(
     config: ClientConfig,
     mut commands: mpsc::UnboundedReceiver<Command>,
@@ -279,6 +290,8 @@ async fn drive(
     );
     let mut failures: u32 = 0;
     let mut attempt: u64 = 0;
+    // When the connection was lost (`None` before the first one).
+    let mut lost_at: Option<tokio::time::Instant> = None;
     loop {
         let resume = session.as_ref().map(|(s, t)| ResumeRequest {
             session_id: s.clone(),
@@ -286,12 +299,24 @@ async fn drive(
             last_seq: stats.last_seq,
         });
         let url = url_at(&config, attempt, resume.as_ref());
+        let mut retry_after = None;
         let base = base_url(&config, attempt).to_owned();
         attempt += 1;
         let connected = tokio::time::timeout(config.connect_timeout, async {
             let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| {
+                    // A refusal's `Retry-After` (seconds) is the least wait.
+                    if let tokio_tungstenite::tungstenite::Error::Http(response) = &e {
+                        retry_after = response
+                            .headers()
+                            .get("retry-after")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.trim().parse::<u64>().ok())
+                            .map(|secs| Duration::from_secs(secs.min(MAX_RETRY_AFTER_SECS)));
+                    }
+                    e.to_string()
+                })?;
             // The first frame is always connection_established.
             loop {
                 match ws.next().await {
@@ -316,12 +341,13 @@ async fn drive(
             Ok(c) => c,
             Err(reason) => {
                 failures += 1;
-                if failures > config.max_retries {
+                let patient = lost_at.is_some_and(|at| at.elapsed() < config.retry_for_at_least);
+                if failures > config.max_retries && !patient {
                     let _ = events.send(ClientEvent::GaveUp { reason });
                     return;
                 }
-                let delay = backoff.delay(failures - 1, &mut rand::rng());
-                tokio::time::sleep(delay).await;
+                let delay = backoff.delay(failures.min(64) - 1, &mut rand::rng());
+                tokio::time::sleep(delay.max(retry_after.take().unwrap_or_default())).await;
                 continue;
             }
         };
@@ -412,6 +438,7 @@ async fn drive(
         };
         // Dropping `ws` without a close handshake is an abrupt loss.
         drop(ws);
+        lost_at = Some(tokio::time::Instant::now());
         if events.send(ClientEvent::Disconnected { reason }).is_err() {
             return;
         }

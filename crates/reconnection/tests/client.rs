@@ -208,6 +208,7 @@ async fn gives_up_when_nothing_listens() {
     let mut config = ClientConfig::new(format!("ws://127.0.0.1:{port}/ws"));
     config.max_retries = 2;
     config.initial_retry_delay = Duration::from_millis(1);
+    // Never connected: `retry_for_at_least` does not apply.
     let mut client = ResilientClient::connect(config);
     match tokio::time::timeout(Duration::from_secs(10), client.recv())
         .await
@@ -215,5 +216,98 @@ async fn gives_up_when_nothing_listens() {
     {
         Some(ClientEvent::GaveUp { .. }) => {}
         other => panic!("expected GaveUp, got {other:?}"),
+    }
+}
+
+/// A server whose connection 1 is accepted and cut at once, whose next
+/// `refusals` handshakes are answered `503` with `Retry-After: 2` (the
+/// gateways' store is failing over), and which accepts every later one.
+/// Returns its URL and the times (on the test's clock) of its refusals.
+async fn failing_over(
+    refusals: usize,
+) -> (String, Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let refused = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let times = refused.clone();
+    tokio::spawn(async move {
+        for conn_no in 1usize.. {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            if (2..2 + refusals).contains(&conn_no) {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut head = [0u8; 4096];
+                let _ = stream.read(&mut head).await;
+                times.lock().unwrap().push(tokio::time::Instant::now());
+                let _ = stream
+                    .write_all(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 2\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+                continue;
+            }
+            let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                continue;
+            };
+            let hello = ConnectionEstablished {
+                session_id: "s".into(),
+                connection_id: format!("c{conn_no}"),
+                resume_token: "t".into(),
+                epoch: 1,
+                resumed: conn_no > 1,
+                replayed: 0,
+                heartbeat_interval_ms: 15_000,
+                reason: None,
+            }
+            .to_message();
+            let _ = ws.send(Message::text(serialize(&hello))).await;
+            if conn_no == 1 {
+                continue; // dropped: an abrupt cut
+            }
+            tokio::spawn(async move { while ws.next().await.is_some() {} });
+        }
+    });
+    (format!("ws://{addr}/ws"), refused)
+}
+
+/// A connection lost while the gateways' store fails over: the handshakes
+/// are refused with `503` + `Retry-After: 2` for 20 s, far more tries than
+/// `max_retries`. The client waits at least `Retry-After` between tries
+/// and keeps trying for `retry_for_at_least`, then resumes — it does not
+/// give up during a failover. With no patience, it gives up (and says so).
+#[tokio::test(start_paused = true)]
+async fn a_store_failover_answered_503_is_waited_out_not_given_up_on() {
+    for (patience, resumes) in [(Duration::from_secs(60), true), (Duration::ZERO, false)] {
+        let (url, refused) = failing_over(10).await;
+        let mut config = ClientConfig::new(url);
+        config.max_retries = 2;
+        config.initial_retry_delay = Duration::from_millis(1);
+        config.max_retry_delay = Duration::from_millis(10);
+        config.retry_for_at_least = patience;
+        let mut client = ResilientClient::connect(config);
+        let mut outcome = None;
+        while let Some(event) = client.recv().await {
+            match event {
+                ClientEvent::Connected(o) if o.resumed => {
+                    outcome = Some(true);
+                    break;
+                }
+                ClientEvent::GaveUp { reason } => {
+                    assert!(reason.contains("503"), "{reason}");
+                    outcome = Some(false);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(outcome, Some(resumes), "patience {patience:?}");
+        let times = refused.lock().unwrap().clone();
+        assert_eq!(times.len(), if resumes { 10 } else { 3 });
+        for pair in times.windows(2) {
+            assert!(
+                pair[1] - pair[0] >= Duration::from_secs(2),
+                "Retry-After honoured: {:?}",
+                pair[1] - pair[0]
+            );
+        }
     }
 }
