@@ -65,6 +65,12 @@ struct DemoArgs {
     /// The simulated agent's delay between events, ms.
     #[arg(long, default_value_t = 150)]
     step_delay_ms: u64,
+    /// Seconds a run may take before its missing events count as lost; a
+    /// client retries a lost connection this long too. Raise it (e.g. 60)
+    /// to tell late from lost through a Redis failover: the report's
+    /// "slowest run" says how late.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    run_timeout: u64,
     /// Pings one extra user sends at once, to show rate limiting (0: none).
     #[arg(long, default_value_t = 200)]
     flood_pings: u32,
@@ -624,6 +630,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
             DemoProtocolArg::AgUi => wsc_loadgen::DemoProtocol::AgUi,
         },
         join_rate: args.join_rate,
+        run_timeout: Duration::from_secs(args.run_timeout),
         ..Default::default()
     };
     let progress = Arc::new(DemoProgress::default());

@@ -17,7 +17,7 @@ use wsc_reconnection::{ClientConfig, ClientEvent, ResilientClient};
 use crate::{DemoConfig, DemoProgress, UserOutcome};
 
 /// A connection of user `user` in the AG-UI dialect.
-fn connect(user: usize, urls: &[String]) -> ResilientClient {
+fn connect(user: usize, urls: &[String], patience: Duration) -> ResilientClient {
     let mut config = ClientConfig::new(urls[0].clone())
         .with_query("user_id", format!("demo-{user}"))
         .with_query("protocol", "ag-ui");
@@ -25,6 +25,8 @@ fn connect(user: usize, urls: &[String]) -> ResilientClient {
     config.initial_retry_delay = Duration::from_millis(50);
     config.max_retry_delay = Duration::from_secs(1);
     config.max_retries = 20;
+    // A lost connection is retried for as long as a run may take.
+    config.retry_for_at_least = patience;
     config.ack_every = 16;
     ResilientClient::connect(config)
 }
@@ -72,7 +74,7 @@ pub(crate) async fn run_user(
 ) -> UserOutcome {
     use std::sync::atomic::Ordering::Relaxed;
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut client = connect(user, urls);
+    let mut client = connect(user, urls, config.run_timeout);
     let mut joiner: Option<ResilientClient> = None;
     let mut out = UserOutcome::default();
     let expected = expected_types(config);
@@ -128,7 +130,7 @@ pub(crate) async fn run_user(
                     if join_after == Some(events.len()) && !joined {
                         joined = true;
                         joiner
-                            .get_or_insert_with(|| connect(user, urls))
+                            .get_or_insert_with(|| connect(user, urls, config.run_timeout))
                             .send_text(join(0));
                     }
                 }

@@ -59,7 +59,9 @@ pub struct DemoConfig {
     /// The agent's delay between events (default 150 ms).
     pub step_delay: Duration,
     /// A run not complete after this long counts its missing events as
-    /// lost (default 20 s).
+    /// lost (default 20 s); a lost connection is retried this long too.
+    /// Raise it to tell late from lost: through a store failover runs
+    /// complete late (see [`DemoReport::slowest_run_ms`]).
     pub run_timeout: Duration,
     /// Seeds the random drops (default: random).
     pub seed: Option<u64>,
@@ -185,11 +187,13 @@ pub struct DemoReport {
     pub resumes: u64,
     /// Resumes the gateway refused (a fresh session was started).
     pub resumes_refused: u64,
-    /// Runs cut short by a refused resume: the gateway told the client it
-    /// could not give the rest (`gap`, `epoch_mismatch`, `expired`, …), and
-    /// the client started afresh — not lost silently, so their missing
-    /// events are not in [`events_lost`](Self::events_lost); but not
-    /// complete either, so [`passed`](Self::passed) is false.
+    /// Runs cut short with the client told: a refused resume (the gateway
+    /// could not give the rest: `gap`, `epoch_mismatch`, `expired`, …; the
+    /// client started afresh), or a client that gave up reconnecting
+    /// (`ClientEvent::GaveUp`, with the last refusal) — not lost silently,
+    /// so their missing events are not in
+    /// [`events_lost`](Self::events_lost); but not complete either, so
+    /// [`passed`](Self::passed) is false.
     pub runs_told: u64,
     /// Resumes accepted by another gateway than the one the connection
     /// was lost on.
@@ -216,6 +220,9 @@ pub struct DemoReport {
     pub events_per_second: f64,
     /// How long the demo took, s.
     pub elapsed_seconds: f64,
+    /// The longest a complete run took, from its start to its terminal
+    /// frame, ms (wsc protocol): how late the latest run was.
+    pub slowest_run_ms: f64,
     /// The protocol the users spoke.
     pub protocol: DemoProtocol,
     /// Runs a second connection joined (the AG-UI dialect's `join_run`).
@@ -252,7 +259,7 @@ impl DemoReport {
             DemoProtocol::Wsc => "wsc",
             DemoProtocol::AgUi => "ag-ui",
         };
-        let rows: [(&str, String); 21] = [
+        let rows: [(&str, String); 22] = [
             ("agent", self.agent.clone()),
             ("protocol", protocol.to_owned()),
             ("gateways", self.gateways.to_string()),
@@ -268,7 +275,7 @@ impl DemoReport {
             ("connections dropped", self.disconnects.to_string()),
             ("resumes", self.resumes.to_string()),
             ("resumes refused", self.resumes_refused.to_string()),
-            ("runs told (resume refused)", self.runs_told.to_string()),
+            ("runs told (refused, gave up)", self.runs_told.to_string()),
             (
                 "resumes on another gateway",
                 self.resumes_on_other_gateway.to_string(),
@@ -294,6 +301,7 @@ impl DemoReport {
                 "events per second",
                 format!("{:.0}", self.events_per_second),
             ),
+            ("slowest run", self.latency(self.slowest_run_ms)),
             ("elapsed", format!("{:.1} s", self.elapsed_seconds)),
         ];
         let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
@@ -330,6 +338,8 @@ struct UserOutcome {
     resumes_elsewhere: u64,
     joins: u64,
     joins_complete: u64,
+    /// The longest a complete run took.
+    slowest_run: Duration,
 }
 
 /// Runs the demo load against the gateways served at `ws_urls` (e.g.
@@ -415,6 +425,9 @@ pub async fn run_demo(
         report.resumes_on_other_gateway += outcome.resumes_elsewhere;
         report.joins += outcome.joins;
         report.joins_complete += outcome.joins_complete;
+        report.slowest_run_ms = report
+            .slowest_run_ms
+            .max(outcome.slowest_run.as_secs_f64() * 1_000.0);
         for us in outcome.latency_us {
             latency.saturating_record(us.max(1));
         }
@@ -479,8 +492,12 @@ async fn run_user(
     client_config.initial_retry_delay = Duration::from_millis(50);
     client_config.max_retry_delay = Duration::from_secs(1);
     client_config.max_retries = 20;
+    // A lost connection is retried for as long as a run may take (a store
+    // failover answers 503 meanwhile).
+    client_config.retry_for_at_least = config.run_timeout;
     client_config.ack_every = 16;
     let mut client = ResilientClient::connect(client_config);
+    let mut client_gave_up = false;
     let mut out = UserOutcome::default();
     let expected: Vec<MessageType> = expected_sequence(config);
     let clock = SystemClock;
@@ -511,7 +528,8 @@ async fn run_user(
         let mut run_id: Option<String> = None;
         let mut seen_ids: HashSet<String> = HashSet::new();
         let mut received: Vec<MessageType> = Vec::with_capacity(expected.len());
-        let deadline = tokio::time::Instant::now() + config.run_timeout;
+        let began = tokio::time::Instant::now();
+        let deadline = began + config.run_timeout;
         let mut gave_up = false;
         let mut told = false;
         while !received.last().is_some_and(MessageType::is_terminal) {
@@ -519,13 +537,18 @@ async fn run_user(
                 Ok(Some(event)) => event,
                 Ok(None) | Err(_) => {
                     gave_up = true;
+                    // After the client gave up (it said so), nothing runs.
+                    told = client_gave_up;
                     break;
                 }
             };
             let msg = match event {
                 ClientEvent::Frame(msg) => msg,
                 ClientEvent::GaveUp { .. } => {
+                    // Told: the client says it gave up (and why).
                     gave_up = true;
+                    told = true;
+                    client_gave_up = true;
                     break;
                 }
                 ClientEvent::Connected(outcome) => {
@@ -611,6 +634,7 @@ async fn run_user(
             // Neither lost nor a failure: told.
         } else if complete {
             out.runs_completed += 1;
+            out.slowest_run = out.slowest_run.max(began.elapsed());
             // The gateway's event monitor checks it too, at the end.
             out.run_ids.extend(run_id);
         } else {

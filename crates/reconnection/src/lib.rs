@@ -82,7 +82,7 @@ pub use handler::{
     ReconnectionError, ReconnectionMetrics, ReconnectionPhase, ReconnectionSession,
     ReconnectionState, SessionRegistration, TransportError, WebSocketReconnectionHandler,
 };
-pub use live::LiveFrames;
+pub use live::{Detached, LiveFrames};
 pub use query::{MAX_RESUME_TOKEN_BYTES, MAX_SESSION_ID_BYTES, ResumeQueryError};
 pub use registry::{
     Attached, CATCH_UP_CONCURRENCY, NotResumedReason, ResumeOutcome, ResumeRequest, SessionConfig,

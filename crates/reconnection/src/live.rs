@@ -3,6 +3,7 @@
 //! connection's side frees the room as it takes frames out.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc};
@@ -25,6 +26,40 @@ impl Room {
     }
 }
 
+/// Why the registry ended an attachment (its [`LiveFrames`] ended): known
+/// where it happened, so a connection closes with the truth without asking
+/// a store that may not answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Detached {
+    /// Another connection attached to the session (a resume took it).
+    TakenOver,
+    /// The connection's queue stayed full for the slow-client grace.
+    TooSlow,
+    /// Frames it had not had are gone from the session's buffer: its
+    /// resume will say so (`gap`).
+    Behind,
+}
+
+impl Detached {
+    fn code(self) -> u8 {
+        match self {
+            Detached::TakenOver => 1,
+            Detached::TooSlow => 2,
+            Detached::Behind => 3,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(Detached::TakenOver),
+            2 => Some(Detached::TooSlow),
+            3 => Some(Detached::Behind),
+            _ => None,
+        }
+    }
+}
+
 /// The live frames of one attachment, in seq order: what the connection
 /// reads after its replay. The queue is bounded in frames
 /// ([`SessionConfig::outbound_capacity`](crate::SessionConfig::outbound_capacity))
@@ -36,6 +71,7 @@ impl Room {
 pub struct LiveFrames {
     rx: mpsc::Receiver<WireFrame>,
     room: Option<Room>,
+    ended: Arc<AtomicU8>,
 }
 
 impl LiveFrames {
@@ -58,6 +94,12 @@ impl LiveFrames {
         Ok(frame)
     }
 
+    /// Why the registry ended this attachment, once it has (`None` while
+    /// attached, or when it ended for no reason the registry recorded).
+    pub fn detached(&self) -> Option<Detached> {
+        Detached::from_code(self.ended.load(Ordering::Acquire))
+    }
+
     /// Bytes of the frames queued now (0 without a byte bound).
     pub fn queued_bytes(&self) -> usize {
         self.room.as_ref().map_or(0, |room| {
@@ -77,6 +119,7 @@ impl LiveFrames {
 pub(crate) struct Outlet {
     tx: mpsc::Sender<WireFrame>,
     room: Option<Room>,
+    ended: Arc<AtomicU8>,
 }
 
 /// A queue of at most `frames` frames and `bytes` bytes (0: no byte
@@ -90,16 +133,24 @@ pub(crate) fn channel(frames: usize, bytes: usize) -> (Outlet, LiveFrames) {
             bytes,
         }
     });
+    let ended = Arc::new(AtomicU8::new(0));
     (
         Outlet {
             tx,
             room: room.clone(),
+            ended: ended.clone(),
         },
-        LiveFrames { rx, room },
+        LiveFrames { rx, room, ended },
     )
 }
 
 impl Outlet {
+    /// Ends the attachment for `why` (its reader sees why once the queue
+    /// is drained).
+    pub(crate) fn end(self, why: Detached) {
+        self.ended.store(why.code(), Ordering::Release);
+    }
+
     /// Queues `frame`, waiting at most `grace` for room (in frames and in
     /// bytes); false if no room came in time or the reader is gone.
     pub(crate) async fn send(&self, frame: WireFrame, grace: Duration) -> bool {

@@ -14,7 +14,7 @@ use wsc_core::{SharedClock, SystemClock, WebSocketMessage, WireFrame};
 use crate::buffer::{BufferLimits, ReplayGap};
 use crate::error::SessionError;
 use crate::handler::MessageBuffer;
-use crate::live::{self, LiveFrames, Outlet};
+use crate::live::{self, Detached, LiveFrames, Outlet};
 use crate::store::{MemorySessionStore, SessionRecord, SessionStore};
 use crate::token::{TokenSecret, new_session_id};
 
@@ -499,7 +499,9 @@ impl SessionRegistry {
             .attach_owner(&record.session_id, &self.owner(attachment))
             .await?;
         // Replacing the sender ends the previous connection's receiver.
-        live.attachment = Some((attachment, tx));
+        if let Some((_, previous)) = live.attachment.replace((attachment, tx)) {
+            previous.end(Detached::TakenOver);
+        }
         live.delivered = delivered;
         Ok(Attached {
             session_id: record.session_id.clone(),
@@ -735,13 +737,19 @@ impl SessionRegistry {
             live.delivered = seq;
             return Ok(());
         }
-        self.release(session_id, live).await
+        self.release(session_id, live, Detached::TooSlow).await
     }
 
     /// Ends the current attachment (its receiver ends) and records the
     /// session detached for it; the session stays resumable.
-    async fn release(&self, session_id: &str, live: &mut Live) -> Result<(), SessionError> {
-        if let Some((attachment, _)) = live.attachment.take() {
+    async fn release(
+        &self,
+        session_id: &str,
+        live: &mut Live,
+        why: Detached,
+    ) -> Result<(), SessionError> {
+        if let Some((attachment, outlet)) = live.attachment.take() {
+            outlet.end(why);
             self.store
                 .detach_owner(session_id, &self.owner(attachment), self.clock.now())
                 .await?;
@@ -763,7 +771,7 @@ impl SessionRegistry {
                 }
             }
             // Ahead cannot happen (we never deliver past the store).
-            Some(Err(_)) | None => self.release(session_id, live).await?,
+            Some(Err(_)) | None => self.release(session_id, live, Detached::Behind).await?,
         }
         Ok(())
     }
@@ -830,7 +838,9 @@ impl SessionRegistry {
             .as_ref()
             .is_some_and(|(a, _)| *a == attachment)
         {
-            self.release(session_id, &mut live).await?;
+            // Its own connection closed: nobody reads why.
+            self.release(session_id, &mut live, Detached::TakenOver)
+                .await?;
         }
         Ok(())
     }

@@ -240,8 +240,6 @@ async fn open(state: Arc<AppState>, socket: WebSocket, client: Client) -> Option
         write_loop(
             state.clone(),
             Writer {
-                registry: registry.clone(),
-                session_id: session_id.clone(),
                 sink,
                 rx: out_rx,
                 live,
@@ -417,8 +415,6 @@ const WRITE_BATCH_BYTES: usize = 256 * 1024;
 
 /// What the writer task owns.
 struct Writer {
-    registry: Arc<SessionRegistry>,
-    session_id: String,
     sink: futures_util::stream::SplitSink<WebSocket, Message>,
     /// What the connection task queues.
     rx: mpsc::Receiver<Out>,
@@ -431,7 +427,7 @@ struct Writer {
 /// it. Frames already queued when the writer wakes go out together: fed
 /// to the socket one by one, flushed once (one write for a burst, not one
 /// per frame). When the registry detaches the session (a resume took it
-/// elsewhere, or the client fell too far behind) it closes with 1008.
+/// elsewhere, or the client fell too far behind) it closes with why.
 async fn write_loop(
     state: Arc<AppState>,
     mut w: Writer,
@@ -449,7 +445,7 @@ async fn write_loop(
                     Some(frame) => Some(Write::Frame(frame, true)),
                     None => {
                         live_open = false;
-                        Some(Write::Queued(detached_close(&state, &w).await))
+                        Some(Write::Queued(detached_close(&state, &w)))
                     }
                 },
             };
@@ -540,26 +536,24 @@ async fn write_loop(
     None
 }
 
-/// The close for a connection the registry detached: 1008, "client too
-/// slow" (its queue stayed full; counted) or "session moved" (a resume
-/// took it).
-async fn detached_close(state: &AppState, w: &Writer) -> Out {
-    let detached = matches!(
-        w.registry.session(&w.session_id).await,
-        Ok(Some(record)) if record.detached_at.is_some()
-    );
-    if detached {
-        state.counters.slow_clients.fetch_add(1, Ordering::Relaxed);
-        tracing::info!("client too slow: dropped, session resumable");
-    }
-    Out::Close(Box::new((
-        CloseCode::POLICY_VIOLATION,
-        if detached {
-            "client too slow"
-        } else {
-            "session moved"
-        },
-    )))
+/// The close for a connection the registry detached, from why it did
+/// (known where it happened, never guessed from a store that may not
+/// answer): 1008 "client too slow" (its queue stayed full; counted; the
+/// session stays resumable), else 1013 — a client reconnects after it —
+/// "session moved" (another connection resumed it) or "resume: frames
+/// were lost" (its resume is told `gap`).
+fn detached_close(state: &AppState, w: &Writer) -> Out {
+    use wsc_reconnection::Detached;
+    let close = match w.live.detached() {
+        Some(Detached::TooSlow) => {
+            state.counters.slow_clients.fetch_add(1, Ordering::Relaxed);
+            tracing::info!("client too slow: dropped, session resumable");
+            (CloseCode::POLICY_VIOLATION, "client too slow")
+        }
+        Some(Detached::TakenOver) => (CloseCode::TRY_AGAIN_LATER, "session moved"),
+        _ => (CloseCode::TRY_AGAIN_LATER, "resume: frames were lost"),
+    };
+    Out::Close(Box::new(close))
 }
 
 /// How many parsed requests wait for an application's handler before the

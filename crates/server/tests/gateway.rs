@@ -1506,3 +1506,35 @@ async fn a_run_over_its_caps_ends_with_run_too_large() {
         ping_pong(&mut ws).await;
     }
 }
+
+/// A connection whose session another connection resumed is closed with
+/// 1013 "session moved" — a code a client reconnects after, not 1008 —
+/// and the resumed connection goes on with the session.
+#[tokio::test]
+async fn a_connection_whose_session_was_resumed_elsewhere_is_closed_1013() {
+    let r = start(GatewayConfig::default()).await;
+    let (mut old, hello) = connect(&r, "user_id=mo").await;
+    let query = format!(
+        "user_id=mo&session_id={}&resume_token={}&last_seq=0",
+        hello["session_id"].as_str().unwrap(),
+        hello["resume_token"].as_str().unwrap()
+    );
+    let (mut new, again) = connect(&r, &query).await;
+    assert_eq!(again["resumed"], true, "{again}");
+    let reason = loop {
+        match tokio::time::timeout(Duration::from_secs(5), old.next())
+            .await
+            .unwrap()
+        {
+            Some(Ok(Message::Close(Some(frame)))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(
+        (reason.code, reason.reason.as_str()),
+        (CloseCode::Again, "session moved")
+    );
+    assert_eq!(r.gateway.stats().slow_clients, 0, "not counted as slow");
+    ping_pong(&mut new).await;
+}
