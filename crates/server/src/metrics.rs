@@ -155,7 +155,7 @@ impl Collector for GatewayCollector {
         metric(
             &mut e,
             "wsc_gateway_outbox_dropped",
-            "Agent events dropped from the outbox (session gone or queue full).",
+            "Agent events the outbox could not deliver: their session was gone, or its queue was full (the run was then ended, told).",
             ConstCounter::new(dropped),
         )?;
         metric(

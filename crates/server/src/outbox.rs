@@ -9,9 +9,10 @@ use dashmap::DashMap;
 use wsc_core::WireFrame;
 use wsc_reconnection::{SessionError, SessionRegistry};
 
-/// Events held per session at most; past it the oldest are dropped and
-/// counted (an outage that long has outlived any replay buffer anyway).
-const MAX_PER_SESSION: usize = 10_000;
+/// Events held per session at most; past it an event is refused (its run
+/// is ended and told why), never dropped — a terminal frame is always
+/// taken, so the run's end reaches its client once the store is back.
+pub(crate) const MAX_PER_SESSION: usize = 10_000;
 
 /// A waiting event: its frame (serialized once) and message id.
 type Waiting = (WireFrame, String);
@@ -30,15 +31,18 @@ impl Outbox {
         self.queues.contains_key(session)
     }
 
-    pub(crate) fn push(&self, session: &str, frame: WireFrame, message_id: String) {
+    /// Queues `frame` behind the session's others; false (not queued,
+    /// counted) when the session holds [`MAX_PER_SESSION`] already and the
+    /// frame is not a run's terminal one.
+    pub(crate) fn push(&self, session: &str, frame: WireFrame, message_id: String) -> bool {
         let mut queue = self.queues.entry(session.to_owned()).or_default();
-        if queue.len() >= MAX_PER_SESSION {
-            queue.pop_front();
+        if queue.len() >= MAX_PER_SESSION && !frame.message_type().is_terminal() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.held.fetch_add(1, Ordering::Relaxed);
+            return false;
         }
+        self.held.fetch_add(1, Ordering::Relaxed);
         queue.push_back((frame, message_id));
+        true
     }
 
     /// Events waiting now.
@@ -86,5 +90,40 @@ impl Outbox {
             }
         }
         published
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use wsc_core::{MessageType, WebSocketMessage};
+
+    use super::*;
+
+    fn frame(t: MessageType) -> WireFrame {
+        WireFrame::encode(&WebSocketMessage::new(t, json!({"run_id": "r"})))
+    }
+
+    /// A full session's queue refuses an event instead of dropping one it
+    /// holds (dropping would lose it silently: seqs are given when the
+    /// store is back), and still takes the run's terminal frame, so the
+    /// run can be ended and its client told.
+    #[test]
+    fn a_full_queue_refuses_never_drops_and_takes_a_terminal_frame() {
+        let outbox = Outbox::default();
+        for n in 0..MAX_PER_SESSION {
+            assert!(outbox.push("s", frame(MessageType::AgentThinking), format!("m{n}")));
+        }
+        assert!(!outbox.push("s", frame(MessageType::AgentThinking), "over".into()));
+        assert!(
+            outbox.push("other", frame(MessageType::AgentThinking), "o".into()),
+            "per session"
+        );
+        assert!(outbox.push("s", frame(MessageType::AgentError), "end".into()));
+        let queue = outbox.queues.get("s").unwrap();
+        assert_eq!(queue.len(), MAX_PER_SESSION + 1);
+        assert_eq!(queue.front().unwrap().1, "m0", "the oldest is kept");
+        assert_eq!(queue.back().unwrap().1, "end");
+        assert_eq!(outbox.dropped.load(Ordering::Relaxed), 1);
     }
 }

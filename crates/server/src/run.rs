@@ -91,6 +91,9 @@ pub(crate) enum CancelReason {
     SessionExpired,
     /// An AG-UI run no one read for the orphan timeout.
     Orphaned,
+    /// Its session's store did not answer for as many events as the
+    /// gateway holds for a session: the rest could not be kept.
+    StoreUnavailable,
 }
 
 impl CancelReason {
@@ -100,6 +103,18 @@ impl CancelReason {
             CancelReason::Stopped => "the run was stopped by its user",
             CancelReason::SessionExpired => "the run's session expired before the run ended",
             CancelReason::Orphaned => "no one read the run for the orphan-run timeout",
+            CancelReason::StoreUnavailable => {
+                "the session store did not answer for as many events as the gateway holds for a session: the run was ended"
+            }
+        }
+    }
+
+    /// The `code` of the run's `agent_error`: `cancelled`, or
+    /// `store_unavailable` when the gateway could not keep its events.
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            CancelReason::StoreUnavailable => "store_unavailable",
+            _ => "cancelled",
         }
     }
 }
@@ -445,14 +460,15 @@ impl EventSink {
         self.run.is_cancelled()
     }
 
-    /// Ends a cancelled run with `agent_error {code: "cancelled"}`, unless it
-    /// already has its terminal frame.
+    /// Ends a cancelled run with `agent_error {code: "cancelled"}` (or
+    /// `store_unavailable`, see [`CancelReason::code`]), unless it already
+    /// has its terminal frame.
     pub(crate) async fn end_cancelled(&self) {
         let reason = self.run.cancel_reason().unwrap_or(CancelReason::Stopped);
         if self.run.claim_end() {
             self.publish(
                 MessageType::AgentError,
-                json!({"code": "cancelled", "message": reason.message()}),
+                json!({"code": reason.code(), "message": reason.message()}),
                 false,
             )
             .await;
@@ -562,6 +578,12 @@ impl EventSink {
             .await
         {
             Published::Appended | Published::Queued => true,
+            Published::Overflow => {
+                // Not queued: the run ends here (its terminal frame is
+                // always queued), so its client is told, not left short.
+                run.cancel(CancelReason::StoreUnavailable);
+                false
+            }
             Published::SessionGone => {
                 // No one can receive the rest: the run ends here.
                 run.cancel(CancelReason::SessionExpired);

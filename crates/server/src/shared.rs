@@ -55,6 +55,9 @@ pub(crate) enum Published {
     Appended,
     /// Waiting in the outbox until the store answers again.
     Queued,
+    /// Refused: the session's outbox is full (the store has not answered
+    /// for that many events); the run must end, told why.
+    Overflow,
     /// The session is gone: no one can receive it.
     SessionGone,
 }
@@ -239,8 +242,7 @@ impl Shared {
         message_id: String,
     ) -> Published {
         if self.outbox.holds(session) {
-            self.outbox.push(session, frame, message_id);
-            return Published::Queued;
+            return self.queue(session, frame, message_id);
         }
         match registry
             .publish_frame(session, &frame, Some(&message_id))
@@ -251,9 +253,16 @@ impl Shared {
             Err(e) => {
                 tracing::warn!(session_id = %session, error = %e, "publishing failed: event queued until the store is back");
                 self.store_failed();
-                self.outbox.push(session, frame, message_id);
-                Published::Queued
+                self.queue(session, frame, message_id)
             }
+        }
+    }
+
+    fn queue(&self, session: &str, frame: WireFrame, message_id: String) -> Published {
+        if self.outbox.push(session, frame, message_id) {
+            Published::Queued
+        } else {
+            Published::Overflow
         }
     }
 

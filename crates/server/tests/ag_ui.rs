@@ -225,13 +225,19 @@ async fn cancel_ends_the_run_for_every_reader_with_what_was_open_closed() {
     assert_eq!(status, 404, "it has ended");
 }
 
+/// Serves `app` as an agent backend on a free port; its URL.
+async fn serve_backend(app: axum::Router) -> String {
+    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", backend.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(backend, app).await.unwrap() });
+    url
+}
+
 /// A backend whose second event breaks an AG-UI rule: the reader gets the
 /// first, then `RUN_ERROR {code: upstream_protocol}`; never the offending
 /// event.
 #[tokio::test]
 async fn a_backend_breaking_a_rule_ends_the_run_with_run_error() {
-    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", backend.local_addr().unwrap());
     let app = axum::Router::new().route(
         "/",
         axum::routing::post(|body: String| async move {
@@ -245,8 +251,8 @@ async fn a_backend_breaking_a_rule_ends_the_run_with_run_error() {
             ([("content-type", "text/event-stream")], body)
         }),
     );
-    tokio::spawn(async move { axum::serve(backend, app).await.unwrap() });
-    let agent = wsc_server::HttpAgent::new(wsc_server::HttpAgentConfig::new(url));
+    let agent =
+        wsc_server::HttpAgent::new(wsc_server::HttpAgentConfig::new(serve_backend(app).await));
     let r = start_with_runner(
         GatewayConfig::default(),
         Arc::new(agent),
@@ -626,8 +632,6 @@ async fn a_cut_reader_resumes_exactly_and_a_stop_from_another_session_ends_the_r
 #[tokio::test]
 async fn an_endless_backend_is_ended_at_the_run_cap() {
     use futures_util::StreamExt;
-    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", backend.local_addr().unwrap());
     let app = axum::Router::new().route(
         "/",
         axum::routing::post(|body: String| async move {
@@ -646,8 +650,8 @@ async fn an_endless_backend_is_ended_at_the_run_cap() {
             )
         }),
     );
-    tokio::spawn(async move { axum::serve(backend, app).await.unwrap() });
-    let agent = wsc_server::HttpAgent::new(wsc_server::HttpAgentConfig::new(url));
+    let agent =
+        wsc_server::HttpAgent::new(wsc_server::HttpAgentConfig::new(serve_backend(app).await));
     let config = GatewayConfig {
         agents: wsc_server::AgentsConfig {
             max_run_events: 40,

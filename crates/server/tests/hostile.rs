@@ -56,7 +56,7 @@ async fn stat_soon(r: &Running, pick: fn(&wsc_server::GatewayStats) -> u64, want
 }
 
 #[tokio::test]
-async fn slow_and_silent_handshakes_are_closed_while_others_are_served() {
+async fn slow_and_silent_request_heads_are_closed_on_every_route_while_others_are_served() {
     let r = start(GatewayConfig {
         limits: wsc_server::LimitsConfig {
             max_handshakes_per_ip: 0,
@@ -76,9 +76,17 @@ async fn slow_and_silent_handshakes_are_closed_while_others_are_served() {
         let s = TcpStream::connect(r.addr).await.unwrap();
         attackers.spawn(async move {
             if i % 2 == 0 {
-                // Slowloris: a request line, then a header a byte at a time.
+                // Slowloris: a request line, then a header a byte at a time
+                // — on every route, not only the WebSocket's.
+                let line = [
+                    "GET /ws?user_id=slow",
+                    "POST /api/publish",
+                    "POST /ag-ui",
+                    "GET /health",
+                    "GET /ag-ui/runs/r/events",
+                ][(i / 2) % 5];
                 let mut s = s;
-                s.write_all(b"GET /ws?user_id=slow HTTP/1.1\r\nHost: x\r\n")
+                s.write_all(format!("{line} HTTP/1.1\r\nHost: x\r\n").as_bytes())
                     .await
                     .unwrap();
                 time_until_closed(s, started, Some(b"X-Slow: aaaaaaaa\r\n")).await

@@ -588,6 +588,17 @@ fn assert_exact(report: &wsc_loadgen::DemoReport) {
     assert!(report.runs_completed > 0, "{table}");
 }
 
+/// [`assert_exact`], and every run complete or its client told.
+fn assert_complete_or_told(report: &wsc_loadgen::DemoReport) {
+    assert_exact(report);
+    assert_eq!(
+        report.runs_completed + report.runs_told,
+        report.runs,
+        "every run complete or its client told: {}",
+        report.to_table()
+    );
+}
+
 /// The failover test: a master is killed under load, its replica takes
 /// over. Every run is either complete, once and in order, or its client
 /// was told (a refused resume) — both counted; nothing lost silently,
@@ -605,13 +616,7 @@ async fn a_master_killed_under_load_loses_nothing_silently() {
         );
     })
     .await;
-    assert_exact(&report);
-    assert_eq!(
-        report.runs_completed + report.runs_told,
-        report.runs,
-        "every run complete or its client told: {}",
-        report.to_table()
-    );
+    assert_complete_or_told(&report);
     drop(cluster);
 }
 
@@ -627,13 +632,7 @@ async fn a_master_killed_at_redis_default_node_timeout_loses_nothing_silently() 
         cluster.wait_ok();
     })
     .await;
-    assert_exact(&report);
-    assert_eq!(
-        report.runs_completed + report.runs_told,
-        report.runs,
-        "every run complete or its client told: {}",
-        report.to_table()
-    );
+    assert_complete_or_told(&report);
     drop(cluster);
 }
 
