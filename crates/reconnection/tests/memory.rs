@@ -127,37 +127,46 @@ fn a_buffered_frame_costs_its_size_and_64_bytes() {
             .with_timestamp(Timestamp::from_unix_micros(1_700_000_000_000_000));
         let frame = WireFrame::encode(&message);
         let now = Timestamp::from_unix_micros(1_700_000_000_000_000);
-        let before = ALLOCATOR.allocated();
-        let mut buffer = ReplayBuffer::new(BufferLimits {
-            max_frames: FRAMES,
-            max_bytes: 1 << 30,
-            ..Default::default()
-        });
-        let mut text = 0;
-        for _ in 0..FRAMES {
-            let out = buffer.push(&frame, now);
-            text += out.frame.as_ref().map_or(0, WireFrame::len);
+        // The allocator counts every thread: the test harness's own
+        // threads may allocate meanwhile (seen: 144 B of 4.3 MB, and once
+        // 1 KB of 222 KB on a loaded machine), always adding to what it
+        // saw. So the buffer's count must match the allocator's within
+        // 0.1 % in one of three measurements: a wrong count never does.
+        let mut measured = Vec::new();
+        for _ in 0..3 {
+            let before = ALLOCATOR.allocated();
+            let mut buffer = ReplayBuffer::new(BufferLimits {
+                max_frames: FRAMES,
+                max_bytes: 1 << 30,
+                ..Default::default()
+            });
+            let mut text = 0;
+            for _ in 0..FRAMES {
+                let out = buffer.push(&frame, now);
+                text += out.frame.as_ref().map_or(0, WireFrame::len);
+            }
+            let grown = ALLOCATOR.allocated() - before;
+            let counted = buffer.heap_bytes();
+            assert_eq!(buffer.len(), FRAMES);
+            drop(buffer);
+            let overhead = (grown - text) as f64 / FRAMES as f64;
+            measured.push((counted, grown, overhead));
+            if (counted as f64 - grown as f64).abs() <= grown as f64 * 0.001 {
+                break;
+            }
         }
-        let grown = ALLOCATOR.allocated() - before;
-        let overhead = (grown - text) as f64 / FRAMES as f64;
+        let &(counted, grown, overhead) = measured.last().unwrap();
         println!(
             "a {}-byte frame: {overhead:.1} bytes of heap besides its text",
             frame.len()
         );
-        assert_eq!(buffer.len(), FRAMES);
         assert!(
             overhead <= 64.0,
             "{overhead:.1} bytes per frame besides its text"
         );
-        // What the buffer counts is what the allocator saw. The allocator
-        // counts every thread: the test harness's own threads may allocate
-        // a few hundred bytes meanwhile (seen: 144 B of 4.3 MB), so the
-        // two agree within 0.1 %, not to the byte.
-        let counted = buffer.heap_bytes() as f64;
         assert!(
-            (counted - grown as f64).abs() <= grown as f64 * 0.001,
-            "the buffer counts {counted} bytes, the allocator saw {grown}"
+            (counted as f64 - grown as f64).abs() <= grown as f64 * 0.001,
+            "the buffer counts {counted} bytes, the allocator saw {grown}: {measured:?}"
         );
-        drop(buffer);
     }
 }
