@@ -550,7 +550,13 @@ fn detached_close(state: &AppState, w: &Writer) -> Out {
             tracing::info!("client too slow: dropped, session resumable");
             (CloseCode::POLICY_VIOLATION, "client too slow")
         }
-        Some(Detached::TakenOver) => (CloseCode::TRY_AGAIN_LATER, "session moved"),
+        Some(Detached::TakenOver) => {
+            state
+                .counters
+                .sessions_moved
+                .fetch_add(1, Ordering::Relaxed);
+            (CloseCode::TRY_AGAIN_LATER, "session moved")
+        }
         _ => (CloseCode::TRY_AGAIN_LATER, "resume: frames were lost"),
     };
     Out::Close(Box::new(close))

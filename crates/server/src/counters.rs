@@ -43,6 +43,7 @@ pub(crate) struct Counters {
     pub(crate) frames_sent: AtomicU64,
     pub(crate) bad_frames: AtomicU64,
     pub(crate) slow_clients: AtomicU64,
+    pub(crate) sessions_moved: AtomicU64,
     pub(crate) redis_errors: AtomicU64,
     pub(crate) local_sessions: AtomicU64,
     pub(crate) head_timeouts: AtomicU64,
@@ -81,6 +82,9 @@ pub struct GatewayStats {
     /// Connections dropped because the client did not read fast enough
     /// (their sessions stay resumable).
     pub slow_clients: u64,
+    /// Connections closed because another connection resumed their
+    /// session (1013 "session moved").
+    pub sessions_moved: u64,
     /// Redis calls that failed.
     pub redis_errors: u64,
     /// Sessions started in this node's memory while Redis was unreachable.
@@ -109,6 +113,7 @@ impl Default for Counters {
             frames_sent: AtomicU64::new(0),
             bad_frames: AtomicU64::new(0),
             slow_clients: AtomicU64::new(0),
+            sessions_moved: AtomicU64::new(0),
             redis_errors: AtomicU64::new(0),
             local_sessions: AtomicU64::new(0),
             head_timeouts: AtomicU64::new(0),
@@ -174,6 +179,7 @@ impl Counters {
             frames_sent: get(&self.frames_sent),
             bad_frames: get(&self.bad_frames),
             slow_clients: get(&self.slow_clients),
+            sessions_moved: get(&self.sessions_moved),
             redis_errors: get(&self.redis_errors),
             local_fallback_sessions: get(&self.local_sessions),
             head_timeouts: get(&self.head_timeouts),

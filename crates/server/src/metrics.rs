@@ -61,7 +61,7 @@ impl Collector for GatewayCollector {
             return Ok(());
         };
         let s = state.stats();
-        let counters: [(&str, &str, u64); 14] = [
+        let counters: [(&str, &str, u64); 15] = [
             (
                 "wsc_gateway_connections",
                 "WebSocket connections accepted.",
@@ -98,6 +98,11 @@ impl Collector for GatewayCollector {
                 "wsc_gateway_slow_clients",
                 "Connections dropped for not reading fast enough (sessions kept).",
                 s.slow_clients,
+            ),
+            (
+                "wsc_gateway_sessions_moved",
+                "Connections closed because another connection resumed their session.",
+                s.sessions_moved,
             ),
             (
                 "wsc_gateway_http_head_timeouts",

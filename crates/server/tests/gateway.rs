@@ -1535,6 +1535,11 @@ async fn a_connection_whose_session_was_resumed_elsewhere_is_closed_1013() {
         (reason.code, reason.reason.as_str()),
         (CloseCode::Again, "session moved")
     );
-    assert_eq!(r.gateway.stats().slow_clients, 0, "not counted as slow");
+    let stats = r.gateway.stats();
+    assert_eq!(
+        (stats.slow_clients, stats.sessions_moved),
+        (0, 1),
+        "{stats:?}"
+    );
     ping_pong(&mut new).await;
 }

@@ -524,17 +524,23 @@ async fn cluster_under_load(
     runs: usize,
     during: impl FnOnce(&mut RedisCluster) + Send + 'static,
 ) -> (wsc_loadgen::DemoReport, RedisCluster) {
-    cluster_under_load_with(None, runs, during).await
+    let (report, cluster, _) = cluster_under_load_with(None, runs, during).await;
+    (report, cluster)
 }
 
 /// [`cluster_under_load`] on a cluster with `node_timeout` (its
 /// `cluster-node-timeout`; `None`: the tests' short one), each run given
-/// the failover's time on top of the demo's run timeout.
+/// the failover's time on top of the demo's run timeout; also returns the
+/// gateways' counters, summed.
 async fn cluster_under_load_with(
     node_timeout: Option<Duration>,
     runs: usize,
     during: impl FnOnce(&mut RedisCluster) + Send + 'static,
-) -> (wsc_loadgen::DemoReport, RedisCluster) {
+) -> (
+    wsc_loadgen::DemoReport,
+    RedisCluster,
+    wsc_server::GatewayStats,
+) {
     let cluster = tokio::task::spawn_blocking(move || match node_timeout {
         Some(timeout) => RedisCluster::start_with_node_timeout(timeout),
         None => RedisCluster::start(),
@@ -576,7 +582,13 @@ async fn cluster_under_load_with(
         .expect("the load finishes")
         .unwrap();
     eprintln!("{}", report.to_table());
-    (report, cluster)
+    let mut stats = wsc_server::GatewayStats::default();
+    for n in &nodes {
+        let s = n.gateway.stats();
+        stats.sessions_moved += s.sessions_moved;
+        stats.slow_clients += s.slow_clients;
+    }
+    (report, cluster, stats)
 }
 
 /// Nothing lost, nothing twice, every run checked.
@@ -626,13 +638,21 @@ async fn a_master_killed_under_load_loses_nothing_silently() {
 /// live connection is closed as if its session had moved.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_killed_at_redis_default_node_timeout_loses_nothing_silently() {
-    let (report, cluster) = cluster_under_load_with(Some(Duration::from_secs(15)), 6, |cluster| {
-        let master = cluster.masters()[0];
-        cluster.kill(master);
-        cluster.wait_ok();
-    })
-    .await;
+    let (report, cluster, stats) =
+        cluster_under_load_with(Some(Duration::from_secs(15)), 6, |cluster| {
+            let master = cluster.masters()[0];
+            cluster.kill(master);
+            cluster.wait_ok();
+        })
+        .await;
     assert_complete_or_told(&report);
+    // No connection was closed as moved (each resume went to another
+    // gateway than its lost connection's) or as too slow.
+    assert_eq!(
+        (stats.sessions_moved, stats.slow_clients),
+        (0, 0),
+        "{stats:?}"
+    );
     drop(cluster);
 }
 
