@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 const READERS: usize = 100;
-const KEY: &str = "fanout-bench-key-0123456789";
+const KEY: &str = "fanout-bench-key-0123456789abcdefghij";
 /// Set to an address: the binary serves the broadcast anchor instead.
 const BROADCAST_ENV: &str = "WSC_BENCH_BROADCAST";
 
