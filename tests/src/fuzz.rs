@@ -474,27 +474,9 @@ pub fn stream_reader(data: &[u8]) {
     for format in [StreamFormat::Sse, StreamFormat::Ndjson] {
         // The events before the end, and the error that ended the stream
         // (if any): the same however the bytes are chunked.
-        let read = |chunks: &mut dyn Iterator<Item = &[u8]>| {
-            let mut reader = StreamReader::with_limit(format, LIMIT);
-            let mut events = Vec::new();
-            for chunk in chunks {
-                match reader.push(chunk) {
-                    Ok(got) => events.extend(got),
-                    Err(e) => return (events, Some(e)),
-                }
-                if let Some(e) = reader.error() {
-                    return (events, Some(e.clone()));
-                }
-            }
-            match reader.finish() {
-                Ok(got) => events.extend(got),
-                Err(e) => return (events, Some(e)),
-            }
-            (events, None)
-        };
-        let whole = read(&mut std::iter::once(rest));
+        let whole = StreamReader::with_limit(format, LIMIT).read_all([rest]);
         let step = usize::from(cuts % 7) + 1;
-        let chunked = read(&mut rest.chunks(step));
+        let chunked = StreamReader::with_limit(format, LIMIT).read_all(rest.chunks(step));
         assert_eq!(
             whole, chunked,
             "{format:?}: chunks of {step} read differently"

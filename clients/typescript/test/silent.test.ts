@@ -53,7 +53,8 @@ test("close() ends a run a consumer is waiting on with `closed`", async () => {
   assert.equal(run.error?.code, "closed");
 });
 
-test("a resume refused while a run is in flight ends it with `session_lost`", async () => {
+/** A connected client (session `s1`) with one run sent, and the run's id. */
+async function sentRun() {
   const { c, timers } = client();
   await settle();
   const s1 = FakeSocket.last();
@@ -61,7 +62,13 @@ test("a resume refused while a run is in flight ends it with `session_lost`", as
   const run = c.startAgent();
   await c.whenSent();
   const start = s1.sent.find((f) => f.type === "start_agent");
-  const runId = await runIdFor("s1", start?.message_id ?? "");
+  assert.equal(start?.message_id, run.messageId);
+  const runId = await runIdFor("s1", run.messageId);
+  return { c, timers, s1, run, runId };
+}
+
+test("a resume refused while a run is in flight ends it with `session_lost`", async () => {
+  const { c, timers, s1, run, runId } = await sentRun();
   const ended = outcome(run);
   s1.frame({ type: "agent_started", payload: { run_id: runId }, seq: 1 });
   s1.frame({ type: "agent_thinking", payload: { run_id: runId }, seq: 2 });
@@ -208,13 +215,7 @@ test("cancel() before the socket opens: the run is never sent", async () => {
 });
 
 test("cancel() of a started run while reconnecting is sent once connected", async () => {
-  const { c, timers } = client();
-  await settle();
-  const s1 = FakeSocket.last();
-  s1.hello();
-  const run = c.startAgent();
-  await c.whenSent();
-  const runId = await runIdFor("s1", run.messageId);
+  const { c, timers, s1, run, runId } = await sentRun();
   s1.frame({ type: "agent_started", payload: { run_id: runId }, seq: 1 });
   s1.drop();
   run.cancel();

@@ -384,6 +384,12 @@ fn only_a_share_of_many_users_runs_timing_out_degrades_health() {
             m.record_event(id, msg(t)).unwrap();
         }
     };
+    // Past the run timeout, then the monitor's health.
+    let timed_out = || {
+        clock.advance(Duration::from_secs(301));
+        m.sweep();
+        m.check_health()
+    };
     // One user's four slow runs, among 60 completed runs of others.
     for i in 0..4 {
         start(&format!("slow-{i}"), "one-user");
@@ -392,27 +398,21 @@ fn only_a_share_of_many_users_runs_timing_out_degrades_health() {
         start(&format!("ok-{i}"), &format!("u{}", i % 12));
         complete(&format!("ok-{i}"));
     }
-    clock.advance(Duration::from_secs(301));
-    m.sweep();
-    let h = m.check_health();
+    let h = timed_out();
     assert_eq!((h.timed_out_runs, h.timed_out_users), (4, 1), "{h:?}");
     assert_eq!(h.status, HealthStatus::Healthy, "one user: {h:?}");
     // Five more users' runs time out: 9 of 69 ended (13 %), a warning.
     for i in 0..5 {
         start(&format!("late-{i}"), &format!("late-user-{i}"));
     }
-    clock.advance(Duration::from_secs(301));
-    m.sweep();
-    let h = m.check_health();
+    let h = timed_out();
     assert_eq!((h.timed_out_runs, h.timed_out_users), (9, 6), "{h:?}");
     assert_eq!(h.status, HealthStatus::Warning, "{h:?}");
     // A quarter of the ended runs: critical.
     for i in 0..15 {
         start(&format!("later-{i}"), &format!("later-user-{i}"));
     }
-    clock.advance(Duration::from_secs(301));
-    m.sweep();
-    let h = m.check_health();
+    let h = timed_out();
     assert_eq!(h.status, HealthStatus::Critical, "{h:?}");
 }
 

@@ -224,26 +224,6 @@ mod tests {
                 "not a frame the server sends",
             ),
             (
-                r#"{"user_id": "u", "type": "connection_established"}"#,
-                "belongs to the connection",
-            ),
-            (
-                r#"{"user_id": "u", "type": "pong"}"#,
-                "belongs to the connection",
-            ),
-            (
-                r#"{"user_id": "u", "type": "ping"}"#,
-                "belongs to the connection",
-            ),
-            (
-                r#"{"user_id": "u", "type": "error"}"#,
-                "belongs to the connection",
-            ),
-            (
-                r#"{"user_id": "u", "type": "ack"}"#,
-                "belongs to the connection",
-            ),
-            (
                 r#"{"user_id": "u", "type": "agent_progress", "payload": [1]}"#,
                 "`payload`",
             ),
@@ -255,6 +235,11 @@ mod tests {
         ] {
             let err = parse(body).unwrap_err();
             assert!(err.contains(says), "{body}: {err}");
+        }
+        for control in ["connection_established", "pong", "ping", "error", "ack"] {
+            let body = format!(r#"{{"user_id": "u", "type": "{control}"}}"#);
+            let err = parse(&body).unwrap_err();
+            assert!(err.contains("belongs to the connection"), "{body}: {err}");
         }
     }
 }

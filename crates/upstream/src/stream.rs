@@ -102,6 +102,38 @@ impl StreamReader {
         }
     }
 
+    /// Reads a whole stream given as `chunks`: its events up to the end,
+    /// and the error that ended it early, if one did — the same however
+    /// the bytes are cut into chunks.
+    ///
+    /// ```
+    /// use wsc_upstream::{StreamFormat, StreamReader};
+    /// let mut reader = StreamReader::new(StreamFormat::Sse);
+    /// let (events, error) = reader.read_all([&b"data: {}\n"[..], b"\ndata: [1]\n\n"]);
+    /// assert_eq!(events, ["{}", "[1]"]);
+    /// assert!(error.is_none());
+    /// ```
+    pub fn read_all<'a>(
+        &mut self,
+        chunks: impl IntoIterator<Item = &'a [u8]>,
+    ) -> (Vec<String>, Option<StreamError>) {
+        let mut events = Vec::new();
+        for chunk in chunks {
+            match self.push(chunk) {
+                Ok(got) => events.extend(got),
+                Err(e) => return (events, Some(e)),
+            }
+            if let Some(e) = self.error() {
+                return (events, Some(e.clone()));
+            }
+        }
+        match self.finish() {
+            Ok(got) => events.extend(got),
+            Err(e) => return (events, Some(e)),
+        }
+        (events, None)
+    }
+
     /// The error that ended the stream, once one did: check it after
     /// handling the events of each [`push`](Self::push).
     pub fn error(&self) -> Option<&StreamError> {
@@ -321,24 +353,7 @@ mod tests {
                 bytes.insert(at, 0xff);
             }
             let format = if sse { StreamFormat::Sse } else { StreamFormat::Ndjson };
-            let read = |chunks: Vec<&[u8]>| {
-                let mut r = StreamReader::with_limit(format, 24);
-                let mut events = Vec::new();
-                for chunk in chunks {
-                    match r.push(chunk) {
-                        Ok(got) => events.extend(got),
-                        Err(e) => return (events, Some(e)),
-                    }
-                    if let Some(e) = r.error() {
-                        return (events, Some(e.clone()));
-                    }
-                }
-                match r.finish() {
-                    Ok(got) => events.extend(got),
-                    Err(e) => return (events, Some(e)),
-                }
-                (events, None)
-            };
+            let read = |chunks: Vec<&[u8]>| StreamReader::with_limit(format, 24).read_all(chunks);
             let whole = read(vec![&bytes]);
             let mut points: Vec<usize> = cuts.into_iter().map(|c| c.min(bytes.len())).collect();
             points.sort_unstable();
