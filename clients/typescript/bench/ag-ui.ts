@@ -9,8 +9,13 @@
 //     gateway,
 //   - `WscAgent` on the gateway.
 // USERS users at once, RUNS runs each, one after another; the modes take
-// turns for ROUNDS rounds and the median of each is reported. Prints one
-// JSON line. Run by crates/gateway/benches/ag_ui_clients.rs.
+// turns for ROUNDS rounds and the median of each is reported. Given the
+// gateway's process id and the system's clock ticks per second, also the
+// gateway's CPU per event it passed through in each gateway mode (its
+// utime + stime from /proc, median of the rounds). Prints one JSON line.
+// Run by crates/gateway/benches/ag_ui_clients.rs.
+
+import { readFileSync } from "node:fs";
 
 import WebSocket from "ws";
 import { HttpAgent } from "@ag-ui/client";
@@ -22,9 +27,24 @@ const [direct, gatewayHttp, gatewayWs] = process.argv.slice(2, 5);
 const users = Number(process.argv[5] ?? 50);
 const runs = Number(process.argv[6] ?? 10);
 const rounds = Number(process.argv[7] ?? 3);
+const gatewayPid = process.argv[8];
+const clockTicks = Number(process.argv[9] ?? 100);
 if (!direct || !gatewayHttp || !gatewayWs) {
-  console.error("usage: node dist/bench/ag-ui.js DIRECT_URL GATEWAY_HTTP GATEWAY_WS [USERS] [RUNS] [ROUNDS]");
+  console.error(
+    "usage: node dist/bench/ag-ui.js DIRECT_URL GATEWAY_HTTP GATEWAY_WS [USERS] [RUNS] [ROUNDS] [GATEWAY_PID CLK_TCK]",
+  );
   process.exit(2);
+}
+/** Events of one run: RUN_STARTED, the tool call's four, TEXT_MESSAGE_START, the deltas, TEXT_MESSAGE_END, RUN_FINISHED. */
+const eventsPerRun = 6 + 200 + 2;
+
+/** The gateway's CPU seconds so far (utime + stime), or 0 without its pid. */
+function gatewayCpu(): number {
+  if (!gatewayPid) return 0;
+  const stat = readFileSync(`/proc/${gatewayPid}/stat`, "utf8");
+  // The fields after the command name, which is in parentheses.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / clockTicks;
 }
 
 let unique = 0;
@@ -138,24 +158,38 @@ const modes: Record<string, Mode> = {
   },
 };
 
-/** Deltas per second of one mode: every user at once. */
-async function measure(mode: Mode): Promise<number> {
+/** Deltas per second of one mode, every user at once, and the gateway's CPU microseconds per event of the mode's runs. */
+async function measure(mode: Mode): Promise<[number, number]> {
   unique += 1;
+  const cpu = gatewayCpu();
   const started = performance.now();
   const counts = await Promise.all(Array.from({ length: users }, (_, u) => mode(`b${unique}-u${u}`)));
   const seconds = (performance.now() - started) / 1000;
-  return counts.reduce((a, b) => a + b, 0) / seconds;
+  const cpuUs = ((gatewayCpu() - cpu) * 1e6) / (users * runs * eventsPerRun);
+  return [counts.reduce((a, b) => a + b, 0) / seconds, cpuUs];
 }
 
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)] ?? 0;
 const results: Record<string, number[]> = {};
+const cpus: Record<string, number[]> = {};
 // Warm up every path once, then take turns.
 for (const mode of Object.values(modes)) await measure(mode);
 for (let round = 0; round < rounds; round++) {
-  for (const [name, mode] of Object.entries(modes)) (results[name] ??= []).push(await measure(mode));
+  for (const [name, mode] of Object.entries(modes)) {
+    const [rate, cpuUs] = await measure(mode);
+    (results[name] ??= []).push(rate);
+    (cpus[name] ??= []).push(cpuUs);
+  }
 }
 const out: Record<string, number> = {};
 for (const [name, values] of Object.entries(results)) out[name] = Math.round(median(values));
+// The gateway's CPU per event, for the modes that go through it.
+const cpuOut: Record<string, number> = {};
+if (gatewayPid) {
+  for (const [name, values] of Object.entries(cpus)) {
+    if (name.endsWith("_gateway")) cpuOut[name] = Number(median(values).toFixed(2));
+  }
+}
 const ratio = (a: string, b: string) => Number(((out[a] ?? 0) / (out[b] || 1)).toFixed(3));
 process.stdout.write(
   `${JSON.stringify({
@@ -164,6 +198,7 @@ process.stdout.write(
     runs,
     rounds,
     deltas_per_second: out,
+    gateway_cpu_us_per_event: cpuOut,
     lean_sse_vs_direct: ratio("lean_sse_gateway", "lean_direct"),
     lean_ws_vs_direct: ratio("lean_ws_gateway", "lean_direct"),
     http_agent_vs_direct: ratio("http_agent_gateway", "http_agent_direct"),

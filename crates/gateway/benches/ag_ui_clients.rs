@@ -102,6 +102,8 @@ fn main() {
             users.to_owned(),
             runs.to_owned(),
             rounds.to_owned(),
+            gateway.child.id().to_string(),
+            common::clock_ticks().to_string(),
         ],
         "AG-UI clients",
     );

@@ -246,7 +246,7 @@ fn run_input(run_id: &str, input: &str) -> Value {
 /// Starts run `run_id` over the AG-UI dialect and reads its event frames
 /// (each parsed as JSON) to `RUN_FINISHED`; with `bytes`, adds each text
 /// delta's frame length and counts the deltas. Returns the events read.
-async fn ag_ui_ws_run(ws: &mut Ws, run_id: &str, bytes: Option<&mut (u64, u64)>) -> u64 {
+async fn ag_ui_ws_run(ws: &mut Ws, run_id: &str, bytes: Option<&mut DeltaBytes>) -> u64 {
     let start = json!({"type": "run_agent", "payload": {"input": run_input(run_id, "go")}});
     ws.send(Message::text(start.to_string()))
         .await
@@ -254,8 +254,17 @@ async fn ag_ui_ws_run(ws: &mut Ws, run_id: &str, bytes: Option<&mut (u64, u64)>)
     read_ag_ui_frames(ws, run_id, bytes).await
 }
 
+/// The text deltas a client read: their frames' payload bytes, their
+/// bytes on the wire, how many.
+#[derive(Default)]
+struct DeltaBytes {
+    payload: u64,
+    wire: u64,
+    deltas: u64,
+}
+
 /// Reads run `run_id`'s AG-UI event frames to its end.
-async fn read_ag_ui_frames(ws: &mut Ws, run_id: &str, mut bytes: Option<&mut (u64, u64)>) -> u64 {
+async fn read_ag_ui_frames(ws: &mut Ws, run_id: &str, mut bytes: Option<&mut DeltaBytes>) -> u64 {
     let mut events = 0;
     loop {
         let text = match ws.next().await {
@@ -268,11 +277,12 @@ async fn read_ag_ui_frames(ws: &mut Ws, run_id: &str, mut bytes: Option<&mut (u6
             panic!("not an event of {run_id}: {frame}");
         }
         events += 1;
-        if let Some((total, deltas)) = bytes.as_deref_mut()
+        if let Some(bytes) = bytes.as_deref_mut()
             && frame["event"]["type"] == "TEXT_MESSAGE_CONTENT"
         {
-            *total += text.len() as u64;
-            *deltas += 1;
+            bytes.payload += text.len() as u64;
+            bytes.wire += ws_wire_len(text.len());
+            bytes.deltas += 1;
         }
         match frame["event"]["type"].as_str() {
             Some("RUN_FINISHED") => return events,
@@ -304,24 +314,66 @@ async fn ag_ui_sse_run(
     events
 }
 
-/// The SSE bytes the upstream writes per text delta (`data: E` and the
-/// blank line), from one run read directly.
-async fn sse_bytes_per_delta(client: &Client<HttpConnector, Full<Bytes>>, url: &str) -> f64 {
-    let body = json!({"runId": "bytes", "messages": [{"role": "user", "content": "go"}]});
-    let request = hyper::Request::post(url)
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("a request");
-    let (mut total, mut deltas) = (0u64, 0u64);
-    read_sse(client, request, |text| {
-        if text.contains("\"TEXT_MESSAGE_CONTENT\"") {
-            total += text.len() as u64 + "data: \n\n".len() as u64;
-            deltas += 1;
+/// The bytes the upstream writes per text delta, read off the raw socket of
+/// one run: `(SSE text, on the wire)`, the SSE text being `data: E` and the
+/// blank line, the wire adding the HTTP/1.1 chunk framing around it (the
+/// chunk's size line and closing CRLF, shared by the events of a chunk).
+async fn upstream_bytes_per_delta(upstream: SocketAddr) -> (f64, f64) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = json!({"runId": "bytes", "messages": [{"role": "user", "content": "go"}]}).to_string();
+    let mut socket = TcpStream::connect(upstream).await.expect("connect");
+    let request = format!(
+        "POST /run HTTP/1.1\r\nHost: {upstream}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    socket.write_all(request.as_bytes()).await.expect("send");
+    let mut raw = Vec::new();
+    socket.read_to_end(&mut raw).await.expect("read");
+    let head_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head")
+        + 4;
+    let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    let (mut text, mut wire, mut deltas) = (0f64, 0f64, 0u64);
+    let mut rest = &raw[head_end..];
+    loop {
+        let line_end = rest.windows(2).position(|w| w == b"\r\n").expect("a size line");
+        let size = usize::from_str_radix(&String::from_utf8_lossy(&rest[..line_end]), 16)
+            .expect("a chunk size");
+        if size == 0 {
+            break;
         }
-        text.contains("\"RUN_FINISHED\"")
-    })
-    .await;
-    total as f64 / deltas.max(1) as f64
+        let data = &rest[line_end + 2..line_end + 2 + size];
+        let framing = (line_end + 2 + 2) as f64;
+        let chunk = String::from_utf8_lossy(data);
+        let events: Vec<&str> = chunk.split_terminator("\n\n").collect();
+        for event in &events {
+            if event.contains("\"TEXT_MESSAGE_CONTENT\"") {
+                let bytes = (event.len() + 2) as f64;
+                text += bytes;
+                wire += bytes + framing / events.len() as f64;
+                deltas += 1;
+            }
+        }
+        rest = &rest[line_end + 2 + size + 2..];
+    }
+    let deltas = deltas.max(1) as f64;
+    (text / deltas, wire / deltas)
+}
+
+/// A WebSocket frame's size on the wire for a payload of `len` bytes sent
+/// by a server (unmasked, no extension): the 2-byte header, plus the
+/// extended length of RFC 6455 §5.2.
+fn ws_wire_len(len: usize) -> u64 {
+    let extended = match len {
+        0..=125 => 0,
+        126..=65_535 => 2,
+        _ => 8,
+    };
+    (len + 2 + extended) as u64
 }
 
 async fn connect(gateway: SocketAddr) -> Ws {
@@ -427,7 +479,7 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
 
-    ag_ui_costs(&rt, &client, upstream, &url);
+    ag_ui_costs(&rt, upstream, &url);
 
     // Per-event latency, upstream write to client read, on paced runs (one
     // delta a millisecond: what the gateway adds, not a queue's length).
@@ -476,7 +528,6 @@ fn bench(c: &mut Criterion) {
 /// (`"ag_ui": true`) for `cargo xtask bench`.
 fn ag_ui_costs(
     rt: &Runtime,
-    client: &Client<HttpConnector, Full<Bytes>>,
     upstream: SocketAddr,
     url: &str,
 ) {
@@ -500,14 +551,13 @@ fn ag_ui_costs(
         "--max-connections-per-user",
         "20",
     ]);
-    let _ = upstream;
     let addr: SocketAddr = server.addr.parse().expect("the gateway's address");
-    let (ws_cpu, legacy_cpu, fanout_cpu, ws_bytes) = rt.block_on(async {
+    let (ws_cpu, legacy_cpu, fanout_cpu, bytes) = rt.block_on(async {
         let mut ws = connect_with(addr, "user_id=cost&protocol=ag-ui").await;
         ag_ui_ws_run(&mut ws, "cost-warm", None).await;
         // Each measure is the median of ROUNDS rounds of RUNS runs: the
         // CPU a round takes varies with how the machine schedules it.
-        let mut bytes = (0u64, 0u64);
+        let mut bytes = DeltaBytes::default();
         let mut rounds = Vec::new();
         for round in 0..ROUNDS {
             // A user of its own per round (a user holds 100 AG-UI runs).
@@ -571,25 +621,26 @@ fn ag_ui_costs(
             }
         }
         let fanout_cpu = server.cpu_seconds() - before;
-        (
-            ws_cpu,
-            legacy_cpu,
-            fanout_cpu,
-            bytes.0 as f64 / bytes.1.max(1) as f64,
-        )
+        (ws_cpu, legacy_cpu, fanout_cpu, bytes)
     });
-    let sse_bytes = rt.block_on(sse_bytes_per_delta(client, url));
+    let deltas = bytes.deltas.max(1) as f64;
+    let (ws_bytes, ws_wire) = (bytes.payload as f64 / deltas, bytes.wire as f64 / deltas);
+    let (sse_bytes, sse_wire) = rt.block_on(upstream_bytes_per_delta(upstream));
     let us = |cpu: f64, n: u64| cpu * 1e6 / n as f64;
     let (ws_us, legacy_us) = (us(ws_cpu, events), us(legacy_cpu, events));
     let fanout_us = us(fanout_cpu, (RUNS / 4) * 10 * (DELTAS as u64 + 4));
-    // The mean length of the run ids above ("cost-0" … "cost-19").
-    let run_id_len = (0..RUNS)
-        .map(|n| format!("cost-{n}").len() as f64)
+    // The mean length of the run ids above ("cost-0-0" … "cost-4-19").
+    let run_id_len = (0..ROUNDS)
+        .flat_map(|round| (0..RUNS).map(move |n| format!("cost-{round}-{n}").len() as f64))
         .sum::<f64>()
-        / RUNS as f64;
+        / (ROUNDS * RUNS) as f64;
     eprintln!(
-        "AG-UI out: gateway CPU per event {ws_us:.2} µs (wsc protocol {legacy_us:.2} µs),          per delivered event with 10 readers {fanout_us:.2} µs; bytes per text delta {ws_bytes:.1}          (upstream SSE {sse_bytes:.1}, allowed {:.1})",
-        sse_bytes + 24.0 + run_id_len
+        "AG-UI out: gateway CPU per event {ws_us:.2} µs (wsc protocol {legacy_us:.2} µs), \
+         per delivered event with 10 readers {fanout_us:.2} µs; bytes per text delta: \
+         payload {ws_bytes:.1} (upstream SSE text {sse_bytes:.1}, allowed {:.1}), \
+         on the wire {ws_wire:.1} (upstream {sse_wire:.1}, allowed {:.1})",
+        sse_bytes + 24.0 + run_id_len,
+        sse_wire + 24.0 + run_id_len,
     );
     println!(
         "{}",
@@ -601,6 +652,8 @@ fn ag_ui_costs(
             "cpu_us_per_delivered_event_10_readers": fanout_us,
             "ws_bytes_per_delta": ws_bytes,
             "sse_bytes_per_delta": sse_bytes,
+            "ws_wire_bytes_per_delta": ws_wire,
+            "sse_wire_bytes_per_delta": sse_wire,
             "run_id_len": run_id_len,
         })
     );

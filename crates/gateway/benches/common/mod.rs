@@ -103,7 +103,8 @@ impl Drop for Server {
     }
 }
 
-fn clock_ticks() -> f64 {
+/// The system's clock ticks per second (the unit of /proc's CPU times).
+pub fn clock_ticks() -> f64 {
     Command::new("getconf")
         .arg("CLK_TCK")
         .output()
