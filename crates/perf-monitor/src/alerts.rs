@@ -150,16 +150,7 @@ impl PerformanceMonitor {
         if !self.config.alert_enabled {
             return;
         }
-        let critical = if high_is_bad {
-            value > 2.0 * thr
-        } else {
-            value < thr / 2.0
-        };
-        let severity = if critical {
-            AlertSeverity::Critical
-        } else {
-            AlertSeverity::Warning
-        };
+        let severity = AlertSeverity::of_breach(value, thr, high_is_bad);
         if let Some(active) = c.alerts.iter_mut().find(|a| a.alert.alert_type == kind) {
             active.last_breach = now;
             let a = &mut active.alert;

@@ -89,8 +89,8 @@ pub use prometheus_client;
 pub use sampler::{ProcessSampler, ResourceSampler, ResourceUsage, resident_memory_bytes};
 pub use types::{
     AlertEvent, AlertSeverity, AlertType, ConnectionInfo, LatencyMeasurement, PerformanceAlert,
-    PerformanceMetrics, PerformanceOutlier, PerformanceRating, PerformanceReport, SystemMetrics,
-    ThroughputMetrics,
+    PerformanceMetrics, PerformanceOutlier, PerformanceRating, PerformanceReport, Rated,
+    SystemMetrics, ThroughputMetrics,
 };
 
 // The README's code is compiled and run as doctests.

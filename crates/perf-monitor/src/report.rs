@@ -9,7 +9,7 @@ use wsc_core::Timestamp;
 use crate::monitor::PerformanceMonitor;
 use crate::state::{ActiveAlert, Conn, Counters, entry_bytes, lock, ms};
 use crate::types::{
-    AlertSeverity, AlertType, PerformanceOutlier, PerformanceRating, PerformanceReport,
+    AlertSeverity, AlertType, PerformanceOutlier, PerformanceRating, PerformanceReport, Rated,
     SystemMetrics, ThroughputMetrics,
 };
 
@@ -36,7 +36,6 @@ impl PerformanceMonitor {
         t: &ThroughputMetrics,
         now: Timestamp,
     ) -> PerformanceReport {
-        let th = &self.config.thresholds;
         let p95 = ms(c.histogram.quantile_us(0.95));
         let avg = ms(c.histogram.mean_us());
         let processed = c.message_count + c.errors;
@@ -45,56 +44,20 @@ impl PerformanceMonitor {
         } else {
             c.errors as f64 / processed as f64
         };
-        let (lt, et) = (th.max_message_latency_ms, th.max_error_rate);
-        let mut rating = if p95 <= lt / 4.0 && error_rate <= et / 10.0 {
-            PerformanceRating::Excellent
-        } else if p95 <= lt / 2.0 && error_rate <= et / 2.0 {
-            PerformanceRating::Good
-        } else if p95 <= lt && error_rate <= et {
-            PerformanceRating::Fair
-        } else {
-            PerformanceRating::Poor
-        };
         let low_throughput = c
             .alerts
             .iter()
-            .any(|a| a.alert.alert_type == AlertType::LowThroughput);
-        if low_throughput {
-            rating = rating.max(PerformanceRating::Fair);
-        }
-        let mut recs = Vec::new();
-        if p95 > lt / 2.0 {
-            recs.push(format!(
-                "p95 latency is {p95:.1} ms against a {lt:.0} ms threshold: check the agent's response time and \
-                 the network path, and batch small frames"
-            ));
-        }
-        if error_rate > et / 2.0 {
-            recs.push(format!(
-                "{:.1} % of messages failed (threshold {:.1} %): inspect the connection's error frames",
-                error_rate * 100.0,
-                et * 100.0
-            ));
-        }
-        if low_throughput {
-            recs.push(format!(
-                "throughput is {:.2} msg/s, under the {:.2} msg/s minimum: check for a stalled client or agent",
-                t.window_messages_per_second, th.min_throughput_messages_per_second
-            ));
-        }
-        if c.connection_time_ms
-            .is_some_and(|h| h > th.max_connection_time_ms)
-        {
-            recs.push(
-                "the handshake was slow: check authentication and TLS termination".to_owned(),
-            );
-        }
-        if recs.is_empty() && rating >= PerformanceRating::Fair {
-            recs.push(
-                "latency and errors are close to their thresholds: watch this connection's alerts"
-                    .to_owned(),
-            );
-        }
+            .any(|a| a.alert.alert_type == AlertType::LowThroughput)
+            .then_some(t.window_messages_per_second);
+        let (rating, recs) = PerformanceRating::rate(
+            &Rated {
+                p95_latency_ms: p95,
+                error_rate,
+                low_throughput,
+                connection_time_ms: c.connection_time_ms,
+            },
+            &self.config.thresholds,
+        );
         PerformanceReport {
             connection_id: id.to_owned(),
             total_messages: c.message_count,

@@ -1,5 +1,6 @@
 //! Snapshots, alerts and reports.
 
+use crate::config::PerformanceThresholds;
 use std::fmt;
 
 use serde::Serialize;
@@ -177,6 +178,30 @@ pub enum AlertSeverity {
 }
 
 impl AlertSeverity {
+    /// The severity of `value` measured against `threshold`, once it is
+    /// over it (`high_is_bad`: a latency, a memory size) or under it (a
+    /// throughput): [`Critical`](Self::Critical) beyond twice the
+    /// threshold (under half of it), else [`Warning`](Self::Warning).
+    ///
+    /// ```
+    /// use wsc_perf_monitor::AlertSeverity;
+    /// assert_eq!(AlertSeverity::of_breach(1_500.0, 1_000.0, true), AlertSeverity::Warning);
+    /// assert_eq!(AlertSeverity::of_breach(2_500.0, 1_000.0, true), AlertSeverity::Critical);
+    /// assert_eq!(AlertSeverity::of_breach(4.0, 10.0, false), AlertSeverity::Critical);
+    /// ```
+    pub fn of_breach(value: f64, threshold: f64, high_is_bad: bool) -> AlertSeverity {
+        let critical = if high_is_bad {
+            value > 2.0 * threshold
+        } else {
+            value < threshold / 2.0
+        };
+        if critical {
+            AlertSeverity::Critical
+        } else {
+            AlertSeverity::Warning
+        }
+    }
+
     /// `"info"`, `"warning"` or `"critical"`.
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -250,6 +275,76 @@ pub enum PerformanceRating {
 }
 
 impl PerformanceRating {
+    /// A connection's rating and what to do about it, from what was
+    /// measured: its p95 latency and error rate against their thresholds
+    /// (excellent within a quarter of the latency threshold and a tenth of
+    /// the error rate's, good within half of each, fair within them, else
+    /// poor), at best fair with `low_throughput` (a low-throughput alert
+    /// is active). Fair and poor always carry at least one
+    /// recommendation.
+    ///
+    /// ```
+    /// use wsc_perf_monitor::{PerformanceRating, PerformanceThresholds, Rated};
+    /// let thresholds = PerformanceThresholds::default();
+    /// let rated = PerformanceRating::rate(&Rated::default(), &thresholds);
+    /// assert_eq!(rated.0, PerformanceRating::Excellent);
+    /// let slow = Rated { p95_latency_ms: 900.0, ..Rated::default() };
+    /// let (rating, advice) = PerformanceRating::rate(&slow, &thresholds);
+    /// assert_eq!(rating, PerformanceRating::Fair);
+    /// assert!(!advice.is_empty());
+    /// ```
+    pub fn rate(measured: &Rated, thresholds: &PerformanceThresholds) -> (Self, Vec<String>) {
+        let (p95, error_rate) = (measured.p95_latency_ms, measured.error_rate);
+        let (lt, et) = (thresholds.max_message_latency_ms, thresholds.max_error_rate);
+        let mut rating = if p95 <= lt / 4.0 && error_rate <= et / 10.0 {
+            PerformanceRating::Excellent
+        } else if p95 <= lt / 2.0 && error_rate <= et / 2.0 {
+            PerformanceRating::Good
+        } else if p95 <= lt && error_rate <= et {
+            PerformanceRating::Fair
+        } else {
+            PerformanceRating::Poor
+        };
+        if measured.low_throughput.is_some() {
+            rating = rating.max(PerformanceRating::Fair);
+        }
+        let mut recs = Vec::new();
+        if p95 > lt / 2.0 {
+            recs.push(format!(
+                "p95 latency is {p95:.1} ms against a {lt:.0} ms threshold: check the agent's response time and \
+                 the network path, and batch small frames"
+            ));
+        }
+        if error_rate > et / 2.0 {
+            recs.push(format!(
+                "{:.1} % of messages failed (threshold {:.1} %): inspect the connection's error frames",
+                error_rate * 100.0,
+                et * 100.0
+            ));
+        }
+        if let Some(rate) = measured.low_throughput {
+            recs.push(format!(
+                "throughput is {rate:.2} msg/s, under the {:.2} msg/s minimum: check for a stalled client or agent",
+                thresholds.min_throughput_messages_per_second
+            ));
+        }
+        if measured
+            .connection_time_ms
+            .is_some_and(|h| h > thresholds.max_connection_time_ms)
+        {
+            recs.push(
+                "the handshake was slow: check authentication and TLS termination".to_owned(),
+            );
+        }
+        if recs.is_empty() && rating >= PerformanceRating::Fair {
+            recs.push(
+                "latency and errors are close to their thresholds: watch this connection's alerts"
+                    .to_owned(),
+            );
+        }
+        (rating, recs)
+    }
+
     /// `"excellent"`, `"good"`, `"fair"` or `"poor"`.
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -259,6 +354,20 @@ impl PerformanceRating {
             PerformanceRating::Poor => "poor",
         }
     }
+}
+
+/// What a connection's rating is made of ([`PerformanceRating::rate`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Rated {
+    /// The p95 of its message latencies, milliseconds.
+    pub p95_latency_ms: f64,
+    /// The share of its messages that failed, 0 to 1.
+    pub error_rate: f64,
+    /// Its throughput (messages per second) while a low-throughput alert
+    /// is active, else `None`.
+    pub low_throughput: Option<f64>,
+    /// Its handshake time, milliseconds, once established.
+    pub connection_time_ms: Option<f64>,
 }
 
 /// A connection's performance report.

@@ -74,6 +74,7 @@ mod keyed;
 #[cfg(feature = "tower")]
 mod layer;
 mod limiter;
+mod log;
 mod store;
 mod window;
 
@@ -85,6 +86,7 @@ pub use keyed::{AdaptiveRateLimiter, EndpointRateLimiter, check_rate_limit, norm
 #[cfg(feature = "tower")]
 pub use layer::{KeyBy, KeyFn, RateLimitLayer, RateLimitService};
 pub use limiter::{CleanupHandle, ConnectionPermit, UserRateLimitState, WebSocketRateLimiter};
+pub use log::SlidingLog;
 pub use store::{FallbackStore, MemoryStore, RateLimitStore, WindowRequest};
 pub use window::{WindowDecision, WindowLimit};
 
