@@ -12,6 +12,7 @@ mod cycles;
 mod fuzz;
 mod provision;
 mod publish;
+mod python;
 mod redis;
 mod soak;
 
@@ -46,6 +47,10 @@ Tasks:
           every library crate has the metadata crates.io shows (description,
           license, repository, homepage, documentation, readme, keywords,
           categories) and `cargo package` verifies each (also run by ci)
+  python  the legacy Python package (crates/python): its wheel built with
+          maturin into target/wheels/ (`--release` for an optimized one),
+          installed into target/pyenv, its pytest suite and the
+          examples/python-legacy app run against it (also run by ci)
   cluster a local Redis Cluster (3 masters + 3 replicas on free ports) until
           Enter; ci starts one for the cluster tests (WSC_REDIS_CLUSTER_URL)
   help    print this help
@@ -62,6 +67,7 @@ fn main() -> ExitCode {
         Some("soak") => soak::soak(&args[1..]),
         Some("cluster") => redis::cluster(),
         Some("publish-check") => publish::publish_check(),
+        Some("python") => python::python(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
             ExitCode::SUCCESS

@@ -9,13 +9,22 @@ use std::process::Command;
 use crate::{is_root, root, which};
 
 /// What the venv needs: `websockets` for the cross-language client test,
-/// and the example agent backends' requirements (`examples/*/requirements.txt`:
-/// the official `ag-ui-protocol` package, Starlette, uvicorn).
+/// the example agent backends' requirements (`examples/*/requirements.txt`:
+/// the official `ag-ui-protocol` package, Starlette, uvicorn), and what the
+/// legacy Python package's wheel is built and tested with (maturin, pytest,
+/// pytest-asyncio, Hypothesis, its dependency psutil, and `limits`, the
+/// anchor of its benchmark).
 pub(crate) const PYTHON_PACKAGES: &[&str] = &[
     "websockets>=13,<18",
     "ag-ui-protocol>=1,<2",
     "starlette>=0.40,<2",
     "uvicorn>=0.30,<1",
+    "maturin>=1.5,<2",
+    "pytest>=8,<10",
+    "pytest-asyncio>=0.23,<2",
+    "hypothesis>=6,<7",
+    "psutil>=5.9",
+    "limits>=3,<6",
 ];
 
 /// Makes sure a Python with [`PYTHON_PACKAGES`] exists for the gateway's
@@ -41,7 +50,8 @@ pub(crate) fn prepare_python() -> Result<PathBuf, String> {
     let has = Command::new(&python)
         .args([
             "-c",
-            "import websockets, ag_ui.core, ag_ui.encoder, starlette, uvicorn",
+            "import websockets, ag_ui.core, ag_ui.encoder, starlette, uvicorn, maturin, pytest, \
+             pytest_asyncio, hypothesis, psutil, limits",
         ])
         .stderr(std::process::Stdio::null())
         .status()

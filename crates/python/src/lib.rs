@@ -221,6 +221,33 @@ impl MessageLog {
         ))
     }
 
+    /// The legacy limiter's one call per message: one more message at
+    /// `now` against its message window (`window_seconds`, `window_limit`
+    /// with the burst allowance) and the hour (`hour_limit`), recorded when
+    /// admitted. `None` when admitted, else `(refusing window: 0 the message
+    /// window, 1 the hour, seconds until both admit again)`.
+    fn admit_message(
+        &mut self,
+        now: f64,
+        window_seconds: f64,
+        window_limit: u32,
+        hour_limit: u32,
+    ) -> PyResult<Option<(usize, f64)>> {
+        let now = instant(now)?;
+        let window = Duration::try_from_secs_f64(window_seconds).map_err(|_| {
+            PyValueError::new_err(format!("{window_seconds} is not a window length"))
+        })?;
+        let windows = [
+            WindowLimit::new(window, window_limit),
+            WindowLimit::new(Duration::from_secs(3600), hour_limit),
+        ];
+        let d = self.log.admit(now, &windows);
+        Ok((!d.admitted).then(|| {
+            let (_, window, retry) = decision(&d, now);
+            (window.unwrap_or(0), retry.unwrap_or(0.0))
+        }))
+    }
+
     /// Drops the entries no window counts from `now` on; for each entry
     /// before, whether it was kept.
     fn retain_needed(&mut self, now: f64, windows_spec: Vec<(f64, u32)>) -> PyResult<Vec<bool>> {

@@ -111,12 +111,13 @@ impl SlidingLog {
                 continue;
             }
             let after = now - window.length;
-            let mut counted: Vec<Timestamp> =
-                self.times.iter().copied().filter(|t| *t > after).collect();
             let limit = window.limit as usize;
-            if counted.len() < limit {
+            // Counted first without a copy: most decisions admit.
+            if self.times.iter().filter(|t| **t > after).count() < limit {
                 continue;
             }
+            let mut counted: Vec<Timestamp> =
+                self.times.iter().copied().filter(|t| *t > after).collect();
             // Below the limit once the (count - limit + 1) oldest have
             // left: the newest of those leaves at its time + length.
             let last_to_leave = counted.len() - limit;

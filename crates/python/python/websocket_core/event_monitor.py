@@ -11,6 +11,7 @@ session for the next call.
 """
 
 import asyncio
+import time
 from datetime import datetime
 from typing import Any, Dict, List, Optional
 
@@ -40,12 +41,35 @@ class EventTiming:
     """When one event was recorded, and the milliseconds since the one before
     (for the first, since tracking began)."""
 
-    __slots__ = ("event_type", "timestamp", "latency_ms")
+    __slots__ = ("event_type", "_at", "_since", "_timestamp")
 
     def __init__(self, event_type: MessageType, timestamp: datetime, latency_ms: Optional[float]) -> None:
         self.event_type = event_type
-        self.timestamp = timestamp
-        self.latency_ms = latency_ms
+        self._timestamp = timestamp
+        self._at = _clock.seconds(timestamp)
+        self._since = self._at - (latency_ms or 0.0) / 1000.0
+
+    @classmethod
+    def _recorded(cls, event_type: MessageType, at: float, since: float) -> "EventTiming":
+        # The hot path: plain seconds, the datetime made when first read.
+        timing = cls.__new__(cls)
+        timing.event_type = event_type
+        timing._at = at
+        timing._since = since
+        timing._timestamp = None
+        return timing
+
+    @property
+    def timestamp(self) -> datetime:
+        """When the event was recorded (aware UTC)."""
+        if self._timestamp is None:
+            self._timestamp = _clock.from_seconds(self._at)
+        return self._timestamp
+
+    @property
+    def latency_ms(self) -> float:
+        """Milliseconds since the event before (the first: since tracking began)."""
+        return max(0.0, (self._at - self._since) * 1000.0)
 
     def __repr__(self) -> str:
         return f"EventTiming({self.event_type.name}, {self.timestamp.isoformat()}, {self.latency_ms!r})"
@@ -102,6 +126,10 @@ class EventMetrics:
         )
 
 
+_time = time.time
+_recorded = EventTiming._recorded
+
+
 def _ms(later: datetime, earlier: datetime) -> float:
     return (_clock.seconds(later) - _clock.seconds(earlier)) * 1000.0
 
@@ -152,12 +180,11 @@ class WebSocketEventMonitor:
         tracker = self._session_trackers.get(session_id)
         if tracker is None:
             raise EventValidationError(f"unknown session {session_id!r}: start tracking it first")
-        now = _clock.now()
+        now = _time()
         timings = tracker.event_timings
-        previous = timings[-1].timestamp if timings else tracker.started_at
-        latency = max(0.0, (now - previous).total_seconds() * 1000.0)
+        since = timings[-1]._at if timings else _clock.seconds(tracker.started_at)
         tracker.events_received.append(message)
-        timings.append(EventTiming(message.message_type, now, latency))
+        timings.append(_recorded(message.message_type, now, since))
 
     async def validate_session_completion(self, session_id: str) -> bool:
         """Judges the run: raises ``MissingCriticalEventError`` if a critical

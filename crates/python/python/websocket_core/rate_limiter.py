@@ -9,6 +9,7 @@ log (Rust), which mirrors the list entry for entry.
 """
 
 import asyncio
+import time
 from datetime import datetime
 from typing import Any, Dict, Iterable, List, Optional
 
@@ -22,6 +23,10 @@ __all__ = [
 ]
 
 _HOUR = 3600.0
+_time = time.time
+_fromtimestamp = datetime.fromtimestamp
+_UTC = _clock.UTC
+_append = list.append
 
 
 class RateLimitExceededException(Exception):
@@ -102,10 +107,6 @@ class _LiveTimestamps(list):
 
     def _resync(self) -> None:
         self._log.replace([_clock.seconds(t) for t in self])
-
-    def _admit(self, moment: datetime) -> None:
-        # The native log recorded it already.
-        list.append(self, moment)
 
 
 def _resyncing(name: str) -> Any:
@@ -227,16 +228,26 @@ class WebSocketRateLimiter:
         state = self._user_states.get(user_id)
         if state is None:
             state = self._state(user_id)
-        moment = _clock.now()
-        admitted, window, retry = state._log.admit(moment.timestamp(), self.config._windows())
-        if not admitted:
+        c = self.config
+        per_minute = c.max_messages_per_minute
+        now = _time()
+        refused = state._log.admit_message(
+            now,
+            c.message_window_seconds,
+            per_minute + c.burst_allowance if per_minute else 0,
+            c.max_messages_per_hour,
+        )
+        if refused is not None:
+            window, retry = refused
             state.violation_count += 1
             which = "per minute" if window == 0 else "per hour"
             raise RateLimitExceededException(
-                f"message rate limit exceeded for user {user_id!r} ({which}): retry in {retry or 0.0:.3f} s",
+                f"message rate limit exceeded for user {user_id!r} ({which}): retry in {retry:.3f} s",
                 retry_after=retry,
             )
-        state._timestamps._admit(moment)
+        # The native log recorded it; the live list gets its datetime.
+        moment = _fromtimestamp(now, _UTC)
+        _append(state._timestamps, moment)
         state.last_activity = moment
 
     async def _cleanup_expired_data(self) -> int:
