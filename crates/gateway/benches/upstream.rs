@@ -123,6 +123,10 @@ async fn start_gateway(upstream: SocketAddr) -> SocketAddr {
             limits: wsc_server::LimitsConfig {
                 max_messages_per_minute: 0,
                 max_messages_per_hour: 0,
+                // Every request of the bench comes from one address (the
+                // SSE path's thousands of POSTs among them).
+                max_handshakes_per_ip: 0,
+                max_messages_per_ip_per_minute: Some(0),
                 ..Default::default()
             },
             http: wsc_server::HttpConfig {
@@ -186,6 +190,11 @@ async fn read_sse(
     mut on_event: impl FnMut(&str) -> bool,
 ) {
     let response = client.request(request).await.expect("an answer");
+    assert!(
+        response.status().is_success(),
+        "refused: {}",
+        response.status()
+    );
     let mut body = response.into_body();
     let mut reader = StreamReader::new(StreamFormat::Sse);
     while let Some(frame) = body.frame().await {
@@ -320,7 +329,8 @@ async fn ag_ui_sse_run(
 /// chunk's size line and closing CRLF, shared by the events of a chunk).
 async fn upstream_bytes_per_delta(upstream: SocketAddr) -> (f64, f64) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let body = json!({"runId": "bytes", "messages": [{"role": "user", "content": "go"}]}).to_string();
+    let body =
+        json!({"runId": "bytes", "messages": [{"role": "user", "content": "go"}]}).to_string();
     let mut socket = TcpStream::connect(upstream).await.expect("connect");
     let request = format!(
         "POST /run HTTP/1.1\r\nHost: {upstream}\r\nContent-Type: application/json\r\n\
@@ -340,7 +350,10 @@ async fn upstream_bytes_per_delta(upstream: SocketAddr) -> (f64, f64) {
     let (mut text, mut wire, mut deltas) = (0f64, 0f64, 0u64);
     let mut rest = &raw[head_end..];
     loop {
-        let line_end = rest.windows(2).position(|w| w == b"\r\n").expect("a size line");
+        let line_end = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("a size line");
         let size = usize::from_str_radix(&String::from_utf8_lossy(&rest[..line_end]), 16)
             .expect("a chunk size");
         if size == 0 {
@@ -459,7 +472,8 @@ fn bench(c: &mut Criterion) {
                 let start = Instant::now();
                 for _ in 0..iters {
                     agui_runs += 1;
-                    ag_ui_ws_run(&mut agui_ws, &format!("ws-{agui_runs}"), None).await;
+                    let got = ag_ui_ws_run(&mut agui_ws, &format!("ws-{agui_runs}"), None).await;
+                    assert_eq!(got, DELTAS as u64 + 4, "a whole run");
                 }
                 start.elapsed()
             })
@@ -471,7 +485,10 @@ fn bench(c: &mut Criterion) {
                 let start = Instant::now();
                 for _ in 0..iters {
                     agui_runs += 1;
-                    ag_ui_sse_run(&client, gateway, &format!("sse-{agui_runs}")).await;
+                    let got = ag_ui_sse_run(&client, gateway, &format!("sse-{agui_runs}")).await;
+                    // A refusal (a body with no events) must not pass for
+                    // a fast run.
+                    assert_eq!(got, DELTAS as u64 + 4, "a whole run");
                 }
                 start.elapsed()
             })
@@ -526,11 +543,7 @@ fn bench(c: &mut Criterion) {
 /// CPU per delivered event with ten readers of each run, and the wire
 /// bytes per text delta beside the upstream's SSE bytes. One JSON line
 /// (`"ag_ui": true`) for `cargo xtask bench`.
-fn ag_ui_costs(
-    rt: &Runtime,
-    upstream: SocketAddr,
-    url: &str,
-) {
+fn ag_ui_costs(rt: &Runtime, upstream: SocketAddr, url: &str) {
     const RUNS: u64 = 20;
     const ROUNDS: u64 = 5;
     let events = RUNS * (DELTAS as u64 + 4);
