@@ -862,6 +862,32 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
         Err(e) => failures.push(e),
     }
 
+    match crate::python::bench_line(quick) {
+        Ok(v) => {
+            let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+            let _ = writeln!(
+                md,
+                "\n## The legacy Python package (`crates/python`)\n\n\
+                 From Python, the optimized wheel: `record_message` of `websocket_core.rate_limiter` \
+                 beside the `limits` package's moving-window limiter on its memory storage, the \
+                 same limits (60 a minute, 1 000 an hour), {} admissions of {} users taking \
+                 turns (best of 3); `record_event` of `websocket_core.event_monitor` per call.\n\n\
+                 | call | ours | anchor | ratio | goal | met |\n|---|---:|---:|---:|---|---|\n\
+                 | `record_message`, decisions/s | {:.0} | `limits` {:.0} | {:.2}× | ≥ 5× | {} |\n\
+                 | `record_event`, per call | {:.2} µs | — | — | ≤ 2 µs | {} |",
+                v["decisions"],
+                v["users"],
+                f("record_message_per_second"),
+                f("limits_moving_window_per_second"),
+                f("ratio"),
+                if f("ratio") >= 5.0 { "yes" } else { "**no**" },
+                f("record_event_us"),
+                if f("record_event_us") <= 2.0 { "yes" } else { "**no**" },
+            );
+        }
+        Err(e) => failures.push(e),
+    }
+
     let _ = writeln!(
         md,
         "\nWhy the goals marked **no** are missed, with the profiles that show it: \

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use crate::provision::{prepare_chromium, prepare_python, prepare_typescript};
 use crate::redis::{start_redis, start_redis_cluster};
-use crate::{cargo, cycles, publish, root, target_dir};
+use crate::{cargo, cycles, publish, python, root, target_dir};
 
 /// One step of a task: a cargo command with extra environment.
 pub(crate) struct Step {
@@ -93,12 +93,16 @@ pub(crate) fn ci() -> ExitCode {
         eprintln!("xtask ci: step `examples` failed: {e}");
         return ExitCode::from(1);
     }
+    if let Err(e) = python::build_and_test(&python, false) {
+        eprintln!("xtask ci: step `python` failed: {e}");
+        return ExitCode::from(1);
+    }
     if publish::publish_check() != ExitCode::SUCCESS {
         eprintln!("xtask ci: step `publish-check` failed");
         return ExitCode::from(1);
     }
     println!(
-        "xtask ci: every step passed ({} cargo steps, the examples, publish-check) in {:.0?}",
+        "xtask ci: every step passed ({} cargo steps, the examples, the Python package, publish-check) in {:.0?}",
         steps.len(),
         started.elapsed()
     );

@@ -89,6 +89,7 @@ print(
         {
             "python_legacy": True,
             "decisions": decisions,
+            "users": USERS,
             "record_message_per_second": round(ours),
             "limits_moving_window_per_second": round(anchor),
             "ratio": round(ours / anchor, 2),
