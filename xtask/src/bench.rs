@@ -882,7 +882,11 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
                 f("ratio"),
                 if f("ratio") >= 5.0 { "yes" } else { "**no**" },
                 f("record_event_us"),
-                if f("record_event_us") <= 2.0 { "yes" } else { "**no**" },
+                if f("record_event_us") <= 2.0 {
+                    "yes"
+                } else {
+                    "**no**"
+                },
             );
         }
         Err(e) => failures.push(e),

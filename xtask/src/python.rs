@@ -54,7 +54,14 @@ pub(crate) fn build_and_test(python: &Path, release: bool) -> Result<(), String>
     println!("==> [python] pip install {}", wheel.display());
     run(
         Command::new(python)
-            .args(["-m", "pip", "install", "--quiet", "--force-reinstall", "--no-deps"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--force-reinstall",
+                "--no-deps",
+            ])
             .arg(&wheel),
         "pip install",
     )?;
@@ -84,7 +91,14 @@ pub(crate) fn bench_line(quick: bool) -> Result<serde_json::Value, String> {
     let _ = std::fs::remove_dir_all(&wheels);
     run(
         Command::new(&python)
-            .args(["-m", "maturin", "build", "--quiet", "--release", "--interpreter"])
+            .args([
+                "-m",
+                "maturin",
+                "build",
+                "--quiet",
+                "--release",
+                "--interpreter",
+            ])
             .arg(&python)
             .arg("--out")
             .arg(&wheels)
@@ -100,13 +114,26 @@ pub(crate) fn bench_line(quick: bool) -> Result<serde_json::Value, String> {
         .ok_or_else(|| format!("maturin wrote no wheel into {}", wheels.display()))?;
     run(
         Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "--force-reinstall", "--no-deps"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--force-reinstall",
+                "--no-deps",
+            ])
             .arg(&wheel),
         "pip install",
     )?;
     let mut bench = Command::new(&python);
     bench
-        .arg(root().join("crates").join("python").join("bench").join("bench_legacy.py"))
+        .arg(
+            root()
+                .join("crates")
+                .join("python")
+                .join("bench")
+                .join("bench_legacy.py"),
+        )
         .current_dir(target_dir());
     if quick {
         bench.arg("--quick");
