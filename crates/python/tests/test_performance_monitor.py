@@ -183,3 +183,14 @@ async def test_system_metrics_and_outliers():
     assert system.average_system_latency_ms >= 0 and system.system_throughput_messages_per_second > 0
     assert [o.connection_id for o in system.performance_outliers] == ["d"]
     assert system.performance_outliers[0].average_latency_ms > 2 * system.average_system_latency_ms
+
+
+@pytest.mark.asyncio
+async def test_concurrent_messages_lose_no_count():
+    import asyncio
+
+    m = WebSocketPerformanceMonitor()
+    metrics = await tracked(m)
+    await asyncio.gather(*(asyncio.create_task(m.record_message_processed("c", stamped(0.01)))
+                           for _ in range(100)))
+    assert metrics.message_count == 100 and len(metrics.latency_measurements) == 100
