@@ -386,17 +386,39 @@ impl EventSink {
             let terminal = frames.iter().any(|f| f.message_type.is_terminal());
             log.push(Arc::from(event), terminal, self.services.clock.now());
         }
-        // Charged above, as the agent sent it.
+        // Charged above, as the agent sent it. A run without a session has
+        // no reader of legacy frames: its text deltas and progress frames
+        // are only counted (the run's progress, the event monitor), not
+        // built; its lifecycle frames are published as any run's.
+        let session_less = self.run.id.session.is_none();
         for f in frames {
-            if !self.run.admit(f.message_type)
-                || !self
-                    .publish(f.message_type, Value::Object(f.payload), false)
-                    .await
-            {
+            if !self.run.admit(f.message_type) {
+                return Ok(false);
+            }
+            let t = f.message_type;
+            if session_less && !t.is_critical() && !t.is_terminal() {
+                self.count(t);
+                continue;
+            }
+            if !self.publish(t, Value::Object(f.payload), false).await {
                 return Ok(false);
             }
         }
         Ok(true)
+    }
+
+    /// Records an event no one reads as a frame: in the run's progress and
+    /// the event monitor (its type and time; a non-lifecycle event's
+    /// payload plays no part in either).
+    fn count(&self, event: MessageType) {
+        let now = self.services.clock.now();
+        self.run.record(event, &Value::Null, now);
+        let message =
+            WebSocketMessage::new(event, Value::Object(Default::default())).with_timestamp(now);
+        let _ = self
+            .services
+            .monitor
+            .record_event(&self.run.id.run_id, message);
     }
 
     /// Ends a run over its caps with `agent_error {code:

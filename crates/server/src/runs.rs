@@ -695,6 +695,55 @@ mod tests {
         }))
     }
 
+    /// A run started over AG-UI has no session: its text deltas are not
+    /// built into frames, yet every mapped event counts — in the run's
+    /// progress and in the event monitor.
+    #[tokio::test]
+    async fn a_session_less_ag_ui_run_counts_every_event() {
+        let table = Arc::new(table_of(4));
+        let run = Arc::new(Run::new(crate::run::RunIdentity {
+            user: "ana".into(),
+            run_id: "r".into(),
+            agent_name: "assistant".into(),
+            session: None,
+            thread_id: None,
+            started_at: at(0),
+        }));
+        let _slot = table.register(run.clone()).expect("registered");
+        let monitor = &table.services.monitor;
+        monitor.start_session_tracking("r", wsc_event_monitor::AgentSession::new("ana"));
+        let sink = EventSink {
+            run: run.clone(),
+            services: table.services.clone(),
+        };
+        let mut events = vec![
+            json!({"type": "RUN_STARTED", "threadId": "t", "runId": "r"}),
+            json!({"type": "TEXT_MESSAGE_START", "messageId": "m", "role": "assistant"}),
+        ];
+        for n in 0..3 {
+            events.push(
+                json!({"type": "TEXT_MESSAGE_CONTENT", "messageId": "m", "delta": format!("w{n}")}),
+            );
+        }
+        events.push(json!({"type": "STATE_SNAPSHOT", "snapshot": {}}));
+        events.push(json!({"type": "TEXT_MESSAGE_END", "messageId": "m"}));
+        events.push(json!({"type": "RUN_FINISHED", "threadId": "t", "runId": "r"}));
+        for e in &events {
+            assert!(
+                sink.emit_ag_ui(&e.to_string())
+                    .await
+                    .expect("a valid event")
+            );
+        }
+        // agent_started, agent_thinking, three chunks, one progress frame,
+        // agent_completed.
+        assert_eq!(run.progress().events, 7);
+        let tracker = monitor.tracker("r").expect("tracked");
+        assert_eq!(tracker.total_events, 7);
+        let last = run.progress().last.map(|(t, _)| t);
+        assert_eq!(last, Some(MessageType::AgentCompleted));
+    }
+
     fn start(table: &Arc<RunTable>, user: &str, run_id: &str) -> Option<RunSlot> {
         table.register(new_run(user, run_id, "s", 0))
     }
