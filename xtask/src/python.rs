@@ -28,6 +28,64 @@ pub(crate) fn python(args: &[String]) -> ExitCode {
 /// the suite.
 pub(crate) fn build_and_test(python: &Path, release: bool) -> Result<(), String> {
     let started = Instant::now();
+    build_and_install(python, release)?;
+    // From the crate's directory the tests would import the sources, not
+    // the installed wheel: run them from elsewhere.
+    let tests = root().join("crates").join("python").join("tests");
+    let example = root().join("examples").join("python-legacy");
+    println!("==> [python] pytest (the package's suite and the example app) against the wheel");
+    run(
+        Command::new(python)
+            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-c"])
+            .arg(root().join("crates").join("python").join("pyproject.toml"))
+            .arg(&tests)
+            .arg(&example)
+            .current_dir(target_dir()),
+        "pytest",
+    )?;
+    println!("<== [python] ok in {:.1?}", started.elapsed());
+    Ok(())
+}
+
+/// `cargo xtask bench`'s Python row: an optimized wheel installed into the
+/// venv, then `crates/python/bench/bench_legacy.py`; its JSON line.
+pub(crate) fn bench_line(quick: bool) -> Result<serde_json::Value, String> {
+    let python = prepare_python()?;
+    build_and_install(&python, true)?;
+    let mut bench = Command::new(&python);
+    bench
+        .arg(
+            root()
+                .join("crates")
+                .join("python")
+                .join("bench")
+                .join("bench_legacy.py"),
+        )
+        .current_dir(target_dir());
+    if quick {
+        bench.arg("--quick");
+    }
+    let output = bench
+        .output()
+        .map_err(|e| format!("the Python benchmark could not start: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "the Python benchmark failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .ok_or_else(|| format!("no JSON line from the Python benchmark: {stdout}"))
+}
+
+/// Builds the wheel into `target/wheels/` (optimized with `release`, else
+/// in the dev profile the tests step has compiled for) and installs it into
+/// `python`'s venv in place of any earlier one.
+fn build_and_install(python: &Path, release: bool) -> Result<(), String> {
     let wheels = target_dir().join("wheels");
     let _ = std::fs::remove_dir_all(&wheels);
     println!("==> [python] maturin build into {}", wheels.display());
@@ -64,95 +122,7 @@ pub(crate) fn build_and_test(python: &Path, release: bool) -> Result<(), String>
             ])
             .arg(&wheel),
         "pip install",
-    )?;
-    // From the crate's directory the tests would import the sources, not
-    // the installed wheel: run them from elsewhere.
-    let tests = root().join("crates").join("python").join("tests");
-    let example = root().join("examples").join("python-legacy");
-    println!("==> [python] pytest (the package's suite and the example app) against the wheel");
-    run(
-        Command::new(python)
-            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-c"])
-            .arg(root().join("crates").join("python").join("pyproject.toml"))
-            .arg(&tests)
-            .arg(&example)
-            .current_dir(target_dir()),
-        "pytest",
-    )?;
-    println!("<== [python] ok in {:.1?}", started.elapsed());
-    Ok(())
-}
-
-/// `cargo xtask bench`'s Python row: an optimized wheel installed into the
-/// venv, then `crates/python/bench/bench_legacy.py`; its JSON line.
-pub(crate) fn bench_line(quick: bool) -> Result<serde_json::Value, String> {
-    let python = prepare_python()?;
-    let wheels = target_dir().join("wheels");
-    let _ = std::fs::remove_dir_all(&wheels);
-    run(
-        Command::new(&python)
-            .args([
-                "-m",
-                "maturin",
-                "build",
-                "--quiet",
-                "--release",
-                "--interpreter",
-            ])
-            .arg(&python)
-            .arg("--out")
-            .arg(&wheels)
-            .arg("--manifest-path")
-            .arg(root().join("crates").join("python").join("Cargo.toml"))
-            .current_dir(root()),
-        "maturin build --release",
-    )?;
-    let wheel = std::fs::read_dir(&wheels)
-        .map_err(|e| format!("no wheel in {}: {e}", wheels.display()))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "whl"))
-        .ok_or_else(|| format!("maturin wrote no wheel into {}", wheels.display()))?;
-    run(
-        Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--force-reinstall",
-                "--no-deps",
-            ])
-            .arg(&wheel),
-        "pip install",
-    )?;
-    let mut bench = Command::new(&python);
-    bench
-        .arg(
-            root()
-                .join("crates")
-                .join("python")
-                .join("bench")
-                .join("bench_legacy.py"),
-        )
-        .current_dir(target_dir());
-    if quick {
-        bench.arg("--quick");
-    }
-    let output = bench
-        .output()
-        .map_err(|e| format!("the Python benchmark could not start: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "the Python benchmark failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .ok_or_else(|| format!("no JSON line from the Python benchmark: {stdout}"))
+    )
 }
 
 fn run(command: &mut Command, what: &str) -> Result<(), String> {

@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional
 import psutil
 
 from . import _clock, _native
+from ._values import ValueConfig
 from .types import MessageType
 
 __all__ = [
@@ -37,7 +38,7 @@ __all__ = [
 _LOW_THROUGHPUT_AFTER_SECONDS = 60.0
 
 
-class PerformanceThresholds:
+class PerformanceThresholds(ValueConfig):
     """Alert thresholds. Compares by value."""
 
     __slots__ = (
@@ -62,19 +63,6 @@ class PerformanceThresholds:
         self.max_memory_usage_mb = max_memory_usage_mb
         self.max_cpu_usage_percent = max_cpu_usage_percent
 
-    def _values(self) -> tuple:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, PerformanceThresholds):
-            return NotImplemented
-        return self._values() == other._values()
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
-        return f"PerformanceThresholds({fields})"
 
 
 class LatencyMeasurement:

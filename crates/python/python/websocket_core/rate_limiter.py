@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Dict, Iterable, List, Optional
 
 from . import _clock, _native
+from ._values import ValueConfig
 
 __all__ = [
     "RateLimitConfig",
@@ -39,7 +40,7 @@ class RateLimitExceededException(Exception):
         self.retry_after = retry_after
 
 
-class RateLimitConfig:
+class RateLimitConfig(ValueConfig):
     """The limits. Compares by value."""
 
     __slots__ = (
@@ -69,20 +70,6 @@ class RateLimitConfig:
         self.message_window_seconds = message_window_seconds
         self.burst_allowance = burst_allowance
         self.cleanup_inactive_after_seconds = cleanup_inactive_after_seconds
-
-    def _values(self) -> tuple:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, RateLimitConfig):
-            return NotImplemented
-        return self._values() == other._values()
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
-        return f"RateLimitConfig({fields})"
 
     def _windows(self) -> List[tuple]:
         # (seconds, limit): the message window with the burst allowance,

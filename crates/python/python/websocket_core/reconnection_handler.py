@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Dict, List, Optional
 
 from . import _clock, _native
+from ._values import ValueConfig
 
 __all__ = [
     "MaxRetriesExceededException",
@@ -31,7 +32,7 @@ class MaxRetriesExceededException(Exception):
     """Every reconnection try failed."""
 
 
-class ReconnectionConfig:
+class ReconnectionConfig(ValueConfig):
     """Retry and session settings. Compares by value."""
 
     __slots__ = (
@@ -62,19 +63,6 @@ class ReconnectionConfig:
         self.message_buffer_max_size = message_buffer_max_size
         self.jitter_factor = jitter_factor
 
-    def _values(self) -> tuple:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ReconnectionConfig):
-            return NotImplemented
-        return self._values() == other._values()
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
-        return f"ReconnectionConfig({fields})"
 
 
 class ReconnectionSession:
