@@ -15,10 +15,10 @@
 //! from websocket_core import _native
 //!
 //! log = _native.MessageLog()
-//! minute = [(60.0, 2)]  # (window seconds, limit)
-//! assert log.admit(0.0, minute) == (True, None, None)
-//! assert log.admit(1.0, minute) == (True, None, None)
-//! assert log.admit(2.0, minute) == (False, 0, 58.0)  # admitted again at 60 s
+//! # One message more at t seconds: 2 a minute, 1 000 an hour.
+//! assert log.admit_message(0.0, 60.0, 2, 1000) is None
+//! assert log.admit_message(1.0, 60.0, 2, 1000) is None
+//! assert log.admit_message(2.0, 60.0, 2, 1000) == (0, 58.0)  # admitted again at 60 s
 //! assert _native.backoff_delay(1.0, 2.0, 30.0, 3) == 8.0
 //! ```
 
@@ -195,28 +195,12 @@ impl MessageLog {
         Ok(())
     }
 
-    /// Entries after `now - seconds`.
-    fn count_within(&self, now: f64, seconds: f64) -> PyResult<usize> {
-        let length = Duration::try_from_secs_f64(seconds)
-            .map_err(|_| PyValueError::new_err(format!("{seconds} is not a window length")))?;
-        Ok(self.log.count_within(instant(now)?, length))
-    }
-
     /// Whether one more message at `now` fits every window: `(admitted,
     /// refusing window, retry after seconds)`; records nothing.
     fn decide(&self, now: f64, windows_spec: Vec<(f64, u32)>) -> PyResult<Decision> {
         let now = instant(now)?;
         Ok(decision(
             &self.log.decide(now, &windows(&windows_spec)?),
-            now,
-        ))
-    }
-
-    /// [`decide`](Self::decide), recording `now` when admitted.
-    fn admit(&mut self, now: f64, windows_spec: Vec<(f64, u32)>) -> PyResult<Decision> {
-        let now = instant(now)?;
-        Ok(decision(
-            &self.log.admit(now, &windows(&windows_spec)?),
             now,
         ))
     }

@@ -1,4 +1,4 @@
-"""Config classes that compare by value."""
+"""Config classes that compare by value, and records filled by keyword."""
 
 from typing import Any
 
@@ -21,3 +21,13 @@ class ValueConfig:
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
         return f"{type(self).__name__}({fields})"
+
+
+class Record:
+    """A record whose every field (``__slots__``) is given by keyword."""
+
+    __slots__: Any = ()
+
+    def __init__(self, **fields: Any) -> None:
+        for name in self.__slots__:
+            setattr(self, name, fields[name])

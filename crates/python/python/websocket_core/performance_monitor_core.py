@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional
 import psutil
 
 from . import _clock, _native
-from ._values import ValueConfig
+from ._values import Record, ValueConfig
 from .types import MessageType
 
 __all__ = [
@@ -153,7 +153,7 @@ class ThroughputMetrics:
         self.peak_messages_per_second = peak_messages_per_second
 
 
-class PerformanceReport:
+class PerformanceReport(Record):
     """A connection's report: its numbers, a rating (``excellent``,
     ``good``, ``fair``, ``poor``) and what to do (never empty for fair and
     poor)."""
@@ -169,10 +169,6 @@ class PerformanceReport:
         "optimization_recommendations",
     )
 
-    def __init__(self, **fields: Any) -> None:
-        for name in self.__slots__:
-            setattr(self, name, fields[name])
-
 
 class PerformanceOutlier:
     """A connection whose average latency is over twice the system's."""
@@ -185,7 +181,7 @@ class PerformanceOutlier:
         self.system_average_latency_ms = system_average_latency_ms
 
 
-class SystemMetrics:
+class SystemMetrics(Record):
     """Every tracked connection together."""
 
     __slots__ = (
@@ -195,10 +191,6 @@ class SystemMetrics:
         "system_throughput_messages_per_second",
         "performance_outliers",
     )
-
-    def __init__(self, **fields: Any) -> None:
-        for name in self.__slots__:
-            setattr(self, name, fields[name])
 
 
 class _Tracking:
@@ -332,8 +324,18 @@ class WebSocketPerformanceMonitor:
             _clock.now(),
             getattr(message, "message_type", None),
         )
-        metrics.latency_measurements.append(measurement)
-        self._summarize(metrics)
+        measurements = metrics.latency_measurements
+        measurements.append(measurement)
+        # Running statistics: a message costs no pass over the window's
+        # measurements; a report and a clean-up recompute them all
+        # (_summarize) from what the live list holds.
+        n = len(measurements)
+        if n == 1:
+            metrics.average_latency_ms = metrics.min_latency_ms = metrics.max_latency_ms = latency
+        else:
+            metrics.average_latency_ms += (latency - metrics.average_latency_ms) / n
+            metrics.min_latency_ms = min(metrics.min_latency_ms, latency)
+            metrics.max_latency_ms = max(metrics.max_latency_ms, latency)
         threshold = self.thresholds.max_message_latency_ms
         if latency > threshold:
             self._alert(connection_id, "high_latency", latency, threshold, True)

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Dict, List, Optional
 
 from . import _clock, _native
-from ._values import ValueConfig
+from ._values import Record, ValueConfig
 
 __all__ = [
     "MaxRetriesExceededException",
@@ -119,7 +119,7 @@ class ReconnectionState:
         )
 
 
-class ReconnectionMetrics:
+class ReconnectionMetrics(Record):
     """A session's disconnections and reconnections."""
 
     __slots__ = (
@@ -129,10 +129,6 @@ class ReconnectionMetrics:
         "failed_reconnections",
         "average_reconnection_time_seconds",
     )
-
-    def __init__(self, **fields: Any) -> None:
-        for name in self.__slots__:
-            setattr(self, name, fields[name])
 
 
 class _Counts:
