@@ -822,7 +822,8 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
                     "\n## AG-UI clients: direct and through the gateway\n\n\
                      A fast local AG-UI backend (a tool call and 200 text deltas per run), {} users \
                      at once × {} runs each, in one Node process; the release gateway in its own; \
-                     median of {} rounds taking turns. Text deltas per second:\n\n\
+                     {} rounds taking turns: the median of each mode's rates, and of each \
+                     round's ratio. Text deltas per second:\n\n\
                      | client | direct | through the gateway | ratio | goal | met |\n|---|---:|---:|---:|---|---|\n\
                      | lean (fetch, split SSE, JSON.parse), `POST /ag-ui` | {} | {} | {:.2} | ≥ 0.8 | {} |\n\
                      | lean WebSocket (`ws`, JSON.parse), AG-UI dialect | {} | {} | {:.2} | ≥ 0.8 | {} |\n\

@@ -9,7 +9,8 @@
 //     gateway,
 //   - `WscAgent` on the gateway.
 // USERS users at once, RUNS runs each, one after another; the modes take
-// turns for ROUNDS rounds and the median of each is reported. Given the
+// turns for ROUNDS rounds and the median of each is reported (a ratio of
+// two modes: the median of its rounds' ratios). Given the
 // gateway's process id and the system's clock ticks per second, also the
 // gateway's CPU per event it passed through in each gateway mode (its
 // utime + stime from /proc, median of the rounds). Prints one JSON line.
@@ -190,7 +191,11 @@ if (gatewayPid) {
     if (name.endsWith("_gateway")) cpuOut[name] = Number(median(values).toFixed(2));
   }
 }
-const ratio = (a: string, b: string) => Number(((out[a] ?? 0) / (out[b] || 1)).toFixed(3));
+// A ratio is the median of the rounds' ratios: the modes of a round run
+// back to back, so a change in the machine's speed between rounds (it is
+// shared) cancels out.
+const ratio = (a: string, b: string) =>
+  Number(median((results[a] ?? []).map((v, round) => v / (results[b]?.[round] || 1))).toFixed(3));
 process.stdout.write(
   `${JSON.stringify({
     ag_ui_clients: true,

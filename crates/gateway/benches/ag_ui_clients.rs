@@ -91,7 +91,7 @@ fn main() {
     let (users, runs, rounds) = if quick {
         ("20", "5", "1")
     } else {
-        ("50", "10", "3")
+        ("50", "10", "5")
     };
     common::node_bench(
         "dist/bench/ag-ui.js",

@@ -104,6 +104,9 @@ pub(crate) struct RunLog {
     last: watch::Sender<(u64, bool)>,
     /// Readers following it now.
     readers: std::sync::atomic::AtomicUsize,
+    /// Batches appending now ([`RunLog::batch`]): readers are woken when
+    /// the last one ends, not per event.
+    batches: std::sync::atomic::AtomicUsize,
     /// When it was made or last lost its last reader.
     unread_since: Mutex<Timestamp>,
 }
@@ -131,6 +134,7 @@ impl RunLog {
             }),
             last: watch::Sender::new((0, false)),
             readers: std::sync::atomic::AtomicUsize::new(0),
+            batches: std::sync::atomic::AtomicUsize::new(0),
             unread_since: Mutex::new(now),
         }
     }
@@ -187,8 +191,42 @@ impl RunLog {
         }
         let number = held.first + held.events.len() as u64 - 1;
         drop(held);
-        self.last.send_replace((number, terminal));
+        // Within a batch, the readers are woken once at its end (the end
+        // of a run at once).
+        if terminal || self.batches.load(std::sync::atomic::Ordering::Acquire) == 0 {
+            self.last.send_replace((number, terminal));
+        }
         Some(number)
+    }
+
+    /// Starts a batch of appends: until the returned guard is dropped,
+    /// appending does not wake the run's readers; dropping it wakes them
+    /// once for all it appended. What a runner appends from one read of
+    /// its agent's stream reaches each reader as one read (one write to
+    /// its client), not one wake-up per event.
+    pub(crate) fn batch(self: &Arc<Self>) -> Batch {
+        self.batches
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Batch { log: self.clone() }
+    }
+
+    /// Wakes the readers if events were appended since the last wake-up.
+    fn wake(&self) {
+        let held = self.held();
+        let last = (
+            held.first + held.events.len() as u64 - 1,
+            held.ended_at.is_some(),
+        );
+        drop(held);
+        // Only forward: an append outside a batch may have woken them
+        // for a later event meanwhile.
+        self.last.send_if_modified(|seen| {
+            let newer = last.0 > seen.0 || (last.1 && !seen.1);
+            if newer {
+                *seen = last;
+            }
+            newer
+        });
     }
 
     /// The number of the oldest event held.
@@ -241,6 +279,26 @@ impl RunLog {
     /// change (what a reader that waits many times keeps).
     pub(crate) fn changes(&self) -> watch::Receiver<(u64, bool)> {
         self.last.subscribe()
+    }
+}
+
+/// A batch of appends to a run's log ([`RunLog::batch`]): its readers are
+/// woken when it is dropped.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    log: Arc<RunLog>,
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        if self
+            .log
+            .batches
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            self.log.wake();
+        }
     }
 }
 
@@ -755,6 +813,36 @@ mod tests {
         assert!(!ending.is_finished());
         log.push(text("end"), true, at(1));
         ending.await.unwrap();
+    }
+
+    #[test]
+    fn a_batch_wakes_its_readers_once_at_its_end() {
+        let log = Arc::new(log_of(1 << 20));
+        let mut changes = log.changes();
+        changes.mark_unchanged();
+        {
+            let _outer = log.batch();
+            let inner = log.batch();
+            for e in ["a", "b", "c"] {
+                log.push(text(e), false, at(0));
+            }
+            drop(inner);
+            assert!(!changes.has_changed().unwrap(), "no wake-up within a batch");
+        }
+        assert!(changes.has_changed().unwrap(), "its end wakes them");
+        assert_eq!(
+            *changes.borrow_and_update(),
+            (3, false),
+            "once, for all three"
+        );
+        // An empty batch wakes no one; the end of a run wakes them at once.
+        drop(log.batch());
+        assert!(!changes.has_changed().unwrap());
+        let batch = log.batch();
+        log.push(text("end"), true, at(1));
+        assert_eq!(*changes.borrow_and_update(), (4, true));
+        drop(batch);
+        assert!(!changes.has_changed().unwrap());
     }
 
     #[test]

@@ -212,7 +212,15 @@ impl Run {
     fn map_ag_ui(&self, event: &str) -> Result<Vec<MappedFrame>, UpstreamError> {
         let mut mapper = self.ag_ui.lock().unwrap_or_else(|p| p.into_inner());
         mapper
-            .get_or_insert_with(|| Box::new(AgUiMapper::new()))
+            .get_or_insert_with(|| {
+                // A run without a session has no reader of legacy frames:
+                // they are only counted.
+                Box::new(if self.id.session.is_none() {
+                    AgUiMapper::counting()
+                } else {
+                    AgUiMapper::new()
+                })
+            })
             .push_event(event)
     }
 
@@ -405,6 +413,14 @@ impl EventSink {
             }
         }
         Ok(true)
+    }
+
+    /// Holds back the wake-ups of the run's AG-UI readers until the guard
+    /// is dropped (`None` for a run without AG-UI readers): a runner emits
+    /// what it read from its agent at once as one batch, which each reader
+    /// then reads (and writes to its client) at once.
+    pub(crate) fn batch(&self) -> Option<crate::agui::Batch> {
+        self.run.log.as_ref().map(crate::agui::RunLog::batch)
     }
 
     /// Records an event no one reads as a frame: in the run's progress and

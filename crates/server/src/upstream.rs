@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::FutureExt;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
@@ -14,6 +15,10 @@ use serde_json::{Value, json};
 use wsc_upstream::{AgentProtocol, StreamFormat, StreamReader, UpstreamMapper};
 
 use crate::run::{AgentRequest, AgentRunner, EventSink};
+
+/// At most this many events of an agent's stream reach a run's readers in
+/// one wake-up.
+const BATCH_EVENTS: usize = 256;
 
 /// Where and how to reach an upstream agent backend.
 #[derive(Clone, PartialEq, Eq)]
@@ -205,15 +210,38 @@ impl HttpAgent {
         // The idle timeout counts events, not bytes: a backend dripping a
         // byte now and then without completing an event is idle.
         let mut deadline = tokio::time::Instant::now() + idle;
+        // What the agent sent at once (every chunk at hand, up to
+        // BATCH_EVENTS events) reaches the run's readers together: they
+        // are woken when the gateway would wait for the agent.
+        let (mut batch, mut batched) = (None, 0);
         loop {
-            let frame = tokio::time::timeout_at(deadline, body.frame())
-                .await
-                .map_err(|_| {
-                    Failure::new(
-                        "upstream_timeout",
-                        format!("no event from the agent for {} s", idle.as_secs_f64()),
-                    )
-                })?;
+            let mut ready = body.frame().now_or_never();
+            if ready.is_none() && batch.is_some() {
+                // Let the connection's task read what the agent has sent
+                // meanwhile (hyper hands a body over chunk by chunk).
+                tokio::task::yield_now().await;
+                ready = body.frame().now_or_never();
+            }
+            let frame = match ready {
+                Some(frame) if batched < BATCH_EVENTS => frame,
+                ready => {
+                    (batch, batched) = (None, 0);
+                    match ready {
+                        Some(frame) => frame,
+                        None => tokio::time::timeout_at(deadline, body.frame())
+                            .await
+                            .map_err(|_| {
+                                Failure::new(
+                                    "upstream_timeout",
+                                    format!("no event from the agent for {} s", idle.as_secs_f64()),
+                                )
+                            })?,
+                    }
+                }
+            };
+            if batch.is_none() {
+                batch = sink.batch();
+            }
             let (events, done) = match frame {
                 None => (reader.finish(), true),
                 Some(Err(e)) => {
@@ -231,6 +259,7 @@ impl HttpAgent {
             if !events.is_empty() {
                 deadline = tokio::time::Instant::now() + idle;
             }
+            batched += events.len();
             for text in events {
                 let go_on = match self.config.protocol {
                     // AG-UI: the run checks, keeps and maps the event.

@@ -2,6 +2,7 @@
 //! streams them) turned into wsc lifecycle frames, per the mapping in
 //! the project's `docs/agents.md`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
@@ -141,8 +142,28 @@ pub struct AgUiMapper {
     ended: bool,
     calls: HashMap<String, Call>,
     text: String,
+    /// Frames only counted: text deltas and progress without payloads.
+    counting: bool,
     /// AG-UI's rules, checked on the event's text (`push_event`).
     rules: wsc_event_monitor::AgUiRules,
+}
+
+/// The `messageId` and `delta` of an event given as its text, if it is a
+/// `TEXT_MESSAGE_CONTENT` with both as strings: read into its fields, not
+/// into a [`Value`] (most events of a run are this one). `None` for any
+/// other event.
+pub(crate) fn text_content(text: &str) -> Option<(Cow<'_, str>, Cow<'_, str>)> {
+    #[derive(serde::Deserialize)]
+    struct Content<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Cow<'a, str>,
+        #[serde(rename = "messageId", borrow)]
+        message_id: Cow<'a, str>,
+        #[serde(borrow)]
+        delta: Cow<'a, str>,
+    }
+    let content: Content<'_> = serde_json::from_str(text).ok()?;
+    (content.kind == "TEXT_MESSAGE_CONTENT").then_some((content.message_id, content.delta))
 }
 
 fn str_field<'a>(event: &'a Value, kind: &str, field: &'static str) -> Result<&'a str, AgUiError> {
@@ -159,6 +180,30 @@ impl AgUiMapper {
     /// A mapper for a new run.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A mapper for a run whose frames are only counted, not read: the
+    /// same frames, in the same order, with the same errors, but text
+    /// deltas (`agent_response_chunk`) and progress (`agent_progress`)
+    /// carry no payload, and `agent_completed` no `result` text.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use wsc_core::MessageType;
+    /// use wsc_upstream::AgUiMapper;
+    ///
+    /// let mut run = AgUiMapper::counting();
+    /// run.push(&json!({"type": "RUN_STARTED", "threadId": "t", "runId": "r"})).unwrap();
+    /// let delta = json!({"type": "TEXT_MESSAGE_CONTENT", "messageId": "m", "delta": "Hi"});
+    /// let frames = run.push(&delta).unwrap();
+    /// assert_eq!(frames[0].message_type, MessageType::AgentResponseChunk);
+    /// assert!(frames[0].payload.is_empty());
+    /// ```
+    pub fn counting() -> Self {
+        AgUiMapper {
+            counting: true,
+            ..Self::default()
+        }
     }
 
     /// Whether the run's terminal frame was produced.
@@ -193,12 +238,7 @@ impl AgUiMapper {
                 shown.truncate(120);
                 AgUiError::NotAnEvent(shown)
             })?;
-        if self.ended {
-            return Err(AgUiError::AfterEnd(kind.to_owned()));
-        }
-        if !self.started && !matches!(kind, "RUN_STARTED" | "RUN_ERROR") {
-            return Err(AgUiError::NotStarted(kind.to_owned()));
-        }
+        self.admit(kind)?;
         let mut out = Vec::new();
         match kind {
             "RUN_STARTED" if self.started => {
@@ -238,13 +278,7 @@ impl AgUiMapper {
             "TEXT_MESSAGE_CONTENT" => {
                 let message_id = str_field(event, kind, "messageId")?;
                 let delta = str_field(event, kind, "delta")?;
-                if self.text.len() + delta.len() <= MAX_RESULT_TEXT_BYTES {
-                    self.text.push_str(delta);
-                }
-                out.push(MappedFrame::new(
-                    MessageType::AgentResponseChunk,
-                    json!({"message_id": message_id, "delta": delta}),
-                ));
+                out.push(self.text_content(message_id, delta));
             }
             "TOOL_CALL_START" => {
                 let id = str_field(event, kind, "toolCallId")?;
@@ -306,7 +340,11 @@ impl AgUiMapper {
             "STATE_SNAPSHOT" | "STATE_DELTA" | "MESSAGES_SNAPSHOT" | "ACTIVITY_SNAPSHOT"
             | "ACTIVITY_DELTA" | "CUSTOM" | "RAW" => out.push(MappedFrame::new(
                 MessageType::AgentProgress,
-                json!({"ag_ui": event}),
+                if self.counting {
+                    Value::Null
+                } else {
+                    json!({"ag_ui": event})
+                },
             )),
             // TEXT_MESSAGE_END, STEP_FINISHED, chunk events and types this
             // version does not know produce nothing.
@@ -335,6 +373,32 @@ impl AgUiMapper {
         MappedFrame::new(
             MessageType::AgentError,
             json!({"code": code, "message": message}),
+        )
+    }
+
+    /// Whether an event of type `kind` may come now.
+    pub(crate) fn admit(&self, kind: &str) -> Result<(), AgUiError> {
+        if self.ended {
+            return Err(AgUiError::AfterEnd(kind.to_owned()));
+        }
+        if !self.started && !matches!(kind, "RUN_STARTED" | "RUN_ERROR") {
+            return Err(AgUiError::NotStarted(kind.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// A `TEXT_MESSAGE_CONTENT`'s frame (without its payload, and its text
+    /// not kept, when counting).
+    pub(crate) fn text_content(&mut self, message_id: &str, delta: &str) -> MappedFrame {
+        if self.counting {
+            return MappedFrame::new(MessageType::AgentResponseChunk, Value::Null);
+        }
+        if self.text.len() + delta.len() <= MAX_RESULT_TEXT_BYTES {
+            self.text.push_str(delta);
+        }
+        MappedFrame::new(
+            MessageType::AgentResponseChunk,
+            json!({"message_id": message_id, "delta": delta}),
         )
     }
 

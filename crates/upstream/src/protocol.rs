@@ -109,6 +109,14 @@ impl UpstreamMapper for AgUiMapper {
     /// Checks the event against AG-UI's rules ([`AgUiRules`](wsc_event_monitor::AgUiRules)) first: a
     /// broken rule is [`UpstreamError::Protocol`].
     fn push_event(&mut self, text: &str) -> Result<Vec<MappedFrame>, UpstreamError> {
+        // Most events of a run: read without building a `Value`.
+        if let Some((message_id, delta)) = crate::ag_ui::text_content(text) {
+            self.rules_mut()
+                .check(text)
+                .map_err(UpstreamError::Protocol)?;
+            self.admit("TEXT_MESSAGE_CONTENT")?;
+            return Ok(vec![self.text_content(&message_id, &delta)]);
+        }
         let event = json(text)?;
         self.rules_mut()
             .check(text)

@@ -165,23 +165,35 @@ impl StreamReader {
         Ok(out)
     }
 
-    fn read(&mut self, chunk: &[u8], out: &mut Vec<String>) -> Result<(), StreamError> {
-        for &b in chunk {
-            let after_cr = std::mem::replace(&mut self.after_cr, false);
-            match b {
-                b'\n' if after_cr => {} // the LF of a CRLF
-                b'\n' => self.end_line(out)?,
-                b'\r' => {
-                    self.after_cr = true;
-                    self.end_line(out)?;
-                }
-                _ => {
-                    if self.line.len() >= self.limit {
-                        return Err(StreamError::TooLarge { limit: self.limit });
-                    }
-                    self.line.push(b);
-                }
+    fn read(&mut self, mut chunk: &[u8], out: &mut Vec<String>) -> Result<(), StreamError> {
+        while let Some(&first) = chunk.first() {
+            // The LF of a CRLF whose CR ended the previous line.
+            if std::mem::replace(&mut self.after_cr, false) && first == b'\n' {
+                chunk = &chunk[1..];
+                continue;
             }
+            let end = memchr::memchr2(b'\n', b'\r', chunk);
+            let part = &chunk[..end.unwrap_or(chunk.len())];
+            if self.line.len() + part.len() > self.limit {
+                return Err(StreamError::TooLarge { limit: self.limit });
+            }
+            let Some(end) = end else {
+                self.line.extend_from_slice(part);
+                return Ok(());
+            };
+            self.after_cr = chunk[end] == b'\r';
+            if self.line.is_empty() {
+                // The whole line is in this chunk: read in place.
+                self.end_line(part, out)?;
+            } else {
+                let mut line = std::mem::take(&mut self.line);
+                line.extend_from_slice(part);
+                let ended = self.end_line(&line, out);
+                line.clear();
+                self.line = line;
+                ended?;
+            }
+            chunk = &chunk[end + 1..];
         }
         Ok(())
     }
@@ -198,7 +210,8 @@ impl StreamReader {
         }
         let mut out = Vec::new();
         if self.format == StreamFormat::Ndjson && !self.line.is_empty() {
-            self.end_line(&mut out)?;
+            let line = std::mem::take(&mut self.line);
+            self.end_line(&line, &mut out)?;
         }
         self.line.clear();
         self.data.clear();
@@ -206,19 +219,16 @@ impl StreamReader {
         Ok(out)
     }
 
-    fn end_line(&mut self, out: &mut Vec<String>) -> Result<(), StreamError> {
-        let bytes = std::mem::take(&mut self.line);
-        let mut line = String::from_utf8(bytes).map_err(|_| StreamError::NotUtf8)?;
+    fn end_line(&mut self, line: &[u8], out: &mut Vec<String>) -> Result<(), StreamError> {
+        let mut line = std::str::from_utf8(line).map_err(|_| StreamError::NotUtf8)?;
         if !self.started {
             self.started = true;
-            if let Some(rest) = line.strip_prefix('\u{feff}') {
-                line = rest.to_owned();
-            }
+            line = line.strip_prefix('\u{feff}').unwrap_or(line);
         }
         match self.format {
             StreamFormat::Ndjson => {
                 if !line.trim().is_empty() {
-                    out.push(line);
+                    out.push(line.to_owned());
                 }
             }
             StreamFormat::Sse => {
@@ -234,7 +244,7 @@ impl StreamReader {
                 }
                 let (field, value) = match line.split_once(':') {
                     Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-                    None => (line.as_str(), ""),
+                    None => (line, ""),
                 };
                 if field == "data" {
                     let extra = value.len() + usize::from(self.has_data);
@@ -337,6 +347,8 @@ mod tests {
                     "data: [a-z]{0,6}\n\n",
                     "[{]\"n\":[0-9]{1,3}[}]\n",
                     ": [a-z]{0,4}\r\n",
+                    "data: [a-z]{0,3}\r\n",
+                    proptest::strategy::Just("\r".to_owned()),
                     proptest::strategy::Just("\n".to_owned()),
                     proptest::strategy::Just("\u{0}".to_owned()),
                     proptest::strategy::Just("data: xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n\n".to_owned()),
@@ -364,7 +376,10 @@ mod tests {
                 from = p;
             }
             chunks.push(&bytes[from..]);
-            proptest::prop_assert_eq!(read(chunks), whole);
+            proptest::prop_assert_eq!(read(chunks), whole.clone());
+            // Every byte on its own: every line goes through the reader's
+            // line buffer (in one piece, lines are read in place).
+            proptest::prop_assert_eq!(read(bytes.chunks(1).collect()), whole);
         }
     }
 

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use wsc_core::{ManualClock, MessageType, WebSocketMessage};
-use wsc_event_monitor::{AgentSession, EventMonitor, EventMonitorConfig};
-use wsc_upstream::AgUiMapper;
+use wsc_event_monitor::{AgUiRules, AgentSession, EventMonitor, EventMonitorConfig};
+use wsc_upstream::{AgUiMapper, MappedFrame, UpstreamError, UpstreamMapper};
 
 /// One generated event (kept symbolic so the reference can read it).
 #[derive(Clone, Debug, PartialEq)]
@@ -217,5 +217,90 @@ proptest! {
     fn a_mutated_run_is_accepted_iff_well_formed(run in well_formed_run(), m in mutation()) {
         let mutated = apply(run, &m);
         prop_assert_eq!(accepted(&mutated), well_formed(&mutated), "{:?} after {:?}", mutated, m);
+    }
+}
+
+/// A text delta as an agent may send it: well-formed (escapes, other key
+/// orders, extra fields) or not (a field missing, null or not a string, a
+/// duplicated key, not JSON).
+fn text_delta() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z \"\\\\\n\u{e9}]{0,6}".prop_map(|d| json!({"type": "TEXT_MESSAGE_CONTENT", "messageId": "m", "delta": d}).to_string()),
+        "[a-z]{0,4}".prop_map(|d| format!(r#"{{"delta":"{d}","extra":[1,{{"x":null}}],"messageId":"m","type":"TEXT_MESSAGE_CONTENT"}}"#)),
+        Just(r#"{"type":"TEXT_MESSAGE_CONTENT","messageId":"m"}"#.to_owned()),
+        Just(r#"{"type":"TEXT_MESSAGE_CONTENT","messageId":"m","delta":7}"#.to_owned()),
+        Just(r#"{"type":"TEXT_MESSAGE_CONTENT","messageId":null,"delta":"x"}"#.to_owned()),
+        Just(r#"{"type":"TEXT_MESSAGE_CONTENT","messageId":"other","delta":"x"}"#.to_owned()),
+        Just(r#"{"type":"TEXT_MESSAGE_CONTENT","messageId":"m","delta":"a","delta":"b"}"#.to_owned()),
+        Just(r#"{"type":"TEXT_MESSAGE_CONTENT","messageId":"m","delta":"x"} trailing"#.to_owned()),
+    ]
+}
+
+/// What `push_event` gives for each event in turn (an error ends the run).
+fn through_push_event(
+    mut mapper: AgUiMapper,
+    texts: &[String],
+) -> Vec<Result<Vec<MappedFrame>, UpstreamError>> {
+    let mut out = Vec::new();
+    for text in texts {
+        let got = mapper.push_event(text);
+        let failed = got.is_err();
+        out.push(got);
+        if failed {
+            break;
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// `push_event` reads text deltas without a `Value`: for any run with
+    /// any text deltas (malformed ones too) at any place, it gives what
+    /// parsing each event, checking AG-UI's rules and `push` give; a
+    /// counting mapper the same frame types with empty chunk payloads.
+    #[test]
+    fn text_deltas_read_as_text_map_as_values_do(
+        run in well_formed_run(),
+        deltas in proptest::collection::vec((any::<usize>(), text_delta()), 0..6),
+    ) {
+        let mut texts: Vec<String> = run.iter().map(|e| e.json().to_string()).collect();
+        for (at, delta) in deltas {
+            let at = at % texts.len();
+            texts.insert(at, delta);
+        }
+        // The reference: a `Value` for every event.
+        let mut rules = AgUiRules::new();
+        let mut mapper = AgUiMapper::new();
+        let mut expected = Vec::new();
+        for text in &texts {
+            let got = serde_json::from_str::<Value>(text)
+                .map_err(|e| UpstreamError::NotJson(e.to_string()))
+                .and_then(|event| {
+                    rules.check(text).map_err(UpstreamError::Protocol)?;
+                    Ok(mapper.push(&event)?)
+                });
+            let failed = got.is_err();
+            expected.push(got);
+            if failed {
+                break;
+            }
+        }
+        prop_assert_eq!(&through_push_event(AgUiMapper::new(), &texts), &expected);
+        let counted = through_push_event(AgUiMapper::counting(), &texts);
+        prop_assert_eq!(counted.len(), expected.len());
+        for (c, e) in counted.iter().zip(&expected) {
+            match (c, e) {
+                (Ok(c), Ok(e)) => {
+                    let types = |f: &[MappedFrame]| f.iter().map(|f| f.message_type).collect::<Vec<_>>();
+                    prop_assert_eq!(types(c), types(e));
+                    for f in c.iter().filter(|f| f.message_type == MessageType::AgentResponseChunk) {
+                        prop_assert!(f.payload.is_empty());
+                    }
+                }
+                (c, e) => prop_assert_eq!(c, e),
+            }
+        }
     }
 }
