@@ -8,6 +8,8 @@
 pub struct StoreError {
     /// What went wrong.
     pub message: String,
+    /// The store did not answer in time (it may be busy, not gone).
+    pub timed_out: bool,
 }
 
 impl StoreError {
@@ -15,6 +17,21 @@ impl StoreError {
     pub fn new(message: impl Into<String>) -> Self {
         StoreError {
             message: message.into(),
+            timed_out: false,
+        }
+    }
+
+    /// A store that did not answer within its reply timeout.
+    ///
+    /// ```
+    /// use wsc_core::StoreError;
+    /// assert!(StoreError::timeout("redis: timed out").timed_out);
+    /// assert!(!StoreError::new("redis: connection refused").timed_out);
+    /// ```
+    pub fn timeout(message: impl Into<String>) -> Self {
+        StoreError {
+            message: message.into(),
+            timed_out: true,
         }
     }
 }

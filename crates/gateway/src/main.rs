@@ -157,6 +157,13 @@ struct ServeArgs {
     /// it off).
     #[arg(long, env = "WSC_MAX_MESSAGES_PER_IP_PER_MINUTE")]
     max_messages_per_ip_per_minute: Option<u32>,
+    /// WebSocket connections and AG-UI SSE streams this gateway holds at
+    /// once; one more is refused with 503 at_capacity and a Retry-After of
+    /// 1-5 s (default: all but a fifth of the process's open-file limit,
+    /// at least 256 of them left for /health, /metrics, Redis and agent
+    /// requests).
+    #[arg(long, env = "WSC_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: Option<u64>,
     /// Concurrent connections per user.
     #[arg(long, env = "WSC_MAX_CONNECTIONS_PER_USER", default_value_t = 5)]
     max_connections_per_user: u32,
@@ -301,6 +308,22 @@ struct RedisOptions {
     /// Prefix of every Redis key (gateways sharing state use the same).
     #[arg(long, env = "WSC_REDIS_PREFIX", default_value = "wsc:")]
     redis_prefix: String,
+    /// Seconds a Redis command waits for its reply (and a health check's
+    /// PING). A reply that times out alone does not make Redis
+    /// unreachable: the next health check (within 500 ms) decides.
+    #[arg(long, env = "WSC_REDIS_TIMEOUT", default_value = "2", value_parser = parse_timeout)]
+    redis_timeout: Duration,
+}
+
+/// A reply timeout in seconds: more than 0, at most 60.
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(secs > 0.0 && secs <= 60.0) {
+        return Err(format!("{s} s: give more than 0 and at most 60 seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 impl RedisOptions {
@@ -312,6 +335,7 @@ impl RedisOptions {
                 Failure::Open => RedisFailurePolicy::FailOpen,
                 Failure::Closed => RedisFailurePolicy::FailClosed,
             },
+            timeout: self.redis_timeout,
         }
     }
 }
@@ -447,6 +471,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_handshakes_per_ip: args.max_handshakes_per_ip,
             max_messages_per_ip_per_minute: args.max_messages_per_ip_per_minute,
             max_frame_bytes: args.max_frame_bytes,
+            max_connections: args
+                .max_connections
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         },
         sessions: wsc_server::SessionsConfig {
             replay_buffer: args.replay_buffer,
@@ -506,8 +533,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(|u| args.redis_options.settings(u));
     let gateway = gateway_for(config, redis, args.agent.config()).await?;
+    let (_, max_connections) = gateway.connections();
     println!("listening on http://{addr}");
-    tracing::info!(%addr, "gateway started");
+    tracing::info!(%addr, max_connections, "gateway started");
     gateway.serve(listener, shutdown_signal()).await?;
     tracing::info!("gateway stopped");
     Ok(())

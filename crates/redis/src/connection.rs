@@ -57,7 +57,7 @@ impl RedisConnection {
         {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(store_error(e)),
-            Err(_) => Err(StoreError::new(format!(
+            Err(_) => Err(StoreError::timeout(format!(
                 "redis did not answer PING within {timeout:?}"
             ))),
         }
@@ -140,13 +140,31 @@ pub fn hash_slot(key: &[u8]) -> u16 {
     crc16::State::<crc16::XMODEM>::calculate(tagged) % 16_384
 }
 
+/// How long a command waits for Redis's reply by default (and a new
+/// connection for its handshake) before it fails as timed out.
+pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Opens a managed connection: to one Redis for `redis://host:port/db`
 /// (or `rediss://`), to a Redis Cluster for `redis+cluster://h1:p1,h2:p2`
-/// (a seed list: any reachable node tells the client the rest).
+/// (a seed list: any reachable node tells the client the rest). Replies
+/// wait at most [`DEFAULT_REPLY_TIMEOUT`]; see [`connect_with_timeout`].
 ///
 /// # Errors
 /// An invalid URL, or Redis not reachable now.
 pub async fn connect(url: &str) -> Result<RedisConnection, StoreError> {
+    connect_with_timeout(url, DEFAULT_REPLY_TIMEOUT).await
+}
+
+/// [`connect`], each command waiting at most `timeout` for its reply (and
+/// a new connection at most `timeout` for its handshake); a command past
+/// it fails with a [`StoreError`] whose `timed_out` is set.
+///
+/// # Errors
+/// As [`connect`].
+pub async fn connect_with_timeout(
+    url: &str,
+    timeout: Duration,
+) -> Result<RedisConnection, StoreError> {
     if let Some(seeds) = cluster_seeds(url) {
         let nodes: Vec<String> = seeds.iter().map(|node| format!("redis://{node}")).collect();
         if nodes.is_empty() {
@@ -155,8 +173,8 @@ pub async fn connect(url: &str) -> Result<RedisConnection, StoreError> {
             )));
         }
         let client = ClusterClient::builder(nodes)
-            .connection_timeout(Duration::from_secs(1))
-            .response_timeout(Duration::from_secs(1))
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
             .retries(3)
             .build()
             .map_err(store_error)?;
@@ -165,8 +183,8 @@ pub async fn connect(url: &str) -> Result<RedisConnection, StoreError> {
     }
     let client = redis::Client::open(url).map_err(store_error)?;
     let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Duration::from_secs(1))
-        .set_response_timeout(Duration::from_secs(1))
+        .set_connection_timeout(timeout)
+        .set_response_timeout(timeout)
         .set_number_of_retries(2)
         .set_max_delay(200);
     let manager = ConnectionManager::new_with_config(client, config)

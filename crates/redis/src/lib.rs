@@ -48,14 +48,21 @@ mod sessions;
 pub mod testing;
 
 pub use announce::{AnnouncementListener, spawn_announcement_listener, spawn_channel_listener};
-pub use connection::{CLUSTER_SCHEME, RedisConnection, connect, hash_slot};
+pub use connection::{
+    CLUSTER_SCHEME, DEFAULT_REPLY_TIMEOUT, RedisConnection, connect, connect_with_timeout,
+    hash_slot,
+};
 pub use connections::{RedisConnectionCounter, shared_token_secret};
 pub use limiter::{BatchStats, RedisRateLimitStore};
 pub use runs::RedisRunLogs;
 pub use sessions::{RedisSessionConfig, RedisSessionStore};
 
 pub(crate) fn store_error(e: redis::RedisError) -> StoreError {
-    StoreError::new(format!("redis: {e}"))
+    if e.is_timeout() {
+        StoreError::timeout(format!("redis: {e}"))
+    } else {
+        StoreError::new(format!("redis: {e}"))
+    }
 }
 
 // The README's code is compiled and run as doctests.

@@ -95,6 +95,10 @@ pub(crate) async fn run(
         Ok(user) => user,
         Err(refused) => return *refused,
     };
+    // A place for the stream first: no run is started that no one can read.
+    let Some(place) = state.capacity.take() else {
+        return crate::stream::at_capacity(&state);
+    };
     // Read only now, the user known: at most MAX_INPUT_BYTES, within the
     // body timeout.
     let body = match crate::stream::read_body(&state, body, MAX_INPUT_BYTES).await {
@@ -116,7 +120,7 @@ pub(crate) async fn run(
         Err(e) => return refusal(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()),
     };
     match open_run(&state, &user, run).await {
-        Ok(source) => stream(source, 0),
+        Ok(source) => stream(source, 0, place),
         Err(refused) => refused.into_response(),
     }
 }
@@ -154,6 +158,9 @@ pub(crate) async fn events(
             );
         }
     };
+    let Some(place) = state.capacity.take() else {
+        return crate::stream::at_capacity(&state);
+    };
     let Some(mut source) = RunSource::find(&state, &user, &run_id) else {
         return refusal(
             StatusCode::NOT_FOUND,
@@ -165,7 +172,7 @@ pub(crate) async fn events(
         // A reader that has the run's last event: nothing more will come.
         // 204 is what stops a browser's EventSource from reconnecting.
         Ok(read) if read.ended && read.events.is_empty() => StatusCode::NO_CONTENT.into_response(),
-        Ok(_) => stream(source, after),
+        Ok(_) => stream(source, after, place),
         Err(SourceError::Gone(ReadError::Gone { after, oldest })) => {
             refusal(StatusCode::GONE, "gone", gone_message(after, oldest))
         }
@@ -225,6 +232,8 @@ const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 struct Reader {
     source: RunSource,
     last: u64,
+    /// Its place under the gateway's connection cap.
+    _place: crate::capacity::Place,
 }
 
 /// The last message of a stream that cannot go on: an SSE `error` event,
@@ -239,10 +248,11 @@ fn error_event(code: &str, message: String) -> Bytes {
 /// store stays unreachable) gets a last `event: error` message saying so,
 /// never a silent gap. The reader counts as following the run while the
 /// response lives.
-fn stream(source: RunSource, after: u64) -> Response {
+fn stream(source: RunSource, after: u64, place: crate::capacity::Place) -> Response {
     let reader = Reader {
         source,
         last: after,
+        _place: place,
     };
     let body = futures_util::stream::unfold(Some(reader), |reader| async move {
         let mut reader = reader?;

@@ -120,7 +120,7 @@ pub(crate) async fn open_run(
             // A gateway runs (or ran) it: read it from the store.
             Ok(RunClaim::Held(_)) => return Ok(RunSource::remote(state, user, &run_id)),
             Err(e) if state.shared.fail_closed() => {
-                state.shared.store_failed();
+                state.shared.store_failed(&e);
                 return Err(Refused(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
@@ -129,7 +129,7 @@ pub(crate) async fn open_run(
             }
             Err(e) => {
                 // Fail open: the run is read here only.
-                state.shared.store_failed();
+                state.shared.store_failed(&e);
                 tracing::warn!(error = %e, "claiming an AG-UI run in the store failed: it is read on this gateway only");
             }
         }

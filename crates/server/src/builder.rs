@@ -94,7 +94,7 @@ impl GatewayBuilder {
         let redis = match self.redis {
             None => None,
             Some(settings) => {
-                let conn = wsc_redis::connect(&settings.url).await?;
+                let conn = wsc_redis::connect_with_timeout(&settings.url, settings.timeout).await?;
                 let secret = wsc_redis::shared_token_secret(&conn, &settings.prefix).await?;
                 Some((settings, conn, secret))
             }
@@ -280,6 +280,7 @@ impl Gateway {
                     ),
                     runs: wsc_redis::RedisRunLogs::new(conn.clone(), settings.prefix.clone()),
                     url: settings.url.clone(),
+                    ping_timeout: settings.timeout,
                     redis: conn,
                     channel,
                     limiter_store,
@@ -346,6 +347,7 @@ impl Gateway {
             shutdown,
             shutdown_tx,
             open_sockets: watch::Sender::new(()),
+            capacity: crate::capacity::Capacity::new(config.limits.effective_max_connections()),
             config,
             clock,
             telemetry: Telemetry::new(),
@@ -402,6 +404,13 @@ impl Gateway {
     /// The configuration.
     pub fn config(&self) -> &GatewayConfig {
         &self.state.config
+    }
+
+    /// The connections (WebSocket and AG-UI SSE) it holds now, and the most
+    /// it holds at once ([`LimitsConfig::max_connections`](crate::LimitsConfig::max_connections),
+    /// or the default derived from the open-file limit).
+    pub fn connections(&self) -> (usize, usize) {
+        (self.state.capacity.open(), self.state.capacity.max())
     }
 
     /// The clock the gateway runs on.
@@ -583,10 +592,10 @@ struct RedisBroker {
     url: String,
     channel: String,
     limiter_store: Arc<wsc_rate_limiter::FallbackStore>,
+    /// How long a health check waits for Redis's answer (the reply
+    /// timeout).
+    ping_timeout: std::time::Duration,
 }
-
-/// How long a health check waits for Redis's answer.
-const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[async_trait::async_trait]
 impl Broker for RedisBroker {
@@ -612,7 +621,7 @@ impl Broker for RedisBroker {
     }
 
     async fn ping(&self) -> Result<(), wsc_core::StoreError> {
-        self.redis.ping(PING_TIMEOUT).await
+        self.redis.ping(self.ping_timeout).await
     }
 
     fn deliver_to(&self, sessions: Arc<SessionRegistry>) -> Option<Box<dyn std::any::Any + Send>> {

@@ -197,15 +197,22 @@ pub struct RedisSettings {
     pub prefix: String,
     /// What happens while Redis is unreachable.
     pub failure: RedisFailurePolicy,
+    /// How long a command waits for Redis's reply (default 2 s). A reply
+    /// that times out is not taken as Redis being unreachable on its own
+    /// (a busy Redis, or a busy gateway, answers late): the health check's
+    /// `PING`, within 500 ms, decides.
+    pub timeout: std::time::Duration,
 }
 
 impl RedisSettings {
-    /// Settings for `url` with the default prefix and fail-open.
+    /// Settings for `url` with the default prefix, fail-open and the
+    /// default reply timeout.
     pub fn new(url: impl Into<String>) -> Self {
         RedisSettings {
             url: url.into(),
             prefix: "wsc:".into(),
             failure: RedisFailurePolicy::FailOpen,
+            timeout: wsc_redis::DEFAULT_REPLY_TIMEOUT,
         }
     }
 }
@@ -321,6 +328,25 @@ pub struct LimitsConfig {
     /// The largest client frame; larger ones close the connection with 1009
     /// (default 64 KiB).
     pub max_frame_bytes: usize,
+    /// WebSocket connections and AG-UI SSE streams this gateway holds at
+    /// once; one more is refused before anything is opened for it, with
+    /// 503 `at_capacity` and a `Retry-After` of 1 to 5 s (jittered, so
+    /// refused clients come back spread out). `None` (the default): all
+    /// but a fifth of the process's open-file limit (at least 256 left for
+    /// `/health`, `/metrics`, the store and agent requests), so the
+    /// gateway never runs out of open files.
+    pub max_connections: Option<usize>,
+}
+
+impl LimitsConfig {
+    /// The connection cap in force: [`max_connections`](Self::max_connections),
+    /// else derived from the process's open-file limit (no cap where the
+    /// limit cannot be read).
+    pub fn effective_max_connections(&self) -> usize {
+        self.max_connections.unwrap_or_else(|| {
+            crate::capacity::open_file_limit().map_or(usize::MAX, crate::capacity::cap_for)
+        })
+    }
 }
 
 impl Default for LimitsConfig {
@@ -332,6 +358,7 @@ impl Default for LimitsConfig {
             max_handshakes_per_ip: 120,
             max_messages_per_ip_per_minute: None,
             max_frame_bytes: 64 * 1024,
+            max_connections: None,
         }
     }
 }

@@ -14,7 +14,7 @@ use wsc_core::{
 };
 use wsc_perf_monitor::ConnectionInfo;
 use wsc_rate_limiter::ConnectionPermit;
-use wsc_reconnection::{ResumeRequest, SessionError, SessionRegistry};
+use wsc_reconnection::{SessionRegistry, SessionStart};
 
 use crate::agui_ws::Dialect;
 use crate::dispatch::{Conn, handle_text};
@@ -62,7 +62,12 @@ pub(crate) struct Client {
     pub(crate) connection_id: String,
     /// The client's address (behind trusted proxies, the one they name).
     pub(crate) ip: std::net::IpAddr,
-    pub(crate) resume: Option<ResumeRequest>,
+    /// Whether it asked to resume a session.
+    pub(crate) resumed_asked: bool,
+    /// Its session, started (or resumed) before the upgrade.
+    pub(crate) session: SessionOpening,
+    /// Its place in the user's count across gateways.
+    pub(crate) slot: Slot,
     pub(crate) permit: ConnectionPermit,
     /// An application's handler (the axum adapter): it receives the
     /// client's requests. Without one (the gateway's `/ws`), requests
@@ -70,6 +75,51 @@ pub(crate) struct Client {
     pub(crate) on_open: Option<OnOpen>,
     /// The protocol it speaks.
     pub(crate) dialect: Dialect,
+}
+
+/// A session started (or resumed) for a client whose upgrade has not
+/// completed yet: started before the upgrade, so a session the store
+/// cannot give is refused with an HTTP status, and the first frame of
+/// every upgraded connection is `connection_established`. If the upgrade
+/// never completes (the client went away), dropping it detaches the
+/// session, which stays resumable and expires as any other.
+pub(crate) struct SessionOpening {
+    registry: Arc<SessionRegistry>,
+    start: Option<SessionStart>,
+}
+
+impl SessionOpening {
+    pub(crate) fn new(registry: Arc<SessionRegistry>, start: SessionStart) -> Self {
+        SessionOpening {
+            registry,
+            start: Some(start),
+        }
+    }
+
+    /// The registry and the start, for the connection that now serves it.
+    fn take(mut self) -> Option<(Arc<SessionRegistry>, SessionStart)> {
+        let start = self.start.take()?;
+        Some((self.registry.clone(), start))
+    }
+}
+
+impl Drop for SessionOpening {
+    fn drop(&mut self) {
+        let Some(start) = self.start.take() else {
+            return;
+        };
+        let registry = self.registry.clone();
+        let (session_id, attachment) =
+            (start.attached.session_id.clone(), start.attached.attachment);
+        drop(start);
+        // Outside any runtime (a test dropping it late) the session is
+        // left attached until it is resumed, as after a crash.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = registry.detach(&session_id, attachment).await;
+            });
+        }
+    }
 }
 
 /// What the connection calls once the session exists.
@@ -145,36 +195,16 @@ async fn open(state: Arc<AppState>, socket: WebSocket, client: Client) -> Option
         user,
         connection_id,
         ip,
-        resume,
+        resumed_asked,
+        session,
+        slot: shared_slot,
         permit,
         on_open,
         dialect,
     } = client;
+    let (registry, start) = session.take()?;
     state.counters.connections.fetch_add(1, Ordering::Relaxed);
-    let shared_slot = state.shared.hold(&user, &connection_id);
-    let (registry, started) = state.shared.start_session(&user, resume.as_ref()).await;
-    let start = match started {
-        Ok(start) => start,
-        Err(e) => {
-            let (mut sink, _) = socket.split();
-            let code = match e {
-                SessionError::TooManySessions(_) | SessionError::TooManySessionsForUser(_) => {
-                    ErrorCode::RateLimited
-                }
-                _ => ErrorCode::Internal,
-            };
-            let frame = code.frame(e.to_string());
-            let _ = sink.send(Message::Text(serialize(&frame).into())).await;
-            let _ = sink
-                .send(Message::Close(Some(CloseFrame {
-                    code: CloseCode::TRY_AGAIN_LATER.0,
-                    reason: "session unavailable".into(),
-                })))
-                .await;
-            return None;
-        }
-    };
-    if resume.is_some() {
+    if resumed_asked {
         let counter = if start.resumed {
             &state.counters.resumes
         } else {

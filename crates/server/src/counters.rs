@@ -36,6 +36,8 @@ impl Ids {
 pub(crate) struct Counters {
     pub(crate) connections: AtomicU64,
     pub(crate) refused_handshakes: AtomicU64,
+    pub(crate) at_capacity: AtomicU64,
+    pub(crate) redis_timeouts: AtomicU64,
     pub(crate) rate_limited: AtomicU64,
     pub(crate) resumes: AtomicU64,
     pub(crate) resumes_refused: AtomicU64,
@@ -67,6 +69,10 @@ pub struct GatewayStats {
     pub connections: u64,
     /// Handshakes refused (401, 429, 503).
     pub refused_handshakes: u64,
+    /// Connections and SSE streams refused because the gateway held as
+    /// many as it may (503 `at_capacity`, see
+    /// [`LimitsConfig::max_connections`](crate::LimitsConfig::max_connections)).
+    pub at_capacity: u64,
     /// Client frames refused by the rate limiter.
     pub rate_limited: u64,
     /// Sessions resumed.
@@ -87,6 +93,10 @@ pub struct GatewayStats {
     pub sessions_moved: u64,
     /// Redis calls that failed.
     pub redis_errors: u64,
+    /// Redis calls that failed because the reply did not come within the
+    /// reply timeout (counted in `redis_errors` too; alone they do not
+    /// make Redis unreachable).
+    pub redis_timeouts: u64,
     /// Sessions started in this node's memory while Redis was unreachable.
     pub local_fallback_sessions: u64,
     /// Connections closed for not sending a complete request head within
@@ -106,6 +116,8 @@ impl Default for Counters {
         Counters {
             connections: AtomicU64::new(0),
             refused_handshakes: AtomicU64::new(0),
+            at_capacity: AtomicU64::new(0),
+            redis_timeouts: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
             resumes: AtomicU64::new(0),
             resumes_refused: AtomicU64::new(0),
@@ -154,6 +166,13 @@ impl Counters {
         self.store_up.load(Ordering::Relaxed)
     }
 
+    /// A store reply timed out: counted (as an error, and as a timeout),
+    /// the store not judged by it.
+    pub(crate) fn store_slow(&self) {
+        self.redis_errors.fetch_add(1, Ordering::Relaxed);
+        self.redis_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A store call failed: the store is presumably down until the next
     /// health check says otherwise. Returns whether it was up until now.
     pub(crate) fn store_failed(&self) -> bool {
@@ -172,6 +191,8 @@ impl Counters {
         GatewayStats {
             connections: get(&self.connections),
             refused_handshakes: get(&self.refused_handshakes),
+            at_capacity: get(&self.at_capacity),
+            redis_timeouts: get(&self.redis_timeouts),
             rate_limited: get(&self.rate_limited),
             resumes: get(&self.resumes),
             resumes_refused: get(&self.resumes_refused),

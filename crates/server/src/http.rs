@@ -175,7 +175,16 @@ async fn upgrade(
 async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     // Fresh: a load balancer must see a run failing now, not a second ago.
     let snapshot = state.refresh_health().await;
-    let report = &snapshot.report;
+    let mut report = snapshot.report.clone();
+    // At its connection cap, the gateway serves whom it holds and refuses
+    // new clients (503 `at_capacity`): a warning, not a failure.
+    let (open, max) = (state.capacity.open(), state.capacity.max());
+    if open >= max {
+        report.status = report.status.max(wsc_event_monitor::HealthStatus::Warning);
+        report.issues.push(format!(
+            "at its connection cap ({max}): new connections are refused"
+        ));
+    }
     let draining = *state.shutdown.borrow();
     // 503 while draining, so a load balancer stops sending clients here.
     let code = if draining {
@@ -187,6 +196,8 @@ async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         "status": if draining { "shutting_down" } else { report.status.as_str() },
         "issues": report.issues,
         "connections": snapshot.system.total_active_connections,
+        "open_connections": open,
+        "max_connections": max,
         "sessions": snapshot.sessions,
         "runs": report.total_runs,
         "active_runs": report.active_runs,

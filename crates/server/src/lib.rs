@@ -37,6 +37,7 @@ mod agui_ws;
 mod auth;
 mod broker;
 mod builder;
+mod capacity;
 mod config;
 mod connection;
 mod counters;

@@ -61,7 +61,7 @@ impl Collector for GatewayCollector {
             return Ok(());
         };
         let s = state.stats();
-        let counters: [(&str, &str, u64); 15] = [
+        let counters: [(&str, &str, u64); 17] = [
             (
                 "wsc_gateway_connections",
                 "WebSocket connections accepted.",
@@ -71,6 +71,11 @@ impl Collector for GatewayCollector {
                 "wsc_gateway_refused_handshakes",
                 "Handshakes refused before the upgrade.",
                 s.refused_handshakes,
+            ),
+            (
+                "wsc_gateway_refused_at_capacity",
+                "Connections and SSE streams refused because the gateway held --max-connections.",
+                s.at_capacity,
             ),
             (
                 "wsc_gateway_rate_limited",
@@ -125,6 +130,11 @@ impl Collector for GatewayCollector {
                 s.redis_errors,
             ),
             (
+                "wsc_gateway_redis_timeouts",
+                "Redis calls whose reply did not come within --redis-timeout (also in redis_errors).",
+                s.redis_timeouts,
+            ),
+            (
                 "wsc_gateway_local_fallback_sessions",
                 "Sessions started in memory while Redis was unreachable.",
                 s.local_fallback_sessions,
@@ -168,6 +178,18 @@ impl Collector for GatewayCollector {
             "wsc_gateway_outbox_events",
             "Agent events waiting for the session store to come back.",
             ConstGauge::new(i64::try_from(waiting).unwrap_or(i64::MAX)),
+        )?;
+        metric(
+            &mut e,
+            "wsc_gateway_open_connections",
+            "WebSocket connections and AG-UI SSE streams held now.",
+            ConstGauge::new(i64::try_from(state.capacity.open()).unwrap_or(i64::MAX)),
+        )?;
+        metric(
+            &mut e,
+            "wsc_gateway_max_connections",
+            "The most this gateway holds at once (--max-connections).",
+            ConstGauge::new(i64::try_from(state.capacity.max()).unwrap_or(i64::MAX)),
         )?;
         metric(
             &mut e,

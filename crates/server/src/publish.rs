@@ -108,7 +108,7 @@ pub(crate) async fn publish(
     request: PublishRequest,
 ) -> Result<usize, PublishError> {
     let unavailable = |e: wsc_reconnection::SessionError| {
-        state.shared.store_failed();
+        state.shared.session_store_failed(&e);
         PublishError::Unavailable(format!("the session store failed: {e}"))
     };
     if let Some(run_id) = &request.run_id {

@@ -450,7 +450,7 @@ impl RunTable {
                 // the run stands in until it is back.
                 Err(e) => {
                     tracing::warn!(error = %e, "start keys unavailable: checking this node's runs");
-                    services.shared.store_failed();
+                    services.shared.session_store_failed(&e);
                     services.monitor.is_tracking(&run_id)
                 }
             };
@@ -498,7 +498,7 @@ impl RunTable {
                 // key, so only this node's monitor recognises a repeat.
                 Err(e) => {
                     tracing::warn!(error = %e, "start key not stored: the store is unreachable");
-                    services.shared.store_failed();
+                    services.shared.session_store_failed(&e);
                 }
             }
         }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use dashmap::DashMap;
-use wsc_core::WireFrame;
+use wsc_core::{StoreError, WireFrame};
 use wsc_reconnection::{ResumeRequest, SessionError, SessionRegistry, SessionStart};
 
 use crate::broker::Broker;
@@ -137,9 +137,30 @@ impl Shared {
         self.counters.store_is_up()
     }
 
-    /// A store call failed: counted; the store is presumably down (and
-    /// logged so, once) until the next health check says otherwise.
-    pub(crate) fn store_failed(&self) {
+    /// A store call failed with `e`: counted. A reply that timed out does
+    /// not make the store unreachable on its own — a busy store, or a busy
+    /// gateway, answers late — so the next health check (within 500 ms)
+    /// decides: unreachable takes more than one slow reply. Any other
+    /// failure marks the store unreachable until a health check answers.
+    pub(crate) fn store_failed(&self, e: &StoreError) {
+        if e.timed_out {
+            self.counters.store_slow();
+        } else {
+            self.store_down();
+        }
+    }
+
+    /// [`store_failed`](Self::store_failed) for a session store's error
+    /// (one that is not the store's own counts as unreachable).
+    pub(crate) fn session_store_failed(&self, e: &SessionError) {
+        match e {
+            SessionError::Store(e) => self.store_failed(e),
+            _ => self.store_down(),
+        }
+    }
+
+    /// The store is unreachable (logged once) until a health check answers.
+    fn store_down(&self) {
         if self.counters.store_failed() {
             tracing::warn!(
                 "shared store (redis) unreachable: {:?} until it is back",
@@ -186,7 +207,7 @@ impl Shared {
             Ok(true) => Ok(()),
             Ok(false) => Err(Refusal::AtCap(cap)),
             Err(e) => {
-                self.store_failed();
+                self.store_failed(&e);
                 tracing::warn!(error = %e, "connection count unavailable");
                 if must_wait {
                     Err(Refusal::Unavailable)
@@ -218,7 +239,7 @@ impl Shared {
         }
         match self.sessions.start(user, resume).await {
             Err(SessionError::Store(e)) => {
-                self.store_failed();
+                self.store_failed(&e);
                 if resume.is_none() && !self.fail_closed() {
                     tracing::warn!(error = %e, "session store unreachable: starting a session in this gateway's memory");
                     Counters::bump(&self.counters.local_sessions);
@@ -252,7 +273,7 @@ impl Shared {
             Err(SessionError::UnknownSession(_)) => Published::SessionGone,
             Err(e) => {
                 tracing::warn!(session_id = %session, error = %e, "publishing failed: event queued until the store is back");
-                self.store_failed();
+                self.session_store_failed(&e);
                 self.queue(session, frame, message_id)
             }
         }
@@ -285,7 +306,8 @@ impl Shared {
                     let _ = self.sessions.catch_up_all().await;
                 }
             }
-            Err(_) => self.store_failed(),
+            // The health check decides: a PING unanswered is unreachable.
+            Err(_) => self.store_down(),
         }
         if self.store_up() && self.outbox.len() > 0 {
             let published = self.outbox.flush(&self.sessions).await;
@@ -327,8 +349,8 @@ impl Shared {
             .iter()
             .map(|e| (e.value().clone(), e.key().clone()))
             .collect();
-        if self.broker.refresh(&open).await.is_err() {
-            self.store_failed();
+        if let Err(e) = self.broker.refresh(&open).await {
+            self.store_failed(&e);
         }
     }
 
@@ -383,10 +405,19 @@ mod tests {
     #[derive(Debug, Default)]
     struct Outage {
         down: AtomicBool,
+        /// Calls time out, but a PING is answered (a busy store).
+        slow: AtomicBool,
     }
 
     impl Outage {
         fn check(&self) -> Result<(), StoreError> {
+            self.ping()?;
+            if self.slow.load(Ordering::Relaxed) {
+                return Err(StoreError::timeout("the store did not answer in time"));
+            }
+            Ok(())
+        }
+        fn ping(&self) -> Result<(), StoreError> {
             if self.down.load(Ordering::Relaxed) {
                 Err(StoreError::new("the store is down"))
             } else {
@@ -395,6 +426,9 @@ mod tests {
         }
         fn set(&self, down: bool) {
             self.down.store(down, Ordering::Relaxed);
+        }
+        fn set_slow(&self, slow: bool) {
+            self.slow.store(slow, Ordering::Relaxed);
         }
     }
 
@@ -512,7 +546,7 @@ mod tests {
             self.outage.check()
         }
         async fn ping(&self) -> Result<(), StoreError> {
-            self.outage.check()
+            self.outage.ping()
         }
         fn deliver_to(&self, _: Arc<SessionRegistry>) -> Option<Box<dyn std::any::Any + Send>> {
             None
@@ -571,6 +605,42 @@ mod tests {
             MessageType::AgentThinking,
             serde_json::json!({ "i": i }),
         ))
+    }
+
+    /// Issue 34: a busy store is not an unreachable one. Replies that time
+    /// out are counted and do not flip the gateway to its failure policy;
+    /// the health check's PING decides (unreachable takes more than one
+    /// slow reply); any other failure flips it at once.
+    #[tokio::test]
+    async fn a_reply_that_timed_out_alone_does_not_make_the_store_unreachable() {
+        let (shared, outage) = shared(RedisFailurePolicy::FailOpen);
+        outage.set_slow(true);
+        // Fail-open admits a new connection whose count timed out …
+        assert_eq!(shared.admit("u", "c1", 5, None).await, Ok(()));
+        // … and its session starts here, the shared store's start having
+        // timed out: the store is still judged up.
+        let (_, started) = shared.start_session("u", None).await;
+        assert!(started.is_ok());
+        assert!(shared.store_up(), "two timeouts, the store not judged yet");
+        shared.check().await;
+        assert!(
+            shared.store_up(),
+            "its PING answered: busy, not unreachable"
+        );
+        let stats = shared.counters.stats();
+        assert_eq!((stats.redis_timeouts, stats.redis_errors), (2, 2));
+        // A PING unanswered too: unreachable.
+        outage.set(true);
+        shared.check().await;
+        assert!(!shared.store_up());
+        outage.set(false);
+        outage.set_slow(false);
+        shared.check().await;
+        assert!(shared.store_up());
+        // A failure that is not a timeout: unreachable at once.
+        outage.set(true);
+        let _ = shared.admit("u", "c2", 5, None).await;
+        assert!(!shared.store_up());
     }
 
     #[tokio::test]

@@ -31,6 +31,8 @@ pub(crate) struct AppState {
     /// Every open WebSocket holds a receiver (taken at the upgrade):
     /// `closed()` completes when the last one has ended.
     pub(crate) open_sockets: watch::Sender<()>,
+    /// The cap on connections and SSE streams held at once.
+    pub(crate) capacity: Arc<crate::capacity::Capacity>,
     pub(crate) telemetry: Telemetry,
     /// What crosses gateways (the broker, Redis or this gateway's memory),
     /// and the policy while its store does not answer.

@@ -16,7 +16,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use wsc_core::WebSocketMessage;
-use wsc_reconnection::ResumeRequest;
+use wsc_reconnection::{ResumeRequest, SessionError};
 
 use crate::connection::{OnOpen, Opened, Out};
 use crate::run::AgentRunner;
@@ -268,6 +268,48 @@ pub(crate) fn refuse(
     response
 }
 
+/// The refusal of a handshake whose session could not be started or
+/// resumed: 429 `rate_limited` when the user (or the gateway) holds as
+/// many sessions as it may, all connected; else 503 `unavailable` (the
+/// store did not answer). Both with `Retry-After`.
+fn session_refused(state: &AppState, e: &SessionError) -> Response {
+    match e {
+        SessionError::TooManySessions(_) | SessionError::TooManySessionsForUser(_) => refuse(
+            state,
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            e.to_string(),
+            Some(1),
+        ),
+        _ => {
+            tracing::warn!(error = %e, "a session could not be started: handshake refused with 503");
+            refuse(
+                state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("the session could not be started now ({e}); retry shortly"),
+                Some(1),
+            )
+        }
+    }
+}
+
+/// 503 `at_capacity`: the gateway holds as many connections as it may
+/// (`LimitsConfig::max_connections`); `Retry-After` 1 to 5 s, jittered.
+pub(crate) fn at_capacity(state: &AppState) -> Response {
+    crate::counters::Counters::bump(&state.counters.at_capacity);
+    refuse(
+        state,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "at_capacity",
+        format!(
+            "this gateway holds as many connections as it may ({}): retry shortly",
+            state.capacity.max()
+        ),
+        Some(crate::capacity::retry_after_secs()),
+    )
+}
+
 /// A JSON refusal `{error, message}` of an HTTP endpoint (not counted
 /// as a refused handshake).
 pub(crate) fn json_refusal(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
@@ -317,6 +359,10 @@ pub(crate) async fn admit(
     on_open: Option<OnOpen>,
     dialect: crate::agui_ws::Dialect,
 ) -> Response {
+    // First, before anything is opened or counted for it.
+    let Some(place) = state.capacity.take() else {
+        return at_capacity(&state);
+    };
     let connection_id = state.next_id("conn");
     let permit = match state.limiter.acquire_connection(&user, &connection_id) {
         Ok(permit) => permit,
@@ -368,6 +414,17 @@ pub(crate) async fn admit(
             );
         }
     }
+    // Counted in the user's connections from here; released if it goes no
+    // further.
+    let slot = state.shared.hold(&user, &connection_id);
+    // The session before the upgrade: a session the store cannot give now
+    // is refused with a status, so an upgraded connection's first frame is
+    // always `connection_established`.
+    let (registry, started) = state.shared.start_session(&user, resume.as_ref()).await;
+    let session = match started {
+        Ok(start) => crate::connection::SessionOpening::new(registry, start),
+        Err(e) => return session_refused(&state, &e),
+    };
     // Counted open from the answer on (before the upgrade task exists), so
     // a shutdown waits for its close.
     let open = state.open_sockets.subscribe();
@@ -388,12 +445,14 @@ pub(crate) async fn admit(
         .max_frame_size(limit)
         .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| async move {
-            let _open = open;
+            let (_open, _place) = (open, place);
             let client = crate::connection::Client {
                 user,
                 connection_id,
                 ip,
-                resume,
+                resumed_asked: resume.is_some(),
+                session,
+                slot,
                 permit,
                 on_open,
                 dialect,

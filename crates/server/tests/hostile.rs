@@ -799,3 +799,71 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_ip_budget() {
     }
     assert_eq!(served, 10, "one IP's budget for all three");
 }
+
+/// Issue 34: at its connection cap (`max_connections`) the gateway refuses
+/// one more client before anything is opened for it — a WebSocket upgrade
+/// and an AG-UI SSE stream alike — with 503 `at_capacity` and a
+/// `Retry-After` of 1 to 5 s, while `/health` (a warning naming the cap)
+/// and `/metrics` keep answering; a connection that closes frees its place.
+#[tokio::test]
+async fn at_its_connection_cap_the_gateway_refuses_with_retry_after_and_stays_answerable() {
+    let r = start(GatewayConfig {
+        limits: wsc_server::LimitsConfig {
+            max_connections: Some(2),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let (mut a, _) = connect(&r, "user_id=a").await;
+    let (_b, _) = connect(&r, "user_id=b").await;
+    assert_eq!(r.gateway.connections(), (2, 2));
+
+    let (status, retry) = upgrade_status(&r, "user_id=c").await;
+    assert_eq!(status, 503);
+    assert!(retry.is_some_and(|s| (1..=5).contains(&s)), "{retry:?}");
+    let answer = raw_handshake(&r, "/ws?user_id=c", "").await;
+    assert!(
+        answer.contains("503") && answer.contains("at_capacity"),
+        "{answer}"
+    );
+    let input = json!({"threadId": "t", "runId": "r1", "messages": [], "tools": [],
+        "context": [], "state": {}, "forwardedProps": {}});
+    let (status, body) = http_post(&r, "/ag-ui", "X-Wsc-User-Id: d\r\n", &input.to_string()).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("at_capacity"), "{body}");
+
+    let (code, h) = health(&r).await;
+    assert_eq!(code, 200);
+    assert_eq!(h["status"], "warning", "{h}");
+    assert_eq!(
+        (
+            h["open_connections"].as_u64(),
+            h["max_connections"].as_u64()
+        ),
+        (Some(2), Some(2))
+    );
+    assert!(h["issues"].to_string().contains("connection cap"), "{h}");
+    let (code, metrics) = http_get(&r, "/metrics").await;
+    assert_eq!(code, 200);
+    let value = metric_values(&metrics);
+    assert_eq!(value("wsc_gateway_refused_at_capacity_total"), Some(3.0));
+    assert_eq!(value("wsc_gateway_max_connections"), Some(2.0));
+    assert_eq!(r.gateway.stats().at_capacity, 3);
+
+    // A connection closes: its place is free again.
+    a.close(None).await.unwrap();
+    let mut freed = false;
+    for _ in 0..100 {
+        if r.gateway.connections().0 == 1 {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(freed, "the closed connection's place is given back");
+    let (_c, hello) = connect(&r, "user_id=c").await;
+    assert!(hello["session_id"].is_string());
+    let (_, h) = health(&r).await;
+    assert_eq!(h["open_connections"].as_u64(), Some(2));
+}

@@ -99,9 +99,9 @@ async fn pair(config: GatewayConfig, redis: RedisSettings) -> (Node, Node) {
 
 fn settings(url: &str, failure: RedisFailurePolicy) -> RedisSettings {
     RedisSettings {
-        url: url.to_owned(),
         prefix: unique_prefix("gw"),
         failure,
+        ..RedisSettings::new(url)
     }
 }
 
@@ -341,6 +341,66 @@ async fn fail_closed_refuses_while_redis_is_down_and_recovers() {
     server.restart();
     let back = status_soon(&a, "user_id=dee", 101, 100, Duration::from_millis(50)).await;
     assert!(back, "serving again once Redis is back");
+}
+
+/// Sends one inline command to the Redis at `url` and returns its reply
+/// line.
+async fn redis_command(url: &str, command: &str) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let addr = url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap();
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    socket
+        .write_all(format!("{command}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(socket).read_line(&mut line).await.unwrap();
+    line
+}
+
+/// Issue 34: when the session store fails during a handshake (here: its
+/// session keys refused by an ACL while the connection counts still
+/// work), the client is refused before the upgrade with 503 `unavailable`
+/// and `Retry-After` — never upgraded with an `internal` error as its
+/// first frame — and resumes exactly once the store works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_the_store_cannot_give_is_refused_before_the_upgrade() {
+    let server = RedisServer::start();
+    let redis = settings(&server.url(), RedisFailurePolicy::FailOpen);
+    let prefix = redis.prefix.clone();
+    let a = node(GatewayConfig::default(), redis).await;
+    let (mut ws, hello) = connect(&a, "user_id=ada").await;
+    let last = start_run(&mut ws, &[], 0).await;
+    let _ = read_through(&mut ws, &mut 0, last).await;
+    drop(ws);
+    let allow = format!("ACL SETUSER default resetkeys ~{prefix}conn:* ~{prefix}token-secret");
+    assert_eq!(redis_command(&server.url(), &allow).await.trim(), "+OK");
+
+    let query = resume_query("ada", &hello, last);
+    let answer = match connect_async(format!("ws://{}/ws?{query}", a.addr)).await {
+        Ok((mut ws, _)) => panic!("upgraded; first frame {:?}", next_frame(&mut ws).await),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => r,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(answer.status().as_u16(), 503);
+    assert!(answer.headers().get("retry-after").is_some());
+    let body = String::from_utf8_lossy(answer.body().as_deref().unwrap_or_default()).into_owned();
+    assert!(body.contains("unavailable"), "{body}");
+
+    assert_eq!(
+        redis_command(&server.url(), "ACL SETUSER default allkeys")
+            .await
+            .trim(),
+        "+OK"
+    );
+    let back = status_soon(&a, &query, 101, 100, Duration::from_millis(50)).await;
+    assert!(back, "resumable once the store works again");
+    let (_ws, again) = connect(&a, &resume_query("ada", &hello, last)).await;
+    assert_eq!(again["resumed"], true, "{again}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
