@@ -204,6 +204,10 @@ pub struct RedisSettings {
     pub timeout: std::time::Duration,
 }
 
+/// How long a Redis command waits for its reply by default
+/// ([`RedisSettings::timeout`]).
+pub const DEFAULT_REDIS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl RedisSettings {
     /// Settings for `url` with the default prefix, fail-open and the
     /// default reply timeout.
@@ -212,7 +216,7 @@ impl RedisSettings {
             url: url.into(),
             prefix: "wsc:".into(),
             failure: RedisFailurePolicy::FailOpen,
-            timeout: wsc_redis::DEFAULT_REPLY_TIMEOUT,
+            timeout: DEFAULT_REDIS_TIMEOUT,
         }
     }
 }

@@ -61,9 +61,9 @@ mod upstream;
 
 pub use builder::{Gateway, GatewayBuilder};
 pub use config::{
-    AgentsConfig, ApiKey, AuthMode, GatewayConfig, HttpConfig, JwtAuth, LimitsConfig,
-    MAX_USER_ID_BYTES, MIN_API_KEY_BYTES, MIN_JWT_SECRET_BYTES, RedisFailurePolicy, RedisSettings,
-    SessionsConfig, WeakApiKey, WeakJwtSecret,
+    AgentsConfig, ApiKey, AuthMode, DEFAULT_REDIS_TIMEOUT, GatewayConfig, HttpConfig, JwtAuth,
+    LimitsConfig, MAX_USER_ID_BYTES, MIN_API_KEY_BYTES, MIN_JWT_SECRET_BYTES, RedisFailurePolicy,
+    RedisSettings, SessionsConfig, WeakApiKey, WeakJwtSecret,
 };
 pub use counters::GatewayStats;
 pub use run::{AgentRequest, AgentRunner, EventSink, ForwardError};
