@@ -343,6 +343,97 @@ async fn fail_closed_refuses_while_redis_is_down_and_recovers() {
     assert!(back, "serving again once Redis is back");
 }
 
+/// A TCP proxy to `upstream` that holds back everything Redis sends by
+/// `delay` (as set at the time it arrives): replies keep their order and
+/// pipelined ones overlap, as from a busy Redis.
+async fn delaying_proxy(
+    upstream: std::net::SocketAddr,
+    delay: Arc<std::sync::Mutex<Duration>>,
+) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let delay = delay.clone();
+            tokio::spawn(async move {
+                let Ok(server) = TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let (mut from_client, mut to_client) = client.into_split();
+                let (mut from_server, mut to_server) = server.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut from_client, &mut to_server).await;
+                });
+                let (tx, mut rx) =
+                    tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+                tokio::spawn(async move {
+                    while let Some((due, bytes)) = rx.recv().await {
+                        tokio::time::sleep_until(due).await;
+                        if to_client.write_all(&bytes).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    let n = match from_server.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    let due = tokio::time::Instant::now()
+                        + *delay.lock().unwrap_or_else(|p| p.into_inner());
+                    if tx.send((due, buf[..n].to_vec())).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Issue 34: a Redis answering every command 1.2 s late — later than the
+/// old fixed 1 s reply timeout, within the default `--redis-timeout` (2 s)
+/// — is busy, not unreachable: five clients connecting at once each get
+/// `connection_established` first, with a session in Redis (no fallback to
+/// this gateway's memory), and the gateway stays on Redis with no call
+/// timed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_redis_within_the_reply_timeout_is_busy_not_unreachable() {
+    let server = RedisServer::start();
+    let delay = Arc::new(std::sync::Mutex::new(Duration::ZERO));
+    let upstream = server
+        .url()
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let proxy = delaying_proxy(upstream, delay.clone()).await;
+    let redis = settings(&format!("redis://{proxy}/"), RedisFailurePolicy::FailOpen);
+    assert_eq!(redis.timeout, wsc_server::DEFAULT_REDIS_TIMEOUT);
+    let a = node(GatewayConfig::default(), redis).await;
+    *delay.lock().unwrap() = Duration::from_millis(1200);
+    let queries: Vec<String> = (0..5).map(|i| format!("user_id=slow-{i}")).collect();
+    let clients = futures_util::future::join_all(queries.iter().map(|q| connect(&a, q))).await;
+    for (_, hello) in &clients {
+        let session = hello["session_id"].as_str().unwrap();
+        assert!(
+            !session.starts_with("local-"),
+            "a fallback session: {hello}"
+        );
+    }
+    let stats = a.gateway.stats();
+    assert_eq!(
+        (stats.local_fallback_sessions, stats.redis_timeouts),
+        (0, 0),
+        "{stats:?}"
+    );
+    assert_eq!(metric(&a, "wsc_gateway_redis_up").await, 1.0);
+}
+
 /// Sends one inline command to the Redis at `url` and returns its reply
 /// line.
 async fn redis_command(url: &str, command: &str) -> String {
