@@ -86,7 +86,9 @@ pub use monitor::PerformanceMonitor;
 /// The `prometheus-client` crate the collectors are written for (its
 /// `Registry`, encoders and metric types), re-exported so versions match.
 pub use prometheus_client;
-pub use sampler::{ProcessSampler, ResourceSampler, ResourceUsage, resident_memory_bytes};
+pub use sampler::{
+    ProcessSampler, ResourceSampler, ResourceUsage, open_file_limit, resident_memory_bytes,
+};
 pub use types::{
     AlertEvent, AlertSeverity, AlertType, ConnectionInfo, LatencyMeasurement, PerformanceAlert,
     PerformanceMetrics, PerformanceOutlier, PerformanceRating, PerformanceReport, Rated,

@@ -39,6 +39,14 @@ impl Default for ProcessSampler {
     }
 }
 
+/// The process's soft limit on open files (`Max open files` of
+/// `/proc/self/limits`); `None` where it cannot be read or is unlimited.
+pub fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
 /// Resident memory in bytes, from `/proc/self/status`.
 pub fn resident_memory_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -91,12 +99,7 @@ pub(crate) fn process_stats() -> ProcessStats {
             .find_map(|l| l.strip_prefix("btime "))
             .and_then(|v| v.trim().parse::<f64>().ok())
     });
-    let max_fds = std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("Max open files"))?;
-            line.split_whitespace().nth(3)?.parse().ok()
-        });
+    let max_fds = open_file_limit();
     ProcessStats {
         resident_bytes: resident_memory_bytes(),
         virtual_bytes: field(20).map(|v| v as u64),
@@ -136,6 +139,11 @@ impl ResourceSampler for ProcessSampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn this_process_has_a_limit() {
+        assert!(open_file_limit().is_some_and(|n| n > 0));
+    }
 
     #[test]
     #[cfg(target_os = "linux")]

@@ -86,6 +86,13 @@ struct Held {
     ended_at: Option<Timestamp>,
 }
 
+impl Held {
+    /// The number of the last event appended (0 before the first).
+    fn last(&self) -> u64 {
+        self.first + self.events.len() as u64 - 1
+    }
+}
+
 /// One AG-UI run's events. Appending wakes every reader.
 #[derive(Debug)]
 pub(crate) struct RunLog {
@@ -189,7 +196,7 @@ impl RunLog {
         if terminal {
             held.ended_at = Some(now);
         }
-        let number = held.first + held.events.len() as u64 - 1;
+        let number = held.last();
         drop(held);
         // Within a batch, the readers are woken once at its end (the end
         // of a run at once).
@@ -213,10 +220,7 @@ impl RunLog {
     /// Wakes the readers if events were appended since the last wake-up.
     fn wake(&self) {
         let held = self.held();
-        let last = (
-            held.first + held.events.len() as u64 - 1,
-            held.ended_at.is_some(),
-        );
+        let last = (held.last(), held.ended_at.is_some());
         drop(held);
         // Only forward: an append outside a batch may have woken them
         // for a later event meanwhile.

@@ -25,14 +25,6 @@ pub(crate) fn cap_for(open_files: u64) -> usize {
     usize::try_from(cap).unwrap_or(usize::MAX)
 }
 
-/// The process's soft limit on open files (`Max open files` of
-/// `/proc/self/limits`); `None` where it cannot be read or is unlimited.
-pub(crate) fn open_file_limit() -> Option<u64> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line.split_whitespace().nth(3)?.parse().ok()
-}
-
 /// Connections held now, and at most.
 #[derive(Debug)]
 pub(crate) struct Capacity {
@@ -103,11 +95,6 @@ mod tests {
         assert_eq!(cap_for(1_024), 768);
         assert_eq!(cap_for(300), 75);
         assert_eq!(cap_for(0), 1);
-    }
-
-    #[test]
-    fn this_process_has_a_limit() {
-        assert!(open_file_limit().is_some_and(|n| n > 0));
     }
 
     proptest::proptest! {

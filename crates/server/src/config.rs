@@ -348,7 +348,7 @@ impl LimitsConfig {
     /// limit cannot be read).
     pub fn effective_max_connections(&self) -> usize {
         self.max_connections.unwrap_or_else(|| {
-            crate::capacity::open_file_limit().map_or(usize::MAX, crate::capacity::cap_for)
+            wsc_perf_monitor::open_file_limit().map_or(usize::MAX, crate::capacity::cap_for)
         })
     }
 }

@@ -222,22 +222,20 @@ impl HttpAgent {
                 tokio::task::yield_now().await;
                 ready = body.frame().now_or_never();
             }
+            if ready.is_none() || batched >= BATCH_EVENTS {
+                // Wakes the readers: before waiting, or past the bound.
+                (batch, batched) = (None, 0);
+            }
             let frame = match ready {
-                Some(frame) if batched < BATCH_EVENTS => frame,
-                ready => {
-                    (batch, batched) = (None, 0);
-                    match ready {
-                        Some(frame) => frame,
-                        None => tokio::time::timeout_at(deadline, body.frame())
-                            .await
-                            .map_err(|_| {
-                                Failure::new(
-                                    "upstream_timeout",
-                                    format!("no event from the agent for {} s", idle.as_secs_f64()),
-                                )
-                            })?,
-                    }
-                }
+                Some(frame) => frame,
+                None => tokio::time::timeout_at(deadline, body.frame())
+                    .await
+                    .map_err(|_| {
+                        Failure::new(
+                            "upstream_timeout",
+                            format!("no event from the agent for {} s", idle.as_secs_f64()),
+                        )
+                    })?,
             };
             if batch.is_none() {
                 batch = sink.batch();

@@ -152,7 +152,7 @@ pub struct AgUiMapper {
 /// `TEXT_MESSAGE_CONTENT` with both as strings: read into its fields, not
 /// into a [`Value`] (most events of a run are this one). `None` for any
 /// other event.
-pub(crate) fn text_content(text: &str) -> Option<(Cow<'_, str>, Cow<'_, str>)> {
+pub(crate) fn parse_text_content(text: &str) -> Option<(Cow<'_, str>, Cow<'_, str>)> {
     #[derive(serde::Deserialize)]
     struct Content<'a> {
         #[serde(rename = "type", borrow)]

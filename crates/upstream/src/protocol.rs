@@ -110,7 +110,7 @@ impl UpstreamMapper for AgUiMapper {
     /// broken rule is [`UpstreamError::Protocol`].
     fn push_event(&mut self, text: &str) -> Result<Vec<MappedFrame>, UpstreamError> {
         // Most events of a run: read without building a `Value`.
-        if let Some((message_id, delta)) = crate::ag_ui::text_content(text) {
+        if let Some((message_id, delta)) = crate::ag_ui::parse_text_content(text) {
             self.rules_mut()
                 .check(text)
                 .map_err(UpstreamError::Protocol)?;
