@@ -1,75 +1,211 @@
-//! [`RedisConnectionCounter`]: per-user connection counts across nodes that
-//! heal when a node dies.
+//! [`RedisConnectionCounter`]: per-user connection counts across gateways
+//! that heal when a gateway dies, kept alive per gateway (not per
+//! connection) so idle connections cost Redis next to nothing.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::RedisConnection;
 use wsc_core::StoreError;
 
 use crate::store_error;
 
-/// KEYS: the user's sorted set. ARGV: member, cap, lease ms. Members are
-/// scored with their expiry; expired ones go first.
-const ACQUIRE: &str = r#"
+/// Separates a count entry's gateway id from its connection id.
+const SEPARATOR: char = '|';
+
+/// A user's key lives this many leases without being touched (30 min at
+/// the default 30 s lease): long enough that touching it is rare.
+const KEY_TTL_LEASES: u32 = 60;
+
+/// [`RedisConnectionCounter::refresh`] touches each held connection's key
+/// once in this many calls (every 10 min when called every 10 s), a slice
+/// of them each call.
+const TOUCH_ROUNDS: u64 = 60;
+
+/// Counts a user's entries, dropping those of dead gateways.
+///
+/// Entries are `gateway|connection`, scored with the time they were
+/// written. An entry counts while its gateway is live (`ARGV` from
+/// `first_live` on) or it is younger than a lease (its gateway may be too
+/// new to be in the caller's list); otherwise it is removed — unless
+/// `prune` is 0 (the caller's list is too old to trust: everything
+/// counts). Defines `count_live(key, now, lease_ms, prune, first_live,
+/// mine)`, which returns the count and whether `mine` is there.
+const COUNT_LIVE: &str = r#"
+local function count_live(key, now, lease_ms, prune, first_live, mine)
+  local live = {}
+  for i = first_live, #ARGV do live[ARGV[i]] = true end
+  local oldest = now - lease_ms
+  local entries = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+  local count, present = 0, false
+  for i = 1, #entries, 2 do
+    local member = entries[i]
+    local gateway = string.match(member, '^([^|]*)|')
+    if member == mine then present = true end
+    if prune == 0 or live[gateway] or tonumber(entries[i + 1]) > oldest then
+      count = count + 1
+    else
+      redis.call('ZREM', key, member)
+    end
+  end
+  return count, present
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) == false and
-   redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
-  return 0
-end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+"#;
+
+/// KEYS: the user's sorted set. ARGV: entry, cap, key TTL ms, lease ms,
+/// prune, then the live gateways.
+const ACQUIRE: &str = r#"
+local count, present = count_live(KEYS[1], now, tonumber(ARGV[4]), tonumber(ARGV[5]), 6, ARGV[1])
+if present then return 1 end
+if count >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now, ARGV[1])
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
 return 1
 "#;
 
-/// KEYS: the users' sorted sets. ARGV: lease ms, then one member per key.
-const REFRESH: &str = r#"
+/// KEYS: the user's sorted set. ARGV: lease ms, prune, then the live
+/// gateways.
+const COUNT: &str = r#"
+local count = count_live(KEYS[1], now, tonumber(ARGV[1]), tonumber(ARGV[2]), 3, nil)
+return count
+"#;
+
+/// KEYS: the users' sorted sets. ARGV: key TTL ms, then one entry per key.
+/// Writes the entries again (after this gateway lapsed) and renews the
+/// keys' TTL.
+const WRITE: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ms = tonumber(ARGV[1])
 for i, key in ipairs(KEYS) do
-  redis.call('ZADD', key, 'XX', now + ms, ARGV[i + 1])
-  redis.call('PEXPIRE', key, ms)
+  redis.call('ZADD', key, now, ARGV[i + 1])
+  redis.call('PEXPIRE', key, tonumber(ARGV[1]))
 end
 return #KEYS
 "#;
 
-/// Counts each user's open connections across every node sharing a Redis.
+/// KEYS: the gateways' sorted set. ARGV: this gateway's id, lease ms.
+/// Renews this gateway's lease, drops dead gateways; returns whether this
+/// gateway had lapsed (or is new), then the live gateways.
+const HEARTBEAT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[2])
+local before = redis.call('ZSCORE', KEYS[1], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], 2 * lease)
+local lapsed = '0'
+if before == false or tonumber(before) <= now then lapsed = '1' end
+local live = redis.call('ZRANGE', KEYS[1], 0, -1)
+table.insert(live, 1, lapsed)
+return live
+"#;
+
+/// What this gateway knows of the others.
+#[derive(Debug, Default)]
+struct Liveness {
+    /// Gateways live at the last heartbeat (this one among them).
+    live: Vec<String>,
+    /// When that heartbeat answered.
+    at: Option<Instant>,
+    /// This gateway's lease lapsed (or it is new): its entries must be
+    /// written again.
+    lapsed: bool,
+    /// Calls of `refresh` so far (which slice of keys to touch).
+    rounds: u64,
+}
+
+/// Counts each user's open connections across every gateway sharing a
+/// Redis (or a Redis Cluster).
 ///
-/// Each connection is a member of the user's sorted set, scored with an
-/// expiry a lease ahead (default 30 s); a node renews its connections'
-/// leases with [`refresh`](Self::refresh) (say every 10 s). A node that dies
-/// stops renewing, and its connections stop counting within a lease: the
-/// counts heal by themselves. Expiry uses Redis's own clock.
+/// Each connection is an entry in its user's sorted set, written once when
+/// it is counted ([`acquire`](Self::acquire)) and removed once
+/// ([`release`](Self::release)). What keeps the entries alive is the
+/// gateway's own lease, not theirs: every gateway renews its lease in one
+/// shared set (`{prefix}gateways`) with [`refresh`](Self::refresh) — one
+/// script per gateway per call, whatever it holds — and counts only the
+/// entries of live gateways. A gateway that dies stops renewing, and its
+/// connections stop counting within about a lease (default 30 s): the
+/// counts heal by themselves. A gateway that could not renew for a lease
+/// writes its entries again when it can. A user's key expires after 60
+/// leases untouched (each gateway touches its users' keys a slice at a
+/// time, once every 60 calls of `refresh`), so keys of users who never
+/// come back do not stay. Times are Redis's own clock.
+///
+/// Call `refresh` every third of the lease or so (the gateway does so
+/// every 10 s), before the first `acquire` too.
+///
+/// # Example
+///
+/// ```no_run
+/// # async fn run() -> Result<(), wsc_core::StoreError> {
+/// let redis = wsc_redis::connect("redis://127.0.0.1:6379").await?;
+/// let counter = wsc_redis::RedisConnectionCounter::new(redis, "wsc:");
+/// counter.refresh().await?;
+/// if counter.acquire("ann", "conn-1", 3).await? {
+///     // ... serve the connection, calling counter.refresh() every 10 s ...
+///     counter.release("ann", "conn-1").await?;
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct RedisConnectionCounter {
     redis: RedisConnection,
     prefix: String,
+    gateway: String,
     lease: Duration,
     acquire: redis::Script,
-    refresh: redis::Script,
+    count: redis::Script,
+    write: redis::Script,
+    heartbeat: redis::Script,
+    /// This gateway's counted connections: connection -> user.
+    held: Arc<Mutex<HashMap<String, String>>>,
+    liveness: Arc<Mutex<Liveness>>,
 }
 
 impl fmt::Debug for RedisConnectionCounter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisConnectionCounter")
             .field("prefix", &self.prefix)
+            .field("gateway", &self.gateway)
             .field("lease", &self.lease)
             .finish_non_exhaustive()
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Which slice of [`TOUCH_ROUNDS`] a connection's key is touched in.
+fn touch_round(connection: &str) -> u64 {
+    // FNV-1a: stable, cheap, spread enough.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in connection.bytes() {
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    hash % TOUCH_ROUNDS
+}
+
 impl RedisConnectionCounter {
-    /// A counter on `redis` with keys under `prefix` and a 30 s lease.
+    /// A counter on `redis` with keys under `prefix`, a 30 s lease and a
+    /// random gateway id.
     pub fn new(redis: RedisConnection, prefix: impl Into<String>) -> Self {
         RedisConnectionCounter {
             redis,
             prefix: prefix.into(),
+            gateway: wsc_reconnection::new_session_id()[..12].to_owned(),
             lease: Duration::from_secs(30),
-            acquire: redis::Script::new(ACQUIRE),
-            refresh: redis::Script::new(REFRESH),
+            acquire: redis::Script::new(&format!("{COUNT_LIVE}{ACQUIRE}")),
+            count: redis::Script::new(&format!("{COUNT_LIVE}{COUNT}")),
+            write: redis::Script::new(WRITE),
+            heartbeat: redis::Script::new(HEARTBEAT),
+            held: Arc::default(),
+            liveness: Arc::default(),
         }
     }
 
@@ -84,8 +220,22 @@ impl RedisConnectionCounter {
         self.lease
     }
 
+    /// This gateway's id in the counts (random, 12 hex digits).
+    pub fn gateway(&self) -> &str {
+        &self.gateway
+    }
+
+    /// How many connections this gateway holds counted.
+    pub fn held(&self) -> usize {
+        lock(&self.held).len()
+    }
+
     fn key(&self, user: &str) -> String {
         format!("{}conn:{user}", self.prefix)
+    }
+
+    fn entry(&self, connection: &str) -> String {
+        format!("{}{SEPARATOR}{connection}", self.gateway)
     }
 
     fn lease_ms(&self) -> u64 {
@@ -94,8 +244,52 @@ impl RedisConnectionCounter {
             .max(1)
     }
 
-    /// Counts `connection` (unique across nodes, e.g. `node:conn-7`) for
-    /// `user` if fewer than `cap` count now; `false` at the cap.
+    fn key_ttl_ms(&self) -> u64 {
+        self.lease_ms().saturating_mul(u64::from(KEY_TTL_LEASES))
+    }
+
+    /// The live gateways and whether to prune by them: a list older than
+    /// half a lease is not trusted (an entry of a gateway started since
+    /// could be taken for a dead one's), so nothing is pruned and
+    /// everything counts. Heartbeats first if this gateway never did.
+    async fn live(&self) -> Result<(bool, Vec<String>), StoreError> {
+        let known = {
+            let liveness = lock(&self.liveness);
+            liveness.at.map(|at| (at.elapsed(), liveness.live.clone()))
+        };
+        match known {
+            Some((age, live)) if age < self.lease / 2 => Ok((true, live)),
+            Some((_, live)) => Ok((false, live)),
+            None => {
+                self.beat().await?;
+                Ok((true, lock(&self.liveness).live.clone()))
+            }
+        }
+    }
+
+    /// Renews this gateway's lease and reads the live gateways.
+    async fn beat(&self) -> Result<(), StoreError> {
+        let mut redis = self.redis.clone();
+        let mut reply: Vec<String> = self
+            .heartbeat
+            .key(format!("{}gateways", self.prefix))
+            .arg(&self.gateway)
+            .arg(self.lease_ms())
+            .invoke_async(&mut redis)
+            .await
+            .map_err(store_error)?;
+        let lapsed = !reply.is_empty() && reply.remove(0) == "1";
+        let mut liveness = lock(&self.liveness);
+        // New is not lapsed: nothing was written before the first beat.
+        liveness.lapsed |= lapsed && liveness.at.is_some();
+        liveness.live = reply;
+        liveness.at = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Counts `connection` (unique on this gateway, e.g. `conn-7`) for
+    /// `user` if fewer than `cap` count now across gateways; `false` at
+    /// the cap. Counting the same connection again is a no-op.
     ///
     /// # Errors
     /// Redis unreachable.
@@ -105,83 +299,133 @@ impl RedisConnectionCounter {
         connection: &str,
         cap: u32,
     ) -> Result<bool, StoreError> {
-        let mut redis = self.redis.clone();
-        let ok: i64 = self
-            .acquire
-            .key(self.key(user))
-            .arg(connection)
+        let (prune, live) = self.live().await?;
+        let mut invocation = self.acquire.key(self.key(user));
+        invocation
+            .arg(self.entry(connection))
             .arg(cap)
+            .arg(self.key_ttl_ms())
             .arg(self.lease_ms())
+            .arg(i64::from(prune))
+            .arg(live);
+        let mut redis = self.redis.clone();
+        let ok: i64 = invocation
             .invoke_async(&mut redis)
             .await
             .map_err(store_error)?;
+        if ok == 1 {
+            lock(&self.held).insert(connection.to_owned(), user.to_owned());
+        }
         Ok(ok == 1)
     }
 
     /// Stops counting `connection`.
     ///
     /// # Errors
-    /// Redis unreachable (the entry then expires with its lease).
+    /// Redis unreachable (the entry then stays until this gateway's lease
+    /// ends, or until its user's key expires).
     pub async fn release(&self, user: &str, connection: &str) -> Result<(), StoreError> {
+        // Out of `held` first: an entry written again concurrently is then
+        // removed again by that write's check.
+        lock(&self.held).remove(connection);
         let mut redis = self.redis.clone();
         redis::cmd("ZREM")
             .arg(self.key(user))
-            .arg(connection)
+            .arg(self.entry(connection))
             .query_async::<()>(&mut redis)
             .await
             .map_err(store_error)
     }
 
-    /// Renews the leases of these `(user, connection)` pairs.
+    /// Renews this gateway's lease (one script, whatever it holds), reads
+    /// which gateways are live, touches a slice of its users' keys, and —
+    /// if its lease had lapsed — writes all its entries again.
     ///
     /// # Errors
     /// Redis unreachable.
-    pub async fn refresh(&self, connections: &[(String, String)]) -> Result<(), StoreError> {
+    pub async fn refresh(&self) -> Result<(), StoreError> {
+        self.beat().await?;
+        let (lapsed, round) = {
+            let mut liveness = lock(&self.liveness);
+            liveness.rounds += 1;
+            (
+                std::mem::take(&mut liveness.lapsed),
+                liveness.rounds % TOUCH_ROUNDS,
+            )
+        };
+        let due: Vec<(String, String)> = lock(&self.held)
+            .iter()
+            .filter(|(connection, _)| lapsed || touch_round(connection) == round)
+            .map(|(connection, user)| (user.clone(), connection.clone()))
+            .collect();
+        if let Err(e) = self.write_again(&due).await {
+            if lapsed {
+                lock(&self.liveness).lapsed = true;
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Writes these `(user, connection)` entries again (and renews their
+    /// keys), then removes those released meanwhile.
+    async fn write_again(&self, due: &[(String, String)]) -> Result<(), StoreError> {
+        if due.is_empty() {
+            return Ok(());
+        }
         // On a cluster a script's keys must share a hash slot: one call per
         // slot (users of one slot together).
-        let keys: Vec<String> = connections.iter().map(|(user, _)| self.key(user)).collect();
-        let groups: Vec<Vec<&(String, String)>> = self
-            .redis
-            .script_groups(&keys)
-            .into_iter()
-            .map(|members| members.into_iter().map(|i| &connections[i]).collect())
-            .collect();
-        for chunk in groups.iter().flat_map(|members| members.chunks(256)) {
-            let mut invocation = self.refresh.prepare_invoke();
-            invocation.arg(self.lease_ms());
-            for (user, connection) in chunk {
-                invocation.key(self.key(user)).arg(connection);
+        let keys: Vec<String> = due.iter().map(|(user, _)| self.key(user)).collect();
+        for group in self.redis.script_groups(&keys) {
+            for chunk in group.chunks(256) {
+                let mut invocation = self.write.prepare_invoke();
+                invocation.arg(self.key_ttl_ms());
+                for &i in chunk {
+                    invocation.key(&keys[i]).arg(self.entry(&due[i].1));
+                }
+                let mut redis = self.redis.clone();
+                let _: i64 = invocation
+                    .invoke_async(&mut redis)
+                    .await
+                    .map_err(store_error)?;
             }
+        }
+        let gone: Vec<&(String, String)> = {
+            let held = lock(&self.held);
+            due.iter()
+                .filter(|(_, connection)| !held.contains_key(connection))
+                .collect()
+        };
+        for (user, connection) in gone {
             let mut redis = self.redis.clone();
-            let _: i64 = invocation
-                .invoke_async(&mut redis)
+            redis::cmd("ZREM")
+                .arg(self.key(user))
+                .arg(self.entry(connection))
+                .query_async::<()>(&mut redis)
                 .await
                 .map_err(store_error)?;
         }
         Ok(())
     }
 
-    /// Connections counted for `user` now.
+    /// Connections counted for `user` now, across gateways.
     ///
     /// # Errors
     /// Redis unreachable.
     pub async fn count(&self, user: &str) -> Result<u64, StoreError> {
+        let (prune, live) = self.live().await?;
+        let mut invocation = self.count.key(self.key(user));
+        invocation
+            .arg(self.lease_ms())
+            .arg(i64::from(prune))
+            .arg(live);
         let mut redis = self.redis.clone();
-        redis::Script::new(COUNT)
-            .key(self.key(user))
+        invocation
             .invoke_async(&mut redis)
             .await
             .map_err(store_error)
     }
 }
-
-/// KEYS: the user's sorted set.
-const COUNT: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-return redis.call('ZCARD', KEYS[1])
-"#;
 
 /// The resume-token secret shared by every node on this Redis: created
 /// once (random, `SET NX`) under `{prefix}token-secret`, then read by all.

@@ -38,9 +38,9 @@ pub(crate) trait Broker: Send + Sync {
     /// Takes `connection` out of `user`'s count.
     async fn release(&self, user: &str, connection: &str) -> Result<(), StoreError>;
 
-    /// Renews this gateway's open connections `(user, connection)` in the
-    /// counts (a gateway that dies stops renewing: its connections expire).
-    async fn refresh(&self, open: &[(String, String)]) -> Result<(), StoreError>;
+    /// Renews this gateway's lease on the connections it counted (a
+    /// gateway that dies stops renewing: its connections stop counting).
+    async fn refresh(&self) -> Result<(), StoreError>;
 
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
@@ -149,7 +149,7 @@ impl Broker for MemoryBroker {
         Ok(())
     }
 
-    async fn refresh(&self, _open: &[(String, String)]) -> Result<(), StoreError> {
+    async fn refresh(&self) -> Result<(), StoreError> {
         Ok(())
     }
 
@@ -178,7 +178,7 @@ mod tests {
         assert!(broker.acquire("u", "c1", 1).await.unwrap());
         assert!(broker.acquire("u", "c2", 1).await.unwrap());
         broker.release("u", "c1").await.unwrap();
-        broker.refresh(&[("u".into(), "c2".into())]).await.unwrap();
+        broker.refresh().await.unwrap();
         broker.ping().await.unwrap();
         assert_eq!(broker.local_decisions(), 0);
         let sessions = Arc::new(SessionRegistry::new(Default::default()));

@@ -616,8 +616,8 @@ impl Broker for RedisBroker {
         self.connections.release(user, connection).await
     }
 
-    async fn refresh(&self, open: &[(String, String)]) -> Result<(), wsc_core::StoreError> {
-        self.connections.refresh(open).await
+    async fn refresh(&self) -> Result<(), wsc_core::StoreError> {
+        self.connections.refresh().await
     }
 
     async fn ping(&self) -> Result<(), wsc_core::StoreError> {

@@ -12,7 +12,6 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use dashmap::DashMap;
 use wsc_core::{StoreError, WireFrame};
 use wsc_reconnection::{ResumeRequest, SessionError, SessionRegistry, SessionStart};
 
@@ -74,9 +73,6 @@ pub(crate) struct Shared {
     local: Arc<SessionRegistry>,
     /// The id prefix of `local`'s sessions (empty on its own).
     local_prefix: String,
-    /// This gateway's open connections (connection -> user), renewed in
-    /// the broker's counts.
-    open: DashMap<String, String>,
     outbox: Outbox,
     counters: Arc<Counters>,
 }
@@ -109,7 +105,6 @@ impl Shared {
             sessions,
             local,
             local_prefix,
-            open: DashMap::new(),
             outbox: Outbox::default(),
             counters,
         }
@@ -325,31 +320,26 @@ impl Shared {
         }
     }
 
-    /// Records `connection` of `user` as open here (renewed in the
-    /// broker's counts until its [`Slot`] is dropped; nothing to renew on
+    /// Records `connection` of `user` as open here: released from the
+    /// broker's counts when its [`Slot`] is dropped (nothing to release on
     /// a gateway on its own).
     pub(crate) fn hold(self: &Arc<Self>, user: &str, connection: &str) -> Slot {
-        let held = self.spans_gateways().then(|| {
-            self.open.insert(connection.to_owned(), user.to_owned());
-            (user.to_owned(), connection.to_owned())
-        });
+        let held = self
+            .spans_gateways()
+            .then(|| (user.to_owned(), connection.to_owned()));
         Slot {
             shared: self.clone(),
             held,
         }
     }
 
-    /// Renews this gateway's open connections in the broker's counts.
+    /// Renews this gateway's lease on its connections in the broker's
+    /// counts.
     pub(crate) async fn renew(&self) {
         if !self.store_up() {
             return;
         }
-        let open: Vec<(String, String)> = self
-            .open
-            .iter()
-            .map(|e| (e.value().clone(), e.key().clone()))
-            .collect();
-        if let Err(e) = self.broker.refresh(&open).await {
+        if let Err(e) = self.broker.refresh().await {
             self.store_failed(&e);
         }
     }
@@ -367,8 +357,8 @@ impl Shared {
 }
 
 /// A connection's place in its user's count across gateways; released
-/// when dropped (in the background: a failed release expires with its
-/// lease).
+/// when dropped (in the background: a failed release stops counting when
+/// this gateway's lease ends, or with its user's key).
 pub(crate) struct Slot {
     shared: Arc<Shared>,
     /// `(user, connection)` when the broker counts it.
@@ -380,7 +370,6 @@ impl Drop for Slot {
         let Some((user, connection)) = self.held.take() else {
             return;
         };
-        self.shared.open.remove(&connection);
         let broker = self.shared.broker.clone();
         tokio::spawn(async move {
             let _ = broker.release(&user, &connection).await;
@@ -390,6 +379,7 @@ impl Drop for Slot {
 
 #[cfg(test)]
 mod tests {
+    use dashmap::DashMap;
     use std::sync::atomic::AtomicBool;
     use std::time::Duration;
 
@@ -542,7 +532,7 @@ mod tests {
             }
             Ok(())
         }
-        async fn refresh(&self, _open: &[(String, String)]) -> Result<(), StoreError> {
+        async fn refresh(&self) -> Result<(), StoreError> {
             self.outage.check()
         }
         async fn ping(&self) -> Result<(), StoreError> {
