@@ -15,6 +15,9 @@ use crate::{cargo, root, target_dir};
 /// runs of `cargo xtask bench`.
 const HISTORY: &str = "\n## History";
 
+/// The heading of `cargo xtask scale`'s section, kept as it is.
+const AT_SCALE: &str = "\n## At scale";
+
 /// KiB per idle connection at 10 000 connections before issue 23
 /// (2026-11-26), the anchor of the idle-connection ratios.
 const BEFORE_IDLE_KIB: f64 = 26.1;
@@ -912,12 +915,17 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
     let path: PathBuf = root().join("BENCHMARKS.md");
     // Earlier dated measurements (from `## History` on) are kept below the
     // new tables.
-    if let Some(history) = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|old| old.find(HISTORY).map(|at| old[at..].to_owned()))
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    // `cargo xtask scale`'s section (its own run, its own table) stays.
+    if let (Some(from), Some(to)) = (old.find(AT_SCALE), old.find(HISTORY))
+        && from < to
     {
         md.push('\n');
-        md.push_str(&history);
+        md.push_str(&old[from..to]);
+    }
+    if let Some(at) = old.find(HISTORY) {
+        md.push('\n');
+        md.push_str(&old[at..]);
     }
     if let Err(e) = std::fs::write(&path, &md) {
         eprintln!("xtask bench: cannot write {}: {e}", path.display());

@@ -14,6 +14,7 @@ mod provision;
 mod publish;
 mod python;
 mod redis;
+mod scale;
 mod soak;
 
 const HELP: &str = "\
@@ -44,6 +45,16 @@ Tasks:
   soak    the release gateway under moderate load for `--minutes N`
           (default 10), its RSS sampled every 10 s; says whether memory
           stayed flat (not part of ci)
+  scale   a deployment measured at size: a 3 + 3 Redis Cluster (Redis's
+          default node timeout), `--gateways G` release gateways (6) and
+          `--connections N` (100 000) held by `wsc-scale-client` processes
+          from their own loopback addresses; the idle cost (gateway memory,
+          Redis memory and commands), a steady run load (`--load`, latency,
+          CPU), a fan-out, a gateway SIGKILL, a rolling restart and a Redis
+          master kill; writes its table to docs/scaling.md and BENCHMARKS.md
+          (`--no-write`: only prints it; `--small --redis URL`: 6 gateways,
+          3 000 connections and a gateway kill, the debug binaries, as ci
+          runs it)
   publish-check
           every library crate has the metadata crates.io shows (description,
           license, repository, homepage, documentation, readme, keywords,
@@ -66,6 +77,7 @@ fn main() -> ExitCode {
         Some("audit") => audit::audit(&args[1..]),
         Some("cycles") => cycles::cycles(),
         Some("soak") => soak::soak(&args[1..]),
+        Some("scale") => scale::scale(&args[1..]),
         Some("cluster") => redis::cluster(),
         Some("publish-check") => publish::publish_check(),
         Some("python") => python::python(&args[1..]),

@@ -44,6 +44,9 @@ use wsc_reconnection::{ClientConfig, ClientEvent, ResilientClient};
 
 use wsc_event_monitor::EventMonitor;
 
+mod hold;
+pub use hold::{Hold, HoldConfig, HoldStatus, RunLoad, fanout_body};
+
 /// What the demo load does.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DemoConfig {

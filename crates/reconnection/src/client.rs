@@ -47,6 +47,11 @@ pub struct ClientConfig {
     /// Redis), tried in turn after `url`: each (re)connection attempt goes
     /// to the next one, so a resume lands on another gateway (default none).
     pub alternate_urls: Vec<String>,
+    /// The local address to connect from (default: the system's choice).
+    /// A load generator spreads its connections over several loopback
+    /// addresses this way: one source address reaches one server port
+    /// through at most as many connections as it has ephemeral ports.
+    pub local_address: Option<std::net::IpAddr>,
 }
 
 impl ClientConfig {
@@ -64,6 +69,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(10),
             ack_every: 64,
             alternate_urls: Vec::new(),
+            local_address: None,
         }
     }
 
@@ -270,6 +276,68 @@ fn outcome_of(
     ))
 }
 
+/// Opens a WebSocket to `url` (`ws://`), from `local` if given, with
+/// `TCP_NODELAY` and a read buffer sized for a client's small frames.
+async fn open(
+    url: &str,
+    local: Option<std::net::IpAddr>,
+) -> Result<
+    (
+        tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+        tokio_tungstenite::tungstenite::handshake::client::Response,
+    ),
+    tokio_tungstenite::tungstenite::Error,
+> {
+    use tokio_tungstenite::tungstenite::Error;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let request = url.into_client_request()?;
+    let uri = request.uri();
+    if uri.scheme_str() != Some("ws") {
+        return Err(Error::Url(
+            tokio_tungstenite::tungstenite::error::UrlError::UnsupportedUrlScheme,
+        ));
+    }
+    let host = uri
+        .host()
+        .ok_or(Error::Url(
+            tokio_tungstenite::tungstenite::error::UrlError::NoHostName,
+        ))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(80);
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host.as_str(), port)).await? {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        if let Some(ip) = local {
+            socket.bind(std::net::SocketAddr::new(ip, 0))?;
+        }
+        match socket.connect(addr).await {
+            Ok(stream) => {
+                stream.set_nodelay(true)?;
+                let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+                    .read_buffer_size(READ_BUFFER);
+                return tokio_tungstenite::client_async_with_config(request, stream, Some(config))
+                    .await;
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(Error::Io(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{host} has no address"),
+        )
+    })))
+}
+
+/// A client's read buffer: its frames are small; a larger one grows.
+const READ_BUFFER: usize = 8 * 1024;
+
 /// The longest `Retry-After` a client honours, in seconds.
 const MAX_RETRY_AFTER_SECS: u64 = 60;
 
@@ -303,7 +371,7 @@ async fn drive(
         let base = base_url(&config, attempt).to_owned();
         attempt += 1;
         let connected = tokio::time::timeout(config.connect_timeout, async {
-            let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            let (mut ws, _) = open(url.as_str(), config.local_address)
                 .await
                 .map_err(|e| {
                     // A refusal's `Retry-After` (seconds) is the least wait.

@@ -105,6 +105,56 @@ table.insert(live, 1, lapsed)
 return live
 "#;
 
+/// KEYS: a session's runs in flight. ARGV: lease ms, longest run ms,
+/// prune, this gateway, then the live gateways. Entries are
+/// `gateway|run` scored with their start. Returns "1" if runs of other
+/// live gateways remain ("0" if not), then the runs whose gateway is gone
+/// (removed). Entries older than the longest run are dropped unreported.
+const LOST_RUNS: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease, longest, prune = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local live = {}
+for i = 5, #ARGV do live[ARGV[i]] = true end
+local entries = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+local out = {'0'}
+for i = 1, #entries, 2 do
+  local member = entries[i]
+  local started = tonumber(entries[i + 1])
+  local gateway, run = string.match(member, '^([^|]*)|(.*)$')
+  if started < now - longest or gateway == nil then
+    redis.call('ZREM', KEYS[1], member)
+  elseif prune == 1 and not live[gateway] and started < now - lease then
+    redis.call('ZREM', KEYS[1], member)
+    table.insert(out, run)
+  elseif gateway ~= ARGV[4] then
+    out[1] = '1'
+  end
+end
+return out
+"#;
+
+/// KEYS: a session's runs in flight. ARGV: entry, longest run ms.
+const RUN_STARTED: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+return 1
+"#;
+
+/// A session's runs whose gateway is gone, from
+/// [`RedisConnectionCounter::lost_runs`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LostRuns {
+    /// Runs whose gateway stopped renewing its lease before they ended
+    /// (reported once: they are removed).
+    pub lost: Vec<String>,
+    /// Whether runs of other gateways that are live (or too new to judge)
+    /// are still going: asking again later may find more.
+    pub others_running: bool,
+}
+
 /// What this gateway knows of the others.
 #[derive(Debug, Default)]
 struct Liveness {
@@ -162,9 +212,12 @@ pub struct RedisConnectionCounter {
     count: redis::Script,
     write: redis::Script,
     heartbeat: redis::Script,
+    lost_runs: redis::Script,
     /// This gateway's counted connections: connection -> user.
     held: Arc<Mutex<HashMap<String, String>>>,
     liveness: Arc<Mutex<Liveness>>,
+    /// Held while a heartbeat is in flight.
+    beating: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl fmt::Debug for RedisConnectionCounter {
@@ -204,8 +257,10 @@ impl RedisConnectionCounter {
             count: redis::Script::new(&format!("{COUNT_LIVE}{COUNT}")),
             write: redis::Script::new(WRITE),
             heartbeat: redis::Script::new(HEARTBEAT),
+            lost_runs: redis::Script::new(LOST_RUNS),
             held: Arc::default(),
             liveness: Arc::default(),
+            beating: Arc::default(),
         }
     }
 
@@ -261,14 +316,25 @@ impl RedisConnectionCounter {
             Some((age, live)) if age < self.lease / 2 => Ok((true, live)),
             Some((_, live)) => Ok((false, live)),
             None => {
-                self.beat().await?;
+                let _one = self.beating.lock().await;
+                // Another caller may have beaten meanwhile.
+                if lock(&self.liveness).at.is_none() {
+                    self.beat_now().await?;
+                }
                 Ok((true, lock(&self.liveness).live.clone()))
             }
         }
     }
 
-    /// Renews this gateway's lease and reads the live gateways.
+    /// Renews this gateway's lease and reads the live gateways. One at a
+    /// time: beats answered out of order would take the first one's "new"
+    /// for a lapse.
     async fn beat(&self) -> Result<(), StoreError> {
+        let _one = self.beating.lock().await;
+        self.beat_now().await
+    }
+
+    async fn beat_now(&self) -> Result<(), StoreError> {
         let mut redis = self.redis.clone();
         let mut reply: Vec<String> = self
             .heartbeat
@@ -406,6 +472,87 @@ impl RedisConnectionCounter {
                 .map_err(store_error)?;
         }
         Ok(())
+    }
+
+    fn runs_key(&self, session: &str) -> String {
+        format!("{}runs-of:{session}", self.prefix)
+    }
+
+    /// Marks `run` of `session` as running on this gateway, for at most
+    /// `longest` (the entry is dropped after that).
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn run_started(
+        &self,
+        session: &str,
+        run: &str,
+        longest: Duration,
+    ) -> Result<(), StoreError> {
+        let mut redis = self.redis.clone();
+        let _: i64 = redis::Script::new(RUN_STARTED)
+            .key(self.runs_key(session))
+            .arg(self.entry(run))
+            .arg(
+                u64::try_from(longest.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            )
+            .invoke_async(&mut redis)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// Unmarks `run` of `session` (it ended here).
+    ///
+    /// # Errors
+    /// Redis unreachable (the entry then stays until `longest` passes).
+    pub async fn run_ended(&self, session: &str, run: &str) -> Result<(), StoreError> {
+        let mut redis = self.redis.clone();
+        redis::cmd("ZREM")
+            .arg(self.runs_key(session))
+            .arg(self.entry(run))
+            .query_async::<()>(&mut redis)
+            .await
+            .map_err(store_error)
+    }
+
+    /// The runs of `session` whose gateway is gone — it stopped renewing
+    /// its lease before they ended — removed as they are reported; runs
+    /// older than `longest` are dropped unreported. With a list of live
+    /// gateways too old to trust, nothing is reported (and
+    /// `others_running` is true).
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn lost_runs(
+        &self,
+        session: &str,
+        longest: Duration,
+    ) -> Result<LostRuns, StoreError> {
+        let (prune, live) = self.live().await?;
+        let mut invocation = self.lost_runs.key(self.runs_key(session));
+        invocation
+            .arg(self.lease_ms())
+            .arg(
+                u64::try_from(longest.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            )
+            .arg(i64::from(prune))
+            .arg(&self.gateway)
+            .arg(live);
+        let mut redis = self.redis.clone();
+        let mut reply: Vec<String> = invocation
+            .invoke_async(&mut redis)
+            .await
+            .map_err(store_error)?;
+        let others_running = !reply.is_empty() && reply.remove(0) == "1";
+        Ok(LostRuns {
+            lost: reply,
+            others_running: others_running || !prune,
+        })
     }
 
     /// Connections counted for `user` now, across gateways.

@@ -52,7 +52,7 @@ pub use connection::{
     CLUSTER_SCHEME, DEFAULT_REPLY_TIMEOUT, RedisConnection, connect, connect_with_timeout,
     hash_slot,
 };
-pub use connections::{RedisConnectionCounter, shared_token_secret};
+pub use connections::{LostRuns, RedisConnectionCounter, shared_token_secret};
 pub use limiter::{BatchStats, RedisRateLimitStore};
 pub use runs::RedisRunLogs;
 pub use sessions::{RedisSessionConfig, RedisSessionStore};

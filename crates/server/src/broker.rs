@@ -20,6 +20,15 @@ use wsc_core::StoreError;
 pub(crate) use wsc_core::{CancelAsked, RunAppended, RunClaim, RunRead, RunWakeup, RunWrite};
 use wsc_reconnection::SessionRegistry;
 
+/// A session's runs whose gateway died (see [`Broker::lost_runs`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct LostRuns {
+    /// Runs whose gateway stopped before they ended.
+    pub(crate) lost: Vec<String>,
+    /// Whether runs of other (live) gateways go on.
+    pub(crate) others_running: bool,
+}
+
 /// What a gateway does when a run's log changes elsewhere: called with
 /// the change, the user and the run id.
 pub(crate) type OnRunWakeup = Arc<dyn Fn(RunWakeup, &str, &str) + Send + Sync>;
@@ -44,6 +53,24 @@ pub(crate) trait Broker: Send + Sync {
 
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Marks `run` of `session` as running on this gateway (so another
+    /// gateway the session moves to can tell its client if this one dies
+    /// before the run ends).
+    async fn run_started(&self, _session: &str, _run: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Unmarks `run` of `session`: it ended here.
+    async fn run_ended(&self, _session: &str, _run: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// The runs of `session` whose gateway died before they ended (each
+    /// reported once), and whether other gateways' runs of it go on.
+    async fn lost_runs(&self, _session: &str) -> Result<LostRuns, StoreError> {
+        Ok(LostRuns::default())
+    }
 
     /// Starts handing `sessions`' attached connections the frames other
     /// gateways append; it stops when the returned guard is dropped.

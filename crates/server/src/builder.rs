@@ -281,6 +281,9 @@ impl Gateway {
                     runs: wsc_redis::RedisRunLogs::new(conn.clone(), settings.prefix.clone()),
                     url: settings.url.clone(),
                     ping_timeout: settings.timeout,
+                    // The run timeout, and a lease for its gateway to be
+                    // judged gone.
+                    longest_run: config.agents.run_timeout + std::time::Duration::from_secs(60),
                     redis: conn,
                     channel,
                     limiter_store,
@@ -595,6 +598,8 @@ struct RedisBroker {
     /// How long a health check waits for Redis's answer (the reply
     /// timeout).
     ping_timeout: std::time::Duration,
+    /// How long a run may go on (its mark in Redis is dropped after).
+    longest_run: std::time::Duration,
 }
 
 #[async_trait::async_trait]
@@ -622,6 +627,30 @@ impl Broker for RedisBroker {
 
     async fn ping(&self) -> Result<(), wsc_core::StoreError> {
         self.redis.ping(self.ping_timeout).await
+    }
+
+    async fn run_started(&self, session: &str, run: &str) -> Result<(), wsc_core::StoreError> {
+        self.connections
+            .run_started(session, run, self.longest_run)
+            .await
+    }
+
+    async fn run_ended(&self, session: &str, run: &str) -> Result<(), wsc_core::StoreError> {
+        self.connections.run_ended(session, run).await
+    }
+
+    async fn lost_runs(
+        &self,
+        session: &str,
+    ) -> Result<crate::broker::LostRuns, wsc_core::StoreError> {
+        let found = self
+            .connections
+            .lost_runs(session, self.longest_run)
+            .await?;
+        Ok(crate::broker::LostRuns {
+            lost: found.lost,
+            others_running: found.others_running,
+        })
     }
 
     fn deliver_to(&self, sessions: Arc<SessionRegistry>) -> Option<Box<dyn std::any::Any + Send>> {

@@ -42,6 +42,7 @@ pub(crate) struct Counters {
     pub(crate) resumes: AtomicU64,
     pub(crate) resumes_refused: AtomicU64,
     pub(crate) runs: AtomicU64,
+    pub(crate) runs_lost_with_gateway: AtomicU64,
     pub(crate) frames_sent: AtomicU64,
     pub(crate) bad_frames: AtomicU64,
     pub(crate) slow_clients: AtomicU64,
@@ -77,6 +78,9 @@ pub struct GatewayStats {
     pub rate_limited: u64,
     /// Sessions resumed.
     pub resumes: u64,
+    /// Runs whose gateway died before they ended, told to their session
+    /// here (`agent_error {code: "gateway_lost"}`).
+    pub runs_lost_with_gateway: u64,
     /// Resumes refused (a fresh session was started).
     pub resumes_refused: u64,
     /// Agent runs started.
@@ -120,6 +124,7 @@ impl Default for Counters {
             redis_timeouts: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
             resumes: AtomicU64::new(0),
+            runs_lost_with_gateway: AtomicU64::new(0),
             resumes_refused: AtomicU64::new(0),
             runs: AtomicU64::new(0),
             frames_sent: AtomicU64::new(0),
@@ -195,6 +200,7 @@ impl Counters {
             redis_timeouts: get(&self.redis_timeouts),
             rate_limited: get(&self.rate_limited),
             resumes: get(&self.resumes),
+            runs_lost_with_gateway: get(&self.runs_lost_with_gateway),
             resumes_refused: get(&self.resumes_refused),
             runs: get(&self.runs),
             frames_sent: get(&self.frames_sent),

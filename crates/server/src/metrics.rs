@@ -61,7 +61,7 @@ impl Collector for GatewayCollector {
             return Ok(());
         };
         let s = state.stats();
-        let counters: [(&str, &str, u64); 17] = [
+        let counters: [(&str, &str, u64); 18] = [
             (
                 "wsc_gateway_connections",
                 "WebSocket connections accepted.",
@@ -89,6 +89,11 @@ impl Collector for GatewayCollector {
                 s.resumes_refused,
             ),
             ("wsc_gateway_runs", "Agent runs started.", s.runs),
+            (
+                "wsc_gateway_runs_lost_with_gateway",
+                "Runs whose gateway died before they ended, told to their client here (agent_error gateway_lost).",
+                s.runs_lost_with_gateway,
+            ),
             (
                 "wsc_gateway_frames_sent",
                 "Frames sent to clients.",

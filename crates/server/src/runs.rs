@@ -610,11 +610,23 @@ impl RunTable {
         };
         let (monitor, clock) = (services.monitor.clone(), services.clock.clone());
         let started = request.run_id.clone();
+        // A run of a WebSocket session is marked as this gateway's in the
+        // shared store: if this gateway dies before the run ends, the
+        // gateway the session moves to tells its client.
+        let marked = (run.log.is_none() && services.shared.spans_gateways())
+            .then(|| run.id.session.as_ref().map(|s| s.id.clone()))
+            .flatten();
+        let broker = services.shared.broker().clone();
         let span = tracing::info_span!("run", run_id = %request.run_id, agent = %log_safe(&request.agent_name));
         tokio::spawn(
             async move {
                 tracing::debug!("run started");
                 let run_id = request.run_id.clone();
+                if let Some(session) = &marked
+                    && let Err(e) = broker.run_started(session, &run_id).await
+                {
+                    tracing::warn!(error = %e, "run not marked in the shared store");
+                }
                 // A stop drops the runner where it waits (an upstream request
                 // is closed, so the backend sees it), then ends the run.
                 tokio::select! {
@@ -630,6 +642,9 @@ impl RunTable {
                 // Releases the user's count; a failed or cancelled run is
                 // remembered for the dashboard.
                 slot.finish(monitor.validate_session_completion(&run_id), clock.now());
+                if let Some(session) = &marked {
+                    let _ = broker.run_ended(session, &run_id).await;
+                }
             }
             .instrument(span),
         );

@@ -12,7 +12,8 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use wsc_core::{StoreError, WireFrame};
+use dashmap::DashMap;
+use wsc_core::{MessageType, StoreError, Timestamp, WebSocketMessage, WireFrame};
 use wsc_reconnection::{ResumeRequest, SessionError, SessionRegistry, SessionStart};
 
 use crate::broker::Broker;
@@ -75,6 +76,9 @@ pub(crate) struct Shared {
     local_prefix: String,
     outbox: Outbox,
     counters: Arc<Counters>,
+    /// Sessions resumed here while runs of other gateways go on: checked
+    /// until those end, so a run whose gateway dies is told.
+    watched: DashMap<String, Arc<SessionRegistry>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -107,6 +111,7 @@ impl Shared {
             local_prefix,
             outbox: Outbox::default(),
             counters,
+            watched: DashMap::new(),
         }
     }
 
@@ -341,6 +346,74 @@ impl Shared {
         }
         if let Err(e) = self.broker.refresh().await {
             self.store_failed(&e);
+        }
+    }
+
+    /// Tells `session`'s client, with `agent_error {code: "gateway_lost"}`,
+    /// of each of its runs whose gateway died before it ended, and keeps
+    /// the session watched (see [`Shared::tell_watched`]) while runs of
+    /// other gateways go on. The message id (`{run}-gateway-lost`) makes
+    /// the frame land once in the session, whichever gateway tells it.
+    pub(crate) async fn tell_lost_runs(
+        &self,
+        registry: &Arc<SessionRegistry>,
+        session: &str,
+        now: Timestamp,
+    ) {
+        let found = match self.broker.lost_runs(session).await {
+            Ok(found) => found,
+            Err(e) => {
+                // Asked again at the next check.
+                self.store_failed(&e);
+                self.watched.insert(session.to_owned(), registry.clone());
+                return;
+            }
+        };
+        let mut gone = false;
+        for run in &found.lost {
+            let message = WebSocketMessage::new(
+                MessageType::AgentError,
+                serde_json::json!({
+                    "run_id": run,
+                    "code": "gateway_lost",
+                    "message": "the gateway running this run stopped before it ended; start it again",
+                }),
+            )
+            .with_timestamp(now);
+            let id = format!("{run}-gateway-lost");
+            let frame = WireFrame::encode(&message.with_message_id(id.clone()));
+            tracing::info!(session_id = %session, run_id = %run, "run lost with its gateway: told");
+            Counters::bump(&self.counters.runs_lost_with_gateway);
+            if matches!(
+                self.publish(registry, session, frame, id).await,
+                Published::SessionGone
+            ) {
+                gone = true;
+            }
+        }
+        if found.others_running && !gone {
+            self.watched.insert(session.to_owned(), registry.clone());
+        } else {
+            self.watched.remove(session);
+        }
+    }
+
+    /// Checks the watched sessions again (see [`Shared::tell_lost_runs`]).
+    pub(crate) async fn tell_watched(&self, now: Timestamp) {
+        if !self.store_up() {
+            return;
+        }
+        let watched: Vec<(String, Arc<SessionRegistry>)> = self
+            .watched
+            .iter()
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect();
+        for (session, registry) in watched {
+            if let Ok(None) = registry.session(&session).await {
+                self.watched.remove(&session);
+                continue;
+            }
+            self.tell_lost_runs(&registry, &session, now).await;
         }
     }
 

@@ -422,7 +422,19 @@ pub(crate) async fn admit(
     // always `connection_established`.
     let (registry, started) = state.shared.start_session(&user, resume.as_ref()).await;
     let session = match started {
-        Ok(start) => crate::connection::SessionOpening::new(registry, start),
+        Ok(start) => {
+            if start.resumed && state.shared.spans_gateways() {
+                // Its runs may go on on the gateway it left, or have died
+                // with it: told either way.
+                let (state, registry) = (state.clone(), registry.clone());
+                let id = start.attached.session_id.clone();
+                tokio::spawn(async move {
+                    let now = state.clock.now();
+                    state.shared.tell_lost_runs(&registry, &id, now).await;
+                });
+            }
+            crate::connection::SessionOpening::new(registry, start)
+        }
         Err(e) => return session_refused(&state, &e),
     };
     // Counted open from the answer on (before the upgrade task exists), so

@@ -20,7 +20,8 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 const EXPIRE_SESSIONS_EVERY: Duration = Duration::from_secs(10);
 /// How often Redis is pinged and the outbox flushed.
 const REDIS_CHECK_EVERY: Duration = Duration::from_millis(500);
-/// How often this node's connection leases in Redis are renewed.
+/// How often this node's lease in Redis is renewed (and the sessions
+/// resumed here whose runs go on elsewhere are checked).
 const RENEW_LEASES_EVERY: Duration = Duration::from_secs(10);
 /// How often the performance monitor evaluates alerts.
 const EVALUATE_ALERTS_EVERY: Duration = Duration::from_secs(5);
@@ -82,6 +83,7 @@ pub(crate) fn start(state: &Arc<AppState>) -> Upkeep {
         }));
         tasks.push(every(state, RENEW_LEASES_EVERY, |s| async move {
             s.shared.renew().await;
+            s.shared.tell_watched(s.clock.now()).await;
         }));
         listener = state.shared.deliver();
         let weak = Arc::downgrade(state);

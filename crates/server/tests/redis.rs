@@ -1154,3 +1154,69 @@ async fn a_session_whose_gateway_died_resumes_elsewhere_and_its_run_goes_on_exac
         .collect();
     assert_eq!(got, whole, "the run, each event once");
 }
+
+/// A WebSocket run whose gateway is SIGKILLed mid-run: the client resumes
+/// on another gateway and is told — `agent_error {code: "gateway_lost"}`
+/// for that run, once — within the dead gateway's lease (30 s, the
+/// default), instead of waiting forever for events that will not come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_gateway_died_is_told_to_its_client_on_the_gateway_it_resumed_on() {
+    let redis = settings(&shared_url(), RedisFailurePolicy::FailOpen);
+    let mut doomed = doomed(GatewayConfig::default(), redis.clone());
+    let a = node(GatewayConfig::default(), redis).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut ws, _) = connect_async(format!("ws://{}/ws?user_id=lena", doomed.addr))
+        .await
+        .unwrap();
+    let hello = next_frame(&mut ws).await.payload;
+    start_run(&mut ws, &["a", "b", "c", "d", "e", "f", "g", "h"], 2_000).await;
+    // The run's first events, then its gateway dies.
+    let mut last = 0;
+    let mut run_id = String::new();
+    while last < 2 {
+        let msg = next_frame(&mut ws).await;
+        if let Some(id) = msg.payload["run_id"].as_str() {
+            run_id = id.to_owned();
+        }
+        last = msg.seq.unwrap_or(last);
+    }
+    doomed.kill();
+    drop(ws);
+    let (mut ws, resumed) = connect(&a, &resume_query("lena", &hello, last)).await;
+    assert_eq!(resumed["resumed"], true, "{resumed}");
+    let started = std::time::Instant::now();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let told = loop {
+        let frame = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("told within the lease, not left waiting")
+            .expect("open")
+            .unwrap();
+        let Message::Text(text) = frame else { continue };
+        let msg = parse_server_frame(&text).unwrap();
+        if msg.message_type == MessageType::AgentError {
+            break msg;
+        }
+        assert_ne!(
+            msg.message_type,
+            MessageType::AgentCompleted,
+            "the run died"
+        );
+    };
+    assert_eq!(told.payload["run_id"], run_id.as_str(), "{told:?}");
+    assert_eq!(told.payload["code"], "gateway_lost", "{told:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "within a lease and a check"
+    );
+    assert_eq!(
+        metric(&a, "wsc_gateway_runs_lost_with_gateway_total").await,
+        1.0
+    );
+    // Once: nothing more on a later resume.
+    let seq = told.seq.unwrap();
+    drop(ws);
+    let (_ws, again) = connect(&a, &resume_query("lena", &resumed, seq)).await;
+    assert_eq!(again["resumed"], true, "{again}");
+    assert_eq!(again["replayed"], 0, "{again}");
+}
