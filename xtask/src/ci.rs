@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use crate::provision::{prepare_chromium, prepare_python, prepare_typescript};
 use crate::redis::{start_redis, start_redis_cluster};
-use crate::{cargo, cycles, publish, python, root, target_dir};
+use crate::{cargo, cycles, publish, python, root, scale, target_dir};
 
 /// One step of a task: a cargo command with extra environment.
 pub(crate) struct Step {
@@ -97,12 +97,33 @@ pub(crate) fn ci() -> ExitCode {
         eprintln!("xtask ci: step `python` failed: {e}");
         return ExitCode::from(1);
     }
-    if publish::publish_check() != ExitCode::SUCCESS {
+    // The scale layout mostly waits on sockets while publish-check
+    // compiles: the two run side by side.
+    println!("==> [scale] cargo xtask scale --small, beside publish-check");
+    let cluster_url = redis_cluster.url();
+    let scale = std::thread::spawn(move || {
+        let started = Instant::now();
+        let outcome = scale::small(&cluster_url);
+        (outcome, started.elapsed())
+    });
+    let published = publish::publish_check();
+    match scale.join() {
+        Ok((Ok(()), took)) => println!("<== [scale] ok in {took:.1?}"),
+        Ok((Err(e), _)) => {
+            eprintln!("xtask ci: step `scale` failed: {e}");
+            return ExitCode::from(1);
+        }
+        Err(_) => {
+            eprintln!("xtask ci: step `scale` panicked");
+            return ExitCode::from(1);
+        }
+    }
+    if published != ExitCode::SUCCESS {
         eprintln!("xtask ci: step `publish-check` failed");
         return ExitCode::from(1);
     }
     println!(
-        "xtask ci: every step passed ({} cargo steps, the examples, the Python package, publish-check) in {:.0?}",
+        "xtask ci: every step passed ({} cargo steps, the examples, the Python package, the scale layout, publish-check) in {:.0?}",
         steps.len(),
         started.elapsed()
     );

@@ -23,7 +23,8 @@ cargo xtask <TASK>
 Tasks:
   ci      the test command: fmt --check, import cycles, clippy -D warnings,
           tests, the examples, the legacy Python package's wheel and its
-          pytest suite (as `python`), publish-check, docs
+          pytest suite (as `python`), `scale --small` beside publish-check,
+          docs
           (prepares target/pyenv with Python's `websockets` and the example
           agent backends' packages for the gateway's cross-language tests, and finds headless Chromium for the dashboard's
           browser test, installing the `chromium` package with apt-get when

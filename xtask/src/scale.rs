@@ -92,16 +92,23 @@ pub(crate) fn scale(args: &[String]) -> ExitCode {
         }
     };
     match run(&options) {
-        Ok(report) => {
-            println!("{}", report.table);
+        Ok(mut report) => {
             if !report.failures.is_empty() {
-                eprintln!("xtask scale: FAILED:\n  {}", report.failures.join("\n  "));
-                return ExitCode::from(1);
+                report.table.push_str(&format!(
+                    "\nMissed: {}.\n",
+                    report.failures.join("; ")
+                ));
             }
+            println!("{}", report.table);
+            // Written either way: a missed goal is a result too.
             if options.write
                 && let Err(e) = write_table(&report.table)
             {
                 eprintln!("xtask scale: {e}");
+                return ExitCode::from(1);
+            }
+            if !report.failures.is_empty() {
+                eprintln!("xtask scale: FAILED:\n  {}", report.failures.join("\n  "));
                 return ExitCode::from(1);
             }
             ExitCode::SUCCESS
@@ -113,10 +120,37 @@ pub(crate) fn scale(args: &[String]) -> ExitCode {
     }
 }
 
-/// The binaries: release ones built now, or (`--small`) the debug ones of
-/// the tests' build (`wsc-scale-client` linked if missing).
+/// `cargo xtask ci`'s step: the layout at the small size on the ci's
+/// cluster (`redis`), with the binaries the tests' build made.
+pub(crate) fn small(redis: &str) -> Result<(), String> {
+    let mut options = parse(&["--small".to_owned()])?;
+    options.redis = Some(redis.to_owned());
+    let report = run(&options)?;
+    println!("{}", report.table);
+    if report.failures.is_empty() {
+        Ok(())
+    } else {
+        Err(report.failures.join("; "))
+    }
+}
+
+/// The binaries: release ones built now, or (`--small`) the debug ones the
+/// tests' build made (the scale client's own test needs it built).
 fn binaries(small: bool) -> Result<(PathBuf, PathBuf), String> {
     let profile = if small { "debug" } else { "release" };
+    if small {
+        let dir = target_dir().join(profile);
+        let (gateway, client) = (dir.join("wsc-gateway"), dir.join("wsc-scale-client"));
+        for binary in [&gateway, &client] {
+            if !binary.is_file() {
+                return Err(format!(
+                    "{} is missing: `cargo test --workspace` builds it",
+                    binary.display()
+                ));
+            }
+        }
+        return Ok((gateway, client));
+    }
     let mut build = cargo();
     build.args([
         "build",
@@ -302,7 +336,13 @@ impl Gateway {
             .map_err(|e| format!("{}: {e}", self.log.display()))?;
         let child = Command::new(&self.binary)
             .arg("serve")
-            .args(["--bind", &format!("127.0.0.1:{}", self.port)])
+            // Every loopback address: each client process connects to its
+            // own (127.0.0.10, .11, …), so each has its own ephemeral
+            // ports towards each gateway.
+            .args(["--bind", &format!("0.0.0.0:{}", self.port)])
+            // Dev auth (user ids from the query) on every address: only
+            // for the length of this run, on a test machine.
+            .arg("--insecure-dev")
             .args(["--redis", &self.redis])
             .args(["--api-key", API_KEY])
             // Loopback source addresses stand for many users' addresses.
@@ -440,7 +480,15 @@ impl Drop for Client {
 
 impl Client {
     fn ask(&mut self, command: &str) -> Result<Value, String> {
-        writeln!(self.stdin, "{command}").map_err(|e| format!("client: {e}"))?;
+        self.send(command)?;
+        self.answer()
+    }
+
+    fn send(&mut self, command: &str) -> Result<(), String> {
+        writeln!(self.stdin, "{command}").map_err(|e| format!("client: {e}"))
+    }
+
+    fn answer(&mut self) -> Result<Value, String> {
         let mut line = String::new();
         self.stdout
             .read_line(&mut line)
@@ -584,17 +632,17 @@ fn run(o: &Options) -> Result<Report, String> {
     // Clients: enough processes for their open files, at least two source
     // addresses.
     let processes = o.connections.div_ceil(PER_CLIENT).max(2);
-    let urls: Vec<String> = gateways
-        .iter()
-        .map(|g| format!("ws://127.0.0.1:{}/ws", g.port))
-        .collect();
     let mut clients = Vec::new();
     let mut first = 0;
     for p in 0..processes {
         let n = o.connections / processes + usize::from(p < o.connections % processes);
         let mut command = Command::new(&client_bin);
-        for url in &urls {
-            command.args(["--url", url]);
+        // A loopback destination address per process: the kernel picks a
+        // source port per (destination address, port), ~28 000 each. (Bound
+        // source addresses would make it search every bound port at each
+        // connect: it spent the clients' CPU on that at 100 000.)
+        for g in &gateways {
+            command.args(["--url", &format!("ws://127.0.0.{}:{}/ws", 10 + p, g.port)]);
         }
         for g in &gateways {
             command.args(["--api", &format!("http://127.0.0.1:{}", g.port)]);
@@ -602,7 +650,6 @@ fn run(o: &Options) -> Result<Report, String> {
         let mut child = command
             .args(["--connections", &n.to_string()])
             .args(["--first", &first.to_string()])
-            .args(["--from", &format!("127.0.0.{}", 10 + p)])
             .env("WSC_API_KEY", API_KEY)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -765,11 +812,12 @@ fn run(o: &Options) -> Result<Report, String> {
     if !o.small {
         println!("==> [scale] fan-out: POST /api/publish to every user");
         let t0 = now_us();
-        for (i, c) in clients.iter_mut().enumerate() {
-            // Each client process publishes to its own users: in turn, so
-            // the time is the whole fan-out's.
-            let _ = i;
-            c.ask("fanout 1")?;
+        // Each client process publishes to its own users, all at once.
+        for c in clients.iter_mut() {
+            c.send("fanout 1")?;
+        }
+        for c in clients.iter_mut() {
+            c.answer()?;
         }
         let all = wait_until(&mut clients, Duration::from_secs(120), |s| {
             s.sum("fanout_received") >= n

@@ -28,8 +28,9 @@ pub struct HoldConfig {
     pub first: usize,
     /// The user ids' prefix.
     pub user_prefix: String,
-    /// The local address to connect from (a loopback address of its own
-    /// per process: one source address has ~28 000 ports per server port).
+    /// The local address to connect from (see
+    /// [`ClientConfig::local_address`]: for many connections, prefer
+    /// several destination addresses of the gateways in `urls`).
     pub local_address: Option<IpAddr>,
     /// Connections being opened at once (default 128).
     pub open_at_once: usize,

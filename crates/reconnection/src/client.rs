@@ -48,9 +48,11 @@ pub struct ClientConfig {
     /// to the next one, so a resume lands on another gateway (default none).
     pub alternate_urls: Vec<String>,
     /// The local address to connect from (default: the system's choice).
-    /// A load generator spreads its connections over several loopback
-    /// addresses this way: one source address reaches one server port
-    /// through at most as many connections as it has ephemeral ports.
+    /// The socket is bound before it connects, so the kernel reserves an
+    /// ephemeral port of that address for it whatever the destination:
+    /// fine for tens of connections per address, slow (each bind searches
+    /// the bound ports) for tens of thousands — a load generator does
+    /// better connecting to several destination addresses of one server.
     pub local_address: Option<std::net::IpAddr>,
 }
 

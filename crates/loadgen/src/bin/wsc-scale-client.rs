@@ -12,7 +12,9 @@
 //!   when every publish was answered;
 //! - `quit` — ends.
 //!
-//! `cargo xtask scale` starts several, each from its own loopback address.
+//! `cargo xtask scale` starts several, each connecting to its own loopback
+//! address of the gateways (every process has the kernel's ~28 000
+//! ephemeral ports towards each of its destinations).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -44,7 +46,8 @@ struct Args {
     /// The user ids' prefix.
     #[arg(long, default_value = "scale-")]
     prefix: String,
-    /// The local address to connect from.
+    /// The local address to connect from (bound before connecting: for
+    /// thousands of connections, prefer several destination addresses).
     #[arg(long)]
     from: Option<IpAddr>,
     /// Connections being opened at once.

@@ -1,0 +1,98 @@
+//! The `wsc-scale-client` binary against a stand-in gateway on a real
+//! socket: it opens its connections from the address it is given, answers
+//! `status` with what it holds, counts a lost connection and its return,
+//! and ends on `quit`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+use wsc_core::{ConnectionEstablished, Frame};
+
+/// Accepts WebSockets, greets each with `connection_established` and
+/// records the peer's address; the first connection from `127.0.0.3` is
+/// dropped after its greeting (once).
+async fn stand_in(listener: TcpListener, peers: Arc<std::sync::Mutex<Vec<String>>>) {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let mut n = 0u64;
+    loop {
+        let (stream, peer) = listener.accept().await.unwrap();
+        n += 1;
+        peers.lock().unwrap().push(peer.ip().to_string());
+        let dropped = dropped.clone();
+        tokio::spawn(async move {
+            let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                return;
+            };
+            let hello = ConnectionEstablished {
+                session_id: format!("s{n}"),
+                connection_id: format!("c{n}"),
+                resume_token: "t".into(),
+                epoch: 1,
+                resumed: false,
+                replayed: 0,
+                heartbeat_interval_ms: 15_000,
+                reason: None,
+            };
+            let text = serde_json::to_string(&hello.to_message()).unwrap();
+            if ws.send(Message::text(text)).await.is_err() {
+                return;
+            }
+            if dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                return; // the connection drops
+            }
+            while let Some(Ok(_)) = ws.next().await {}
+        });
+    }
+}
+
+fn ask(stdin: &mut impl Write, stdout: &mut impl BufRead, command: &str) -> Value {
+    writeln!(stdin, "{command}").unwrap();
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"))
+}
+
+#[test]
+fn the_scale_client_holds_its_connections_from_its_address_and_reports_them() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peers = Arc::new(std::sync::Mutex::new(Vec::new()));
+    rt.spawn(stand_in(listener, peers.clone()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsc-scale-client"))
+        .args(["--url", &format!("ws://{addr}/ws")])
+        .args(["--connections", "5", "--from", "127.0.0.3"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut status = Value::Null;
+    for _ in 0..200 {
+        status = ask(&mut stdin, &mut stdout, "status");
+        if status["open"] == 5 && status["reconnects"] == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(status["open"], 5, "{status}");
+    assert_eq!(status["ever_connected"], 5, "{status}");
+    assert_eq!(status["disconnects"], 1, "the dropped one: {status}");
+    assert_eq!(status["reconnects"], 1, "and its return: {status}");
+    assert!(
+        peers.lock().unwrap().iter().all(|ip| ip == "127.0.0.3"),
+        "from the address it was given: {:?}",
+        peers.lock().unwrap()
+    );
+    assert_eq!(ask(&mut stdin, &mut stdout, "reset")["ok"], true);
+    writeln!(stdin, "quit").unwrap();
+    assert!(child.wait().unwrap().success());
+}
