@@ -9,7 +9,7 @@
 //! own tallies of what arrived.
 //!
 //! `--small` is the layout at the size `cargo xtask ci` runs (6 gateways,
-//! 3 000 connections, two source addresses, a gateway killed), with the
+//! 3 000 connections from two client processes, a gateway killed), with the
 //! debug binaries, on a cluster it is given (`--redis`): it fails unless
 //! every client comes back and no run is lost.
 
@@ -94,10 +94,9 @@ pub(crate) fn scale(args: &[String]) -> ExitCode {
     match run(&options) {
         Ok(mut report) => {
             if !report.failures.is_empty() {
-                report.table.push_str(&format!(
-                    "\nMissed: {}.\n",
-                    report.failures.join("; ")
-                ));
+                report
+                    .table
+                    .push_str(&format!("\nMissed: {}.\n", report.failures.join("; ")));
             }
             println!("{}", report.table);
             // Written either way: a missed goal is a result too.
@@ -345,7 +344,7 @@ impl Gateway {
             .arg("--insecure-dev")
             .args(["--redis", &self.redis])
             .args(["--api-key", API_KEY])
-            // Loopback source addresses stand for many users' addresses.
+            // Loopback clients stand for many users' addresses.
             .args(["--max-handshakes-per-ip", "100000000"])
             .args(["--max-messages-per-ip-per-minute", "100000000"])
             .args(["--max-sessions", "10000000"])
@@ -597,11 +596,13 @@ fn run(o: &Options) -> Result<Report, String> {
         .collect();
     let logs = std::env::temp_dir().join(format!("wsc-scale-logs-{}", std::process::id()));
     std::fs::create_dir_all(&logs).map_err(|e| e.to_string())?;
-    // Each gateway may hold a sixth more than its share, at most what its
-    // open files allow with 1 000 to spare (Redis, health, metrics).
+    // Each gateway may hold twice its share, at most what its open files
+    // allow with 2 000 to spare: Redis, /health, /metrics, publishes, and
+    // the sockets a storm's refused handshakes hold while answered (1 000
+    // were too few: EMFILE 23 times in the first full run).
     let fd_limit = open_file_limit();
     let per_gateway = o.connections.div_ceil(o.gateways);
-    let max_connections = (fd_limit.saturating_sub(1_000))
+    let max_connections = (fd_limit.saturating_sub(2_000))
         .min(per_gateway * 2)
         .max(per_gateway + 100);
     println!(
@@ -681,7 +682,7 @@ fn run(o: &Options) -> Result<Report, String> {
     }
     rows.add(
         format!(
-            "{n} connections opened ({} gateways, {processes} source addresses)",
+            "{n} connections opened ({} gateways, {processes} client processes, each to its own loopback address)",
             o.gateways
         ),
         secs(connected),
@@ -756,7 +757,10 @@ fn run(o: &Options) -> Result<Report, String> {
         format!("{:.1} % of a core", cpu_idle * 100.0),
         "",
     );
-    if per_1k > 30.0 {
+    // At the small size the gateways' own constant cost (the health
+    // check's PINGs) outweighs the connections': the goal is per
+    // connection at size.
+    if per_1k > 30.0 && !o.small {
         failures.push(format!(
             "{per_1k:.1} Redis commands/s per 1 000 idle connections (goal ≤ 30)"
         ));
@@ -819,7 +823,7 @@ fn run(o: &Options) -> Result<Report, String> {
         for c in clients.iter_mut() {
             c.answer()?;
         }
-        let all = wait_until(&mut clients, Duration::from_secs(120), |s| {
+        let all = wait_until(&mut clients, Duration::from_secs(600), |s| {
             s.sum("fanout_received") >= n
         })?;
         let s = status(&mut clients)?;
@@ -1037,11 +1041,12 @@ fn run(o: &Options) -> Result<Report, String> {
         "— / — / 0 / 0",
     );
     rows.add(
-        "duplicates dropped by clients / gaps resumed",
+        "duplicates dropped by clients / gaps resumed / late events of runs given up on",
         format!(
-            "{} / {}",
+            "{} / {} / {}",
             s.sum("duplicates_dropped"),
-            s.sum("gaps_detected")
+            s.sum("gaps_detected"),
+            s.sum("stray_events")
         ),
         "",
     );

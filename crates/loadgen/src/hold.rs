@@ -92,6 +92,7 @@ struct Counters {
     runs_timed_out: AtomicU64,
     run_errors: AtomicU64,
     events: AtomicU64,
+    stray_events: AtomicU64,
     fanout_id: AtomicU64,
     fanout_received: AtomicU64,
     fanout_last_us: AtomicU64,
@@ -136,6 +137,9 @@ pub struct HoldStatus {
     pub run_errors: u64,
     /// Run events received.
     pub events: u64,
+    /// Run events of no run in flight here (late events of a run given
+    /// up on).
+    pub stray_events: u64,
     /// Delivery latency of run events (gateway timestamp to receipt), µs.
     pub latency_p50_us: u64,
     /// The same, 99th percentile.
@@ -229,6 +233,7 @@ impl Hold {
             &c.runs_timed_out,
             &c.run_errors,
             &c.events,
+            &c.stray_events,
         ] {
             counter.store(0, Ordering::Relaxed);
         }
@@ -277,6 +282,7 @@ impl Hold {
             runs_in_flight: started.saturating_sub(ended),
             run_errors: get(&c.run_errors),
             events: get(&c.events),
+            stray_events: get(&c.stray_events),
             latency_p50_us: latency.value_at_quantile(0.5),
             latency_p99_us: latency.value_at_quantile(0.99),
             latency_max_us: latency.max(),
@@ -313,6 +319,8 @@ struct Connection {
 /// A run in flight on a connection.
 struct Run {
     start: WebSocketMessage,
+    /// Its id, from its first event.
+    id: Option<String>,
     events: u64,
     expected: u64,
     last_event: tokio::time::Instant,
@@ -420,6 +428,7 @@ impl Connection {
                     c.runs_started.fetch_add(1, Ordering::Relaxed);
                     run = Some(Run {
                         start,
+                        id: None,
                         events: 0,
                         expected: load.events_per_run(),
                         last_event: tokio::time::Instant::now(),
@@ -470,7 +479,20 @@ impl Connection {
             let us = SystemClock.now().duration_since(emitted).as_micros() as u64;
             let _ = lock(&self.latency).record(us.max(1));
         }
-        let Some(r) = run else { return };
+        let Some(r) = run else {
+            c.stray_events.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let id = msg.payload.get("run_id").and_then(Value::as_str);
+        match (&r.id, id) {
+            (None, Some(id)) => r.id = Some(id.to_owned()),
+            (Some(mine), Some(id)) if mine != id => {
+                // An earlier run's (one given up on) late event.
+                c.stray_events.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            _ => {}
+        }
         r.events += 1;
         r.last_event = tokio::time::Instant::now();
         if msg.message_type.is_terminal() {
