@@ -1,6 +1,7 @@
 //! [`RedisConnectionCounter`]: per-user connection counts across gateways
 //! that heal when a gateway dies, kept alive per gateway (not per
-//! connection) so idle connections cost Redis next to nothing.
+//! connection) so idle connections cost Redis next to nothing; and, on
+//! the same gateway leases, the runs that died with their gateway.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -188,6 +189,12 @@ struct Liveness {
 ///
 /// Call `refresh` every third of the lease or so (the gateway does so
 /// every 10 s), before the first `acquire` too.
+///
+/// The same lease tells which runs died with their gateway: a gateway
+/// marks each WebSocket run of a session it runs
+/// ([`run_started`](Self::run_started), [`run_ended`](Self::run_ended)),
+/// and the gateway the session resumes on asks
+/// [`lost_runs`](Self::lost_runs) for those whose gateway is gone.
 ///
 /// # Example
 ///
