@@ -49,7 +49,7 @@ Tasks:
   scale   a deployment measured at size: a 3 + 3 Redis Cluster (Redis's
           default node timeout), `--gateways G` release gateways (6) and
           `--connections N` (100 000) held by `wsc-scale-client` processes
-          from their own loopback addresses; the idle cost (gateway memory,
+          each to its own loopback address; the idle cost (gateway memory,
           Redis memory and commands), a steady run load (`--load`, latency,
           CPU), a fan-out, a gateway SIGKILL, a rolling restart and a Redis
           master kill; writes its table to docs/scaling.md and BENCHMARKS.md

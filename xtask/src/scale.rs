@@ -434,17 +434,7 @@ fn http_get(port: u16, path: &str) -> Result<String, String> {
 }
 
 fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
+    crate::soak::rss_kib(pid).unwrap_or(0)
 }
 
 /// CPU seconds (user + system) a process used so far.

@@ -53,7 +53,7 @@ fn parse(args: &[String]) -> Result<(u64, u64), String> {
 }
 
 /// Resident set size of `pid` in KiB, from /proc.
-fn rss_kib(pid: u32) -> Option<u64> {
+pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
