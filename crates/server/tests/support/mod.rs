@@ -747,7 +747,19 @@ impl Doomed {
                 .unwrap();
             runtime.block_on(async move {
                 let gateway = make().await;
-                let listener = TcpListener::bind(bind).await.unwrap();
+                // A killed gateway's runtime drops its listener in the
+                // background: the port it held may take a moment to free.
+                let mut tries = 0;
+                let listener = loop {
+                    match TcpListener::bind(bind).await {
+                        Ok(listener) => break listener,
+                        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 100 => {
+                            tries += 1;
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                        Err(e) => panic!("bind {bind}: {e}"),
+                    }
+                };
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
                 tokio::spawn(async move { gateway.serve(listener, std::future::pending()).await });
                 let _ = killed.await;
