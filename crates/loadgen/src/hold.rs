@@ -90,6 +90,8 @@ struct Counters {
     runs_incomplete: AtomicU64,
     runs_told: AtomicU64,
     runs_timed_out: AtomicU64,
+    /// Runs going on now (a gauge: `reset` leaves it).
+    runs_in_flight: AtomicU64,
     run_errors: AtomicU64,
     events: AtomicU64,
     stray_events: AtomicU64,
@@ -259,10 +261,6 @@ impl Hold {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let latency = lock(&self.latency);
         let started = get(&c.runs_started);
-        let ended = get(&c.runs_completed)
-            + get(&c.runs_incomplete)
-            + get(&c.runs_told)
-            + get(&c.runs_timed_out);
         HoldStatus {
             connections: self.config.connections,
             open: get(&c.open),
@@ -279,7 +277,7 @@ impl Hold {
             runs_incomplete: get(&c.runs_incomplete),
             runs_told: get(&c.runs_told),
             runs_timed_out: get(&c.runs_timed_out),
-            runs_in_flight: started.saturating_sub(ended),
+            runs_in_flight: get(&c.runs_in_flight),
             run_errors: get(&c.run_errors),
             events: get(&c.events),
             stray_events: get(&c.stray_events),
@@ -365,6 +363,7 @@ impl Connection {
                                         // The rest of the run stayed in the
                                         // old session: told by the refusal.
                                         c.runs_told.fetch_add(1, Ordering::Relaxed);
+                                        c.runs_in_flight.fetch_sub(1, Ordering::Relaxed);
                                     }
                                 }
                             }
@@ -389,6 +388,7 @@ impl Connection {
                             c.gave_up.fetch_add(1, Ordering::Relaxed);
                             if run.take().is_some() {
                                 c.runs_told.fetch_add(1, Ordering::Relaxed);
+                                c.runs_in_flight.fetch_sub(1, Ordering::Relaxed);
                             }
                             break;
                         }
@@ -409,6 +409,7 @@ impl Connection {
                 } => {
                     run = None;
                     c.runs_timed_out.fetch_add(1, Ordering::Relaxed);
+                    c.runs_in_flight.fetch_sub(1, Ordering::Relaxed);
                 }
             }
             if run.is_none() && is_open {
@@ -426,6 +427,7 @@ impl Connection {
                     .with_message_id(format!("start-{}-{runs}", self.user));
                     client.send(start.clone());
                     c.runs_started.fetch_add(1, Ordering::Relaxed);
+                    c.runs_in_flight.fetch_add(1, Ordering::Relaxed);
                     run = Some(Run {
                         start,
                         id: None,
@@ -504,6 +506,7 @@ impl Connection {
                 &c.runs_incomplete
             };
             counter.fetch_add(1, Ordering::Relaxed);
+            c.runs_in_flight.fetch_sub(1, Ordering::Relaxed);
             *run = None;
         }
     }
