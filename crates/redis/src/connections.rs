@@ -220,6 +220,7 @@ pub struct RedisConnectionCounter {
     write: redis::Script,
     heartbeat: redis::Script,
     lost_runs: redis::Script,
+    run_started: redis::Script,
     /// This gateway's counted connections: connection -> user.
     held: Arc<Mutex<HashMap<String, String>>>,
     liveness: Arc<Mutex<Liveness>>,
@@ -239,6 +240,11 @@ impl fmt::Debug for RedisConnectionCounter {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// `d` in whole milliseconds, at least 1 (Redis refuses a 0 expiry).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 /// Which slice of [`TOUCH_ROUNDS`] a connection's key is touched in.
@@ -265,6 +271,7 @@ impl RedisConnectionCounter {
             write: redis::Script::new(WRITE),
             heartbeat: redis::Script::new(HEARTBEAT),
             lost_runs: redis::Script::new(LOST_RUNS),
+            run_started: redis::Script::new(RUN_STARTED),
             held: Arc::default(),
             liveness: Arc::default(),
             beating: Arc::default(),
@@ -301,9 +308,18 @@ impl RedisConnectionCounter {
     }
 
     fn lease_ms(&self) -> u64 {
-        u64::try_from(self.lease.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1)
+        millis(self.lease)
+    }
+
+    /// Removes `member` from the sorted set `key`.
+    async fn zrem(&self, key: String, member: String) -> Result<(), StoreError> {
+        let mut redis = self.redis.clone();
+        redis::cmd("ZREM")
+            .arg(key)
+            .arg(member)
+            .query_async::<()>(&mut redis)
+            .await
+            .map_err(store_error)
     }
 
     fn key_ttl_ms(&self) -> u64 {
@@ -401,13 +417,7 @@ impl RedisConnectionCounter {
         // Out of `held` first: an entry written again concurrently is then
         // removed again by that write's check.
         lock(&self.held).remove(connection);
-        let mut redis = self.redis.clone();
-        redis::cmd("ZREM")
-            .arg(self.key(user))
-            .arg(self.entry(connection))
-            .query_async::<()>(&mut redis)
-            .await
-            .map_err(store_error)
+        self.zrem(self.key(user), self.entry(connection)).await
     }
 
     /// Renews this gateway's lease (one script, whatever it holds), reads
@@ -470,13 +480,7 @@ impl RedisConnectionCounter {
                 .collect()
         };
         for (user, connection) in gone {
-            let mut redis = self.redis.clone();
-            redis::cmd("ZREM")
-                .arg(self.key(user))
-                .arg(self.entry(connection))
-                .query_async::<()>(&mut redis)
-                .await
-                .map_err(store_error)?;
+            self.zrem(self.key(user), self.entry(connection)).await?;
         }
         Ok(())
     }
@@ -497,14 +501,11 @@ impl RedisConnectionCounter {
         longest: Duration,
     ) -> Result<(), StoreError> {
         let mut redis = self.redis.clone();
-        let _: i64 = redis::Script::new(RUN_STARTED)
+        let _: i64 = self
+            .run_started
             .key(self.runs_key(session))
             .arg(self.entry(run))
-            .arg(
-                u64::try_from(longest.as_millis())
-                    .unwrap_or(u64::MAX)
-                    .max(1),
-            )
+            .arg(millis(longest))
             .invoke_async(&mut redis)
             .await
             .map_err(store_error)?;
@@ -516,13 +517,7 @@ impl RedisConnectionCounter {
     /// # Errors
     /// Redis unreachable (the entry then stays until `longest` passes).
     pub async fn run_ended(&self, session: &str, run: &str) -> Result<(), StoreError> {
-        let mut redis = self.redis.clone();
-        redis::cmd("ZREM")
-            .arg(self.runs_key(session))
-            .arg(self.entry(run))
-            .query_async::<()>(&mut redis)
-            .await
-            .map_err(store_error)
+        self.zrem(self.runs_key(session), self.entry(run)).await
     }
 
     /// The runs of `session` whose gateway is gone — it stopped renewing
@@ -542,11 +537,7 @@ impl RedisConnectionCounter {
         let mut invocation = self.lost_runs.key(self.runs_key(session));
         invocation
             .arg(self.lease_ms())
-            .arg(
-                u64::try_from(longest.as_millis())
-                    .unwrap_or(u64::MAX)
-                    .max(1),
-            )
+            .arg(millis(longest))
             .arg(i64::from(prune))
             .arg(&self.gateway)
             .arg(live);
