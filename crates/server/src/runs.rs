@@ -486,12 +486,32 @@ impl RunTable {
             }
             return StartOutcome::Refused(refusal.to_message());
         };
+        // Marked as this gateway's before its start key is claimed: a
+        // gateway that dies once the key is claimed leaves its mark, so the
+        // run is told (`gateway_lost`), never silently gone.
+        let marked = run.log.is_none() && services.shared.spans_gateways();
+        if marked
+            && let Err(e) = services
+                .shared
+                .broker()
+                .run_started(session_id, &run_id)
+                .await
+        {
+            tracing::warn!(error = %e, "run not marked in the shared store");
+        }
         if msg.message_id.is_some() {
             match registry.claim_key(session_id, &key).await {
                 Ok(true) => {}
                 // Claimed in between (on another gateway): a repeat.
                 Ok(false) => {
                     repeated();
+                    if marked {
+                        let _ = services
+                            .shared
+                            .broker()
+                            .run_ended(session_id, &run_id)
+                            .await;
+                    }
                     return StartOutcome::Repeated;
                 }
                 // Fail-open: the run starts; the store learns nothing of the
@@ -610,9 +630,8 @@ impl RunTable {
         };
         let (monitor, clock) = (services.monitor.clone(), services.clock.clone());
         let started = request.run_id.clone();
-        // A run of a WebSocket session is marked as this gateway's in the
-        // shared store: if this gateway dies before the run ends, the
-        // gateway the session moves to tells its client.
+        // A run of a WebSocket session was marked as this gateway's in the
+        // shared store (`start_run`): unmarked when it ends here.
         let marked = (run.log.is_none() && services.shared.spans_gateways())
             .then(|| run.id.session.as_ref().map(|s| s.id.clone()))
             .flatten();
@@ -622,11 +641,6 @@ impl RunTable {
             async move {
                 tracing::debug!("run started");
                 let run_id = request.run_id.clone();
-                if let Some(session) = &marked
-                    && let Err(e) = broker.run_started(session, &run_id).await
-                {
-                    tracing::warn!(error = %e, "run not marked in the shared store");
-                }
                 // A stop drops the runner where it waits (an upstream request
                 // is closed, so the backend sees it), then ends the run.
                 tokio::select! {
