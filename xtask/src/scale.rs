@@ -834,10 +834,9 @@ fn run(o: &Options) -> Result<Report, String> {
     // A gateway killed under load.
     println!("==> [scale] SIGKILL gateway 0 under load");
     let before = status(&mut clients)?;
-    let refused0: f64 = gateways[1..]
-        .iter()
-        .map(|g| g.metric("wsc_gateway_refused_at_capacity_total"))
-        .sum();
+    let refusals = |gs: &[Gateway], name: &str| -> f64 { gs.iter().map(|g| g.metric(name)).sum() };
+    let refused0 = refusals(&gateways[1..], "wsc_gateway_refused_at_capacity_total");
+    let shed0 = refusals(&gateways[1..], "wsc_gateway_connections_shed_total");
     let survivors_hold = max_connections * (o.gateways - 1) >= o.connections;
     let on_killed = gateways[0].metric("wsc_gateway_open_connections") as u64;
     gateways[0].stop("-KILL", Duration::from_secs(5));
@@ -875,11 +874,8 @@ fn run(o: &Options) -> Result<Report, String> {
         std::thread::sleep(Duration::from_millis(200));
     };
     let after = status(&mut clients)?;
-    let refused: f64 = gateways[1..]
-        .iter()
-        .map(|g| g.metric("wsc_gateway_refused_at_capacity_total"))
-        .sum::<f64>()
-        - refused0;
+    let refused = refusals(&gateways[1..], "wsc_gateway_refused_at_capacity_total") - refused0;
+    let shed = refusals(&gateways[1..], "wsc_gateway_connections_shed_total") - shed0;
     let emfile: usize = gateways.iter().map(Gateway::emfile).sum();
     rows.add(
         format!(
@@ -894,12 +890,12 @@ fn run(o: &Options) -> Result<Report, String> {
         "≤ 30 s",
     );
     rows.add(
-        "  … refused at capacity / EMFILE in the logs / resumes refused",
+        "  … refused at capacity / shed as accepted / EMFILE in the logs / resumes refused",
         format!(
-            "{refused:.0} / {emfile} / {}",
+            "{refused:.0} / {shed:.0} / {emfile} / {}",
             after.sum("resumes_refused") - before.sum("resumes_refused")
         ),
-        "— / 0 / 0",
+        "— / — / 0 / 0",
     );
     rows.add(
         "  … survivors' peak RSS / peak CPU (one gateway)",

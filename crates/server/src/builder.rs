@@ -565,11 +565,22 @@ impl Gateway {
                 Counters::bump(&counters.heads_too_large);
             }
         };
-        crate::server::serve(listener, self.router(), limits, on_error, async move {
-            shutdown.await;
-            // Connections see this and close with 1001.
-            let _ = tx.send(true);
-        })
+        let admission = crate::admission::Admission::new(
+            wsc_perf_monitor::open_file_limit(),
+            self.state.counters.clone(),
+        );
+        crate::server::serve(
+            listener,
+            self.router(),
+            limits,
+            admission,
+            on_error,
+            async move {
+                shutdown.await;
+                // Connections see this and close with 1001.
+                let _ = tx.send(true);
+            },
+        )
         .await?;
         // Upgraded connections are not HTTP requests: wait for them here.
         let drain = self.state.config.http.drain_timeout;

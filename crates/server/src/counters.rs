@@ -37,6 +37,7 @@ pub(crate) struct Counters {
     pub(crate) connections: AtomicU64,
     pub(crate) refused_handshakes: AtomicU64,
     pub(crate) at_capacity: AtomicU64,
+    pub(crate) shed: AtomicU64,
     pub(crate) redis_timeouts: AtomicU64,
     pub(crate) rate_limited: AtomicU64,
     pub(crate) resumes: AtomicU64,
@@ -74,6 +75,9 @@ pub struct GatewayStats {
     /// many as it may (503 `at_capacity`, see
     /// [`LimitsConfig::max_connections`](crate::LimitsConfig::max_connections)).
     pub at_capacity: u64,
+    /// Connections shed as they were accepted because the process neared
+    /// its open-file limit (503 `overloaded` written at once, then closed).
+    pub connections_shed: u64,
     /// Client frames refused by the rate limiter.
     pub rate_limited: u64,
     /// Sessions resumed.
@@ -121,6 +125,7 @@ impl Default for Counters {
             connections: AtomicU64::new(0),
             refused_handshakes: AtomicU64::new(0),
             at_capacity: AtomicU64::new(0),
+            shed: AtomicU64::new(0),
             redis_timeouts: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
             resumes: AtomicU64::new(0),
@@ -197,6 +202,7 @@ impl Counters {
             connections: get(&self.connections),
             refused_handshakes: get(&self.refused_handshakes),
             at_capacity: get(&self.at_capacity),
+            connections_shed: get(&self.shed),
             redis_timeouts: get(&self.redis_timeouts),
             rate_limited: get(&self.rate_limited),
             resumes: get(&self.resumes),

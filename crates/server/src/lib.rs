@@ -30,6 +30,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod admission;
 mod agui;
 mod agui_http;
 mod agui_shared;

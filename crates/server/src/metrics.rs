@@ -61,7 +61,7 @@ impl Collector for GatewayCollector {
             return Ok(());
         };
         let s = state.stats();
-        let counters: [(&str, &str, u64); 18] = [
+        let counters: [(&str, &str, u64); 19] = [
             (
                 "wsc_gateway_connections",
                 "WebSocket connections accepted.",
@@ -76,6 +76,11 @@ impl Collector for GatewayCollector {
                 "wsc_gateway_refused_at_capacity",
                 "Connections and SSE streams refused because the gateway held --max-connections.",
                 s.at_capacity,
+            ),
+            (
+                "wsc_gateway_connections_shed",
+                "Connections shed as accepted (503 overloaded) because the process neared its open-file limit.",
+                s.connections_shed,
             ),
             (
                 "wsc_gateway_rate_limited",

@@ -1,8 +1,12 @@
 //! The HTTP/1.1 accept loop: hyper with a deadline for the request head and
 //! a cap on its size, which `axum::serve` does not offer. Each connection
-//! runs the router with its peer address as `ConnectInfo`.
+//! runs the router with its peer address as `ConnectInfo`; what is
+//! accepted is admitted first (`crate::admission`), so a storm of
+//! connections is shed before the process runs out of open files.
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -10,8 +14,10 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
+
+use crate::admission::{Admission, Admit, Counted, Ticket};
 
 /// How long in-flight HTTP requests (not WebSockets, which close with 1001
 /// on their own) may take to finish once shutdown begins.
@@ -34,7 +40,8 @@ pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     limits: HeadLimits,
-    on_error: impl Fn(&hyper::Error) + Clone + Send + 'static,
+    admission: Arc<Admission>,
+    on_error: impl Fn(&hyper::Error) + Clone + Send + Sync + 'static,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let mut builder = http1::Builder::new();
@@ -45,6 +52,12 @@ pub(crate) async fn serve(
     // Every connection task holds a receiver: `true` asks it to finish its
     // request and close; `closed()` tells when the last one is gone.
     let (drain, draining) = tokio::sync::watch::channel(false);
+    let serving = Arc::new(Serving {
+        builder,
+        router,
+        draining,
+        on_error,
+    });
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -57,42 +70,74 @@ pub(crate) async fn serve(
             },
             () = &mut shutdown => break,
         };
+        match admission.admit() {
+            Admit::Serve(ticket) => {
+                tokio::spawn(serving.clone().connection(stream, ticket, peer));
+            }
+            Admit::HealthOnly(ticket, peeking) => {
+                let (serving, admission) = (serving.clone(), admission.clone());
+                tokio::spawn(async move {
+                    let health = Admission::health_only(&stream).await;
+                    drop(peeking);
+                    if health {
+                        serving.connection(stream, ticket, peer).await;
+                    } else {
+                        drop(ticket);
+                        admission.shed(stream);
+                    }
+                });
+            }
+            Admit::Shed => admission.shed(stream),
+        }
+    }
+    drop(listener);
+    let _ = drain.send(true);
+    drop(serving);
+    if tokio::time::timeout(DRAIN, drain.closed()).await.is_err() {
+        tracing::warn!("in-flight http requests still running after the drain period");
+    }
+    Ok(())
+}
+
+/// What every connection is served with.
+struct Serving<E> {
+    builder: http1::Builder,
+    router: Router,
+    draining: tokio::sync::watch::Receiver<bool>,
+    on_error: E,
+}
+
+impl<E: Fn(&hyper::Error) + Send + Sync + 'static> Serving<E> {
+    /// Serves one admitted connection until it closes (or is upgraded:
+    /// the socket, and its ticket, then live on in the WebSocket).
+    async fn connection(self: Arc<Self>, stream: TcpStream, ticket: Ticket, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
+        let router = self.router.clone();
         let service =
             hyper::service::service_fn(move |mut request: axum::http::Request<Incoming>| {
                 request.extensions_mut().insert(ConnectInfo(peer));
                 router.clone().oneshot(request)
             });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
+        let connection = self
+            .builder
+            .serve_connection(TokioIo::new(Counted::new(stream, ticket)), service)
             .with_upgrades();
-        let mut draining = draining.clone();
-        let on_error = on_error.clone();
-        tokio::spawn(async move {
-            let mut connection = std::pin::pin!(connection);
-            let ended = tokio::select! {
-                ended = connection.as_mut() => ended,
-                () = until_draining(&mut draining) => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            // Timeouts, oversized heads and resets end here; the client was
-            // answered (431) or simply closed.
-            if let Err(e) = ended {
-                on_error(&e);
-                tracing::debug!(%peer, error = %e, "http connection ended with an error");
+        let mut draining = self.draining.clone();
+        let mut connection = std::pin::pin!(connection);
+        let ended = tokio::select! {
+            ended = connection.as_mut() => ended,
+            () = until_draining(&mut draining) => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
             }
-        });
+        };
+        // Timeouts, oversized heads and resets end here; the client was
+        // answered (431) or simply closed.
+        if let Err(e) = ended {
+            (self.on_error)(&e);
+            tracing::debug!(%peer, error = %e, "http connection ended with an error");
+        }
     }
-    drop(listener);
-    let _ = drain.send(true);
-    drop(draining);
-    if tokio::time::timeout(DRAIN, drain.closed()).await.is_err() {
-        tracing::warn!("in-flight http requests still running after the drain period");
-    }
-    Ok(())
 }
 
 /// Completes once shutdown begins (or the server is gone).

@@ -59,3 +59,20 @@ pub(crate) async fn terminate(
         .expect("the gateway exits")
         .expect("its status")
 }
+
+/// `wsc-gateway serve ARGS` run by `prlimit` with at most `open_files`
+/// open files (soft and hard), stdout piped, stderr as given, killed when
+/// dropped.
+pub(crate) fn spawn_serve_with_open_files(open_files: u64, args: &[&str], stderr: Stdio) -> Child {
+    Command::new("prlimit")
+        .arg(format!("--nofile={open_files}:{open_files}"))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_wsc-gateway"))
+        .arg("serve")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("prlimit starts the gateway binary")
+}
