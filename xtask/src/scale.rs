@@ -775,6 +775,8 @@ fn run(o: &Options) -> Result<Report, String> {
         Duration::from_secs(30)
     });
     let s = status(&mut clients)?;
+    let mut phases = Phases::default();
+    phases.end("load", &s);
     let window = t0.elapsed().as_secs_f64();
     let cpu = gateways.iter().map(|g| cpu_secs(g.pid())).sum::<f64>() - cpu0;
     let events = s.sum("events");
@@ -817,6 +819,7 @@ fn run(o: &Options) -> Result<Report, String> {
             s.sum("fanout_received") >= n
         })?;
         let s = status(&mut clients)?;
+        phases.end("fan-out", &s);
         let last = s.max("fanout_last_us");
         rows.add(
             format!("fan-out: a publish to each of {n} users"),
@@ -874,6 +877,7 @@ fn run(o: &Options) -> Result<Report, String> {
         std::thread::sleep(Duration::from_millis(200));
     };
     let after = status(&mut clients)?;
+    phases.end("gateway kill", &after);
     let refused = refusals(&gateways[1..], "wsc_gateway_refused_at_capacity_total") - refused0;
     let shed = refusals(&gateways[1..], "wsc_gateway_connections_shed_total") - shed0;
     let emfile: usize = gateways.iter().map(Gateway::emfile).sum();
@@ -942,6 +946,7 @@ fn run(o: &Options) -> Result<Report, String> {
             }
         }
         let s = status(&mut clients)?;
+        phases.end("rolling restart", &s);
         rows.add(
             "rolling restart of every gateway under load (each back before the next)",
             format!("{:.1} s", t0.elapsed().as_secs_f64()),
@@ -993,6 +998,7 @@ fn run(o: &Options) -> Result<Report, String> {
                     std::thread::sleep(Duration::from_millis(200));
                 };
                 let s = status(&mut clients)?;
+                phases.end("master kill", &s);
                 rows.add(
                     format!("Redis master SIGKILL at {n} connections: a replica promoted"),
                     secs(failover),
@@ -1015,6 +1021,7 @@ fn run(o: &Options) -> Result<Report, String> {
         s.sum("runs_in_flight") == 0
     })?;
     let s = status(&mut clients)?;
+    phases.end("the last runs", &s);
     let (completed, told, incomplete, timed_out) = (
         s.sum("runs_completed"),
         s.sum("runs_told"),
@@ -1036,6 +1043,11 @@ fn run(o: &Options) -> Result<Report, String> {
         ),
         "",
     );
+    rows.add(
+        "  … by the phase they ended in (completed / told / incomplete / timed out)",
+        phases.render(),
+        "",
+    );
     if ended.is_none() || incomplete > 0 || timed_out > 0 {
         failures.push(format!(
             "runs lost: {incomplete} incomplete, {timed_out} timed out, {} still going",
@@ -1050,6 +1062,41 @@ fn run(o: &Options) -> Result<Report, String> {
     let _ = std::fs::remove_dir_all(&logs);
     let table = render(o, &rows, started.elapsed());
     Ok(Report { table, failures })
+}
+
+/// The runs' outcomes at the end of each phase, to say in which phase
+/// runs were lost (counted from the steady load's reset on; a run counts
+/// in the phase it ended in, a timed-out one 90 s after its last event).
+#[derive(Default)]
+struct Phases {
+    ended: Vec<(&'static str, [u64; 4])>,
+}
+
+impl Phases {
+    fn end(&mut self, phase: &'static str, s: &Status) {
+        let now = [
+            s.sum("runs_completed"),
+            s.sum("runs_told"),
+            s.sum("runs_incomplete"),
+            s.sum("runs_timed_out"),
+        ];
+        self.ended.push((phase, now));
+    }
+
+    fn render(&self) -> String {
+        let mut before = [0u64; 4];
+        let mut parts = Vec::new();
+        for (phase, now) in &self.ended {
+            let d: Vec<String> = now
+                .iter()
+                .zip(before)
+                .map(|(n, b)| n.saturating_sub(b).to_string())
+                .collect();
+            parts.push(format!("{phase} {}", d.join("/")));
+            before = *now;
+        }
+        parts.join("; ")
+    }
 }
 
 fn now_us() -> u64 {

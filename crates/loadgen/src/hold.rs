@@ -317,6 +317,8 @@ struct Connection {
 /// A run in flight on a connection.
 struct Run {
     start: WebSocketMessage,
+    /// Its thread id (unique per run), on each of its events.
+    thread: String,
     /// Its id, from its first event.
     id: Option<String>,
     events: u64,
@@ -416,20 +418,26 @@ impl Connection {
                 let load = self.load.borrow().clone();
                 if self.index < load.connections {
                     runs += 1;
+                    // Each run its own thread: its events carry it, so
+                    // late events of a run given up on are told apart
+                    // from the next run's, even before either's id is
+                    // known.
+                    let thread = format!("{}-{runs}", self.user);
                     let start = StartAgent {
                         input: Some("scale".into()),
                         agent_name: Some("demo".into()),
                         tools: Some((0..load.tools).map(|t| format!("tool{t}")).collect()),
                         step_delay_ms: Some(load.step_delay_ms),
-                        thread_id: None,
+                        thread_id: Some(thread.clone()),
                     }
                     .to_message()
-                    .with_message_id(format!("start-{}-{runs}", self.user));
+                    .with_message_id(format!("start-{thread}"));
                     client.send(start.clone());
                     c.runs_started.fetch_add(1, Ordering::Relaxed);
                     c.runs_in_flight.fetch_add(1, Ordering::Relaxed);
                     run = Some(Run {
                         start,
+                        thread,
                         id: None,
                         events: 0,
                         expected: load.events_per_run(),
@@ -481,7 +489,14 @@ impl Connection {
             let us = SystemClock.now().duration_since(emitted).as_micros() as u64;
             let _ = lock(&self.latency).record(us.max(1));
         }
-        let Some(r) = run else {
+        // Events of a run carry its thread; a gateway's word about a run
+        // it did not run (`gateway_lost`) carries none and is matched by
+        // the run id below.
+        let Some(r) = run
+            .as_mut()
+            .filter(|r| msg.thread_id.as_ref().is_none_or(|t| *t == r.thread))
+        else {
+            // An earlier run's (one given up on) late event.
             c.stray_events.fetch_add(1, Ordering::Relaxed);
             return;
         };

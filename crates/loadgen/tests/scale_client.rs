@@ -1,7 +1,8 @@
 //! The `wsc-scale-client` binary against a stand-in gateway on a real
 //! socket: it opens its connections from the address it is given, answers
 //! `status` with what it holds, counts a lost connection and its return,
-//! and ends on `quit`.
+//! tells a late event of an earlier run from the next run's, and ends on
+//! `quit`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -10,10 +11,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
-use wsc_core::{ConnectionEstablished, Frame};
+use wsc_core::{ConnectionEstablished, Frame, MessageType, WebSocketMessage};
 
 /// Accepts WebSockets, greets each with `connection_established` and
 /// records the peer's address; the first connection from `127.0.0.3` is
@@ -93,6 +94,102 @@ fn the_scale_client_holds_its_connections_from_its_address_and_reports_them() {
         peers.lock().unwrap()
     );
     assert_eq!(ask(&mut stdin, &mut stdout, "reset")["ok"], true);
+    writeln!(stdin, "quit").unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+/// Greets one connection, then answers each `start_agent` with a whole
+/// run on the start's thread — after a late event of the run before
+/// (its thread and run id) for every start but the first. Answers
+/// `runs` starts.
+async fn late_runner(listener: TcpListener, runs: u64) {
+    let (stream, _) = listener.accept().await.unwrap();
+    let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+    let hello = ConnectionEstablished {
+        session_id: "s".into(),
+        connection_id: "c".into(),
+        resume_token: "t".into(),
+        epoch: 1,
+        resumed: false,
+        replayed: 0,
+        heartbeat_interval_ms: 15_000,
+        reason: None,
+    };
+    let text = serde_json::to_string(&hello.to_message()).unwrap();
+    ws.send(Message::text(text)).await.unwrap();
+    let mut seq = 0u64;
+    let mut earlier: Option<(String, String)> = None;
+    let mut answered = 0;
+    while let Some(Ok(message)) = ws.next().await {
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let start = wsc_core::parse_client_frame(&text).unwrap();
+        if start.message_type != MessageType::StartAgent || answered == runs {
+            continue;
+        }
+        answered += 1;
+        let thread = start.payload["thread_id"].as_str().unwrap().to_owned();
+        let run = format!("run-{answered}");
+        let mut event = |kind: MessageType, thread: &str, run: &str| {
+            seq += 1;
+            let mut msg = WebSocketMessage::new(kind, json!({"run_id": run, "agent_name": "demo"}))
+                .with_message_id(format!("m{seq}"))
+                .with_seq(seq);
+            msg.thread_id = Some(thread.to_owned());
+            Message::text(wsc_core::serialize(&msg))
+        };
+        let mut frames = Vec::new();
+        if let Some((thread, run)) = &earlier {
+            frames.push(event(MessageType::AgentThinking, thread, run));
+        }
+        for kind in [
+            MessageType::AgentStarted,
+            MessageType::AgentThinking,
+            MessageType::AgentCompleted,
+        ] {
+            frames.push(event(kind, &thread, &run));
+        }
+        for frame in frames {
+            ws.send(frame).await.unwrap();
+        }
+        earlier = Some((thread, run));
+    }
+}
+
+#[test]
+fn a_late_event_of_an_earlier_run_is_not_counted_into_the_next() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(late_runner(listener, 3));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsc-scale-client"))
+        .args(["--url", &format!("ws://{addr}/ws")])
+        .args(["--connections", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    for _ in 0..200 {
+        if ask(&mut stdin, &mut stdout, "status")["open"] == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(ask(&mut stdin, &mut stdout, "load 1 0 0")["ok"], true);
+    let mut status = Value::Null;
+    for _ in 0..200 {
+        status = ask(&mut stdin, &mut stdout, "status");
+        if status["runs_completed"] == 3 && status["stray_events"] == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(status["runs_completed"], 3, "each run whole: {status}");
+    assert_eq!(status["runs_incomplete"], 0, "{status}");
+    assert_eq!(status["stray_events"], 2, "the late events: {status}");
     writeln!(stdin, "quit").unwrap();
     assert!(child.wait().unwrap().success());
 }
