@@ -46,6 +46,9 @@ pub struct ClientConfig {
     /// Other URLs of the same service (e.g. gateways sharing sessions in
     /// Redis), tried in turn after `url`: each (re)connection attempt goes
     /// to the next one, so a resume lands on another gateway (default none).
+    /// A refusal's `Retry-After` holds for the URL that sent it: the next
+    /// attempt goes to the next URL not asked to wait (after the backoff),
+    /// so a client refused by a full gateway tries the others at once.
     pub alternate_urls: Vec<String>,
     /// The local address to connect from (default: the system's choice).
     /// The socket is bound before it connects, so the kernel reserves an
@@ -360,6 +363,11 @@ async fn drive(
     );
     let mut failures: u32 = 0;
     let mut attempt: u64 = 0;
+    // When each URL may be tried again: a refusal's `Retry-After` is that
+    // gateway's word, not the others' (a full gateway says nothing of the
+    // next one).
+    let urls = 1 + config.alternate_urls.len() as u64;
+    let mut not_before: Vec<Option<tokio::time::Instant>> = vec![None; urls as usize];
     // When the connection was lost (`None` before the first one).
     let mut lost_at: Option<tokio::time::Instant> = None;
     loop {
@@ -368,9 +376,22 @@ async fn drive(
             resume_token: t.clone(),
             last_seq: stats.last_seq,
         });
+        // The next URL in turn not asked to wait; if every one was, the
+        // one free soonest, once it is.
+        let now = tokio::time::Instant::now();
+        let free_at = |k: u64| not_before[(k % urls) as usize];
+        let next = (attempt..attempt + urls)
+            .find(|&k| free_at(k).is_none_or(|at| at <= now))
+            .or_else(|| (attempt..attempt + urls).min_by_key(|&k| free_at(k)))
+            .unwrap_or(attempt);
+        if let Some(at) = free_at(next) {
+            tokio::time::sleep_until(at).await;
+        }
+        attempt = next;
         let url = url_at(&config, attempt, resume.as_ref());
         let mut retry_after = None;
         let base = base_url(&config, attempt).to_owned();
+        let tried = (attempt % urls) as usize;
         attempt += 1;
         let connected = tokio::time::timeout(config.connect_timeout, async {
             let (mut ws, _) = open(url.as_str(), config.local_address)
@@ -417,7 +438,10 @@ async fn drive(
                     return;
                 }
                 let delay = backoff.delay(failures.min(64) - 1, &mut rand::rng());
-                tokio::time::sleep(delay.max(retry_after.take().unwrap_or_default())).await;
+                if let Some(wait) = retry_after.take() {
+                    not_before[tried] = Some(tokio::time::Instant::now() + wait);
+                }
+                tokio::time::sleep(delay).await;
                 continue;
             }
         };

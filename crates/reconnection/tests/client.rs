@@ -311,3 +311,70 @@ async fn a_store_failover_answered_503_is_waited_out_not_given_up_on() {
         }
     }
 }
+
+/// A gateway at its cap: every handshake is answered `503` with
+/// `Retry-After: 30`. Returns its URL and how many it refused.
+async fn full_gateway() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = refused.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut head = [0u8; 4096];
+            let _ = stream.read(&mut head).await;
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = stream
+                .write_all(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 30\r\nContent-Length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    (format!("ws://{addr}/ws"), refused)
+}
+
+/// A gateway's `Retry-After` holds for that gateway only: a client refused
+/// by a full one resumes on the next at once (after its backoff, not 30 s)
+/// and skips the full one while it asked to wait.
+#[tokio::test(start_paused = true)]
+async fn a_full_gateways_retry_after_sends_the_client_to_the_next_one_at_once() {
+    // Cuts its connection 1 at once, keeps the later ones.
+    let (healthy, _) = failing_over(0).await;
+    let (full, refused) = full_gateway().await;
+    let mut config = ClientConfig::new(healthy);
+    config.alternate_urls = vec![full];
+    config.initial_retry_delay = Duration::from_millis(1);
+    config.max_retry_delay = Duration::from_millis(10);
+    let mut client = ResilientClient::connect(config);
+    let t0 = tokio::time::Instant::now();
+    let mut connections = 0;
+    while let Some(event) = client.recv().await {
+        match event {
+            ClientEvent::Connected(_) => {
+                connections += 1;
+                match connections {
+                    // Cut (by the gateway, then by the client): the next
+                    // try goes to the full gateway, then to this one.
+                    2 => client.drop_connection(),
+                    3 => break,
+                    _ => {}
+                }
+            }
+            ClientEvent::GaveUp { reason } => panic!("gave up: {reason}"),
+            _ => {}
+        }
+    }
+    assert!(
+        t0.elapsed() < Duration::from_secs(30),
+        "not held back by the full gateway's Retry-After: {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(
+        refused.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the full gateway is skipped while it asked to wait"
+    );
+}
