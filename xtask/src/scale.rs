@@ -509,6 +509,24 @@ impl Status {
             .max()
             .unwrap_or(0)
     }
+    /// The connections not back: how many, the longest down and why, and
+    /// clients whose event stream ended without a word.
+    fn down(&self) -> String {
+        let longest = self
+            .0
+            .iter()
+            .max_by_key(|v| v["down_longest_ms"].as_u64().unwrap_or(0));
+        format!(
+            "{} down, the longest {:.0} s ({}), {} ended without giving up",
+            self.sum("down"),
+            self.max("down_longest_ms") as f64 / 1000.0,
+            longest
+                .and_then(|v| v["down_reason"].as_str())
+                .unwrap_or(""),
+            self.sum("ended")
+        )
+    }
+
     fn median(&self, field: &str) -> u64 {
         let mut v: Vec<u64> = self
             .0
@@ -911,7 +929,10 @@ fn run(o: &Options) -> Result<Report, String> {
         "",
     );
     if back.is_none() {
-        failures.push("not every client came back after the gateway kill".into());
+        failures.push(format!(
+            "not every client came back after the gateway kill: {}",
+            after.down()
+        ));
     }
     if emfile > 0 {
         failures.push(format!(
@@ -937,10 +958,11 @@ fn run(o: &Options) -> Result<Report, String> {
             if back.is_none() {
                 let s = status(&mut clients)?;
                 failures.push(format!(
-                    "not all back after restarting gateway {i} ({} open of {n}, {} reconnects of {on_it}, {} gave up)",
+                    "not all back after restarting gateway {i} ({} open of {n}, {} reconnects of {on_it}, {} gave up; {})",
                     s.sum("open"),
                     s.sum("reconnects") - reconnects,
-                    s.sum("gave_up")
+                    s.sum("gave_up"),
+                    s.down()
                 ));
                 break;
             }
@@ -1059,7 +1081,14 @@ fn run(o: &Options) -> Result<Report, String> {
     }
     drop(clients);
     drop(gateways);
-    let _ = std::fs::remove_dir_all(&logs);
+    if failures.is_empty() {
+        let _ = std::fs::remove_dir_all(&logs);
+    } else {
+        println!(
+            "<== [scale] the gateways' logs are kept in {}",
+            logs.display()
+        );
+    }
     let table = render(o, &rows, started.elapsed());
     Ok(Report { table, failures })
 }

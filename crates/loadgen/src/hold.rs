@@ -70,6 +70,9 @@ impl RunLoad {
     }
 }
 
+/// The least wait after a refused start before the next.
+const REFUSED_START_WAIT: Duration = Duration::from_secs(1);
+
 /// A run gets this long without an event before it counts as timed out
 /// (lost, not told).
 const RUN_TIMEOUT: Duration = Duration::from_secs(90);
@@ -98,6 +101,10 @@ struct Counters {
     fanout_id: AtomicU64,
     fanout_received: AtomicU64,
     fanout_last_us: AtomicU64,
+    /// Clients whose event stream ended without giving up (a bug).
+    ended: AtomicU64,
+    /// Connections lost and not back yet: when, and why.
+    down: Mutex<std::collections::BTreeMap<usize, (std::time::Instant, String)>>,
 }
 
 /// What a [`Hold`] saw so far.
@@ -152,6 +159,15 @@ pub struct HoldStatus {
     pub fanout_received: u64,
     /// When the last of them arrived (µs since the Unix epoch).
     pub fanout_last_us: u64,
+    /// Clients whose event stream ended without their giving up (should
+    /// stay 0: such a connection is neither open nor told).
+    pub ended: u64,
+    /// Connections lost and not back yet.
+    pub down: u64,
+    /// The longest any of them has been down, ms.
+    pub down_longest_ms: u64,
+    /// Why that one was lost.
+    pub down_reason: String,
 }
 
 /// Connections held open against gateways (see the module docs).
@@ -261,6 +277,8 @@ impl Hold {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let latency = lock(&self.latency);
         let started = get(&c.runs_started);
+        let down = lock(&c.down);
+        let longest = down.values().min_by_key(|(at, _)| *at);
         HoldStatus {
             connections: self.config.connections,
             open: get(&c.open),
@@ -286,6 +304,10 @@ impl Hold {
             latency_max_us: latency.max(),
             fanout_received: get(&c.fanout_received),
             fanout_last_us: get(&c.fanout_last_us),
+            ended: get(&c.ended),
+            down: down.len() as u64,
+            down_longest_ms: longest.map_or(0, |(at, _)| at.elapsed().as_millis() as u64),
+            down_reason: longest.map(|(_, why)| why.clone()).unwrap_or_default(),
         }
     }
 }
@@ -339,17 +361,28 @@ impl Connection {
         let mut is_open = false;
         let mut seen = wsc_reconnection::ClientStats::default();
         let mut run: Option<Run> = None;
+        // No start before this (a refused start's wait).
+        let mut not_before: Option<tokio::time::Instant> = None;
         let mut runs = 0u64;
         loop {
-            let deadline = run.as_ref().map(|r| r.last_event + RUN_TIMEOUT);
+            // A run's silence ends it; without one, a refused start's
+            // wait ends before the next start.
+            let deadline = run
+                .as_ref()
+                .map(|r| r.last_event + RUN_TIMEOUT)
+                .or(not_before);
             tokio::select! {
                 event = client.recv() => {
-                    let Some(event) = event else { break };
+                    let Some(event) = event else {
+                        c.ended.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    };
                     match event {
                         ClientEvent::Connected(outcome) => {
                             permit.take();
                             is_open = true;
                             c.open.fetch_add(1, Ordering::Relaxed);
+                            lock(&c.down).remove(&self.index);
                             if !connected_once {
                                 connected_once = true;
                                 c.ever_connected.fetch_add(1, Ordering::Relaxed);
@@ -376,7 +409,8 @@ impl Connection {
                                 client.send(r.start.clone());
                             }
                         }
-                        ClientEvent::Disconnected { .. } => {
+                        ClientEvent::Disconnected { reason } => {
+                            lock(&c.down).insert(self.index, (std::time::Instant::now(), reason));
                             if std::mem::take(&mut is_open) {
                                 c.open.fetch_sub(1, Ordering::Relaxed);
                             }
@@ -384,6 +418,7 @@ impl Connection {
                         }
                         ClientEvent::GaveUp { .. } => {
                             permit.take();
+                            lock(&c.down).remove(&self.index);
                             if std::mem::take(&mut is_open) {
                                 c.open.fetch_sub(1, Ordering::Relaxed);
                             }
@@ -394,7 +429,11 @@ impl Connection {
                             }
                             break;
                         }
-                        ClientEvent::Frame(msg) => self.frame(&msg, &mut run),
+                        ClientEvent::Frame(msg) => {
+                            if let Some(wait) = self.frame(&msg, &mut run) {
+                                not_before = Some(tokio::time::Instant::now() + wait);
+                            }
+                        }
                         ClientEvent::AgUi { .. } => {}
                     }
                 }
@@ -409,12 +448,15 @@ impl Connection {
                         None => std::future::pending().await,
                     }
                 } => {
-                    run = None;
-                    c.runs_timed_out.fetch_add(1, Ordering::Relaxed);
-                    c.runs_in_flight.fetch_sub(1, Ordering::Relaxed);
+                    if run.take().is_some() {
+                        c.runs_timed_out.fetch_add(1, Ordering::Relaxed);
+                        c.runs_in_flight.fetch_sub(1, Ordering::Relaxed);
+                    } else {
+                        not_before = None;
+                    }
                 }
             }
-            if run.is_none() && is_open {
+            if run.is_none() && is_open && not_before.is_none() {
                 let load = self.load.borrow().clone();
                 if self.index < load.connections {
                     runs += 1;
@@ -467,11 +509,27 @@ impl Connection {
         *seen = now;
     }
 
-    fn frame(&self, msg: &WebSocketMessage, run: &mut Option<Run>) {
+    /// Counts a frame; after a refused start, how long to wait before
+    /// the next one.
+    fn frame(&self, msg: &WebSocketMessage, run: &mut Option<Run>) -> Option<Duration> {
         let c = &self.counters;
-        if ErrorFrame::from_message(msg).is_ok() {
+        if let Ok(error) = ErrorFrame::from_message(msg) {
             c.run_errors.fetch_add(1, Ordering::Relaxed);
-            return;
+            // A refused start (the store failing over, a gateway shutting
+            // down): the run will not be, and the client was told.
+            if let Some(r) = run
+                && error.ref_message_id.is_some()
+                && error.ref_message_id == r.start.message_id
+            {
+                c.runs_told.fetch_add(1, Ordering::Relaxed);
+                c.runs_in_flight.fetch_sub(1, Ordering::Relaxed);
+                *run = None;
+                let wait = error
+                    .retry_after_ms
+                    .map_or(REFUSED_START_WAIT, Duration::from_millis);
+                return Some(wait.max(REFUSED_START_WAIT));
+            }
+            return None;
         }
         if msg.message_type == MessageType::AgentProgress
             && msg.payload.get("fanout").and_then(Value::as_u64)
@@ -479,10 +537,10 @@ impl Connection {
         {
             c.fanout_received.fetch_add(1, Ordering::Relaxed);
             c.fanout_last_us.fetch_max(now_us(), Ordering::Relaxed);
-            return;
+            return None;
         }
         if !msg.message_type.is_agent_event() || msg.seq.is_none() {
-            return;
+            return None;
         }
         c.events.fetch_add(1, Ordering::Relaxed);
         if let Some(emitted) = msg.timestamp {
@@ -498,7 +556,7 @@ impl Connection {
         else {
             // An earlier run's (one given up on) late event.
             c.stray_events.fetch_add(1, Ordering::Relaxed);
-            return;
+            return None;
         };
         let id = msg.payload.get("run_id").and_then(Value::as_str);
         match (&r.id, id) {
@@ -506,7 +564,7 @@ impl Connection {
             (Some(mine), Some(id)) if mine != id => {
                 // An earlier run's (one given up on) late event.
                 c.stray_events.fetch_add(1, Ordering::Relaxed);
-                return;
+                return None;
             }
             _ => {}
         }
@@ -524,5 +582,6 @@ impl Connection {
             c.runs_in_flight.fetch_sub(1, Ordering::Relaxed);
             *run = None;
         }
+        None
     }
 }

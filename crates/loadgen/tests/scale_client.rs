@@ -101,8 +101,9 @@ fn the_scale_client_holds_its_connections_from_its_address_and_reports_them() {
 /// Greets one connection, then answers each `start_agent` with a whole
 /// run on the start's thread — after a late event of the run before
 /// (its thread and run id) for every start but the first. Answers
-/// `runs` starts.
-async fn late_runner(listener: TcpListener, runs: u64) {
+/// `runs` starts; with `refuse_first`, the first start is refused with an
+/// error frame naming it instead.
+async fn late_runner(listener: TcpListener, runs: u64, refuse_first: bool) {
     let (stream, _) = listener.accept().await.unwrap();
     let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
     let hello = ConnectionEstablished {
@@ -120,12 +121,24 @@ async fn late_runner(listener: TcpListener, runs: u64) {
     let mut seq = 0u64;
     let mut earlier: Option<(String, String)> = None;
     let mut answered = 0;
+    let mut refuse = refuse_first;
     while let Some(Ok(message)) = ws.next().await {
         let Message::Text(text) = message else {
             continue;
         };
         let start = wsc_core::parse_client_frame(&text).unwrap();
         if start.message_type != MessageType::StartAgent || answered == runs {
+            continue;
+        }
+        if std::mem::take(&mut refuse) {
+            let refusal = wsc_core::ErrorFrame::new(
+                wsc_core::ErrorCode::Internal,
+                "the session store did not answer",
+            )
+            .with_ref_message_id(start.message_id.clone().unwrap());
+            ws.send(Message::text(wsc_core::serialize(&refusal.to_message())))
+                .await
+                .unwrap();
             continue;
         }
         answered += 1;
@@ -162,7 +175,7 @@ fn a_late_event_of_an_earlier_run_is_not_counted_into_the_next() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
     let addr = listener.local_addr().unwrap();
-    rt.spawn(late_runner(listener, 3));
+    rt.spawn(late_runner(listener, 3, false));
     let mut child = Command::new(env!("CARGO_BIN_EXE_wsc-scale-client"))
         .args(["--url", &format!("ws://{addr}/ws")])
         .args(["--connections", "1"])
@@ -190,6 +203,43 @@ fn a_late_event_of_an_earlier_run_is_not_counted_into_the_next() {
     assert_eq!(status["runs_completed"], 3, "each run whole: {status}");
     assert_eq!(status["runs_incomplete"], 0, "{status}");
     assert_eq!(status["stray_events"], 2, "the late events: {status}");
+    writeln!(stdin, "quit").unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn a_refused_start_counts_as_told_and_the_next_run_follows() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(late_runner(listener, 2, true));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsc-scale-client"))
+        .args(["--url", &format!("ws://{addr}/ws")])
+        .args(["--connections", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    for _ in 0..200 {
+        if ask(&mut stdin, &mut stdout, "status")["open"] == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(ask(&mut stdin, &mut stdout, "load 1 0 0")["ok"], true);
+    let mut status = Value::Null;
+    for _ in 0..200 {
+        status = ask(&mut stdin, &mut stdout, "status");
+        if status["runs_completed"] == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(status["runs_told"], 1, "the refused start: {status}");
+    assert_eq!(status["runs_completed"], 2, "the runs after it: {status}");
+    assert_eq!(status["runs_timed_out"], 0, "{status}");
     writeln!(stdin, "quit").unwrap();
     assert!(child.wait().unwrap().success());
 }
