@@ -12,6 +12,9 @@
 //! 3 000 connections from two client processes, a gateway killed), with the
 //! debug binaries, on a cluster it is given (`--redis`): it fails unless
 //! every client comes back and no run is lost.
+//!
+//! The gateways log at `warn` (`WSC_SCALE_LOG` sets their `RUST_LOG`
+//! instead); a failed run keeps their logs and says where.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -349,7 +352,10 @@ impl Gateway {
             .args(["--max-messages-per-ip-per-minute", "100000000"])
             .args(["--max-sessions", "10000000"])
             .args(["--max-connections", &self.max_connections.to_string()])
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("WSC_SCALE_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -1071,9 +1077,17 @@ fn run(o: &Options) -> Result<Report, String> {
         "",
     );
     if ended.is_none() || incomplete > 0 || timed_out > 0 {
+        let gauge = |name: &str| -> Vec<String> {
+            gateways
+                .iter()
+                .map(|g| format!("{:.0}", g.metric(name)))
+                .collect()
+        };
         failures.push(format!(
-            "runs lost: {incomplete} incomplete, {timed_out} timed out, {} still going",
-            s.sum("runs_in_flight")
+            "runs lost: {incomplete} incomplete, {timed_out} timed out, {} still going (the gateways' runs in flight: {}; their outboxes: {})",
+            s.sum("runs_in_flight"),
+            gauge("wsc_gateway_runs_in_flight").join(" "),
+            gauge("wsc_gateway_outbox_events").join(" ")
         ));
     }
     if s.sum("resumes_refused") > 0 {
