@@ -10,7 +10,7 @@
 //! for it.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use dashmap::DashMap;
 use wsc_core::{MessageType, StoreError, Timestamp, WebSocketMessage, WireFrame};
@@ -79,6 +79,11 @@ pub(crate) struct Shared {
     /// Sessions resumed here while runs of other gateways go on: checked
     /// until those end, so a run whose gateway dies is told.
     watched: DashMap<String, Arc<SessionRegistry>>,
+    /// Whether a catch-up of the attached sessions is under way (one at a
+    /// time, beside the health checks).
+    catching_up: AtomicBool,
+    /// Whether the outbox is being published (one flush at a time).
+    flushing: AtomicBool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -112,6 +117,8 @@ impl Shared {
             outbox: Outbox::default(),
             counters,
             watched: DashMap::new(),
+            catching_up: AtomicBool::new(false),
+            flushing: AtomicBool::new(false),
         }
     }
 
@@ -297,24 +304,60 @@ impl Shared {
     }
 
     /// The health check: asks the store; when it is back, catches every
-    /// attached session up and publishes what the outbox holds.
-    pub(crate) async fn check(&self) {
+    /// attached session up and publishes what the outbox holds — each in a
+    /// task of its own, one at a time, so neither holds up the next health
+    /// check: a catch-up of thousands of sessions while a shard is still
+    /// failing over takes a store timeout per session, and the outbox must
+    /// be published as soon as the store answers (the runs waiting in it
+    /// go on only then).
+    pub(crate) async fn check(self: &Arc<Self>) {
         match self.broker.ping().await {
             Ok(()) => {
                 if self.counters.store_answered() {
                     tracing::info!("shared store (redis) reachable again");
-                    let _ = self.sessions.catch_up_all().await;
+                    self.spawn_once(
+                        |s| &s.catching_up,
+                        |shared| async move {
+                            if let Err(e) = shared.sessions.catch_up_all().await {
+                                // Caught up again when the store is next back.
+                                shared.session_store_failed(&e);
+                            }
+                        },
+                    );
                 }
             }
             // The health check decides: a PING unanswered is unreachable.
             Err(_) => self.store_down(),
         }
         if self.store_up() && self.outbox.len() > 0 {
-            let published = self.outbox.flush(&self.sessions).await;
-            if published > 0 {
-                tracing::info!(published, "outbox events published");
-            }
+            self.spawn_once(
+                |s| &s.flushing,
+                |shared| async move {
+                    let published = shared.outbox.flush(&shared.sessions).await;
+                    if published > 0 {
+                        tracing::info!(published, "outbox events published");
+                    }
+                },
+            );
         }
+    }
+
+    /// Runs `work` in a task unless the one the flag `running` picks
+    /// still runs.
+    fn spawn_once<F, Fut>(self: &Arc<Self>, running: fn(&Shared) -> &AtomicBool, work: F)
+    where
+        F: FnOnce(Arc<Self>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        if running(self).swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let shared = self.clone();
+        let job = work(self.clone());
+        tokio::spawn(async move {
+            job.await;
+            running(&shared).store(false, Ordering::Release);
+        });
     }
 
     /// Drops the expired sessions of both registries.
