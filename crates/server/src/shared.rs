@@ -513,6 +513,8 @@ mod tests {
         down: AtomicBool,
         /// Calls time out, but a PING is answered (a busy store).
         slow: AtomicBool,
+        /// Replays (a catch-up's reads) of this session never answer.
+        replays_hang: std::sync::Mutex<Option<String>>,
     }
 
     impl Outage {
@@ -571,6 +573,10 @@ mod tests {
             last_seq: u64,
         ) -> Result<Option<Result<Vec<WireFrame>, ReplayGap>>, StoreError> {
             self.outage.check()?;
+            let hangs = self.outage.replays_hang.lock().unwrap().as_deref() == Some(session_id);
+            if hangs {
+                std::future::pending::<()>().await;
+            }
             self.inner.replay_after(session_id, last_seq).await
         }
         async fn ack(&self, session_id: &str, seq: u64) -> Result<(), StoreError> {
@@ -858,7 +864,7 @@ mod tests {
         assert_eq!(publish(3).await, Published::Queued);
         assert_eq!(shared.outbox_counts(), (3, 0));
         shared.check().await;
-        assert_eq!(shared.outbox_counts(), (0, 0));
+        flushed(&shared).await;
         assert_eq!(publish(4).await, Published::Appended);
 
         let replay = registry
@@ -880,5 +886,51 @@ mod tests {
                 .await,
             Published::SessionGone
         );
+    }
+
+    /// Waits (yielding) until the outbox's flush task has published what
+    /// waits; false if it does not within 1 000 turns.
+    async fn flushed(shared: &Arc<Shared>) -> bool {
+        for _ in 0..1_000 {
+            if shared.outbox_counts() == (0, 0) && !shared.flushing.load(Ordering::Acquire) {
+                return true;
+            }
+            tokio::task::yield_now().await;
+        }
+        false
+    }
+
+    /// A catch-up of the attached sessions that does not end (a shard
+    /// still failing over answers each read after its timeout, thousands
+    /// of sessions long) holds up neither the health checks nor the
+    /// outbox: the events waiting in it for other sessions are published
+    /// as soon as the store answers.
+    #[tokio::test(start_paused = true)]
+    async fn a_catch_up_that_does_not_end_holds_up_neither_health_checks_nor_the_outbox() {
+        let (shared, outage) = shared(RedisFailurePolicy::FailOpen);
+        let (_, stuck) = shared.start_session("v", None).await;
+        *outage.replays_hang.lock().unwrap() = Some(stuck.unwrap().attached.session_id);
+        let (registry, started) = shared.start_session("u", None).await;
+        let id = started.unwrap().attached.session_id;
+        outage.set(true);
+        let queued = shared.publish(&registry, &id, frame(1), "m1".into()).await;
+        assert_eq!(queued, Published::Queued);
+        shared.check().await;
+        assert!(!shared.store_up());
+
+        outage.set(false);
+        // The store is back: the catch-up begins and never ends.
+        tokio::time::timeout(Duration::from_secs(5), shared.check())
+            .await
+            .expect("the health check does not wait for the catch-up");
+        assert!(shared.store_up());
+        assert!(flushed(&shared).await, "the outbox is published meanwhile");
+        // Later checks go on (and start no second catch-up).
+        outage.set(true);
+        tokio::time::timeout(Duration::from_secs(5), shared.check())
+            .await
+            .expect("a later health check runs");
+        assert!(!shared.store_up(), "and still notices the store fail");
+        assert!(shared.catching_up.load(Ordering::Acquire));
     }
 }
