@@ -78,7 +78,16 @@ impl Outbox {
                         }
                         break;
                     }
-                    Err(_) => return published,
+                    Err(e) => {
+                        tracing::warn!(
+                            session_id = %session,
+                            error = %e,
+                            published,
+                            waiting = self.len(),
+                            "outbox flush stopped: retried at the next health check"
+                        );
+                        return published;
+                    }
                 }
                 published += 1;
                 self.held.fetch_sub(1, Ordering::Relaxed);
