@@ -1,5 +1,7 @@
 //! [`RedisConnection`]: one Redis, or a Redis Cluster, behind one type.
 
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -21,12 +23,97 @@ pub const CLUSTER_SCHEME: &str = "redis+cluster://";
 /// by the cluster client; when a master dies, its slots fail until a
 /// replica takes over and the client, sent elsewhere by a `MOVED`, learns
 /// the new slot map (a few seconds; see the project's `docs/scaling.md`).
+/// A cluster connection whose `PING`s keep failing is rebuilt from its
+/// seed list ([`ClusterHandle`]).
 #[derive(Clone)]
 pub enum RedisConnection {
     /// One Redis (`redis://host:port/db`).
     Single(ConnectionManager),
     /// A Redis Cluster (`redis+cluster://h1:p1,h2:p2`).
-    Cluster(ClusterConnection),
+    Cluster(ClusterHandle),
+}
+
+/// Consecutive failed `PING`s after which a cluster connection is rebuilt
+/// from its seed list (and again after as many more).
+const REBUILD_AFTER_FAILED_PINGS: u32 = 4;
+
+/// A Redis Cluster connection that is rebuilt from its seed list when its
+/// `PING`s keep failing: the cluster client learns the slot map anew from
+/// a live node. A client that lost its way in a failover — its map still
+/// naming a master that died for good, its `PING` (sent to every master)
+/// failing long after a replica took over — would otherwise keep the
+/// store "unreachable" for ever. Clones share the connection.
+#[derive(Clone)]
+pub struct ClusterHandle(Arc<ClusterInner>);
+
+struct ClusterInner {
+    client: ClusterClient,
+    current: RwLock<ClusterConnection>,
+    failed_pings: AtomicU32,
+    rebuilding: AtomicBool,
+    rebuilt: AtomicU64,
+}
+
+impl ClusterHandle {
+    fn new(client: ClusterClient, connection: ClusterConnection) -> Self {
+        ClusterHandle(Arc::new(ClusterInner {
+            client,
+            current: RwLock::new(connection),
+            failed_pings: AtomicU32::new(0),
+            rebuilding: AtomicBool::new(false),
+            rebuilt: AtomicU64::new(0),
+        }))
+    }
+
+    /// The connection in use now.
+    fn current(&self) -> ClusterConnection {
+        self.0
+            .current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// How many times the connection was rebuilt.
+    pub fn rebuilt(&self) -> u64 {
+        self.0.rebuilt.load(Ordering::Relaxed)
+    }
+
+    /// A `PING` answered or not: after [`REBUILD_AFTER_FAILED_PINGS`]
+    /// failures in a row, a new connection is built in the background and
+    /// takes over once it is up (commands in flight finish on the old).
+    fn pinged(&self, answered: bool) {
+        if answered {
+            self.0.failed_pings.store(0, Ordering::Relaxed);
+            return;
+        }
+        let failed = self.0.failed_pings.fetch_add(1, Ordering::Relaxed) + 1;
+        if failed % REBUILD_AFTER_FAILED_PINGS != 0
+            || self.0.rebuilding.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let inner = self.0.clone();
+        tokio::spawn(async move {
+            match inner.client.get_async_connection().await {
+                Ok(connection) => {
+                    *inner
+                        .current
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = connection;
+                    inner.rebuilt.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        failed_pings = failed,
+                        "redis cluster connection rebuilt from its seed list"
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "redis cluster connection could not be rebuilt")
+                }
+            }
+            inner.rebuilding.store(false, Ordering::Release);
+        });
+    }
 }
 
 impl std::fmt::Debug for RedisConnection {
@@ -52,15 +139,22 @@ impl RedisConnection {
     /// The command's failure, or a timeout.
     pub async fn ping(&self, timeout: Duration) -> Result<(), StoreError> {
         let mut conn = self.clone();
-        match tokio::time::timeout(timeout, redis::cmd("PING").query_async::<String>(&mut conn))
-            .await
+        let answer = match tokio::time::timeout(
+            timeout,
+            redis::cmd("PING").query_async::<String>(&mut conn),
+        )
+        .await
         {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(store_error(e)),
             Err(_) => Err(StoreError::timeout(format!(
                 "redis did not answer PING within {timeout:?}"
             ))),
+        };
+        if let RedisConnection::Cluster(cluster) = self {
+            cluster.pinged(answer.is_ok());
         }
+        answer
     }
 
     /// Which of `keys` may share one script call, as groups of their
@@ -101,7 +195,10 @@ impl ConnectionLike for RedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             RedisConnection::Single(c) => c.req_packed_command(cmd),
-            RedisConnection::Cluster(c) => c.req_packed_command(cmd),
+            RedisConnection::Cluster(c) => {
+                let mut connection = c.current();
+                Box::pin(async move { connection.req_packed_command(cmd).await })
+            }
         }
     }
 
@@ -113,14 +210,17 @@ impl ConnectionLike for RedisConnection {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             RedisConnection::Single(c) => c.req_packed_commands(cmd, offset, count),
-            RedisConnection::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+            RedisConnection::Cluster(c) => {
+                let mut connection = c.current();
+                Box::pin(async move { connection.req_packed_commands(cmd, offset, count).await })
+            }
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             RedisConnection::Single(c) => c.get_db(),
-            RedisConnection::Cluster(c) => c.get_db(),
+            RedisConnection::Cluster(c) => c.current().get_db(),
         }
     }
 }
@@ -179,7 +279,9 @@ pub async fn connect_with_timeout(
             .build()
             .map_err(store_error)?;
         let connection = client.get_async_connection().await.map_err(store_error)?;
-        return Ok(RedisConnection::Cluster(connection));
+        return Ok(RedisConnection::Cluster(ClusterHandle::new(
+            client, connection,
+        )));
     }
     let client = redis::Client::open(url).map_err(store_error)?;
     let config = ConnectionManagerConfig::new()

@@ -49,8 +49,8 @@ pub mod testing;
 
 pub use announce::{AnnouncementListener, spawn_announcement_listener, spawn_channel_listener};
 pub use connection::{
-    CLUSTER_SCHEME, DEFAULT_REPLY_TIMEOUT, RedisConnection, connect, connect_with_timeout,
-    hash_slot,
+    CLUSTER_SCHEME, ClusterHandle, DEFAULT_REPLY_TIMEOUT, RedisConnection, connect,
+    connect_with_timeout, hash_slot,
 };
 pub use connections::{LostRuns, RedisConnectionCounter, shared_token_secret};
 pub use limiter::{BatchStats, RedisRateLimitStore};
