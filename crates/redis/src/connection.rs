@@ -88,7 +88,7 @@ impl ClusterHandle {
             return;
         }
         let failed = self.0.failed_pings.fetch_add(1, Ordering::Relaxed) + 1;
-        if failed % REBUILD_AFTER_FAILED_PINGS != 0
+        if !failed.is_multiple_of(REBUILD_AFTER_FAILED_PINGS)
             || self.0.rebuilding.swap(true, Ordering::AcqRel)
         {
             return;
