@@ -1,9 +1,9 @@
 //! A Redis Cluster master killed for good at Redis's default
-//! `cluster-node-timeout` (15 s), with a connection that, like a gateway
-//! that decided the store is down, sends nothing but its health check's
-//! `PING` meanwhile: once a replica has taken over, the `PING` is
-//! answered again (the connection learns the new masters), so whoever
-//! waits for the store to be back is not left waiting for ever.
+//! `cluster-node-timeout` (15 s), under traffic, with a health check's
+//! `PING` every 500 ms: the `PING`s that keep failing get the connection
+//! rebuilt from its seed list, and once a replica has taken over the
+//! `PING` is answered again, so whoever waits for the store to be back is
+//! not left waiting for ever.
 
 use std::time::{Duration, Instant};
 
