@@ -170,12 +170,14 @@ async fn late_runner(listener: TcpListener, runs: u64, refuse_first: bool) {
     }
 }
 
-#[test]
-fn a_late_event_of_an_earlier_run_is_not_counted_into_the_next() {
+/// One `wsc-scale-client` connection against [`late_runner`] (`runs`,
+/// `refuse_first`), running runs back to back; its status once `done`
+/// holds (or after 10 s).
+fn runs_against_late_runner(runs: u64, refuse_first: bool, done: impl Fn(&Value) -> bool) -> Value {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
     let addr = listener.local_addr().unwrap();
-    rt.spawn(late_runner(listener, 3, false));
+    rt.spawn(late_runner(listener, runs, refuse_first));
     let mut child = Command::new(env!("CARGO_BIN_EXE_wsc-scale-client"))
         .args(["--url", &format!("ws://{addr}/ws")])
         .args(["--connections", "1"])
@@ -195,51 +197,30 @@ fn a_late_event_of_an_earlier_run_is_not_counted_into_the_next() {
     let mut status = Value::Null;
     for _ in 0..200 {
         status = ask(&mut stdin, &mut stdout, "status");
-        if status["runs_completed"] == 3 && status["stray_events"] == 2 {
+        if done(&status) {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    writeln!(stdin, "quit").unwrap();
+    assert!(child.wait().unwrap().success());
+    status
+}
+
+#[test]
+fn a_late_event_of_an_earlier_run_is_not_counted_into_the_next() {
+    let status = runs_against_late_runner(3, false, |s| {
+        s["runs_completed"] == 3 && s["stray_events"] == 2
+    });
     assert_eq!(status["runs_completed"], 3, "each run whole: {status}");
     assert_eq!(status["runs_incomplete"], 0, "{status}");
     assert_eq!(status["stray_events"], 2, "the late events: {status}");
-    writeln!(stdin, "quit").unwrap();
-    assert!(child.wait().unwrap().success());
 }
 
 #[test]
 fn a_refused_start_counts_as_told_and_the_next_run_follows() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
-    let addr = listener.local_addr().unwrap();
-    rt.spawn(late_runner(listener, 2, true));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wsc-scale-client"))
-        .args(["--url", &format!("ws://{addr}/ws")])
-        .args(["--connections", "1"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    for _ in 0..200 {
-        if ask(&mut stdin, &mut stdout, "status")["open"] == 1 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(ask(&mut stdin, &mut stdout, "load 1 0 0")["ok"], true);
-    let mut status = Value::Null;
-    for _ in 0..200 {
-        status = ask(&mut stdin, &mut stdout, "status");
-        if status["runs_completed"] == 2 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let status = runs_against_late_runner(2, true, |s| s["runs_completed"] == 2);
     assert_eq!(status["runs_told"], 1, "the refused start: {status}");
     assert_eq!(status["runs_completed"], 2, "the runs after it: {status}");
     assert_eq!(status["runs_timed_out"], 0, "{status}");
-    writeln!(stdin, "quit").unwrap();
-    assert!(child.wait().unwrap().success());
 }
