@@ -107,6 +107,14 @@ struct Counters {
     down: Mutex<std::collections::BTreeMap<usize, (std::time::Instant, String)>>,
 }
 
+impl Counters {
+    /// A run in flight ended as `outcome` counts it.
+    fn run_ended(&self, outcome: &AtomicU64) {
+        outcome.fetch_add(1, Ordering::Relaxed);
+        self.runs_in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// What a [`Hold`] saw so far.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct HoldStatus {
@@ -397,8 +405,7 @@ impl Connection {
                                     if run.take().is_some() {
                                         // The rest of the run stayed in the
                                         // old session: told by the refusal.
-                                        c.runs_told.fetch_add(1, Ordering::Relaxed);
-                                        c.runs_in_flight.fetch_sub(1, Ordering::Relaxed);
+                                        c.run_ended(&c.runs_told);
                                     }
                                 }
                             }
@@ -424,8 +431,7 @@ impl Connection {
                             }
                             c.gave_up.fetch_add(1, Ordering::Relaxed);
                             if run.take().is_some() {
-                                c.runs_told.fetch_add(1, Ordering::Relaxed);
-                                c.runs_in_flight.fetch_sub(1, Ordering::Relaxed);
+                                c.run_ended(&c.runs_told);
                             }
                             break;
                         }
@@ -449,8 +455,7 @@ impl Connection {
                     }
                 } => {
                     if run.take().is_some() {
-                        c.runs_timed_out.fetch_add(1, Ordering::Relaxed);
-                        c.runs_in_flight.fetch_sub(1, Ordering::Relaxed);
+                        c.run_ended(&c.runs_timed_out);
                     } else {
                         not_before = None;
                     }
@@ -521,8 +526,7 @@ impl Connection {
                 && error.ref_message_id.is_some()
                 && error.ref_message_id == r.start.message_id
             {
-                c.runs_told.fetch_add(1, Ordering::Relaxed);
-                c.runs_in_flight.fetch_sub(1, Ordering::Relaxed);
+                c.run_ended(&c.runs_told);
                 *run = None;
                 let wait = error
                     .retry_after_ms
@@ -578,8 +582,7 @@ impl Connection {
             } else {
                 &c.runs_incomplete
             };
-            counter.fetch_add(1, Ordering::Relaxed);
-            c.runs_in_flight.fetch_sub(1, Ordering::Relaxed);
+            c.run_ended(counter);
             *run = None;
         }
         None

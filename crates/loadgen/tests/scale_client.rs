@@ -16,6 +16,21 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use wsc_core::{ConnectionEstablished, Frame, MessageType, WebSocketMessage};
 
+/// The greeting of connection `n`: a fresh session `s{n}`.
+fn hello(n: u64) -> Message {
+    let hello = ConnectionEstablished {
+        session_id: format!("s{n}"),
+        connection_id: format!("c{n}"),
+        resume_token: "t".into(),
+        epoch: 1,
+        resumed: false,
+        replayed: 0,
+        heartbeat_interval_ms: 15_000,
+        reason: None,
+    };
+    Message::text(serde_json::to_string(&hello.to_message()).unwrap())
+}
+
 /// Accepts WebSockets, greets each with `connection_established` and
 /// records the peer's address; the first connection from `127.0.0.3` is
 /// dropped after its greeting (once).
@@ -31,18 +46,7 @@ async fn stand_in(listener: TcpListener, peers: Arc<std::sync::Mutex<Vec<String>
             let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
                 return;
             };
-            let hello = ConnectionEstablished {
-                session_id: format!("s{n}"),
-                connection_id: format!("c{n}"),
-                resume_token: "t".into(),
-                epoch: 1,
-                resumed: false,
-                replayed: 0,
-                heartbeat_interval_ms: 15_000,
-                reason: None,
-            };
-            let text = serde_json::to_string(&hello.to_message()).unwrap();
-            if ws.send(Message::text(text)).await.is_err() {
+            if ws.send(hello(n)).await.is_err() {
                 return;
             }
             if dropped.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -106,18 +110,7 @@ fn the_scale_client_holds_its_connections_from_its_address_and_reports_them() {
 async fn late_runner(listener: TcpListener, runs: u64, refuse_first: bool) {
     let (stream, _) = listener.accept().await.unwrap();
     let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
-    let hello = ConnectionEstablished {
-        session_id: "s".into(),
-        connection_id: "c".into(),
-        resume_token: "t".into(),
-        epoch: 1,
-        resumed: false,
-        replayed: 0,
-        heartbeat_interval_ms: 15_000,
-        reason: None,
-    };
-    let text = serde_json::to_string(&hello.to_message()).unwrap();
-    ws.send(Message::text(text)).await.unwrap();
+    ws.send(hello(0)).await.unwrap();
     let mut seq = 0u64;
     let mut earlier: Option<(String, String)> = None;
     let mut answered = 0;

@@ -202,8 +202,7 @@ impl Admission {
             >= SAMPLE_EVERY.as_millis() as u64;
         if due && !self.counting.swap(true, Ordering::AcqRel) {
             let admission = self.clone();
-            let counted = tokio::task::spawn_blocking(move || admission.count_others());
-            drop(counted);
+            tokio::task::spawn_blocking(move || admission.count_others());
         }
     }
 

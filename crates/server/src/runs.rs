@@ -346,6 +346,15 @@ impl RunTable {
     }
 }
 
+/// The session whose run is marked as this gateway's in the shared store
+/// (a WebSocket session's run, with other gateways to tell if this one
+/// dies); `None` for any other run.
+fn marked_session(run: &Run, services: &RunServices) -> Option<String> {
+    (run.log.is_none() && services.shared.spans_gateways())
+        .then(|| run.id.session.as_ref().map(|s| s.id.clone()))
+        .flatten()
+}
+
 /// `run-` and 24 hex digits of SHA-256 over the session and the start's
 /// message id: the same on every gateway, unguessable across sessions.
 fn idempotent_run_id(session_id: &str, message_id: &str) -> String {
@@ -489,7 +498,7 @@ impl RunTable {
         // Marked as this gateway's before its start key is claimed: a
         // gateway that dies once the key is claimed leaves its mark, so the
         // run is told (`gateway_lost`), never silently gone.
-        let marked = run.log.is_none() && services.shared.spans_gateways();
+        let marked = marked_session(&run, services).is_some();
         if marked
             && let Err(e) = services
                 .shared
@@ -632,9 +641,7 @@ impl RunTable {
         let started = request.run_id.clone();
         // A run of a WebSocket session was marked as this gateway's in the
         // shared store (`start_run`): unmarked when it ends here.
-        let marked = (run.log.is_none() && services.shared.spans_gateways())
-            .then(|| run.id.session.as_ref().map(|s| s.id.clone()))
-            .flatten();
+        let marked = marked_session(&run, services);
         let broker = services.shared.broker().clone();
         let span = tracing::info_span!("run", run_id = %request.run_id, agent = %log_safe(&request.agent_name));
         tokio::spawn(

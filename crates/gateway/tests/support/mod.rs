@@ -11,7 +11,19 @@ use tokio::process::{Child, Command};
 /// `wsc-gateway serve ARGS` with the environment variables `env`, stdout
 /// piped, stderr as given, killed when dropped.
 pub(crate) fn spawn_serve(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_wsc-gateway"))
+    serve_with(
+        Command::new(env!("CARGO_BIN_EXE_wsc-gateway")),
+        args,
+        env,
+        stderr,
+    )
+}
+
+/// `command` (the gateway binary, or a program that runs it) with
+/// `serve ARGS` appended, the environment `env`, stdout piped, stderr as
+/// given, killed when dropped.
+fn serve_with(mut command: Command, args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Child {
+    command
         .arg("serve")
         .args(args)
         .envs(env.iter().copied())
@@ -64,15 +76,10 @@ pub(crate) async fn terminate(
 /// open files (soft and hard), stdout piped, stderr as given, killed when
 /// dropped.
 pub(crate) fn spawn_serve_with_open_files(open_files: u64, args: &[&str], stderr: Stdio) -> Child {
-    Command::new("prlimit")
+    let mut prlimit = Command::new("prlimit");
+    prlimit
         .arg(format!("--nofile={open_files}:{open_files}"))
         .arg("--")
-        .arg(env!("CARGO_BIN_EXE_wsc-gateway"))
-        .arg("serve")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("prlimit starts the gateway binary")
+        .arg(env!("CARGO_BIN_EXE_wsc-gateway"));
+    serve_with(prlimit, args, &[], stderr)
 }
