@@ -57,6 +57,28 @@ async fn stand_in(listener: TcpListener, peers: Arc<std::sync::Mutex<Vec<String>
     }
 }
 
+/// The `wsc-scale-client` binary against `ws://ADDR/ws` with `args`: the
+/// process, its stdin and its stdout.
+fn scale_client(
+    addr: std::net::SocketAddr,
+    args: &[&str],
+) -> (
+    std::process::Child,
+    std::process::ChildStdin,
+    BufReader<std::process::ChildStdout>,
+) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsc-scale-client"))
+        .args(["--url", &format!("ws://{addr}/ws")])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    (child, stdin, stdout)
+}
+
 fn ask(stdin: &mut impl Write, stdout: &mut impl BufRead, command: &str) -> Value {
     writeln!(stdin, "{command}").unwrap();
     let mut line = String::new();
@@ -71,15 +93,8 @@ fn the_scale_client_holds_its_connections_from_its_address_and_reports_them() {
     let addr = listener.local_addr().unwrap();
     let peers = Arc::new(std::sync::Mutex::new(Vec::new()));
     rt.spawn(stand_in(listener, peers.clone()));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wsc-scale-client"))
-        .args(["--url", &format!("ws://{addr}/ws")])
-        .args(["--connections", "5", "--from", "127.0.0.3"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let (mut child, mut stdin, mut stdout) =
+        scale_client(addr, &["--connections", "5", "--from", "127.0.0.3"]);
     let mut status = Value::Null;
     for _ in 0..200 {
         status = ask(&mut stdin, &mut stdout, "status");
@@ -171,15 +186,7 @@ fn runs_against_late_runner(runs: u64, refuse_first: bool, done: impl Fn(&Value)
     let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
     let addr = listener.local_addr().unwrap();
     rt.spawn(late_runner(listener, runs, refuse_first));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wsc-scale-client"))
-        .args(["--url", &format!("ws://{addr}/ws")])
-        .args(["--connections", "1"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let (mut child, mut stdin, mut stdout) = scale_client(addr, &["--connections", "1"]);
     for _ in 0..200 {
         if ask(&mut stdin, &mut stdout, "status")["open"] == 1 {
             break;
